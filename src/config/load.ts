@@ -1,0 +1,275 @@
+/**
+ * The one place that reads configuration from files and the environment: parses YAML or JSON,
+ * validates against the schema, applies defaults, checks what spans fields (duplicate route names,
+ * overlapping ports, references), and reads secrets from their files or variables.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, CutoverError } from '../errors.js';
+import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
+
+export type TransformFn = (legacy: unknown, candidate: unknown, ctx: { route: string; method: string; path: string }) => { legacy: unknown; candidate: unknown };
+
+export interface ShadowSettings {
+  percent: number;
+  unsafe: boolean;
+  maxBodyBytes: number;
+  baselinePercent: number;
+}
+
+export interface CompareSettings {
+  headers: string[];
+  ignoreHeaders: string[];
+  ignore: string[];
+  unordered: string[];
+  tolerance: { absolute: number; relative: number };
+  mappings: Mapping[];
+  /** Absolute path of the transform module, when one is configured. */
+  transformPath?: string;
+  transform?: TransformFn;
+  sensitive: string[];
+  maxBodyBytes: number;
+}
+
+export interface RouteSettings {
+  name: string;
+  /** Upper-case methods, or null for every method. */
+  methods: string[] | null;
+  path: string;
+  rewrite?: string;
+  weight: number;
+  shadow: ShadowSettings;
+  compare: CompareSettings;
+  after: string[];
+  forwardCredentials: boolean;
+}
+
+export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
+  routes: RouteSettings[];
+  /** Defaults applied to requests that match no route (`other`). */
+  defaults: { shadow: ShadowSettings; compare: CompareSettings };
+  /** The admin bearer token, read from admin.tokenFile or admin.tokenEnv. */
+  adminToken?: string;
+  /** Where the config came from, for messages. */
+  source: string;
+}
+
+export const BUILTIN_SHADOW: ShadowSettings = { percent: 100, unsafe: false, maxBodyBytes: 1024 * 1024, baselinePercent: 10 };
+export const BUILTIN_COMPARE: CompareSettings = {
+  headers: ['content-type'],
+  ignoreHeaders: [],
+  ignore: [],
+  unordered: [],
+  tolerance: { absolute: 0, relative: 0 },
+  mappings: [],
+  sensitive: [],
+  maxBodyBytes: 1024 * 1024,
+};
+
+/** Formats a zod path as it reads in the file: `routes[2].match.path`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out || '(root)';
+}
+
+function zodProblems(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    return `${formatPath(issue.path)}: ${message}`;
+  });
+}
+
+function mergeShadow(...layers: (ShadowRule | undefined)[]): ShadowSettings {
+  const out = { ...BUILTIN_SHADOW };
+  for (const layer of layers) {
+    if (!layer) continue;
+    for (const [k, v] of Object.entries(layer)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
+
+function mergeCompare(configDir: string, ...layers: (CompareRule | undefined)[]): CompareSettings {
+  const out: CompareSettings = { ...BUILTIN_COMPARE, tolerance: { ...BUILTIN_COMPARE.tolerance } };
+  let headersSet = false;
+  for (const layer of layers) {
+    if (!layer) continue;
+    // Lists add up from defaults to the route, so a default ignore still applies to every route;
+    // `headers` replaces the built-in list the first time it is given, then adds up too.
+    if (layer.headers) {
+      out.headers = headersSet ? [...out.headers, ...layer.headers] : [...layer.headers];
+      headersSet = true;
+    }
+    if (layer.ignoreHeaders) out.ignoreHeaders = [...out.ignoreHeaders, ...layer.ignoreHeaders];
+    if (layer.ignore) out.ignore = [...out.ignore, ...layer.ignore];
+    if (layer.unordered) out.unordered = [...out.unordered, ...layer.unordered];
+    if (layer.sensitive) out.sensitive = [...out.sensitive, ...layer.sensitive];
+    if (layer.mappings) out.mappings = [...out.mappings, ...layer.mappings];
+    if (layer.tolerance) out.tolerance = { ...out.tolerance, ...stripUndefined(layer.tolerance) };
+    if (layer.maxBodyBytes !== undefined) out.maxBodyBytes = layer.maxBodyBytes;
+    if (layer.transform) out.transformPath = resolvePath(configDir, layer.transform);
+  }
+  out.headers = [...new Set(out.headers.map((h) => h.toLowerCase()))];
+  out.ignoreHeaders = [...new Set(out.ignoreHeaders.map((h) => h.toLowerCase()))];
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+const PARAM = /:([A-Za-z_][A-Za-z0-9_]*)/g;
+
+function crossFieldProblems(raw: RawConfig): string[] {
+  const problems: string[] = [];
+  const { listen, admin } = raw;
+  const anyHost = (h: string) => h === '0.0.0.0' || h === '::' || h === '';
+  if (listen.port !== 0 && listen.port === admin.port && (listen.host === admin.host || anyHost(listen.host) || anyHost(admin.host))) {
+    problems.push(`admin.port: ${admin.port} is also listen.port; the data and admin listeners need different ports`);
+  }
+  if (admin.tokenFile && admin.tokenEnv) problems.push('admin: give tokenFile or tokenEnv, not both');
+  const seen = new Map<string, number>();
+  raw.routes.forEach((route, i) => {
+    const first = seen.get(route.name);
+    if (first !== undefined) problems.push(`routes[${i}].name: "${route.name}" is already the name of routes[${first}]; route names must be unique`);
+    else seen.set(route.name, i);
+    if (route.rewrite) {
+      const params = new Set([...route.match.path.matchAll(PARAM)].map((m) => m[1]));
+      for (const m of route.rewrite.path.matchAll(PARAM)) {
+        if (!params.has(m[1])) problems.push(`routes[${i}].rewrite.path: ":${m[1]}" is not a parameter of match.path`);
+      }
+      if (route.rewrite.path.includes('*') && !route.match.path.includes('*')) {
+        problems.push(`routes[${i}].rewrite.path: "*" is used but match.path has no "*"`);
+      }
+    }
+    const star = route.match.path.indexOf('*');
+    if (star !== -1 && star !== route.match.path.length - 1) problems.push(`routes[${i}].match.path: "*" may only end the path`);
+  });
+  raw.routes.forEach((route, i) => {
+    route.after?.forEach((dep, j) => {
+      if (!seen.has(dep)) problems.push(`routes[${i}].after[${j}]: no route is named "${dep}"`);
+      else if (dep === route.name) problems.push(`routes[${i}].after[${j}]: a route cannot wait for itself`);
+    });
+  });
+  return problems;
+}
+
+function readSecret(file: string | undefined, env: string | undefined, configDir: string, path: string, problems: string[]): string | undefined {
+  try {
+    if (file) {
+      const value = readFileSync(resolvePath(configDir, file), 'utf8').trim();
+      if (!value) problems.push(`${path}.tokenFile: ${file} is empty`);
+      return value || undefined;
+    }
+  } catch (err) {
+    problems.push(`${path}.tokenFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+  if (env) {
+    const value = process.env[env]?.trim();
+    if (!value) problems.push(`${path}.tokenEnv: environment variable ${env} is not set`);
+    return value || undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Validates a parsed config object. Throws ConfigError listing every problem found.
+ * `configDir` anchors relative paths (token files, transform modules).
+ */
+export function validateConfig(input: unknown, source = 'config', configDir = process.cwd()): Config {
+  const parsed = configSchema.safeParse(input ?? {});
+  if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);
+  const raw = parsed.data;
+  const problems = crossFieldProblems(raw);
+  const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
+  if (problems.length) throw new ConfigError(problems, source);
+
+  const routes: RouteSettings[] = raw.routes.map((r) => ({
+    name: r.name,
+    methods: r.match.methods ? [...new Set(r.match.methods)] : null,
+    path: r.match.path,
+    rewrite: r.rewrite?.path,
+    weight: Math.round(r.weight * 100) / 100,
+    shadow: mergeShadow(raw.defaults.shadow, r.shadow),
+    compare: mergeCompare(configDir, raw.defaults.compare, r.compare),
+    after: r.after ?? [],
+    forwardCredentials: r.forwardCredentials,
+  }));
+  return {
+    ...raw,
+    routes,
+    defaults: { shadow: mergeShadow(raw.defaults.shadow), compare: mergeCompare(configDir, raw.defaults.compare) },
+    adminToken,
+    source,
+  };
+}
+
+/** Parses YAML (JSON is valid YAML) and reports syntax errors with their line. */
+export function parseConfigText(text: string, source: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      doc.errors.map((e) => `line ${(e.linePos?.[0]?.line ?? 0)}: ${e.message.split('\n')[0]}`),
+      source,
+    );
+  }
+  return doc.toJS();
+}
+
+/** Loads and validates a config file, then loads any transform modules it names. */
+export async function loadConfig(file: string): Promise<Config> {
+  const path = resolvePath(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CutoverError('CUTOVER_CONFIG_UNREADABLE', `Cannot read config file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the path given to --config or CUTOVER_CONFIG.`);
+  }
+  const config = validateConfig(parseConfigText(text, file), file, dirname(path));
+  await loadTransforms(config);
+  return config;
+}
+
+/** Imports each distinct transform module once and attaches its default export. */
+export async function loadTransforms(config: Config): Promise<void> {
+  const cache = new Map<string, TransformFn>();
+  const problems: string[] = [];
+  const targets = [
+    { where: 'defaults.compare.transform', settings: config.defaults.compare },
+    ...config.routes.map((r, i) => ({ where: `routes[${i}].compare.transform`, settings: r.compare })),
+  ];
+  for (const { where, settings } of targets) {
+    const path = settings.transformPath;
+    if (!path) continue;
+    let fn = cache.get(path);
+    if (!fn) {
+      try {
+        const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
+        if (typeof mod.default !== 'function') {
+          problems.push(`${where}: ${path} must export a default function`);
+          continue;
+        }
+        fn = mod.default as TransformFn;
+        cache.set(path, fn);
+      } catch (err) {
+        problems.push(`${where}: cannot load ${path} (${(err as Error).message.split('\n')[0]})`);
+        continue;
+      }
+    }
+    settings.transform = fn;
+  }
+  if (problems.length) throw new ConfigError(problems, config.source);
+}
+
+/** The config path from --config or CUTOVER_CONFIG. */
+export function configPathFromEnv(flag: string | undefined): string | undefined {
+  return flag ?? process.env.CUTOVER_CONFIG;
+}

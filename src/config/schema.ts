@@ -1,0 +1,202 @@
+/**
+ * The config file's schema. Unknown keys are errors everywhere (strict objects); every default is
+ * written here, so `cutover check` and the example config can be read against one place.
+ *
+ * Route-level `shadow` and `compare` are partial: they are merged over `defaults.*` and then over the
+ * built-in defaults by `resolve.ts`, so this file keeps them without defaults of their own.
+ */
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') return value;
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; use e.g. 250ms, 30s or 5m` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') return value;
+  const bytes = parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size; use e.g. 512kb, 1mib or a number of bytes` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const port = z.number().int().min(0).max(65535);
+
+const httpUrl = z.string().superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a URL; use e.g. http://127.0.0.1:9101` });
+    return;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `must be an http:// or https:// URL, not ${url.protocol}` });
+  }
+  if (url.search || url.hash) ctx.addIssue({ code: 'custom', message: 'must not carry a query or fragment' });
+});
+
+const percent = z.number().min(0).max(100);
+
+const jsonPath = z.string().regex(/^\$/, 'must be a path starting with "$", e.g. $.meta.requestId');
+
+const secretSource = {
+  /** File holding the secret (trailing newline trimmed). */
+  tokenFile: z.string().min(1).optional(),
+  /** Environment variable holding the secret. */
+  tokenEnv: z.string().min(1).optional(),
+};
+
+export const listenSchema = z.strictObject({
+  host: z.string().min(1).default('0.0.0.0'),
+  port: port.default(8080),
+  /** Largest request body accepted; larger gets 413. */
+  bodyLimit: size.default(10 * 1024 * 1024),
+  /** Peers whose X-Forwarded-For is appended to rather than overwritten (IPs or CIDRs). */
+  trustedProxies: z.array(z.string().min(1)).default([]),
+  /** Send the client's Host header upstream instead of the backend's own host. */
+  preserveHost: z.boolean().default(false),
+  /** On SIGTERM, how long in-flight requests may take before connections are cut. */
+  drainTimeout: duration.default(30_000),
+  /** Idle keep-alive timeout for client connections. */
+  keepAliveTimeout: duration.default(72_000),
+});
+
+export const adminSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(9090),
+  ...secretSource,
+});
+
+export const backendSchema = z.strictObject({
+  url: httpUrl,
+  /** Whole-request budget: headers and body must arrive within it, else 504. */
+  timeout: duration.default(30_000),
+  connectTimeout: duration.default(5_000),
+  /** Connection cap of the keep-alive pool toward this backend. */
+  connections: z.number().int().min(1).max(10_000).default(256),
+  keepAliveTimeout: duration.default(4_000),
+});
+
+const stickyKey = z
+  .string()
+  .regex(/^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|cookie:[^\s;=]+|ip|credential)$/, 'must be header:NAME, cookie:NAME, ip or credential');
+
+export const stickySchema = z.strictObject({ key: stickyKey });
+
+export const shadowRuleSchema = z.strictObject({
+  /** Share of eligible requests mirrored to the other backend (exact counter, not random). */
+  percent: percent.optional(),
+  /** Mirror POST/PUT/PATCH/DELETE too (they then carry X-Cutover-Shadow: 1). */
+  unsafe: z.boolean().optional(),
+  /** Request bodies larger than this are not mirrored (skipped as body_too_large). */
+  maxBodyBytes: size.optional(),
+  /** Share of mirrored requests also replayed to the primary backend to learn noise. */
+  baselinePercent: percent.optional(),
+});
+
+const mappingSchema = z.union([
+  z.strictObject({ rename: jsonPath, to: jsonPath }),
+  z.strictObject({ drop: jsonPath }),
+  z.strictObject({ map: jsonPath, values: z.record(z.string(), z.unknown()) }),
+]);
+
+export const compareRuleSchema = z.strictObject({
+  /** Response headers compared by presence and value (case-insensitive names). */
+  headers: z.array(z.string().min(1)).optional(),
+  /** Headers never compared, even when `headers` lists them or uses "*". */
+  ignoreHeaders: z.array(z.string().min(1)).optional(),
+  /** Body paths never compared: `$.meta.requestId`, `$.items[*].updatedAt`, `$..etag`. */
+  ignore: z.array(jsonPath).optional(),
+  /** Arrays compared as multisets. */
+  unordered: z.array(jsonPath).optional(),
+  tolerance: z.strictObject({ absolute: z.number().nonnegative().optional(), relative: z.number().nonnegative().optional() }).optional(),
+  /** Applied to the new backend's body before comparing: how the new contract maps to the old. */
+  mappings: z.array(mappingSchema).optional(),
+  /** Module exporting `default (legacyBody, newBody, ctx) => { legacy, new }` run before the diff. */
+  transform: z.string().min(1).optional(),
+  /** Paths whose values are replaced by "[redacted]" in examples. */
+  sensitive: z.array(jsonPath).optional(),
+  /** Response bodies captured for comparison up to this size; larger are compared as truncated. */
+  maxBodyBytes: size.optional(),
+});
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
+
+const routePath = z
+  .string()
+  .regex(/^\//, 'must start with "/"')
+  .regex(/^[^?#\s]*$/, 'must not contain a query, fragment or spaces');
+
+export const routeSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"')
+    .refine((n) => n !== 'other', '"other" is reserved for requests that match no route'),
+  match: z.strictObject({
+    methods: z
+      .array(z.string().transform((m) => m.toUpperCase()).pipe(z.enum(METHODS)))
+      .min(1)
+      .optional(),
+    path: routePath,
+  }),
+  rewrite: z.strictObject({ path: routePath }).optional(),
+  /** Initial percent of live traffic served by the new backend (0.01 resolution). */
+  weight: percent.default(0),
+  shadow: shadowRuleSchema.optional(),
+  compare: compareRuleSchema.optional(),
+  /** Workflow sequencing: shift only after these routes complete. */
+  after: z.array(z.string()).optional(),
+  /** Forward the client's legacy credential to the new backend too. */
+  forwardCredentials: z.boolean().default(false),
+});
+
+export const shadowLimitsSchema = z.strictObject({
+  /** Mirrors in flight at once across all routes; more are skipped as overload. */
+  maxInFlight: z.number().int().min(1).max(100_000).default(256),
+  /** Budget for a mirrored call (and for baseline replays). */
+  timeout: duration.default(5_000),
+  /** Connection cap of the separate pools used for mirrored calls. */
+  connections: z.number().int().min(1).max(10_000).default(64),
+});
+
+const credentialSchema = z.union([
+  z.strictObject({ header: z.string().min(1) }),
+  z.strictObject({ bearer: z.literal(true) }),
+  z.strictObject({ cookie: z.string().min(1) }),
+]);
+
+export const credentialsSchema = z.strictObject({
+  /** Where clients carry their legacy credential; never forwarded to the new backend. */
+  legacy: z.array(credentialSchema).default([{ bearer: true }, { header: 'x-api-key' }]),
+});
+
+export const configSchema = z.strictObject({
+  listen: listenSchema.default(listenSchema.parse({})),
+  admin: adminSchema.default(adminSchema.parse({})),
+  backends: z.strictObject({ legacy: backendSchema, new: backendSchema }),
+  sticky: stickySchema.optional(),
+  defaults: z
+    .strictObject({ shadow: shadowRuleSchema.optional(), compare: compareRuleSchema.optional() })
+    .default({}),
+  shadow: shadowLimitsSchema.default(shadowLimitsSchema.parse({})),
+  routes: z.array(routeSchema).default([]),
+  credentials: credentialsSchema.default(credentialsSchema.parse({})),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).default({ level: 'info' }),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type BackendConfig = z.output<typeof backendSchema>;
+export type ShadowRule = z.output<typeof shadowRuleSchema>;
+export type CompareRule = z.output<typeof compareRuleSchema>;
+export type Mapping = z.output<typeof mappingSchema>;
+export type CredentialLocation = z.output<typeof credentialSchema>;
