@@ -1,0 +1,121 @@
+// Ratios, target checks and the markdown table. Pure functions over the rows of one run: every
+// ratio compares two scenarios measured side by side on the same machine, minutes apart.
+
+export const TARGETS = {
+  passthroughVsHttpProxyRps: 1.3,
+  shadowVsHttpProxyRps: 1.0,
+  degradedShadowP99VsHealthy: 1.1,
+  proxyRssMB: 256,
+};
+
+const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0 ? Math.round((a / b) * 1000) / 1000 : null);
+
+/** A row that can be compared: it ran, and answered requests. */
+const usable = (row) => row && !row.error && !row.skipped && row.requests > 0;
+
+export function computeRatios(rows) {
+  const by = Object.fromEntries(rows.map((r) => [r.scenario, r]));
+  const hp = usable(by['http-proxy']) ? by['http-proxy'] : null;
+  const direct = usable(by.direct) ? by.direct : null;
+  const perScenario = {};
+  for (const row of rows) {
+    if (!usable(row)) continue;
+    perScenario[row.scenario] = {
+      rpsVsHttpProxy: hp ? ratio(row.rps, hp.rps) : null,
+      rpsVsDirect: direct ? ratio(row.rps, direct.rps) : null,
+      p99VsHttpProxy: hp ? ratio(row.latencyMs.p99, hp.latencyMs.p99) : null,
+      p99VsDirect: direct ? ratio(row.latencyMs.p99, direct.latencyMs.p99) : null,
+    };
+  }
+  const healthy = usable(by.shadow) ? by.shadow : null;
+  const shadowIsolation = {};
+  for (const name of ['shadow-slow', 'shadow-dead']) {
+    if (healthy && usable(by[name])) {
+      shadowIsolation[name] = {
+        p99VsHealthyShadow: ratio(by[name].latencyMs.p99, healthy.latencyMs.p99),
+        p50VsHealthyShadow: ratio(by[name].latencyMs.p50, healthy.latencyMs.p50),
+        rpsVsHealthyShadow: ratio(by[name].rps, healthy.rps),
+      };
+    }
+  }
+  return { perScenario, shadowIsolation };
+}
+
+/** Informational checks; a MISS never changes the exit code. */
+export function checkTargets(rows, ratios) {
+  const by = Object.fromEntries(rows.map((r) => [r.scenario, r]));
+  const checks = [];
+  const add = (name, value, limit, cmp, unit, missingWhy) => {
+    if (value === null || value === undefined) {
+      checks.push({ name, verdict: 'SKIP', value: null, limit, detail: missingWhy });
+      return;
+    }
+    const pass = cmp === '>=' ? value >= limit : value < limit || (cmp === '<=' && value === limit);
+    const shown = Math.round(value * 100) / 100;
+    checks.push({ name, verdict: pass ? 'PASS' : 'MISS', value, limit, detail: `measured ${shown}${unit}, target ${cmp.replace('>=', '≥').replace('<=', '≤')} ${limit}${unit}` });
+  };
+  const per = ratios.perScenario;
+  add('pass-through req/s ≥ 1.3× http-proxy', per.passthrough?.rpsVsHttpProxy, TARGETS.passthroughVsHttpProxyRps, '>=', '×', 'needs passthrough and http-proxy rows');
+  add('100% shadow + compare req/s ≥ 1.0× http-proxy', per.shadow?.rpsVsHttpProxy, TARGETS.shadowVsHttpProxyRps, '>=', '×', 'needs shadow and http-proxy rows');
+  for (const name of ['shadow-slow', 'shadow-dead']) {
+    add(`${name} client p99 ≤ 1.1× healthy-shadow p99`, ratios.shadowIsolation[name]?.p99VsHealthyShadow, TARGETS.degradedShadowP99VsHealthy, '<=', '×', `needs ${name} and shadow rows`);
+  }
+  const cutoverRows = rows.filter((r) => r.proxy === 'cutover' && usable(r));
+  const peak = cutoverRows.length ? Math.max(...cutoverRows.map((r) => Math.max(r.rssMB.peak ?? 0, r.rssMB.hwm ?? 0))) : null;
+  add('cutover peak RSS < 256 MB', peak || null, TARGETS.proxyRssMB, '<', ' MB', 'needs a cutover row with RSS (Linux)');
+  return checks;
+}
+
+const fmt = (x, digits = 2) => (x === null || x === undefined ? '–' : typeof x === 'number' ? x.toFixed(digits) : String(x));
+const fmtInt = (x) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
+
+export function markdown(report) {
+  const { rows, ratios, params } = report;
+  const lines = [];
+  lines.push(`## cutover bench — ${report.machine.date}`);
+  lines.push('');
+  lines.push(
+    `${report.machine.cpus}× ${report.machine.cpuModel}, Node ${report.machine.node}, load average before ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `${params.connections} connections, pipelining 1, warm-up ${params.warmupS} s, measured ${params.durationS} s per scenario${params.quick ? ' (quick: proves the harness, not the speed)' : ''}.`,
+  );
+  lines.push('');
+  lines.push('| scenario | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | errors | proxy RSS start / peak / end MB | req/s × http-proxy | req/s × direct | p99 × http-proxy |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    if (r.skipped || r.error) {
+      lines.push(`| ${r.scenario} | ${r.skipped ? `skipped: ${r.skipped}` : `error: ${oneLine(r.error)}`} | | | | | | | | | |`);
+      continue;
+    }
+    const q = ratios.perScenario[r.scenario] ?? {};
+    const rss = r.rssMB.start === null && r.rssMB.peak === null ? '–' : `${fmt(r.rssMB.start, 0)} / ${fmt(r.rssMB.peak, 0)} / ${fmt(r.rssMB.end, 0)}`;
+    lines.push(
+      `| ${r.scenario} | ${fmtInt(r.rps)} | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.non2xx} | ${r.errors} | ${rss} | ${fmt(q.rpsVsHttpProxy)} | ${fmt(q.rpsVsDirect)} | ${fmt(q.p99VsHttpProxy)} |`,
+    );
+  }
+  const iso = Object.entries(ratios.shadowIsolation);
+  if (iso.length) {
+    lines.push('');
+    lines.push('| degraded shadow | client p99 × healthy shadow | client p50 × healthy shadow | req/s × healthy shadow |');
+    lines.push('| --- | ---: | ---: | ---: |');
+    for (const [name, v] of iso) lines.push(`| ${name} | ${fmt(v.p99VsHealthyShadow)} | ${fmt(v.p50VsHealthyShadow)} | ${fmt(v.rpsVsHealthyShadow)} |`);
+  }
+  if (Array.isArray(report.comparator) && report.comparator.length) {
+    lines.push('');
+    lines.push('### comparator (bench/compare.mjs)');
+    lines.push('');
+    const keys = [...new Set(report.comparator.flatMap((r) => Object.keys(r)))];
+    lines.push(`| ${keys.join(' | ')} |`);
+    lines.push(`| ${keys.map(() => '---').join(' | ')} |`);
+    for (const r of report.comparator) lines.push(`| ${keys.map((k) => (typeof r[k] === 'object' ? JSON.stringify(r[k]) : r[k] ?? '')).join(' | ')} |`);
+  } else if (report.comparator?.error) {
+    lines.push('', `comparator bench: error: ${oneLine(report.comparator.error)}`);
+  }
+  return lines.join('\n');
+}
+
+/** One greppable line per target: PASS, MISS or SKIP first. */
+export function targetLines(targets) {
+  return targets.map((t) => `${t.verdict} ${t.name}${t.detail ? ` (${t.detail})` : ''}`);
+}
+
+const oneLine = (s) => String(s).split('\n')[0].replace(/\|/g, '\\|').slice(0, 160);

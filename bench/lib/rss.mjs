@@ -1,0 +1,56 @@
+// Memory of the process under test, read from /proc/<pid>/status (Linux).
+//
+// VmRSS is sampled every 100 ms while load runs; VmHWM is the kernel's own high-water mark of RSS
+// and catches a peak between two samples. Elsewhere than Linux every value is null.
+import { readFileSync } from 'node:fs';
+
+const KB = 1024;
+
+export function readStatus(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (name) => {
+      const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
+      return m ? (Number(m[1]) * KB) / (KB * KB) : null; // MB
+    };
+    return { rssMB: field('VmRSS'), hwmMB: field('VmHWM') };
+  } catch {
+    return { rssMB: null, hwmMB: null };
+  }
+}
+
+export class RssSampler {
+  constructor(pid, intervalMs = 100) {
+    this.pid = pid;
+    this.intervalMs = intervalMs;
+    this.peakMB = null;
+    this.samples = 0;
+    this.timer = null;
+  }
+
+  /** One reading now; also feeds the peak. */
+  read() {
+    const { rssMB } = readStatus(this.pid);
+    if (rssMB !== null) {
+      this.samples++;
+      if (this.peakMB === null || rssMB > this.peakMB) this.peakMB = rssMB;
+    }
+    return rssMB;
+  }
+
+  start() {
+    this.read();
+    this.timer = setInterval(() => this.read(), this.intervalMs);
+    this.timer.unref();
+    return this;
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    this.read();
+    return { peakMB: this.peakMB, hwmMB: readStatus(this.pid).hwmMB, samples: this.samples };
+  }
+}
+
+export const round1 = (mb) => (mb === null || mb === undefined ? null : Math.round(mb * 10) / 10);
