@@ -1,0 +1,114 @@
+/**
+ * Proves the benchmark harness works end to end — backends, proxies, load, RSS sampling, report —
+ * without asserting anything about speed: CI machines are too noisy for timing assertions, and the
+ * numbers that matter are ratios read by people from a full `npm run bench`.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const runner = join(root, 'bench', 'run.mjs');
+// The pass-through scenario needs the built CLI (`npm test` builds first via pretest).
+const cliBuilt = existsSync(join(root, 'dist', 'cli', 'main.js'));
+const scenarios = ['direct', 'http-proxy', ...(cliBuilt ? ['passthrough'] : [])];
+
+interface Row {
+  scenario: string;
+  proxy: string;
+  error?: string;
+  skipped?: string;
+  requests: number;
+  rps: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  latencyMs: { p50: number; p99: number; p999: number };
+  rssMB: { start: number | null; peak: number | null; end: number | null };
+}
+interface Report {
+  machine: { cpus: number; node: string; date: string };
+  params: { quick: boolean; connections: number; scenarios: string[] };
+  rows: Row[];
+  ratios: { perScenario: Record<string, { rpsVsHttpProxy: number | null; rpsVsDirect: number | null }> };
+  targets: { name: string; verdict: string }[];
+  processes: { name: string; pid: number }[];
+}
+
+function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT' }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntilGone(pids: number[], deadlineMs: number): Promise<number[]> {
+  const deadline = Date.now() + deadlineMs;
+  let left = pids.filter(alive);
+  while (left.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = left.filter(alive);
+  }
+  return left;
+}
+
+describe('bench/run.mjs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cutover-bench-test-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it(`measures ${scenarios.join(', ')} and writes the report`, async () => {
+    const out = join(dir, 'latest.json');
+    const { code, stdout, stderr } = await run(['--quick', '--duration', '1', '--scenario', scenarios.join(','), '--out', out], 90_000);
+    expect(code, stderr).toBe(0);
+
+    const report = JSON.parse(readFileSync(out, 'utf8')) as Report;
+    expect(report.machine.cpus).toBeGreaterThan(0);
+    expect(report.machine.node).toBe(process.version);
+    expect(report.params).toMatchObject({ quick: true, connections: 50, scenarios });
+    expect(report.rows.map((r) => r.scenario)).toEqual(scenarios);
+    for (const row of report.rows) {
+      expect(row.error, `${row.scenario}: ${row.error}`).toBeUndefined();
+      expect(row.skipped, `${row.scenario}: ${row.skipped}`).toBeUndefined();
+      expect(row.requests, row.scenario).toBeGreaterThan(0);
+      expect(row.errors, row.scenario).toBe(0);
+      expect(row.timeouts, row.scenario).toBe(0);
+      expect(row.non2xx, row.scenario).toBe(0);
+      expect(row.latencyMs.p99, row.scenario).toBeGreaterThan(0);
+      if (row.proxy !== 'none' && process.platform === 'linux') expect(row.rssMB.peak, row.scenario).toBeGreaterThan(0);
+    }
+    // Ratios come from the same run: every proxied row is compared with http-proxy and with direct.
+    expect(report.ratios.perScenario['http-proxy'].rpsVsHttpProxy).toBe(1);
+    expect(report.ratios.perScenario['http-proxy'].rpsVsDirect).toBeGreaterThan(0);
+    expect(report.targets.length).toBeGreaterThan(0);
+
+    expect(stdout).toContain('| direct |');
+    expect(stdout).toContain('| http-proxy |');
+    expect(stdout).toMatch(/^(PASS|MISS|SKIP) /m);
+
+    // No orphans: every process the run started is gone once it has exited.
+    const pids = report.processes.map((p) => p.pid);
+    expect(pids.length).toBeGreaterThanOrEqual(scenarios.length); // backends + one per proxy
+    expect(await waitUntilGone(pids, 5000)).toEqual([]);
+  }, 120_000);
+
+  it('rejects an unknown scenario with exit 2 and the list of names', async () => {
+    const { code, stderr } = await run(['--scenario', 'direct,nope'], 20_000);
+    expect(code).toBe(2);
+    expect(stderr).toContain('unknown scenario "nope"');
+    expect(stderr).toContain('http-proxy');
+  });
+});
