@@ -1,0 +1,96 @@
+/**
+ * Wires the house together for one config: telemetry, route table, upstream pools, shadow engine,
+ * the data listener and the admin listener; and takes it down gracefully.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config/load.js';
+import { createAdminServer } from './admin/server.js';
+import { credentialHeaderNames } from './forward/headers.js';
+import { Upstream } from './forward/upstream.js';
+import { ProxyServer } from './proxy/server.js';
+import { RouteTable } from './routing/table.js';
+import { ShadowEngine } from './shadow/engine.js';
+import type { CapturedAnswerPair } from './shadow/pair.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
+import { Telemetry } from './telemetry/metrics.js';
+
+export interface AppOptions {
+  logger?: Logger;
+  /** Collect prom-client's process metrics (default true). */
+  defaultMetrics?: boolean;
+  /** Receives every completed mirror pair (after the built-in analysis). */
+  onPair?: (pair: CapturedAnswerPair) => void;
+}
+
+export interface App {
+  dataUrl: string;
+  adminUrl: string;
+  telemetry: Telemetry;
+  routes: RouteTable;
+  proxy: ProxyServer;
+  logger: Logger;
+  /** Stops accepting, lets in-flight requests finish for up to `drainMs`, then cuts what is left. */
+  close(drainMs?: number): Promise<void>;
+}
+
+function urlOf(address: AddressInfo | string | null): string {
+  if (address === null || typeof address === 'string') return String(address);
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+}
+
+export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = options.logger ?? createLogger(config.log.level);
+  const telemetry = new Telemetry({ defaultMetrics: options.defaultMetrics });
+  const routes = new RouteTable(config.routes, config.defaults, telemetry);
+  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
+  const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
+  const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
+  const onPair = options.onPair;
+  const shadow = new ShadowEngine({
+    routes,
+    pools: shadowPools,
+    maxInFlight: config.shadow.maxInFlight,
+    timeout: config.shadow.timeout,
+    credentialHeaders: credentialHeaderNames(config.credentials.legacy),
+    onPair: (pair) => onPair?.(pair),
+  });
+  const proxy = new ProxyServer({ config, routes, upstreams, shadow, logger });
+  let ready = false;
+  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready });
+
+  await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
+  try {
+    await admin.listen({ host: config.admin.host, port: config.admin.port });
+  } catch (err) {
+    await proxy.app.close();
+    throw err;
+  }
+  ready = true;
+  const dataUrl = urlOf(proxy.app.server.address());
+  const adminUrl = urlOf(admin.server.address());
+  logger.info({ dataUrl, adminUrl, routes: config.routes.length }, 'cutover listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (drainMs = config.listen.drainTimeout): Promise<void> => {
+    closing ??= (async () => {
+      ready = false;
+      const deadline = setTimeout(() => {
+        logger.warn({ drainMs }, 'drain deadline reached; closing remaining connections');
+        proxy.app.server.closeAllConnections();
+      }, drainMs);
+      deadline.unref();
+      await proxy.app.close();
+      clearTimeout(deadline);
+      await admin.close();
+      await Promise.all([upstreams.legacy.close(), upstreams.new.close()]);
+      // Mirrors still in flight are not worth waiting for: their client answers are long gone.
+      await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
+      logger.info('cutover stopped');
+      logger.flush?.();
+    })();
+    return closing;
+  };
+
+  return { dataUrl, adminUrl, telemetry, routes, proxy, logger, close };
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+/**
+ * The `cutover` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
+ * Errors are one sentence on stderr; `--debug` adds the stack.
+ */
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
+import { ConfigError, CutoverError } from '../errors.js';
+import { startApp } from '../app.js';
+
+const USAGE = `usage: cutover <command> [options]
+
+commands:
+  run   --config FILE   run the proxy and its admin port until SIGTERM/SIGINT
+  check --config FILE   validate a config: a summary and exit 0, or every problem and exit 2
+  demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
+
+options:
+  --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
+  --debug         print stack traces with errors
+  --help          this text`;
+
+export const EXIT_OK = 0;
+export const EXIT_RUNTIME = 1;
+export const EXIT_USAGE = 2;
+
+class UsageError extends CutoverError {
+  constructor(message: string) {
+    super('CUTOVER_USAGE', message);
+  }
+}
+
+function packagePath(relative: string): string {
+  return fileURLToPath(new URL(`../../${relative}`, import.meta.url));
+}
+
+export function summarize(config: Config): string {
+  const lines = [
+    `config OK: ${config.source}`,
+    `  listen   ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}${config.adminToken ? ' (token set)' : ' (no token: /api is locked)'}`,
+    `  legacy   ${config.backends.legacy.url}   timeout ${config.backends.legacy.timeout} ms`,
+    `  new      ${config.backends.new.url}   timeout ${config.backends.new.timeout} ms`,
+    `  sticky   ${config.sticky?.key ?? '(none: requests are split by an exact counter)'}`,
+    `  routes   ${config.routes.length}`,
+  ];
+  for (const r of config.routes) {
+    lines.push(
+      `    ${r.name.padEnd(20)} ${(r.methods?.join(',') ?? '*').padEnd(12)} ${r.path}${r.rewrite ? ` -> ${r.rewrite}` : ''}   weight ${r.weight}%   shadow ${r.shadow.percent}%${r.shadow.unsafe ? ' (unsafe)' : ''}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function requireConfig(flag: string | undefined): Promise<Config> {
+  const path = configPathFromEnv(flag);
+  if (!path) throw new UsageError('No config given; pass --config FILE or set CUTOVER_CONFIG.');
+  return loadConfig(path);
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`cutover: ${signal} again, exiting now\n`);
+      process.exit(EXIT_RUNTIME);
+    }
+    stopping = true;
+    stop().then(
+      () => process.exit(EXIT_OK),
+      (err: unknown) => {
+        process.stderr.write(`cutover: shutdown failed: ${(err as Error).message}\n`);
+        process.exit(EXIT_RUNTIME);
+      },
+    );
+  };
+  process.once('SIGTERM', handler);
+  process.once('SIGINT', handler);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      debug: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined && !values.help ? EXIT_USAGE : EXIT_OK;
+  }
+  switch (command) {
+    case 'check': {
+      const config = await requireConfig(values.config);
+      process.stdout.write(`${summarize(config)}\n`);
+      return EXIT_OK;
+    }
+    case 'run': {
+      const config = await requireConfig(values.config);
+      const app = await startApp(config);
+      process.stdout.write(`cutover: proxy ${app.dataUrl}  admin ${app.adminUrl}\n`);
+      onSignals(() => app.close());
+      return -1;
+    }
+    case 'demo': {
+      const { runDemo } = await import('../demo/index.js');
+      const demo = await runDemo({ config: values.config ?? packagePath('config/demo.yaml') });
+      onSignals(() => demo.stop());
+      return -1;
+    }
+    default:
+      throw new UsageError(`Unknown command "${command}"; run "cutover --help" for the list.`);
+  }
+}
+
+function describe(err: unknown): { message: string; code: number } {
+  if (err instanceof ConfigError) return { message: err.message, code: EXIT_USAGE };
+  if (err instanceof UsageError) return { message: err.message, code: EXIT_USAGE };
+  if (err instanceof CutoverError) return { message: err.message, code: err.code === 'CUTOVER_CONFIG_UNREADABLE' ? EXIT_USAGE : EXIT_RUNTIME };
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return { message: `${e.message}; run "cutover --help"`, code: EXIT_USAGE };
+  if (e?.code === 'EADDRINUSE') return { message: `Address ${e.address ?? ''}:${e.port ?? ''} is already in use; stop what holds it or choose another port in the config.`, code: EXIT_RUNTIME };
+  if (e?.code === 'EACCES') return { message: `Not allowed to listen on ${e.address ?? ''}:${e.port ?? ''}; choose a port above 1023 or run with the needed privilege.`, code: EXIT_RUNTIME };
+  return { message: `Unexpected failure: ${e?.message ?? String(err)}; rerun with --debug for details.`, code: EXIT_RUNTIME };
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const { message, code } = describe(err);
+    process.stderr.write(`cutover: ${message}\n`);
+    if (process.argv.includes('--debug') && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exit(code);
+  },
+);

@@ -1,0 +1,242 @@
+/**
+ * The client path's upstream exchange: an undici dispatch handler that streams the backend's
+ * answer straight into the client's response, honours backpressure both ways, aborts the upstream
+ * request when the client goes away, and keeps a bounded copy of the answer when a comparison
+ * wants one. Failures before the first byte become problem+json (502, or 504 on timeout).
+ */
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { problem, sendProblem } from '../problem.js';
+import { outcomeOf, type BackendName, type RouteMetrics, type Role } from '../telemetry/metrics.js';
+import { BodyCapture, type UpstreamAnswer } from './capture.js';
+import { downstreamHeaders } from './headers.js';
+import { isTimeout, type Upstream } from './upstream.js';
+
+type Controller = Dispatcher.DispatchController;
+
+export class ClientAbortedError extends Error {
+  readonly code = 'CUTOVER_CLIENT_ABORTED';
+  constructor() {
+    super('the client closed the connection');
+  }
+}
+
+const NO_HEADERS: IncomingHttpHeaders = {};
+const EMPTY = Buffer.alloc(0);
+
+export interface ExchangeRequest {
+  method: string;
+  /** Path and query as the backend expects them (without the backend's base path). */
+  path: string;
+  headers: string[];
+  body: Buffer | null;
+}
+
+/** What to call when an exchange is over: the answer (with the captured body when capturing). */
+export type OnSettled = (answer: UpstreamAnswer) => void;
+
+function elapsed(start: number): number {
+  return (performance.now() - start) / 1000;
+}
+
+/** Builds the options undici's dispatch takes, once per call. */
+export function dispatchOptions(upstream: Upstream, req: ExchangeRequest): Dispatcher.DispatchOptions {
+  return {
+    origin: upstream.origin,
+    path: upstream.basePath + req.path,
+    method: req.method as Dispatcher.HttpMethod,
+    headers: req.headers,
+    body: req.body,
+    // An upstream that hangs up after a request we sent must not be retried behind the client's back.
+    idempotent: false,
+  };
+}
+
+export class ClientExchange implements Dispatcher.DispatchHandler {
+  private controller: Controller | null = null;
+  private readonly start = performance.now();
+  private status = 0;
+  private headers: IncomingHttpHeaders = NO_HEADERS;
+  private readonly capture: BodyCapture | null;
+  private settled = false;
+  private clientGone = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly upstream: Upstream,
+    private readonly metrics: RouteMetrics,
+    captureLimit: number,
+    private readonly onSettled: OnSettled | null,
+  ) {
+    this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
+    res.once('close', this.onClientClose);
+  }
+
+  private readonly onClientClose = (): void => {
+    if (this.settled) return;
+    this.clientGone = true;
+    this.controller?.abort(new ClientAbortedError());
+  };
+
+  private readonly onDrain = (): void => {
+    this.controller?.resume();
+  };
+
+  onRequestStart(controller: Controller): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new ClientAbortedError());
+  }
+
+  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.headers = headers;
+    try {
+      this.res.writeHead(statusCode, statusMessage || undefined, downstreamHeaders(headers));
+    } catch {
+      // A header Node refuses to send (invalid characters): the answer cannot be relayed as is.
+      controller.abort(new Error('invalid response header'));
+    }
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    this.capture?.add(chunk);
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.settle(undefined);
+  }
+
+  onResponseError(_controller: Controller, err: Error): void {
+    if (err instanceof ClientAbortedError || this.clientGone) {
+      // Nobody is listening any more; the upstream request is already aborted.
+      this.settle(err);
+      return;
+    }
+    if (this.res.headersSent) {
+      // Mid-body failure: the only honest signal left is to cut the connection.
+      this.res.destroy();
+    } else {
+      const timeout = isTimeout(err);
+      const backend = this.upstream.name;
+      sendProblem(
+        this.res,
+        timeout
+          ? problem(504, 'UPSTREAM_TIMEOUT', 'Upstream timeout', `The ${backend} backend did not answer within ${this.upstream.timeout} ms; retry later or raise backends.${backend}.timeout.`, { backend })
+          : problem(502, 'UPSTREAM_UNAVAILABLE', 'Bad gateway', `The ${backend} backend could not be reached or broke the connection; retry later.`, { backend }),
+      );
+    }
+    this.settle(err);
+  }
+
+  private settle(err: Error | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    const seconds = elapsed(this.start);
+    const aborted = err instanceof ClientAbortedError || this.clientGone;
+    const outcome = err === undefined ? outcomeOf(this.status) : isTimeout(err) ? 'timeout' : 'error';
+    // A client that walks away is not the backend's failure: it is not counted against it.
+    if (!aborted) this.metrics.request(this.upstream.name, 'primary', outcome, seconds);
+    if (this.onSettled !== null) {
+      this.onSettled({
+        outcome,
+        status: this.status,
+        headers: this.headers,
+        body: this.capture?.body() ?? EMPTY,
+        truncated: this.capture?.truncated ?? false,
+        seconds,
+        error: aborted ? 'client_aborted' : err === undefined ? undefined : outcome,
+      });
+    }
+  }
+}
+
+/**
+ * An exchange nobody streams to: a mirrored call, or a baseline replay. The answer is only
+ * captured (bounded) and handed to `onSettled`.
+ */
+export class CapturingExchange implements Dispatcher.DispatchHandler {
+  private readonly start = performance.now();
+  private status = 0;
+  private headers: IncomingHttpHeaders = NO_HEADERS;
+  private readonly capture: BodyCapture;
+  private settled = false;
+  private deadline: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly backend: BackendName,
+    private readonly role: Role,
+    private readonly metrics: RouteMetrics,
+    captureLimit: number,
+    /** Hard budget for the whole exchange: a backend that drips bytes forever still ends here. */
+    private readonly deadlineMs: number,
+    private readonly onSettled: OnSettled,
+  ) {
+    this.capture = new BodyCapture(captureLimit);
+  }
+
+  onRequestStart(controller: Controller): void {
+    this.deadline = setTimeout(() => controller.abort(new DeadlineError()), this.deadlineMs);
+    this.deadline.unref();
+  }
+
+  onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.headers = headers;
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    this.capture.add(chunk);
+    // Past the cap nothing more is kept, so reading on would only burn a connection and CPU.
+    if (this.capture.truncated) {
+      this.settle(undefined);
+      controller.abort(new TruncatedError());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.settle(undefined);
+  }
+
+  onResponseError(_controller: Controller, err: Error): void {
+    this.settle(err);
+  }
+
+  private settle(err: Error | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.deadline !== null) clearTimeout(this.deadline);
+    const seconds = elapsed(this.start);
+    const outcome = err === undefined ? outcomeOf(this.status) : err instanceof DeadlineError || isTimeout(err) ? 'timeout' : 'error';
+    this.metrics.request(this.backend, this.role, outcome, seconds);
+    this.onSettled({
+      outcome,
+      status: this.status,
+      headers: this.headers,
+      body: this.capture.body(),
+      truncated: this.capture.truncated,
+      seconds,
+      error: err === undefined ? undefined : outcome,
+    });
+  }
+}
+
+class DeadlineError extends Error {
+  readonly code = 'CUTOVER_SHADOW_DEADLINE';
+  constructor() {
+    super('the mirrored call ran past its deadline');
+  }
+}
+
+class TruncatedError extends Error {
+  readonly code = 'CUTOVER_CAPTURE_FULL';
+  constructor() {
+    super('the captured body reached its cap');
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Header hygiene in both directions (RFC 9110 §7.6.1) and the X-Forwarded-* family.
+ *
+ * Request headers are read from `rawHeaders` (a flat name/value list) and written as a flat list,
+ * which undici accepts as is: duplicates and the client's casing survive, and Node never has to
+ * build its joined `headers` object for this.
+ */
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { CredentialLocation } from '../config/schema.js';
+
+/** Hop-by-hop fields, plus `expect` (undici rejects it; the proxy answers 100-continue itself). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect']);
+
+/** Headers the proxy sets itself on the upstream request. */
+// x-cutover-shadow is ours: a client must not be able to mark its live request as a shadow one.
+const REPLACED = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-cutover-shadow']);
+
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  const tokens = new Set<string>();
+  for (const t of text.split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token && token !== 'close' && token !== 'keep-alive') tokens.add(token);
+  }
+  return tokens.size ? tokens : null;
+}
+
+/** Which peers may pass X-Forwarded-* on to us (their values are appended to, not overwritten). */
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  readonly empty: boolean;
+
+  constructor(entries: readonly string[]) {
+    for (const entry of entries) {
+      const [addr, prefix] = entry.split('/');
+      const family = isIPv6(addr) ? 'ipv6' : 'ipv4';
+      if (!isIPv4(addr) && !isIPv6(addr)) throw new Error(`listen.trustedProxies: "${entry}" is not an IP address or CIDR`);
+      if (prefix === undefined) this.list.addAddress(addr, family);
+      else this.list.addSubnet(addr, Number(prefix), family);
+    }
+    this.empty = entries.length === 0;
+  }
+
+  has(ip: string): boolean {
+    if (this.empty || !ip) return false;
+    if (ip.startsWith('::ffff:') && isIPv4(ip.slice(7))) ip = ip.slice(7);
+    return this.list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** Header names that carry a legacy credential, per the config (lower-case). */
+export function credentialHeaderNames(locations: readonly CredentialLocation[]): Set<string> {
+  const names = new Set<string>();
+  for (const loc of locations) {
+    if ('header' in loc) names.add(loc.header.toLowerCase());
+    else if ('bearer' in loc) names.add('authorization');
+    else names.add('cookie');
+  }
+  return names;
+}
+
+export interface ForwardedContext {
+  /** The TCP peer's address. */
+  peer: string;
+  peerTrusted: boolean;
+  /** The Host the client asked for. */
+  host: string | undefined;
+  proto: 'http' | 'https';
+  /** Send the client's Host upstream rather than the backend's own. */
+  preserveHost: boolean;
+}
+
+/**
+ * The upstream request's headers as a flat [name, value, ...] list: hop-by-hop fields and the
+ * fields named in Connection removed, credentials stripped when asked, X-Forwarded-* set.
+ */
+export function upstreamHeaders(raw: readonly string[], ctx: ForwardedContext, strip: ReadonlySet<string> | null): string[] {
+  let named: Set<string> | null = null;
+  let xff: string | undefined;
+  let xfProto: string | undefined;
+  let xfHost: string | undefined;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') named = connectionTokens(raw[i + 1]);
+      continue;
+    }
+    if (REPLACED.has(lower)) {
+      if (ctx.peerTrusted) {
+        if (lower === 'x-forwarded-for') xff = xff === undefined ? raw[i + 1] : `${xff}, ${raw[i + 1]}`;
+        else if (lower === 'x-forwarded-proto') xfProto ??= raw[i + 1];
+        else if (lower === 'x-forwarded-host') xfHost ??= raw[i + 1];
+      }
+      continue;
+    }
+    if (strip !== null && strip.has(lower)) continue;
+    out.push(name, raw[i + 1]);
+  }
+  if (named !== null) {
+    // Rare: a client naming extra hop-by-hop fields in Connection. Filter them in a second pass.
+    for (let i = out.length - 2; i >= 0; i -= 2) if (named.has(out[i].toLowerCase())) out.splice(i, 2);
+  }
+  out.push('x-forwarded-for', xff === undefined ? ctx.peer : `${xff}, ${ctx.peer}`);
+  out.push('x-forwarded-proto', xfProto ?? ctx.proto);
+  if (xfHost !== undefined || ctx.host !== undefined) out.push('x-forwarded-host', (xfHost ?? ctx.host)!);
+  if (ctx.preserveHost && ctx.host !== undefined) out.push('host', ctx.host);
+  return out;
+}
+
+/** The response headers for the client: the upstream's, minus hop-by-hop fields. */
+export function downstreamHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const named = connectionTokens(headers.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) continue;
+    out[name] = headers[name];
+  }
+  return out;
+}
+
+/** Prefix that keeps a mirrored write's Idempotency-Key apart from the real write's. */
+export const SHADOW_IDEMPOTENCY_PREFIX = 'cutover-shadow-';
+
+/**
+ * Headers of a mirrored request: as `upstreamHeaders`, plus `X-Cutover-Shadow: 1` so the backend
+ * can suppress side effects, and a namespaced Idempotency-Key so a downstream shared by both
+ * backends cannot deduplicate the real write against its shadow (or the other way round).
+ */
+export function shadowHeaders(raw: readonly string[], ctx: ForwardedContext, strip: ReadonlySet<string> | null): string[] {
+  const out = upstreamHeaders(raw, ctx, strip);
+  for (let i = 0; i < out.length; i += 2) {
+    if (out[i].length === 15 && out[i].toLowerCase() === 'idempotency-key') out[i + 1] = SHADOW_IDEMPOTENCY_PREFIX + out[i + 1];
+  }
+  out.push('x-cutover-shadow', '1');
+  return out;
+}

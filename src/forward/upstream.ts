@@ -1,0 +1,48 @@
+/**
+ * One keep-alive undici pool per backend (and a separate, smaller one per backend for mirrored
+ * calls, so a slow shadow backend can never take connections the client path needs).
+ */
+import { Pool } from 'undici';
+import type { BackendConfig } from '../config/schema.js';
+import type { BackendName } from '../telemetry/metrics.js';
+
+export class Upstream {
+  readonly name: BackendName;
+  readonly origin: string;
+  /** Path prefix of the backend URL ('' when it is the root), prepended to every request path. */
+  readonly basePath: string;
+  readonly pool: Pool;
+  readonly timeout: number;
+
+  constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number } = {}) {
+    const url = new URL(config.url);
+    this.name = name;
+    this.origin = url.origin;
+    this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+    this.timeout = overrides.timeout ?? config.timeout;
+    this.pool = new Pool(this.origin, {
+      connections: overrides.connections ?? config.connections,
+      keepAliveTimeout: config.keepAliveTimeout,
+      headersTimeout: this.timeout,
+      bodyTimeout: this.timeout,
+      connect: { timeout: config.connectTimeout },
+      // Pipelining would let one slow response hold up unrelated requests queued behind it.
+      pipelining: 1,
+    });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+
+/** Whether an upstream error means the backend took too long (504) rather than failed (502). */
+export function isTimeout(err: unknown): boolean {
+  return TIMEOUT_CODES.has((err as { code?: string } | null)?.code ?? '');
+}

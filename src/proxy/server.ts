@@ -1,0 +1,147 @@
+/**
+ * The front listener: fastify with one catch-all route and a raw-buffer body parser. For each
+ * request it resolves the route, picks the primary backend (sticky split), streams the primary's
+ * answer to the client, and hands the request to the shadow engine, which the client never waits for.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Config } from '../config/load.js';
+import { problem, PROBLEM_TYPE } from '../problem.js';
+import { credentialHeaderNames, TrustedProxies, upstreamHeaders, type ForwardedContext } from '../forward/headers.js';
+import { ClientExchange, dispatchOptions } from '../forward/exchange.js';
+import type { Upstream } from '../forward/upstream.js';
+import type { RouteTable } from '../routing/table.js';
+import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
+import type { Logger } from '../telemetry/logger.js';
+import { tunnelUpgrade } from './upgrade.js';
+import type { ShadowEngine } from '../shadow/engine.js';
+
+export interface Upstreams {
+  legacy: Upstream;
+  new: Upstream;
+}
+
+export interface ProxyDeps {
+  config: Config;
+  routes: RouteTable;
+  upstreams: Upstreams;
+  shadow: ShadowEngine | null;
+  logger: Logger;
+}
+
+function firstForwardedFor(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const text = Array.isArray(value) ? value[0] : value;
+  const comma = text.indexOf(',');
+  return (comma === -1 ? text : text.slice(0, comma)).trim() || undefined;
+}
+
+export class ProxyServer {
+  readonly app: FastifyInstance;
+  private readonly deps: ProxyDeps;
+  private readonly trusted: TrustedProxies;
+  private readonly sticky: StickyExtractor | null;
+  private readonly credentialHeaders: ReadonlySet<string>;
+  private readonly preserveHost: boolean;
+  /** Emergency bypass: everything to legacy, nothing mirrored. */
+  bypass = false;
+
+  constructor(deps: ProxyDeps) {
+    this.deps = deps;
+    const { config } = deps;
+    this.trusted = new TrustedProxies(config.listen.trustedProxies);
+    this.sticky = createStickyExtractor(config.sticky?.key, config.credentials.legacy);
+    this.credentialHeaders = credentialHeaderNames(config.credentials.legacy);
+    this.preserveHost = config.listen.preserveHost;
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: config.listen.bodyLimit,
+      keepAliveTimeout: config.listen.keepAliveTimeout,
+      // While draining, requests arriving on kept-alive connections get 503 + Connection: close.
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+      requestIdHeader: false,
+      exposeHeadRoutes: false,
+      routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
+    });
+    this.app.removeAllContentTypeParsers();
+    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    // `all` covers every method fastify supports; anything else still reaches the not-found handler.
+    this.app.all('*', this.handle);
+    this.app.setNotFoundHandler(this.handle);
+    this.app.setErrorHandler(this.onError);
+    this.app.server.on('upgrade', this.onUpgrade);
+  }
+
+  private forwardedContext(req: IncomingMessage): ForwardedContext {
+    const peer = req.socket.remoteAddress ?? '';
+    return { peer, peerTrusted: this.trusted.has(peer), host: req.headers.host, proto: 'http', preserveHost: this.preserveHost };
+  }
+
+  private readonly handle = (request: FastifyRequest, reply: FastifyReply): void => {
+    reply.hijack();
+    const req = request.raw;
+    const res = reply.raw;
+    const url = req.url ?? '/';
+    const method = req.method ?? 'GET';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const query = q === -1 ? '' : url.slice(q);
+    const { routes, upstreams, shadow } = this.deps;
+    const { route, match } = routes.resolve(method, path);
+    const ctx = this.forwardedContext(req);
+    const clientIp = ctx.peerTrusted ? (firstForwardedFor(req.headers['x-forwarded-for']) ?? ctx.peer) : ctx.peer;
+    const key = this.sticky === null ? undefined : this.sticky(req.headers, clientIp);
+    const toNew = !this.bypass && route !== routes.other && route.servesNew(key);
+    const primary = toNew ? upstreams.new : upstreams.legacy;
+    const strip = toNew && !route.forwardCredentials ? this.credentialHeaders : null;
+    const body = (request.body as Buffer | undefined) ?? null;
+    const headers = upstreamHeaders(req.rawHeaders, ctx, strip);
+    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body);
+    const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, job === null ? null : job.onPrimary);
+    primary.pool.dispatch(dispatchOptions(primary, { method, path: toNew ? route.newPath(match, path, query) : url, headers, body }), exchange);
+    if (job !== null) {
+      job.mirror({ primaryIsNew: toNew, method, legacyPath: url, newPath: route.newPath(match, path, query), rawHeaders: req.rawHeaders, ctx, body });
+    }
+  };
+
+  private readonly onError = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    const p =
+      status === 413
+        ? problem(413, 'BODY_TOO_LARGE', 'Payload too large', `The request body is larger than the proxy accepts (${this.deps.config.listen.bodyLimit} bytes); send a smaller body or raise listen.bodyLimit.`)
+        : status < 500
+          ? problem(status, 'BAD_REQUEST', 'Bad request', 'The proxy could not read this request; check its framing and headers.')
+          : problem(500, 'PROXY_ERROR', 'Proxy error', 'The proxy failed on this request; see its logs.');
+    if (status >= 500) this.deps.logger.error({ err: error }, 'proxy error');
+    void reply.code(status).type(PROBLEM_TYPE).send(p);
+  };
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = req.url ?? '/';
+    const method = req.method ?? 'GET';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const { routes, upstreams } = this.deps;
+    const { route, match } = routes.resolve(method, path);
+    const ctx = this.forwardedContext(req);
+    const key = this.sticky === null ? undefined : this.sticky(req.headers, ctx.peer);
+    const toNew = !this.bypass && route !== routes.other && route.servesNew(key);
+    const upstream = toNew ? upstreams.new : upstreams.legacy;
+    const headers = upstreamHeaders(req.rawHeaders, ctx, toNew && !route.forwardCredentials ? this.credentialHeaders : null);
+    tunnelUpgrade(
+      req,
+      socket,
+      head,
+      {
+        origin: upstream.origin,
+        path: upstream.basePath + (toNew ? route.newPath(match, path, q === -1 ? '' : url.slice(q)) : url),
+        headers,
+        connectTimeout: 5_000,
+      },
+      upstream.name,
+      (err) => this.deps.logger.warn({ backend: upstream.name, err: err.message }, 'upgrade tunnel failed'),
+    );
+  };
+}

@@ -1,0 +1,190 @@
+/**
+ * Mirroring. Decides per request whether to mirror (safe method, exact sample, body size, room in
+ * flight), sends the mirror to the *other* backend at the same moment as the primary request, and
+ * — for a share of mirrored requests — replays the request to the primary backend too (a baseline
+ * pair, to learn which fields differ between two answers of the same backend: noise).
+ *
+ * Nothing here is awaited by the client path: `plan` is synchronous and cheap, `mirror` only
+ * dispatches, and the answers meet in `MirrorJob` whenever they arrive.
+ */
+import type { CapturedAnswerPair } from './pair.js';
+import { CapturingExchange, dispatchOptions } from '../forward/exchange.js';
+import type { UpstreamAnswer } from '../forward/capture.js';
+import { shadowHeaders, type ForwardedContext } from '../forward/headers.js';
+import type { Upstream } from '../forward/upstream.js';
+import { ExactRatio } from '../routing/ratio.js';
+import type { Route, RouteTable } from '../routing/table.js';
+
+/** Methods mirrored without `shadow.unsafe` (RFC 9110 §9.2.1 safe methods). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export interface MirrorRequest {
+  primaryIsNew: boolean;
+  method: string;
+  /** The request target as the client sent it (the legacy API's shape). */
+  legacyPath: string;
+  /** The same call in the new API's shape (`rewrite.path`). */
+  newPath: string;
+  rawHeaders: readonly string[];
+  ctx: ForwardedContext;
+  body: Buffer | null;
+}
+
+export interface ShadowEngineDeps {
+  routes: RouteTable;
+  /** Separate pools for mirrored calls: a slow shadow backend never takes the client path's connections. */
+  pools: { legacy: Upstream; new: Upstream };
+  maxInFlight: number;
+  timeout: number;
+  credentialHeaders: ReadonlySet<string>;
+  /** Receives both answers (and the baseline, if any) once all have arrived. */
+  onPair: (pair: CapturedAnswerPair) => void;
+}
+
+interface RouteSampling {
+  shadow: ExactRatio;
+  baseline: ExactRatio;
+}
+
+export class ShadowEngine {
+  private readonly deps: ShadowEngineDeps;
+  private readonly sampling = new Map<Route, RouteSampling>();
+  private inFlight = 0;
+
+  constructor(deps: ShadowEngineDeps) {
+    this.deps = deps;
+    for (const route of deps.routes.routes) {
+      this.sampling.set(route, { shadow: new ExactRatio(route.shadow.percent), baseline: new ExactRatio(route.shadow.baselinePercent) });
+    }
+  }
+
+  /** Mirrors in flight right now. */
+  get active(): number {
+    return this.inFlight;
+  }
+
+  /** A job when this request is to be mirrored, else null (with the reason counted). */
+  plan(route: Route, method: string, body: Buffer | null): MirrorJob | null {
+    const sampling = this.sampling.get(route);
+    // Requests that match no route are never mirrored: there is no rule saying it is safe.
+    if (sampling === undefined) return null;
+    const settings = route.shadow;
+    if (!settings.unsafe && !SAFE_METHODS.has(method)) {
+      route.metrics.shadowSkipped('unsafe_method');
+      return null;
+    }
+    if (!sampling.shadow.next()) {
+      route.metrics.shadowSkipped('sampled_out');
+      return null;
+    }
+    if (body !== null && body.length > settings.maxBodyBytes) {
+      route.metrics.shadowSkipped('body_too_large');
+      return null;
+    }
+    if (this.inFlight >= this.deps.maxInFlight) {
+      route.metrics.shadowSkipped('overload');
+      return null;
+    }
+    this.inFlight++;
+    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next());
+  }
+
+  /** Called by a job when its mirrored call is over (the primary may still be streaming). */
+  release(): void {
+    this.inFlight--;
+  }
+
+  dispatch(job: MirrorJob, req: MirrorRequest): void {
+    const { pools, credentialHeaders, timeout } = this.deps;
+    const route = job.route;
+    const shadowTarget = req.primaryIsNew ? pools.legacy : pools.new;
+    // Toward new, the client's legacy credential stays behind unless the route opts in.
+    const strip = !req.primaryIsNew && !route.forwardCredentials ? credentialHeaders : null;
+    const headers = shadowHeaders(req.rawHeaders, req.ctx, strip);
+    const limit = route.compare.maxBodyBytes;
+    shadowTarget.pool.dispatch(
+      dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, headers, body: req.body }),
+      new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, job.onShadow),
+    );
+    if (job.wantsBaseline) {
+      const primaryTarget = req.primaryIsNew ? pools.new : pools.legacy;
+      const baselineStrip = req.primaryIsNew && !route.forwardCredentials ? credentialHeaders : null;
+      primaryTarget.pool.dispatch(
+        dispatchOptions(primaryTarget, {
+          method: req.method,
+          path: req.primaryIsNew ? req.newPath : req.legacyPath,
+          headers: shadowHeaders(req.rawHeaders, req.ctx, baselineStrip),
+          body: req.body,
+        }),
+        new CapturingExchange(primaryTarget.name, 'shadow', route.metrics, limit, timeout, job.onBaseline),
+      );
+    }
+    job.sent(req);
+  }
+
+  complete(pair: CapturedAnswerPair): void {
+    this.deps.onPair(pair);
+  }
+}
+
+export class MirrorJob {
+  readonly route: Route;
+  readonly wantsBaseline: boolean;
+  private readonly engine: ShadowEngine;
+  private primary: UpstreamAnswer | null = null;
+  private shadow: UpstreamAnswer | null = null;
+  private baseline: UpstreamAnswer | null = null;
+  private request: MirrorRequest | null = null;
+  private waiting: number;
+
+  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean) {
+    this.engine = engine;
+    this.route = route;
+    this.wantsBaseline = wantsBaseline;
+    this.waiting = wantsBaseline ? 3 : 2;
+  }
+
+  /** How much of the primary's answer the client path keeps for the comparison. */
+  get captureLimit(): number {
+    return this.route.compare.maxBodyBytes;
+  }
+
+  mirror(req: MirrorRequest): void {
+    this.engine.dispatch(this, req);
+  }
+
+  sent(req: MirrorRequest): void {
+    this.request = req;
+  }
+
+  readonly onPrimary = (answer: UpstreamAnswer): void => {
+    this.primary = answer;
+    this.arrive();
+  };
+
+  readonly onShadow = (answer: UpstreamAnswer): void => {
+    this.shadow = answer;
+    if (!this.wantsBaseline || this.baseline !== null) this.engine.release();
+    this.arrive();
+  };
+
+  readonly onBaseline = (answer: UpstreamAnswer): void => {
+    this.baseline = answer;
+    if (this.shadow !== null) this.engine.release();
+    this.arrive();
+  };
+
+  private arrive(): void {
+    if (--this.waiting > 0) return;
+    const req = this.request!;
+    this.engine.complete({
+      route: this.route,
+      method: req.method,
+      path: req.legacyPath,
+      primaryIsNew: req.primaryIsNew,
+      primary: this.primary!,
+      shadow: this.shadow!,
+      baseline: this.baseline,
+    });
+  }
+}

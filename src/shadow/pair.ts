@@ -1,0 +1,15 @@
+import type { UpstreamAnswer } from '../forward/capture.js';
+import type { Route } from '../routing/table.js';
+
+/** The answers to one mirrored request, handed from the shadow engine to the comparison. */
+export interface CapturedAnswerPair {
+  route: Route;
+  method: string;
+  /** The request target as the client sent it. */
+  path: string;
+  primaryIsNew: boolean;
+  primary: UpstreamAnswer;
+  shadow: UpstreamAnswer;
+  /** A second answer of the primary backend to the same request, when this pair samples noise. */
+  baseline: UpstreamAnswer | null;
+}
