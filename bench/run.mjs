@@ -2,7 +2,7 @@
 // cutover benchmark runner: every speed claim as a ratio measured side by side in one run.
 //
 //   node bench/run.mjs [--quick] [--scenario a,b] [--duration s] [--warmup s] [--connections n]
-//                      [--out FILE] [--cli FILE] [--verbose]
+//                      [--rounds n] [--out FILE] [--cli FILE] [--verbose]
 //
 // Starts fast JSON backends (legacy, new, new-but-slow, and a dead port) in their own processes, then
 // measures each scenario in turn with the same load (autocannon, N connections, pipelining 1):
@@ -19,8 +19,8 @@ import { parseArgs } from 'node:util';
 import { runLoad, ITEM_PATHS } from './lib/load.mjs';
 import { deadPort, freePort } from './lib/ports.mjs';
 import { killAllSync, liveChildren, startGuarded, startScript, stopAll, waitForHttp } from './lib/procs.mjs';
-import { checkTargets, computeRatios, markdown, targetLines } from './lib/report.mjs';
-import { RssSampler, readStatus, round1 } from './lib/rss.mjs';
+import { checkTargets, computeRatios, markdown, mergeRounds, targetLines } from './lib/report.mjs';
+import { RssSampler, readCpuMs, readStatus, round1 } from './lib/rss.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH_DIR, '..');
@@ -42,7 +42,7 @@ const COMPARE = 'compare';
 function usage(message) {
   if (message) console.error(`bench: ${message}`);
   console.error(
-    'usage: node bench/run.mjs [--quick] [--scenario a,b] [--duration s] [--warmup s] [--connections n] [--out FILE] [--cli FILE] [--verbose]\n' +
+    'usage: node bench/run.mjs [--quick] [--scenario a,b] [--duration s] [--warmup s] [--connections n] [--rounds n] [--out FILE] [--cli FILE] [--verbose]\n' +
       `scenarios: ${[...SCENARIOS.map((s) => s.name), COMPARE].join(', ')}`,
   );
   process.exit(2);
@@ -59,6 +59,7 @@ function parseOptions(argv) {
         duration: { type: 'string' },
         warmup: { type: 'string' },
         connections: { type: 'string' },
+        rounds: { type: 'string' },
         out: { type: 'string' },
         cli: { type: 'string' },
         verbose: { type: 'boolean', default: false },
@@ -84,6 +85,7 @@ function parseOptions(argv) {
     durationS: number('duration', parsed.duration, parsed.quick ? 2 : 10, 0.5, 600),
     warmupS: number('warmup', parsed.warmup, parsed.quick ? 0.5 : 2, 0, 60),
     connections: Math.round(number('connections', parsed.connections, 50, 1, 1000)),
+    rounds: Math.round(number('rounds', parsed.rounds, 1, 1, 10)),
     out: resolve(parsed.out ?? join(BENCH_DIR, 'results', 'latest.json')),
     cli: resolve(parsed.cli ?? DEFAULT_CLI),
     verbose: parsed.verbose,
@@ -197,11 +199,16 @@ async function measure(scenario, url, pid, opts) {
   sampler?.start();
   if (opts.warmupS > 0) await runLoad({ url, connections: opts.connections, durationS: opts.warmupS });
   const rssWarm = pid ? readStatus(pid).rssMB : null;
+  const cpuBefore = pid ? readCpuMs(pid) : null;
   const load = await runLoad({ url, connections: opts.connections, durationS: opts.durationS });
+  const cpuAfter = pid ? readCpuMs(pid) : null;
   const rssEnd = pid ? readStatus(pid).rssMB : null;
+  const cpuMs = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
   const mem = sampler ? sampler.stop() : { peakMB: null, hwmMB: null, samples: 0 };
   return {
     ...load,
+    // Proxy CPU spent per request while measured (µs), and the share of one core it used.
+    proxyCpu: cpuMs === null ? null : { usPerRequest: load.requests ? Math.round((cpuMs * 1000) / load.requests) : null, coresUsed: Math.round((cpuMs / 1000 / load.durationS) * 100) / 100 },
     rssMB: { start: round1(rssStart), afterWarmup: round1(rssWarm), peak: round1(mem.peakMB), end: round1(rssEnd), hwm: round1(mem.hwmMB), samples: mem.samples },
   };
 }
@@ -284,7 +291,7 @@ async function main() {
   process.on('SIGTERM', () => cleanupAndExit(143, 'SIGTERM'));
 
   const machine = machineInfo();
-  log(`bench: ${opts.scenarios.map((s) => s.name).join(', ') || '(no load scenarios)'}; ${opts.connections} connections, warm-up ${opts.warmupS} s, measure ${opts.durationS} s${opts.quick ? ' (quick)' : ''}`);
+  log(`bench: ${opts.scenarios.map((s) => s.name).join(', ') || '(no load scenarios)'}; ${opts.connections} connections, warm-up ${opts.warmupS} s, measure ${opts.durationS} s${opts.rounds > 1 ? `, ${opts.rounds} rounds` : ''}${opts.quick ? ' (quick)' : ''}`);
   const rows = [];
   const processes = [];
   let backends = { urls: {}, children: [] };
@@ -296,21 +303,28 @@ async function main() {
     const bodies = {};
     for (const name of ['legacy', 'new']) if (backends.urls[name]) bodies[name] = await bodyBytes(backends.urls[name]);
 
-    for (const [i, scenario] of opts.scenarios.entries()) {
-      if (i > 0) await sleep(opts.quick ? 200 : 1000); // let the previous scenario's sockets close
-      log(`▶ ${scenario.name}: ${scenario.label}`);
-      let row;
-      try {
-        row = await runScenario(scenario, backends, opts, tmp);
-      } catch (err) {
-        row = { scenario: scenario.name, label: scenario.label, proxy: scenario.proxy, error: err.message };
+    // Rounds interleave the scenarios (A B C, A B C, ...) so that a burst of noise from elsewhere on
+    // the machine lands on all of them alike; each row then reports the median over its rounds.
+    const perScenario = new Map(opts.scenarios.map((s) => [s.name, []]));
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const [i, scenario] of opts.scenarios.entries()) {
+        if (i > 0 || round > 1) await sleep(opts.quick ? 200 : 1000); // let the previous scenario's sockets close
+        log(`▶ ${scenario.name}${opts.rounds > 1 ? ` (round ${round}/${opts.rounds})` : ''}: ${scenario.label}`);
+        let row;
+        try {
+          row = await runScenario(scenario, backends, opts, tmp);
+        } catch (err) {
+          row = { scenario: scenario.name, label: scenario.label, proxy: scenario.proxy, error: err.message };
+        }
+        if (row.pid) processes.push({ name: scenario.name, pid: row.pid });
+        perScenario.get(scenario.name).push(row);
+        if (row.skipped) log(`  skipped: ${row.skipped}`);
+        else if (row.error) log(`  ERROR: ${row.error}`);
+        else log(`  ${row.rps} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, non-2xx ${row.non2xx}, errors ${row.errors}${row.rssMB.peak !== null ? `, RSS peak ${row.rssMB.peak} MB` : ''}${row.proxyCpu ? `, ${row.proxyCpu.usPerRequest} µs CPU/req` : ''}`);
+        if (row.skipped) break; // the same reason holds for every round
       }
-      if (row.pid) processes.push({ name: scenario.name, pid: row.pid });
-      rows.push(row);
-      if (row.skipped) log(`  skipped: ${row.skipped}`);
-      else if (row.error) log(`  ERROR: ${row.error}`);
-      else log(`  ${row.rps} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, non-2xx ${row.non2xx}, errors ${row.errors}${row.rssMB.peak !== null ? `, RSS peak ${row.rssMB.peak} MB` : ''}`);
     }
+    for (const roundRows of perScenario.values()) rows.push(mergeRounds(roundRows));
 
     let comparator = null;
     if (opts.runCompare) {
@@ -329,6 +343,7 @@ async function main() {
         quick: opts.quick,
         connections: opts.connections,
         pipelining: 1,
+        rounds: opts.rounds,
         warmupS: opts.warmupS,
         durationS: opts.durationS,
         scenarios: opts.scenarios.map((s) => s.name),

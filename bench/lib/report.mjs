@@ -8,6 +8,53 @@ export const TARGETS = {
   proxyRssMB: 256,
 };
 
+const median = (xs) => {
+  const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
+  if (!v.length) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : Math.round(((v[mid - 1] + v[mid]) / 2) * 1000) / 1000;
+};
+const maxOf = (xs) => {
+  const v = xs.filter((x) => typeof x === 'number');
+  return v.length ? Math.max(...v) : null;
+};
+
+/**
+ * One row from the rounds of one scenario: medians of throughput, latency percentiles and CPU;
+ * sums of counts (so one bad round's errors are never hidden); the worst memory; every round kept.
+ */
+export function mergeRounds(roundRows) {
+  if (roundRows.length === 1) return roundRows[0];
+  const failed = roundRows.find((r) => r.error || r.skipped);
+  if (failed) return { ...failed, rounds: roundRows };
+  const first = roundRows[0];
+  const last = roundRows[roundRows.length - 1];
+  const sum = (key) => roundRows.reduce((acc, r) => acc + (r[key] ?? 0), 0);
+  const med = (get) => median(roundRows.map(get));
+  return {
+    ...first,
+    pid: undefined,
+    durationS: sum('durationS'),
+    requests: sum('requests'),
+    sent: sum('sent'),
+    rps: Math.round(med((r) => r.rps)),
+    bytesPerSec: med((r) => r.bytesPerSec),
+    latencyMs: Object.fromEntries(['p50', 'p90', 'p99', 'p999', 'mean'].map((k) => [k, med((r) => r.latencyMs[k])]).concat([['max', maxOf(roundRows.map((r) => r.latencyMs.max))]])),
+    autocannonLatencyMs: undefined,
+    non2xx: sum('non2xx'),
+    errors: sum('errors'),
+    timeouts: sum('timeouts'),
+    resets: sum('resets'),
+    statusCodes: undefined,
+    proxyCpu: first.proxyCpu ? { usPerRequest: med((r) => r.proxyCpu?.usPerRequest), coresUsed: med((r) => r.proxyCpu?.coresUsed) } : null,
+    rssMB: { start: first.rssMB.start, afterWarmup: first.rssMB.afterWarmup, peak: maxOf(roundRows.map((r) => r.rssMB.peak)), end: last.rssMB.end, hwm: maxOf(roundRows.map((r) => r.rssMB.hwm)), samples: sum2(roundRows.map((r) => r.rssMB.samples)) },
+    proxyCounters: undefined,
+    medianOf: roundRows.length,
+    rounds: roundRows,
+  };
+}
+const sum2 = (xs) => xs.reduce((a, b) => a + (b ?? 0), 0);
+
 const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0 ? Math.round((a / b) * 1000) / 1000 : null);
 
 /** A row that can be compared: it ran, and answered requests. */
@@ -25,6 +72,7 @@ export function computeRatios(rows) {
       rpsVsDirect: direct ? ratio(row.rps, direct.rps) : null,
       p99VsHttpProxy: hp ? ratio(row.latencyMs.p99, hp.latencyMs.p99) : null,
       p99VsDirect: direct ? ratio(row.latencyMs.p99, direct.latencyMs.p99) : null,
+      cpuPerRequestVsHttpProxy: hp ? ratio(row.proxyCpu?.usPerRequest, hp.proxyCpu?.usPerRequest) : null,
     };
   }
   const healthy = usable(by.shadow) ? by.shadow : null;
@@ -76,20 +124,20 @@ export function markdown(report) {
   lines.push('');
   lines.push(
     `${report.machine.cpus}× ${report.machine.cpuModel}, Node ${report.machine.node}, load average before ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}; ` +
-      `${params.connections} connections, pipelining 1, warm-up ${params.warmupS} s, measured ${params.durationS} s per scenario${params.quick ? ' (quick: proves the harness, not the speed)' : ''}.`,
+      `${params.connections} connections, pipelining 1, warm-up ${params.warmupS} s, measured ${params.durationS} s per scenario${params.rounds > 1 ? `, median of ${params.rounds} interleaved rounds` : ''}${params.quick ? ' (quick: proves the harness, not the speed)' : ''}.`,
   );
   lines.push('');
-  lines.push('| scenario | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | errors | proxy RSS start / peak / end MB | req/s × http-proxy | req/s × direct | p99 × http-proxy |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push('| scenario | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | errors | proxy RSS start / peak / end MB | proxy CPU µs/req | req/s × http-proxy | req/s × direct | p99 × http-proxy | CPU/req × http-proxy |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     if (r.skipped || r.error) {
-      lines.push(`| ${r.scenario} | ${r.skipped ? `skipped: ${r.skipped}` : `error: ${oneLine(r.error)}`} | | | | | | | | | |`);
+      lines.push(`| ${r.scenario} | ${r.skipped ? `skipped: ${r.skipped}` : `error: ${oneLine(r.error)}`} | | | | | | | | | | | |`);
       continue;
     }
     const q = ratios.perScenario[r.scenario] ?? {};
     const rss = r.rssMB.start === null && r.rssMB.peak === null ? '–' : `${fmt(r.rssMB.start, 0)} / ${fmt(r.rssMB.peak, 0)} / ${fmt(r.rssMB.end, 0)}`;
     lines.push(
-      `| ${r.scenario} | ${fmtInt(r.rps)} | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.non2xx} | ${r.errors} | ${rss} | ${fmt(q.rpsVsHttpProxy)} | ${fmt(q.rpsVsDirect)} | ${fmt(q.p99VsHttpProxy)} |`,
+      `| ${r.scenario} | ${fmtInt(r.rps)} | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.non2xx} | ${r.errors} | ${rss} | ${r.proxyCpu?.usPerRequest ?? '–'} | ${fmt(q.rpsVsHttpProxy)} | ${fmt(q.rpsVsDirect)} | ${fmt(q.p99VsHttpProxy)} | ${fmt(q.cpuPerRequestVsHttpProxy)} |`,
     );
   }
   const iso = Object.entries(ratios.shadowIsolation);

@@ -2,6 +2,7 @@
 //
 // VmRSS is sampled every 100 ms while load runs; VmHWM is the kernel's own high-water mark of RSS
 // and catches a peak between two samples. Elsewhere than Linux every value is null.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 const KB = 1024;
@@ -54,3 +55,33 @@ export class RssSampler {
 }
 
 export const round1 = (mb) => (mb === null || mb === undefined ? null : Math.round(mb * 10) / 10);
+
+let clockTicks;
+function ticksPerSecond() {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/**
+ * CPU time (user + system, ms) the process has used so far, from /proc/<pid>/stat; null elsewhere.
+ * CPU per request is steadier than req/s on a shared two-core machine: it does not depend on how
+ * much of the CPU the load generator and the backends happened to leave over.
+ */
+export function readCpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may itself contain spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return ((utime + stime) * 1000) / ticksPerSecond();
+  } catch {
+    return null;
+  }
+}
