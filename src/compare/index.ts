@@ -1,0 +1,256 @@
+/**
+ * The comparison engine: pure functions from two captured responses and a route's compiled rules to
+ * a list of differences. No I/O, clock, logging or module state, so it can run in a worker as is.
+ *
+ * Pipeline: status and headers → byte-equal fast path → decode → body kind → (JSON) parse, mappings,
+ * transform, typed walk | (text) line summary | (binary) digest.
+ */
+import type { CompareSettings, TransformFn } from '../config/load.js';
+import { charsetOf, decodeBody, encodingsOf, headerValue, kindFromContentType, sniffKind } from './decode.js';
+import { MAX_DIFFERENCES, TooComplexError, diffJson, preview, type WalkContext } from './json.js';
+import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
+import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
+import { redactDifference as redactWith, redactValue as redactValueWith } from './redact.js';
+import { digest, textSummary } from './text.js';
+import type { BodyKind, Captured, CompareContext, Comparison, Difference } from './types.js';
+
+export type { BodyKind, Captured, CompareContext, Comparison, DiffKind, Difference, FieldRates, NoiseThresholds } from './types.js';
+export { DEFAULT_NOISE_THRESHOLDS, isRealDifference } from './noise.js';
+export { isDynamicKey, PathSyntaxError } from './path.js';
+export { MAX_DIFFERENCES } from './json.js';
+export { REDACTED } from './redact.js';
+
+/** Precomputed matchers of one route; build once with compileRules and share freely (read-only). */
+export interface CompiledRules {
+  readonly headers: readonly string[];
+  readonly allHeaders: boolean;
+  readonly ignoreHeaders: ReadonlySet<string>;
+  readonly body: PathMatcher;
+  readonly sensitive: PathMatcher;
+  readonly tolerance: { readonly absolute: number; readonly relative: number };
+  readonly mappings: readonly CompiledMapping[];
+  readonly transform?: TransformFn;
+  readonly transformName: string;
+  readonly maxBodyBytes: number;
+}
+
+/**
+ * With `headers: ["*"]` these are left out: they describe the transfer, not the answer, or change on
+ * every call. Naming one explicitly still compares it.
+ */
+const NOT_IN_STAR = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'content-length', 'content-encoding', 'date']);
+
+function parseAll(list: readonly string[], where: string): Segment[][] {
+  return list.map((p, i) => parsePath(p, `${where}[${i}]`));
+}
+
+/** Throws PathSyntaxError (code CUTOVER_BAD_COMPARE_PATH) naming the rule that does not parse. */
+export function compileRules(settings: CompareSettings): CompiledRules {
+  const ignoreHeaders = new Set(settings.ignoreHeaders.map((h) => h.toLowerCase()));
+  const listed = [...new Set(settings.headers.map((h) => h.toLowerCase()))];
+  const { absolute, relative } = settings.tolerance;
+  if (!(absolute >= 0) || !(relative >= 0)) throw new RangeError('compare.tolerance: absolute and relative must be numbers >= 0');
+  const ignore = parseAll(settings.ignore, 'compare.ignore');
+  const unordered = parseAll(settings.unordered, 'compare.unordered');
+  const sensitive = parseAll(settings.sensitive, 'compare.sensitive');
+  const bodyRules = [...ignore.map((segments) => ({ segments, flag: IGNORE })), ...unordered.map((segments) => ({ segments, flag: UNORDERED }))];
+  const transform = settings.transform;
+  return Object.freeze({
+    headers: listed.filter((h) => h !== '*' && !ignoreHeaders.has(h)),
+    allHeaders: listed.includes('*'),
+    ignoreHeaders,
+    body: buildMatcher(bodyRules),
+    sensitive: buildMatcher(sensitive.map((segments) => ({ segments, flag: SENSITIVE }))),
+    tolerance: { absolute, relative },
+    mappings: settings.mappings.map(compileMapping),
+    transform,
+    transformName: settings.transformPath ?? (transform?.name || 'transform'),
+    maxBodyBytes: settings.maxBodyBytes,
+  });
+}
+
+function normaliseContentType(v: string): string {
+  return v.toLowerCase().replace(/\s*([;=])\s*/g, '$1').replace(/"/g, '').trim();
+}
+
+function compareHeader(name: string, l: Captured['headers'], c: Captured['headers'], out: Difference[]): void {
+  const lv = headerValue(l, name);
+  const cv = headerValue(c, name);
+  if (lv === cv) return;
+  const field = `header:${name}`;
+  if (cv === undefined) out.push({ field, path: field, kind: 'missing', legacy: preview(lv) });
+  else if (lv === undefined) out.push({ field, path: field, kind: 'extra', candidate: preview(cv) });
+  else if (name !== 'content-type' || normaliseContentType(lv) !== normaliseContentType(cv)) {
+    out.push({ field, path: field, kind: 'header', legacy: preview(lv), candidate: preview(cv) });
+  }
+}
+
+function compareHeaders(l: Captured['headers'], c: Captured['headers'], rules: CompiledRules, out: Difference[]): void {
+  for (const name of rules.headers) compareHeader(name, l, c, out);
+  if (!rules.allHeaders) return;
+  const seen = new Set(rules.headers);
+  for (const side of [l, c]) {
+    for (const name of Object.keys(side)) {
+      if (seen.has(name) || NOT_IN_STAR.has(name) || rules.ignoreHeaders.has(name) || side[name] === undefined) continue;
+      seen.add(name);
+      compareHeader(name, l, c, out);
+    }
+  }
+}
+
+function fastKind(body: Buffer, contentType: string | undefined): BodyKind {
+  if (body.length === 0) return 'empty';
+  return kindFromContentType(contentType) ?? sniffKind(body, 256);
+}
+
+function done(differences: Difference[], bodyKind: BodyKind, capped = false): Comparison {
+  const c: Comparison = { result: differences.length ? 'mismatch' : 'match', differences, bodyKind };
+  if (capped) c.differencesCapped = true;
+  return c;
+}
+
+/**
+ * The body could not be compared. Differences already found still make a mismatch (they are real
+ * evidence); otherwise the comparison is an error, so it counts neither as match nor mismatch.
+ */
+function bodyUnavailable(differences: Difference[], bodyKind: BodyKind, error: string): Comparison {
+  return { result: differences.length ? 'mismatch' : 'error', differences, error, bodyKind };
+}
+
+function sideDiff(kind: 'missing' | 'extra' | 'type' | 'value', legacy: unknown, candidate: unknown): Difference {
+  const d: Difference = { field: '$', path: '$', kind };
+  if (kind !== 'extra') d.legacy = legacy;
+  if (kind !== 'missing') d.candidate = candidate;
+  return d;
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (err) {
+    return { ok: false, error: `invalid JSON: ${(err as Error).message}` };
+  }
+}
+
+export function compareResponses(legacy: Captured, candidate: Captured, rules: CompiledRules, ctx: CompareContext): Comparison {
+  const differences: Difference[] = [];
+  if (legacy.status !== candidate.status) {
+    differences.push({ field: 'status', path: 'status', kind: 'status', legacy: legacy.status, candidate: candidate.status });
+  }
+  compareHeaders(legacy.headers, candidate.headers, rules, differences);
+  const contentType = headerValue(legacy.headers, 'content-type') ?? headerValue(candidate.headers, 'content-type');
+
+  // Fast path: identical bytes under the identical coding are the same answer, whatever the rules.
+  if (
+    !legacy.truncated &&
+    !candidate.truncated &&
+    legacy.headers['content-encoding'] === candidate.headers['content-encoding'] &&
+    legacy.body.length === candidate.body.length &&
+    legacy.body.equals(candidate.body)
+  ) {
+    return done(differences, fastKind(legacy.body, contentType));
+  }
+  const declared = kindFromContentType(contentType);
+  if (legacy.truncated || candidate.truncated) return bodyUnavailable(differences, declared ?? 'binary', 'body_truncated');
+
+  const l = decodeBody(legacy.body, encodingsOf(legacy.headers), rules.maxBodyBytes);
+  const c = decodeBody(candidate.body, encodingsOf(candidate.headers), rules.maxBodyBytes);
+  for (const [side, d] of [
+    ['legacy', l],
+    ['new', c],
+  ] as const) {
+    if (d.ok) continue;
+    if (d.truncated) return bodyUnavailable(differences, declared ?? 'binary', 'body_truncated');
+    return bodyUnavailable(differences, declared ?? 'binary', `decode_failed: ${side} body: ${d.error}`);
+  }
+  if (!l.ok || !c.ok) return bodyUnavailable(differences, 'binary', 'decode_failed');
+  const lb = l.body;
+  const cb = c.body;
+  if (lb.length === 0 && cb.length === 0) return done(differences, 'empty');
+  const kind = declared ?? sniffKind(lb.length ? lb : cb);
+
+  try {
+    if (kind === 'json') return compareJson(lb, cb, contentType, differences, rules, ctx);
+    if (kind === 'text') return compareText(lb, cb, contentType, differences);
+    if (!lb.equals(cb)) differences.push(emptiness(lb, cb) ?? sideDiff('value', digest(lb), digest(cb)));
+    return done(differences, 'binary');
+  } catch (err) {
+    // Pure code can still meet bodies it cannot afford; the caller gets an answer, never a throw.
+    const message = err instanceof TooComplexError ? err.message : `compare_failed: ${(err as Error).message}`;
+    return { result: 'error', differences, error: message, bodyKind: kind };
+  }
+}
+
+/** One side sent a body and the other none: that is the whole difference. */
+function emptiness(lb: Buffer, cb: Buffer): Difference | undefined {
+  if (lb.length && !cb.length) return sideDiff('missing', `${lb.length} bytes`, undefined);
+  if (!lb.length && cb.length) return sideDiff('extra', undefined, `${cb.length} bytes`);
+  return undefined;
+}
+
+function toText(body: Buffer, contentType: string | undefined): string {
+  const charset = charsetOf(contentType);
+  // A UTF-8 BOM is framing, not content; JSON.parse rejects it.
+  const start = charset === 'utf8' && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+  return body.toString(charset, start);
+}
+
+function compareText(lb: Buffer, cb: Buffer, contentType: string | undefined, differences: Difference[]): Comparison {
+  if (lb.equals(cb)) return done(differences, 'text');
+  const empty = emptiness(lb, cb);
+  if (empty) {
+    differences.push(empty);
+    return done(differences, 'text');
+  }
+  const a = toText(lb, contentType);
+  const b = toText(cb, contentType);
+  if (a !== b) {
+    const s = textSummary(a, b);
+    differences.push(sideDiff('value', s.legacy, s.candidate));
+  }
+  return done(differences, 'text');
+}
+
+function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, differences: Difference[], rules: CompiledRules, ctx: CompareContext): Comparison {
+  const empty = emptiness(lb, cb);
+  if (empty) {
+    differences.push(empty);
+    return done(differences, 'json');
+  }
+  const lt = toText(lb, contentType);
+  const ct = toText(cb, contentType);
+  const lp = parseJson(lt);
+  const cp = parseJson(ct);
+  if (!lp.ok && !cp.ok) return compareText(lb, cb, contentType, differences);
+  if (!lp.ok || !cp.ok) {
+    differences.push(sideDiff('type', lp.ok ? preview(lp.value) : lp.error, cp.ok ? preview(cp.value) : cp.error));
+    return done(differences, 'json');
+  }
+  let legacyValue = lp.value;
+  let candidateValue = applyMappings(cp.value, rules.mappings);
+  if (rules.transform) {
+    try {
+      const r = rules.transform(legacyValue, candidateValue, ctx) as unknown;
+      if (typeof r !== 'object' || r === null || !('legacy' in r)) throw new Error('it must return { legacy, candidate }');
+      const out = r as { legacy: unknown; candidate?: unknown; new?: unknown };
+      legacyValue = out.legacy;
+      // The config schema's comment names the field `new`; accept both spellings.
+      candidateValue = 'candidate' in out ? out.candidate : out.new;
+    } catch (err) {
+      return { result: 'error', differences, error: `transform_failed: transform ${rules.transformName} threw: ${(err as Error)?.message ?? String(err)}`, bodyKind: 'json' };
+    }
+  }
+  const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out: differences, capped: false, work: 0 };
+  diffJson(legacyValue, candidateValue, walk);
+  return done(differences, 'json', walk.capped || differences.length > MAX_DIFFERENCES);
+}
+
+/** Replaces values at sensitive paths and credential-looking values by "[redacted]"; returns a copy. */
+export function redactDifference(diff: Difference, rules: CompiledRules): Difference {
+  return redactWith(diff, rules);
+}
+
+/** Redacts one value found at a concrete path (`$.user.password`, `header:authorization`). */
+export function redactValue(value: unknown, path: string, rules: CompiledRules): unknown {
+  return redactValueWith(value, path, rules);
+}
