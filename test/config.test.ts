@@ -1,0 +1,104 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfigText, validateConfig } from '../src/config/load.js';
+import { ConfigError } from '../src/errors.js';
+import { CLI } from './helpers/proxy.js';
+
+const backends = { legacy: { url: 'http://127.0.0.1:9101' }, new: { url: 'http://127.0.0.1:9102' } };
+
+function problemsOf(input: unknown): string[] {
+  try {
+    validateConfig(input, 'test.yaml');
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('config validation names the path of every problem', () => {
+  it.each([
+    ['unknown key', { backends, listne: {} }, '(root): unknown key "listne"'],
+    ['unknown nested key', { backends: { ...backends, legacy: { url: 'http://a', timeuot: '1s' } } }, 'backends.legacy: unknown key "timeuot"'],
+    ['bad URL', { backends: { ...backends, new: { url: 'not a url' } } }, 'backends.new.url: "not a url" is not a URL'],
+    ['wrong URL scheme', { backends: { ...backends, new: { url: 'ftp://x' } } }, 'backends.new.url: must be an http:// or https:// URL'],
+    ['bad duration', { backends: { ...backends, legacy: { url: 'http://a', timeout: '30 parsecs' } } }, 'backends.legacy.timeout: "30 parsecs" is not a duration'],
+    ['path without slash', { backends, routes: [{ name: 'a', match: { path: 'v1/x' } }] }, 'routes[0].match.path: must start with "/"'],
+    ['duplicate route names', { backends, routes: [{ name: 'a', match: { path: '/a' } }, { name: 'b', match: { path: '/b' } }, { name: 'a', match: { path: '/c' } }] }, 'routes[2].name: "a" is already the name of routes[0]'],
+    ['overlapping ports', { backends, listen: { port: 8080 }, admin: { port: 8080 } }, 'admin.port: 8080 is also listen.port'],
+    ['weight out of range', { backends, routes: [{ name: 'a', match: { path: '/a' }, weight: 101 }] }, 'routes[0].weight:'],
+    ['rewrite with unknown param', { backends, routes: [{ name: 'a', match: { path: '/a/:id' }, rewrite: { path: '/b/:uid' } }] }, 'routes[0].rewrite.path: ":uid" is not a parameter of match.path'],
+    ['after names no route', { backends, routes: [{ name: 'a', match: { path: '/a' }, after: ['zzz'] }] }, 'routes[0].after[0]: no route is named "zzz"'],
+    ['bad method', { backends, routes: [{ name: 'a', match: { path: '/a', methods: ['FETCH'] } }] }, 'routes[0].match.methods[0]:'],
+    ['bad sticky key', { backends, sticky: { key: 'session' } }, 'sticky.key: must be header:NAME, cookie:NAME, ip or credential'],
+    ['reserved route name', { backends, routes: [{ name: 'other', match: { path: '/a' } }] }, 'routes[0].name: "other" is reserved'],
+    ['missing backend', { backends: { legacy: backends.legacy } }, 'backends.new:'],
+    ['token file missing', { backends, admin: { tokenFile: '/nonexistent/token' } }, 'admin.tokenFile: cannot read /nonexistent/token'],
+  ])('%s', (_name, input, expected) => {
+    const problems = problemsOf(input);
+    expect(problems.some((p) => p.startsWith(expected)), `${JSON.stringify(problems)} should contain ${expected}`).toBe(true);
+  });
+
+  it('reports every problem at once, not just the first', () => {
+    const problems = problemsOf({ backends: { legacy: { url: 'x' }, new: { url: 'y' } }, listen: { port: 70000 } });
+    expect(problems.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('accepts JSON as well as YAML and applies defaults', () => {
+    const config = validateConfig(parseConfigText(JSON.stringify({ backends, routes: [{ name: 'r', match: { path: '/r/:id' } }] }), 'c.json'));
+    expect(config.listen.port).toBe(8080);
+    expect(config.routes[0]).toMatchObject({ name: 'r', weight: 0, methods: null, shadow: { percent: 100, unsafe: false } });
+    expect(config.backends.legacy.timeout).toBe(30_000);
+  });
+
+  it('merges route rules over defaults', () => {
+    const config = validateConfig({
+      backends,
+      defaults: { shadow: { percent: 10 }, compare: { ignore: ['$.meta.requestId'], headers: ['content-type'] } },
+      routes: [{ name: 'r', match: { path: '/r' }, shadow: { unsafe: true }, compare: { ignore: ['$.etag'] } }],
+    });
+    expect(config.routes[0].shadow).toMatchObject({ percent: 10, unsafe: true });
+    expect(config.routes[0].compare.ignore).toEqual(['$.meta.requestId', '$.etag']);
+  });
+});
+
+describe('cutover check', () => {
+  function check(text: string): { status: number | null; stdout: string; stderr: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-check-'));
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, text);
+    const r = spawnSync(process.execPath, [CLI, 'check', '--config', file], { encoding: 'utf8' });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  it('prints a summary and exits 0 for a good config', () => {
+    const r = check('backends:\n  legacy: { url: "http://127.0.0.1:1" }\n  new: { url: "http://127.0.0.1:2" }\nroutes:\n  - { name: get-widget, match: { path: /v1/widgets/:id } }\n');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('config OK');
+    expect(r.stdout).toContain('get-widget');
+  });
+
+  it('prints every problem with its path and exits 2', () => {
+    const r = check('backends:\n  legacy: { url: "nope" }\n  new: { url: "http://127.0.0.1:2", timeout: "soon" }\nroutes:\n  - { name: a, match: { path: x } }\n');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('backends.legacy.url');
+    expect(r.stderr).toContain('backends.new.timeout');
+    expect(r.stderr).toContain('routes[0].match.path: must start with "/"');
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace without --debug
+  });
+
+  it('reports YAML syntax errors with their line and exits 2', () => {
+    const r = check('backends:\n  legacy: { url: "http://a"\n');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/line \d+/);
+  });
+
+  it('exits 2 with one sentence when the file does not exist', () => {
+    const r = spawnSync(process.execPath, [CLI, 'check', '--config', '/nonexistent.yaml'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

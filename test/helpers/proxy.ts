@@ -1,0 +1,92 @@
+/** Starts the proxy for tests: in-process (startApp) or as a real child process (the CLI). */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { validateConfig, loadTransforms } from '../../src/config/load.js';
+import { startApp, type App, type AppOptions } from '../../src/app.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+
+export const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
+
+/** A config object with loopback listeners on port 0 and the given backends. */
+export function baseConfig(legacyUrl: string, newUrl: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    backends: { legacy: { url: legacyUrl }, new: { url: newUrl } },
+    log: { level: 'warn' },
+    ...extra,
+  };
+}
+
+export interface InProcessProxy extends App {
+  logs: string[];
+}
+
+export async function startProxy(raw: Record<string, unknown>, options: AppOptions = {}): Promise<InProcessProxy> {
+  const config = validateConfig(raw, 'test config');
+  await loadTransforms(config);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const app = await startApp(config, { logger: createLogger(config.log.level, sink), defaultMetrics: false, ...options });
+  return Object.assign(app, { logs });
+}
+
+export interface ChildProxy {
+  child: ChildProcess;
+  dataUrl: string;
+  adminUrl: string;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+  stop(): Promise<number | null>;
+}
+
+export function writeConfig(raw: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cutover-test-'));
+  const file = join(dir, 'cutover.yaml');
+  writeFileSync(file, stringify(raw));
+  return file;
+}
+
+/** Runs `cutover run` in its own process and waits for it to print its URLs. */
+export async function spawnProxy(raw: Record<string, unknown>): Promise<ChildProxy> {
+  const file = writeConfig(raw);
+  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (err += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const urls = await new Promise<{ dataUrl: string; adminUrl: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`proxy did not start: ${err}`)), 10_000);
+    const check = (): void => {
+      const m = /cutover: proxy (\S+)\s+admin (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ dataUrl: m[1], adminUrl: m[2] });
+      }
+    };
+    child.stdout!.on('data', check);
+    void exited.then((code) => reject(new Error(`proxy exited with ${code}: ${err}`)));
+  });
+  return {
+    child,
+    ...urls,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}

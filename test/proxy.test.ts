@@ -1,0 +1,264 @@
+import http from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import WebSocket, { WebSocketServer } from 'ws';
+import { deadPort, startBackend, waitFor, type TestBackend } from './helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function backend(handler?: Parameters<typeof startBackend>[0]): Promise<TestBackend> {
+  const b = await startBackend(handler);
+  cleanups.push(() => b.close());
+  return b;
+}
+
+async function proxy(raw: Record<string, unknown>): Promise<InProcessProxy> {
+  const p = await startProxy(raw);
+  cleanups.push(() => p.close(100));
+  return p;
+}
+
+/** A raw request with exactly the headers given, returning status, headers and body. */
+function rawRequest(url: string, options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+describe('forwarding', () => {
+  it('removes hop-by-hop headers both ways and the ones named in Connection', async () => {
+    const legacy = await backend((_req, res) => {
+      res.setHeader('content-type', 'text/plain');
+      res.setHeader('connection', 'keep-alive, x-upstream-private');
+      res.setHeader('x-upstream-private', 'secret');
+      res.setHeader('keep-alive', 'timeout=5');
+      res.setHeader('x-kept', 'yes');
+      res.end('ok');
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    const res = await rawRequest(`${p.dataUrl}/a`, {
+      headers: { connection: 'keep-alive, x-client-private', 'x-client-private': '1', 'keep-alive': '300', te: 'trailers', 'proxy-connection': 'keep-alive', upgrade: 'h2c', 'x-normal': 'kept' },
+    });
+    expect(res.status).toBe(200);
+    const got = legacy.received[0].headers;
+    for (const h of ['x-client-private', 'keep-alive', 'te', 'proxy-connection', 'upgrade']) expect(got[h], h).toBeUndefined();
+    expect(got['x-normal']).toBe('kept');
+    expect(res.headers['x-upstream-private']).toBeUndefined();
+    expect(res.headers['x-kept']).toBe('yes');
+    expect(res.body).toBe('ok');
+  });
+
+  it('sets X-Forwarded-* and overwrites what an untrusted peer claims', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    await rawRequest(`${p.dataUrl}/x`, { headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', host: 'api.example.com' } });
+    const got = legacy.received[0].headers;
+    expect(got['x-forwarded-for']).toBe('127.0.0.1');
+    expect(got['x-forwarded-proto']).toBe('http');
+    expect(got['x-forwarded-host']).toBe('api.example.com');
+    expect(got.host).toBe(`127.0.0.1:${legacy.port}`);
+  });
+
+  it('appends to X-Forwarded-For when the peer is a trusted proxy, and can preserve Host', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { listen: { host: '127.0.0.1', port: 0, trustedProxies: ['127.0.0.0/8'], preserveHost: true } }));
+    await rawRequest(`${p.dataUrl}/x`, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', host: 'api.example.com' } });
+    const got = legacy.received[0].headers;
+    expect(got['x-forwarded-for']).toBe('203.0.113.9, 127.0.0.1');
+    expect(got['x-forwarded-proto']).toBe('https');
+    expect(got.host).toBe('api.example.com');
+  });
+
+  it('passes every method and raw body of any content type', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    const payload = Buffer.from([0, 1, 2, 255, 254]);
+    for (const method of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+      const res = await request(`${p.dataUrl}/m?q=1`, { method: method as 'POST', body: payload, headers: { 'content-type': 'application/x-weird' } });
+      await res.body.text();
+      expect(res.statusCode).toBe(200);
+    }
+    expect(legacy.received.map((r) => r.method)).toEqual(['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+    for (const r of legacy.received) {
+      expect(r.body.equals(payload)).toBe(true);
+      expect(r.url).toBe('/m?q=1');
+    }
+  });
+
+  it('streams a slow body to the client chunk by chunk before it ends', async () => {
+    let finish!: () => void;
+    const legacy = await backend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first;');
+      finish = () => res.end('last');
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    const res = await request(`${p.dataUrl}/stream`);
+    const reader = res.body[Symbol.asyncIterator]();
+    const first = await reader.next();
+    // The backend has not ended its response yet, and the client already holds the first chunk.
+    expect(String(first.value)).toBe('first;');
+    finish();
+    let rest = '';
+    for (let n = await reader.next(); !n.done; n = await reader.next()) rest += String(n.value);
+    expect(rest).toBe('last');
+  });
+
+  it('aborts the upstream request when the client goes away', async () => {
+    let upstreamClosed = false;
+    const legacy = await backend((req, res) => {
+      res.writeHead(200);
+      res.write('partial');
+      res.on('close', () => (upstreamClosed = true));
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    await new Promise<void>((resolve) => {
+      const req = http.get(`${p.dataUrl}/hang`, { agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => undefined);
+    });
+    await waitFor(() => upstreamClosed, 5_000, 'the backend to see the abort');
+  });
+
+  it('answers 502 problem+json naming the backend when it is unreachable', async () => {
+    const port = await deadPort();
+    const p = await proxy(baseConfig(`http://127.0.0.1:${port}`, `http://127.0.0.1:${port}`));
+    const res = await rawRequest(`${p.dataUrl}/x`);
+    expect(res.status).toBe(502);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    const body = JSON.parse(res.body);
+    expect(body).toMatchObject({ status: 502, code: 'UPSTREAM_UNAVAILABLE', backend: 'legacy' });
+    expect(res.body).not.toContain('ECONNREFUSED');
+    expect(res.body).not.toContain(String(port));
+  });
+
+  it('answers 504 problem+json when the backend is too slow', async () => {
+    const legacy = await backend(() => undefined /* never answers */);
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { backends: { legacy: { url: legacy.url, timeout: '300ms' }, new: { url: legacy.url } } }));
+    const res = await rawRequest(`${p.dataUrl}/slow`);
+    expect(res.status).toBe(504);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(res.body)).toMatchObject({ status: 504, code: 'UPSTREAM_TIMEOUT', backend: 'legacy' });
+  });
+
+  it('answers 413 problem+json for a body over the limit and forwards nothing', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { listen: { host: '127.0.0.1', port: 0, bodyLimit: '1kb' } }));
+    const res = await rawRequest(`${p.dataUrl}/upload`, { method: 'POST', body: Buffer.alloc(5000, 1), headers: { 'content-type': 'application/octet-stream' } });
+    expect(res.status).toBe(413);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(res.body).code).toBe('BODY_TOO_LARGE');
+    expect(legacy.received).toHaveLength(0);
+  });
+
+  it('passes WebSocket upgrades through to the primary backend', async () => {
+    const legacy = await backend();
+    const wss = new WebSocketServer({ server: legacy.server });
+    const seenHeaders: http.IncomingHttpHeaders[] = [];
+    wss.on('connection', (socket, req) => {
+      seenHeaders.push(req.headers);
+      socket.on('message', (data) => socket.send(`echo:${String(data)}`));
+    });
+    cleanups.push(async () => wss.close());
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    const ws = new WebSocket(`${p.dataUrl.replace('http', 'ws')}/socket?room=1`);
+    const reply = await new Promise<string>((resolve, reject) => {
+      ws.on('open', () => ws.send('hello'));
+      ws.on('message', (data) => resolve(String(data)));
+      ws.on('error', reject);
+    });
+    ws.close();
+    expect(reply).toBe('echo:hello');
+    expect(seenHeaders[0]['x-forwarded-for']).toBe('127.0.0.1');
+  });
+});
+
+describe('routing', () => {
+  it('rewrites the path toward the new backend and sends unmatched requests to legacy as "other"', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(
+      baseConfig(legacy.url, next.url, {
+        defaults: { shadow: { percent: 0 } },
+        routes: [{ name: 'get-widget', match: { methods: ['GET'], path: '/v1/widgets/:id' }, rewrite: { path: '/v2/items/:id' }, weight: 100 }],
+      }),
+    );
+    await rawRequest(`${p.dataUrl}/v1/widgets/42?fields=a`);
+    await rawRequest(`${p.dataUrl}/v1/unknown`);
+    await rawRequest(`${p.dataUrl}/v1/widgets/42`, { method: 'DELETE' });
+    expect(next.received.map((r) => r.url)).toEqual(['/v2/items/42?fields=a']);
+    expect(legacy.received.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /v1/unknown', 'DELETE /v1/widgets/42']);
+    const metrics = await (await request(`${p.adminUrl}/metrics`)).body.text();
+    expect(metrics).toMatch(/cutover_requests_total\{route="get-widget",backend="new",role="primary",outcome="2xx"\} 1/);
+    expect(metrics).toMatch(/cutover_requests_total\{route="other",backend="legacy",role="primary",outcome="2xx"\} 2/);
+  });
+
+  it('never forwards the legacy credential to the new backend unless the route opts in', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(
+      baseConfig(legacy.url, next.url, {
+        defaults: { shadow: { percent: 0 } },
+        routes: [
+          { name: 'a', match: { path: '/a' }, weight: 100 },
+          { name: 'b', match: { path: '/b' }, weight: 100, forwardCredentials: true },
+        ],
+      }),
+    );
+    const headers = { authorization: 'Bearer legacy-key', 'x-api-key': 'k-123' };
+    await rawRequest(`${p.dataUrl}/a`, { headers });
+    await rawRequest(`${p.dataUrl}/b`, { headers });
+    expect(next.received[0].headers.authorization).toBeUndefined();
+    expect(next.received[0].headers['x-api-key']).toBeUndefined();
+    expect(next.received[1].headers.authorization).toBe('Bearer legacy-key');
+  });
+
+  it('splits keyless requests with an exact counter', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(baseConfig(legacy.url, next.url, { defaults: { shadow: { percent: 0 } }, routes: [{ name: 'r', match: { path: '/r' }, weight: 25 }] }));
+    for (let i = 0; i < 40; i++) await rawRequest(`${p.dataUrl}/r`);
+    expect(next.received).toHaveLength(10);
+    expect(legacy.received).toHaveLength(30);
+  });
+});
+
+describe('admin and logs', () => {
+  it('serves metrics, health and readiness, and locks /api without the token', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    expect((await rawRequest(`${p.adminUrl}/healthz`)).status).toBe(200);
+    expect((await rawRequest(`${p.adminUrl}/readyz`)).status).toBe(200);
+    const api = await rawRequest(`${p.adminUrl}/api/anything`);
+    expect(api.status).toBe(401);
+    expect(api.headers['content-type']).toMatch(/^application\/problem\+json/);
+  });
+
+  it('redacts credentials from logs', async () => {
+    const { createLogger } = await import('../src/telemetry/logger.js');
+    const lines: string[] = [];
+    const { Writable } = await import('node:stream');
+    const logger = createLogger('info', new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+    logger.info({ req: { headers: { authorization: 'Bearer s3cret', cookie: 'sid=abc', 'x-api-key': 'k1', 'proxy-authorization': 'Basic x' } }, res: { headers: { 'set-cookie': 'sid=def' } } }, 'request');
+    logger.flush();
+    await waitFor(() => lines.length > 0);
+    const text = lines.join('');
+    for (const secret of ['s3cret', 'sid=abc', 'k1', 'Basic x', 'sid=def']) expect(text).not.toContain(secret);
+    expect(text).toContain('[redacted]');
+  });
+});
