@@ -102,3 +102,11 @@ describe('cutover check', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
+
+describe('shipped configs', () => {
+  it.each(['config/cutover.example.yaml', 'config/demo.yaml'])('%s is valid', (file) => {
+    const r = spawnSync(process.execPath, [CLI, 'check', '--config', file], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+});
