@@ -12,9 +12,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runner = join(root, 'bench', 'run.mjs');
-// The pass-through scenario needs the built CLI (`npm test` builds first via pretest).
-const cliBuilt = existsSync(join(root, 'dist', 'cli', 'main.js'));
-const scenarios = ['direct', 'http-proxy', ...(cliBuilt ? ['passthrough'] : [])];
+// The pass-through scenario runs the built CLI (`npm test` builds first via pretest).
+const cli = join(root, 'dist', 'cli', 'main.js');
+const scenarios = ['direct', 'http-proxy', 'passthrough'];
 
 interface Row {
   scenario: string;
@@ -28,6 +28,8 @@ interface Row {
   non2xx: number;
   latencyMs: { p50: number; p99: number; p999: number };
   rssMB: { start: number | null; peak: number | null; end: number | null };
+  proxyCpu: { usPerRequest: number | null } | null;
+  proxyCounters?: Record<string, number>;
 }
 interface Report {
   machine: { cpus: number; node: string; date: string };
@@ -70,7 +72,8 @@ describe('bench/run.mjs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cutover-bench-test-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it(`measures ${scenarios.join(', ')} and writes the report`, async () => {
+  it(`measures ${scenarios.join(', ')} side by side and writes the report`, async () => {
+    expect(existsSync(cli), `${cli} missing: run npm run build`).toBe(true);
     const out = join(dir, 'latest.json');
     const { code, stdout, stderr } = await run(['--quick', '--duration', '1', '--scenario', scenarios.join(','), '--out', out], 90_000);
     expect(code, stderr).toBe(0);
@@ -88,8 +91,14 @@ describe('bench/run.mjs', () => {
       expect(row.timeouts, row.scenario).toBe(0);
       expect(row.non2xx, row.scenario).toBe(0);
       expect(row.latencyMs.p99, row.scenario).toBeGreaterThan(0);
-      if (row.proxy !== 'none' && process.platform === 'linux') expect(row.rssMB.peak, row.scenario).toBeGreaterThan(0);
+      if (row.proxy !== 'none' && process.platform === 'linux') {
+        expect(row.rssMB.peak, row.scenario).toBeGreaterThan(0);
+        expect(row.proxyCpu?.usPerRequest, row.scenario).toBeGreaterThan(0);
+      }
     }
+    // The proxy's own metrics agree that it served the load (scraped from its admin port).
+    const passthrough = report.rows.find((r) => r.scenario === 'passthrough');
+    expect(passthrough?.proxyCounters?.['requests.primary.2xx']).toBeGreaterThanOrEqual(passthrough?.requests ?? Infinity);
     // Ratios come from the same run: every proxied row is compared with http-proxy and with direct.
     expect(report.ratios.perScenario['http-proxy'].rpsVsHttpProxy).toBe(1);
     expect(report.ratios.perScenario['http-proxy'].rpsVsDirect).toBeGreaterThan(0);

@@ -147,6 +147,18 @@ export function markdown(report) {
     lines.push('| --- | ---: | ---: | ---: |');
     for (const [name, v] of iso) lines.push(`| ${name} | ${fmt(v.p99VsHealthyShadow)} | ${fmt(v.p50VsHealthyShadow)} | ${fmt(v.rpsVsHealthyShadow)} |`);
   }
+  const counted = rows.filter((r) => r.proxyCounters && !r.proxyCounters.error && Object.keys(r.proxyCounters).length);
+  if (counted.length) {
+    lines.push('');
+    lines.push('What cutover says it did (admin /metrics after the run, warm-up and readiness probes included):');
+    lines.push('');
+    for (const r of counted) {
+      const parts = Object.entries(r.proxyCounters)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k} ${fmtInt(v)}`);
+      lines.push(`- ${r.scenario}: ${parts.join(', ')}`);
+    }
+  }
   if (Array.isArray(report.comparator) && report.comparator.length) {
     lines.push('');
     lines.push('### comparator (bench/compare.mjs)');
