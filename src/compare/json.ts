@@ -360,6 +360,12 @@ function alignByIdentity(a: unknown[], ai: number[], b: unknown[], bi: number[],
 /** Same-length arrays: element-wise; a permutation is one `order`; records moved and edited align by id. */
 function diffOrdered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, children: Frame[]): void {
   if (a.length === b.length) {
+    // One element cannot be out of order: descend without the equality pre-pass, which would
+    // otherwise re-walk the subtree at every level of `[[[…]]]` and turn depth into depth².
+    if (a.length === 1) {
+      if (!ignored(ctx.m, step(ctx.m, f.s, 0))) pair(a, b, 0, 0, f, ctx, children);
+      return;
+    }
     const differing: number[] = [];
     for (let i = 0; i < a.length; i++) if (!elementEqual(a, b, i, i, f, ctx)) differing.push(i);
     if (differing.length >= 2) {

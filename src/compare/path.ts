@@ -202,6 +202,7 @@ const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}/;
 // cus_NffrFeUfNV2Hib, ch_3MtwBwLkdIwHu7ix: the id part carries a digit and a capital, unlike created_timestamp.
 const PREFIXED_ID = /^[a-z]{2,8}_(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Z])[A-Za-z0-9]{8,}$/;
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const TOKEN = /^[A-Za-z0-9_-]{20,}$/;
 
 /**
@@ -216,9 +217,9 @@ export function isDynamicKey(key: string): boolean {
     if (/^-?\d+(\.\d+)?$/.test(key)) return true; // numeric ids, years, versions like 2.1
     if (ISO_DATE.test(key)) return true;
   }
+  if (EMAIL.test(key)) return true;
   if (key.length < 12) return false;
   if (UUID.test(key) || LONG_HEX.test(key) || ULID.test(key) || PREFIXED_ID.test(key)) return true;
-  if (key.includes('@')) return true; // e-mail addresses as keys
   // Long opaque tokens: letters and at least two digits, no word separators a schema would use.
   return TOKEN.test(key) && /\d.*\d/.test(key) && !/[a-z]_[a-z]/.test(key);
 }
