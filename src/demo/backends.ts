@@ -21,6 +21,8 @@ export interface PlantedDifference {
   field: string;
   /** What the comparison should call it. */
   kind: 'rename' | 'noise' | 'latency' | 'status' | 'value' | 'order';
+  /** A few words for the demo's one-line summary. */
+  label: string;
   description: string;
 }
 
@@ -39,42 +41,49 @@ export const PLANTED_DIFFERENCES: readonly PlantedDifference[] = [
     route: 'get-order',
     field: '$.customer_name',
     kind: 'rename',
+    label: 'customer_name→customerName (mapped back)',
     description: 'v2 renamed customer_name to customerName (config/demo.yaml maps it back, so it should not count as a mismatch)',
   },
   {
     route: 'create-order',
     field: '$.customer_name',
     kind: 'rename',
+    label: 'same rename, not mapped',
     description: 'POST /orders answers customerName too (not mapped on this route, so it shows as missing + extra)',
   },
   {
     route: '*',
     field: '$.meta.generatedAt, $.meta.requestId',
     kind: 'noise',
+    label: 'meta.generatedAt/requestId change per call (noise)',
     description: 'differ on every call on both backends: the baseline replays should classify them as noise',
   },
   {
     route: 'list-widgets',
     field: 'latency',
     kind: 'latency',
+    label: 'v2 +40-80 ms',
     description: `v2 list endpoint is ${NEW_LIST_DELAY_MS.min}-${NEW_LIST_DELAY_MS.max} ms slower`,
   },
   {
     route: 'get-order',
     field: 'status',
     kind: 'status',
+    label: 'v2 500 on 2%',
     description: `v2 answers 500 on every ${NEW_GET_ORDER_FAILURE_EVERY}th GET /orders/:id call (2%)`,
   },
   {
     route: 'get-widget',
     field: '$.price',
     kind: 'value',
+    label: 'v2 price rounding bug',
     description: 'v2 truncates half-cent prices instead of rounding them: every even widget id is 0.01 cheaper on v2 (list-widgets shows it too)',
   },
   {
     route: 'get-widget',
     field: '$.tags',
     kind: 'order',
+    label: 'v2 tags reordered',
     description: 'v2 returns tags sorted alphabetically; same set, different order (compare.unordered fixes it)',
   },
 ];
