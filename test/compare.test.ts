@@ -59,6 +59,26 @@ describe('compareResponses: kinds', () => {
     expect(c).toEqual({ result: 'match', differences: [], bodyKind: 'json' });
   });
 
+  it('takes the fast path on byte-equal bodies without parsing or running rules', () => {
+    let calls = 0;
+    const rules = compileRules(
+      settings({
+        mappings: [{ drop: '$.links' }],
+        transform: () => {
+          calls++;
+          throw new Error('must not run');
+        },
+      }),
+    );
+    const body = { links: { self: '/x' }, n: 1 };
+    expect(run(json(body), json(body), rules)).toEqual({ result: 'match', differences: [], bodyKind: 'json' });
+    expect(calls).toBe(0);
+    // Same bytes under different codings are not byte-equal: they are decoded and parsed.
+    const gz = json(body, { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(Buffer.from(JSON.stringify(body))) });
+    expect(run(json(body), gz, rules)).toMatchObject({ result: 'error', error: expect.stringContaining('must not run') });
+    expect(calls).toBe(1);
+  });
+
   it('matches equal JSON with different key order and whitespace', () => {
     const a = raw('{"a":1,"b":[1,2]}', 'application/json');
     const b = raw('{ "b": [1, 2],\n "a": 1 }', 'application/json');

@@ -183,8 +183,55 @@ function multisetEqual(a: unknown[], b: unknown[], s: readonly number[], ctx: Wa
   return true;
 }
 
-/** Equality under the rules (ignore, unordered, tolerance), with early exit and no recursion. */
-export function deepEqual(a0: unknown, b0: unknown, s0: readonly number[], ctx: WalkContext): boolean {
+/** Recursion is several times faster than the explicit stack for the shallow values that real bodies hold. */
+const RECURSION_DEPTH = 200;
+
+/** Equality under the rules (ignore, unordered, tolerance), with early exit. */
+export function deepEqual(a: unknown, b: unknown, s: readonly number[], ctx: WalkContext): boolean {
+  return equalShallow(a, b, s, ctx, 0);
+}
+
+function equalShallow(a: unknown, b: unknown, s: readonly number[], ctx: WalkContext, depth: number): boolean {
+  if (a === b) return true;
+  // Past the recursion budget the explicit-stack version takes over, so no depth can overflow.
+  if (depth > RECURSION_DEPTH) return equalDeep(a, b, s, ctx);
+  tick(ctx);
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) {
+    return typeof a === 'number' && typeof b === 'number' ? numbersEqual(a, b, ctx.tolerance) : typeOf(a) === 'other' && Object.is(a, b);
+  }
+  const m = ctx.m;
+  const isArr = Array.isArray(a);
+  if (isArr !== Array.isArray(b)) return false;
+  if (isArr) {
+    const aa = a as unknown[];
+    const bb = b as unknown[];
+    if (s.length !== 0 && flagsOf(m, s) & UNORDERED) return multisetEqual(aa, bb, s, ctx);
+    if (aa.length !== bb.length) return false;
+    for (let i = 0; i < aa.length; i++) {
+      const cs = step(m, s, i);
+      if (!ignored(m, cs) && !equalShallow(aa[i], bb[i], cs, ctx, depth + 1)) return false;
+    }
+    return true;
+  }
+  const ao = a as Obj;
+  const bo = b as Obj;
+  const ak = Object.keys(ao);
+  let seen = 0;
+  for (const k of ak) {
+    const cs = step(m, s, k);
+    if (ignored(m, cs)) continue;
+    if (!hasOwn(bo, k)) return false;
+    seen++;
+    if (!equalShallow(ao[k], bo[k], cs, ctx, depth + 1)) return false;
+  }
+  const bk = Object.keys(bo);
+  // Same key count and every legacy key present: no key of the candidate can be extra.
+  if (bk.length === ak.length && seen === ak.length) return true;
+  for (const k of bk) if (!hasOwn(ao, k) && !ignored(m, step(m, s, k))) return false;
+  return true;
+}
+
+function equalDeep(a0: unknown, b0: unknown, s0: readonly number[], ctx: WalkContext): boolean {
   const stack: [unknown, unknown, readonly number[]][] = [[a0, b0, s0]];
   const m = ctx.m;
   while (stack.length) {

@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// Comparator micro-benchmark: cutover's compareResponses against json-diff and microdiff.
+//
+//   npx tsc -p tsconfig.build.json && node bench/compare.mjs [--quick]
+//
+// Ours is timed from the captured Buffers, so it includes two JSON.parse calls (and the fast path
+// for equal bodies); json-diff and microdiff get already-parsed objects and do no parsing at all.
+// The "JSON.parse ×2" row gives the parsing share so the two can be set side by side honestly.
+// Each case is bounded by time (1 s, 0.3 s with --quick) after a warm-up of a fifth of that.
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import jsonDiff from 'json-diff';
+import microdiff from 'microdiff';
+import { compareResponses, compileRules } from '../dist/compare/index.js';
+
+const ctx = { route: 'bench', method: 'GET', path: '/bench' };
+const settings = {
+  headers: ['content-type'],
+  ignoreHeaders: [],
+  ignore: ['$.meta.requestId'],
+  unordered: [],
+  tolerance: { absolute: 0, relative: 0 },
+  mappings: [],
+  sensitive: [],
+  maxBodyBytes: 1024 * 1024,
+};
+
+/** A realistic ~5 KB API answer: an envelope, a page of records with nested objects and arrays. */
+function widgetPage() {
+  return {
+    meta: { requestId: 'req-1', page: 1, pageSize: 20, total: 20 },
+    items: Array.from({ length: 20 }, (_, i) => ({
+      id: 1000 + i,
+      name: `Widget number ${i}`,
+      price: 9.99 + i,
+      currency: 'EUR',
+      tags: ['blue', 'large', `batch-${i % 3}`],
+      stock: { warehouse: 'FRA-1', quantity: 40 + i, reserved: i % 5 },
+      createdAt: '2024-05-01T12:00:00.000Z',
+      owner: { id: 77, email: 'owner@example.com' },
+    })),
+  };
+}
+
+const captured = (value) => ({ status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(value)), truncated: false });
+
+function cases() {
+  const page = widgetPage();
+  const changed = structuredClone(page);
+  changed.items[9].stock.quantity = 1;
+  const items = Array.from({ length: 500 }, (_, i) => ({ sku: `sku-${i}`, qty: i, active: i % 2 === 0 }));
+  const inserted = [...items.slice(0, 250), { sku: 'sku-new', qty: -1, active: true }, ...items.slice(250)];
+  return [
+    { name: 'equal 5 KB', legacy: page, candidate: structuredClone(page) },
+    { name: 'one-field mismatch 5 KB', legacy: page, candidate: changed },
+    { name: '500 items, 1 inserted', legacy: { items }, candidate: { items: inserted } },
+  ];
+}
+
+/** Runs fn for warm-up then for `budgetMs`, at least once each; returns ns per call. */
+function measure(fn, budgetMs) {
+  let sink = 0;
+  const warmEnd = performance.now() + budgetMs / 5;
+  do sink += fn() ? 1 : 0;
+  while (performance.now() < warmEnd);
+  let ops = 0;
+  let batch = 1;
+  const start = performance.now();
+  let elapsed = 0;
+  for (;;) {
+    for (let i = 0; i < batch; i++) sink += fn() ? 1 : 0;
+    ops += batch;
+    elapsed = performance.now() - start;
+    if (elapsed >= budgetMs) break;
+    // Grow batches so the clock is read rarely for fast functions.
+    if (elapsed < budgetMs / 20) batch *= 2;
+  }
+  return { nsPerOp: (elapsed * 1e6) / ops, ops, sink };
+}
+
+const round = (x) => (x >= 100 ? Math.round(x) : Math.round(x * 10) / 10);
+
+export async function runCompareBench({ quick = false } = {}) {
+  const budget = quick ? 300 : 1000;
+  const rules = compileRules(settings);
+  const rows = [];
+  for (const c of cases()) {
+    const a = captured(c.legacy);
+    const b = captured(c.candidate);
+    const ours = compareResponses(a, b, rules, ctx);
+    const bytes = a.body.length;
+    const la = JSON.parse(a.body.toString());
+    const lb = JSON.parse(b.body.toString());
+    const impls = [
+      { impl: 'cutover compareResponses (incl. JSON.parse)', fn: () => compareResponses(a, b, rules, ctx), diffs: ours.differences.length },
+      { impl: 'JSON.parse ×2 (share of the above)', fn: () => JSON.parse(a.body.toString()) !== JSON.parse(b.body.toString()), diffs: null },
+      { impl: 'microdiff (parsed objects)', fn: () => microdiff(la, lb), diffs: microdiff(la, lb).length },
+      { impl: 'json-diff diff (parsed objects)', fn: () => jsonDiff.diff(la, lb), diffs: null },
+    ];
+    const baseline = { ns: 0 };
+    for (const impl of impls) {
+      const m = measure(impl.fn, budget);
+      if (impl.impl.startsWith('cutover')) baseline.ns = m.nsPerOp;
+      rows.push({
+        case: c.name,
+        bytes,
+        impl: impl.impl,
+        'ns/op': round(m.nsPerOp),
+        'µs/op': round(m.nsPerOp / 1000),
+        'vs cutover': impl.impl.startsWith('cutover') || impl.impl.startsWith('JSON') ? '' : `${round(m.nsPerOp / baseline.ns)}×`,
+        ops: m.ops,
+        reported: impl.diffs === null ? '' : impl.impl.startsWith('cutover') ? ours.differences.map((d) => `${d.kind} ${d.field}`).join('; ') || ours.result : `${impl.diffs} changes`,
+      });
+    }
+  }
+  return rows;
+}
+
+export function toMarkdown(rows) {
+  const keys = ['case', 'bytes', 'impl', 'µs/op', 'vs cutover', 'ops', 'reported'];
+  const lines = [`| ${keys.join(' | ')} |`, `| ${keys.map(() => '---').join(' | ')} |`];
+  for (const r of rows) lines.push(`| ${keys.map((k) => r[k]).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const rows = await runCompareBench({ quick: process.argv.includes('--quick') });
+  console.log(`node ${process.version}; ours includes JSON.parse of both bodies, the others get parsed objects.\n`);
+  console.log(toMarkdown(rows));
+}
