@@ -5,6 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config/load.js';
 import { createAdminServer } from './admin/server.js';
+import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
 import { credentialHeaderNames } from './forward/headers.js';
 import { Upstream } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
@@ -18,8 +19,9 @@ export interface AppOptions {
   logger?: Logger;
   /** Collect prom-client's process metrics (default true). */
   defaultMetrics?: boolean;
-  /** Receives every completed mirror pair (after the built-in analysis). */
+  /** Receives every completed mirror pair (besides the built-in analysis). */
   onPair?: (pair: CapturedAnswerPair) => void;
+  analysis?: Partial<AnalysisOptions>;
 }
 
 export interface App {
@@ -28,6 +30,8 @@ export interface App {
   telemetry: Telemetry;
   routes: RouteTable;
   proxy: ProxyServer;
+  analysis: Analysis;
+  shadow: ShadowEngine;
   logger: Logger;
   /** Stops accepting, lets in-flight requests finish for up to `drainMs`, then cuts what is left. */
   close(drainMs?: number): Promise<void>;
@@ -46,6 +50,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
   const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
+  const analysis = new Analysis(routes, options.analysis);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
     routes,
@@ -53,11 +58,17 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
     credentialHeaders: credentialHeaderNames(config.credentials.legacy),
-    onPair: (pair) => onPair?.(pair),
+    onPair:
+      onPair === undefined
+        ? analysis.submit
+        : (pair) => {
+            analysis.submit(pair);
+            onPair(pair);
+          },
   });
   const proxy = new ProxyServer({ config, routes, upstreams, shadow, logger });
   let ready = false;
-  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready });
+  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready, diffs: (route) => analysis.diffs(route) });
 
   await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
   try {
@@ -92,5 +103,5 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return closing;
   };
 
-  return { dataUrl, adminUrl, telemetry, routes, proxy, logger, close };
+  return { dataUrl, adminUrl, telemetry, routes, proxy, analysis, shadow, logger, close };
 }

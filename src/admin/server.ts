@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
+import type { DiffsReport } from '../analysis/analysis.js';
 import type { Telemetry } from '../telemetry/metrics.js';
 import { bearerChecker } from './auth.js';
 
@@ -13,6 +14,8 @@ export interface AdminDeps {
   token: string | undefined;
   /** Whether the proxy is ready to take traffic (config loaded, listeners up, not draining). */
   ready: () => boolean;
+  /** The diffs report of a route, or undefined when no route has that name. */
+  diffs: (route: string) => DiffsReport | undefined;
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
@@ -41,6 +44,14 @@ export function createAdminServer(deps: AdminDeps): FastifyInstance {
   app.get('/readyz', async (_request, reply) => {
     if (deps.ready()) return { status: 'ready' };
     return sendProblem(reply, problem(503, 'NOT_READY', 'Not ready', 'The proxy is starting or draining; retry shortly.'));
+  });
+
+  app.get<{ Params: { route: string } }>('/api/routes/:route/diffs', async (request, reply) => {
+    const report = deps.diffs(request.params.route);
+    if (report === undefined) {
+      return sendProblem(reply, problem(404, 'UNKNOWN_ROUTE', 'Unknown route', `No route is named "${request.params.route}"; see the routes in the config.`));
+    }
+    return report;
   });
 
   app.setNotFoundHandler((request, reply) =>

@@ -8,6 +8,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { compileRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 
@@ -203,6 +204,16 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     after: r.after ?? [],
     forwardCredentials: r.forwardCredentials,
   }));
+  // Compile every route's compare rules once here, so a bad path is a config problem, not a crash later.
+  const compareProblems: string[] = [];
+  routes.forEach((r, i) => {
+    try {
+      compileRules(r.compare);
+    } catch (err) {
+      compareProblems.push(`routes[${i}].${(err as Error).message}`);
+    }
+  });
+  if (compareProblems.length) throw new ConfigError(compareProblems, source);
   return {
     ...raw,
     routes,

@@ -1,0 +1,347 @@
+import http from 'node:http';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startBackend, waitFor, type Handler, type TestBackend } from './helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+
+const TOKEN = 'test-admin-token';
+process.env.CUTOVER_TEST_ADMIN_TOKEN = TOKEN;
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function backend(handler?: Handler): Promise<TestBackend> {
+  const b = await startBackend(handler);
+  cleanups.push(() => b.close());
+  return b;
+}
+
+async function proxy(legacy: string, next: string, extra: Record<string, unknown>): Promise<InProcessProxy> {
+  const p = await startProxy(baseConfig(legacy, next, { admin: { host: '127.0.0.1', port: 0, tokenEnv: 'CUTOVER_TEST_ADMIN_TOKEN' }, ...extra }));
+  cleanups.push(() => p.close(100));
+  return p;
+}
+
+async function get(url: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  const res = await request(url, { method: method as 'GET', headers, body });
+  return { status: res.statusCode, body: await res.body.text(), headers: res.headers as http.IncomingHttpHeaders };
+}
+
+async function diffs(p: InProcessProxy, route: string): Promise<any> {
+  const res = await get(`${p.adminUrl}/api/routes/${route}/diffs`, { authorization: `Bearer ${TOKEN}` });
+  expect(res.status).toBe(200);
+  return JSON.parse(res.body);
+}
+
+async function metrics(p: InProcessProxy): Promise<string> {
+  return (await get(`${p.adminUrl}/metrics`)).body;
+}
+
+function json(res: http.ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(value));
+}
+
+describe('mirroring', () => {
+  it('mirrors safe requests to the other backend with the rewritten path and X-Cutover-Shadow', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, { ok: true }));
+    const next = await backend((_req, res) => json(res, 200, { ok: true }));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [{ name: 'w', match: { methods: ['GET'], path: '/v1/w/:id' }, rewrite: { path: '/v2/w/:id' } }],
+    });
+    const res = await get(`${p.dataUrl}/v1/w/9?x=1`, { authorization: 'Bearer legacy-secret', 'x-cutover-shadow': '1' });
+    expect(res.status).toBe(200);
+    await waitFor(() => next.received.length === 1, 5_000, 'the mirror');
+    expect(next.received[0].url).toBe('/v2/w/9?x=1');
+    expect(next.received[0].headers['x-cutover-shadow']).toBe('1');
+    expect(next.received[0].headers.authorization).toBeUndefined();
+    // The live request is never marked as a shadow one, even when the client claims so.
+    expect(legacy.received[0].headers['x-cutover-shadow']).toBeUndefined();
+    expect(legacy.received[0].headers.authorization).toBe('Bearer legacy-secret');
+  });
+
+  it('mirrors back to legacy once traffic has shifted to new', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, { v: 1 }));
+    const next = await backend((_req, res) => json(res, 200, { v: 1 }));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [{ name: 'w', match: { path: '/v1/w/:id' }, rewrite: { path: '/v2/w/:id' }, weight: 100 }],
+    });
+    await get(`${p.dataUrl}/v1/w/1`);
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the mirror to legacy');
+    expect(next.received.map((r) => r.url)).toEqual(['/v2/w/1']);
+    expect(legacy.received.map((r) => r.url)).toEqual(['/v1/w/1']);
+    await waitFor(async () => (await diffs(p, 'w')).comparisons.match === 1, 5_000, 'the comparison');
+  });
+
+  it('never sends a POST to the shadow backend unless the route is unsafe, and counts the skip', async () => {
+    const legacy = await backend((_req, res) => json(res, 201, { id: 1 }));
+    const next = await backend((_req, res) => json(res, 201, { id: 1 }));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [
+        { name: 'safe-only', match: { path: '/orders' } },
+        { name: 'unsafe', match: { path: '/payments' }, shadow: { unsafe: true } },
+      ],
+    });
+    await get(`${p.dataUrl}/orders`, { 'content-type': 'application/json', 'idempotency-key': 'k-1' }, 'POST', '{"a":1}');
+    await get(`${p.dataUrl}/payments`, { 'content-type': 'application/json', 'idempotency-key': 'k-2' }, 'POST', '{"a":2}');
+    await waitFor(() => next.received.length === 1, 5_000, 'the unsafe mirror');
+    expect(next.received.map((r) => r.url)).toEqual(['/payments']);
+    expect(next.received[0].headers['idempotency-key']).toBe('cutover-shadow-k-2');
+    expect(next.received[0].headers['x-cutover-shadow']).toBe('1');
+    expect(next.received[0].body.toString()).toBe('{"a":2}');
+    expect(legacy.received.map((r) => r.headers['idempotency-key'])).toEqual(['k-1', 'k-2']);
+    expect(await metrics(p)).toMatch(/cutover_shadow_skipped_total\{route="safe-only",reason="unsafe_method"\} 1/);
+  });
+
+  it('samples with an exact counter and skips large bodies and overload, counting each reason', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const legacy = await backend((_req, res) => json(res, 200, {}));
+    const next = await backend((req, res) => {
+      if (req.url === '/hold') void held.then(() => json(res, 200, {}));
+      else json(res, 200, {});
+    });
+    cleanups.push(async () => release());
+    const p = await proxy(legacy.url, next.url, {
+      shadow: { maxInFlight: 1 },
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [
+        { name: 'sampled', match: { path: '/s' }, shadow: { percent: 20 } },
+        { name: 'big', match: { path: '/big' }, shadow: { unsafe: true, maxBodyBytes: 100 } },
+        { name: 'hold', match: { path: '/hold' } },
+      ],
+    });
+    for (let i = 0; i < 10; i++) await get(`${p.dataUrl}/s`);
+    await waitFor(() => next.received.length === 2, 5_000, 'two sampled mirrors');
+    await get(`${p.dataUrl}/big`, { 'content-type': 'text/plain' }, 'POST', 'x'.repeat(500));
+    await get(`${p.dataUrl}/hold`); // takes the only mirror slot and keeps it
+    await waitFor(() => next.received.some((r) => r.url === '/hold'), 5_000, 'the held mirror');
+    await get(`${p.dataUrl}/hold`);
+    const m = await metrics(p);
+    expect(m).toMatch(/cutover_shadow_skipped_total\{route="sampled",reason="sampled_out"\} 8/);
+    expect(m).toMatch(/cutover_shadow_skipped_total\{route="big",reason="body_too_large"\} 1/);
+    expect(m).toMatch(/cutover_shadow_skipped_total\{route="hold",reason="overload"\} 1/);
+    expect(next.received.filter((r) => r.url === '/big')).toHaveLength(0);
+  });
+});
+
+describe('a broken shadow backend never touches the client', () => {
+  const expected = { id: 7, name: 'widget', price: 12.5 };
+
+  async function setup(shadowHandler: Handler | null, shadowTimeout = '5s'): Promise<{ p: InProcessProxy; next: TestBackend | null }> {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    let next: TestBackend | null = null;
+    let url = 'http://127.0.0.1:1';
+    if (shadowHandler) {
+      next = await backend(shadowHandler);
+      url = next.url;
+    }
+    const p = await proxy(legacy.url, url, {
+      shadow: { timeout: shadowTimeout },
+      defaults: { shadow: { baselinePercent: 0 }, compare: { maxBodyBytes: '64kb' } },
+      routes: [{ name: 'w', match: { path: '/w' } }],
+    });
+    return { p, next };
+  }
+
+  it('dead', async () => {
+    const { p } = await setup(null);
+    const res = await get(`${p.dataUrl}/w`);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual(expected);
+    await waitFor(async () => (await diffs(p, 'w')).comparisons.error === 1, 5_000, 'the error to be recorded');
+    expect(await metrics(p)).toMatch(/cutover_requests_total\{route="w",backend="new",role="shadow",outcome="error"\} 1/);
+  });
+
+  it('never answers: the client has its whole answer while the mirror is still pending', async () => {
+    let mirrorPending = false;
+    const { p } = await setup(() => {
+      mirrorPending = true; // and never answer
+    }, '60s');
+    for (let i = 0; i < 3; i++) {
+      const res = await get(`${p.dataUrl}/w`);
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body)).toEqual(expected);
+    }
+    await waitFor(() => mirrorPending, 5_000, 'the mirror to arrive');
+    expect(p.shadow.active).toBe(3);
+  });
+
+  it('answers after 2 s: the client does not wait for it', async () => {
+    let answered = false;
+    const { p } = await setup((_req, res) => {
+      setTimeout(() => {
+        answered = true;
+        json(res, 200, expected);
+      }, 2_000);
+    });
+    const res = await get(`${p.dataUrl}/w`);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual(expected);
+    expect(answered).toBe(false);
+  });
+
+  it('answers 10 MB: the client is unchanged and the capture stays bounded', async () => {
+    const big = Buffer.alloc(10 * 1024 * 1024, 'a');
+    const { p } = await setup((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(big);
+    });
+    const heapBefore = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 5; i++) {
+      const res = await get(`${p.dataUrl}/w`);
+      expect(JSON.parse(res.body)).toEqual(expected);
+    }
+    const report = await waitFor(async () => {
+      const d = await diffs(p, 'w');
+      return d.comparisons.total === 5 ? d : null;
+    }, 10_000, 'five comparisons');
+    expect(report.comparisons.error).toBe(5);
+    expect(report.recentErrors[0].reason).toMatch(/truncated/);
+    // Five 10 MB answers, each kept to 64 KB: nowhere near 50 MB of growth.
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(30 * 1024 * 1024);
+  });
+
+  it('answers garbage: the client is unchanged and the pair is a mismatch, not a crash', async () => {
+    const { p } = await setup((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"id": 7, "name": "wid\u0000\u0001 not json');
+    });
+    const res = await get(`${p.dataUrl}/w`);
+    expect(JSON.parse(res.body)).toEqual(expected);
+    await waitFor(async () => (await diffs(p, 'w')).comparisons.total === 1, 5_000, 'the comparison');
+  });
+});
+
+describe('comparison end to end', () => {
+  it('reports exactly the planted differences, classifies a per-call timestamp as noise, and redacts', async () => {
+    let calls = 0;
+    const legacyBody = (): unknown => ({
+      id: 7,
+      customer_name: 'Ada',
+      price: 10,
+      tags: ['a', 'b', 'c'],
+      ssn: '123-45-6789',
+      meta: { generatedAt: `2026-11-28T00:00:${String(calls++ % 60).padStart(2, '0')}Z` },
+      items: [{ sku: 'x', qty: 1 }, { sku: 'y', qty: 2 }],
+    });
+    const legacy = await backend((_req, res) => json(res, 200, legacyBody()));
+    const next = await backend((_req, res) => {
+      const body = legacyBody() as Record<string, any>;
+      body.customerName = body.customer_name; // renamed, fixed by a mapping
+      delete body.customer_name;
+      body.price = '10'; // type
+      body.tags = ['c', 'b', 'a']; // order
+      body.ssn = '999-99-9999'; // value, sensitive
+      body.items.push({ sku: 'z', qty: 3 }); // length
+      body.added = true; // extra
+      json(res, 200, body, { 'content-encoding': 'identity' });
+    });
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 50 } },
+      routes: [
+        {
+          name: 'order',
+          match: { path: '/order' },
+          compare: { mappings: [{ rename: '$.customerName', to: '$.customer_name' }], sensitive: ['$.ssn'] },
+        },
+      ],
+    });
+    for (let i = 0; i < 40; i++) await get(`${p.dataUrl}/order`);
+    const report = await waitFor(async () => {
+      const d = await diffs(p, 'order');
+      return d.comparisons.total === 40 && d.baselineComparisons === 20 ? d : null;
+    }, 10_000, '40 comparisons');
+    const real = report.fields.filter((f: any) => !f.noise).map((f: any) => `${f.field}:${Object.keys(f.kinds).join('+')}`).sort();
+    expect(real).toEqual(['$.added:extra', '$.items:length', '$.items[]:extra', '$.price:type', '$.ssn:value', '$.tags:order']);
+    const noise = report.fields.filter((f: any) => f.noise).map((f: any) => f.field);
+    expect(noise).toEqual(['$.meta.generatedAt']);
+    expect(report.fields.find((f: any) => f.field === '$.meta.generatedAt').noiseRate).toBeGreaterThan(0.9);
+    const ssn = report.fields.find((f: any) => f.field === '$.ssn');
+    expect(JSON.stringify(ssn.examples)).not.toContain('123-45-6789');
+    expect(JSON.stringify(ssn.examples)).not.toContain('999-99-9999');
+    expect(ssn.examples.length).toBeLessThanOrEqual(5);
+    expect(report.comparisons.mismatch).toBe(40);
+    expect(report.latency.legacy.count).toBe(40);
+    expect(report.latency.new.p99).toBeGreaterThan(0);
+    const m = await metrics(p);
+    expect(m).toMatch(/cutover_comparisons_total\{route="order",result="mismatch"\} 40/);
+    expect(m).toMatch(/cutover_mismatch_fields_total\{route="order",field="\$.price",kind="type"\} 40/);
+    expect(m).not.toMatch(/field="\$.customer_name"/);
+    expect(m).toMatch(/cutover_requests_total\{route="order",backend="legacy",role="shadow",outcome="2xx"\} 20/);
+  });
+
+  it('counts a comparison whose only differences are noise as result="noise"', async () => {
+    let n = 0;
+    const answer = (res: http.ServerResponse): void => json(res, 200, { id: 1, requestId: `r-${n++}` });
+    const legacy = await backend((_req, res) => answer(res));
+    const next = await backend((_req, res) => answer(res));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 100 } },
+      routes: [{ name: 'n', match: { path: '/n' } }],
+    });
+    for (let i = 0; i < 30; i++) await get(`${p.dataUrl}/n`);
+    const report = await waitFor(async () => {
+      const d = await diffs(p, 'n');
+      return d.comparisons.total === 30 ? d : null;
+    }, 10_000, '30 comparisons');
+    expect(report.comparisons.noise).toBe(30);
+    expect(report.comparisons.mismatch).toBe(0);
+    expect(report.fields.map((f: any) => [f.field, f.noise])).toEqual([['$.requestId', true]]);
+  });
+
+  it('decodes gzip before comparing and compares text bodies', async () => {
+    const legacy = await backend((req, res) => {
+      if (req.url === '/gz') json(res, 200, { a: 1, b: 2 });
+      else {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('line one\nline two\n');
+      }
+    });
+    const next = await backend((req, res) => {
+      if (req.url === '/gz') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        res.end(gzipSync(JSON.stringify({ a: 1, b: 3 })));
+      } else {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('line one\nline 2\n');
+      }
+    });
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [
+        { name: 'gz', match: { path: '/gz' } },
+        { name: 'txt', match: { path: '/txt' } },
+      ],
+    });
+    await get(`${p.dataUrl}/gz`);
+    await get(`${p.dataUrl}/txt`);
+    const gz = await waitFor(async () => {
+      const d = await diffs(p, 'gz');
+      return d.comparisons.total === 1 ? d : null;
+    }, 5_000, 'gz comparison');
+    expect(gz.fields.map((f: any) => f.field)).toEqual(['$.b']);
+    const txt = await waitFor(async () => {
+      const d = await diffs(p, 'txt');
+      return d.comparisons.total === 1 ? d : null;
+    }, 5_000, 'text comparison');
+    expect(txt.comparisons.mismatch).toBe(1);
+    expect(txt.fields.map((f: any) => f.field)).toEqual(['$']);
+  });
+
+  it('keeps the diffs API behind the admin token and answers 404 for unknown routes', async () => {
+    const legacy = await backend();
+    const p = await proxy(legacy.url, legacy.url, { routes: [{ name: 'r', match: { path: '/r' } }] });
+    expect((await get(`${p.adminUrl}/api/routes/r/diffs`)).status).toBe(401);
+    expect((await get(`${p.adminUrl}/api/routes/r/diffs`, { authorization: 'Bearer wrong' })).status).toBe(401);
+    const unknown = await get(`${p.adminUrl}/api/routes/nope/diffs`, { authorization: `Bearer ${TOKEN}` });
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers['content-type']).toMatch(/problem\+json/);
+  });
+});
