@@ -13,10 +13,13 @@ function count(n: number): number {
 
 /**
  * r = mismatches / comparisons, q = noiseHits / baselineComparisons (0 without baselines).
- * Real when mismatches > 0, r − q > absolute, (r − q) / r > relative, and — when there are
- * baselines — the pooled two-proportion z score (r − q) / √(p(1−p)(1/n₁ + 1/n₂)) reaches `z`.
- * The z test is what keeps 1 mismatch in 2 shadows against 0 in 2 baselines from being called
- * real, while 10 in 100 against 0 in 50 is.
+ * Real when mismatches > 0, r − q > absolute, (r − q) / r > relative, and — when the baselines
+ * have shown the field to be noisy at all — the pooled two-proportion z score
+ * (r − q) / √(p(1−p)(1/n₁ + 1/n₂)) reaches `z`.
+ * The z test is what keeps 3 mismatches in 4 shadows against 1 noise hit in 2 baselines from being
+ * called real, while 10 in 100 against 1 in 50 is. A field that never differed in any baseline has
+ * shown no noise: like a field with no baselines at all, its differences are real, whatever the
+ * sample size (otherwise the very first baseline would turn a real difference into "noise").
  */
 export function isRealDifference(rates: FieldRates, t: NoiseThresholds = DEFAULT_NOISE_THRESHOLDS): boolean {
   const n1 = count(rates.comparisons);
@@ -29,8 +32,8 @@ export function isRealDifference(rates: FieldRates, t: NoiseThresholds = DEFAULT
   const gap = r - q;
   if (!(gap > t.absolute)) return false;
   if (!(gap / r > t.relative)) return false;
-  // Without baselines there is no evidence of noise, and a difference is a difference.
-  if (n2 === 0) return true;
+  // Without evidence of noise, a difference is a difference.
+  if (x2 === 0) return true;
   const p = (x1 + x2) / (n1 + n2);
   const se = Math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2));
   if (se === 0) return gap > 0;
