@@ -99,7 +99,7 @@ export function checkTargets(rows, ratios) {
       return;
     }
     const pass = cmp === '>=' ? value >= limit : value < limit || (cmp === '<=' && value === limit);
-    const shown = Math.round(value * 100) / 100;
+    const shown = unit === '×' ? value.toFixed(2) : value.toFixed(1);
     checks.push({ name, verdict: pass ? 'PASS' : 'MISS', value, limit, detail: `measured ${shown}${unit}, target ${cmp.replace('>=', '≥').replace('<=', '≤')} ${limit}${unit}` });
   };
   const per = ratios.perScenario;
