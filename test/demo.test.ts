@@ -180,6 +180,13 @@ describe('demo backends', () => {
     expect((await call(`${b.legacy.url}/v1/orders`, { method: 'POST', body: '{"lines":[]}' })).status).toBe(400);
   });
 
+  it('say which port is taken when they cannot start', async () => {
+    await expect(startDemoBackends({ legacyPort: 0, newPort: Number(new URL(b.new.url).port) })).rejects.toMatchObject({
+      code: 'CUTOVER_DEMO_PORT_IN_USE',
+      message: expect.stringContaining(`Port ${new URL(b.new.url).port}`),
+    });
+  });
+
   it('document every planted difference', () => {
     expect(new Set(PLANTED_DIFFERENCES.map((d) => d.kind))).toEqual(new Set(['rename', 'noise', 'latency', 'status', 'value', 'order']));
   });
@@ -331,6 +338,23 @@ describe('runDemo', () => {
       await demo.stop(); // idempotent
     } finally {
       if (!stopped) await demo.stop();
+    }
+  });
+
+  it('closes the backends it started when the proxy cannot listen', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const takenPort = (taken.address() as AddressInfo).port;
+    const probe = await startDemoBackends();
+    const legacyPort = Number(new URL(probe.legacy.url).port);
+    await probe.close();
+    try {
+      await expect(runDemo({ ports: { ...zeroPorts, listen: takenPort, legacy: legacyPort }, quiet: true, traffic: false })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      // The legacy port is free again: runDemo did not leave its backends behind.
+      const again = await startDemoBackends({ legacyPort });
+      await again.close();
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
     }
   });
 

@@ -573,7 +573,7 @@ function startOne(name: DemoBackendName, host: string, port: number, catalogue: 
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') {
-        reject(new CutoverError('CUTOVER_DEMO_PORT_IN_USE', `Port ${port} on ${host} is already in use, so the demo ${name} backend cannot start; stop what uses it or pick other ports.`, { cause: err }));
+        reject(new CutoverError('CUTOVER_DEMO_PORT_IN_USE', `Port ${port} on ${host} is already in use, so the demo ${name} backend cannot start; stop what uses it, or pass --config with a copy of config/demo.yaml that uses other ports.`, { cause: err }));
       } else reject(err);
     });
     server.listen(port, host, () => {
