@@ -95,6 +95,16 @@ export interface ErrorExample {
   reason: string;
 }
 
+/** What is kept of an example until someone reads it: redaction and formatting happen on read. */
+interface StoredExample {
+  at: number;
+  method: string;
+  path: string;
+  diff: Difference;
+  rules: CompiledRules;
+  baseline: boolean;
+}
+
 interface RouteRules {
   shadow: CompiledRules;
   /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
@@ -103,7 +113,7 @@ interface RouteRules {
 
 class RouteAnalysis {
   readonly slices: Slice[];
-  readonly examples = new Map<string, Example[]>();
+  readonly examples = new Map<string, StoredExample[]>();
   readonly errors: ErrorExample[] = [];
   readonly rules: RouteRules;
 
@@ -225,12 +235,12 @@ export class Analysis {
     return slice.fields.size >= this.options.maxFields ? OTHER_FIELD : field;
   }
 
-  private rates(ra: RouteAnalysis, currentId: number, field: string): { mismatches: number; comparisons: number; noiseHits: number; baselineComparisons: number } {
+  private rates(live: readonly Slice[], field: string): { mismatches: number; comparisons: number; noiseHits: number; baselineComparisons: number } {
     let mismatches = 0;
     let comparisons = 0;
     let noiseHits = 0;
     let baselineComparisons = 0;
-    for (const s of ra.live(currentId)) {
+    for (const s of live) {
       comparisons += s.comparisons;
       baselineComparisons += s.baselineComparisons;
       const f = s.fields.get(field);
@@ -242,7 +252,7 @@ export class Analysis {
     return { mismatches, comparisons, noiseHits, baselineComparisons };
   }
 
-  private remember(ra: RouteAnalysis, field: string, example: Example): void {
+  private remember(ra: RouteAnalysis, field: string, example: StoredExample): void {
     let list = ra.examples.get(field);
     if (list === undefined) {
       if (ra.examples.size >= this.options.maxFields) return;
@@ -269,7 +279,7 @@ export class Analysis {
     if (ok(legacy)) slice.legacy.observe(legacy.seconds);
     if (ok(candidate)) slice.new.observe(candidate.seconds);
     const ctx = { route: pair.route.name, method: pair.method, path: pair.path };
-    const at = new Date(this.options.now()).toISOString();
+    const at = this.options.now();
 
     if (pair.baseline !== null && ok(pair.primary) && ok(pair.baseline)) {
       const base = compareResponses(captured(pair.primary), captured(pair.baseline), ra.rules.baseline, ctx);
@@ -280,7 +290,7 @@ export class Analysis {
         if (seen.has(name)) continue;
         seen.add(name);
         slice.field(name).noiseHits++;
-        this.remember(ra, name, this.example(d, ra.rules.baseline, pair, at, true));
+        this.remember(ra, name, { at, method: pair.method, path: pair.path, diff: d, rules: ra.rules.baseline, baseline: true });
       }
     }
 
@@ -309,12 +319,13 @@ export class Analysis {
       if (!byField.has(name)) {
         byField.set(name, d);
         f.mismatches++;
-        this.remember(ra, name, this.example(d, ra.rules.shadow, pair, at, false));
+        this.remember(ra, name, { at, method: pair.method, path: pair.path, diff: d, rules: ra.rules.shadow, baseline: false });
       }
     }
     let real = false;
+    const live = ra.live(slice.id);
     for (const [name, d] of byField) {
-      if (isRealDifference(this.rates(ra, slice.id, name), this.options.noise)) {
+      if (isRealDifference(this.rates(live, name), this.options.noise)) {
         real = true;
         pair.route.metrics.mismatchField(name, d.kind);
       }
@@ -329,9 +340,9 @@ export class Analysis {
     return result;
   }
 
-  private example(d: Difference, rules: CompiledRules, pair: CapturedAnswerPair, at: string, baseline: boolean): Example {
-    const r = redactDifference(d, rules);
-    return { at, method: pair.method, path: pair.path, location: r.path, kind: r.kind, legacy: r.legacy, new: r.candidate, baseline };
+  private static example(stored: StoredExample): Example {
+    const r = redactDifference(stored.diff, stored.rules);
+    return { at: new Date(stored.at).toISOString(), method: stored.method, path: stored.path, location: r.path, kind: r.kind, legacy: r.legacy, new: r.candidate, baseline: stored.baseline };
   }
 
   /** The diffs report of one route over the current window, or undefined for an unknown route. */
@@ -369,7 +380,7 @@ export class Analysis {
       noiseRate: baselineComparisons ? f.noiseHits / baselineComparisons : 0,
       noise: f.mismatches > 0 ? !isRealDifference({ mismatches: f.mismatches, comparisons, noiseHits: f.noiseHits, baselineComparisons }, this.options.noise) : f.noiseHits > 0,
       kinds: f.kinds,
-      examples: ra.examples.get(field) ?? [],
+      examples: (ra.examples.get(field) ?? []).map(Analysis.example),
     }));
     report.sort((a, b) => Number(a.noise) - Number(b.noise) || b.mismatches - a.mismatches || a.field.localeCompare(b.field));
     const l = latencyReport(legacy);
