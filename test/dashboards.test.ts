@@ -3,19 +3,20 @@
  * dashboards/recording-rules.yaml and their promtool unit tests.
  *
  * Needs the Debian package `prometheus` (promtool and prometheus on PATH).
- * The last block starts a real Prometheus that scrapes a stand-in exporter
- * built with prom-client in the shape docs/contracts.md fixes, so every
- * dashboard query and rule is evaluated against those exact names and labels.
+ * The last block starts a real Prometheus that scrapes /metrics rendered by
+ * the proxy's own telemetry module (src/telemetry/metrics.ts), so every
+ * dashboard query, rule and documented example is evaluated against the
+ * names and labels the proxy really exports.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { pollUntil, queryInstant, startPrometheus, waitForTargetsUp, type RunningPrometheus } from './helpers/prometheus.js';
+import { OUTCOMES, Telemetry } from '../src/telemetry/metrics.js';
 import { runPromtool } from './helpers/promtool.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -420,47 +421,37 @@ describe('docs/metrics.md', () => {
 // ------------------------------------------------ against a real Prometheus
 
 /**
- * A stand-in for the proxy's /metrics: the contract's metrics and labels,
- * created with prom-client the way telemetry/ will, plus its default metrics.
- * Each scrape adds a little traffic of every kind, so rates are non-zero.
+ * Serves /metrics from the proxy's own telemetry module (src/telemetry), fed
+ * with a little traffic of every kind on each scrape so every rate is non-zero:
+ * the dashboard and rules are checked against the names and labels the proxy
+ * really exports, not against a copy of the contract.
  */
-async function startContractExporter(): Promise<{ target: string; close(): Promise<void> }> {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const registers = [registry];
-  const requests = new Counter({ name: 'cutover_requests_total', help: 'Calls made to a backend.', labelNames: ['route', 'backend', 'role', 'outcome'], registers });
-  const duration = new Histogram({
-    name: 'cutover_request_duration_seconds',
-    help: 'Backend answer time.',
-    labelNames: ['route', 'backend', 'role'],
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers,
-  });
-  const comparisons = new Counter({ name: 'cutover_comparisons_total', help: 'Comparisons.', labelNames: ['route', 'result'], registers });
-  const fields = new Counter({ name: 'cutover_mismatch_fields_total', help: 'Mismatching fields.', labelNames: ['route', 'field', 'kind'], registers });
-  const skipped = new Counter({ name: 'cutover_shadow_skipped_total', help: 'Requests not mirrored.', labelNames: ['route', 'reason'], registers });
-  const weight = new Gauge({ name: 'cutover_traffic_weight', help: 'Percent of live traffic to new.', labelNames: ['route'], registers });
-
+async function startTelemetryExporter(): Promise<{ target: string; close(): Promise<void> }> {
+  const telemetry = new Telemetry();
+  const routes = ['get-widget', 'list-widgets'].map((name) => telemetry.route(name));
+  const other = telemetry.route('other');
   const steps = [0, 1, 5, 25, 50, 100];
   let scrapes = 0;
   const simulate = () => {
     scrapes++;
-    for (const route of ['get-widget', 'list-widgets']) {
-      weight.set({ route }, steps[scrapes % steps.length]);
-      for (const backend of ['legacy', 'new']) {
-        for (const role of ['primary', 'shadow']) {
-          for (const outcome of ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error']) {
-            requests.inc({ route, backend, role, outcome }, outcome === '2xx' ? 20 : 1);
+    for (const route of routes) {
+      route.setWeight(steps[scrapes % steps.length]);
+      for (const backend of ['legacy', 'new'] as const) {
+        for (const role of ['primary', 'shadow'] as const) {
+          for (const outcome of OUTCOMES) {
+            const slow = backend === 'new' ? 0.6 : 0.3;
+            for (let i = 0; i < (outcome === '2xx' ? 20 : 1); i++) route.request(backend, role, outcome, i % 10 === 0 ? slow : 0.02 + i / 1000);
           }
-          for (const s of [0.02, 0.04, 0.08, backend === 'new' ? 0.6 : 0.3]) duration.observe({ route, backend, role }, s);
         }
       }
-      for (const result of ['match', 'mismatch', 'noise', 'error']) comparisons.inc({ route, result }, result === 'match' ? 10 : 1);
-      fields.inc({ route, field: '$.price', kind: 'type' });
-      fields.inc({ route, field: '$.items', kind: 'order' }, 2);
-      for (const reason of ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass']) skipped.inc({ route, reason });
+      for (const result of ['match', 'mismatch', 'noise', 'error'] as const) {
+        for (let i = 0; i < (result === 'match' ? 10 : 1); i++) route.comparison(result);
+      }
+      route.mismatchField('$.price', 'type');
+      route.mismatchField('$.items', 'order');
+      for (const reason of ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass'] as const) route.shadowSkipped(reason);
     }
-    requests.inc({ route: 'other', backend: 'legacy', role: 'primary', outcome: '2xx' }, 3);
+    other.request('legacy', 'primary', '2xx', 0.01);
   };
 
   const server: Server = createServer((req, res) => {
@@ -469,8 +460,8 @@ async function startContractExporter(): Promise<{ target: string; close(): Promi
       return;
     }
     simulate();
-    registry.metrics().then(
-      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+    telemetry.exposition().then(
+      (body) => res.writeHead(200, { 'content-type': telemetry.contentType }).end(body),
       (err: Error) => res.writeHead(500).end(err.message),
     );
   });
@@ -480,19 +471,19 @@ async function startContractExporter(): Promise<{ target: string; close(): Promi
     target: `127.0.0.1:${port}`,
     close: () =>
       new Promise<void>((r) => {
-        registry.clear();
+        telemetry.registry.clear();
         server.closeAllConnections();
         server.close(() => r());
       }),
   };
 }
 
-describe('against a real Prometheus scraping contract-shaped metrics', () => {
+describe('against a real Prometheus scraping the proxy telemetry module', () => {
   let prom: RunningPrometheus | undefined;
-  let exporter: Awaited<ReturnType<typeof startContractExporter>> | undefined;
+  let exporter: Awaited<ReturnType<typeof startTelemetryExporter>> | undefined;
 
   beforeAll(async () => {
-    exporter = await startContractExporter();
+    exporter = await startTelemetryExporter();
     prom = await startPrometheus({
       scrapeTargets: [exporter.target],
       scrapeInterval: '1s',
@@ -500,7 +491,7 @@ describe('against a real Prometheus scraping contract-shaped metrics', () => {
     });
   });
 
-  it('scrapes the stand-in exporter under the cutover job', async () => {
+  it('scrapes the telemetry exporter under the cutover job', async () => {
     const urls = await waitForTargetsUp(prom!.url, { count: 1 });
     expect(urls).toEqual([`http://${exporter!.target}/metrics`]);
   });
