@@ -167,10 +167,18 @@ export async function startPrometheus(opts: StartPrometheusOptions = {}): Promis
       spawnError = e;
     });
 
+    // If the test process exits without calling stop() (runner killed, hook timed out),
+    // take Prometheus down with it instead of leaving an orphan holding the port.
+    const killOnExit = () => {
+      child.kill('SIGKILL');
+    };
+    process.once('exit', killOnExit);
+
     let stopped = false;
     const stop = async () => {
       if (stopped) return;
       stopped = true;
+      process.removeListener('exit', killOnExit);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       if (!(await waitForExit(child, 10_000))) {
         child.kill('SIGKILL');
