@@ -105,9 +105,18 @@ describe('compareResponses: kinds', () => {
   it('reports status and header differences, with ignoreHeaders winning', () => {
     const rules = compileRules(settings({ headers: ['content-type', 'x-version', 'x-extra', 'etag', 'x-gone'], ignoreHeaders: ['etag'] }));
     const a = json(base, { status: 200, headers: { 'content-type': 'application/json', 'x-version': '1', etag: 'a', 'x-gone': 'y' } });
-    const b = json(base, { status: 201, headers: { 'content-type': 'application/json; charset=utf-8', 'x-version': '2', etag: 'b', 'x-extra': 'z' } });
+    const b = json(base, { status: 200, headers: { 'content-type': 'application/json; charset=utf-8', 'x-version': '2', etag: 'b', 'x-extra': 'z' } });
     const c = run(a, b, rules);
-    expect(pairs(c)).toEqual(['header:content-type header', 'header:x-extra extra', 'header:x-gone missing', 'header:x-version header', 'status status'].sort());
+    expect(pairs(c)).toEqual(['header:content-type header', 'header:x-extra extra', 'header:x-gone missing', 'header:x-version header'].sort());
+  });
+
+  it('reports only the status when the statuses differ: an error body is not compared field by field', () => {
+    const rules = compileRules(settings({ headers: ['content-type', 'x-version'] }));
+    const a = json(base, { status: 200, headers: { 'content-type': 'application/json', 'x-version': '1' } });
+    const b = json({ error: 'boom', detail: 'internal' }, { status: 500, headers: { 'content-type': 'application/problem+json', 'x-version': '2' } });
+    const c = run(a, b, rules);
+    expect(c.result).toBe('mismatch');
+    expect(pairs(c)).toEqual(['status status']);
   });
 
   it('treats content-type spelling differences as equal', () => {

@@ -159,6 +159,18 @@ describe('a broken shadow backend never touches the client', () => {
     expect(await metrics(p)).toMatch(/cutover_requests_total\{route="w",backend="new",role="shadow",outcome="error"\} 1/);
   });
 
+  it('dead: the circuit breaker stops trying it after a few failures and counts the skips', async () => {
+    const { p } = await setup(null);
+    for (let i = 0; i < 30; i++) expect((await get(`${p.dataUrl}/w`)).status).toBe(200);
+    const m = await waitFor(async () => {
+      const text = await metrics(p);
+      return /role="shadow",outcome="error"\} 5\b/.test(text) ? text : null;
+    }, 5_000, 'five failed mirrors');
+    // Five connection attempts opened the breaker; the other 25 requests were not mirrored at all.
+    expect(m).toMatch(/cutover_shadow_skipped_total\{route="w",reason="shadow_down"\} 25/);
+    expect(p.shadow.breakers.new.open).toBe(true);
+  });
+
   it('never answers: the client has its whole answer while the mirror is still pending', async () => {
     let mirrorPending = false;
     const { p } = await setup(() => {

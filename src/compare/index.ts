@@ -134,11 +134,15 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false; er
 
 export function compareResponses(legacy: Captured, candidate: Captured, rules: CompiledRules, ctx: CompareContext): Comparison {
   const differences: Difference[] = [];
+  const contentType = headerValue(legacy.headers, 'content-type') ?? headerValue(candidate.headers, 'content-type');
   if (legacy.status !== candidate.status) {
+    // Different statuses are different answers (an error page against a resource, 404 against 200):
+    // the headers and bodies then differ as a consequence, and listing a dozen "missing" fields would
+    // bury the one difference that matters.
     differences.push({ field: 'status', path: 'status', kind: 'status', legacy: legacy.status, candidate: candidate.status });
+    return done(differences, kindFromContentType(contentType) ?? 'binary');
   }
   compareHeaders(legacy.headers, candidate.headers, rules, differences);
-  const contentType = headerValue(legacy.headers, 'content-type') ?? headerValue(candidate.headers, 'content-type');
 
   // Fast path: identical bytes under the identical coding are the same answer, whatever the rules.
   if (

@@ -98,7 +98,7 @@ export class ProxyServer {
     const strip = toNew && !route.forwardCredentials ? this.credentialHeaders : null;
     const body = (request.body as Buffer | undefined) ?? null;
     const headers = upstreamHeaders(req.rawHeaders, ctx, strip);
-    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body);
+    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
     const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, job === null ? null : job.onPrimary);
     primary.pool.dispatch(dispatchOptions(primary, { method, path: toNew ? route.newPath(match, path, query) : url, headers, body }), exchange);
     if (job !== null) {

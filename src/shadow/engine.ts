@@ -13,6 +13,7 @@ import type { UpstreamAnswer } from '../forward/capture.js';
 import { shadowHeaders, type ForwardedContext } from '../forward/headers.js';
 import type { Upstream } from '../forward/upstream.js';
 import { ExactRatio } from '../routing/ratio.js';
+import { ShadowBreaker, type BreakerOptions } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
 
 /** Methods mirrored without `shadow.unsafe` (RFC 9110 §9.2.1 safe methods). */
@@ -39,6 +40,7 @@ export interface ShadowEngineDeps {
   credentialHeaders: ReadonlySet<string>;
   /** Receives both answers (and the baseline, if any) once all have arrived. */
   onPair: (pair: CapturedAnswerPair) => void;
+  breaker?: Partial<BreakerOptions>;
 }
 
 interface RouteSampling {
@@ -50,9 +52,12 @@ export class ShadowEngine {
   private readonly deps: ShadowEngineDeps;
   private readonly sampling = new Map<Route, RouteSampling>();
   private inFlight = 0;
+  /** One breaker per backend, for mirrors sent to it. */
+  readonly breakers: { legacy: ShadowBreaker; new: ShadowBreaker };
 
   constructor(deps: ShadowEngineDeps) {
     this.deps = deps;
+    this.breakers = { legacy: new ShadowBreaker(deps.breaker), new: new ShadowBreaker(deps.breaker) };
     for (const route of deps.routes.routes) {
       this.sampling.set(route, { shadow: new ExactRatio(route.shadow.percent), baseline: new ExactRatio(route.shadow.baselinePercent) });
     }
@@ -64,7 +69,7 @@ export class ShadowEngine {
   }
 
   /** A job when this request is to be mirrored, else null (with the reason counted). */
-  plan(route: Route, method: string, body: Buffer | null): MirrorJob | null {
+  plan(route: Route, method: string, body: Buffer | null, primaryIsNew: boolean): MirrorJob | null {
     const sampling = this.sampling.get(route);
     // Requests that match no route are never mirrored: there is no rule saying it is safe.
     if (sampling === undefined) return null;
@@ -83,6 +88,10 @@ export class ShadowEngine {
     }
     if (this.inFlight >= this.deps.maxInFlight) {
       route.metrics.shadowSkipped('overload');
+      return null;
+    }
+    if (!this.breakers[primaryIsNew ? 'legacy' : 'new'].allow()) {
+      route.metrics.shadowSkipped('shadow_down');
       return null;
     }
     this.inFlight++;
@@ -104,7 +113,10 @@ export class ShadowEngine {
     const limit = route.compare.maxBodyBytes;
     shadowTarget.pool.dispatch(
       dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, headers, body: req.body }),
-      new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, job.onShadow),
+      new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
+        this.breakers[shadowTarget.name].record(answer.status > 0);
+        job.onShadow(answer);
+      }),
     );
     if (job.wantsBaseline) {
       const primaryTarget = req.primaryIsNew ? pools.new : pools.legacy;

@@ -12,13 +12,13 @@ export type BackendName = 'legacy' | 'new';
 export type Role = 'primary' | 'shadow';
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
-export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass';
+export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down';
 
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
-const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass'];
+const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
 
 /** Latency buckets from 1 ms to 30 s: wide enough for slow legacy APIs, fine enough for p50 of fast ones. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -130,7 +130,7 @@ export class Telemetry {
   });
   readonly shadowSkippedTotal = new client.Counter({
     name: 'cutover_shadow_skipped_total',
-    help: 'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (too many mirrors in flight), bypass.',
+    help: 'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (too many mirrors in flight or comparisons queued), bypass, shadow_down (the shadow backend keeps failing; its circuit breaker is open).',
     labelNames: ['route', 'reason'],
     registers: [this.registry],
   });
