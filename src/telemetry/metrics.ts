@@ -68,6 +68,11 @@ export class RouteMetrics {
     this.series = series;
     this.comparisons = Object.fromEntries(COMPARISON_RESULTS.map((r) => [r, comparisonsTotal.labels(route, r)])) as Record<ComparisonResult, CounterChild>;
     this.skipped = Object.fromEntries(SKIP_REASONS.map((r) => [r, shadowSkippedTotal.labels(route, r)])) as Record<SkipReason, CounterChild>;
+    // Counters start at an exported 0: a series born at its first increment hides that increment from
+    // rate(), and an error ratio needs its error series before the first error.
+    for (const backend of BACKENDS) for (const role of ROLES) for (const outcome of OUTCOMES) series[backend][role].outcomes[outcome].inc(0);
+    for (const r of COMPARISON_RESULTS) this.comparisons[r].inc(0);
+    for (const r of SKIP_REASONS) this.skipped[r].inc(0);
     this.weight = trafficWeight.labels(route);
   }
 
