@@ -49,7 +49,7 @@ const PROCESS_METRICS = new Set([
 const VALID_UNITS = new Set(['reqps', 'ops', 'percentunit', 'percent', 's', 'ms', 'bytes', 'short', 'none']);
 const PANEL_TYPES = new Set(['timeseries', 'stat', 'table', 'gauge', 'bargauge', 'text']);
 const ROWS = ['Cutover', 'Traffic', 'Correctness', 'Latency', 'Shadow health', 'Process'];
-const ALERTS = ['CutoverMismatchRateHigh', 'CutoverNewBackendErrorRateAboveLegacy', 'CutoverShadowOverload', 'CutoverProxyDown'];
+const ALERTS = ['CutoverMismatchRateHigh', 'CutoverNewBackendErrorRateAboveLegacy', 'CutoverShadowOverload', 'CutoverShadowBackendDown', 'CutoverProxyDown'];
 const RECORDS = [
   'route:cutover_mismatch_ratio:rate5m',
   'route_backend_role:cutover_error_ratio:rate5m',
@@ -211,7 +211,7 @@ describe('rule files', () => {
     expect(res.code, res.stdout + res.stderr).toBe(0);
   });
 
-  it('define the four alerts, each with for, severity, summary, description and a runbook saying what to do', () => {
+  it('define the five alerts, each with for, severity, summary, description and a runbook saying what to do', () => {
     expect(alertRules.map((r) => r.alert).sort()).toEqual([...ALERTS].sort());
     for (const rule of alertRules) {
       const name = rule.alert as string;
@@ -230,6 +230,7 @@ describe('rule files', () => {
     expect(byName.get('CutoverMismatchRateHigh')?.expr).toMatch(/cutover_traffic_weight\)?\s*>\s*0/);
     expect(byName.get('CutoverNewBackendErrorRateAboveLegacy')?.expr).toMatch(/backend="new",role="primary"/);
     expect(byName.get('CutoverShadowOverload')?.expr).toMatch(/reason="overload"/);
+    expect(byName.get('CutoverShadowBackendDown')?.expr).toMatch(/reason="shadow_down"/);
     const down = byName.get('CutoverProxyDown')?.expr ?? '';
     expect(down).toContain('up{job=~".*cutover.*"} == 0');
     expect(down).toContain('absent(up{job=~".*cutover.*"})');
