@@ -6,6 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { startApp, type App } from '../app.js';
+import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../config/load.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { PLANTED_DIFFERENCES, startDemoBackends, type DemoBackends } from './backends.js';
@@ -92,7 +93,7 @@ export function sumByLabel(metricsText: string, metric: string, label: string, w
   return totals;
 }
 
-function banner(urls: DemoUrls, trafficLine: string): string {
+function banner(urls: DemoUrls, trafficLine: string, token: string): string {
   const planted = PLANTED_DIFFERENCES.map((d) => `${d.route === '*' ? 'all' : d.route}: ${d.label}`).join('; ');
   return [
     'cutover demo: Northwind Widgets moves its integrations from API v1 (legacy) to v2 (new).',
@@ -107,6 +108,8 @@ function banner(urls: DemoUrls, trafficLine: string): string {
     `  curl -s ${urls.proxy}/v1/widgets/2`,
     `  curl -s -H 'x-client-id: acme' ${urls.proxy}/v1/orders/1001`,
     `  curl -s ${urls.metrics} | grep -E '^cutover_(comparisons|mismatch_fields)_total'`,
+    `  curl -s -H 'authorization: Bearer ${token}' ${urls.admin}/api/routes/get-widget/diffs`,
+    '     (the diffs API: each differing field, its kinds, noise rate and redacted examples; this token lives only as long as the demo)',
     '',
     `Planted v1→v2 differences: ${planted}.`,
     trafficLine,
@@ -130,6 +133,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
   // The proxy must talk to the ports the backends really got (they may have been 0).
   const config: Config = {
     ...loaded,
+    // The demo's admin API gets a token for this run only, so the diffs API can be tried at once.
+    adminToken: loaded.adminToken ?? randomBytes(12).toString('hex'),
     listen: { ...loaded.listen, port: ports.listen ?? loaded.listen.port },
     admin: { ...loaded.admin, port: ports.admin ?? loaded.admin.port },
     backends: {
@@ -166,7 +171,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
     const trafficLine = traffic
       ? `Traffic: ${rate} req/s from ${clients} clients (x-client-id), for up to ${bound}. Ctrl-C stops everything.`
       : 'Traffic: none (started without it). Ctrl-C stops everything.';
-    out.write(banner(urls, trafficLine));
+    out.write(banner(urls, trafficLine, config.adminToken!));
   }
 
   // A short status line now and then, so the newcomer sees the comparisons add up.
