@@ -1,6 +1,6 @@
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import type { CompareSettings } from '../src/config/load.js';
+import { BUILTIN_COMPARE, type CompareSettings } from '../src/config/load.js';
 import {
   compareResponses,
   compileRules,
@@ -14,17 +14,7 @@ import {
 const ctx = { route: 'r', method: 'GET', path: '/x' };
 
 function settings(over: Partial<CompareSettings> = {}): CompareSettings {
-  return {
-    headers: ['content-type'],
-    ignoreHeaders: [],
-    ignore: [],
-    unordered: [],
-    tolerance: { absolute: 0, relative: 0 },
-    mappings: [],
-    sensitive: [],
-    maxBodyBytes: 1024 * 1024,
-    ...over,
-  };
+  return { ...BUILTIN_COMPARE, ...over };
 }
 
 function json(value: unknown, over: Partial<Captured> = {}): Captured {

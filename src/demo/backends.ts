@@ -114,7 +114,7 @@ export interface DemoBackendOptions {
 // The catalogue: deterministic from the seed, shared by both backends.
 
 /** mulberry32: small, fast, good enough to make a catalogue look varied. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

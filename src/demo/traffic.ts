@@ -5,7 +5,7 @@
  * shares a laptop (or two CI cores) with everything else.
  */
 import { Agent, request } from 'undici';
-import { DEMO_CUSTOMERS, ORDER_IDS, WIDGET_COUNT } from './backends.js';
+import { DEMO_CUSTOMERS, ORDER_IDS, WIDGET_COUNT, prng } from './backends.js';
 
 export interface TrafficOptions {
   /** The proxy's data URL, e.g. http://127.0.0.1:8080. */
@@ -61,17 +61,6 @@ interface PlannedCall {
 /** Client ids in a stable order: the demo customers first, then client-21, client-22, ... */
 export function demoClientIds(count: number): string[] {
   return Array.from({ length: count }, (_, i) => DEMO_CUSTOMERS[i]?.id ?? `client-${i + 1}`);
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The route mix: mostly reads, like machine-to-machine integrations, with a few order creations. */
