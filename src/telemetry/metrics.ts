@@ -25,6 +25,7 @@ export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 /** At most this many distinct field labels per route; the rest are counted under `_other`. */
 export const MAX_FIELDS_PER_ROUTE = 50;
+const OTHER_FIELD = '_other';
 
 /** The status class of an HTTP status, as the `outcome` label (1xx counts as success, like 2xx). */
 export function outcomeOf(status: number): Outcome {
@@ -49,7 +50,8 @@ export class RouteMetrics {
   private readonly comparisons: Record<ComparisonResult, CounterChild>;
   private readonly skipped: Record<SkipReason, CounterChild>;
   private readonly weight: ReturnType<client.Gauge<string>['labels']>;
-  private readonly fields = new Set<string>();
+  /** Label children of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1). */
+  private readonly fields = new Map<string, Map<string, CounterChild>>();
   private readonly telemetry: Telemetry;
 
   constructor(telemetry: Telemetry, route: string) {
@@ -93,12 +95,22 @@ export class RouteMetrics {
 
   /** Counts one mismatching field; past MAX_FIELDS_PER_ROUTE distinct fields they fold into `_other`. */
   mismatchField(field: string, kind: string): void {
-    let label = field;
-    if (!this.fields.has(field)) {
-      if (this.fields.size >= MAX_FIELDS_PER_ROUTE) label = '_other';
-      else this.fields.add(field);
+    let kinds = this.fields.get(field);
+    if (kinds === undefined) {
+      const label = this.fields.size >= MAX_FIELDS_PER_ROUTE ? OTHER_FIELD : field;
+      kinds = this.fields.get(label);
+      if (kinds === undefined) {
+        kinds = new Map();
+        this.fields.set(label, kinds);
+      }
     }
-    this.telemetry.mismatchFieldsTotal.labels(this.route, label, kind).inc();
+    let child = kinds.get(kind);
+    if (child === undefined) {
+      const label = this.fields.get(field) === kinds ? field : OTHER_FIELD;
+      child = this.telemetry.mismatchFieldsTotal.labels(this.route, label, kind);
+      kinds.set(kind, child);
+    }
+    child.inc();
   }
 
   setWeight(percent: number): void {
