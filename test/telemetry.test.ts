@@ -23,6 +23,5 @@ describe('telemetry', () => {
     expect(text).toMatch(/cutover_requests_total\{route="get-widget",backend="new",role="primary",outcome="5xx"\} 0/);
     expect(text).toMatch(/cutover_comparisons_total\{route="get-widget",result="mismatch"\} 0/);
     expect(text).toMatch(/cutover_shadow_skipped_total\{route="get-widget",reason="overload"\} 0/);
-    expect(text).toMatch(/cutover_traffic_weight\{route="get-widget"\} 0/);
   });
 });
