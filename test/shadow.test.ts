@@ -347,6 +347,33 @@ describe('comparison end to end', () => {
     expect(txt.fields.map((f: any) => f.field)).toEqual(['$']);
   });
 
+  it('loads a transform module named in the config and applies it before the diff', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-transform-'));
+    const file = join(dir, 'cents.mjs');
+    // The new API answers prices in cents; the transform brings them back to units.
+    writeFileSync(file, 'export default (legacy, candidate) => ({ legacy, candidate: { ...candidate, price: candidate.price / 100 } });\n');
+    const legacy = await backend((_req, res) => json(res, 200, { id: 1, price: 12.5 }));
+    const next = await backend((_req, res) => json(res, 200, { id: 1, price: 1250 }));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [
+        { name: 'with', match: { path: '/with' }, compare: { transform: file } },
+        { name: 'without', match: { path: '/without' } },
+      ],
+    });
+    await get(`${p.dataUrl}/with`);
+    await get(`${p.dataUrl}/without`);
+    await waitFor(async () => (await diffs(p, 'with')).comparisons.match === 1, 5_000, 'the transformed match');
+    const without = await waitFor(async () => {
+      const d = await diffs(p, 'without');
+      return d.comparisons.total === 1 ? d : null;
+    }, 5_000, 'the plain comparison');
+    expect(without.fields.map((f: any) => f.field)).toEqual(['$.price']);
+  });
+
   it('keeps the diffs API behind the admin token and answers 404 for unknown routes', async () => {
     const legacy = await backend();
     const p = await proxy(legacy.url, legacy.url, { routes: [{ name: 'r', match: { path: '/r' } }] });
