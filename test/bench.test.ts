@@ -14,7 +14,8 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runner = join(root, 'bench', 'run.mjs');
 // The pass-through scenario runs the built CLI (`npm test` builds first via pretest).
 const cli = join(root, 'dist', 'cli', 'main.js');
-const scenarios = ['direct', 'http-proxy', 'passthrough'];
+// All six: the shadow ones also prove the client sees no error while its mirror is slow or dead.
+const scenarios = ['direct', 'http-proxy', 'passthrough', 'shadow', 'shadow-slow', 'shadow-dead'];
 
 interface Row {
   scenario: string;
