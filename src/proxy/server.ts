@@ -99,11 +99,11 @@ export class ProxyServer {
     const body = (request.body as Buffer | undefined) ?? null;
     const headers = upstreamHeaders(req.rawHeaders, ctx, strip);
     const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
+    const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
     const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, job === null ? null : job.onPrimary);
-    primary.pool.dispatch(dispatchOptions(primary, { method, path: toNew ? route.newPath(match, path, query) : url, headers, body }), exchange);
-    if (job !== null) {
-      job.mirror({ primaryIsNew: toNew, method, legacyPath: url, newPath: route.newPath(match, path, query), rawHeaders: req.rawHeaders, ctx, body });
-    }
+    primary.pool.dispatch(dispatchOptions(primary, { method, path: toNew ? newPath : url, headers, body }), exchange);
+    // Dispatched right after the primary, so both backends see the same moment and latencies compare.
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath: url, newPath, rawHeaders: req.rawHeaders, ctx, body });
   };
 
   private readonly onError = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
