@@ -38,6 +38,8 @@ export interface StartPrometheusOptions {
 export interface RunningPrometheus {
   /** Base URL, e.g. `http://127.0.0.1:41234`, without a trailing slash. */
   url: string;
+  /** The last 4 kB Prometheus wrote to stderr (it logs at warn level), and whether it has exited: for failure messages. */
+  diagnostics(): string;
   /** SIGTERM, then SIGKILL after 10 s; removes the temp dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -83,6 +85,45 @@ export async function queryInstant(url: string, expr: string, time?: number): Pr
   if (time !== undefined) params.set('time', String(time));
   const res = await fetch(`${url}/api/v1/query?${params}`);
   return (await res.json()) as PromQueryResponse;
+}
+
+export interface PromApiRule {
+  type: 'alerting' | 'recording';
+  name: string;
+  query: string;
+  health: 'ok' | 'err' | 'unknown';
+  lastError?: string;
+  state?: 'inactive' | 'pending' | 'firing';
+  alerts?: PromAlert[];
+}
+
+export interface PromRuleGroup {
+  name: string;
+  file: string;
+  rules: PromApiRule[];
+}
+
+export interface PromAlert {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  state: 'pending' | 'firing';
+  value: string;
+}
+
+/** GET /api/v1/rules: every loaded rule group with each rule's health, last error and (alerts) state. */
+export async function fetchRuleGroups(url: string): Promise<PromRuleGroup[]> {
+  const res = await fetch(`${url}/api/v1/rules`);
+  const body = (await res.json()) as { status: string; data?: { groups: PromRuleGroup[] } };
+  if (body.status !== 'success' || !body.data) throw new Error(`GET /api/v1/rules: ${JSON.stringify(body)}`);
+  return body.data.groups;
+}
+
+/** GET /api/v1/alerts: alerts that are pending (expression true, `for` not yet elapsed) or firing. */
+export async function fetchAlerts(url: string): Promise<PromAlert[]> {
+  const res = await fetch(`${url}/api/v1/alerts`);
+  const body = (await res.json()) as { status: string; data?: { alerts: PromAlert[] } };
+  if (body.status !== 'success' || !body.data) throw new Error(`GET /api/v1/alerts: ${JSON.stringify(body)}`);
+  return body.data.alerts;
 }
 
 /** Polls /api/v1/targets until at least `count` targets exist and every one is "up"; resolves with their scrape URLs. */
@@ -203,7 +244,11 @@ export async function startPrometheus(opts: StartPrometheusOptions = {}): Promis
       await stop();
       throw new Error(`${String(err)}; prometheus stderr:\n${stderr}`);
     }
-    if (outcome === 'ready') return { url, stop };
+    const diagnostics = () => {
+      const state = child.exitCode !== null || child.signalCode !== null ? `exited (code ${child.exitCode}, signal ${child.signalCode})` : 'running';
+      return `prometheus ${state}; stderr:\n${stderr}`;
+    };
+    if (outcome === 'ready') return { url, stop, diagnostics };
 
     // Keep the temp dir for a retry; only the process is gone.
     await waitForExit(child, 5_000);
