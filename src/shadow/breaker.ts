@@ -16,6 +16,13 @@ export interface BreakerOptions {
 
 export const DEFAULT_BREAKER: BreakerOptions = { threshold: 5, initialMs: 1_000, maxMs: 30_000, now: Date.now };
 
+/** What `allow` decided: no mirror, a normal mirror, or the one probe of an open breaker. */
+export enum Admission {
+  Refused = 0,
+  Normal = 1,
+  Probe = 2,
+}
+
 export class ShadowBreaker {
   private readonly options: BreakerOptions;
   private failures = 0;
@@ -32,27 +39,33 @@ export class ShadowBreaker {
     return this.failures >= this.options.threshold;
   }
 
-  /** Whether a mirror may be sent now (at most one probe while the breaker is open). */
-  allow(): boolean {
-    if (this.failures < this.options.threshold) return true;
-    if (this.probing || this.options.now() < this.openUntil) return false;
+  /** Whether a mirror may be sent now (at most one probe at a time while the breaker is open). */
+  allow(): Admission {
+    if (this.failures < this.options.threshold) return Admission.Normal;
+    if (this.probing || this.options.now() < this.openUntil) return Admission.Refused;
     this.probing = true;
-    return true;
+    return Admission.Probe;
   }
 
-  /** Records how a mirrored call to this backend ended: whether the backend answered at all. */
-  record(answered: boolean): void {
+  /**
+   * Records how a mirrored call ended: whether the backend answered at all, and whether that call
+   * was the probe. Any answer closes the breaker. While it is open, only the probe's failure counts:
+   * a mirror sent before the breaker opened and failing late says nothing new.
+   */
+  record(answered: boolean, probe: boolean): void {
     if (answered) {
       this.failures = 0;
       this.probing = false;
       this.cooldown = this.options.initialMs;
       return;
     }
-    this.failures++;
-    if (this.probing) {
+    if (probe) {
       this.probing = false;
       this.cooldown = Math.min(this.options.maxMs, this.cooldown * 2);
+      this.openUntil = this.options.now() + this.cooldown;
+      return;
     }
-    if (this.failures >= this.options.threshold) this.openUntil = this.options.now() + this.cooldown;
+    if (this.failures >= this.options.threshold) return;
+    if (++this.failures === this.options.threshold) this.openUntil = this.options.now() + this.cooldown;
   }
 }

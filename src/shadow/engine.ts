@@ -13,7 +13,7 @@ import type { UpstreamAnswer } from '../forward/capture.js';
 import { shadowHeaders, type ForwardedContext } from '../forward/headers.js';
 import type { Upstream } from '../forward/upstream.js';
 import { ExactRatio } from '../routing/ratio.js';
-import { ShadowBreaker, type BreakerOptions } from './breaker.js';
+import { Admission, ShadowBreaker, type BreakerOptions } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
 
 /** Methods mirrored without `shadow.unsafe` (RFC 9110 §9.2.1 safe methods). */
@@ -90,12 +90,13 @@ export class ShadowEngine {
       route.metrics.shadowSkipped('overload');
       return null;
     }
-    if (!this.breakers[primaryIsNew ? 'legacy' : 'new'].allow()) {
+    const admission = this.breakers[primaryIsNew ? 'legacy' : 'new'].allow();
+    if (admission === Admission.Refused) {
       route.metrics.shadowSkipped('shadow_down');
       return null;
     }
     this.inFlight++;
-    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next());
+    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe);
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
@@ -114,7 +115,7 @@ export class ShadowEngine {
     shadowTarget.pool.dispatch(
       dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, headers, body: req.body }),
       new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
-        this.breakers[shadowTarget.name].record(answer.status > 0);
+        this.breakers[shadowTarget.name].record(answer.status > 0, job.probe);
         job.onShadow(answer);
       }),
     );
@@ -142,6 +143,8 @@ export class ShadowEngine {
 export class MirrorJob {
   readonly route: Route;
   readonly wantsBaseline: boolean;
+  /** This mirror is the one probe of an open circuit breaker. */
+  readonly probe: boolean;
   private readonly engine: ShadowEngine;
   private primary: UpstreamAnswer | null = null;
   private shadow: UpstreamAnswer | null = null;
@@ -149,10 +152,11 @@ export class MirrorJob {
   private request: MirrorRequest | null = null;
   private waiting: number;
 
-  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean) {
+  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean, probe: boolean) {
     this.engine = engine;
     this.route = route;
     this.wantsBaseline = wantsBaseline;
+    this.probe = probe;
     this.waiting = wantsBaseline ? 3 : 2;
   }
 
