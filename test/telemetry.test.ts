@@ -25,3 +25,25 @@ describe('telemetry', () => {
     expect(text).toMatch(/cutover_shadow_skipped_total\{route="get-widget",reason="overload"\} 0/);
   });
 });
+
+describe('exposition', () => {
+  it('renders the text format Prometheus parses: escaped labels, cumulative buckets, +Inf, sum and count', async () => {
+    const t = new Telemetry({ defaultMetrics: false });
+    const r = t.route('r');
+    r.mismatchField('$["a\\"b"]\nx', 'value');
+    r.request('legacy', 'primary', '2xx', 0.004);
+    r.request('legacy', 'primary', '2xx', 0.2);
+    r.request('legacy', 'primary', '5xx', 100);
+    const text = await t.exposition();
+    expect(text).toContain('cutover_mismatch_fields_total{route="r",field="$[\\"a\\\\\\"b\\"]\\nx",kind="value"} 1');
+    expect(text).toContain('cutover_request_duration_seconds_bucket{route="r",backend="legacy",role="primary",le="0.001"} 0');
+    expect(text).toContain('cutover_request_duration_seconds_bucket{route="r",backend="legacy",role="primary",le="0.005"} 1');
+    expect(text).toContain('cutover_request_duration_seconds_bucket{route="r",backend="legacy",role="primary",le="0.25"} 2');
+    expect(text).toContain('cutover_request_duration_seconds_bucket{route="r",backend="legacy",role="primary",le="30"} 2');
+    expect(text).toContain('cutover_request_duration_seconds_bucket{route="r",backend="legacy",role="primary",le="+Inf"} 3');
+    expect(text).toContain('cutover_request_duration_seconds_count{route="r",backend="legacy",role="primary"} 3');
+    expect(text).toMatch(/cutover_request_duration_seconds_sum\{route="r",backend="legacy",role="primary"\} 100\.204/);
+    expect(text).toContain('# TYPE cutover_request_duration_seconds histogram');
+    expect(text).toContain('cutover_requests_total{route="r",backend="legacy",role="primary",outcome="5xx"} 1');
+  });
+});
