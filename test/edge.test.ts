@@ -1,0 +1,110 @@
+import http from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBackend, type Handler, type TestBackend } from './helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function setup(handler: Handler): Promise<{ b: TestBackend; p: InProcessProxy }> {
+  const b = await startBackend(handler);
+  cleanups.push(() => b.close());
+  const p = await startProxy(baseConfig(b.url, b.url, { defaults: { shadow: { percent: 0 } } }));
+  cleanups.push(() => p.close(100));
+  return { b, p };
+}
+
+function call(url: string, init: { method?: string; headers?: http.OutgoingHttpHeaders; chunks?: string[] } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: init.method ?? 'GET', headers: init.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    for (const c of init.chunks ?? []) req.write(c);
+    req.end();
+  });
+}
+
+describe('HTTP edge cases through the proxy', () => {
+  it('answers HEAD with the headers and no body, keeping content-length', async () => {
+    const { p } = await setup((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '11' });
+      res.end();
+    });
+    const res = await call(`${p.dataUrl}/h`, { method: 'HEAD' });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-length']).toBe('11');
+    expect(res.body.length).toBe(0);
+  });
+
+  it('relays 204 and 304 without a body, and conditional headers both ways', async () => {
+    const { b, p } = await setup((req, res) => {
+      if (req.url === '/etag') {
+        res.writeHead(304, { etag: '"v1"' });
+        res.end();
+      } else {
+        res.writeHead(204);
+        res.end();
+      }
+    });
+    const notModified = await call(`${p.dataUrl}/etag`, { headers: { 'if-none-match': '"v1"' } });
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.etag).toBe('"v1"');
+    expect(b.received[0].headers['if-none-match']).toBe('"v1"');
+    const noContent = await call(`${p.dataUrl}/empty`, { method: 'DELETE' });
+    expect(noContent.status).toBe(204);
+    expect(noContent.body.length).toBe(0);
+  });
+
+  it('accepts a chunked request body and forwards it whole, with Expect: 100-continue answered by the proxy', async () => {
+    const { b, p } = await setup((_req, res, body) => {
+      res.end(`got ${body.length}`);
+    });
+    const res = await call(`${p.dataUrl}/upload`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', expect: '100-continue' },
+      chunks: ['abc', 'defg', 'h'],
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('got 8');
+    expect(b.received[0].body.toString()).toBe('abcdefgh');
+    expect(b.received[0].headers.expect).toBeUndefined();
+    expect(b.received[0].headers['content-length']).toBe('8');
+  });
+
+  it('streams a 20 MB answer intact', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const { p } = await setup((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      let left = 320;
+      const pump = (): void => {
+        while (left > 0) {
+          left--;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+    });
+    const res = await call(`${p.dataUrl}/big`);
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(320 * 64 * 1024);
+    expect(res.body.every((x) => x === 7)).toBe(true);
+  });
+
+  it('keeps several Set-Cookie headers apart', async () => {
+    const { p } = await setup((_req, res) => {
+      res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/']);
+      res.end('ok');
+    });
+    const res = await call(`${p.dataUrl}/c`);
+    expect(res.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; Path=/']);
+  });
+});
