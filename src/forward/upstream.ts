@@ -13,6 +13,7 @@ export class Upstream {
   readonly basePath: string;
   readonly pool: Pool;
   readonly timeout: number;
+  readonly connectTimeout: number;
 
   constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number } = {}) {
     const url = new URL(config.url);
@@ -20,6 +21,7 @@ export class Upstream {
     this.origin = url.origin;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
     this.timeout = overrides.timeout ?? config.timeout;
+    this.connectTimeout = config.connectTimeout;
     this.pool = new Pool(this.origin, {
       connections: overrides.connections ?? config.connections,
       keepAliveTimeout: config.keepAliveTimeout,

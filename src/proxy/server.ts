@@ -138,7 +138,7 @@ export class ProxyServer {
         origin: upstream.origin,
         path: upstream.basePath + (toNew ? route.newPath(match, path, q === -1 ? '' : url.slice(q)) : url),
         headers,
-        connectTimeout: 5_000,
+        connectTimeout: upstream.connectTimeout,
       },
       upstream.name,
       (err) => this.deps.logger.warn({ backend: upstream.name, err: err.message }, 'upgrade tunnel failed'),
