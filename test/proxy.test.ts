@@ -249,6 +249,28 @@ describe('admin and logs', () => {
     expect(api.headers['content-type']).toMatch(/^application\/problem\+json/);
   });
 
+  it('writes an access log line per request when asked, without the query string or credentials', async () => {
+    const legacy = await backend((_req, res) => {
+      res.statusCode = 201;
+      res.end('made');
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { log: { level: 'info', access: true }, routes: [{ name: 'orders', match: { path: '/orders' } }] }));
+    await rawRequest(`${p.dataUrl}/orders?token=s3cret`, { method: 'POST', headers: { authorization: 'Bearer abc', 'content-type': 'text/plain' }, body: 'x' });
+    const line = await waitFor(() => p.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'request'), 5_000, 'the access log line');
+    expect(line).toMatchObject({ route: 'orders', method: 'POST', path: '/orders', backend: 'legacy', status: 201, outcome: '2xx', client: '127.0.0.1' });
+    expect(line.ms).toBeGreaterThan(0);
+    expect(p.logs.join('')).not.toContain('s3cret');
+    expect(p.logs.join('')).not.toContain('Bearer abc');
+  });
+
+  it('writes no access log by default', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { log: { level: 'info' } }));
+    await rawRequest(`${p.dataUrl}/x`);
+    await rawRequest(`${p.adminUrl}/healthz`);
+    expect(p.logs.map((l) => JSON.parse(l).msg)).not.toContain('request');
+  });
+
   it('redacts credentials from logs', async () => {
     const { createLogger } = await import('../src/telemetry/logger.js');
     const lines: string[] = [];

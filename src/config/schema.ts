@@ -190,7 +190,13 @@ export const configSchema = z.strictObject({
   shadow: shadowLimitsSchema.default(shadowLimitsSchema.parse({})),
   routes: z.array(routeSchema).default([]),
   credentials: credentialsSchema.default(credentialsSchema.parse({})),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).default({ level: 'info' }),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** One info line per request: route, method, path (no query), backend, status, duration, client. */
+      access: z.boolean().default(false),
+    })
+    .default({ level: 'info', access: false }),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

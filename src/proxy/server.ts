@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Config } from '../config/load.js';
 import { problem, PROBLEM_TYPE } from '../problem.js';
 import { credentialHeaderNames, TrustedProxies, upstreamHeaders, type ForwardedContext } from '../forward/headers.js';
-import { ClientExchange, dispatchOptions } from '../forward/exchange.js';
+import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
 import type { RouteTable } from '../routing/table.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
@@ -44,6 +44,7 @@ export class ProxyServer {
   private readonly sticky: StickyExtractor | null;
   private readonly credentialHeaders: ReadonlySet<string>;
   private readonly preserveHost: boolean;
+  private readonly accessLog: boolean;
   /** Emergency bypass: everything to legacy, nothing mirrored. */
   bypass = false;
 
@@ -54,6 +55,7 @@ export class ProxyServer {
     this.sticky = createStickyExtractor(config.sticky?.key, config.credentials.legacy);
     this.credentialHeaders = credentialHeaderNames(config.credentials.legacy);
     this.preserveHost = config.listen.preserveHost;
+    this.accessLog = config.log.access;
     this.app = Fastify({
       logger: false,
       bodyLimit: config.listen.bodyLimit,
@@ -100,7 +102,19 @@ export class ProxyServer {
     const headers = upstreamHeaders(req.rawHeaders, ctx, strip);
     const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
     const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
-    const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, job === null ? null : job.onPrimary);
+    let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
+    if (this.accessLog) {
+      const toJob = onSettled;
+      // The query string stays out of the log: it carries tokens and personal data too often.
+      onSettled = (answer) => {
+        toJob?.(answer);
+        this.deps.logger.info(
+          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, mirrored: job !== null },
+          'request',
+        );
+      };
+    }
+    const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
     primary.pool.dispatch(dispatchOptions(primary, { method, path: toNew ? newPath : url, headers, body }), exchange);
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
     if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath: url, newPath, rawHeaders: req.rawHeaders, ctx, body });
