@@ -11,7 +11,7 @@ import { compileRules, compareResponses, isRealDifference, redactDifference, typ
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { Route, RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
-import type { ComparisonResult } from '../telemetry/metrics.js';
+import { OTHER_FIELD, type ComparisonResult } from '../telemetry/metrics.js';
 import { LatencyHistogram } from './latency.js';
 
 export interface AnalysisOptions {
@@ -38,7 +38,6 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
   now: Date.now,
 };
 
-export const OTHER_FIELD = '_other';
 
 interface FieldSlice {
   mismatches: number;

@@ -25,7 +25,8 @@ export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 /** At most this many distinct field labels per route; the rest are counted under `_other`. */
 export const MAX_FIELDS_PER_ROUTE = 50;
-const OTHER_FIELD = '_other';
+/** The field label (and analysis key) that fields past the cap fold into. */
+export const OTHER_FIELD = '_other';
 
 /** The status class of an HTTP status, as the `outcome` label (1xx counts as success, like 2xx). */
 export function outcomeOf(status: number): Outcome {
