@@ -33,6 +33,7 @@ import {
   type RunningPrometheus,
 } from './helpers/prometheus.js';
 import { runPromtool } from './helpers/promtool.js';
+import { SKIP_PROMETHEUS } from './helpers/prometheus.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DEMO_CONFIG = join(root, 'config/demo.yaml');
@@ -126,7 +127,7 @@ function queryUntil(
 
 // ================================================================== tests
 
-describe('the demo scraped by a real Prometheus', () => {
+describe.skipIf(SKIP_PROMETHEUS)('the demo scraped by a real Prometheus', () => {
   let demo: DemoHandle | undefined;
   let prom: RunningPrometheus | undefined;
 

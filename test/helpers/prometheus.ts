@@ -22,6 +22,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 
+/** Set only on purpose (CUTOVER_SKIP_PROMETHEUS=1), where prometheus and promtool cannot be installed. */
+export const SKIP_PROMETHEUS = process.env.CUTOVER_SKIP_PROMETHEUS === '1';
+
 export interface StartPrometheusOptions {
   /** `host:port` (scraped at /metrics over http) or a full URL such as `http://127.0.0.1:9090/metrics`. */
   scrapeTargets?: string[];
