@@ -11,7 +11,7 @@ import { problem, PROBLEM_TYPE } from '../problem.js';
 import { credentialHeaderNames, TrustedProxies, upstreamHeaders, type ForwardedContext } from '../forward/headers.js';
 import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
-import type { RouteTable } from '../routing/table.js';
+import type { Route, RouteTable } from '../routing/table.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { tunnelUpgrade } from './upgrade.js';
@@ -20,6 +20,20 @@ import type { ShadowEngine } from '../shadow/engine.js';
 export interface Upstreams {
   legacy: Upstream;
   new: Upstream;
+}
+
+interface Decision {
+  url: string;
+  method: string;
+  path: string;
+  query: string;
+  route: Route;
+  match: RegExpExecArray | null;
+  ctx: ForwardedContext;
+  clientIp: string;
+  toNew: boolean;
+  primary: Upstream;
+  headers: string[];
 }
 
 export interface ProxyDeps {
@@ -45,6 +59,8 @@ export class ProxyServer {
   private readonly credentialHeaders: ReadonlySet<string>;
   private readonly preserveHost: boolean;
   private readonly accessLog: boolean;
+  /** The client address is only worked out when the sticky key or the access log uses it. */
+  private readonly needsClientIp: boolean;
   /** Emergency bypass: everything to legacy, nothing mirrored. */
   bypass = false;
 
@@ -56,6 +72,7 @@ export class ProxyServer {
     this.credentialHeaders = credentialHeaderNames(config.credentials.legacy);
     this.preserveHost = config.listen.preserveHost;
     this.accessLog = config.log.access;
+    this.needsClientIp = config.sticky?.key === 'ip' || this.accessLog;
     this.app = Fastify({
       logger: false,
       bodyLimit: config.listen.bodyLimit,
@@ -81,25 +98,35 @@ export class ProxyServer {
     return { peer, peerTrusted: this.trusted.has(peer), host: req.headers.host, proto: 'http', preserveHost: this.preserveHost };
   }
 
-  private readonly handle = (request: FastifyRequest, reply: FastifyReply): void => {
-    reply.hijack();
-    const req = request.raw;
-    const res = reply.raw;
+  /**
+   * Where a request goes: its route, whether new serves it, and its upstream headers. One decision
+   * for plain requests and upgrades, so a client's WebSocket lands where its HTTP calls do.
+   */
+  private decide(req: IncomingMessage): Decision {
     const url = req.url ?? '/';
     const method = req.method ?? 'GET';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const query = q === -1 ? '' : url.slice(q);
-    const { routes, upstreams, shadow } = this.deps;
+    const { routes, upstreams } = this.deps;
     const { route, match } = routes.resolve(method, path);
     const ctx = this.forwardedContext(req);
-    const clientIp = ctx.peerTrusted ? (firstForwardedFor(req.headers['x-forwarded-for']) ?? ctx.peer) : ctx.peer;
+    // Behind a trusted proxy the client is the first X-Forwarded-For entry; parsed only when used.
+    const clientIp = this.needsClientIp && ctx.peerTrusted ? (firstForwardedFor(req.headers['x-forwarded-for']) ?? ctx.peer) : ctx.peer;
     const key = this.sticky === null ? undefined : this.sticky(req.headers, clientIp);
     const toNew = !this.bypass && route !== routes.other && route.servesNew(key);
     const primary = toNew ? upstreams.new : upstreams.legacy;
-    const strip = toNew && !route.forwardCredentials ? this.credentialHeaders : null;
+    const headers = upstreamHeaders(req.rawHeaders, ctx, toNew && !route.forwardCredentials ? this.credentialHeaders : null);
+    return { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers };
+  }
+
+  private readonly handle = (request: FastifyRequest, reply: FastifyReply): void => {
+    reply.hijack();
+    const req = request.raw;
+    const res = reply.raw;
+    const { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers } = this.decide(req);
+    const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
-    const headers = upstreamHeaders(req.rawHeaders, ctx, strip);
     const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
     const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
@@ -133,24 +160,14 @@ export class ProxyServer {
   };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const url = req.url ?? '/';
-    const method = req.method ?? 'GET';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    const { routes, upstreams } = this.deps;
-    const { route, match } = routes.resolve(method, path);
-    const ctx = this.forwardedContext(req);
-    const key = this.sticky === null ? undefined : this.sticky(req.headers, ctx.peer);
-    const toNew = !this.bypass && route !== routes.other && route.servesNew(key);
-    const upstream = toNew ? upstreams.new : upstreams.legacy;
-    const headers = upstreamHeaders(req.rawHeaders, ctx, toNew && !route.forwardCredentials ? this.credentialHeaders : null);
+    const { url, path, query, route, match, toNew, primary: upstream, headers } = this.decide(req);
     tunnelUpgrade(
       req,
       socket,
       head,
       {
         origin: upstream.origin,
-        path: upstream.basePath + (toNew ? route.newPath(match, path, q === -1 ? '' : url.slice(q)) : url),
+        path: upstream.basePath + (toNew ? route.newPath(match, path, query) : url),
         headers,
         connectTimeout: upstream.connectTimeout,
       },
