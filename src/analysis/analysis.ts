@@ -115,6 +115,8 @@ class RouteAnalysis {
   readonly examples = new Map<string, StoredExample[]>();
   readonly errors: ErrorExample[] = [];
   readonly rules: RouteRules;
+  /** Pairs of this route dropped because the comparison queue was full. */
+  dropped = 0;
 
   constructor(route: Route, slices: number) {
     this.slices = Array.from({ length: slices }, () => new Slice());
@@ -184,7 +186,6 @@ export class Analysis {
   private readonly byName = new Map<string, Route>();
   private queue: CapturedAnswerPair[] = [];
   private scheduled = false;
-  private dropped = 0;
   private readonly sliceMs: number;
 
   constructor(routes: RouteTable, options: Partial<AnalysisOptions> = {}) {
@@ -199,7 +200,8 @@ export class Analysis {
   /** Takes a completed pair; the comparison runs later, never on the caller's stack. */
   readonly submit = (pair: CapturedAnswerPair): void => {
     if (this.queue.length >= this.options.queueLimit) {
-      this.dropped++;
+      const ra = this.byRoute.get(pair.route);
+      if (ra !== undefined) ra.dropped++;
       pair.route.metrics.shadowSkipped('overload');
       return;
     }
@@ -393,7 +395,7 @@ export class Analysis {
       latency: { legacy: l, new: n, p50Ratio: ratio(n.p50, l.p50), p99Ratio: ratio(n.p99, l.p99) },
       fields: report,
       recentErrors: [...ra.errors],
-      droppedForOverload: this.dropped,
+      droppedForOverload: ra.dropped,
     };
   }
 }

@@ -78,9 +78,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.controller?.abort(new ClientAbortedError());
   };
 
-  private readonly onDrain = (): void => {
-    this.controller?.resume();
-  };
+  /** Made on the first backpressure only: most answers fit the socket buffer and never need it. */
+  private onDrain: (() => void) | null = null;
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
@@ -103,6 +102,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.capture?.add(chunk);
     if (!this.res.write(chunk)) {
       controller.pause();
+      this.onDrain ??= () => this.controller?.resume();
       this.res.once('drain', this.onDrain);
     }
   }

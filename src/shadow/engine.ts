@@ -132,7 +132,6 @@ export class ShadowEngine {
         new CapturingExchange(primaryTarget.name, 'shadow', route.metrics, limit, timeout, job.onBaseline),
       );
     }
-    job.sent(req);
   }
 
   complete(pair: CapturedAnswerPair): void {
@@ -166,11 +165,8 @@ export class MirrorJob {
   }
 
   mirror(req: MirrorRequest): void {
-    this.engine.dispatch(this, req);
-  }
-
-  sent(req: MirrorRequest): void {
     this.request = req;
+    this.engine.dispatch(this, req);
   }
 
   readonly onPrimary = (answer: UpstreamAnswer): void => {
