@@ -15,10 +15,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { pollUntil, queryInstant, startPrometheus, waitForTargetsUp, type RunningPrometheus } from './helpers/prometheus.js';
+import { pollUntil, queryInstant, renderGrafanaExpr, SKIP_PROMETHEUS, startPrometheus, waitForTargetsUp, type RunningPrometheus } from './helpers/prometheus.js';
 import { OUTCOMES, Telemetry } from '../src/telemetry/metrics.js';
 import { runPromtool } from './helpers/promtool.js';
-import { SKIP_PROMETHEUS } from './helpers/prometheus.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DASHBOARD_FILE = join(root, 'dashboards/cutover.json');
@@ -155,11 +154,7 @@ const ruleExprs: NamedExpr[] = [...alertRules, ...recordingRules].map((r) => ({
 
 /** Grafana variables as a query would see them with every route selected. */
 function renderForPrometheus(expr: string): string {
-  return expr
-    .replace(/\$\{?__rate_interval\}?/g, '1m')
-    .replace(/\$\{?__range\}?/g, '1h')
-    .replace(/\$\{?route\}?/g, '.*')
-    .replace(/\$\{?job\}?/g, '.*cutover.*');
+  return renderGrafanaExpr(expr, { rateInterval: '1m', range: '1h' });
 }
 
 // ----------------------------------------------------- metric-name scanning

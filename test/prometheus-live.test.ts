@@ -31,9 +31,10 @@ import {
   waitForTargetsUp,
   type PromQueryResponse,
   type RunningPrometheus,
+  renderGrafanaExpr,
+  SKIP_PROMETHEUS,
 } from './helpers/prometheus.js';
 import { runPromtool } from './helpers/promtool.js';
-import { SKIP_PROMETHEUS } from './helpers/prometheus.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DEMO_CONFIG = join(root, 'config/demo.yaml');
@@ -79,11 +80,7 @@ const NO_DATA_IN_DEMO: Record<string, string> = {
 
 /** Grafana's variables for a run this short: every route, the test's job, windows that fit ~30 s of data. */
 function render(expr: string): string {
-  return expr
-    .replace(/\$\{?__rate_interval\}?/g, '30s')
-    .replace(/\$\{?__range\}?/g, '1m')
-    .replace(/\$\{?route\}?/g, '.*')
-    .replace(/\$\{?job\}?/g, '.*cutover.*');
+  return renderGrafanaExpr(expr, { rateInterval: '30s', range: '1m' });
 }
 
 /**

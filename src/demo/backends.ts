@@ -371,16 +371,21 @@ class Handler {
     return { generatedAt: new Date(this.lastGeneratedAt).toISOString(), requestId: randomUUID() };
   }
 
+  /** The planted price bug and tag order of this backend, the same in a widget and its summary. */
+  private priceAndTags(w: Widget): { price: number; tags: string[] } {
+    return this.name === 'new' ? { price: truncatePrice(w.priceMills), tags: [...w.tags].sort() } : { price: roundPrice(w.priceMills), tags: w.tags };
+  }
+
   private widgetBody(w: Widget): Record<string, unknown> {
-    const isNew = this.name === 'new';
+    const { price, tags } = this.priceAndTags(w);
     return {
       id: w.id,
       sku: w.sku,
       name: w.name,
       description: w.description,
-      price: isNew ? truncatePrice(w.priceMills) : roundPrice(w.priceMills),
+      price,
       currency: w.currency,
-      tags: isNew ? [...w.tags].sort() : w.tags,
+      tags,
       material: w.material,
       dimensions: w.dimensions,
       stock: w.stock,
@@ -393,14 +398,14 @@ class Handler {
   }
 
   private widgetSummary(w: Widget): Record<string, unknown> {
-    const isNew = this.name === 'new';
+    const { price, tags } = this.priceAndTags(w);
     return {
       id: w.id,
       sku: w.sku,
       name: w.name,
-      price: isNew ? truncatePrice(w.priceMills) : roundPrice(w.priceMills),
+      price,
       currency: w.currency,
-      tags: isNew ? [...w.tags].sort() : w.tags,
+      tags,
       in_stock: w.stock.quantity > 0,
     };
   }

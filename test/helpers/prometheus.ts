@@ -266,3 +266,15 @@ export async function startPrometheus(opts: StartPrometheusOptions = {}): Promis
     throw new Error(`prometheus exited with code ${child.exitCode} before it was ready:\n${stderr}`);
   }
 }
+
+/**
+ * A dashboard expression as Prometheus would receive it from Grafana with every route selected and
+ * the test's job; the windows are the caller's, to fit how much data its run has.
+ */
+export function renderGrafanaExpr(expr: string, windows: { rateInterval: string; range: string }): string {
+  return expr
+    .replace(/\$\{?__rate_interval\}?/g, windows.rateInterval)
+    .replace(/\$\{?__range\}?/g, windows.range)
+    .replace(/\$\{?route\}?/g, '.*')
+    .replace(/\$\{?job\}?/g, '.*cutover.*');
+}
