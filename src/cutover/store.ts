@@ -33,27 +33,38 @@ export class MemoryStore implements StateStore {
   /** Persists `next` (the memory store has nowhere to put it). Subclasses write it out atomically. */
   protected async persist(_next: StoreSnapshot): Promise<void> {}
 
-  private async commit(next: StoreSnapshot): Promise<void> {
-    next.version = this.state.version + 1;
-    await this.persist(next);
-    this.state = next;
+  /** Writes one after another: each change reads the state the previous one left (no lost update). */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private commit<T>(make: (state: StoreSnapshot) => { next: StoreSnapshot; result: T }): Promise<T> {
+    const run = this.tail.then(async () => {
+      const { next, result } = make(this.state);
+      next.version = this.state.version + 1;
+      await this.persist(next);
+      this.state = next;
+      return result;
+    });
+    // A failed write must not wedge the writes queued behind it; its caller still sees the error.
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
-  async updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState): Promise<RouteState> {
-    const current = this.state.routes[route] ?? seed();
-    const updated = change(current);
-    await this.commit({ ...this.state, routes: { ...this.state.routes, [route]: updated } });
-    return updated;
+  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState): Promise<RouteState> {
+    return this.commit((state) => {
+      const updated = change(state.routes[route] ?? seed());
+      return { next: { ...state, routes: { ...state.routes, [route]: updated } }, result: updated };
+    });
   }
 
-  async updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState> {
-    const updated = change(this.state.global);
-    await this.commit({ ...this.state, global: updated });
-    return updated;
+  updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState> {
+    return this.commit((state) => {
+      const updated = change(state.global);
+      return { next: { ...state, global: updated }, result: updated };
+    });
   }
 
-  async setExtra(key: string, value: unknown): Promise<void> {
-    await this.commit({ ...this.state, extra: { ...this.state.extra, [key]: value } });
+  setExtra(key: string, value: unknown): Promise<void> {
+    return this.commit((state) => ({ next: { ...state, extra: { ...state.extra, [key]: value } }, result: undefined }));
   }
 
   up(): boolean {
