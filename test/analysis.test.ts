@@ -28,3 +28,51 @@ describe('analysis queue', () => {
     expect(await telemetry.exposition()).toMatch(/cutover_shadow_skipped_total\{route="busy",reason="overload"\} 3/);
   });
 });
+
+describe('evidence for the controller', () => {
+  function setup() {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [{ name: 'r', match: { path: '/r' } }, { name: 'keep', match: { path: '/keep' } }],
+    });
+    const telemetry = new Telemetry({ defaultMetrics: false });
+    const routes = new RouteTable(config.routes, config.defaults, telemetry);
+    let now = 1_000_000;
+    const analysis = new Analysis(routes, { now: () => now });
+    const pair = (route: string, legacy: UpstreamAnswer, candidate: UpstreamAnswer) =>
+      analysis.process({ route: routes.get(route)!, method: 'GET', path: '/r', primaryIsNew: false, primary: legacy, shadow: candidate, baseline: null });
+    return { analysis, pair, config, telemetry, advance: (ms: number) => (now += ms), now: () => now };
+  }
+
+  it('counts comparisons, real mismatches, errors and latency samples since a moment, and starts afresh at a later one', () => {
+    const { analysis, pair, advance, now } = setup();
+    const since = now();
+    expect(analysis.evidence('r', since).comparisons).toBe(0);
+    pair('r', answer('{"a":1}'), answer('{"a":1}'));
+    pair('r', answer('{"a":1}'), answer('{"a":2}'));
+    pair('r', answer('{"a":1}'), { ...answer(''), outcome: '5xx', status: 503 });
+    const e = analysis.evidence('r', since);
+    // A 503 against a 200 is both a status mismatch and an error of new.
+    expect(e.comparisons).toBe(3);
+    expect(e.mismatches).toBe(2);
+    expect(e.new).toMatchObject({ requests: 3, errors: 1 });
+    expect(e.legacy).toMatchObject({ requests: 3, errors: 0 });
+    expect(e.legacy.latencies).toHaveLength(3);
+    expect(e.new.latencies).toHaveLength(3);
+    advance(1_000);
+    const step = now();
+    expect(analysis.evidence('r', step)).toMatchObject({ since: step, comparisons: 0, mismatches: 0 });
+    pair('r', answer('{"a":1}'), answer('{"a":1}'));
+    expect(analysis.evidence('r', step).comparisons).toBe(1);
+  });
+
+  it('keeps windows and evidence by route name across a reloaded route table', async () => {
+    const { analysis, pair, config, telemetry } = setup();
+    pair('keep', answer('{"a":1}'), answer('{"a":2}'));
+    const reloaded = new RouteTable(config.routes.filter((r) => r.name === 'keep'), config.defaults, telemetry);
+    analysis.configure(reloaded);
+    expect(analysis.diffs('keep')!.comparisons.total).toBe(1);
+    expect(analysis.evidence('keep', 0).mismatches).toBe(1);
+    expect(analysis.diffs('r')).toBeUndefined();
+  });
+});

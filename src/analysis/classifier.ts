@@ -1,0 +1,166 @@
+/**
+ * Turns one completed pair into evidence for its route: runs the comparison, learns noise from the
+ * baseline answer, decides per differing field whether it is real or noise over the window, and
+ * records latency, examples, errors and the controller's evidence.
+ */
+import { compileRules, compareResponses, isRealDifference, type Captured, type CompiledRules, type Comparison, type Difference, type NoiseThresholds } from '../compare/index.js';
+import type { CompareSettings } from '../config/load.js';
+import type { UpstreamAnswer } from '../forward/capture.js';
+import type { CapturedAnswerPair } from '../shadow/pair.js';
+import { OTHER_FIELD, type ComparisonResult } from '../telemetry/metrics.js';
+import { RouteEvidenceLog } from './evidence.js';
+import type { ErrorExample, StoredExample } from './report.js';
+import { RouteWindow, type Slice } from './window.js';
+
+export interface ClassifierLimits {
+  /** Distinct fields tracked per route and window; more fold into `_other`. */
+  maxFields: number;
+  examplesPerField: number;
+  noise: NoiseThresholds;
+  now: () => number;
+}
+
+interface RouteRules {
+  shadow: CompiledRules;
+  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
+  baseline: CompiledRules;
+}
+
+export function compileRouteRules(compare: CompareSettings): RouteRules {
+  return {
+    shadow: compileRules(compare),
+    baseline: compileRules({ ...compare, mappings: [], transform: undefined, transformPath: undefined }),
+  };
+}
+
+function ok(answer: UpstreamAnswer): boolean {
+  return answer.error === undefined && answer.status > 0;
+}
+
+/** 5xx, timeouts and connection errors: what the error-rate gate counts. */
+function failed(answer: UpstreamAnswer): boolean {
+  return answer.outcome === '5xx' || answer.outcome === 'timeout' || answer.outcome === 'error';
+}
+
+function captured(answer: UpstreamAnswer): Captured {
+  return { status: answer.status, headers: answer.headers, body: answer.body, truncated: answer.truncated };
+}
+
+/** Everything the analysis keeps for one route, by route name: a config reload keeps it. */
+export class RouteAnalysis {
+  readonly window: RouteWindow;
+  readonly examples = new Map<string, StoredExample[]>();
+  readonly errors: ErrorExample[] = [];
+  readonly evidence: RouteEvidenceLog;
+  rules: RouteRules;
+  /** Pairs of this route dropped because the comparison queue was full. */
+  dropped = 0;
+
+  constructor(
+    readonly name: string,
+    compare: CompareSettings,
+    slices: number,
+    sliceMs: number,
+    private readonly limits: ClassifierLimits,
+  ) {
+    this.window = new RouteWindow(slices, sliceMs);
+    this.rules = compileRouteRules(compare);
+    this.evidence = new RouteEvidenceLog(name);
+  }
+
+  private fieldName(slice: Slice, field: string): string {
+    if (slice.fields.has(field) || this.examples.has(field)) return field;
+    return slice.fields.size >= this.limits.maxFields ? OTHER_FIELD : field;
+  }
+
+  private remember(field: string, example: StoredExample): void {
+    let list = this.examples.get(field);
+    if (list === undefined) {
+      if (this.examples.size >= this.limits.maxFields) return;
+      list = [];
+      this.examples.set(field, list);
+    }
+    list.push(example);
+    if (list.length > this.limits.examplesPerField) list.shift();
+  }
+
+  private rememberError(pair: CapturedAnswerPair, reason: string): void {
+    this.errors.push({ at: new Date(this.limits.now()).toISOString(), method: pair.method, path: pair.path, reason });
+    if (this.errors.length > this.limits.examplesPerField) this.errors.shift();
+  }
+
+  /** Compares one pair and records what it shows; null when there was nothing fair to compare. */
+  process(pair: CapturedAnswerPair): ComparisonResult | null {
+    // A client that walked away leaves an incomplete primary answer: there is nothing fair to compare.
+    if (pair.primary.error === 'client_aborted') return null;
+    const at = this.limits.now();
+    const slice = this.window.current(at);
+    const legacy = pair.primaryIsNew ? pair.shadow : pair.primary;
+    const candidate = pair.primaryIsNew ? pair.primary : pair.shadow;
+    if (ok(legacy)) slice.legacy.observe(legacy.seconds);
+    if (ok(candidate)) slice.new.observe(candidate.seconds);
+    this.evidence.answer('legacy', failed(legacy), ok(legacy) ? legacy.seconds : null);
+    this.evidence.answer('new', failed(candidate), ok(candidate) ? candidate.seconds : null);
+    const ctx = { route: this.name, method: pair.method, path: pair.path };
+
+    if (pair.baseline !== null && ok(pair.primary) && ok(pair.baseline)) {
+      const base = compareResponses(captured(pair.primary), captured(pair.baseline), this.rules.baseline, ctx);
+      slice.baselineComparisons++;
+      const seen = new Set<string>();
+      for (const d of base.differences) {
+        const name = this.fieldName(slice, d.field);
+        if (seen.has(name)) continue;
+        seen.add(name);
+        slice.field(name).noiseHits++;
+        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.baseline, baseline: true });
+      }
+    }
+
+    slice.comparisons++;
+    let comparison: Comparison;
+    if (!ok(legacy) || !ok(candidate)) {
+      const side = !ok(legacy) ? 'legacy' : 'new';
+      const answer = side === 'legacy' ? legacy : candidate;
+      return this.finish(slice, pair, 'error', `${side} backend ${answer.error ?? 'failed'}`);
+    }
+    try {
+      comparison = compareResponses(captured(legacy), captured(candidate), this.rules.shadow, ctx);
+    } catch (err) {
+      // compare/ is meant never to throw; if it does, the evidence says "could not compare", not "match".
+      return this.finish(slice, pair, 'error', `compare_failed: ${(err as Error).message}`);
+    }
+    if (comparison.result === 'error') return this.finish(slice, pair, 'error', comparison.error ?? 'compare_error');
+    if (comparison.result === 'match') return this.finish(slice, pair, 'match');
+
+    // Count every differing field first, so its rate below includes this comparison.
+    const byField = new Map<string, Difference>();
+    for (const d of comparison.differences) {
+      const name = this.fieldName(slice, d.field);
+      const f = slice.field(name);
+      f.kinds[d.kind] = (f.kinds[d.kind] ?? 0) + 1;
+      if (!byField.has(name)) {
+        byField.set(name, d);
+        f.mismatches++;
+        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.shadow, baseline: false });
+      }
+    }
+    let real = false;
+    const live = this.window.live(slice.id);
+    for (const [name, d] of byField) {
+      if (isRealDifference(this.window.rates(live, name), this.limits.noise)) {
+        real = true;
+        pair.route.metrics.mismatchField(name, d.kind);
+      }
+    }
+    return this.finish(slice, pair, real ? 'mismatch' : 'noise');
+  }
+
+  private finish(slice: Slice, pair: CapturedAnswerPair, result: ComparisonResult, reason?: string): ComparisonResult {
+    slice.results[result]++;
+    pair.route.metrics.comparison(result);
+    // An error (a backend failed, or the answers could not be compared) is judged by the error gate, not as a mismatch.
+    if (result !== 'error') this.evidence.comparison(result === 'mismatch');
+    if (reason !== undefined) this.rememberError(pair, reason);
+    return result;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The diffs report of one route over its window: comparisons by result, per-field counts by kind,
+ * mismatch and noise rates, redacted examples, latency of both backends, recent errors. Redaction
+ * and formatting happen here, on read, never when a pair is recorded.
+ */
+import { isRealDifference, redactDifference, type CompiledRules, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
+import type { ComparisonResult } from '../telemetry/metrics.js';
+import { LatencyHistogram } from './latency.js';
+import type { Slice } from './window.js';
+
+export interface Example {
+  at: string;
+  method: string;
+  path: string;
+  /** Concrete location of the difference, e.g. `$.items[3].price`. */
+  location: string;
+  kind: DiffKind;
+  legacy?: unknown;
+  new?: unknown;
+  /** The example came from a baseline pair (two answers of the same backend). */
+  baseline: boolean;
+}
+
+export interface ErrorExample {
+  at: string;
+  method: string;
+  path: string;
+  reason: string;
+}
+
+/** What is kept of an example until someone reads it. */
+export interface StoredExample {
+  at: number;
+  method: string;
+  path: string;
+  diff: Difference;
+  rules: CompiledRules;
+  baseline: boolean;
+}
+
+export interface FieldReport {
+  field: string;
+  mismatches: number;
+  mismatchRate: number;
+  noiseHits: number;
+  noiseRate: number;
+  /** True when the field's mismatches are explained by noise (it differs between two answers of one backend as often). */
+  noise: boolean;
+  kinds: Partial<Record<DiffKind, number>>;
+  examples: Example[];
+}
+
+export interface LatencyReport {
+  count: number;
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+}
+
+export interface DiffsReport {
+  route: string;
+  windowSeconds: number;
+  comparisons: Record<ComparisonResult, number> & { total: number };
+  baselineComparisons: number;
+  mismatchRate: number;
+  latency: { legacy: LatencyReport; new: LatencyReport; p50Ratio: number | null; p99Ratio: number | null };
+  fields: FieldReport[];
+  recentErrors: ErrorExample[];
+  droppedForOverload: number;
+}
+
+export interface ReportInput {
+  route: string;
+  windowSeconds: number;
+  live: readonly Slice[];
+  examples: ReadonlyMap<string, readonly StoredExample[]>;
+  errors: readonly ErrorExample[];
+  dropped: number;
+  noise: NoiseThresholds;
+}
+
+function latencyReport(h: LatencyHistogram): LatencyReport {
+  return { count: h.count, p50: h.quantile(0.5), p90: h.quantile(0.9), p99: h.quantile(0.99) };
+}
+
+function ratio(a: number | null, b: number | null): number | null {
+  return a === null || b === null || b === 0 ? null : a / b;
+}
+
+function example(stored: StoredExample): Example {
+  const r = redactDifference(stored.diff, stored.rules);
+  return { at: new Date(stored.at).toISOString(), method: stored.method, path: stored.path, location: r.path, kind: r.kind, legacy: r.legacy, new: r.candidate, baseline: stored.baseline };
+}
+
+export function buildDiffsReport(input: ReportInput): DiffsReport {
+  const results: Record<ComparisonResult, number> = { match: 0, mismatch: 0, noise: 0, error: 0 };
+  const legacy = new LatencyHistogram();
+  const next = new LatencyHistogram();
+  let comparisons = 0;
+  let baselineComparisons = 0;
+  const fields = new Map<string, { mismatches: number; noiseHits: number; kinds: Partial<Record<DiffKind, number>> }>();
+  for (const s of input.live) {
+    comparisons += s.comparisons;
+    baselineComparisons += s.baselineComparisons;
+    for (const k of Object.keys(results) as ComparisonResult[]) results[k] += s.results[k];
+    legacy.add(s.legacy);
+    next.add(s.new);
+    for (const [name, f] of s.fields) {
+      const agg = fields.get(name) ?? { mismatches: 0, noiseHits: 0, kinds: {} };
+      agg.mismatches += f.mismatches;
+      agg.noiseHits += f.noiseHits;
+      for (const [k, v] of Object.entries(f.kinds) as [DiffKind, number][]) agg.kinds[k] = (agg.kinds[k] ?? 0) + v;
+      fields.set(name, agg);
+    }
+  }
+  const report: FieldReport[] = [...fields].map(([field, f]) => ({
+    field,
+    mismatches: f.mismatches,
+    mismatchRate: comparisons ? f.mismatches / comparisons : 0,
+    noiseHits: f.noiseHits,
+    noiseRate: baselineComparisons ? f.noiseHits / baselineComparisons : 0,
+    noise: f.mismatches > 0 ? !isRealDifference({ mismatches: f.mismatches, comparisons, noiseHits: f.noiseHits, baselineComparisons }, input.noise) : f.noiseHits > 0,
+    kinds: f.kinds,
+    examples: (input.examples.get(field) ?? []).map(example),
+  }));
+  report.sort((a, b) => Number(a.noise) - Number(b.noise) || b.mismatches - a.mismatches || a.field.localeCompare(b.field));
+  const l = latencyReport(legacy);
+  const n = latencyReport(next);
+  return {
+    route: input.route,
+    windowSeconds: input.windowSeconds,
+    comparisons: { ...results, total: comparisons },
+    baselineComparisons,
+    mismatchRate: comparisons ? results.mismatch / comparisons : 0,
+    latency: { legacy: l, new: n, p50Ratio: ratio(n.p50, l.p50), p99Ratio: ratio(n.p99, l.p99) },
+    fields: report,
+    recentErrors: [...input.errors],
+    droppedForOverload: input.dropped,
+  };
+}
