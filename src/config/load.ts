@@ -10,6 +10,8 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { compileRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
+import { DEFAULT_GATES } from '../cutover/gates.js';
+import type { GateThresholds } from '../cutover/types.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 
 export type TransformFn = (legacy: unknown, candidate: unknown, ctx: { route: string; method: string; path: string }) => { legacy: unknown; candidate: unknown };
@@ -46,6 +48,8 @@ export interface RouteSettings {
   compare: CompareSettings;
   after: string[];
   forwardCredentials: boolean;
+  /** `cutover.gates` with `routes[].gates` merged over it. */
+  gates: GateThresholds;
 }
 
 export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
@@ -54,6 +58,8 @@ export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
   defaults: { shadow: ShadowSettings; compare: CompareSettings };
   /** The admin bearer token, read from admin.tokenFile or admin.tokenEnv. */
   adminToken?: string;
+  /** The rollback webhook URL, from cutover.webhook, webhookFile or webhookEnv. */
+  cutoverWebhook?: string;
   /** Where the config came from, for messages. */
   source: string;
 }
@@ -136,6 +142,9 @@ function crossFieldProblems(raw: RawConfig): string[] {
     problems.push(`admin.port: ${admin.port} is also listen.port; the data and admin listeners need different ports`);
   }
   if (admin.tokenFile && admin.tokenEnv) problems.push('admin: give tokenFile or tokenEnv, not both');
+  if ([raw.cutover.webhook, raw.cutover.webhookFile, raw.cutover.webhookEnv].filter(Boolean).length > 1) {
+    problems.push('cutover: give one of webhook, webhookFile or webhookEnv');
+  }
   const seen = new Map<string, number>();
   raw.routes.forEach((route, i) => {
     const first = seen.get(route.name);
@@ -181,6 +190,24 @@ function readSecret(file: string | undefined, env: string | undefined, configDir
   return undefined;
 }
 
+/** The webhook URL from its file or variable; checked like `cutover.webhook`. */
+function webhookSecret(file: string | undefined, env: string | undefined, configDir: string, problems: string[]): string | undefined {
+  const where = file ? 'cutover.webhookFile' : 'cutover.webhookEnv';
+  const before = problems.length;
+  const value = readSecret(file, env, configDir, 'cutover', problems);
+  // readSecret names tokenFile/tokenEnv; say which webhook key it was.
+  for (let i = before; i < problems.length; i++) problems[i] = problems[i].replace(/^cutover\.token(File|Env)/, where);
+  if (value === undefined) return undefined;
+  try {
+    const url = new URL(value);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return value;
+  } catch {
+    // reported below
+  }
+  problems.push(`${where}: does not hold an http:// or https:// URL`);
+  return undefined;
+}
+
 /**
  * Validates a parsed config object. Throws ConfigError listing every problem found.
  * `configDir` anchors relative paths (token files, transform modules).
@@ -191,6 +218,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const raw = parsed.data;
   const problems = crossFieldProblems(raw);
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
+  const cutoverWebhook = raw.cutover.webhook ?? webhookSecret(raw.cutover.webhookFile, raw.cutover.webhookEnv, configDir, problems);
   if (problems.length) throw new ConfigError(problems, source);
 
   const routes: RouteSettings[] = raw.routes.map((r) => ({
@@ -203,6 +231,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     compare: mergeCompare(configDir, raw.defaults.compare, r.compare),
     after: r.after ?? [],
     forwardCredentials: r.forwardCredentials,
+    gates: { ...DEFAULT_GATES, ...stripUndefined(raw.cutover.gates), ...stripUndefined(r.gates ?? {}) },
   }));
   // Compile every route's compare rules once here, so a bad path is a config problem, not a crash later.
   const compareProblems: string[] = [];
@@ -218,7 +247,9 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     ...raw,
     routes,
     defaults: { shadow: mergeShadow(raw.defaults.shadow), compare: mergeCompare(configDir, raw.defaults.compare) },
+    cutover: { ...raw.cutover, audit: { path: raw.cutover.audit.path && resolvePath(configDir, raw.cutover.audit.path) } },
     adminToken,
+    cutoverWebhook,
     source,
   };
 }

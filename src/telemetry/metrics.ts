@@ -20,6 +20,16 @@ const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
 
+const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
+
+export interface CutoverMetrics {
+  stage(route: string, step: number): void;
+  /** Sets the route's current state to 1 and every other state to 0. */
+  state(route: string, current: (typeof CUTOVER_STATES)[number]): void;
+  gate(route: string, gate: string, verdict: 'pass' | 'fail' | 'no_data'): void;
+  rollback(route: string, reason: string): void;
+}
+
 /** Latency buckets from 1 ms to 30 s: wide enough for slow legacy APIs, fine enough for p50 of fast ones. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -245,7 +255,34 @@ export class Telemetry {
     (l) => new Scalar(l),
   );
   readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
-  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight];
+  readonly cutoverStage = new Family('cutover_stage', 'Index into cutover.steps of the step each route is at.', 'gauge', ['route'], (l) => new Scalar(l));
+  readonly cutoverState = new Family(
+    'cutover_state',
+    'Where each route is in its cutover: 1 for its current state (shadow, shifting, paused, rolled_back, complete), 0 for the others.',
+    'gauge',
+    ['route', 'state'],
+    (l) => new Scalar(l),
+  );
+  readonly gateStatus = new Family(
+    'cutover_gate_status',
+    "Each gate's verdict at the route's latest check: 1 pass, 0 fail, -1 inconclusive (not enough data).",
+    'gauge',
+    ['route', 'gate'],
+    (l) => new Scalar(l),
+  );
+  readonly rollbacksTotal = new Family('cutover_rollbacks_total', 'Rollbacks to step 0, by route and reason (the failing gate, or manual).', 'counter', ['route', 'reason'], (l) => new Scalar(l));
+  private readonly families = [
+    this.requestsTotal,
+    this.requestDuration,
+    this.comparisonsTotal,
+    this.mismatchFieldsTotal,
+    this.shadowSkippedTotal,
+    this.trafficWeight,
+    this.cutoverStage,
+    this.cutoverState,
+    this.gateStatus,
+    this.rollbacksTotal,
+  ];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
@@ -254,6 +291,16 @@ export class Telemetry {
   route(name: string): RouteMetrics {
     return new RouteMetrics(this, name);
   }
+
+  /** The controller's recorders (stage, state, gate verdicts, rollbacks). */
+  readonly cutover: CutoverMetrics = {
+    stage: (route, step) => this.cutoverStage.series(route).set(step),
+    state: (route, current) => {
+      for (const state of CUTOVER_STATES) this.cutoverState.series(route, state).set(state === current ? 1 : 0);
+    },
+    gate: (route, gate, verdict) => this.gateStatus.series(route, gate).set(verdict === 'pass' ? 1 : verdict === 'fail' ? 0 : -1),
+    rollback: (route, reason) => this.rollbacksTotal.series(route, reason).inc(),
+  };
 
   /** The Prometheus text exposition of every metric: ours, then prom-client's process metrics. */
   async exposition(): Promise<string> {
