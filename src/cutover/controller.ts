@@ -12,7 +12,8 @@ import { request } from 'undici';
 import { CutoverError } from '../errors.js';
 import type { Config } from '../config/load.js';
 import type { CutoverMetrics } from '../telemetry/metrics.js';
-import type { AuditEntry, AuditLog, AuditPosition } from './audit.js';
+import { AUDIT_MEMORY, type AuditEntry, type AuditLog, type AuditPosition } from './audit.js';
+import type { ReportFieldInput, ReportInput, ReportRollback } from './report.js';
 import { check as runCheck } from './gates.js';
 import type { GateCheck, GateResult, GateThresholds, GlobalState, EvidenceSource, RouteState, RouteStateName, StateStore } from './types.js';
 
@@ -618,10 +619,28 @@ export class Controller {
     };
   }
 
-  /** The evidence since the route's last weight change (for the report). */
-  evidence(route: string) {
-    const s = this.deps.store.snapshot().routes[route];
-    return this.deps.evidence.evidence(route, s?.since ?? this.deps.now());
+  /** What the readiness report needs, from the store, the evidence and the audit log's rollbacks. */
+  async reportInput(opts: { configHash: string; fields?: (route: string) => ReportFieldInput[] | undefined }): Promise<ReportInput> {
+    const view = this.view();
+    const audit = await this.deps.audit.read(AUDIT_MEMORY);
+    const rollbacks: ReportRollback[] = audit.filter((e) => e.action === 'rollback').map((e) => ({ route: e.route, at: e.when, who: e.who, reason: e.why }));
+    return {
+      routes: view.routes.map((r) => ({
+        route: r.route,
+        state: r.state,
+        weight: r.weight,
+        step: r.step,
+        since: r.since,
+        evidence: this.deps.evidence.evidence(r.route, r.since),
+        gates: r.gates,
+        fields: opts.fields?.(r.route),
+      })),
+      rollbacks,
+      configHash: opts.configHash,
+      bypass: view.bypass.bypass,
+      mode: view.mode,
+      now: this.deps.now(),
+    };
   }
 }
 
