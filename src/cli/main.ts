@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /**
- * The `cutover` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
+ * The `cutover` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config, 3 NOT READY
+ * (`cutover report`).
  * Errors are one sentence on stderr; `--debug` adds the stack.
  */
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
-import { startApp } from '../app.js';
+import { CLIENT_COMMANDS, CLIENT_USAGE, runClient } from './client.js';
 
 const USAGE = `usage: cutover <command> [options]
 
@@ -15,6 +16,7 @@ commands:
   run   --config FILE   run the proxy and its admin port until SIGTERM/SIGINT
   check --config FILE   validate a config: a summary and exit 0, or every problem and exit 2
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
+${CLIENT_USAGE}
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
@@ -79,6 +81,8 @@ function onSignals(stop: () => Promise<void>): void {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The admin clients have their own options (--route, --admin, ...) and exit codes.
+  if (argv[0] !== undefined && CLIENT_COMMANDS.has(argv[0]) && !argv.includes('--help')) return runClient(argv[0], argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -101,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const config = await requireConfig(values.config);
+      // Loaded here so the admin clients start without the proxy's modules.
+      const { startApp } = await import('../app.js');
       const app = await startApp(config);
       process.stdout.write(`cutover: proxy ${app.dataUrl}  admin ${app.adminUrl}\n`);
       onSignals(() => app.close());
