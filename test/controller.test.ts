@@ -39,9 +39,13 @@ async function rig(opts: { steps?: Step[]; routes?: Partial<ControllerRoute>[]; 
   const settings: ControllerSettings = { steps: opts.steps ?? [0, 10, 100], intervalMs: INTERVAL, holdIntervals: 2, failureThreshold: 3, mode: 'auto', ...opts.settings };
   const routes = (opts.routes ?? [{}]).map((r) => ({ name: 'r', weight: 0, after: [], gates: GATES, ...r }));
   const controller = new Controller(settings, routes, { store, evidence: traffic, audit, now, metrics: telemetry.cutover });
+  const initial: [string, number][] = [];
+  const stopInitial = controller.onWeight((route, w) => initial.push([route, w]));
+  await controller.init();
+  stopInitial();
+  expect(initial).toEqual(routes.map((r) => [r.name, store.snapshot().routes[r.name].weight]));
   const weights: [string, number][] = [];
   controller.onWeight((route, w) => weights.push([route, w]));
-  await controller.init();
   return {
     controller,
     store,

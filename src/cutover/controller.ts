@@ -170,12 +170,16 @@ export class Controller {
 
   // ---- set-up -------------------------------------------------------------------------------
 
-  /** Seeds routes the store does not know, publishes metrics and weights. Call once before start. */
+  /**
+   * Seeds routes the store does not know, publishes their metrics, and tells the weight listeners
+   * every route's effective weight (so the proxy starts at the stored weights). Call before start.
+   */
   async init(): Promise<void> {
     for (const r of this.routes.values()) {
       const known = this.deps.store.snapshot().routes[r.name];
       const state = known ?? (await this.deps.store.updateRoute(r.name, () => this.seed(r), (s) => s));
       this.publish(state);
+      this.emit(r.name, this.bypassed() ? 0 : state.weight);
     }
   }
 
