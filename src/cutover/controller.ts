@@ -179,6 +179,7 @@ export class Controller {
       const known = this.deps.store.snapshot().routes[r.name];
       const state = known ?? (await this.deps.store.updateRoute(r.name, () => this.seed(r), (s) => s));
       this.publish(state);
+      this.deps.evidence.evidence(r.name, state.since);
       this.emit(r.name, this.bypassed() ? 0 : state.weight);
     }
   }
@@ -509,6 +510,9 @@ export class Controller {
   }
 
   private changed(before: RouteState, after: RouteState, entry: AuditEntry): void {
+    // The analysis starts a route's evidence log when first asked for a later `since`: ask now, so
+    // the traffic between this change and the next check counts.
+    if (after.since !== before.since) this.deps.evidence.evidence(after.route, after.since);
     void this.deps.audit.append(entry);
     this.deps.logger?.info({ route: after.route, who: entry.who, action: entry.action, from: entry.from, to: entry.to, why: entry.why }, `cutover ${entry.action}: ${after.route} ${before.weight}% -> ${after.weight}% (${after.state})`);
     this.publish(after);
