@@ -13,18 +13,7 @@ import {
   wilson,
 } from '../src/cutover/gates.js';
 import type { RouteEvidence } from '../src/cutover/types.js';
-
-/** Deterministic PRNG (mulberry32), so the samples are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as rng } from '../src/demo/backends.js';
 
 /** Log-normal-ish latencies around `median` seconds. */
 function latencies(n: number, median: number, seed: number): number[] {
