@@ -2,11 +2,17 @@
  * TLS toward a backend: client certificate and key (mTLS), a CA of its own, the server name. The
  * server's certificate is always verified; there is deliberately no setting that turns that off.
  */
-import type { buildConnector } from 'undici';
 import { readTlsFile } from '../../config/credentials.js';
 import type { BackendConfig } from '../../config/schema.js';
 
-export type ConnectOptions = buildConnector.BuildOptions;
+/** A subset of undici's `buildConnector.BuildOptions` (TLS branch); `rejectUnauthorized` is always true. */
+export interface ConnectOptions {
+  rejectUnauthorized: true;
+  cert?: Buffer;
+  key?: Buffer;
+  ca?: Buffer;
+  servername?: string;
+}
 
 /**
  * undici `connect` options for a backend (`new Pool(url, { connect: connectOptionsFor(b) })`), or
