@@ -177,6 +177,16 @@ describe('inventory', () => {
     const doc = inv.list();
     expect(doc.credentials.map((c) => c.fingerprint).sort()).toEqual([...real].sort());
     expect(doc.rejected).toMatchObject({ requests: 5_000, byRoute: { other: 5_000 } });
+    // Random keys on a route new serves (legacy never judges them) have their own pool.
+    for (let i = 0; i < 1_000; i++) inv.record({ fingerprint: fp(`new-only-${i}`), scheme: 'header', route: 'done', backend: 'new', status: 200 });
+    const after = inv.list();
+    expect(after.credentials.filter((c) => c.legacyAccepted === true).map((c) => c.fingerprint).sort()).toEqual([...real].sort());
+    expect(after.credentials.filter((c) => c.legacyAccepted === null)).toHaveLength(3);
+    expect(after).toMatchObject({ evicted: 0, evictedUnjudged: 997 });
+    // A not-yet-judged key that legacy then accepts joins the accepted pool.
+    const judged = fp('new-only-999');
+    inv.record({ fingerprint: judged, scheme: 'header', route: 'get-widget', backend: 'legacy', status: 200 });
+    expect(inv.get(judged)).toMatchObject({ legacyAccepted: true, backends: { legacy: 1, new: 1 } });
     // A known key that legacy starts refusing stays listed, marked as refused.
     inv.record({ fingerprint: real[0], scheme: 'header', route: 'get-widget', backend: 'legacy', status: 401 });
     expect(inv.get(real[0])).toMatchObject({ legacyStatus: 401, legacyAccepted: false });

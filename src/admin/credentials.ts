@@ -36,6 +36,7 @@ export function registerCredentialRoutes(app: FastifyInstance, deps: Credentials
       credentials: doc.credentials.map(view),
       rejected: { ...doc.rejected, lastSeen: doc.rejected.lastSeen === null ? null : new Date(doc.rejected.lastSeen).toISOString() },
       evicted: doc.evicted,
+      evictedUnjudged: doc.evictedUnjudged,
     };
   });
 }

@@ -3,10 +3,11 @@
  * which routes, which backend served it, whether legacy accepted it, and the last client address
  * and User-Agent. Never the credential itself.
  *
- * Bounded two ways, so a scanner's random keys never push real integrations out: keys legacy
- * rejects (401/403) and that were never accepted are only counted, not stored one by one; accepted
- * (or not yet judged) keys are kept up to `maxCredentials`, the least recently seen evicted and
- * counted. Persisted through the state store (`extra.credentials`), debounced and off the request
+ * Bounded so a scanner's random keys never push real integrations out: keys legacy rejects
+ * (401/403) and never accepted are only counted, not stored one by one; keys legacy accepted are
+ * kept up to `maxCredentials`, and keys legacy has not judged yet (seen only on new) in a pool of
+ * their own with the same bound, so even keys that never reach legacy cannot evict accepted ones.
+ * In each, the least recently seen is evicted and counted. Persisted through the state store (`extra.credentials`), debounced and off the request
  * path; `load()` restores it after a restart.
  */
 import type { StateStore } from '../cutover/types.js';
@@ -66,6 +67,8 @@ export interface InventoryDocument {
   rejected: RejectedSummary;
   /** Accepted credentials dropped to keep the bound (least recently seen first). */
   evicted: number;
+  /** Not-yet-judged credentials dropped to keep their pool's bound. */
+  evictedUnjudged: number;
 }
 
 export interface Straggler {
@@ -99,9 +102,13 @@ function isRejection(status: number): boolean {
 }
 
 export class CredentialInventory {
+  /** Keys legacy accepted at least once, least recently seen first (Map order). */
   private readonly entries = new Map<string, Entry>();
+  /** Keys legacy has not answered yet (served by new only), least recently seen first. */
+  private readonly unjudged = new Map<string, Entry>();
   private readonly rejected: RejectedSummary = { requests: 0, lastSeen: null, byRoute: {} };
   private evicted = 0;
+  private evictedUnjudged = 0;
   private readonly maxCredentials: number;
   private readonly maxRoutes: number;
   private readonly persistDelayMs: number;
@@ -129,8 +136,17 @@ export class CredentialInventory {
   record(s: CredentialSighting): void {
     const at = s.at ?? this.now();
     this.telemetry?.credentials.credentialRequest(s.route, s.scheme, s.backend);
+    const rejectedNow = s.backend === 'legacy' && isRejection(s.status);
+    const acceptedNow = s.backend === 'legacy' && s.status > 0 && !rejectedNow;
     let entry = this.entries.get(s.fingerprint);
-    if (entry === undefined && s.backend === 'legacy' && isRejection(s.status)) {
+    let pool = this.entries;
+    if (entry === undefined) {
+      entry = this.unjudged.get(s.fingerprint);
+      pool = this.unjudged;
+    }
+    if (rejectedNow && pool === this.unjudged) {
+      // Never accepted and now refused: a wrong key, counted with the others, not kept.
+      if (entry !== undefined) this.unjudged.delete(s.fingerprint);
       const r = this.rejected;
       r.requests++;
       r.lastSeen = at;
@@ -140,10 +156,6 @@ export class CredentialInventory {
       return;
     }
     if (entry === undefined) {
-      if (this.entries.size >= this.maxCredentials) {
-        this.entries.delete(this.entries.keys().next().value as string);
-        this.evicted++;
-      }
       entry = {
         fingerprint: s.fingerprint,
         scheme: s.scheme,
@@ -161,9 +173,10 @@ export class CredentialInventory {
       };
     } else {
       // Re-inserting keeps the Map in least-recently-seen order, so eviction takes its first key.
-      this.entries.delete(s.fingerprint);
+      pool.delete(s.fingerprint);
     }
-    this.entries.set(s.fingerprint, entry);
+    if (acceptedNow) pool = this.entries;
+    this.insert(pool, entry);
     entry.scheme = s.scheme;
     entry.lastSeen = Math.max(entry.lastSeen, at);
     entry.requests++;
@@ -180,11 +193,26 @@ export class CredentialInventory {
     this.schedulePersist();
   }
 
+  private insert(pool: Map<string, Entry>, entry: Entry): void {
+    if (pool.size >= this.maxCredentials) {
+      pool.delete(pool.keys().next().value as string);
+      if (pool === this.entries) this.evicted++;
+      else this.evictedUnjudged++;
+    }
+    pool.set(entry.fingerprint, entry);
+  }
+
+  /** Every kept entry, accepted and not yet judged. */
+  private *all(): IterableIterator<Entry> {
+    yield* this.entries.values();
+    yield* this.unjudged.values();
+  }
+
   /** Distinct credentials seen within `windowMs` (rejected keys are not counted: they are not integrations). */
   active(windowMs: number): number {
     const since = this.now() - windowMs;
     let n = 0;
-    for (const e of this.entries.values()) if (e.lastSeen >= since) n++;
+    for (const e of this.all()) if (e.lastSeen >= since) n++;
     return n;
   }
 
@@ -197,12 +225,12 @@ export class CredentialInventory {
 
   /** Every kept credential, most recently seen first, with the rejected summary. */
   list(): InventoryDocument {
-    const credentials = [...this.entries.values()].reverse().map(toRecord);
-    return { version: 1, credentials, rejected: { ...this.rejected, byRoute: { ...this.rejected.byRoute } }, evicted: this.evicted };
+    const credentials = [...this.all()].sort((a, b) => b.lastSeen - a.lastSeen).map(toRecord);
+    return { version: 1, credentials, rejected: { ...this.rejected, byRoute: { ...this.rejected.byRoute } }, evicted: this.evicted, evictedUnjudged: this.evictedUnjudged };
   }
 
   get(fingerprint: string): CredentialRecord | undefined {
-    const e = this.entries.get(fingerprint);
+    const e = this.entries.get(fingerprint) ?? this.unjudged.get(fingerprint);
     return e === undefined ? undefined : toRecord(e);
   }
 
@@ -213,7 +241,7 @@ export class CredentialInventory {
   stragglers(complete: ReadonlyMap<string, number> | Iterable<string>): Straggler[] {
     const since = complete instanceof Map ? (complete as ReadonlyMap<string, number>) : new Map([...(complete as Iterable<string>)].map((r) => [r, 0] as const));
     const out: Straggler[] = [];
-    for (const e of this.entries.values()) {
+    for (const e of this.all()) {
       if (e.legacyAccepted === false) continue;
       const routes: string[] = [];
       for (const [route, at] of e.routes) {
@@ -261,15 +289,17 @@ export class CredentialInventory {
     if (doc === undefined || doc === null || doc.version !== 1 || !Array.isArray(doc.credentials)) return;
     // Oldest first, so Map order is least-recently-seen first again and the newest survive the bound.
     const records = [...doc.credentials].filter((r) => typeof r?.fingerprint === 'string' && typeof r.lastSeen === 'number').sort((a, b) => a.lastSeen - b.lastSeen);
-    for (const r of records.slice(-this.maxCredentials)) {
-      this.entries.set(r.fingerprint, { ...r, backends: { legacy: r.backends?.legacy ?? 0, new: r.backends?.new ?? 0 }, routes: new Map(Object.entries(r.routes ?? {}).slice(0, this.maxRoutes)) });
+    for (const r of records) {
+      const entry: Entry = { ...r, backends: { legacy: r.backends?.legacy ?? 0, new: r.backends?.new ?? 0 }, routes: new Map(Object.entries(r.routes ?? {}).slice(0, this.maxRoutes)) };
+      this.insert(r.legacyAccepted === null ? this.unjudged : this.entries, entry);
     }
     if (doc.rejected) {
       this.rejected.requests = doc.rejected.requests ?? 0;
       this.rejected.lastSeen = doc.rejected.lastSeen ?? null;
       Object.assign(this.rejected.byRoute, doc.rejected.byRoute ?? {});
     }
-    this.evicted = (doc.evicted ?? 0) + Math.max(0, records.length - this.maxCredentials);
+    this.evicted += doc.evicted ?? 0;
+    this.evictedUnjudged += doc.evictedUnjudged ?? 0;
   }
 
   async close(): Promise<void> {
