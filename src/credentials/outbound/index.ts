@@ -10,6 +10,7 @@
  */
 import type { BackendConfig, OutboundAuthConfig } from '../../config/schema.js';
 import { readSecretValue } from '../../config/credentials.js';
+import type { Telemetry } from '../../telemetry/metrics.js';
 import { OAuth2ClientCredentials, type Header, type OAuth2Options, type TokenRequest } from './oauth2.js';
 
 export { OAuth2ClientCredentials, type Header, type TokenRequest } from './oauth2.js';
@@ -81,9 +82,9 @@ class OAuth2Auth implements OutboundAuth {
 /**
  * Builds a backend's outbound auth from its config. Static values are read now (a missing one is a
  * start-up error); OAuth2 secrets are read at each token fetch, so a rotated secret file is used.
- * Pass `options.recordFetch = telemetry.credentials.tokenFetches(name)` and the logger.
+ * With `telemetry`, an OAuth2 backend's `cutover_token_fetches_total` series exist from the start.
  */
-export function createOutboundAuth(name: string, backend: Pick<BackendConfig, 'auth'>, options: OAuth2Options = {}): OutboundAuth {
+export function createOutboundAuth(name: string, backend: Pick<BackendConfig, 'auth'>, options: OAuth2Options & { telemetry?: Telemetry } = {}): OutboundAuth {
   const auth = backend.auth;
   switch (auth.type) {
     case 'none':
@@ -91,7 +92,7 @@ export function createOutboundAuth(name: string, backend: Pick<BackendConfig, 'a
     case 'static':
       return new StaticAuth(name, auth);
     case 'oauth2-client-credentials':
-      return new OAuth2Auth(new OAuth2ClientCredentials(name, auth, options));
+      return new OAuth2Auth(new OAuth2ClientCredentials(name, auth, { ...options, recordFetch: options.recordFetch ?? options.telemetry?.credentials.tokenFetches(name) }));
   }
 }
 
@@ -106,3 +107,4 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 export function retryOnceAfter(auth: Pick<OutboundAuth, 'kind'>, method: string, status: number, alreadyRetried: boolean): boolean {
   return !alreadyRetried && status === 401 && auth.kind === 'oauth2-client-credentials' && IDEMPOTENT.has(method.toUpperCase());
 }
+

@@ -82,11 +82,16 @@ export class OAuth2ClientCredentials {
     this.defaultExpiresInMs = options.defaultExpiresInMs ?? 300_000;
     this.recordFetch = options.recordFetch ?? (() => {});
     this.logger = options.logger;
+    this.defaultKey = `${config.scope ?? ''}\n${config.audience ?? ''}`;
     this.dispatcher = new Agent({ connections: 4, connectTimeout: config.timeout, headersTimeout: config.timeout, bodyTimeout: config.timeout });
   }
 
+  /** The cache key of the backend's own (scope, audience): most requests use it, so it is made once. */
+  private readonly defaultKey: string;
+
   private key(req: TokenRequest | undefined): string {
-    return `${req?.scope ?? this.config.scope ?? ''}\n${req?.audience ?? this.config.audience ?? ''}`;
+    if (req === undefined || (req.scope === undefined && req.audience === undefined)) return this.defaultKey;
+    return `${req.scope ?? this.config.scope ?? ''}\n${req.audience ?? this.config.audience ?? ''}`;
   }
 
   /** The cached header when a fresh token is held, else null (then await `headerFor`). */
