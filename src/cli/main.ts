@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
-import { CLIENT_COMMANDS, CLIENT_USAGE, runClient } from './client.js';
+import { LEVER_COMMANDS, LEVER_USAGE, runLeverCommand } from './levers.js';
 
 const USAGE = `usage: cutover <command> [options]
 
@@ -18,7 +18,7 @@ commands:
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
   fingerprint [--config FILE]
                         read a legacy key from stdin, print its fingerprint (fp_…) under the config's key
-${CLIENT_USAGE}
+${LEVER_USAGE}
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
@@ -83,8 +83,8 @@ function onSignals(stop: () => Promise<void>): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  // The admin clients have their own options (--route, --admin, ...) and exit codes.
-  if (argv[0] !== undefined && CLIENT_COMMANDS.has(argv[0]) && !argv.includes('--help')) return runClient(argv[0], argv.slice(1));
+  // The controller's clients have their own options (--route, --admin, ...) and exit codes.
+  if (argv[0] !== undefined && LEVER_COMMANDS.has(argv[0]) && !argv.includes('--help')) return runLeverCommand(argv[0], argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -256,6 +256,13 @@ export const credentialsSchema = z.strictObject({
     .default({ maxCredentials: 10_000, maxRoutesPerCredential: 32 }),
 });
 
+export const stateStoreSchema = z.strictObject({
+  /** `file`: JSON written atomically (the embedded default); `memory`: lost on restart (tests, throwaway runs). */
+  store: z.enum(['memory', 'file']).default('file'),
+  /** The file store's path, relative to the config file. */
+  path: z.string().default('state/cutover.json'),
+});
+
 const stepSchema = z.union([percent, z.strictObject({ pause: z.literal(true) })]);
 
 export const DEFAULT_STEPS = [0, 1, 5, 25, 50, 100];
@@ -294,9 +301,7 @@ export const cutoverSchema = z.strictObject({
   /** Audit log of every weight/state change (JSON lines); unset keeps the latest 1000 in memory only. */
   audit: z.strictObject({ path: z.string().min(1).optional() }).default({}),
   /** Where weights, steps and states persist (the file store is the embedded default). */
-  state: z
-    .strictObject({ store: z.enum(['memory', 'file']).default('file'), path: z.string().min(1).default('state/cutover.json') })
-    .default({ store: 'file', path: 'state/cutover.json' }),
+  state: stateStoreSchema.default(stateStoreSchema.parse({})),
 });
 
 export const configSchema = z.strictObject({

@@ -1,25 +1,25 @@
 /**
- * `cutover status | promote | pause | resume | rollback | weight N | bypass on|off | reload | report`:
- * thin clients of the admin API (like `kubectl argo rollouts`). Exit 0 ok, 1 runtime failure (the
+ * `cutover status | promote | pause | resume | rollback | weight N | bypass on|off | report`: thin
+ * clients of the controller's admin API (like `kubectl argo rollouts`). `cutover reload` lives with
+ * the reload work (src/cli/client.ts on the shape branch). Exit 0 ok, 1 runtime failure (the
  * admin API unreachable or refusing), 2 bad usage, 3 for `report` when NOT READY.
  */
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { clientSettings, type ClientSettings } from '../config/client.js';
 
-export const CLIENT_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'reload', 'report']);
+export const LEVER_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'report']);
 
-export const CLIENT_USAGE = `  status   [--route R]            every route: state, step, weight, gates
+export const LEVER_USAGE = `  status   [--route R]            every route: state, step, weight, gates
   promote  --route R [--full]     next step (or straight to 100% with --full)
   pause    --route R              the controller leaves the route alone
   resume   --route R              the controller walks the route again
   rollback --route R              back to step 0 (weight 0), paused
   weight N --route R              set the weight by hand (pauses the controller for the route)
   bypass   on|off                 emergency: all live traffic to legacy, mirroring off
-  reload                          load the config again
   report   [--json]               readiness report; exit 3 when NOT READY
 
-admin client options:
+lever client options:
   --admin URL       admin API (default http://127.0.0.1:9090 or $CUTOVER_ADMIN_URL)
   --token-file F    admin token file (default $CUTOVER_ADMIN_TOKEN)
   --reason TEXT     why, for the audit log
@@ -161,7 +161,7 @@ function routeLine(route: string, s: { state: string; weight: number; step: numb
 }
 
 /** Runs one client command; returns the exit code. Never throws. */
-export async function runClient(command: string, argv: string[], io: Out = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
+export async function runLeverCommand(command: string, argv: string[], io: Out = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
   try {
     return await run(command, argv, io);
   } catch (err) {
@@ -236,11 +236,6 @@ async function run(command: string, argv: string[], io: Out): Promise<number> {
       if (on !== 'on' && on !== 'off') throw usage('"bypass" needs on or off');
       const { json } = await call(settings, 'POST', '/api/bypass', { on: on === 'on', ...reason });
       print(json, on === 'on' ? 'bypass ON: all live traffic goes to legacy, mirroring is off, the controller is paused' : 'bypass off: weights and mirroring are back');
-      return EXIT_OK;
-    }
-    case 'reload': {
-      const { json, text } = await call(settings, 'POST', '/api/reload', {});
-      print(json, json && typeof json === 'object' && 'status' in json ? `reload: ${String((json as { status: unknown }).status)}` : text || 'reloaded');
       return EXIT_OK;
     }
     case 'report': {
