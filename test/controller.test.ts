@@ -196,12 +196,27 @@ describe('controller: rollback', () => {
     expect(state(r)).toMatchObject({ step: 1, weight: 10 });
   });
 
+  it('failing in shadow (weight 0) holds: nothing to roll back, the reason says why', async () => {
+    const r = await rig();
+    for (let i = 0; i < 5; i++) await r.step(bad());
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'shadow', paused: false, failures: 5 });
+    expect(state(r).reason).toBe('holding in shadow: 5 failing checks in a row (maxMismatchRate)');
+    expect(await r.scrape()).toContain('cutover_gate_status{route="r",gate="maxMismatchRate"} 0');
+    expect(await r.scrape()).not.toContain('cutover_rollbacks_total');
+    // Once the difference is fixed, a resume starts the evidence afresh and the route walks on.
+    await r.controller.resume('r', { who: 'ops', reason: 'fixed' });
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+  });
+
   it('a webhook that does not answer never blocks the controller', async () => {
     const hanging = http.createServer(() => {});
     servers.push(hanging);
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
     const webhook = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
     const r = await rig({ settings: { holdIntervals: 1, failureThreshold: 1, webhook, webhookTimeoutMs: 200 } });
+    await r.step(good());
     await r.step(bad());
     expect(state(r).state).toBe('rolled_back');
     await r.controller.resume('r', { who: 'ops' });

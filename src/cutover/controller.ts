@@ -76,7 +76,7 @@ export interface RollbackEvent {
 
 export const DEFAULT_STEPS: Step[] = [0, 1, 5, 25, 50, 100];
 /** Checks kept per route in the store. */
-export const HISTORY_LIMIT = 20;
+export const HISTORY_LIMIT = 10;
 /** Webhook POSTs in flight at once; more are dropped (and counted) rather than queued without bound. */
 export const MAX_WEBHOOKS_IN_FLIGHT = 16;
 
@@ -344,6 +344,11 @@ export class Controller {
           next.passes = 0;
         }
         if (observe) return next;
+        if (next.failures >= this.settings.failureThreshold && current.weight === 0) {
+          // Shadow only: no client reaches new, so there is nothing to roll back. Hold, and say why.
+          const gate = check.gates.find((g) => g.verdict === 'fail');
+          return { ...next, reason: `holding in shadow: ${next.failures} failing checks in a row (${gate?.gate ?? 'a gate'})` };
+        }
         if (next.failures >= this.settings.failureThreshold) {
           const gate = check.gates.find((g) => g.verdict === 'fail');
           action = { kind: 'rollback', gate: gate?.gate ?? 'unknown', why: `${next.failures} failing checks in a row: ${gate?.detail ?? ''}`.trim() };
