@@ -4,6 +4,7 @@ import { Analysis } from '../src/analysis/analysis.js';
 import { validateConfig } from '../src/config/load.js';
 import { AuditLog } from '../src/cutover/audit.js';
 import { Controller, controllerConfig } from '../src/cutover/controller.js';
+import { createCutover } from '../src/cutover/index.js';
 import { buildReport, fieldsFromDiffs } from '../src/cutover/report.js';
 import { MemoryStore } from '../src/cutover/store.js';
 import type { UpstreamAnswer } from '../src/forward/capture.js';
@@ -58,5 +59,44 @@ describe('controller over the real analysis', () => {
     expect(report.verdict).toBe('NOT READY');
     expect(report.routes[0].topFields[0]).toMatchObject({ field: '$.price', example: { legacy: 10, new: 11 } });
     expect(report.routes[0].rollbacks[0].who).toBe('controller');
+  });
+});
+
+describe('createCutover (what the app wires)', () => {
+  it('seeds the proxy with every weight, serves the levers, and applies a promote', async () => {
+    const { default: Fastify } = await import('fastify');
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [
+        { name: 'a', match: { path: '/a' }, weight: 5 },
+        { name: 'b', match: { path: '/b' } },
+      ],
+    });
+    const telemetry = new Telemetry({ defaultMetrics: false });
+    const analysis = new Analysis(new RouteTable(config.routes, config.defaults, telemetry));
+    const applied: [string, number][] = [];
+    const cutover = await createCutover(config, { store: new MemoryStore(), analysis, telemetry, onWeight: (route, w) => applied.push([route, w]) });
+    expect(applied).toEqual([
+      ['a', 5],
+      ['b', 0],
+    ]);
+    const app = Fastify();
+    cutover.register(app, () => 'hash');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+      const state = (await (await fetch(`${base}/api/state`)).json()) as { routes: { route: string; weight: number; step: number }[] };
+      expect(state.routes.map((r) => [r.route, r.weight, r.step])).toEqual([
+        ['a', 5, 2],
+        ['b', 0, 0],
+      ]);
+      const res = await fetch(`${base}/api/routes/b/promote`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"reason":"go"}' });
+      expect(res.status).toBe(200);
+      expect(applied.at(-1)).toEqual(['b', 1]);
+      expect(await telemetry.exposition()).toContain('cutover_stage{route="b"} 1');
+    } finally {
+      await app.close();
+      await cutover.close();
+    }
   });
 });
