@@ -376,7 +376,7 @@ export class Controller {
     this.publishGates(r.name, check);
     const taken = action as typeof action;
     if (observe && check.verdict !== 'no_data') {
-      const would = check.verdict === 'fail' && after.failures >= this.settings.failureThreshold ? 'roll back' : check.verdict === 'pass' && after.passes >= this.settings.holdIntervals ? 'advance' : undefined;
+      const would = check.verdict === 'fail' && after.failures >= this.settings.failureThreshold && after.weight > 0 ? 'roll back' : check.verdict === 'pass' && after.passes >= this.settings.holdIntervals ? 'advance' : undefined;
       if (would) this.deps.logger?.info({ route: r.name, gates: check.gates }, `cutover observe: ${r.name} would ${would} now (observe mode moves nothing)`);
     }
     if (taken === undefined) return;
