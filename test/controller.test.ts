@@ -140,12 +140,12 @@ describe('controller: walking the steps', () => {
   });
 
   it('observe mode reports every gate and never moves a weight, even on failures', async () => {
-    const r = await rig({ settings: { mode: 'observe' } });
+    const r = await rig({ settings: { mode: 'observe' }, routes: [{ weight: 10 }] });
     for (let i = 0; i < 5; i++) await r.step(good());
-    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'shadow' });
+    expect(state(r)).toMatchObject({ step: 1, weight: 10, state: 'shifting' });
     expect(state(r).history.at(-1)?.gates.map((g) => g.verdict)).toEqual(['pass', 'pass', 'pass', 'pass']);
     for (let i = 0; i < 5; i++) await r.step(bad());
-    expect(state(r)).toMatchObject({ weight: 0, state: 'shadow', paused: false });
+    expect(state(r)).toMatchObject({ step: 1, weight: 10, state: 'shifting', paused: false });
     expect(state(r).failures).toBeGreaterThanOrEqual(3);
     expect(r.weights).toEqual([]);
     expect(await r.scrape()).toContain('cutover_gate_status{route="r",gate="maxMismatchRate"} 0');
