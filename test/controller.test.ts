@@ -328,6 +328,26 @@ describe('controller: sequencing and levers', () => {
     expect((await r.audit.read()).map((e) => `${e.route}:${e.action}:${e.why}`)).toEqual(['*:bypass-on:incident 42', '*:bypass-off:bypass off']);
   });
 
+  it('bypass on takes effect even when the store is wedged', async () => {
+    /** A store whose disk never answers (the writes hang). */
+    class WedgedStore extends MemoryStore {
+      wedged = false;
+      protected override persist(): Promise<void> {
+        return this.wedged ? new Promise(() => {}) : Promise.resolve();
+      }
+    }
+    const store = new WedgedStore();
+    const r = await rig({ store, routes: [{ name: 'a', weight: 25 }], steps: [0, 25, 100] });
+    store.wedged = true;
+    const pending = r.controller.bypass(true, { who: 'ops', reason: 'store is stuck' });
+    expect(r.weights).toEqual([['a', 0]]);
+    expect(r.controller.weightOf('a')).toBe(0);
+    expect(r.controller.view()).toMatchObject({ bypass: { bypass: true }, routes: [{ route: 'a', weight: 25, effectiveWeight: 0 }] });
+    // The write itself stays queued behind the wedged disk; the proxy did not wait for it.
+    expect(store.snapshot().global.bypass).toBe(false);
+    void pending;
+  });
+
   it('a new controller over the same store resumes at the same step and weight (the store wins over routes[].weight)', async () => {
     const store = new MemoryStore();
     const first = await rig({ store, settings: { holdIntervals: 1 } });

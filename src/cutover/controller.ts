@@ -154,6 +154,8 @@ export class Controller {
   private cancel: (() => void) | undefined;
   private ticking: Promise<void> | undefined;
   private webhooksInFlight = 0;
+  /** Bypass switched on in this process, possibly not yet in the store. */
+  private bypassNow = false;
   /** Rollback webhooks dropped because too many were in flight. */
   webhooksDropped = 0;
   /** Rollback webhooks that failed (error, timeout, non-2xx). */
@@ -228,14 +230,14 @@ export class Controller {
 
   /** The weight the proxy should apply to a route now (0 while bypass is on); undefined if unknown. */
   weightOf(route: string): number | undefined {
-    const s = this.deps.store.snapshot();
-    const state = s.routes[route];
+    const state = this.deps.store.snapshot().routes[route];
     if (state === undefined) return undefined;
-    return s.global.bypass ? 0 : state.weight;
+    return this.bypassed() ? 0 : state.weight;
   }
 
+  /** Whether the emergency bypass is on (here already, even before the store has it). */
   bypassed(): boolean {
-    return this.deps.store.snapshot().global.bypass;
+    return this.bypassNow || this.deps.store.snapshot().global.bypass;
   }
 
   get mode(): 'auto' | 'observe' {
@@ -481,20 +483,32 @@ export class Controller {
     }));
   }
 
-  /** Emergency bypass: every route's live traffic to legacy, mirroring off, the controller paused. */
+  /**
+   * Emergency bypass: every route's live traffic to legacy, mirroring off, the controller paused.
+   * Turning it on takes effect in this process before the store is written, so it works even when
+   * the store is wedged; turning it off waits for the store.
+   */
   async bypass(on: boolean, opts: LeverOptions): Promise<GlobalState> {
     const now = this.deps.now();
-    const before = this.deps.store.snapshot().global;
-    const why = opts.reason ?? (on ? 'bypass on' : 'bypass off');
+    const wasOn = this.bypassed();
+    const why = opts.reason?.trim() || (on ? 'bypass on' : 'bypass off');
+    if (on && !wasOn) {
+      this.bypassNow = true;
+      this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass ON: all live traffic to legacy, mirroring off');
+      for (const name of this.routes.keys()) this.emit(name, 0);
+    }
     const after = await this.deps.store.updateGlobal((g) => ({ ...g, bypass: on, changedAt: now, changedBy: opts.who, reason: why }));
-    if (before.bypass !== on) {
-      void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: on ? 'bypass-on' : 'bypass-off', from: null, to: null, why });
-      this.deps.logger?.warn({ who: opts.who, reason: why }, `cutover bypass ${on ? 'ON: all live traffic to legacy, mirroring off' : 'off'}`);
-      for (const name of this.routes.keys()) {
-        const w = this.weightOf(name);
-        if (w !== undefined) this.emit(name, w);
+    if (!on) {
+      this.bypassNow = false;
+      if (wasOn) {
+        this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass off');
+        for (const name of this.routes.keys()) {
+          const w = this.weightOf(name);
+          if (w !== undefined) this.emit(name, w);
+        }
       }
     }
+    if (wasOn !== on) void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: on ? 'bypass-on' : 'bypass-off', from: null, to: null, why });
     return after;
   }
 
@@ -606,7 +620,7 @@ export class Controller {
         step: s.step,
         stepValue: isPause(step) ? 'pause' : (step ?? s.weight),
         weight: s.weight,
-        effectiveWeight: snap.global.bypass ? 0 : s.weight,
+        effectiveWeight: this.bypassed() ? 0 : s.weight,
         paused: s.paused,
         since: s.since,
         sinceIso: iso(s.since),
@@ -623,7 +637,7 @@ export class Controller {
     }
     return {
       mode: this.settings.mode,
-      bypass: snap.global,
+      bypass: { ...snap.global, bypass: this.bypassed() },
       steps: this.steps.map((s) => (isPause(s) ? 'pause' : s)),
       intervalMs: this.settings.intervalMs,
       holdIntervals: this.settings.holdIntervals,
