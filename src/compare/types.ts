@@ -1,6 +1,7 @@
 /** The public shapes of the comparison engine; see docs/compare.md. */
 
-export type DiffKind = 'value' | 'type' | 'missing' | 'extra' | 'length' | 'order' | 'status' | 'header';
+/** `number_format`: one number written two ways (`1` vs `1.0`, `1e2` vs `100`); see docs/compare.md. */
+export type DiffKind = 'value' | 'type' | 'missing' | 'extra' | 'length' | 'order' | 'status' | 'header' | 'number_format';
 
 /** One captured response. Header names are lower-case; `body` is still content-encoded as received. */
 export interface Captured {
