@@ -27,6 +27,11 @@ export interface WalkContext {
   out: Difference[];
   capped: boolean;
   work: number;
+  /**
+   * Set when two equal parsed numbers were met that a 64-bit float may have rounded (beyond ±2^53,
+   * or infinite): their texts can still differ, so the caller checks the number texts.
+   */
+  wideNumbers?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -55,6 +60,14 @@ function numbersEqual(a: number, b: number, tol: { absolute: number; relative: n
 function ignored(m: PathMatcher, s: readonly number[]): boolean {
   return s.length !== 0 && (flagsOf(m, s) & IGNORE) !== 0;
 }
+
+/** Notes an equal number pair that may hide different texts; always true, so it can sit in a return. */
+function wide(v: number, ctx: WalkContext): true {
+  if (v > MAX_SAFE || v < -MAX_SAFE || v !== v) ctx.wideNumbers = true;
+  return true;
+}
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 function tick(ctx: WalkContext): void {
   if (++ctx.work > WORK_LIMIT) throw new TooComplexError();
@@ -118,7 +131,10 @@ function primitiveKey(v: unknown): string {
  * unordered arrays sorted. Equal strings mean equal values, so it serves as a collision-free hash.
  */
 export function canonicalKey(root: unknown, rootState: readonly number[], ctx: WalkContext): string {
-  if (!isContainer(root)) return primitiveKey(root);
+  if (!isContainer(root)) {
+    if (typeof root === 'number') wide(root, ctx);
+    return primitiveKey(root);
+  }
   interface Frame {
     v: Obj | unknown[];
     s: readonly number[];
@@ -152,7 +168,10 @@ export function canonicalKey(root: unknown, rootState: readonly number[], ctx: W
       if (isContainer(child)) {
         f.pending = label;
         stack.push(frame(child, cs));
-      } else f.parts.push(label + primitiveKey(child));
+      } else {
+        if (typeof child === 'number') wide(child, ctx);
+        f.parts.push(label + primitiveKey(child));
+      }
       continue;
     }
     stack.pop();
@@ -193,7 +212,7 @@ export function deepEqual(a: unknown, b: unknown, s: readonly number[], ctx: Wal
 }
 
 function equalShallow(a: unknown, b: unknown, s: readonly number[], ctx: WalkContext, depth: number): boolean {
-  if (a === b) return true;
+  if (a === b) return typeof a !== 'number' || wide(a, ctx);
   // Past the recursion budget the explicit-stack version takes over, so no depth can overflow.
   if (depth > RECURSION_DEPTH) return equalDeep(a, b, s, ctx);
   tick(ctx);
@@ -237,7 +256,10 @@ function equalDeep(a0: unknown, b0: unknown, s0: readonly number[], ctx: WalkCon
   const m = ctx.m;
   while (stack.length) {
     const [a, b, s] = stack.pop()!;
-    if (a === b) continue;
+    if (a === b) {
+      if (typeof a === 'number') wide(a, ctx);
+      continue;
+    }
     tick(ctx);
     const ta = typeOf(a);
     if (ta !== typeOf(b)) return false;
@@ -300,7 +322,10 @@ export function diffJson(legacy: unknown, candidate: unknown, ctx: WalkContext):
     const flags = f.s.length ? flagsOf(m, f.s) : 0;
     if (flags & IGNORE) continue;
     const { a, b } = f;
-    if (a === b) continue;
+    if (a === b) {
+      if (typeof a === 'number') wide(a, ctx);
+      continue;
+    }
     const ta = typeOf(a);
     const tb = typeOf(b);
     if (ta !== tb) {

@@ -55,17 +55,23 @@ export function isLossy(token: string): boolean {
   return String(Number(token)) !== token;
 }
 
+/**
+ * Number tokens that might print differently from their text: a fraction ending in 0, an exponent,
+ * 16 or more digits, `-0`, or a fraction below 1e-6. Every lossy token matches (a ≤ 15-digit decimal
+ * maps to one double and prints as written, within 1e-6 ≤ |x| < 1e21); text inside strings may match
+ * too, which only costs the exact check below. A native regex keeps the common body at a few µs.
+ */
+const CANDIDATE = /(?:^|[:[,])\s*(-?\d+\.\d*0(?!\d)|-?[\d.]*[eE]|-?(?:\d\.?){16}|-0(?![\d.eE])|-?0\.0{6})/g;
+
 /** Does this JSON text hold a number whose text its parsed value does not reproduce? */
 export function hasLossyNumber(text: string): boolean {
-  const n = text.length;
-  for (let i = 0; i < n; ) {
-    const c = text.charCodeAt(i);
-    if (c === 34) i = skipString(text, i);
-    else if (c === 45 || (c >= 48 && c <= 57)) {
-      const end = numberEnd(text, i);
-      if (isLossy(text.slice(i, end))) return true;
-      i = end;
-    } else i++;
+  // A fresh regex per call: a shared global one would carry lastIndex between calls (module state).
+  const re = new RegExp(CANDIDATE);
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    const start = m.index + m[0].length - m[1].length;
+    const end = numberEnd(text, start);
+    if (isLossy(text.slice(start, end))) return true;
+    re.lastIndex = end;
   }
   return false;
 }
