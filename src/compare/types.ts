@@ -54,7 +54,7 @@ export interface FieldRates {
 }
 
 export interface NoiseThresholds {
-  /** Share of the shadow mismatch rate that noise must leave unexplained: (r - q) / r > relative. */
+  /** Diffy's relative threshold on the gap between the rates: (r - q) / (r + q) > relative. */
   relative: number;
   /** Rates must differ by more than this: r - q > absolute. */
   absolute: number;
