@@ -689,7 +689,10 @@ function diffUnordered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, c
     for (const j of leftB) if (!used.has(j)) extra(b, j, f, ctx);
     return;
   }
-  const n = Math.min(leftA.length, leftB.length);
+  // In a multiset, a scalar left over on each side is one gone and one new (a set {1,2,3} that
+  // became {2,3,4} lost 1 and gained 4); only records are worth pairing, to show their changed fields.
+  const records = leftA.every((i) => isContainer(a[i])) && leftB.every((j) => isContainer(b[j]));
+  const n = records ? Math.min(leftA.length, leftB.length) : 0;
   for (let x = 0; x < n; x++) pair(a, b, leftA[x], leftB[x], f, ctx, children);
   for (let x = n; x < leftA.length; x++) missing(a, leftA[x], f, ctx);
   for (let x = n; x < leftB.length; x++) extra(b, leftB[x], f, ctx);
