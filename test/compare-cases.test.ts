@@ -225,3 +225,15 @@ describe('lossless numbers: what the examples show', () => {
     expect(r.differences).toEqual([{ field: '$.id', path: '$.id', kind: 'value', legacy: '9007199254740993', candidate: '9007199254740992' }]);
   });
 });
+
+describe('alignment keeps its work cap', () => {
+  it('answers (does not give up) for a long array with thousands of scattered changes, past the exact search budget', () => {
+    const a = Array.from({ length: 20_000 }, (_, i) => i);
+    const b = [-1, ...a.map((x) => (x % 3 === 0 ? -x - 2 : x))];
+    const rules = compileRules(BUILTIN_COMPARE);
+    const r = compareResponses(capture(J(a), 'application/json'), capture(J(b), 'application/json'), rules, { route: 'r', method: 'GET', path: '/' });
+    expect(r.result).toBe('mismatch');
+    expect(r.differences[0]).toMatchObject({ path: '$', kind: 'length' });
+    expect(r.differencesCapped).toBe(true);
+  });
+});

@@ -549,7 +549,12 @@ const ALIGN_BUDGET = 200_000;
 function alignByHash(a: unknown[], ai: number[], b: unknown[], bi: number[], f: Frame, ctx: WalkContext, children: Frame[]): void {
   const ka = keysOf(a, ai, f, ctx);
   const kb = keysOf(b, bi, f, ctx);
-  const matches = lcsMatches(ka, kb, ALIGN_BUDGET) ?? greedyMatches(ka, kb);
+  // The search is charged to the comparison's work budget too, so many mid-sized arrays cannot add
+  // up to quadratic time; when the budget is spent, the greedy matching (linear) answers.
+  const meter = { steps: 0 };
+  const budget = Math.min(ALIGN_BUDGET, WORK_LIMIT - ctx.work);
+  const matches = (anyCommon(ka, kb) ? lcsMatches(ka, kb, budget, meter) : []) ?? greedyMatches(ka, kb);
+  ctx.work += meter.steps;
   let prevA = -1;
   let prevB = -1;
   const flushGap = (toA: number, toB: number): void => {
@@ -568,7 +573,7 @@ function alignByHash(a: unknown[], ai: number[], b: unknown[], bi: number[], f: 
 }
 
 /** Matched index pairs (into ka, kb) of a longest common subsequence, or undefined past the budget. */
-export function lcsMatches(ka: readonly string[], kb: readonly string[], budget: number): [number, number][] | undefined {
+export function lcsMatches(ka: readonly string[], kb: readonly string[], budget: number, meter: { steps: number } = { steps: 0 }): [number, number][] | undefined {
   const n = ka.length;
   const m = kb.length;
   const max = n + m;
@@ -590,13 +595,17 @@ export function lcsMatches(ka: readonly string[], kb: readonly string[], budget:
         steps++;
       }
       v[offset + k] = x;
-      if (++steps > budget) return undefined;
+      if (++steps > budget) {
+        meter.steps += steps;
+        return undefined;
+      }
       if (x >= n && y >= m) {
         found = d;
         break;
       }
     }
   }
+  meter.steps += steps;
   // Walk the trace back from (n, m), collecting the diagonal moves (the matches).
   const out: [number, number][] = [];
   let x = n;
@@ -620,6 +629,13 @@ export function lcsMatches(ka: readonly string[], kb: readonly string[], budget:
     y = prevY;
   }
   return out.reverse();
+}
+
+/** Whether any element of one side equals one of the other: without one, there is nothing to align. */
+function anyCommon(ka: readonly string[], kb: readonly string[]): boolean {
+  const set = new Set(kb);
+  for (const k of ka) if (set.has(k)) return true;
+  return false;
 }
 
 /** Greedy monotone matching: each legacy key takes the next unused equal candidate key after the last match. */
