@@ -50,16 +50,24 @@ export class ExampleStore {
   }
 
   /**
-   * A field's examples newer than `since`, newest first, taking one of each kind before a second of
-   * any: at least one per kind, and at most max(perKey, kinds) in all.
+   * Every field's examples newer than `since`, newest first, taking one of each kind before a second
+   * of any: at least one per kind, and at most max(perKey, kinds) per field.
    */
-  forField(field: string, since: number): StoredExample[] {
-    const lists: StoredExample[][] = [];
+  byField(since: number): Map<string, StoredExample[]> {
+    const lists = new Map<string, StoredExample[][]>();
     for (const e of this.byKey.values()) {
-      if (e.field !== field) continue;
       const live = e.list.filter((x) => x.at > since).reverse();
-      if (live.length) lists.push(live);
+      if (live.length === 0) continue;
+      const l = lists.get(e.field);
+      if (l === undefined) lists.set(e.field, [live]);
+      else l.push(live);
     }
+    const out = new Map<string, StoredExample[]>();
+    for (const [field, kinds] of lists) out.set(field, this.interleave(kinds));
+    return out;
+  }
+
+  private interleave(lists: StoredExample[][]): StoredExample[] {
     const out: StoredExample[] = [];
     const limit = Math.max(this.perKey, lists.length);
     for (let round = 0; out.length < limit; round++) {
@@ -71,16 +79,6 @@ export class ExampleStore {
         }
       }
       if (!took) break;
-    }
-    return out;
-  }
-
-  /** Every field's live examples, for the diffs report. */
-  byField(since: number): Map<string, StoredExample[]> {
-    const out = new Map<string, StoredExample[]>();
-    for (const field of this.fields.keys()) {
-      const list = this.forField(field, since);
-      if (list.length) out.set(field, list);
     }
     return out;
   }
