@@ -3,8 +3,7 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { compileRules, compareResponses, isRealDifference, type Captured, type CompiledRules, type Comparison, type Difference, type NoiseThresholds } from '../compare/index.js';
-import type { CompareSettings } from '../config/load.js';
+import { compareResponses, isRealDifference, type Captured, type Comparison, type Difference, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, type ComparisonResult } from '../telemetry/metrics.js';
@@ -18,19 +17,6 @@ export interface ClassifierLimits {
   examplesPerField: number;
   noise: NoiseThresholds;
   now: () => number;
-}
-
-interface RouteRules {
-  shadow: CompiledRules;
-  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
-  baseline: CompiledRules;
-}
-
-export function compileRouteRules(compare: CompareSettings): RouteRules {
-  return {
-    shadow: compileRules(compare),
-    baseline: compileRules({ ...compare, mappings: [], transform: undefined, transformPath: undefined }),
-  };
 }
 
 function ok(answer: UpstreamAnswer): boolean {
@@ -52,19 +38,16 @@ export class RouteAnalysis {
   readonly examples = new Map<string, StoredExample[]>();
   readonly errors: ErrorExample[] = [];
   readonly evidence: RouteEvidenceLog;
-  rules: RouteRules;
   /** Pairs of this route dropped because the comparison queue was full. */
   dropped = 0;
 
   constructor(
     readonly name: string,
-    compare: CompareSettings,
     slices: number,
     sliceMs: number,
     private readonly limits: ClassifierLimits,
   ) {
     this.window = new RouteWindow(slices, sliceMs);
-    this.rules = compileRouteRules(compare);
     this.evidence = new RouteEvidenceLog(name);
   }
 
@@ -102,9 +85,11 @@ export class RouteAnalysis {
     this.evidence.answer('legacy', failed(legacy), ok(legacy) ? legacy.seconds : null);
     this.evidence.answer('new', failed(candidate), ok(candidate) ? candidate.seconds : null);
     const ctx = { route: this.name, method: pair.method, path: pair.path };
+    // The rules of the snapshot the request started on, compiled once when that config was loaded.
+    const rules = pair.route.rules;
 
     if (pair.baseline !== null && ok(pair.primary) && ok(pair.baseline)) {
-      const base = compareResponses(captured(pair.primary), captured(pair.baseline), this.rules.baseline, ctx);
+      const base = compareResponses(captured(pair.primary), captured(pair.baseline), rules.baseline, ctx);
       slice.baselineComparisons++;
       const seen = new Set<string>();
       for (const d of base.differences) {
@@ -112,7 +97,7 @@ export class RouteAnalysis {
         if (seen.has(name)) continue;
         seen.add(name);
         slice.field(name).noiseHits++;
-        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.baseline, baseline: true });
+        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true });
       }
     }
 
@@ -124,7 +109,7 @@ export class RouteAnalysis {
       return this.finish(slice, pair, 'error', `${side} backend ${answer.error ?? 'failed'}`);
     }
     try {
-      comparison = compareResponses(captured(legacy), captured(candidate), this.rules.shadow, ctx);
+      comparison = compareResponses(captured(legacy), captured(candidate), rules.shadow, ctx);
     } catch (err) {
       // compare/ is meant never to throw; if it does, the evidence says "could not compare", not "match".
       return this.finish(slice, pair, 'error', `compare_failed: ${(err as Error).message}`);
@@ -141,7 +126,7 @@ export class RouteAnalysis {
       if (!byField.has(name)) {
         byField.set(name, d);
         f.mismatches++;
-        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.shadow, baseline: false });
+        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false });
       }
     }
     let real = false;

@@ -179,6 +179,17 @@ export const credentialsSchema = z.strictObject({
   legacy: z.array(credentialSchema).default([{ bearer: true }, { header: 'x-api-key' }]),
 });
 
+export const stateStoreSchema = z.strictObject({
+  /** `file`: JSON written atomically (the embedded default); `memory`: lost on restart (tests, throwaway runs). */
+  store: z.enum(['memory', 'file']).default('file'),
+  /** The file store's path, relative to the config file. */
+  path: z.string().default('state/cutover.json'),
+});
+
+export const cutoverSchema = z.strictObject({
+  state: stateStoreSchema.default(stateStoreSchema.parse({})),
+});
+
 export const configSchema = z.strictObject({
   listen: listenSchema.default(listenSchema.parse({})),
   admin: adminSchema.default(adminSchema.parse({})),
@@ -190,6 +201,7 @@ export const configSchema = z.strictObject({
   shadow: shadowLimitsSchema.default(shadowLimitsSchema.parse({})),
   routes: z.array(routeSchema).default([]),
   credentials: credentialsSchema.default(credentialsSchema.parse({})),
+  cutover: cutoverSchema.default(cutoverSchema.parse({})),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
