@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { startApp } from '../app.js';
+import { reloadCommand } from './client.js';
 
 const USAGE = `usage: cutover <command> [options]
 
@@ -15,9 +16,13 @@ commands:
   run   --config FILE   run the proxy and its admin port until SIGTERM/SIGINT
   check --config FILE   validate a config: a summary and exit 0, or every problem and exit 2
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
+  reload [--admin URL] [--token-file F]
+                        load the running proxy's config file again (also: SIGHUP to its process)
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
+  --admin URL     the admin API, for client commands (default http://127.0.0.1:9090)
+  --token-file F  file holding the admin token, for client commands
   --debug         print stack traces with errors
   --help          this text`;
 
@@ -84,6 +89,8 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       config: { type: 'string' },
+      admin: { type: 'string' },
+      'token-file': { type: 'string' },
       debug: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -101,9 +108,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const config = await requireConfig(values.config);
-      const app = await startApp(config);
+      const path = configPathFromEnv(values.config)!;
+      const app = await startApp(config, { reloadConfig: () => loadConfig(path) });
       process.stdout.write(`cutover: proxy ${app.dataUrl}  admin ${app.adminUrl}\n`);
       onSignals(() => app.close());
+      // The outcome is logged (and counted) by the reload itself; a bad file never stops the proxy.
+      process.on('SIGHUP', () => void app.reload('SIGHUP'));
       return -1;
     }
     case 'demo': {
@@ -112,6 +122,12 @@ async function main(argv: string[]): Promise<number> {
       onSignals(() => demo.stop());
       return -1;
     }
+    case 'reload':
+      return reloadCommand(
+        { admin: values.admin, tokenFile: values['token-file'] },
+        (text) => process.stdout.write(text),
+        (text) => process.stderr.write(text),
+      );
     default:
       throw new UsageError(`Unknown command "${command}"; run "cutover --help" for the list.`);
   }
