@@ -13,7 +13,7 @@
  * The Redis store (fleet) will follow the same shape: `version` is the fencing token a writer checks
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError } from '../errors.js';
@@ -52,6 +52,7 @@ export class FileStore extends MemoryStore {
   }
 
   override async load(): Promise<StoreSnapshot> {
+    await this.removeStaleTemps();
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
@@ -81,6 +82,20 @@ export class FileStore extends MemoryStore {
     }
     this.state = parsed;
     return this.state;
+  }
+
+  /** A writer killed between its temp file and the rename leaves the temp behind: never the state. */
+  private async removeStaleTemps(): Promise<void> {
+    const prefix = `.${basename(this.path)}.`;
+    let names: string[];
+    try {
+      names = await readdir(dirname(this.path));
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (name.startsWith(prefix) && /^\d+\.tmp$/.test(name.slice(prefix.length))) await unlink(join(dirname(this.path), name)).catch(() => undefined);
+    }
   }
 
   /** Temp file, fsync, rename, fsync the directory: the rename is the commit. */
