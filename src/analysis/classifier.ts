@@ -48,7 +48,7 @@ export class RouteAnalysis {
     private readonly limits: ClassifierLimits,
   ) {
     this.window = new RouteWindow(slices, sliceMs);
-    this.evidence = new RouteEvidenceLog(name);
+    this.evidence = new RouteEvidenceLog(name, limits.now);
   }
 
   private fieldName(slice: Slice, field: string): string {
