@@ -164,6 +164,39 @@ describe('hot reload', () => {
     expect(refusals.join('\n')).toContain('listen.port: changed from 0 to 1');
   }, 120_000);
 
+  it('lets a request in flight finish on the snapshot it started with', async () => {
+    let release: (() => void) | null = null;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const legacy = await startBackend((_req, res) => {
+      const answer = () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ id: 1, t: 'legacy' }));
+      };
+      // The first call is held until the reload is done.
+      if (calls++ === 0) void held.then(answer);
+      else answer();
+    });
+    cleanups.push(() => legacy.close());
+    const next = await startBackend((_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ id: 1, t: 'new' }));
+    });
+    cleanups.push(() => next.close());
+    const base = baseConfig(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, cutover: { state: { store: 'memory' } } });
+    const f = await start({ ...base, routes: [{ name: 'a', match: { path: '/a/:id' }, compare: { ignore: ['$.t'] } }] });
+    const inFlight = request(`${f.app.dataUrl}/a/1`).then((r) => r.body.text());
+    await waitFor(() => calls === 1 && next.received.length === 1, 5_000, 'the held request and its mirror');
+    f.write({ ...base, routes: [{ name: 'a', match: { path: '/a/:id' } }] });
+    expect((await f.app.reload('test')).ok).toBe(true);
+    release!();
+    await inFlight;
+    await (await request(`${f.app.dataUrl}/a/2`)).body.text();
+    await waitFor(() => f.app.analysis.diffs('a')!.comparisons.total === 2, 5_000, 'both comparisons');
+    // The held request was compared under the rules it started with ($.t ignored); the next one under the new rules.
+    expect(f.app.analysis.diffs('a')!.comparisons).toMatchObject({ match: 1, mismatch: 1 });
+  });
+
   it('answers POST /api/reload: 200 with the new hash, problem+json naming the problems, and 401 without a token', async () => {
     const legacy = await backend('legacy');
     const next = await backend('new');
