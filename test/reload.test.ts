@@ -226,6 +226,9 @@ describe('hot reload', () => {
     expect(restart.body.code).toBe('CONFIG_NEEDS_RESTART');
     expect(restart.body.problems).toEqual([expect.stringMatching(/^admin\.port: changed from 0 to 1, and only a restart applies it/)]);
 
+    f.write({ ...base, cutover: { state: { store: 'file' } }, routes: routes() });
+    expect((await post(TOKEN)).body.problems).toEqual([expect.stringMatching(/^cutover\.state\.store: changed from "memory" to "file"/)]);
+
     f.write({ ...base, routes: routes({ withC: true }) });
     const good = await post(TOKEN);
     expect(good).toMatchObject({ status: 200, body: { status: 'reloaded', version: 2, routes: ['a', 'b', 'c'] } });

@@ -5,8 +5,14 @@
  */
 import type { Config } from './load.js';
 
-/** Top-level keys that only a restart applies (README "Reloading and state" lists them). */
-export const RESTART_ONLY_KEYS = ['listen', 'admin', 'backends', 'shadow', 'sticky', 'credentials', 'log', 'cutover'] as const;
+/** Keys that only a restart applies (README "Reloading and state" lists them). */
+export const RESTART_ONLY_KEYS = ['listen', 'admin', 'backends', 'shadow', 'sticky', 'credentials', 'log', 'cutover.state'] as const;
+
+function at(config: Config, path: string): unknown {
+  let value: unknown = config;
+  for (const part of path.split('.')) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
+  return value;
+}
 
 function describe(value: unknown): string {
   if (value === undefined) return '(unset)';
@@ -27,6 +33,6 @@ function diff(path: string, before: unknown, after: unknown, out: string[]): voi
 /** One sentence per restart-only key whose value differs between the running and the reloaded config. */
 export function restartOnlyChanges(running: Config, next: Config): string[] {
   const out: string[] = [];
-  for (const key of RESTART_ONLY_KEYS) diff(key, running[key], next[key], out);
+  for (const key of RESTART_ONLY_KEYS) diff(key, at(running, key), at(next, key), out);
   return out;
 }
