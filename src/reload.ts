@@ -34,8 +34,14 @@ export interface ReloaderDeps {
 export class Reloader {
   /** Reloads run one after another: two at once would race for the swap. */
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly followers: ((config: Config) => void)[] = [];
 
   constructor(private readonly deps: ReloaderDeps) {}
+
+  /** Calls `follow` with every config that goes live (e.g. the credential policy's `reload`). */
+  onSwap(follow: (config: Config) => void): void {
+    this.followers.push(follow);
+  }
 
   /** Loads the config again; `trigger` (`SIGHUP`, `api:<who>`) is logged. Never throws. */
   reload(trigger: string): Promise<ReloadOutcome> {
@@ -85,6 +91,7 @@ export class Reloader {
     analysis.configure(prepared.routes);
     shadow.configure(prepared.routes);
     snapshots.swap(prepared);
+    for (const follow of this.followers) follow(next);
     // A lever pulled while we were preparing must not be lost: apply the store's weights once more.
     snapshots.applyWeights(store.snapshot());
     telemetry.configReload('ok');

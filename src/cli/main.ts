@@ -18,6 +18,8 @@ commands:
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
   reload [--admin URL] [--token-file F]
                         load the running proxy's config file again (also: SIGHUP to its process)
+  fingerprint [--config FILE]
+                        read a legacy key from stdin, print its fingerprint (fp_…) under the config's key
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
@@ -128,6 +130,11 @@ async function main(argv: string[]): Promise<number> {
         (text) => process.stdout.write(text),
         (text) => process.stderr.write(text),
       );
+    case 'fingerprint': {
+      const { fingerprintCommand } = await import('./fingerprint.js');
+      process.stdout.write(`${await fingerprintCommand(await requireConfig(values.config), process.stdin)}\n`);
+      return EXIT_OK;
+    }
     default:
       throw new UsageError(`Unknown command "${command}"; run "cutover --help" for the list.`);
   }

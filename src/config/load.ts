@@ -11,6 +11,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { compileRules, type CompiledRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
+import { credentialProblems, resolveCredentialPaths } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 
 export type TransformFn = (legacy: unknown, candidate: unknown, ctx: { route: string; method: string; path: string }) => { legacy: unknown; candidate: unknown };
@@ -202,7 +203,8 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);
   const raw = parsed.data;
-  const problems = crossFieldProblems(raw);
+  resolveCredentialPaths(raw, configDir);
+  const problems = [...crossFieldProblems(raw), ...credentialProblems(raw)];
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
   if (problems.length) throw new ConfigError(problems, source);
 

@@ -1,12 +1,26 @@
 /**
  * Which config keys a reload may change. Routes and defaults (matching, rewrites, shadow and compare
- * rules, seed weights) go live on reload; everything else shapes listeners, pools, the state store or
- * the logger, which are built once at start, so a reload that changes them is refused, naming each key.
+ * rules, seed weights) and the credential policy (`credentials.revoked`, `mappings`, `requireMapping`)
+ * go live on reload; the keys below shape listeners, pools, the state store, the logger, the sticky
+ * split or the fingerprint key, which are built once at start, so a reload that changes them is
+ * refused, naming each key.
  */
 import type { Config } from './load.js';
 
 /** Keys that only a restart applies (README "Reloading and state" lists them). */
-export const RESTART_ONLY_KEYS = ['listen', 'admin', 'backends', 'shadow', 'sticky', 'credentials', 'log', 'cutover.state'] as const;
+export const RESTART_ONLY_KEYS = [
+  'listen',
+  'admin',
+  'backends',
+  'shadow',
+  'sticky',
+  'credentials.legacy',
+  'credentials.fingerprintKeyFile',
+  'credentials.fingerprintKeyEnv',
+  'credentials.inventory',
+  'log',
+  'cutover.state',
+] as const;
 
 function at(config: Config, path: string): unknown {
   let value: unknown = config;

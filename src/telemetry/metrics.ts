@@ -223,6 +223,39 @@ export class RouteMetrics {
 }
 
 export type ReloadResult = 'ok' | 'error';
+export type TokenFetchResult = 'ok' | 'error';
+/** Where a legacy credential was found (the `scheme` label). */
+export type CredentialScheme = 'header' | 'bearer' | 'basic' | 'cookie' | 'query';
+export type CredentialWindow = '1h' | '24h';
+
+/** The credential metrics: outbound token fetches, legacy credential use, and the inventory's gauge. */
+export class CredentialMetrics {
+  readonly tokenFetchesTotal = new Family('cutover_token_fetches_total', 'Calls to a backend\'s OAuth2 token endpoint, by backend and result (ok, error).', 'counter', ['backend', 'result'], (l) => new Scalar(l));
+  readonly credentialRequestsTotal = new Family(
+    'cutover_credential_requests_total',
+    'Requests carrying a legacy credential, by route, where it was found (scheme) and the backend that served the request.',
+    'counter',
+    ['route', 'scheme', 'backend'],
+    (l) => new Scalar(l),
+  );
+  readonly legacyActive = new Family('cutover_legacy_credentials_active', 'Distinct legacy credentials seen within the window (1h, 24h).', 'gauge', ['window'], (l) => new Scalar(l));
+  readonly families = [this.tokenFetchesTotal, this.credentialRequestsTotal, this.legacyActive];
+
+  /** A recorder of one backend's token fetches; both series exist from the start, at 0. */
+  tokenFetches(backend: string): (result: TokenFetchResult) => void {
+    const ok = this.tokenFetchesTotal.series(backend, 'ok');
+    const error = this.tokenFetchesTotal.series(backend, 'error');
+    return (result) => (result === 'ok' ? ok : error).value++;
+  }
+
+  credentialRequest(route: string, scheme: CredentialScheme, backend: BackendName): void {
+    this.credentialRequestsTotal.series(route, scheme, backend).value++;
+  }
+
+  setActive(window: CredentialWindow, distinct: number): void {
+    this.legacyActive.series(window).value = distinct;
+  }
+}
 
 export class Telemetry {
   /** prom-client's registry, for its default process and Node.js metrics only. */
@@ -274,19 +307,26 @@ export class Telemetry {
   readonly configInfo = new Family('cutover_config_info', 'The loaded config, by hash of its validated content (1 for the loaded one).', 'gauge', ['hash'], (l) => new Scalar(l));
   readonly stateStoreUp = new Family('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', [], (l) => new Scalar(l));
   private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.upstreamQueue, this.configReloadsTotal, this.configInfo, this.stateStoreUp];
+  readonly credentials = new CredentialMetrics();
   readonly queueWait: Record<BackendName, Record<Role, Buckets>>;
   /** One RouteMetrics per route name, so a reloaded route table keeps its field cap and series. */
   private readonly routes = new Map<string, RouteMetrics>();
-  /** Called before each exposition, to read gauges owned by other parts (the state store's health). */
-  private readonly beforeScrape: (() => void)[] = [];
+  /** Run before each exposition: gauges computed from state (e.g. distinct credentials in a window). */
+  private readonly collectors: (() => void)[] = [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    this.families.push(...this.credentials.families);
     const queueWait = {} as Record<BackendName, Record<Role, Buckets>>;
     for (const backend of BACKENDS) queueWait[backend] = { primary: this.upstreamQueue.series(backend, 'primary'), shadow: this.upstreamQueue.series(backend, 'shadow') };
     this.queueWait = queueWait;
     this.configReloadsTotal.series('ok');
     this.configReloadsTotal.series('error');
+  }
+
+  /** Registers a function run before every exposition, to set gauges from state. */
+  onCollect(collect: () => void): void {
+    this.collectors.push(collect);
   }
 
   route(name: string): RouteMetrics {
@@ -310,14 +350,14 @@ export class Telemetry {
 
   /** Reads the state store's health at every scrape. */
   watchStateStore(up: () => boolean): void {
-    this.beforeScrape.push(() => {
+    this.onCollect(() => {
       this.stateStoreUp.series().value = up() ? 1 : 0;
     });
   }
 
   /** The Prometheus text exposition of every metric: ours, then prom-client's process metrics. */
   async exposition(): Promise<string> {
-    for (const collect of this.beforeScrape) collect();
+    for (const collect of this.collectors) collect();
     let out = '';
     for (const family of this.families) out += family.render();
     return out + (await this.registry.metrics());
