@@ -42,6 +42,19 @@ export function outcomeOf(status: number): Outcome {
   return '5xx';
 }
 
+/** Status codes that keep their own label in cutover_status_pairs_total; the rest become their class. */
+const EXACT_STATUSES = new Set([200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]);
+
+/**
+ * The bounded label of a status for the status matrix: the common codes as they are, any other as
+ * its class (`1xx` … `5xx`; anything else `other`), so a route has at most 23 × 23 series.
+ */
+export function statusLabel(status: number): string {
+  if (EXACT_STATUSES.has(status)) return String(status);
+  if (Number.isInteger(status) && status >= 100 && status <= 599) return `${Math.floor(status / 100)}xx`;
+  return 'other';
+}
+
 /** Escapes a label value for the text exposition format. */
 function escapeLabel(value: string): string {
   return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : value;
@@ -154,6 +167,8 @@ export class RouteMetrics {
   private readonly weight: Scalar;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
   private readonly fields = new Map<string, Map<string, Scalar>>();
+  /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
+  private readonly statusPairs = new Map<string, Scalar>();
   private readonly telemetry: Telemetry;
 
   constructor(telemetry: Telemetry, route: string) {
@@ -208,6 +223,19 @@ export class RouteMetrics {
     if (s === undefined) {
       s = this.telemetry.mismatchFieldsTotal.series(this.route, label, kind);
       kinds.set(kind, s);
+    }
+    s.value++;
+  }
+
+  /** Counts one compared pair by its legacy and new status (the route's status matrix). */
+  statusPair(legacy: number, next: number): void {
+    const l = statusLabel(legacy);
+    const n = statusLabel(next);
+    const key = `${l} ${n}`;
+    let s = this.statusPairs.get(key);
+    if (s === undefined) {
+      s = this.telemetry.statusPairsTotal.series(this.route, l, n);
+      this.statusPairs.set(key, s);
     }
     s.value++;
   }
@@ -295,6 +323,13 @@ export class Telemetry {
     ['route', 'reason'],
     (l) => new Scalar(l),
   );
+  readonly statusPairsTotal = new Family(
+    'cutover_status_pairs_total',
+    'Compared pairs by route and the status each backend answered (legacy, new): the common codes exactly (200, 404, …), others as their class (4xx). Series appear as pairs are seen.',
+    'counter',
+    ['route', 'legacy', 'new'],
+    (l) => new Scalar(l),
+  );
   readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
   readonly upstreamQueue = new Family(
     'cutover_upstream_queue_seconds',
@@ -306,7 +341,7 @@ export class Telemetry {
   readonly configReloadsTotal = new Family('cutover_config_reloads_total', 'Config reloads (SIGHUP, POST /api/reload, cutover reload) by result: ok, or error (the running config was kept).', 'counter', ['result'], (l) => new Scalar(l));
   readonly configInfo = new Family('cutover_config_info', 'The loaded config, by hash of its validated content (1 for the loaded one).', 'gauge', ['hash'], (l) => new Scalar(l));
   readonly stateStoreUp = new Family('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', [], (l) => new Scalar(l));
-  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.upstreamQueue, this.configReloadsTotal, this.configInfo, this.stateStoreUp];
+  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.statusPairsTotal, this.upstreamQueue, this.configReloadsTotal, this.configInfo, this.stateStoreUp];
   readonly credentials = new CredentialMetrics();
   readonly queueWait: Record<BackendName, Record<Role, Buckets>>;
   /** One RouteMetrics per route name, so a reloaded route table keeps its field cap and series. */
