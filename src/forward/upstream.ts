@@ -14,14 +14,17 @@ export class Upstream {
   readonly pool: Pool;
   readonly timeout: number;
   readonly connectTimeout: number;
+  /** Requests allowed to wait for a pooled connection; 0 for no bound (mirror pools bound themselves). */
+  readonly maxPending: number;
 
-  constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number } = {}) {
+  constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number; maxPending?: number } = {}) {
     const url = new URL(config.url);
     this.name = name;
     this.origin = url.origin;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
     this.timeout = overrides.timeout ?? config.timeout;
     this.connectTimeout = config.connectTimeout;
+    this.maxPending = overrides.maxPending ?? config.maxPending;
     this.pool = new Pool(this.origin, {
       connections: overrides.connections ?? config.connections,
       keepAliveTimeout: config.keepAliveTimeout,
@@ -33,6 +36,11 @@ export class Upstream {
     });
   }
 
+  /** Whether the pool's queue is full: a new request would only wait (and hold memory) in it. */
+  saturated(): boolean {
+    return this.maxPending > 0 && this.pool.stats.pending >= this.maxPending;
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }
@@ -42,7 +50,7 @@ export class Upstream {
   }
 }
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUT_CODES = new Set(['CUTOVER_UPSTREAM_DEADLINE', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
 /** Whether an upstream error means the backend took too long (504) rather than failed (502). */
 export function isTimeout(err: unknown): boolean {
