@@ -5,6 +5,7 @@
  * Pipeline: status and headers → byte-equal fast path → decode → body kind → (JSON) parse, mappings,
  * transform, typed walk | (text) line summary | (binary) digest.
  */
+import { boundName } from './bound.js';
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { charsetOf, decodeBody, encodingsOf, headerValue, kindFromContentType, sniffKind } from './decode.js';
 import { MAX_DIFFERENCES, TooComplexError, diffJson, preview, type WalkContext } from './json.js';
@@ -19,6 +20,7 @@ export { DEFAULT_NOISE_THRESHOLDS, isRealDifference } from './noise.js';
 export { isDynamicKey, PathSyntaxError } from './path.js';
 export { MAX_DIFFERENCES } from './json.js';
 export { REDACTED } from './redact.js';
+export { boundName, MAX_KEY_CHARS, MAX_PATH_CHARS } from './bound.js';
 
 /** Precomputed matchers of one route; build once with compileRules and share freely (read-only). */
 export interface CompiledRules {
@@ -77,7 +79,7 @@ function compareHeader(name: string, l: Captured['headers'], c: Captured['header
   const lv = headerValue(l, name);
   const cv = headerValue(c, name);
   if (lv === cv) return;
-  const field = `header:${name}`;
+  const field = `header:${boundName(name)}`;
   if (cv === undefined) out.push({ field, path: field, kind: 'missing', legacy: preview(lv) });
   else if (lv === undefined) out.push({ field, path: field, kind: 'extra', candidate: preview(cv) });
   else if (name !== 'content-type' || normaliseContentType(lv) !== normaliseContentType(cv)) {
