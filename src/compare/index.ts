@@ -29,6 +29,8 @@ export interface CompiledRules {
   readonly ignoreHeaders: ReadonlySet<string>;
   readonly body: PathMatcher;
   readonly sensitive: PathMatcher;
+  /** `compare.sensitive` entries that are names (no leading "$"), lower-case: redacted wherever they appear. */
+  readonly sensitiveNames: ReadonlySet<string>;
   readonly tolerance: { readonly absolute: number; readonly relative: number };
   readonly mappings: readonly CompiledMapping[];
   readonly transform?: TransformFn;
@@ -54,7 +56,8 @@ export function compileRules(settings: CompareSettings): CompiledRules {
   if (!(absolute >= 0) || !(relative >= 0)) throw new RangeError('compare.tolerance: absolute and relative must be numbers >= 0');
   const ignore = parseAll(settings.ignore, 'compare.ignore');
   const unordered = parseAll(settings.unordered, 'compare.unordered');
-  const sensitive = parseAll(settings.sensitive, 'compare.sensitive');
+  const sensitive = parseAll(settings.sensitive.filter((p) => p.startsWith('$')), 'compare.sensitive');
+  const sensitiveNames = new Set(settings.sensitive.filter((p) => !p.startsWith('$')).map((n) => n.toLowerCase()));
   const bodyRules = [...ignore.map((segments) => ({ segments, flag: IGNORE })), ...unordered.map((segments) => ({ segments, flag: UNORDERED }))];
   const transform = settings.transform;
   return Object.freeze({
@@ -63,6 +66,7 @@ export function compileRules(settings: CompareSettings): CompiledRules {
     ignoreHeaders,
     body: buildMatcher(bodyRules),
     sensitive: buildMatcher(sensitive.map((segments) => ({ segments, flag: SENSITIVE }))),
+    sensitiveNames,
     tolerance: { absolute, relative },
     mappings: settings.mappings.map(compileMapping),
     transform,

@@ -152,8 +152,11 @@ export const compareRuleSchema = z.strictObject({
   mappings: z.array(mappingSchema).optional(),
   /** Module exporting `default (legacyBody, newBody, ctx) => { legacy, new }` run before the diff. */
   transform: z.string().min(1).optional(),
-  /** Paths whose values are replaced by "[redacted]" in examples. */
-  sensitive: z.array(jsonPath).optional(),
+  /**
+   * Paths (`$.user.ssn`) or field/header names (`ssn`, case-insensitive, anywhere) whose values are
+   * replaced by "[redacted]" in examples, besides the built-in credential words.
+   */
+  sensitive: z.array(z.string().regex(/^(\$.*|[A-Za-z0-9_-]+)$/, 'must be a path starting with "$" (e.g. $.user.ssn) or a field name (e.g. ssn)')).optional(),
   /** Response bodies captured for comparison up to this size; larger are compared as truncated. */
   maxBodyBytes: size.optional(),
 });
