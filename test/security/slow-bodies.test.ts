@@ -120,8 +120,9 @@ describe('slow request bodies', () => {
     expect(refused.length).toBeLessThan(20);
     expect(refused[0].text()).toContain('"code":"BODY_BUFFER_FULL"');
     expect(refused[0].text()).toMatch(/content-type: application\/problem\+json/i);
-    // 20 × 5 MiB would be 100 MiB held; the cap keeps it near 20 MiB (plus socket buffers in flight).
-    expect(peakArrayBuffers).toBeLessThan(60 * MiB);
+    // 20 × 5 MiB would be 100 MiB held; the cap keeps it near 20 MiB, plus the chunks of refused
+    // bodies that the garbage collector has not taken back yet (so the bound here is loose).
+    expect(peakArrayBuffers).toBeLessThan(80 * MiB);
     expect(counter(text, 'upload', 'body_buffer_full')).toBe(refused.length);
 
     // Aborted bodies give their bytes back: a full body is accepted again afterwards.
