@@ -35,6 +35,7 @@ const CONTRACT_METRICS = new Set([
   'cutover_mismatch_fields_total',
   'cutover_shadow_skipped_total',
   'cutover_traffic_weight',
+  'cutover_rejected_requests_total',
 ]);
 const CONTRACT_HISTOGRAMS = ['cutover_request_duration_seconds'];
 /** prom-client default metrics and Prometheus' own `up`. */

@@ -118,14 +118,23 @@ export function readBody(req: IncomingMessage, payload: Readable, hold: BodyHold
     chunks.length = 0;
     finish(null, body);
   };
-  const onError = (err: Error): void => finish(err);
-  const onAborted = (): void => finish(new Error('the client aborted the request body'));
+  // A client that goes away mid-body is a bad request (400, answered to nobody), not a proxy failure.
+  const onError = (err: Error): void => finish(new ClientBodyError(err));
+  const onAborted = (): void => finish(new ClientBodyError());
   idle = idle.unref();
   whole.unref();
   payload.on('data', onData);
   payload.on('end', onEnd);
   payload.on('error', onError);
   payload.on('aborted', onAborted);
+}
+
+class ClientBodyError extends Error {
+  readonly statusCode = 400;
+  readonly code = 'CUTOVER_CLIENT_BODY_ABORTED';
+  constructor(cause?: Error) {
+    super('the client aborted the request body', { cause });
+  }
 }
 
 function tooLarge(limit: number): BodyRejectedError {

@@ -103,7 +103,13 @@ export class ProxyServer {
     });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', (request, payload, done) => {
-      const hold = this.bodyHolds.get(request.raw) ?? new BodyHold(this.bodyBudget);
+      let hold = this.bodyHolds.get(request.raw);
+      if (hold === undefined) {
+        // Not announced by its headers (the hook saw neither length nor chunked): held until the request closes.
+        const late = new BodyHold(this.bodyBudget);
+        request.raw.once('close', () => late.release());
+        hold = late;
+      }
       readBody(request.raw, payload, hold, this.bodyLimits, done);
     });
     // `all` covers every method fastify supports; anything else still reaches the not-found handler.
@@ -145,16 +151,17 @@ export class ProxyServer {
     const req = request.raw;
     const res = reply.raw;
     const { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers } = this.decide(req);
-    const { shadow } = this.deps;
-    const body = (request.body as Buffer | undefined) ?? null;
-    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
-    const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
+    // Checked before planning a mirror: a refused request takes no mirror slot.
     if (primary.saturated()) {
       route.metrics.rejected('saturated');
       res.setHeader('retry-after', '1');
       sendProblem(res, problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name }));
       return;
     }
+    const { shadow } = this.deps;
+    const body = (request.body as Buffer | undefined) ?? null;
+    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
+    const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
     if (this.accessLog) {
       const toJob = onSettled;
