@@ -73,6 +73,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
     res.once('close', this.onClientClose);
     this.deadline = setTimeout(this.onDeadline, upstream.timeout);
+    upstream.inFlight++;
   }
 
   private readonly onDeadline = (): void => {
@@ -150,6 +151,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.deadline);
+    this.upstream.inFlight--;
     const seconds = elapsed(this.start);
     const aborted = err instanceof ClientAbortedError || this.clientGone;
     const outcome = err === undefined ? outcomeOf(this.status) : isTimeout(err) ? 'timeout' : 'error';

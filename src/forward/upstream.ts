@@ -16,6 +16,9 @@ export class Upstream {
   readonly connectTimeout: number;
   /** Requests allowed to wait for a pooled connection; 0 for no bound (mirror pools bound themselves). */
   readonly maxPending: number;
+  readonly connections: number;
+  /** Client-path exchanges not settled yet (kept by ClientExchange): a cheap first look at the load. */
+  inFlight = 0;
 
   constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number; maxPending?: number } = {}) {
     const url = new URL(config.url);
@@ -25,8 +28,9 @@ export class Upstream {
     this.timeout = overrides.timeout ?? config.timeout;
     this.connectTimeout = config.connectTimeout;
     this.maxPending = overrides.maxPending ?? config.maxPending;
+    this.connections = overrides.connections ?? config.connections;
     this.pool = new Pool(this.origin, {
-      connections: overrides.connections ?? config.connections,
+      connections: this.connections,
       keepAliveTimeout: config.keepAliveTimeout,
       headersTimeout: this.timeout,
       bodyTimeout: this.timeout,
@@ -38,7 +42,9 @@ export class Upstream {
 
   /** Whether the pool's queue is full: a new request would only wait (and hold memory) in it. */
   saturated(): boolean {
-    return this.maxPending > 0 && this.pool.stats.pending >= this.maxPending;
+    // While fewer exchanges are live than there are connections, nothing waits long: skip pool.stats,
+    // which walks every client of the pool.
+    return this.maxPending > 0 && this.inFlight >= this.connections && this.pool.stats.pending >= this.maxPending;
   }
 
   close(): Promise<void> {
