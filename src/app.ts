@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config/load.js';
 import { createAdminServer } from './admin/server.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
+import { createCutover, type Cutover } from './cutover/index.js';
 import { MemoryStore } from './cutover/store.js';
 import { FileStore } from './cutover/store-file.js';
 import { Reloader, type ReloadOutcome } from './reload.js';
@@ -37,6 +38,8 @@ export interface App {
   snapshots: Snapshots;
   /** The state store: live weights and route states by route name. */
   store: MemoryStore;
+  /** The cutover controller: steps, gates, levers, audit log, report (its admin routes are registered). */
+  cutover: Cutover;
   /** Loads the config again; a bad file keeps the running one. */
   reload(trigger: string): Promise<ReloadOutcome>;
   proxy: ProxyServer;
@@ -73,6 +76,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout, maxPending: 0 };
   const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
   const analysis = new Analysis(routes, options.analysis);
+  // The store's weights are the one source: the controller writes them, and its onWeight only asks
+  // the live table to take them again (0 everywhere while the bypass is on, even before the store has it).
+  const cutover = await createCutover(config, { store, analysis, telemetry, logger, onWeight: () => snapshots.applyWeights(store.snapshot()) });
+  snapshots.followBypass(() => cutover.controller.bypassed(), store.snapshot());
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
     pools: shadowPools,
@@ -87,17 +94,27 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             onPair(pair);
           },
   });
-  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger });
+  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, bypassed: () => cutover.controller.bypassed() });
   const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
+  reloader.onSwap((next) => {
+    cutover.reload(next).catch((err: unknown) => logger.error({ err }, 'the cutover controller did not take the reloaded config'));
+  });
   const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
   const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready, diffs: (route) => analysis.diffs(route), reload });
+  cutover.register(admin, () => snapshots.current().hash);
 
-  await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
   try {
-    await admin.listen({ host: config.admin.host, port: config.admin.port });
+    await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
+    try {
+      await admin.listen({ host: config.admin.host, port: config.admin.port });
+    } catch (err) {
+      await proxy.app.close();
+      throw err;
+    }
   } catch (err) {
-    await proxy.app.close();
+    await cutover.close();
+    await store.close();
     throw err;
   }
   ready = true;
@@ -120,6 +137,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([upstreams.legacy.close(), upstreams.new.close()]);
       // Mirrors still in flight are not worth waiting for: their client answers are long gone.
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
+      await cutover.close();
       await store.close();
       logger.info('cutover stopped');
       logger.flush?.();
@@ -127,5 +145,5 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return closing;
   };
 
-  return { dataUrl, adminUrl, telemetry, snapshots, store, reload, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, telemetry, snapshots, store, cutover, reload, proxy, analysis, shadow, logger, close };
 }

@@ -46,6 +46,8 @@ export interface ProxyDeps {
   upstreams: Upstreams;
   shadow: ShadowEngine | null;
   logger: Logger;
+  /** The controller's emergency bypass: while true, live traffic goes to legacy and nothing is mirrored. */
+  bypassed?: () => boolean;
 }
 
 function firstForwardedFor(value: string | string[] | undefined): string | undefined {
@@ -65,8 +67,8 @@ export class ProxyServer {
   private readonly accessLog: boolean;
   /** The client address is only worked out when the sticky key or the access log uses it. */
   private readonly needsClientIp: boolean;
-  /** Emergency bypass: everything to legacy, nothing mirrored. */
-  bypass = false;
+  /** Emergency bypass (the controller's switch): everything to legacy, nothing mirrored. */
+  private readonly bypassed: () => boolean;
   /** Request-body bytes held across all connections (listen.maxBufferedBodyBytes). */
   readonly bodyBudget: BodyBudget;
   private readonly bodyLimits: BodyLimits;
@@ -74,6 +76,7 @@ export class ProxyServer {
 
   constructor(deps: ProxyDeps) {
     this.deps = deps;
+    this.bypassed = deps.bypassed ?? (() => false);
     const { config } = deps;
     this.trusted = new TrustedProxies(config.listen.trustedProxies);
     this.sticky = createStickyExtractor(config.sticky?.key, config.credentials.legacy);
@@ -144,7 +147,7 @@ export class ProxyServer {
     // Behind a trusted proxy the client is the first X-Forwarded-For entry; parsed only when used.
     const clientIp = this.needsClientIp && ctx.peerTrusted ? (firstForwardedFor(req.headers['x-forwarded-for']) ?? ctx.peer) : ctx.peer;
     const key = this.sticky === null ? undefined : this.sticky(req.headers, clientIp);
-    const toNew = !this.bypass && route !== routes.other && route.servesNew(key);
+    const toNew = !this.bypassed() && route !== routes.other && route.servesNew(key);
     const primary = toNew ? upstreams.new : upstreams.legacy;
     const headers = upstreamHeaders(req.rawHeaders, ctx, toNew && !route.forwardCredentials ? this.credentialHeaders : null);
     return { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers };
@@ -165,7 +168,10 @@ export class ProxyServer {
     }
     const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
-    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
+    // Under bypass a request that would have been considered for mirroring is counted as skipped.
+    const bypass = shadow !== null && this.bypassed();
+    if (bypass && route.settings !== undefined) route.metrics.shadowSkipped('bypass');
+    const job = shadow === null || bypass ? null : shadow.plan(route, method, body, toNew);
     const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
     if (this.accessLog) {

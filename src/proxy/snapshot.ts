@@ -6,6 +6,7 @@
  *
  * Live weights are not config: they come from the state store, by route name, and are applied to
  * every table that goes live (`routes[].weight` only seeds a route the store does not know).
+ * The emergency bypass overrides them: while it is on, every table goes live at weight 0.
  */
 import type { Config } from '../config/load.js';
 import type { StoreSnapshot } from '../cutover/types.js';
@@ -25,6 +26,8 @@ export interface Snapshot {
 
 export class Snapshots {
   private live: Snapshot;
+  /** The controller's bypass switch (in-process first, so it holds even when the store is wedged). */
+  private bypassed: () => boolean = () => false;
 
   constructor(
     config: Config,
@@ -53,12 +56,24 @@ export class Snapshots {
 
   /** The state store changed: the live table takes its weights. */
   applyWeights(state: Pick<StoreSnapshot, 'routes'>): void {
-    this.live.routes.applyWeights(state);
+    weigh(this.live.routes, state, this.bypassed());
+  }
+
+  /** From now on the weights applied are 0 whenever `bypassed()` says so; reapplies them at once. */
+  followBypass(bypassed: () => boolean, state: Pick<StoreSnapshot, 'routes'>): void {
+    this.bypassed = bypassed;
+    this.applyWeights(state);
   }
 
   private build(config: Config, state: Pick<StoreSnapshot, 'routes'>, version: number): Snapshot {
     const routes = new RouteTable(config.routes, config.defaults, this.telemetry);
-    routes.applyWeights(state);
+    weigh(routes, state, this.bypassed());
     return Object.freeze({ version, hash: config.hash, config, routes, loadedAt: Date.now() });
   }
+}
+
+/** One place decides a table's live weights: 0 for every route under bypass, else the store's. */
+function weigh(table: RouteTable, state: Pick<StoreSnapshot, 'routes'>, bypass: boolean): void {
+  if (bypass) for (const route of table.routes) route.setWeight(0);
+  else table.applyWeights(state);
 }
