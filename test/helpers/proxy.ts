@@ -27,7 +27,11 @@ export interface InProcessProxy extends App {
 }
 
 export async function startProxy(raw: Record<string, unknown>, options: AppOptions = {}): Promise<InProcessProxy> {
-  const config = validateConfig(raw, 'test config');
+  // In-process proxies resolve the state file against the working directory, shared by every test
+  // file: unless a test names a store, its weights live in memory (the controller writes them).
+  const cutover = (raw.cutover ?? {}) as Record<string, unknown>;
+  const withStore = cutover.state === undefined ? { ...raw, cutover: { ...cutover, state: { store: 'memory' } } } : raw;
+  const config = validateConfig(withStore, 'test config');
   await loadTransforms(config);
   const logs: string[] = [];
   const sink = new Writable({

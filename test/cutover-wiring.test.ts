@@ -1,0 +1,106 @@
+/**
+ * The controller wired into the running proxy (issue 11): the levers reach live traffic on real
+ * sockets, and the emergency bypass sends everything to legacy with mirroring off.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+
+const TOKEN = 'wiring-operator-token';
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+function tokenFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'cutover-wiring-')), 'token');
+  writeFileSync(file, `${TOKEN}\n`);
+  return file;
+}
+
+async function setup(weight: number): Promise<{ p: InProcessProxy; legacy: TestBackend; next: TestBackend }> {
+  const legacy = await startBackend();
+  const next = await startBackend();
+  const p = await startProxy(
+    baseConfig(legacy.url, next.url, {
+      admin: { host: '127.0.0.1', port: 0, tokenFile: tokenFile() },
+      routes: [{ name: 'api', match: { path: '/api/*' }, weight, shadow: { percent: 100, baselinePercent: 0 } }],
+    }),
+  );
+  cleanup.push(() => p.close(500), () => legacy.close(), () => next.close());
+  return { p, legacy, next };
+}
+
+async function admin(p: InProcessProxy, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await request(`${p.adminUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+}
+
+async function get(p: InProcessProxy, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const res = await request(`${p.dataUrl}/api/x${i}`);
+    await res.body.dump();
+    expect(res.statusCode).toBe(200);
+  }
+}
+
+async function skippedForBypass(p: InProcessProxy): Promise<number> {
+  const text = await (await request(`${p.adminUrl}/metrics`)).body.text();
+  const m = /^cutover_shadow_skipped_total\{route="api",reason="bypass"\} (\d+)/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+describe('the controller in the running proxy', () => {
+  it('bypass on: a route at weight 100 is served by legacy, nothing is mirrored to new, skips are counted as bypass; off: back to new', async () => {
+    const { p, legacy, next } = await setup(100);
+    await get(p, 4);
+    expect(next.received).toHaveLength(4);
+    // Mirrors to legacy complete after the client answer: wait until all four arrived.
+    await waitFor(() => legacy.received.length === 4, 5_000, 'the four mirrors on legacy');
+
+    expect((await admin(p, 'POST', '/api/bypass', { on: true, reason: 'incident' })).status).toBe(200);
+    const newBefore = next.received.length;
+    const legacyBefore = legacy.received.length;
+    await get(p, 10);
+    expect(legacy.received.length - legacyBefore).toBe(10);
+    // No live request and no mirror reached new while the bypass was on.
+    expect(next.received.length).toBe(newBefore);
+    expect(await skippedForBypass(p)).toBe(10);
+    const state = (await admin(p, 'GET', '/api/state')).json as { bypass: { bypass: boolean }; routes: { weight: number; effectiveWeight: number }[] };
+    expect(state.bypass.bypass).toBe(true);
+    expect(state.routes[0]).toMatchObject({ weight: 100, effectiveWeight: 0 });
+    expect(await (await request(`${p.adminUrl}/metrics`)).body.text()).toMatch(/^cutover_traffic_weight\{route="api"\} 0$/m);
+
+    expect((await admin(p, 'POST', '/api/bypass', { on: false })).status).toBe(200);
+    await get(p, 3);
+    expect(next.received.length - newBefore).toBe(3);
+    expect(await skippedForBypass(p)).toBe(10);
+    const audit = (await admin(p, 'GET', '/api/audit')).json as { entries: { action: string }[] };
+    expect(audit.entries.map((e) => e.action)).toEqual(['bypass-on', 'bypass-off']);
+  });
+
+  it('levers reach live traffic: weight 100 by hand sends requests to new, rollback sends them back to legacy', async () => {
+    const { p, legacy, next } = await setup(0);
+    await get(p, 2);
+    expect(next.received.filter((r) => r.headers['x-cutover-shadow'] === undefined)).toHaveLength(0);
+    expect((await admin(p, 'POST', '/api/routes/api/weight', { weight: 100 })).json.state).toMatchObject({ weight: 100, paused: true });
+    const before = next.received.filter((r) => r.headers['x-cutover-shadow'] === undefined).length;
+    await get(p, 3);
+    expect(next.received.filter((r) => r.headers['x-cutover-shadow'] === undefined).length - before).toBe(3);
+    expect((await admin(p, 'POST', '/api/routes/api/rollback', { reason: 'test' })).json.state).toMatchObject({ weight: 0, state: 'rolled_back' });
+    const legacyLive = () => legacy.received.filter((r) => r.headers['x-cutover-shadow'] === undefined).length;
+    const l0 = legacyLive();
+    await get(p, 2);
+    expect(legacyLive() - l0).toBe(2);
+    expect((await admin(p, 'GET', '/api/report')).json).toMatchObject({ ready: false });
+  });
+});
