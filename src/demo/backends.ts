@@ -27,7 +27,8 @@ export interface PlantedDifference {
 }
 
 /** Which calls fail, which are slow, which ids are affected: documentation for the demo and tests. */
-export const NEW_GET_ORDER_FAILURE_EVERY = 50;
+/** v2 fails every 2nd LIVE order creation (its stock reservation times out); mirrors skip the reservation. */
+export const NEW_CREATE_ORDER_FAILURE_EVERY = 2;
 export const NEW_LIST_DELAY_MS = { min: 40, max: 80 } as const;
 export const WIDGET_COUNT = 60;
 export const ORDER_IDS = { first: 1001, last: 1400 } as const;
@@ -45,13 +46,6 @@ export const PLANTED_DIFFERENCES: readonly PlantedDifference[] = [
     description: 'v2 renamed customer_name to customerName (config/demo.yaml maps it back, so it should not count as a mismatch)',
   },
   {
-    route: 'create-order',
-    field: '$.customer_name',
-    kind: 'rename',
-    label: 'same rename, not mapped',
-    description: 'POST /orders answers customerName too (not mapped on this route, so it shows as missing + extra)',
-  },
-  {
     route: '*',
     field: '$.meta.generatedAt, $.meta.requestId',
     kind: 'noise',
@@ -66,11 +60,11 @@ export const PLANTED_DIFFERENCES: readonly PlantedDifference[] = [
     description: `v2 list endpoint is ${NEW_LIST_DELAY_MS.min}-${NEW_LIST_DELAY_MS.max} ms slower`,
   },
   {
-    route: 'get-order',
+    route: 'create-order',
     field: 'status',
     kind: 'status',
-    label: 'v2 500 on 2%',
-    description: `v2 answers 500 on every ${NEW_GET_ORDER_FAILURE_EVERY}th GET /orders/:id call (2%)`,
+    label: 'v2 500 on every 2nd live order creation (mirrors never see it)',
+    description: `v2 answers 500 on every ${NEW_CREATE_ORDER_FAILURE_EVERY}nd live POST /orders: its stock reservation times out, and mirrored calls (X-Cutover-Shadow: 1) skip the reservation, so only live traffic shows it`,
   },
   {
     route: 'get-widget',
@@ -353,7 +347,7 @@ interface Reply {
 class Handler {
   private readonly prefix: string;
   private lastGeneratedAt = 0;
-  private getOrderCalls = 0;
+  private liveCreateCalls = 0;
   private listCalls = 0;
   requests = 0;
   shadow = 0;
@@ -449,18 +443,18 @@ class Handler {
 
     m = /^\/orders\/([^/]+)$/.exec(rest);
     if (m && isRead) {
-      if (this.name === 'new') {
-        this.getOrderCalls++;
-        if (this.getOrderCalls % NEW_GET_ORDER_FAILURE_EVERY === 0) {
-          return { status: 500, body: { error: 'internal_error', message: 'upstream inventory service timed out', meta: this.meta() } };
-        }
-      }
       const order = this.catalogue.order(Number(/^ord-(\d+)$/.exec(m[1])?.[1] ?? m[1]));
       if (!order) return notFound(`order ${m[1]} does not exist`);
       return { status: 200, body: { ...this.orderBody(order), meta: this.meta() } };
     }
 
-    if (rest === '/orders' && method === 'POST') return this.createOrder(body);
+    if (rest === '/orders' && method === 'POST') {
+      // The planted live-only failure: a shadow call skips the side effect (the stock reservation) that fails.
+      if (this.name === 'new' && !shadow && ++this.liveCreateCalls % NEW_CREATE_ORDER_FAILURE_EVERY === 0) {
+        return { status: 500, body: { error: 'internal_error', message: 'stock reservation timed out', meta: this.meta() } };
+      }
+      return this.createOrder(body);
+    }
     if (rest === '/orders' || rest === '/widgets' || /^\/(widgets|orders)\/[^/]+$/.test(rest)) {
       return { status: 405, body: { error: 'method_not_allowed', message: `${method} is not allowed on ${path}` } };
     }

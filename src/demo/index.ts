@@ -41,7 +41,17 @@ export interface DemoOptions {
   /** Seconds between status lines; 0 turns them off. Default 15. */
   statusEverySeconds?: number;
   logger?: Logger;
+  /**
+   * Overrides of config/demo.yaml's `cutover` block, e.g. a shorter interval so a test sees the
+   * whole story in seconds (with more traffic), or `mode: observe` to keep every weight still.
+   */
+  cutover?: Partial<Pick<Config['cutover'], 'interval' | 'mode' | 'holdIntervals' | 'failureThreshold'>>;
+  /** Checks the controller's moves this often (ms) to print them; 0 turns the lines off. Default 500. */
+  controllerEveryMs?: number;
 }
+
+/** The demo's default traffic: enough for the controller's gates to decide within minutes. */
+export const DEMO_RATE_PER_SECOND = 10;
 
 export interface DemoUrls {
   proxy: string;
@@ -93,7 +103,7 @@ export function sumByLabel(metricsText: string, metric: string, label: string, w
   return totals;
 }
 
-function banner(urls: DemoUrls, trafficLine: string, token: string): string {
+function banner(urls: DemoUrls, trafficLine: string, token: string, config: Config): string {
   const planted = PLANTED_DIFFERENCES.map((d) => `${d.route === '*' ? 'all' : d.route}: ${d.label}`).join('; ');
   return [
     'cutover demo: Northwind Widgets moves its integrations from API v1 (legacy) to v2 (new).',
@@ -113,6 +123,8 @@ function banner(urls: DemoUrls, trafficLine: string, token: string): string {
     '',
     `Planted v1→v2 differences: ${planted}.`,
     trafficLine,
+    `Controller: steps ${config.cutover.steps.map((st) => (typeof st === 'number' ? `${st}%` : 'pause')).join(' -> ')}, judged every ${config.cutover.interval / 1000} s${config.cutover.mode === 'observe' ? ' (observe mode: no weight moves)' : ''}; its moves are printed below as [demo] lines (config/demo.yaml says what each route should do).`,
+    `  curl -s -H 'authorization: Bearer ${token}' ${urls.admin}/api/state`,
     '',
   ].join('\n');
 }
@@ -137,6 +149,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
     adminToken: loaded.adminToken ?? randomBytes(12).toString('hex'),
     listen: { ...loaded.listen, port: ports.listen ?? loaded.listen.port },
     admin: { ...loaded.admin, port: ports.admin ?? loaded.admin.port },
+    cutover: { ...loaded.cutover, ...options.cutover },
     backends: {
       legacy: { ...loaded.backends.legacy, url: backends.legacy.url },
       new: { ...loaded.backends.new, url: backends.new.url },
@@ -162,16 +175,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
   };
 
   const durationMs = options.durationMs ?? 3_600_000;
-  const traffic = options.traffic === false ? null : startTraffic({ ...options.traffic, target: app.dataUrl, durationMs });
+  const traffic = options.traffic === false ? null : startTraffic({ ratePerSecond: DEMO_RATE_PER_SECOND, ...options.traffic, target: app.dataUrl, durationMs });
 
   if (!quiet) {
-    const rate = options.traffic ? (options.traffic.ratePerSecond ?? 5) : 5;
+    const rate = options.traffic ? (options.traffic.ratePerSecond ?? DEMO_RATE_PER_SECOND) : DEMO_RATE_PER_SECOND;
     const clients = options.traffic ? (options.traffic.clients ?? 20) : 20;
     const bound = options.traffic && options.traffic.maxRequests !== undefined ? `${options.traffic.maxRequests} requests` : `${Math.round(durationMs / 60_000)} min`;
     const trafficLine = traffic
       ? `Traffic: ${rate} req/s from ${clients} clients (x-client-id), for up to ${bound}. Ctrl-C stops everything.`
       : 'Traffic: none (started without it). Ctrl-C stops everything.';
-    out.write(banner(urls, trafficLine, config.adminToken!));
+    out.write(banner(urls, trafficLine, config.adminToken!, config));
   }
 
   // A short status line now and then, so the newcomer sees the comparisons add up.
@@ -196,10 +209,22 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
       : undefined;
   statusTimer?.unref();
 
+  // The controller's moves, printed as they happen: weight changes, holds, rollbacks, completion.
+  const controllerEvery = options.controllerEveryMs ?? 500;
+  const moves = new ControllerLines(app, Date.now());
+  const movesTimer =
+    !quiet && controllerEvery > 0
+      ? setInterval(() => {
+          for (const line of moves.next()) out.write(`${line}\n`);
+        }, controllerEvery)
+      : undefined;
+  movesTimer?.unref();
+
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(statusTimer);
+      clearInterval(movesTimer);
       await traffic?.stop();
       try {
         await app.close(2_000);
@@ -211,6 +236,35 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
   };
 
   return { urls, config, backends, app, traffic, stop };
+}
+
+/** Turns the controller's state into one line per move: what changed, and why. */
+class ControllerLines {
+  private readonly seen = new Map<string, { weight: number; state: string; reason: string }>();
+
+  constructor(
+    private readonly app: App,
+    private readonly started: number,
+  ) {
+    for (const r of app.cutover.controller.view().routes) this.seen.set(r.route, { weight: r.weight, state: r.state, reason: r.reason });
+  }
+
+  next(): string[] {
+    const lines: string[] = [];
+    const s = Math.round((Date.now() - this.started) / 1000);
+    const at = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+    for (const r of this.app.cutover.controller.view().routes) {
+      const was = this.seen.get(r.route);
+      this.seen.set(r.route, { weight: r.weight, state: r.state, reason: r.reason });
+      if (was === undefined) continue;
+      const head = `[demo] ${at} ${r.route}`;
+      if (r.state === 'rolled_back' && was.state !== 'rolled_back') lines.push(`${head} ROLLED BACK ${was.weight}% -> ${r.weight}%: ${r.reason}`);
+      else if (r.state === 'complete' && was.state !== 'complete') lines.push(`${head} COMPLETE at ${r.weight}%: ${r.reason}`);
+      else if (r.weight !== was.weight) lines.push(`${head} ${was.weight}% -> ${r.weight}% (${r.reason})`);
+      else if (r.reason !== was.reason && /^(holding|waiting)/.test(r.reason) && !/^(holding|waiting)/.test(was.reason)) lines.push(`${head} ${r.reason}`);
+    }
+    return lines;
+  }
 }
 
 async function statusLine(metricsUrl: string, traffic: Traffic | null): Promise<string> {
