@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import {
   DEMO_CUSTOMERS,
-  NEW_GET_ORDER_FAILURE_EVERY,
+  NEW_CREATE_ORDER_FAILURE_EVERY,
   NEW_LIST_DELAY_MS,
   PLANTED_DIFFERENCES,
   startDemoBackends,
@@ -86,7 +86,6 @@ describe('demo backends', () => {
   });
 
   it('rename customer_name to customerName on v2 orders, and differ in nothing else but meta', async () => {
-    // This backend pair has seen far fewer than 50 order reads, so the planted 500 is not due yet.
     const v2 = await call(`${b.new.url}/v2/orders/1003`);
     const v1 = await call(`${b.legacy.url}/v1/orders/1003`);
     expect(v1.json.customer_name).toEqual(expect.any(String));
@@ -108,18 +107,25 @@ describe('demo backends', () => {
     }
   });
 
-  it('fail exactly 2% of GET /v2/orders/:id with a 500, from a counter, and never on v1', async () => {
+  it('fail every 2nd live POST /v2/orders with a 500, never a mirrored one (X-Cutover-Shadow: 1), and never on v1', async () => {
     const fresh = await startDemoBackends();
     try {
-      const v2 = [];
-      const v1 = [];
-      for (let i = 0; i < 2 * NEW_GET_ORDER_FAILURE_EVERY; i++) {
-        v2.push((await call(`${fresh.new.url}/v2/orders/${1001 + i}`)).status);
-        v1.push((await call(`${fresh.legacy.url}/v1/orders/${1001 + i}`)).status);
+      const body = JSON.stringify({ customer_id: 'acme', customer_name: 'Acme', lines: [{ widget_id: 1, quantity: 1 }] });
+      const post = async (base: string, headers: Record<string, string> = {}) => (await call(base, { method: 'POST', body, headers })).status;
+      const live: number[] = [];
+      const shadow: number[] = [];
+      const v1: number[] = [];
+      for (let i = 0; i < 4 * NEW_CREATE_ORDER_FAILURE_EVERY; i++) {
+        live.push(await post(`${fresh.new.url}/v2/orders`));
+        shadow.push(await post(`${fresh.new.url}/v2/orders`, { 'x-cutover-shadow': '1' }));
+        v1.push(await post(`${fresh.legacy.url}/v1/orders`));
       }
-      expect(v2.filter((s) => s === 500)).toHaveLength(2);
-      expect(v2[NEW_GET_ORDER_FAILURE_EVERY - 1]).toBe(500);
-      expect(v1.every((s) => s === 200)).toBe(true);
+      expect(live.filter((s) => s === 500)).toHaveLength(4);
+      expect(live[NEW_CREATE_ORDER_FAILURE_EVERY - 1]).toBe(500);
+      expect(shadow.every((s) => s === 201)).toBe(true);
+      expect(v1.every((s) => s === 201)).toBe(true);
+      // Reads never fail.
+      for (let i = 0; i < 10; i++) expect((await call(`${fresh.new.url}/v2/orders/${1001 + i}`)).status).toBe(200);
     } finally {
       await fresh.close();
     }
@@ -317,7 +323,9 @@ describe('config/demo.yaml', () => {
     expect(byName['create-order'].compare.ignore).toEqual(['$.meta.generatedAt', '$.meta.requestId']);
     expect(byName['get-order'].compare.mappings).toEqual([{ rename: '$.customerName', to: '$.customer_name' }]);
     expect(byName['create-order'].shadow.unsafe).toBe(true);
-    expect(byName['get-widget'].weight).toBe(10);
+    expect(config.routes.map((r) => r.weight)).toEqual([0, 0, 0, 0]);
+    expect(byName['create-order'].after).toEqual(['get-order']);
+    expect(config.cutover).toMatchObject({ steps: [0, 25, 50, 100], mode: 'auto', state: { store: 'memory' } });
   });
 });
 
@@ -345,6 +353,61 @@ describe('runDemo', () => {
       if (!stopped) await demo.stop();
     }
   });
+
+  it('plays the controller story of config/demo.yaml: get-order completes, create-order rolls back on its live 500s, get-widget and list-widgets hold; each move printed', async () => {
+    const out = new PassThrough();
+    let printed = '';
+    out.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+    // Same gates and steps as shipped; a 1 s interval and 4x the traffic so it takes seconds, not minutes.
+    const demo = await runDemo({
+      ports: zeroPorts,
+      out,
+      statusEverySeconds: 0,
+      controllerEveryMs: 200,
+      cutover: { interval: 1_000 },
+      traffic: { ratePerSecond: 40, maxRequests: 6_000 },
+      logger: (await import('../src/telemetry/logger.js')).createLogger('silent'),
+    });
+    try {
+      type RouteState = { route: string; state: string; weight: number; reason: string };
+      const state = async (): Promise<Record<string, RouteState>> => {
+        const res = await request(`${demo.urls.admin}/api/state`, { headers: { authorization: `Bearer ${demo.config.adminToken}` }, dispatcher: agent });
+        const body = (await res.body.json()) as { routes: RouteState[] };
+        return Object.fromEntries(body.routes.map((r) => [r.route, r]));
+      };
+      let routes: Record<string, RouteState> = {};
+      await until(
+        'get-order complete and create-order rolled back',
+        async () => {
+          routes = await state();
+          return routes['get-order'].state === 'complete' && routes['create-order'].state === 'rolled_back';
+        },
+        120_000,
+      );
+      expect(routes['get-order']).toMatchObject({ state: 'complete', weight: 100 });
+      expect(routes['create-order']).toMatchObject({ state: 'rolled_back', weight: 0 });
+      for (const name of ['get-widget', 'list-widgets']) {
+        expect(routes[name], name).toMatchObject({ state: 'shadow', weight: 0 });
+        expect(routes[name].reason, name).toMatch(/^holding in shadow: \d+ failing checks in a row \(maxMismatchRate\)$/);
+      }
+      // As it happened, in order: get-order walks every step, create-order waits for it, then rolls back.
+      await until('the rollback line', () => /create-order ROLLED BACK/.test(printed));
+      const lines = printed.split('\n').filter((l) => l.startsWith('[demo] '));
+      const order = (re: RegExp) => lines.findIndex((l) => re.test(l));
+      const steps = [/get-order 0% -> 25%/, /get-order 25% -> 50%/, /get-order 50% -> 100%/, /get-order COMPLETE at 100%/, /create-order 0% -> 25%/, /create-order ROLLED BACK 25% -> 0%: 2 failing checks in a row/];
+      const at = steps.map(order);
+      expect(at.every((i) => i >= 0), lines.join('\n')).toBe(true);
+      expect([...at].sort((a, b) => a - b)).toEqual(at);
+      expect(lines.some((l) => /get-widget holding in shadow/.test(l))).toBe(true);
+      // Clients saw the live 500s (that is what the rollback is for), and only on create-order.
+      expect(demo.traffic?.stats().byStatus['500']).toBeGreaterThan(0);
+      const scrape = (await call(demo.urls.metrics)).text;
+      expect(sumByLabel(scrape, 'cutover_rollbacks_total', 'route')).toEqual({ 'create-order': 1 });
+      expect(sumByLabel(scrape, 'cutover_traffic_weight', 'route')).toMatchObject({ 'get-order': 100, 'create-order': 0, 'get-widget': 0, 'list-widgets': 0 });
+    } finally {
+      await demo.stop();
+    }
+  }, 150_000);
 
   it('closes the backends it started when the proxy cannot listen', async () => {
     const taken = createServer();
@@ -395,13 +458,13 @@ describe('runDemo', () => {
       await until('the planted differences in cutover_mismatch_fields_total', async () => {
         scrape = (await call(demo.urls.metrics)).text;
         const widget = fields(scrape, 'get-widget');
-        return widget.has('$.price') && widget.has('$.tags') && fields(scrape, 'create-order').has('$.customer_name');
+        return widget.has('$.price') && widget.has('$.tags') && (sumByLabel(scrape, 'cutover_comparisons_total', 'route')['create-order'] ?? 0) > 0;
       });
       expect(sumByLabel(scrape, 'cutover_mismatch_fields_total', 'kind', { route: 'get-widget', field: '$.price' })).toMatchObject({ value: expect.any(Number) });
       expect(sumByLabel(scrape, 'cutover_mismatch_fields_total', 'kind', { route: 'get-widget', field: '$.tags' })).toMatchObject({ order: expect.any(Number) });
       expect(sumByLabel(scrape, 'cutover_comparisons_total', 'route')['get-order']).toBeGreaterThan(0);
       expect([...fields(scrape, 'get-order')].filter((f) => /customer/i.test(f))).toEqual([]);
-      expect([...fields(scrape, 'create-order')].filter((f) => f.startsWith('$.meta'))).toEqual([]);
+      expect([...fields(scrape, 'create-order')].filter((f) => f.startsWith('$.meta') || /customer/i.test(f))).toEqual([]);
     } finally {
       await demo.stop();
     }
