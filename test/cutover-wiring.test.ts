@@ -2,13 +2,16 @@
  * The controller wired into the running proxy (issue 11): the levers reach live traffic on real
  * sockets, and the emergency bypass sends everything to legacy with mirroring off.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { parse as parseYaml } from 'yaml';
+import { LEVER_COMMANDS } from '../src/cli/levers.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+import { validateConfig } from '../src/config/load.js';
 
 const TOKEN = 'wiring-operator-token';
 let cleanup: (() => Promise<void>)[] = [];
@@ -102,5 +105,50 @@ describe('the controller in the running proxy', () => {
     await get(p, 2);
     expect(legacyLive() - l0).toBe(2);
     expect((await admin(p, 'GET', '/api/report')).json).toMatchObject({ ready: false });
+  });
+});
+
+describe('reloads', () => {
+  it('the controller follows a reloaded config: new steps and routes, stored weights kept by name', async () => {
+    const legacy = await startBackend();
+    const next = await startBackend();
+    const token = tokenFile();
+    const raw = (steps: number[], names: string[]) =>
+      baseConfig(legacy.url, next.url, {
+        admin: { host: '127.0.0.1', port: 0, tokenFile: token },
+        cutover: { steps, state: { store: 'memory' } },
+        routes: names.map((name) => ({ name, match: { path: `/${name}/*` } })),
+      });
+    let current = raw([0, 10, 100], ['api']);
+    const p = await startProxy(current, { reloadConfig: async () => validateConfig(current, 'test config') });
+    cleanup.push(() => p.close(500), () => legacy.close(), () => next.close());
+    expect((await admin(p, 'POST', '/api/routes/api/promote')).json.state).toMatchObject({ weight: 10, step: 1 });
+    current = raw([0, 10, 50, 100], ['api', 'more']);
+    expect((await p.reload('test')).ok).toBe(true);
+    await waitFor(async () => ((await admin(p, 'GET', '/api/state')).json as { routes: unknown[] }).routes.length === 2, 5_000, 'the reloaded routes in /api/state');
+    const state = (await admin(p, 'GET', '/api/state')).json as { steps: number[]; routes: { route: string; weight: number }[] };
+    expect(state.steps).toEqual([0, 10, 50, 100]);
+    expect(state.routes.map((r) => [r.route, r.weight])).toEqual([['api', 10], ['more', 0]]);
+    expect((await admin(p, 'POST', '/api/routes/more/promote')).json.state).toMatchObject({ weight: 10 });
+    // The reloaded table took the stored weight of api: live requests reach new at 10%.
+    for (let i = 0; i < 10; i++) await (await request(`${p.dataUrl}/api/${i}`)).body.dump();
+    expect(next.received.filter((r) => r.headers['x-cutover-shadow'] === undefined && r.url.startsWith('/api/'))).toHaveLength(1);
+  });
+});
+
+describe('the runbooks in dashboards/alerts.yaml', () => {
+  it('name real levers: every `cutover X` is a CLI command, every POST /api/... answers on a running proxy', async () => {
+    const rules = (parseYaml(readFileSync(join(import.meta.dirname, '../dashboards/alerts.yaml'), 'utf8')) as { groups: { rules: { annotations?: { runbook?: string } }[] }[] }).groups.flatMap((g) => g.rules);
+    const text = rules.map((r) => r.annotations?.runbook ?? '').join('\n');
+    const commands = new Set([...text.matchAll(/`cutover ([a-z]+)/g)].map((m) => m[1]));
+    for (const lever of ['rollback', 'pause', 'bypass']) expect(commands, lever).toContain(lever);
+    for (const c of commands) expect([...LEVER_COMMANDS, 'check', 'run', 'reload', 'demo', 'fingerprint'], c).toContain(c);
+    const posts = new Set([...text.matchAll(/POST (\/api\/[a-z/{}. $_]+?)[\s`(]/g)].map((m) => m[1].replace(/\{\{ \$labels\.route \}\}/g, 'api')));
+    expect(posts).toContain('/api/bypass');
+    const { p } = await setup(0);
+    for (const path of posts) {
+      // An empty body is refused (400), never unknown (404): the route exists.
+      expect((await admin(p, 'POST', path, {})).status, path).toBe(400);
+    }
   });
 });
