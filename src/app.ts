@@ -3,8 +3,9 @@
  * the data listener and the admin listener; and takes it down gracefully.
  */
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/load.js';
-import { createAdminServer } from './admin/server.js';
+import { createAdminServer, type AdminRoutes } from './admin/server.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
 import { credentialHeaderNames } from './forward/headers.js';
 import { Upstream } from './forward/upstream.js';
@@ -22,11 +23,15 @@ export interface AppOptions {
   /** Receives every completed mirror pair (besides the built-in analysis). */
   onPair?: (pair: CapturedAnswerPair) => void;
   analysis?: Partial<AnalysisOptions>;
+  /** Extra admin routes (see admin/server.ts for the convention). */
+  adminRoutes?: readonly AdminRoutes[];
 }
 
 export interface App {
   dataUrl: string;
   adminUrl: string;
+  /** The admin fastify instance (its routes: `adminRoutesOf(app.admin)`). */
+  admin: FastifyInstance;
   telemetry: Telemetry;
   routes: RouteTable;
   proxy: ProxyServer;
@@ -68,7 +73,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   const proxy = new ProxyServer({ config, routes, upstreams, shadow, logger });
   let ready = false;
-  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready, diffs: (route) => analysis.diffs(route) });
+  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route) }, options.adminRoutes);
 
   await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
   try {
@@ -103,5 +108,5 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return closing;
   };
 
-  return { dataUrl, adminUrl, telemetry, routes, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, admin, telemetry, routes, proxy, analysis, shadow, logger, close };
 }

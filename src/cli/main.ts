@@ -38,7 +38,7 @@ function packagePath(relative: string): string {
 export function summarize(config: Config): string {
   const lines = [
     `config OK: ${config.source}`,
-    `  listen   ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}${config.adminToken ? ' (token set)' : ' (no token: /api is locked)'}`,
+    `  listen   ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}${config.adminTokens.length ? ` (tokens: ${config.adminTokens.map((t) => `${t.name}=${t.role}`).join(', ')})` : ' (no token: /api is locked)'}`,
     `  legacy   ${config.backends.legacy.url}   timeout ${config.backends.legacy.timeout} ms`,
     `  new      ${config.backends.new.url}   timeout ${config.backends.new.timeout} ms`,
     `  sticky   ${config.sticky?.key ?? '(none: requests are split by an exact counter)'}`,

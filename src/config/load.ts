@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import { compileRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
+import type { AdminToken } from '../admin/auth.js';
 
 export type TransformFn = (legacy: unknown, candidate: unknown, ctx: { route: string; method: string; path: string }) => { legacy: unknown; candidate: unknown };
 
@@ -54,6 +55,8 @@ export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
   defaults: { shadow: ShadowSettings; compare: CompareSettings };
   /** The admin bearer token, read from admin.tokenFile or admin.tokenEnv. */
   adminToken?: string;
+  /** Every admin token with its name and role (admin.tokens, plus admin.tokenFile/tokenEnv as operator "admin"). */
+  adminTokens: AdminToken[];
   /** Where the config came from, for messages. */
   source: string;
 }
@@ -181,6 +184,25 @@ function readSecret(file: string | undefined, env: string | undefined, configDir
   return undefined;
 }
 
+function adminTokensOf(raw: RawConfig, single: string | undefined, configDir: string, problems: string[]): AdminToken[] {
+  const tokens: AdminToken[] = single === undefined ? [] : [{ name: 'admin', role: 'operator', secret: single }];
+  const names = new Set(tokens.map((t) => t.name));
+  raw.admin.tokens.forEach((t, i) => {
+    const path = `admin.tokens[${i}]`;
+    if (names.has(t.name)) problems.push(`${path}.name: "${t.name}" is used twice${t.name === 'admin' ? ' (admin.tokenFile/tokenEnv is the token named "admin")' : ''}`);
+    names.add(t.name);
+    if (!t.tokenFile === !t.tokenEnv) {
+      problems.push(`${path}: give tokenFile or tokenEnv (exactly one)`);
+      return;
+    }
+    const secret = readSecret(t.tokenFile, t.tokenEnv, configDir, path, problems);
+    if (secret === undefined) return;
+    if (tokens.some((o) => o.secret === secret)) problems.push(`${path}: the same secret is already another token's; each token needs its own`);
+    tokens.push({ name: t.name, role: t.role, secret });
+  });
+  return tokens;
+}
+
 /**
  * Validates a parsed config object. Throws ConfigError listing every problem found.
  * `configDir` anchors relative paths (token files, transform modules).
@@ -191,6 +213,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const raw = parsed.data;
   const problems = crossFieldProblems(raw);
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
+  const adminTokens = adminTokensOf(raw, adminToken, configDir, problems);
   if (problems.length) throw new ConfigError(problems, source);
 
   const routes: RouteSettings[] = raw.routes.map((r) => ({
@@ -219,6 +242,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     routes,
     defaults: { shadow: mergeShadow(raw.defaults.shadow), compare: mergeCompare(configDir, raw.defaults.compare) },
     adminToken,
+    adminTokens,
     source,
   };
 }

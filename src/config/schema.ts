@@ -70,10 +70,21 @@ export const listenSchema = z.strictObject({
   keepAliveTimeout: duration.default(72_000),
 });
 
+export const adminTokenSchema = z.strictObject({
+  /** Who this token is, in the audit log. */
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
+  /** `viewer` reads; `operator` also pulls levers. */
+  role: z.enum(['viewer', 'operator']),
+  ...secretSource,
+});
+
 export const adminSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: port.default(9090),
+  /** The single token of earlier configs: one operator token named `admin`. */
   ...secretSource,
+  /** Named admin tokens with roles. */
+  tokens: z.array(adminTokenSchema).default([]),
 });
 
 export const backendSchema = z.strictObject({
@@ -172,6 +183,10 @@ const credentialSchema = z.union([
   z.strictObject({ header: z.string().min(1) }),
   z.strictObject({ bearer: z.literal(true) }),
   z.strictObject({ cookie: z.string().min(1) }),
+  /** A query parameter, e.g. `?api_key=...`: stripped toward new and redacted wherever the proxy keeps a path. */
+  z.strictObject({ query: z.string().min(1) }),
+  /** HTTP Basic (`Authorization: Basic ...`). */
+  z.strictObject({ basic: z.literal(true) }),
 ]);
 
 export const credentialsSchema = z.strictObject({

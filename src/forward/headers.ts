@@ -55,8 +55,9 @@ export function credentialHeaderNames(locations: readonly CredentialLocation[]):
   const names = new Set<string>();
   for (const loc of locations) {
     if ('header' in loc) names.add(loc.header.toLowerCase());
-    else if ('bearer' in loc) names.add('authorization');
-    else names.add('cookie');
+    else if ('bearer' in loc || 'basic' in loc) names.add('authorization');
+    else if ('cookie' in loc) names.add('cookie');
+    // Query credentials are not headers: the shaping layer strips them from the request target.
   }
   return names;
 }
