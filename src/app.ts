@@ -7,8 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/load.js';
 import { createAdminServer, type AdminRoutes } from './admin/server.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
-import { credentialHeaderNames } from './forward/headers.js';
-import { Upstream } from './forward/upstream.js';
+import { credentialQueryNames } from './forward/shaping.js';
+import { Upstream, type UpstreamShaping } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
 import { RouteTable } from './routing/table.js';
 import { ShadowEngine } from './shadow/engine.js';
@@ -52,9 +52,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const logger = options.logger ?? createLogger(config.log.level);
   const telemetry = new Telemetry({ defaultMetrics: options.defaultMetrics });
   const routes = new RouteTable(config.routes, config.defaults, telemetry);
-  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
+  // One shaping per backend (shaping.ts); outbound auth and TLS join it here.
+  const shaping: UpstreamShaping = { legacyCredentials: config.credentials.legacy };
+  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping), new: new Upstream('new', config.backends.new, shaping) };
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
-  const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
+  const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shaping, shadowLimits), new: new Upstream('new', config.backends.new, shaping, shadowLimits) };
   const analysis = new Analysis(routes, options.analysis);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
@@ -62,7 +64,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     pools: shadowPools,
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
-    credentialHeaders: credentialHeaderNames(config.credentials.legacy),
+    credentialQuery: credentialQueryNames(config.credentials.legacy),
     onPair:
       onPair === undefined
         ? analysis.submit
@@ -94,6 +96,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       const deadline = setTimeout(() => {
         logger.warn({ drainMs }, 'drain deadline reached; closing remaining connections');
         proxy.app.server.closeAllConnections();
+        // Upgraded sockets left the HTTP server's bookkeeping; without this they keep relaying.
+        proxy.tunnels.destroyAll();
       }, drainMs);
       deadline.unref();
       await proxy.app.close();

@@ -62,7 +62,7 @@ function onSignals(stop: () => Promise<void>): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      process.stderr.write(`cutover: ${signal} again, exiting now\n`);
+      process.stderr.write(`cutover: ${signal} during shutdown; exiting now without finishing the drain\n`);
       process.exit(EXIT_RUNTIME);
     }
     stopping = true;
@@ -74,8 +74,9 @@ function onSignals(stop: () => Promise<void>): void {
       },
     );
   };
-  process.once('SIGTERM', handler);
-  process.once('SIGINT', handler);
+  // `on`, not `once`: a second signal must reach the handler (exit 1 with a line), not kill us silently.
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -10,7 +10,8 @@
 import type { CapturedAnswerPair } from './pair.js';
 import { CapturingExchange, dispatchOptions } from '../forward/exchange.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
-import { shadowHeaders, type ForwardedContext } from '../forward/headers.js';
+import type { ForwardedContext } from '../forward/headers.js';
+import { redactTarget } from '../forward/shaping.js';
 import type { Upstream } from '../forward/upstream.js';
 import { ExactRatio } from '../routing/ratio.js';
 import { Admission, ShadowBreaker, type BreakerOptions } from './breaker.js';
@@ -37,7 +38,8 @@ export interface ShadowEngineDeps {
   pools: { legacy: Upstream; new: Upstream };
   maxInFlight: number;
   timeout: number;
-  credentialHeaders: ReadonlySet<string>;
+  /** Query parameters holding a legacy credential: masked in the path a pair keeps. */
+  credentialQuery: readonly string[];
   /** Receives both answers (and the baseline, if any) once all have arrived. */
   onPair: (pair: CapturedAnswerPair) => void;
   breaker?: Partial<BreakerOptions>;
@@ -105,15 +107,14 @@ export class ShadowEngine {
   }
 
   dispatch(job: MirrorJob, req: MirrorRequest): void {
-    const { pools, credentialHeaders, timeout } = this.deps;
+    const { pools, timeout } = this.deps;
     const route = job.route;
     const shadowTarget = req.primaryIsNew ? pools.legacy : pools.new;
-    // Toward new, the client's legacy credential stays behind unless the route opts in.
-    const strip = !req.primaryIsNew && !route.forwardCredentials ? credentialHeaders : null;
-    const headers = shadowHeaders(req.rawHeaders, req.ctx, strip);
+    // What each backend receives (credentials, markers, X-Forwarded-*) is decided by its shaping layer.
+    const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials });
     const limit = route.compare.maxBodyBytes;
-    shadowTarget.pool.dispatch(
-      dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, headers, body: req.body }),
+    shadowTarget.dispatcher.dispatch(
+      dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, body: req.body, intent: intent('mirror') }),
       new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
         this.breakers[shadowTarget.name].record(answer.status > 0, job.probe);
         job.onShadow(answer);
@@ -121,21 +122,16 @@ export class ShadowEngine {
     );
     if (job.wantsBaseline) {
       const primaryTarget = req.primaryIsNew ? pools.new : pools.legacy;
-      const baselineStrip = req.primaryIsNew && !route.forwardCredentials ? credentialHeaders : null;
-      primaryTarget.pool.dispatch(
-        dispatchOptions(primaryTarget, {
-          method: req.method,
-          path: req.primaryIsNew ? req.newPath : req.legacyPath,
-          headers: shadowHeaders(req.rawHeaders, req.ctx, baselineStrip),
-          body: req.body,
-        }),
+      primaryTarget.dispatcher.dispatch(
+        dispatchOptions(primaryTarget, { method: req.method, path: req.primaryIsNew ? req.newPath : req.legacyPath, body: req.body, intent: intent('baseline') }),
         new CapturingExchange(primaryTarget.name, 'shadow', route.metrics, limit, timeout, job.onBaseline),
       );
     }
   }
 
   complete(pair: CapturedAnswerPair): void {
-    this.deps.onPair(pair);
+    // The pair's path is kept (examples, recent errors): a credential in the query never is.
+    this.deps.onPair(this.deps.credentialQuery.length ? { ...pair, path: redactTarget(pair.path, this.deps.credentialQuery) } : pair);
   }
 }
 

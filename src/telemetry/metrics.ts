@@ -19,6 +19,9 @@ const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
+/** Why the proxy refused a request itself (cutover_rejected_requests_total); other features add reasons. */
+export type RejectReason = 'bad_path' | 'bad_host';
+const REJECT_REASONS: readonly RejectReason[] = ['bad_path', 'bad_host'];
 
 /** Latency buckets from 1 ms to 30 s: wide enough for slow legacy APIs, fine enough for p50 of fast ones. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -141,6 +144,7 @@ export class RouteMetrics {
   private readonly comparisons: Record<ComparisonResult, Scalar>;
   private readonly skipped: Record<SkipReason, Scalar>;
   private readonly weight: Scalar;
+  private readonly rejections: Record<RejectReason, Scalar>;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
   private readonly fields = new Map<string, Map<string, Scalar>>();
   private readonly telemetry: Telemetry;
@@ -164,6 +168,12 @@ export class RouteMetrics {
     this.comparisons = Object.fromEntries(COMPARISON_RESULTS.map((r) => [r, comparisonsTotal.series(route, r)])) as Record<ComparisonResult, Scalar>;
     this.skipped = Object.fromEntries(SKIP_REASONS.map((r) => [r, shadowSkippedTotal.series(route, r)])) as Record<SkipReason, Scalar>;
     this.weight = trafficWeight.series(route);
+    this.rejections = Object.fromEntries(REJECT_REASONS.map((r) => [r, telemetry.rejectedTotal.series(route, r)])) as Record<RejectReason, Scalar>;
+  }
+
+  /** The proxy answered this request itself with an error (never reached a backend). */
+  rejected(reason: RejectReason): void {
+    this.rejections[reason].value++;
   }
 
   /** One upstream exchange finished (or failed): counts it and observes its duration in seconds. */
@@ -245,7 +255,14 @@ export class Telemetry {
     (l) => new Scalar(l),
   );
   readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
-  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight];
+  readonly rejectedTotal = new Family(
+    'cutover_rejected_requests_total',
+    'Requests the proxy refused itself without asking a backend, by route and reason (bad_path: a path that cannot be made canonical or a route parameter holding a separator or dot-segment; bad_host: two Host headers or a malformed authority).',
+    'counter',
+    ['route', 'reason'],
+    (l) => new Scalar(l),
+  );
+  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.rejectedTotal];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
