@@ -111,7 +111,11 @@ export function upstreamHeaders(raw: readonly string[], ctx: ForwardedContext, s
     const name = raw[i];
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') named = connectionTokens(raw[i + 1]);
+      if (lower === 'connection') {
+        // Every Connection field counts: a second one must not un-name what the first named.
+        const tokens = connectionTokens(raw[i + 1]);
+        if (tokens !== null) named = named === null ? tokens : new Set([...named, ...tokens]);
+      }
       continue;
     }
     if (REPLACED.has(lower)) {
