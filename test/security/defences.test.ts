@@ -2,27 +2,13 @@
  * Defences no test guarded before issue 8: each case here fails when its defence is removed.
  */
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startBackend, waitFor, type Handler, type TestBackend } from '../helpers/backend.js';
-import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/backend.js';
+import { scoped } from '../helpers/scoped.js';
+import { baseConfig, type InProcessProxy } from '../helpers/proxy.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-async function backend(handler?: Handler): Promise<TestBackend> {
-  const b = await startBackend(handler);
-  cleanups.push(() => b.close());
-  return b;
-}
-
-async function proxy(raw: Record<string, unknown>): Promise<InProcessProxy> {
-  const p = await startProxy(raw);
-  cleanups.push(() => p.close(100));
-  return p;
-}
+const { backend, proxy, defer } = scoped();
 
 async function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string }> {
   const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers: init.headers, body: init.body });
@@ -92,7 +78,7 @@ describe('mirror budget', () => {
       res.writeHead(200, { 'content-type': 'text/plain' });
       trickles.push(setInterval(() => res.write('.'), 50));
     });
-    cleanups.push(async () => trickles.forEach(clearInterval));
+    defer(async () => trickles.forEach(clearInterval));
     const p = await proxy(baseConfig(legacy.url, next.url, { shadow: { maxInFlight: 1, timeout: '300ms' }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'w', match: { path: '/w' } }] }));
     await call(`${p.dataUrl}/w`);
     await waitFor(() => next.received.length === 1, 5_000, 'the first mirror');

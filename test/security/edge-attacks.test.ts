@@ -5,30 +5,16 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
 import { sendProblem } from '../../src/admin/server.js';
-import { startBackend, waitFor, type Handler, type TestBackend } from '../helpers/backend.js';
-import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/backend.js';
+import { scoped } from '../helpers/scoped.js';
+import { baseConfig, type InProcessProxy } from '../helpers/proxy.js';
 import { oneResponse, rawExchange } from './raw.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-async function backend(handler?: Handler): Promise<TestBackend> {
-  const b = await startBackend(handler);
-  cleanups.push(() => b.close());
-  return b;
-}
-
-async function proxy(raw: Record<string, unknown>, options: Parameters<typeof startProxy>[1] = {}): Promise<InProcessProxy> {
-  const p = await startProxy(raw, options);
-  cleanups.push(() => p.close(100));
-  return p;
-}
+const { backend, proxy, defer } = scoped();
 
 async function metrics(p: InProcessProxy): Promise<string> {
   const res = await request(`${p.adminUrl}/metrics`);
@@ -63,7 +49,7 @@ describe('row 2: upgrade tunnel smuggling', () => {
       seen.push(req);
       socket.on('message', (data) => socket.send(`echo:${String(data)}`));
     });
-    cleanups.push(async () => wss.close());
+    defer(async () => wss.close());
     const legacy = await backend();
     const p = await proxy(
       baseConfig(legacy.url, next.url, {
@@ -285,7 +271,7 @@ describe('held: request smuggling', () => {
       socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 302 Found\r\nLocation: http://evil.example\r\nContent-Length: 0\r\n\r\n'));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => server.close(r)));
+    defer(() => new Promise((r) => server.close(r)));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const p = await proxy(baseConfig(url, url));
     const res = await rawExchange(p.dataUrl, 'GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', { timeoutMs: 2_000 });
