@@ -55,7 +55,13 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
 }
 
 export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRoutes[] = []): FastifyInstance {
-  const app = Fastify({ logger: false, requestIdHeader: false, forceCloseConnections: true });
+  const app = Fastify({
+    logger: false,
+    requestIdHeader: false,
+    forceCloseConnections: true,
+    // A URL the router cannot decode matches no route: nothing to authorise, and nothing leaks.
+    frameworkErrors: (_error, _request, reply) => void sendProblem(reply, problem(400, 'BAD_REQUEST', 'Bad request', 'The URL has a malformed percent-encoding.')),
+  });
   const authenticate = tokenChecker(deps.tokens);
   const routes: RegisteredAdminRoute[] = [];
   registered.set(app, routes);

@@ -97,6 +97,8 @@ export class ProxyServer {
   private readonly accessLog: boolean;
   /** The client address is only worked out when the sticky key or the access log uses it. */
   private readonly needsClientIp: boolean;
+  /** Set when the listener starts closing: new requests on open connections get 503. */
+  private draining = false;
   /** Emergency bypass: everything to legacy, nothing mirrored. */
   bypass = false;
 
@@ -112,14 +114,20 @@ export class ProxyServer {
       logger: false,
       bodyLimit: config.listen.bodyLimit,
       keepAliveTimeout: config.listen.keepAliveTimeout,
-      // While draining, requests arriving on kept-alive connections get 503 + Connection: close.
-      return503OnClosing: true,
+      // While draining, requests arriving on kept-alive connections get 503 + Connection: close,
+      // as problem+json from `handle` (fastify's own 503 is plain JSON).
+      return503OnClosing: false,
       forceCloseConnections: 'idle',
       requestIdHeader: false,
       exposeHeadRoutes: false,
       routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
       // Framing errors (smuggling attempts, bad chunk sizes, bare LF...) get problem+json too.
       clientErrorHandler: onClientError,
+      // A URL the router cannot decode (`/%zz`) never reaches the handler: answer it the same way.
+      frameworkErrors: (_error, _request, reply) => {
+        reply.hijack();
+        this.reject(reply.raw, { route: deps.routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'The request path has a malformed percent-encoding; encode "%" as %25.') });
+      },
     });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -127,6 +135,9 @@ export class ProxyServer {
     this.app.all('*', this.handle);
     this.app.setNotFoundHandler(this.handle);
     this.app.setErrorHandler(this.onError);
+    this.app.addHook('preClose', async () => {
+      this.draining = true;
+    });
     this.app.server.on('upgrade', this.onUpgrade);
   }
 
@@ -177,8 +188,17 @@ export class ProxyServer {
     const res = reply.raw;
     if (req.url === '*') {
       // `OPTIONS *` asks about the server itself (RFC 9110 §9.3.7): answered here, never forwarded.
-      res.writeHead(req.method === 'OPTIONS' ? 200 : 400, { allow: ALLOWED_METHODS, 'content-length': 0 });
-      res.end();
+      if (req.method === 'OPTIONS') {
+        res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': 0 });
+        res.end();
+      } else {
+        this.reject(res, { route: this.deps.routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'Only OPTIONS may use the "*" request target; send a path.') });
+      }
+      return;
+    }
+    if (this.draining) {
+      res.setHeader('connection', 'close');
+      sendProblem(res, problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.'));
       return;
     }
     const decision = this.decide(req);

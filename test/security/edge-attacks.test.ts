@@ -4,14 +4,14 @@
  * table and per attack that held, each named after its attack; each fails if its defence goes.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
 import { sendProblem } from '../../src/admin/server.js';
 import { waitFor } from '../helpers/backend.js';
 import { scoped } from '../helpers/scoped.js';
-import { baseConfig, type InProcessProxy } from '../helpers/proxy.js';
+import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
 import { oneResponse, rawExchange } from './raw.js';
 
 const { backend, proxy, defer } = scoped();
@@ -213,6 +213,43 @@ describe('row 7: small contract breaks', () => {
     expect(res.text).toContain('application/problem+json');
     expect(res.text).toContain('BAD_FRAMING');
     expect(res.closed).toBe(true);
+  });
+
+  it('undecodable-url-and-star-target: problem+json 400 BAD_PATH, nothing forwarded', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    for (const line of ['GET /v1/%zz HTTP/1.1', 'GET /v1/%E0%A4%A HTTP/1.1', 'GET * HTTP/1.1']) {
+      const res = await rawExchange(p.dataUrl, `${line}\r\nHost: h\r\nConnection: close\r\n\r\n`);
+      expect(res.status, line).toBe(400);
+      expect(res.text, line).toContain('application/problem+json');
+      expect(res.text, line).toContain('"BAD_PATH"');
+    }
+    expect(legacy.received).toHaveLength(0);
+  });
+
+  it('draining-503: a request arriving on an open connection during the drain gets problem+json 503', async () => {
+    let release: (() => void) | null = null;
+    const legacy = await backend((_req, res) => {
+      release = () => res.end('first');
+    });
+    const p = await startProxy(baseConfig(legacy.url, legacy.url));
+    const socket = connect({ host: '127.0.0.1', port: Number(new URL(p.dataUrl).port) });
+    let text = '';
+    socket.on('data', (d) => (text += d));
+    socket.write('GET /first HTTP/1.1\r\nHost: h\r\n\r\n');
+    await waitFor(() => release !== null, 5_000, 'the first request to reach the backend');
+    let requests = 1;
+    p.proxy.app.server.on('request', () => requests++);
+    const closed = p.close(5_000);
+    socket.write('GET /second HTTP/1.1\r\nHost: h\r\n\r\n');
+    // The second request must be read while the first is still open, i.e. during the drain.
+    await waitFor(() => requests === 2, 5_000, 'the second request to be read');
+    release!();
+    await waitFor(() => text.includes('DRAINING'), 5_000, 'the 503');
+    socket.destroy();
+    await closed;
+    expect(text).toMatch(/HTTP\/1\.1 200[\s\S]*first[\s\S]*HTTP\/1\.1 503[\s\S]*application\/problem\+json/);
+    expect(legacy.received.map((r) => r.url)).toEqual(['/first']);
   });
 
   it('admin-500-logged: an admin failure answers problem+json and logs its cause', async () => {
