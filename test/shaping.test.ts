@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Dispatcher } from 'undici';
 import { Upstream } from '../src/forward/upstream.js';
 import { redactTarget, rewriteQuery, type OutboundIntent, type ShapedDispatchOptions } from '../src/forward/shaping.js';
+import { clientAddress, TrustedProxies } from '../src/forward/headers.js';
 import { startBackend, type TestBackend } from './helpers/backend.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -81,5 +82,16 @@ describe('shaping layer', () => {
     expect(rewriteQuery('?api%5Fkey=s&x', ['api_key'])).toBe('?x');
     expect(redactTarget('/w?api_key=s&b=2', ['api_key'])).toBe('/w?api_key=[redacted]&b=2');
     expect(redactTarget('/w', ['api_key'])).toBe('/w');
+  });
+});
+
+describe('client address', () => {
+  const trusted = new TrustedProxies(['10.0.0.0/8', '127.0.0.1']);
+  it('is the peer unless the peer is trusted; then the rightmost untrusted X-Forwarded-For entry', () => {
+    expect(clientAddress({ peer: '203.0.113.1', peerTrusted: false }, '6.6.6.6', trusted)).toBe('203.0.113.1');
+    expect(clientAddress({ peer: '127.0.0.1', peerTrusted: true }, '6.6.6.6, 203.0.113.9, 10.1.1.1', trusted)).toBe('203.0.113.9');
+    expect(clientAddress({ peer: '127.0.0.1', peerTrusted: true }, ['6.6.6.6', '198.51.100.2'], trusted)).toBe('198.51.100.2');
+    expect(clientAddress({ peer: '127.0.0.1', peerTrusted: true }, '10.0.0.2, 10.0.0.3', trusted)).toBe('10.0.0.2');
+    expect(clientAddress({ peer: '127.0.0.1', peerTrusted: true }, undefined, trusted)).toBe('127.0.0.1');
   });
 });

@@ -72,6 +72,18 @@ describe('row 2: upgrade tunnel smuggling', () => {
   });
 });
 
+describe('row 2 and 3 together: upgrades are canonicalised too', () => {
+  it('upgrade-with-traversal-param: refused with a raw problem+json 400 before any backend is asked', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { routes: [{ name: 'chat', match: { path: '/chat/:room' }, rewrite: { path: '/v2/chat/:room' } }] }));
+    const res = await rawExchange(p.dataUrl, 'GET /chat/..%2f..%2fadmin HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    expect(res.status).toBe(400);
+    expect(res.text).toContain('application/problem+json');
+    expect(res.closed).toBe(true);
+    expect(legacy.received).toHaveLength(0);
+  });
+});
+
 describe('row 3: path traversal past rewrite.path', () => {
   it('encoded-dot-segments: resolved before routing, so new never receives ".." and the rewrite cannot be escaped', async () => {
     const legacy = await backend();
