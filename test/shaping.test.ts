@@ -25,6 +25,10 @@ async function send(upstream: Upstream, path: string, intent: OutboundIntent): P
 const CLIENT = ['Host', 'shop.example', 'X-Api-Key', 'S3CR3T', 'Authorization', 'Basic dTpw', 'Idempotency-Key', 'k1', 'X-Cutover-Shadow', '1'];
 const ctx = { peer: '127.0.0.1', peerTrusted: false, host: 'shop.example', proto: 'http' as const, preserveHost: false };
 
+function backendAt(url: string) {
+  return { url, timeout: 5_000, connectTimeout: 1_000, connections: 2, keepAliveTimeout: 1_000, auth: { type: 'none' as const } };
+}
+
 async function backend(): Promise<TestBackend> {
   const b = await startBackend();
   cleanups.push(() => b.close());
@@ -35,8 +39,8 @@ describe('shaping layer', () => {
   it('strips header and query credentials toward new only, marks mirrors and baselines, prepends the base path', async () => {
     const b = await backend();
     const credentials = { legacyCredentials: [{ header: 'x-api-key' }, { basic: true as const }, { query: 'api_key' }] };
-    const toNew = new Upstream('new', { url: `${b.url}/base`, timeout: 5_000, connectTimeout: 1_000, connections: 2, keepAliveTimeout: 1_000 }, credentials);
-    const toLegacy = new Upstream('legacy', { url: b.url, timeout: 5_000, connectTimeout: 1_000, connections: 2, keepAliveTimeout: 1_000 }, credentials);
+    const toNew = new Upstream('new', backendAt(`${b.url}/base`), credentials);
+    const toLegacy = new Upstream('legacy', backendAt(b.url), credentials);
     cleanups.push(() => toNew.close(), () => toLegacy.close());
     // (An upgrade needs a 101 answer; it goes through the same interceptor, see test/security.)
     for (const kind of ['live', 'mirror', 'baseline'] as const) {
@@ -68,7 +72,7 @@ describe('shaping layer', () => {
       seenByOutbound.push(headers);
       return dispatch({ ...opts, headers: [...headers, 'authorization', 'Bearer service-token'] }, handler);
     };
-    const toNew = new Upstream('new', { url: b.url, timeout: 5_000, connectTimeout: 1_000, connections: 2, keepAliveTimeout: 1_000 }, { legacyCredentials: [{ bearer: true }], outbound: [addServiceToken] });
+    const toNew = new Upstream('new', backendAt(b.url), { legacyCredentials: [{ bearer: true }], outbound: [addServiceToken] });
     cleanups.push(() => toNew.close());
     await send(toNew, '/w', { kind: 'mirror', rawHeaders: ['Authorization', 'Bearer legacy-key'], ctx, forwardCredentials: false });
     expect(JSON.stringify(seenByOutbound[0])).not.toContain('legacy-key');

@@ -10,6 +10,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { compileRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
+import { credentialProblems, resolveCredentialPaths } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 import type { AdminToken } from '../admin/auth.js';
 
@@ -211,7 +212,8 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);
   const raw = parsed.data;
-  const problems = crossFieldProblems(raw);
+  resolveCredentialPaths(raw, configDir);
+  const problems = [...crossFieldProblems(raw), ...credentialProblems(raw)];
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
   const adminTokens = adminTokensOf(raw, adminToken, configDir, problems);
   if (problems.length) throw new ConfigError(problems, source);

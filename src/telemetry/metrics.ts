@@ -216,6 +216,40 @@ export class RouteMetrics {
   }
 }
 
+export type TokenFetchResult = 'ok' | 'error';
+/** Where a legacy credential was found (the `scheme` label). */
+export type CredentialScheme = 'header' | 'bearer' | 'basic' | 'cookie' | 'query';
+export type CredentialWindow = '1h' | '24h';
+
+/** The credential metrics: outbound token fetches, legacy credential use, and the inventory's gauge. */
+export class CredentialMetrics {
+  readonly tokenFetchesTotal = new Family('cutover_token_fetches_total', 'Calls to a backend\'s OAuth2 token endpoint, by backend and result (ok, error).', 'counter', ['backend', 'result'], (l) => new Scalar(l));
+  readonly credentialRequestsTotal = new Family(
+    'cutover_credential_requests_total',
+    'Requests carrying a legacy credential, by route, where it was found (scheme) and the backend that served the request.',
+    'counter',
+    ['route', 'scheme', 'backend'],
+    (l) => new Scalar(l),
+  );
+  readonly legacyActive = new Family('cutover_legacy_credentials_active', 'Distinct legacy credentials seen within the window (1h, 24h).', 'gauge', ['window'], (l) => new Scalar(l));
+  readonly families = [this.tokenFetchesTotal, this.credentialRequestsTotal, this.legacyActive];
+
+  /** A recorder of one backend's token fetches; both series exist from the start, at 0. */
+  tokenFetches(backend: string): (result: TokenFetchResult) => void {
+    const ok = this.tokenFetchesTotal.series(backend, 'ok');
+    const error = this.tokenFetchesTotal.series(backend, 'error');
+    return (result) => (result === 'ok' ? ok : error).value++;
+  }
+
+  credentialRequest(route: string, scheme: CredentialScheme, backend: BackendName): void {
+    this.credentialRequestsTotal.series(route, scheme, backend).value++;
+  }
+
+  setActive(window: CredentialWindow, distinct: number): void {
+    this.legacyActive.series(window).value = distinct;
+  }
+}
+
 export class Telemetry {
   /** prom-client's registry, for its default process and Node.js metrics only. */
   readonly registry = new client.Registry();
@@ -263,9 +297,18 @@ export class Telemetry {
     (l) => new Scalar(l),
   );
   private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.rejectedTotal];
+  readonly credentials = new CredentialMetrics();
+  /** Run before each exposition: gauges computed from state (e.g. distinct credentials in a window). */
+  private readonly collectors: (() => void)[] = [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    this.families.push(...this.credentials.families);
+  }
+
+  /** Registers a function run before every exposition, to set gauges from state. */
+  onCollect(collect: () => void): void {
+    this.collectors.push(collect);
   }
 
   route(name: string): RouteMetrics {
@@ -274,6 +317,7 @@ export class Telemetry {
 
   /** The Prometheus text exposition of every metric: ours, then prom-client's process metrics. */
   async exposition(): Promise<string> {
+    for (const collect of this.collectors) collect();
     let out = '';
     for (const family of this.families) out += family.render();
     return out + (await this.registry.metrics());
