@@ -14,7 +14,7 @@ import { RouteTable } from './routing/table.js';
 import { ShadowEngine } from './shadow/engine.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-import { Telemetry } from './telemetry/metrics.js';
+import { Telemetry, type BackendName } from './telemetry/metrics.js';
 
 export interface AppOptions {
   logger?: Logger;
@@ -52,11 +52,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const logger = options.logger ?? createLogger(config.log.level);
   const telemetry = new Telemetry({ defaultMetrics: options.defaultMetrics });
   const routes = new RouteTable(config.routes, config.defaults, telemetry);
-  // One shaping per backend (shaping.ts); outbound auth and TLS join it here.
-  const shaping: UpstreamShaping = { legacyCredentials: config.credentials.legacy };
-  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping), new: new Upstream('new', config.backends.new, shaping) };
+  // How each backend's requests are shaped (forward/shaping.ts); per-backend outbound auth
+  // (`outbound` interceptors) and TLS (`connect`) join here, for live and shadow pools alike.
+  const shaping = (_backend: BackendName): UpstreamShaping => ({ legacyCredentials: config.credentials.legacy });
+  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
-  const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shaping, shadowLimits), new: new Upstream('new', config.backends.new, shaping, shadowLimits) };
+  const shadowPools = {
+    legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy'), shadowLimits),
+    new: new Upstream('new', config.backends.new, shaping('new'), shadowLimits),
+  };
   const analysis = new Analysis(routes, options.analysis);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({

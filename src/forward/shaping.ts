@@ -21,8 +21,16 @@
  *     string[] of name/value pairs, the client's legacy credential already gone toward new) and
  *     may append or replace e.g. `authorization`. `opts.cutover.kind` says live/mirror/baseline/
  *     upgrade if a credential should differ by kind.
+ *     An interceptor may finish asynchronously (e.g. `await auth.headerFor(mapping)` on a token
+ *     cache miss): return `true` and call `dispatch(...)` later; on failure call
+ *     the handler's `onResponseError` with the error instead (no controller exists yet; none of
+ *     our handlers needs one there) — every caller's handler answers with problem+json from there.
+ *   - per-request credential data (e.g. a legacy credential's mapping toward new): add a typed
+ *     field to `OutboundIntent`, filled where the proxy builds the intent (proxy/server.ts `decide`,
+ *     shadow/engine.ts `dispatch`); interceptors read it from `opts.cutover`.
  *   - connection-level TLS (client certificate, CA): pass it as `ShapingOptions.connect`, merged
  *     into the pool's `connect` options by `Upstream` (so every kind of call uses it).
+ *   Both are given per backend through `UpstreamShaping` where app.ts builds the upstreams.
  */
 import type { Dispatcher } from 'undici';
 import type { CredentialLocation } from '../config/schema.js';
