@@ -37,7 +37,6 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     private readonly client: Duplex,
     private readonly head: Buffer,
     private readonly upstream: Upstream,
-    private readonly onTunnel: (upstream: Duplex) => void,
     private readonly report: (err: Error) => void,
   ) {
     client.once('close', this.onClientClose);
@@ -69,7 +68,6 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     client.on('close', () => socket.destroy());
     socket.pipe(client);
     client.pipe(socket);
-    this.onTunnel(socket);
   }
 
   onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
@@ -119,7 +117,8 @@ export class Tunnels {
     this.open.add(client);
     client.once('close', () => this.open.delete(client));
     const options = { ...dispatchOptions(upstream, request), upgrade: req.headers.upgrade ?? 'websocket' };
-    upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, (socket) => client.once('close', () => socket.destroy()), onError));
+    // Destroying the client side (destroyAll) takes the backend side with it: they are paired.
+    upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, onError));
   }
 
   /** Cuts every tunnel (the drain deadline). */
