@@ -35,6 +35,10 @@ export interface CompareSettings {
   transform?: TransformFn;
   sensitive: string[];
   maxBodyBytes: number;
+  /** `strict` (default): `1` vs `1.0` is a `number_format` difference; `lenient`: equal. */
+  numberFormat?: 'strict' | 'lenient';
+  /** `implied` (default): `application/json; charset=utf-8` equals `application/json`; `strict`: parameters as sent. */
+  jsonCharset?: 'implied' | 'strict';
 }
 
 export interface RouteSettings {
@@ -72,6 +76,8 @@ export const BUILTIN_COMPARE: CompareSettings = {
   mappings: [],
   sensitive: [],
   maxBodyBytes: 1024 * 1024,
+  numberFormat: 'strict',
+  jsonCharset: 'implied',
 };
 
 /** Formats a zod path as it reads in the file: `routes[2].match.path`. */
@@ -119,6 +125,8 @@ function mergeCompare(configDir: string, ...layers: (CompareRule | undefined)[])
     if (layer.mappings) out.mappings = [...out.mappings, ...layer.mappings];
     if (layer.tolerance) out.tolerance = { ...out.tolerance, ...stripUndefined(layer.tolerance) };
     if (layer.maxBodyBytes !== undefined) out.maxBodyBytes = layer.maxBodyBytes;
+    if (layer.numberFormat !== undefined) out.numberFormat = layer.numberFormat;
+    if (layer.jsonCharset !== undefined) out.jsonCharset = layer.jsonCharset;
     if (layer.transform) out.transformPath = resolvePath(configDir, layer.transform);
   }
   out.headers = [...new Set(out.headers.map((h) => h.toLowerCase()))];

@@ -177,6 +177,10 @@ export const compareRuleSchema = z.strictObject({
   sensitive: z.array(jsonPath).optional(),
   /** Response bodies captured for comparison up to this size; larger are compared as truncated. */
   maxBodyBytes: size.optional(),
+  /** `strict`: `1` vs `1.0` is a `number_format` difference (like Diffy); `lenient`: one number, equal. */
+  numberFormat: z.enum(['strict', 'lenient']).optional(),
+  /** `implied`: a JSON Content-Type without charset is UTF-8, so `; charset=utf-8` is no difference; `strict`: compare as sent. */
+  jsonCharset: z.enum(['implied', 'strict']).optional(),
 });
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'] as const;

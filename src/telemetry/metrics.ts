@@ -39,6 +39,19 @@ export function outcomeOf(status: number): Outcome {
   return '5xx';
 }
 
+/** Status codes that keep their own label in cutover_status_pairs_total; the rest become their class. */
+const EXACT_STATUSES = new Set([200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]);
+
+/**
+ * The bounded label of a status for the status matrix: the common codes as they are, any other as
+ * its class (`1xx` … `5xx`; anything else `other`), so a route has at most 23 × 23 series.
+ */
+export function statusLabel(status: number): string {
+  if (EXACT_STATUSES.has(status)) return String(status);
+  if (Number.isInteger(status) && status >= 100 && status <= 599) return `${Math.floor(status / 100)}xx`;
+  return 'other';
+}
+
 /** Escapes a label value for the text exposition format. */
 function escapeLabel(value: string): string {
   return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : value;
@@ -147,6 +160,8 @@ export class RouteMetrics {
   private readonly rejections: Record<RejectReason, Scalar>;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
   private readonly fields = new Map<string, Map<string, Scalar>>();
+  /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
+  private readonly statusPairs = new Map<string, Scalar>();
   private readonly telemetry: Telemetry;
 
   constructor(telemetry: Telemetry, route: string) {
@@ -207,6 +222,19 @@ export class RouteMetrics {
     if (s === undefined) {
       s = this.telemetry.mismatchFieldsTotal.series(this.route, label, kind);
       kinds.set(kind, s);
+    }
+    s.value++;
+  }
+
+  /** Counts one compared pair by its legacy and new status (the route's status matrix). */
+  statusPair(legacy: number, next: number): void {
+    const l = statusLabel(legacy);
+    const n = statusLabel(next);
+    const key = `${l} ${n}`;
+    let s = this.statusPairs.get(key);
+    if (s === undefined) {
+      s = this.telemetry.statusPairsTotal.series(this.route, l, n);
+      this.statusPairs.set(key, s);
     }
     s.value++;
   }
@@ -288,6 +316,13 @@ export class Telemetry {
     ['route', 'reason'],
     (l) => new Scalar(l),
   );
+  readonly statusPairsTotal = new Family(
+    'cutover_status_pairs_total',
+    'Compared pairs by route and the status each backend answered (legacy, new): the common codes exactly (200, 404, …), others as their class (4xx). Series appear as pairs are seen.',
+    'counter',
+    ['route', 'legacy', 'new'],
+    (l) => new Scalar(l),
+  );
   readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
   readonly rejectedTotal = new Family(
     'cutover_rejected_requests_total',
@@ -296,7 +331,7 @@ export class Telemetry {
     ['route', 'reason'],
     (l) => new Scalar(l),
   );
-  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.rejectedTotal];
+  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.statusPairsTotal, this.rejectedTotal];
   readonly credentials = new CredentialMetrics();
   /** Run before each exposition: gauges computed from state (e.g. distinct credentials in a window). */
   private readonly collectors: (() => void)[] = [];
