@@ -7,10 +7,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/load.js';
 import { createAdminServer, type AdminRoutes } from './admin/server.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
+import { MemoryStore } from './cutover/store.js';
+import { FileStore } from './cutover/store-file.js';
+import { Reloader, type ReloadOutcome } from './reload.js';
+import { Snapshots } from './proxy/snapshot.js';
 import { credentialQueryNames } from './forward/shaping.js';
 import { Upstream, type UpstreamShaping } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
-import { RouteTable } from './routing/table.js';
 import { ShadowEngine } from './shadow/engine.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
@@ -25,6 +28,8 @@ export interface AppOptions {
   analysis?: Partial<AnalysisOptions>;
   /** Extra admin routes (see admin/server.ts for the convention). */
   adminRoutes?: readonly AdminRoutes[];
+  /** Loads the config again for a reload (SIGHUP, POST /api/reload); without it reloads are refused. */
+  reloadConfig?: () => Promise<Config>;
 }
 
 export interface App {
@@ -33,7 +38,12 @@ export interface App {
   /** The admin fastify instance (its routes: `adminRoutesOf(app.admin)`). */
   admin: FastifyInstance;
   telemetry: Telemetry;
-  routes: RouteTable;
+  /** The live config snapshot (`current()` is what a request starting now uses). */
+  snapshots: Snapshots;
+  /** The state store: live weights and route states by route name. */
+  store: MemoryStore;
+  /** Loads the config again; a bad file keeps the running one. */
+  reload(trigger: string): Promise<ReloadOutcome>;
   proxy: ProxyServer;
   analysis: Analysis;
   shadow: ShadowEngine;
@@ -51,7 +61,18 @@ function urlOf(address: AddressInfo | string | null): string {
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger(config.log.level);
   const telemetry = new Telemetry({ defaultMetrics: options.defaultMetrics });
-  const routes = new RouteTable(config.routes, config.defaults, telemetry);
+  const store =
+    config.cutover.state.store === 'file'
+      ? new FileStore(config.statePath, {
+          onCorrupt: ({ path, corruptPath, reason }) =>
+            logger.error({ path, corruptPath, reason }, `the state file ${path} is unreadable (${reason}); it was moved to ${corruptPath} and every route starts from its configured weight`),
+        })
+      : new MemoryStore();
+  await store.load();
+  telemetry.watchStateStore(() => store.up());
+  const snapshots = new Snapshots(config, telemetry, store.snapshot());
+  store.onChange((state) => snapshots.applyWeights(state));
+  const routes = snapshots.current().routes;
   // How each backend's requests are shaped (forward/shaping.ts); per-backend outbound auth
   // (`outbound` interceptors) and TLS (`connect`) join here, for live and shadow pools alike.
   const shaping = (_backend: BackendName): UpstreamShaping => ({ legacyCredentials: config.credentials.legacy });
@@ -64,7 +85,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const analysis = new Analysis(routes, options.analysis);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
-    routes,
     pools: shadowPools,
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
@@ -77,9 +97,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             onPair(pair);
           },
   });
-  const proxy = new ProxyServer({ config, routes, upstreams, shadow, logger });
+  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger });
+  const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
+  const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
-  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route) }, options.adminRoutes);
+  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, options.adminRoutes);
 
   await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
   try {
@@ -110,11 +132,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([upstreams.legacy.close(), upstreams.new.close()]);
       // Mirrors still in flight are not worth waiting for: their client answers are long gone.
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
+      await store.close();
       logger.info('cutover stopped');
       logger.flush?.();
     })();
     return closing;
   };
 
-  return { dataUrl, adminUrl, admin, telemetry, routes, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, admin, telemetry, snapshots, store, reload, proxy, analysis, shadow, logger, close };
 }

@@ -22,6 +22,8 @@ import type { DiffsReport } from '../analysis/analysis.js';
 import type { Telemetry } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import { OPEN_ADMIN_PATHS, roleAllows, setCaller, tokenChecker, type AdminToken } from './auth.js';
+import { registerReload } from './reload.js';
+import type { ReloadOutcome } from '../reload.js';
 
 export interface AdminDeps {
   telemetry: Telemetry;
@@ -31,6 +33,8 @@ export interface AdminDeps {
   ready: () => boolean;
   /** The diffs report of a route, or undefined when no route has that name. */
   diffs: (route: string) => DiffsReport | undefined;
+  /** Loads the config again (`POST /api/reload`). */
+  reload?: (trigger: string) => Promise<ReloadOutcome>;
   /** Where admin failures are logged (with their cause). */
   logger?: Logger;
 }
@@ -107,6 +111,7 @@ export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRo
     return report;
   });
 
+  if (deps.reload) registerReload(app, deps.reload);
   for (const register of extraRoutes) register(app);
 
   app.setNotFoundHandler((request, reply) =>

@@ -13,7 +13,7 @@ import type { EvidenceSource, RouteEvidence } from '../cutover/types.js';
 import type { RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import type { ComparisonResult } from '../telemetry/metrics.js';
-import { RouteAnalysis, compileRouteRules } from './classifier.js';
+import { RouteAnalysis } from './classifier.js';
 import { ComparisonQueue } from './queue.js';
 import { buildDiffsReport, type DiffsReport } from './report.js';
 
@@ -61,16 +61,15 @@ export class Analysis implements EvidenceSource {
   }
 
   /**
-   * Takes the routes of a (re)loaded config: known routes keep their window and evidence and get the
-   * new comparison rules; new routes start empty; routes no longer configured are forgotten.
+   * Takes the routes of a (re)loaded config: known routes keep their window and evidence (each pair
+   * carries the compiled rules of the config it ran under); new routes start empty; routes no longer
+   * configured are forgotten.
    */
   configure(routes: RouteTable): void {
     const keep = new Set<string>();
     for (const route of routes.routes) {
       keep.add(route.name);
-      const existing = this.byName.get(route.name);
-      if (existing !== undefined) existing.rules = compileRouteRules(route.compare);
-      else this.byName.set(route.name, new RouteAnalysis(route.name, route.compare, this.options.slices, this.sliceMs, this.options));
+      if (!this.byName.has(route.name)) this.byName.set(route.name, new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options));
     }
     for (const name of this.byName.keys()) if (!keep.has(name)) this.byName.delete(name);
   }

@@ -3,8 +3,7 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { compileRules, compareResponses, isRealDifference, type Captured, type CompiledRules, type Comparison, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
-import type { CompareSettings } from '../config/load.js';
+import { compareResponses, isRealDifference, type Captured, type Comparison, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
@@ -21,19 +20,6 @@ export interface ClassifierLimits {
   windowMs: number;
   noise: NoiseThresholds;
   now: () => number;
-}
-
-interface RouteRules {
-  shadow: CompiledRules;
-  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
-  baseline: CompiledRules;
-}
-
-export function compileRouteRules(compare: CompareSettings): RouteRules {
-  return {
-    shadow: compileRules(compare),
-    baseline: compileRules({ ...compare, mappings: [], transform: undefined, transformPath: undefined }),
-  };
 }
 
 function ok(answer: UpstreamAnswer): boolean {
@@ -55,20 +41,17 @@ export class RouteAnalysis {
   readonly examples: ExampleStore;
   readonly errors: ErrorExample[] = [];
   readonly evidence: RouteEvidenceLog;
-  rules: RouteRules;
   /** Pairs of this route dropped because the comparison queue was full. */
   dropped = 0;
 
   constructor(
     readonly name: string,
-    compare: CompareSettings,
     slices: number,
     sliceMs: number,
     private readonly limits: ClassifierLimits,
   ) {
     this.window = new RouteWindow(slices, sliceMs);
-    this.rules = compileRouteRules(compare);
-    this.evidence = new RouteEvidenceLog(name);
+    this.evidence = new RouteEvidenceLog(name, limits.now);
     // Two (field, kind) pairs per tracked field on average; past that the least recently updated goes.
     this.examples = new ExampleStore(limits.maxFields * 2, limits.examplesPerField, limits.windowMs);
   }
@@ -115,13 +98,15 @@ export class RouteAnalysis {
     this.evidence.answer('legacy', failed(legacy), ok(legacy) ? legacy.seconds : null);
     this.evidence.answer('new', failed(candidate), ok(candidate) ? candidate.seconds : null);
     const ctx = { route: this.name, method: pair.method, path: pair.path };
+    // The rules of the snapshot the request started on, compiled once when that config was loaded.
+    const rules = pair.route.rules;
 
     if (pair.baseline !== null && ok(pair.primary) && ok(pair.baseline)) {
-      const base = compareResponses(captured(pair.primary), captured(pair.baseline), this.rules.baseline, ctx);
+      const base = compareResponses(captured(pair.primary), captured(pair.baseline), rules.baseline, ctx);
       slice.baselineComparisons++;
       for (const [name, kinds] of this.group(slice, base.differences)) {
         slice.field(name).noiseHits++;
-        for (const [kind, d] of kinds) this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.baseline, baseline: true });
+        for (const [kind, d] of kinds) this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true });
       }
     }
 
@@ -138,7 +123,7 @@ export class RouteAnalysis {
       return this.finish(slice, pair, 'error', `${side} backend ${answer.error ?? 'failed'}`);
     }
     try {
-      comparison = compareResponses(captured(legacy), captured(candidate), this.rules.shadow, ctx);
+      comparison = compareResponses(captured(legacy), captured(candidate), rules.shadow, ctx);
     } catch (err) {
       // compare/ is meant never to throw; if it does, the evidence says "could not compare", not "match".
       return this.finish(slice, pair, 'error', `compare_failed: ${(err as Error).message}`);
@@ -153,7 +138,7 @@ export class RouteAnalysis {
       f.mismatches++;
       for (const [kind, d] of kinds) {
         f.kinds[kind] = (f.kinds[kind] ?? 0) + 1;
-        this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.shadow, baseline: false });
+        this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false });
       }
     }
     let real = false;

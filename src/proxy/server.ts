@@ -15,7 +15,8 @@ import { canonicalTarget, isTargetProblem } from '../routing/canonical.js';
 import type { RejectReason } from '../telemetry/metrics.js';
 import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
-import type { Route, RouteTable } from '../routing/table.js';
+import type { Route } from '../routing/table.js';
+import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { Tunnels } from './upgrade.js';
@@ -79,8 +80,10 @@ function hostValues(raw: readonly string[]): string[] {
 }
 
 export interface ProxyDeps {
+  /** The config at start, for what only a restart changes (listener options, sticky key, trusted proxies). */
   config: Config;
-  routes: RouteTable;
+  /** The live config snapshot: read once per request. */
+  snapshots: Snapshots;
   upstreams: Upstreams;
   shadow: ShadowEngine | null;
   logger: Logger;
@@ -126,7 +129,7 @@ export class ProxyServer {
       // A URL the router cannot decode (`/%zz`) never reaches the handler: answer it the same way.
       frameworkErrors: (_error, _request, reply) => {
         reply.hijack();
-        this.reject(reply.raw, { route: deps.routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'The request path has a malformed percent-encoding; encode "%" as %25.') });
+        this.reject(reply.raw, { route: deps.snapshots.current().routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'The request path has a malformed percent-encoding; encode "%" as %25.') });
       },
     });
     this.app.removeAllContentTypeParsers();
@@ -152,9 +155,10 @@ export class ProxyServer {
    * shaping layer needs. One decision for plain requests and upgrades, so a client's WebSocket
    * lands where its HTTP calls do. A target that cannot be made canonical is refused.
    */
-  private decide(req: IncomingMessage): Decision | Rejection {
+  private decide(req: IncomingMessage, snapshot: Snapshot): Decision | Rejection {
     const method = req.method ?? 'GET';
-    const { routes, upstreams } = this.deps;
+    const { upstreams } = this.deps;
+    const { routes } = snapshot;
     const target = canonicalTarget(req.url ?? '/', hostValues(req.rawHeaders));
     if (isTargetProblem(target)) {
       const bad = target.problem === 'BAD_HOST';
@@ -192,7 +196,7 @@ export class ProxyServer {
         res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': 0 });
         res.end();
       } else {
-        this.reject(res, { route: this.deps.routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'Only OPTIONS may use the "*" request target; send a path.') });
+        this.reject(res, { route: this.deps.snapshots.current().routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'Only OPTIONS may use the "*" request target; send a path.') });
       }
       return;
     }
@@ -201,7 +205,8 @@ export class ProxyServer {
       sendProblem(res, problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.'));
       return;
     }
-    const decision = this.decide(req);
+    // One snapshot for the whole request: a reload swaps the next one in for later requests only.
+    const decision = this.decide(req, this.deps.snapshots.current());
     if ('problem' in decision) {
       this.reject(res, decision);
       return;
@@ -241,7 +246,7 @@ export class ProxyServer {
   };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const decision = this.decide(req);
+    const decision = this.decide(req, this.deps.snapshots.current());
     if ('problem' in decision) {
       decision.route.metrics.rejected(decision.reason);
       writeRawProblem(socket, decision.problem);

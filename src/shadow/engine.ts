@@ -33,7 +33,6 @@ export interface MirrorRequest {
 }
 
 export interface ShadowEngineDeps {
-  routes: RouteTable;
   /** Separate pools for mirrored calls: a slow shadow backend never takes the client path's connections. */
   pools: { legacy: Upstream; new: Upstream };
   maxInFlight: number;
@@ -45,14 +44,35 @@ export interface ShadowEngineDeps {
   breaker?: Partial<BreakerOptions>;
 }
 
-interface RouteSampling {
-  shadow: ExactRatio;
-  baseline: ExactRatio;
+/** A route's exact samplers, kept by route name so a reload keeps their counters running. */
+class RouteSampling {
+  readonly shadow: ExactRatio;
+  readonly baseline: ExactRatio;
+  /** The settings object the samplers were last checked against (one per loaded config). */
+  settings: Route['shadow'];
+
+  constructor(settings: Route['shadow']) {
+    this.settings = settings;
+    this.shadow = new ExactRatio(settings.percent);
+    this.baseline = new ExactRatio(settings.baselinePercent);
+  }
+
+  /** Follows a reloaded config, restarting a counter only when its percent changed. */
+  follow(settings: Route['shadow']): void {
+    this.settings = settings;
+    if (this.shadow.percent !== percentOf(settings.percent)) this.shadow.set(settings.percent);
+    if (this.baseline.percent !== percentOf(settings.baselinePercent)) this.baseline.set(settings.baselinePercent);
+  }
+}
+
+/** A percent as an ExactRatio holds it (0.01 resolution). */
+function percentOf(percent: number): number {
+  return new ExactRatio(percent).percent;
 }
 
 export class ShadowEngine {
   private readonly deps: ShadowEngineDeps;
-  private readonly sampling = new Map<Route, RouteSampling>();
+  private readonly sampling = new Map<string, RouteSampling>();
   private inFlight = 0;
   /** One breaker per backend, for mirrors sent to it. */
   readonly breakers: { legacy: ShadowBreaker; new: ShadowBreaker };
@@ -60,9 +80,23 @@ export class ShadowEngine {
   constructor(deps: ShadowEngineDeps) {
     this.deps = deps;
     this.breakers = { legacy: new ShadowBreaker(deps.breaker), new: new ShadowBreaker(deps.breaker) };
-    for (const route of deps.routes.routes) {
-      this.sampling.set(route, { shadow: new ExactRatio(route.shadow.percent), baseline: new ExactRatio(route.shadow.baselinePercent) });
+  }
+
+  /** Takes a reloaded route table: samplers of routes no longer configured are forgotten. */
+  configure(routes: RouteTable): void {
+    const keep = new Set(routes.routes.map((r) => r.name));
+    for (const name of this.sampling.keys()) if (!keep.has(name)) this.sampling.delete(name);
+  }
+
+  private samplingOf(route: Route): RouteSampling {
+    let sampling = this.sampling.get(route.name);
+    if (sampling === undefined) {
+      sampling = new RouteSampling(route.shadow);
+      this.sampling.set(route.name, sampling);
+    } else if (sampling.settings !== route.shadow) {
+      sampling.follow(route.shadow);
     }
+    return sampling;
   }
 
   /** Mirrors in flight right now. */
@@ -72,9 +106,9 @@ export class ShadowEngine {
 
   /** A job when this request is to be mirrored, else null (with the reason counted). */
   plan(route: Route, method: string, body: Buffer | null, primaryIsNew: boolean): MirrorJob | null {
-    const sampling = this.sampling.get(route);
     // Requests that match no route are never mirrored: there is no rule saying it is safe.
-    if (sampling === undefined) return null;
+    if (route.settings === undefined) return null;
+    const sampling = this.samplingOf(route);
     const settings = route.shadow;
     if (!settings.unsafe && !SAFE_METHODS.has(method)) {
       route.metrics.shadowSkipped('unsafe_method');
