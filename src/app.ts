@@ -77,7 +77,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // (`outbound` interceptors) and TLS (`connect`) join here, for live and shadow pools alike.
   const shaping = (_backend: BackendName): UpstreamShaping => ({ legacyCredentials: config.credentials.legacy });
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
-  const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
+  // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.
+  const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout, maxPending: 0 };
   const shadowPools = {
     legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy'), shadowLimits),
     new: new Upstream('new', config.backends.new, shaping('new'), shadowLimits),

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Dispatcher } from 'undici';
 import { Upstream } from '../src/forward/upstream.js';
+import { backendSchema } from '../src/config/schema.js';
 import { redactTarget, rewriteQuery, type OutboundIntent, type ShapedDispatchOptions } from '../src/forward/shaping.js';
 import { clientAddress, TrustedProxies } from '../src/forward/headers.js';
 import { startBackend, type TestBackend } from './helpers/backend.js';
@@ -25,8 +26,9 @@ async function send(upstream: Upstream, path: string, intent: OutboundIntent): P
 const CLIENT = ['Host', 'shop.example', 'X-Api-Key', 'S3CR3T', 'Authorization', 'Basic dTpw', 'Idempotency-Key', 'k1', 'X-Cutover-Shadow', '1'];
 const ctx = { peer: '127.0.0.1', peerTrusted: false, host: 'shop.example', proto: 'http' as const, preserveHost: false };
 
+/** A backend config as the schema fills it in, so new backend keys need no change here. */
 function backendAt(url: string) {
-  return { url, timeout: 5_000, connectTimeout: 1_000, connections: 2, keepAliveTimeout: 1_000, auth: { type: 'none' as const } };
+  return backendSchema.parse({ url, timeout: '5s', connectTimeout: '1s', connections: 2, keepAliveTimeout: '1s' });
 }
 
 async function backend(): Promise<TestBackend> {

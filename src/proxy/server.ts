@@ -20,6 +20,7 @@ import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { Tunnels } from './upgrade.js';
+import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
 
 /** Methods the proxy relays, for the Allow header of `OPTIONS *`. */
@@ -104,6 +105,10 @@ export class ProxyServer {
   private draining = false;
   /** Emergency bypass: everything to legacy, nothing mirrored. */
   bypass = false;
+  /** Request-body bytes held across all connections (listen.maxBufferedBodyBytes). */
+  readonly bodyBudget: BodyBudget;
+  private readonly bodyLimits: BodyLimits;
+  private readonly bodyHolds = new WeakMap<IncomingMessage, BodyHold>();
 
   constructor(deps: ProxyDeps) {
     this.deps = deps;
@@ -132,8 +137,29 @@ export class ProxyServer {
         this.reject(reply.raw, { route: deps.snapshots.current().routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'The request path has a malformed percent-encoding; encode "%" as %25.') });
       },
     });
+    this.bodyBudget = new BodyBudget(config.listen.maxBufferedBodyBytes);
+    this.bodyLimits = { bodyLimit: config.listen.bodyLimit, requestTimeout: config.listen.requestTimeout, bodyIdleTimeout: config.listen.bodyIdleTimeout };
+    // A body's bytes stay reserved until its response is over (sent, failed or abandoned).
+    this.app.addHook('onRequest', (request, reply, done) => {
+      const raw = request.raw;
+      if (raw.headers['content-length'] !== undefined || raw.headers['transfer-encoding'] !== undefined) {
+        const hold = new BodyHold(this.bodyBudget);
+        this.bodyHolds.set(raw, hold);
+        reply.raw.once('close', () => hold.release());
+      }
+      done();
+    });
     this.app.removeAllContentTypeParsers();
-    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    this.app.addContentTypeParser('*', (request, payload, done) => {
+      let hold = this.bodyHolds.get(request.raw);
+      if (hold === undefined) {
+        // Not announced by its headers (the hook saw neither length nor chunked): held until the request closes.
+        const late = new BodyHold(this.bodyBudget);
+        request.raw.once('close', () => late.release());
+        hold = late;
+      }
+      readBody(request.raw, payload, hold, this.bodyLimits, done);
+    });
     // `all` covers every method fastify supports; anything else still reaches the not-found handler.
     this.app.all('*', this.handle);
     this.app.setNotFoundHandler(this.handle);
@@ -212,6 +238,13 @@ export class ProxyServer {
       return;
     }
     const { method, path, legacyPath, route, clientIp, toNew, primary, intent } = decision;
+    // Checked before planning a mirror: a refused request takes no mirror slot.
+    if (primary.saturated()) {
+      route.metrics.rejected('saturated');
+      res.setHeader('retry-after', '1');
+      sendProblem(res, problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name }));
+      return;
+    }
     const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
     const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
@@ -233,7 +266,20 @@ export class ProxyServer {
     if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: decision.newPath(), rawHeaders: req.rawHeaders, ctx: decision.ctx, body });
   };
 
-  private readonly onError = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+  private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    if (error instanceof BodyRejectedError) {
+      const raw = request.raw;
+      if (error.reason !== null) this.deps.snapshots.current().routes.resolve(raw.method ?? 'GET', (raw.url ?? '/').split('?', 1)[0]).route.metrics.rejected(error.reason);
+      const title = error.statusCode === 408 ? 'Request timeout' : error.statusCode === 413 ? 'Payload too large' : 'Request bodies buffer full';
+      // The rest of this body is not read: the connection cannot carry another request.
+      void reply
+        .code(error.statusCode)
+        .header('connection', 'close')
+        .headers(error.statusCode === 503 ? { 'retry-after': '1' } : {})
+        .type(PROBLEM_TYPE)
+        .send(problem(error.statusCode, error.code, title, error.message));
+      return;
+    }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     const p =
       status === 413
