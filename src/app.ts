@@ -11,6 +11,7 @@ import { Upstream } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
 import { RouteTable } from './routing/table.js';
 import { ShadowEngine } from './shadow/engine.js';
+import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Telemetry } from './telemetry/metrics.js';
@@ -19,7 +20,7 @@ export interface AppOptions {
   logger?: Logger;
   /** Collect prom-client's process metrics (default true). */
   defaultMetrics?: boolean;
-  /** Receives every completed mirror pair (besides the built-in analysis). */
+  /** Receives every completed mirror pair (besides the built-in analysis), before the analysis queues it. */
   onPair?: (pair: CapturedAnswerPair) => void;
   analysis?: Partial<AnalysisOptions>;
 }
@@ -50,7 +51,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
   const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
-  const analysis = new Analysis(routes, options.analysis);
+  const analysis = new Analysis(routes, {
+    queueBytes: config.shadow.compareQueueBytes,
+    workers: config.shadow.compareWorkers,
+    ...options.analysis,
+  });
+  const shed = new LoadShedder(config.shadow.shedAt);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
     routes,
@@ -58,12 +64,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
     credentialHeaders: credentialHeaderNames(config.credentials.legacy),
+    shed,
+    comparisons: analysis,
+    // Called before the pair is queued: once queued, its bodies may move to a comparison worker.
     onPair:
       onPair === undefined
-        ? analysis.submit
+        ? analysis.submitReserved
         : (pair) => {
-            analysis.submit(pair);
             onPair(pair);
+            analysis.submitReserved(pair);
           },
   });
   const proxy = new ProxyServer({ config, routes, upstreams, shadow, logger });
@@ -97,6 +106,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([upstreams.legacy.close(), upstreams.new.close()]);
       // Mirrors still in flight are not worth waiting for: their client answers are long gone.
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
+      shed.close();
+      await analysis.close();
       logger.info('cutover stopped');
       logger.flush?.();
     })();

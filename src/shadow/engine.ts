@@ -41,12 +41,28 @@ export interface ShadowEngineDeps {
   /** Receives both answers (and the baseline, if any) once all have arrived. */
   onPair: (pair: CapturedAnswerPair) => void;
   breaker?: Partial<BreakerOptions>;
+  /** Says when the proxy's own event loop is too busy to take more mirrors (skipped as overload). */
+  shed?: { admit(): boolean };
+  /**
+   * Room in the comparison queue, reserved before a mirror is sent: a mirror that could not be
+   * compared is not sent at all, so it is counted once (as overload), never sent and then dropped.
+   */
+  comparisons?: { reserve(): boolean; unreserve(): void };
 }
 
 interface RouteSampling {
   shadow: ExactRatio;
   baseline: ExactRatio;
+  /**
+   * Per target backend: a mirror pair whose answer ran past the capture cap cannot be compared, so
+   * further mirrors of the route are skipped (`body_too_large`) for a cool-down that doubles up to
+   * 30 s; one probe then checks whether answers fit again. This keeps an oversize answer from
+   * costing a cut connection and a reconnect on every request.
+   */
+  oversize: { legacy: ShadowBreaker; new: ShadowBreaker };
 }
+
+const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
 
 export class ShadowEngine {
   private readonly deps: ShadowEngineDeps;
@@ -59,7 +75,12 @@ export class ShadowEngine {
     this.deps = deps;
     this.breakers = { legacy: new ShadowBreaker(deps.breaker), new: new ShadowBreaker(deps.breaker) };
     for (const route of deps.routes.routes) {
-      this.sampling.set(route, { shadow: new ExactRatio(route.shadow.percent), baseline: new ExactRatio(route.shadow.baselinePercent) });
+      const oversize = { ...OVERSIZE_BREAKER, now: deps.breaker?.now ?? Date.now };
+      this.sampling.set(route, {
+        shadow: new ExactRatio(route.shadow.percent),
+        baseline: new ExactRatio(route.shadow.baselinePercent),
+        oversize: { legacy: new ShadowBreaker(oversize), new: new ShadowBreaker(oversize) },
+      });
     }
   }
 
@@ -86,17 +107,32 @@ export class ShadowEngine {
       route.metrics.shadowSkipped('body_too_large');
       return null;
     }
-    if (this.inFlight >= this.deps.maxInFlight) {
+    if (this.inFlight >= this.deps.maxInFlight || (this.deps.shed !== undefined && !this.deps.shed.admit())) {
       route.metrics.shadowSkipped('overload');
       return null;
     }
-    const admission = this.breakers[primaryIsNew ? 'legacy' : 'new'].allow();
+    const comparisons = this.deps.comparisons;
+    if (comparisons !== undefined && !comparisons.reserve()) {
+      route.metrics.shadowSkipped('overload');
+      return null;
+    }
+    const target = primaryIsNew ? 'legacy' : 'new';
+    const sizeAdmission = sampling.oversize[target].allow();
+    if (sizeAdmission === Admission.Refused) {
+      comparisons?.unreserve();
+      route.metrics.shadowSkipped('body_too_large');
+      return null;
+    }
+    const admission = this.breakers[target].allow();
     if (admission === Admission.Refused) {
+      // The size probe was not used: give it back, so the next mirror may probe.
+      if (sizeAdmission === Admission.Probe) sampling.oversize[target].record(false, true);
+      comparisons?.unreserve();
       route.metrics.shadowSkipped('shadow_down');
       return null;
     }
     this.inFlight++;
-    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe);
+    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
@@ -115,7 +151,9 @@ export class ShadowEngine {
     shadowTarget.pool.dispatch(
       dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, headers, body: req.body }),
       new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
-        this.breakers[shadowTarget.name].record(answer.status > 0, job.probe);
+        // A connection broken mid-body is a failure too: a backend that resets every answer would
+        // otherwise cost a new connection per mirror, forever.
+        this.breakers[shadowTarget.name].record(answer.status > 0 && answer.error === undefined, job.probe);
         job.onShadow(answer);
       }),
     );
@@ -135,6 +173,14 @@ export class ShadowEngine {
   }
 
   complete(pair: CapturedAnswerPair): void {
+    const sampling = this.sampling.get(pair.route);
+    if (sampling !== undefined) {
+      const oversize = pair.primary.truncated || pair.shadow.truncated || (pair.baseline?.truncated ?? false);
+      // Only a pair that got whole answers says the route fits again; failures say nothing about size.
+      if (oversize || (pair.shadow.error === undefined && pair.primary.error === undefined)) {
+        sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'].record(!oversize, pair.sizeProbe ?? false);
+      } else if (pair.sizeProbe === true) sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'].record(false, true);
+    }
     this.deps.onPair(pair);
   }
 }
@@ -144,6 +190,8 @@ export class MirrorJob {
   readonly wantsBaseline: boolean;
   /** This mirror is the one probe of an open circuit breaker. */
   readonly probe: boolean;
+  /** This mirror is the one probe of its route's oversize cool-down. */
+  readonly sizeProbe: boolean;
   private readonly engine: ShadowEngine;
   private primary: UpstreamAnswer | null = null;
   private shadow: UpstreamAnswer | null = null;
@@ -151,11 +199,12 @@ export class MirrorJob {
   private request: MirrorRequest | null = null;
   private waiting: number;
 
-  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean, probe: boolean) {
+  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean, probe: boolean, sizeProbe: boolean) {
     this.engine = engine;
     this.route = route;
     this.wantsBaseline = wantsBaseline;
     this.probe = probe;
+    this.sizeProbe = sizeProbe;
     this.waiting = wantsBaseline ? 3 : 2;
   }
 
@@ -197,6 +246,7 @@ export class MirrorJob {
       primary: this.primary!,
       shadow: this.shadow!,
       baseline: this.baseline,
+      sizeProbe: this.sizeProbe,
     });
   }
 }
