@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { ComparisonQueue } from '../src/analysis/queue.js';
+import { LoadShedder } from '../src/shadow/load.js';
 import type { CapturedAnswerPair } from '../src/shadow/pair.js';
 import { deadPort, startBackend, waitFor, type Handler } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
@@ -307,6 +308,34 @@ describe('comparison workers', () => {
 });
 
 describe('load shedding', () => {
+  const spin = (ms: number): void => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
+
+  it('a busy loop sends fewer mirrors, but never fewer than half', async () => {
+    const shed = new LoadShedder({ eventLoopDelay: 0, utilisation: 0.5 });
+    cleanups.push(async () => shed.close());
+    // Busy nearly all the time for ~10 samples: the admitted share steps down to its floor.
+    for (let i = 0; i < 12; i++) {
+      spin(95);
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    let admitted = 0;
+    for (let i = 0; i < 100; i++) if (shed.admit()) admitted++;
+    expect(admitted).toBeGreaterThanOrEqual(50);
+    expect(admitted).toBeLessThan(100);
+  });
+
+  it('one hiccup sheds nothing', async () => {
+    const shed = new LoadShedder({ eventLoopDelay: 20, utilisation: 1 });
+    cleanups.push(async () => shed.close());
+    await new Promise((r) => setTimeout(r, 200)); // the delay monitor is running
+    spin(150);
+    await waitFor(() => shed.lastDelayMs > 20, 2_000, 'the sample that saw the hiccup');
+    expect(shed.admit()).toBe(true);
+  });
+
   it('skips new mirrors as overload while the event loop is late, and clients still get their answers', async () => {
     const legacy = await backend((_req, res) => json(res, 200, expected));
     const next = await backend((_req, res) => json(res, 200, expected));
@@ -317,7 +346,11 @@ describe('load shedding', () => {
     };
     await waitFor(
       async () => {
-        busy(150); // the loop is late by far more than the bound
+        // Late by far more than the bound, sample after sample (one hiccup sheds nothing).
+        for (let i = 0; i < 3; i++) {
+          busy(150);
+          await new Promise((r) => setTimeout(r, 0)); // lets the overdue sample run
+        }
         await load(p, 1, 1);
         return skipped(await scrape(p), 'overload') > 0;
       },

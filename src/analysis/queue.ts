@@ -33,6 +33,8 @@ export class ComparisonQueue {
   private running = 0;
   /** Bytes of answers queued or being compared. */
   private held = 0;
+  /** Running average size of a pair: what each reserved place is expected to bring. */
+  private typicalPair = 0;
   /** How many asynchronous comparisons may run at once (set by the owner of the workers). */
   maxRunning = Number.POSITIVE_INFINITY;
 
@@ -46,9 +48,14 @@ export class ComparisonQueue {
     return this.queue.length - this.head;
   }
 
-  /** Takes a place for a pair to come; false when the queue is full by count or by bytes. */
+  /**
+   * Takes a place for a pair to come; false when the queue is full by count or by bytes, counting
+   * the pairs still on their way at the typical size (so big answers in flight cannot pile up far
+   * past the byte bound).
+   */
   reserve(): boolean {
-    if (this.waiting + this.running + this.reserved >= this.limits.count || this.held >= this.limits.bytes) return false;
+    if (this.waiting + this.running + this.reserved >= this.limits.count) return false;
+    if (this.held + this.reserved * this.typicalPair >= this.limits.bytes) return false;
     this.reserved++;
     return true;
   }
@@ -57,7 +64,7 @@ export class ComparisonQueue {
     if (this.reserved > 0) this.reserved--;
   }
 
-  /** A pair that reserved its place is always taken (its size was unknown then; the overshoot is bounded by the mirrors in flight). */
+  /** A pair that reserved its place is always taken: its size was unknown then, and it was already sent. */
   readonly submit = (pair: CapturedAnswerPair, reservedPlace = false): void => {
     if (reservedPlace) this.unreserve();
     else if (this.waiting + this.running + this.reserved >= this.limits.count || this.held >= this.limits.bytes) {
@@ -65,7 +72,9 @@ export class ComparisonQueue {
       return;
     }
     this.queue.push(pair);
-    this.held += pairBytes(pair);
+    const bytes = pairBytes(pair);
+    this.held += bytes;
+    this.typicalPair += (bytes - this.typicalPair) / 8;
     this.schedule();
   };
 
