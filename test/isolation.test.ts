@@ -85,14 +85,14 @@ function skipped(text: string, reason: string): number {
 }
 
 /** Sends `n` requests, `concurrency` at a time; every client answer must be the legacy one, whole. */
-async function load(p: InProcessProxy, n: number, concurrency: number): Promise<void> {
+async function load(p: InProcessProxy, n: number, concurrency: number, want: unknown = expected): Promise<void> {
   let sent = 0;
   const worker = async (): Promise<void> => {
     while (sent < n) {
       sent++;
       const res = await request(`${p.dataUrl}/w`);
       expect(res.statusCode).toBe(200);
-      expect(await res.body.json()).toEqual(expected);
+      expect(await res.body.json()).toEqual(want);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
@@ -281,16 +281,17 @@ describe('comparison workers', () => {
   // The transform says which thread ran it, so the answer shows where the comparison happened.
   writeFileSync(file, "import { isMainThread } from 'node:worker_threads';\nexport default (legacy, candidate) => ({ legacy, candidate: { ...candidate, thread: isMainThread ? 'main' : 'worker' } });\n");
 
-  async function threadOf(workers: number): Promise<unknown> {
-    const legacy = await backend((_req, res) => json(res, 200, expected));
+  async function threadOf(workers: number, padding = 0): Promise<unknown> {
+    const pad = 'p'.repeat(padding);
+    const legacy = await backend((_req, res) => json(res, 200, { ...expected, pad }));
     // Byte-different answers: equal ones take the byte-equal fast path and never reach the transform.
-    const next = await backend((_req, res) => json(res, 200, { ...expected, price: 13 }));
+    const next = await backend((_req, res) => json(res, 200, { ...expected, pad, price: 13 }));
     const p = await proxy(legacy, next, {
       shadow: { compareWorkers: workers, shedAt: { eventLoopDelay: 0, utilisation: 1 } },
       routes: [{ name: 'w', match: { path: '/w' }, compare: { transform: file } }],
     });
     expect(p.analysis.inWorkers).toBe(workers > 0);
-    await load(p, 3, 1);
+    await load(p, 3, 1, { ...expected, pad });
     const text = await accountedFor(p, 3);
     expect(sum(text, /^cutover_comparisons_total\{route="w",result="mismatch"\}/)).toBe(3);
     const res = await request(`${p.adminUrl}/api/routes/w/diffs`, { headers: { authorization: 'Bearer t' } });
@@ -299,11 +300,15 @@ describe('comparison workers', () => {
   }
 
   it('run the comparison (and the transform, loaded by path) off the main thread', async () => {
-    expect(await threadOf(1)).toBe('worker');
+    expect(await threadOf(1, 20_000)).toBe('worker');
+  });
+
+  it('leave small pairs on the main thread, where they cost less than the hand-over', async () => {
+    expect(await threadOf(1, 0)).toBe('main');
   });
 
   it('compareWorkers: 0 compares on the main thread', async () => {
-    expect(await threadOf(0)).toBe('main');
+    expect(await threadOf(0, 20_000)).toBe('main');
   });
 });
 
