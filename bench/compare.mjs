@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Comparator micro-benchmark: cutover's compareResponses against json-diff and microdiff.
 //
-//   npx tsc -p tsconfig.build.json && node bench/compare.mjs [--quick]
+//   npx tsc -p tsconfig.build.json && node bench/compare.mjs [--quick] [--baseline DIR]
+//
+// --baseline DIR: DIR holds an older build (DIR/compare/index.js, e.g. main's dist copied aside);
+// then each case times the old and the new comparator in interleaved rounds (the machine may be
+// shared) and reports the medians and their ratio.
 //
 // Ours is timed from the captured Buffers, so it includes two JSON.parse calls (and the fast path
 // for equal bodies); json-diff and microdiff get already-parsed objects and do no parsing at all.
@@ -123,7 +127,39 @@ export function toMarkdown(rows) {
   return lines.join('\n');
 }
 
+/** Old against new comparator, interleaved rounds per case; medians in µs and new/old ratio. */
+export async function runBaselineBench(dir, { rounds = 9, budgetMs = 200 } = {}) {
+  const old = await import(pathToFileURL(`${dir}/compare/index.js`).href);
+  const builds = [
+    { name: 'before', mod: old, rules: old.compileRules(settings) },
+    { name: 'after', mod: { compareResponses }, rules: compileRules(settings) },
+  ];
+  const rows = [];
+  for (const c of cases()) {
+    const a = captured(c.legacy);
+    const b = captured(c.candidate);
+    const times = { before: [], after: [] };
+    for (let r = 0; r < rounds; r++) {
+      // Alternate which build goes first, so neither always meets a warmer or colder machine.
+      const order = r % 2 ? [...builds].reverse() : builds;
+      for (const bld of order) times[bld.name].push(measure(() => bld.mod.compareResponses(a, b, bld.rules, ctx), budgetMs).nsPerOp / 1000);
+    }
+    const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+    const before = median(times.before);
+    const after = median(times.after);
+    rows.push({ case: c.name, 'before µs': round(before), 'after µs': round(after), ratio: Math.round((after / before) * 100) / 100 });
+  }
+  return rows;
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const at = process.argv.indexOf('--baseline');
+  if (at !== -1) {
+    const rows = await runBaselineBench(process.argv[at + 1], { budgetMs: process.argv.includes('--quick') ? 100 : 200 });
+    console.log(`node ${process.version}; interleaved rounds, medians; ratio = after / before.\n`);
+    console.table(rows);
+    process.exit(0);
+  }
   const rows = await runCompareBench({ quick: process.argv.includes('--quick') });
   console.log(`node ${process.version}; ours includes JSON.parse of both bodies, the others get parsed objects.\n`);
   console.log(toMarkdown(rows));

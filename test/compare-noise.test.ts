@@ -21,7 +21,7 @@ describe('isRealDifference', () => {
   });
 
   it('applies the relative and absolute thresholds', () => {
-    // 55% vs 50% noise: the gap explains less than 20% of the mismatch rate.
+    // 55% vs 50% noise: the gap is under 20% of r + q (Diffy's relative difference).
     expect(isRealDifference({ mismatches: 5500, comparisons: 10000, noiseHits: 5000, baselineComparisons: 10000 })).toBe(false);
     // 80% vs 50%: clearly above noise.
     expect(isRealDifference({ mismatches: 8000, comparisons: 10000, noiseHits: 5000, baselineComparisons: 10000 })).toBe(true);
@@ -57,5 +57,41 @@ describe('isRealDifference', () => {
     expect([...shadowHits.keys()].sort()).toEqual(['$.at', '$.total']);
     expect(verdict('$.at')).toBe(false);
     expect(verdict('$.total')).toBe(true);
+  });
+});
+
+describe('the documented noise rule on a grid of rates (Diffy: |r − q| / (r + q) > relative, r − q > absolute)', () => {
+  const grid = Array.from({ length: 21 }, (_, i) => i / 20);
+  const diffy = (r: number, q: number, t = DEFAULT_NOISE_THRESHOLDS): boolean => r > q && r - q > t.absolute && (r - q) / (r + q) > t.relative;
+
+  it('equals Diffy on every rate pair when samples are large (the z test then never binds)', () => {
+    const n = 1_000_000;
+    let disagreements = 0;
+    for (const r of grid) {
+      for (const q of grid) {
+        const got = isRealDifference({ mismatches: Math.round(r * n), comparisons: n, noiseHits: Math.round(q * n), baselineComparisons: n });
+        if (got !== diffy(r, q)) disagreements++;
+      }
+    }
+    expect(disagreements).toBe(0);
+  });
+
+  it('calls r = 0.90 against q = 0.65 at 100/100 noise, as Diffy does ((r − q) / r would have called it real)', () => {
+    expect(isRealDifference({ mismatches: 90, comparisons: 100, noiseHits: 65, baselineComparisons: 100 })).toBe(false);
+    expect((0.9 - 0.65) / 0.9).toBeGreaterThan(DEFAULT_NOISE_THRESHOLDS.relative);
+  });
+
+  it('at 100/100 samples only ever turns Diffy\'s "real" into "noise" (the significance test), never the reverse', () => {
+    let stricter = 0;
+    for (const r of grid) {
+      for (const q of grid) {
+        const got = isRealDifference({ mismatches: Math.round(r * 100), comparisons: 100, noiseHits: Math.round(q * 100), baselineComparisons: 100 });
+        if (got) expect(diffy(r, q)).toBe(true);
+        else if (diffy(r, q)) stricter++;
+      }
+    }
+    // A few small gaps (e.g. r = 0.15 vs q = 0.05 at 100 samples each) need more evidence first.
+    expect(stricter).toBeGreaterThan(0);
+    expect(stricter).toBeLessThan(40);
   });
 });

@@ -35,6 +35,7 @@ const CONTRACT_METRICS = new Set([
   'cutover_mismatch_fields_total',
   'cutover_shadow_skipped_total',
   'cutover_traffic_weight',
+  'cutover_status_pairs_total',
 ]);
 const CONTRACT_HISTOGRAMS = ['cutover_request_duration_seconds'];
 /** prom-client default metrics and Prometheus' own `up`. */
@@ -446,6 +447,7 @@ async function startTelemetryExporter(): Promise<{ target: string; close(): Prom
       }
       route.mismatchField('$.price', 'type');
       route.mismatchField('$.items', 'order');
+      route.statusPair(200, 404);
       for (const reason of ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass'] as const) route.shadowSkipped(reason);
     }
     other.request('legacy', 'primary', '2xx', 0.01);

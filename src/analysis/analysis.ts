@@ -155,7 +155,7 @@ export class Analysis implements EvidenceSource {
       route: routeName,
       windowSeconds: this.options.windowMs / 1000,
       live: ra.window.live(ra.window.idAt(this.options.now())),
-      examples: ra.examples,
+      examples: ra.examples.byField(this.options.now() - this.options.windowMs),
       errors: ra.errors,
       dropped: ra.dropped,
       noise: this.options.noise,

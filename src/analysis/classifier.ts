@@ -3,13 +3,14 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { isRealDifference, type Difference, type NoiseThresholds } from '../compare/index.js';
+import { isRealDifference, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
 import type { CompareSettings } from '../config/load.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
-import { OTHER_FIELD, type ComparisonResult } from '../telemetry/metrics.js';
+import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
 import { comparePair, compileRouteRules, type Compared, type PairRules } from './compare-pair.js';
 import { RouteEvidenceLog } from './evidence.js';
+import { ExampleStore } from './examples.js';
 import type { ErrorExample, StoredExample } from './report.js';
 import { RouteWindow, type Slice } from './window.js';
 
@@ -17,6 +18,8 @@ export interface ClassifierLimits {
   /** Distinct fields tracked per route and window; more fold into `_other`. */
   maxFields: number;
   examplesPerField: number;
+  /** Examples older than this are dropped: they expire with the analysis window. */
+  windowMs: number;
   noise: NoiseThresholds;
   now: () => number;
 }
@@ -38,7 +41,7 @@ function failed(answer: UpstreamAnswer): boolean {
 /** Everything the analysis keeps for one route, by route name: a config reload keeps it. */
 export class RouteAnalysis {
   readonly window: RouteWindow;
-  readonly examples = new Map<string, StoredExample[]>();
+  readonly examples: ExampleStore;
   readonly errors: ErrorExample[] = [];
   readonly evidence: RouteEvidenceLog;
   rules: RouteRules;
@@ -55,22 +58,32 @@ export class RouteAnalysis {
     this.window = new RouteWindow(slices, sliceMs);
     this.rules = compileRouteRules(compare);
     this.evidence = new RouteEvidenceLog(name);
+    // Two (field, kind) pairs per tracked field on average; past that the least recently updated goes.
+    this.examples = new ExampleStore(limits.maxFields * 2, limits.examplesPerField, limits.windowMs);
   }
 
   private fieldName(slice: Slice, field: string): string {
-    if (slice.fields.has(field) || this.examples.has(field)) return field;
+    if (slice.fields.has(field) || this.examples.hasField(field)) return field;
     return slice.fields.size >= this.limits.maxFields ? OTHER_FIELD : field;
   }
 
-  private remember(field: string, example: StoredExample): void {
-    let list = this.examples.get(field);
-    if (list === undefined) {
-      if (this.examples.size >= this.limits.maxFields) return;
-      list = [];
-      this.examples.set(field, list);
+  private remember(field: string, kind: DiffKind, example: StoredExample): void {
+    this.examples.add(field, kind, example);
+  }
+
+  /**
+   * The differences of one comparison grouped by field, each kind once: a field that is both
+   * `extra` and `type` in one comparison counts once for each kind, and once as a differing field.
+   */
+  private group(slice: Slice, differences: readonly Difference[]): Map<string, Map<DiffKind, Difference>> {
+    const byField = new Map<string, Map<DiffKind, Difference>>();
+    for (const d of differences) {
+      const name = this.fieldName(slice, d.field);
+      let kinds = byField.get(name);
+      if (kinds === undefined) byField.set(name, (kinds = new Map()));
+      if (!kinds.has(d.kind)) kinds.set(d.kind, d);
     }
-    list.push(example);
-    if (list.length > this.limits.examplesPerField) list.shift();
+    return byField;
   }
 
   private rememberError(pair: CapturedAnswerPair, reason: string): void {
@@ -104,17 +117,18 @@ export class RouteAnalysis {
     const base = compared.baseline;
     if (base !== null) {
       slice.baselineComparisons++;
-      const seen = new Set<string>();
-      for (const d of base.differences) {
-        const name = this.fieldName(slice, d.field);
-        if (seen.has(name)) continue;
-        seen.add(name);
+      for (const [name, kinds] of this.group(slice, base.differences)) {
         slice.field(name).noiseHits++;
-        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.baseline, baseline: true });
+        for (const [kind, d] of kinds) this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.baseline, baseline: true });
       }
     }
 
     slice.comparisons++;
+    if (ok(legacy) && ok(candidate)) {
+      const key = `${statusLabel(legacy.status)} ${statusLabel(candidate.status)}`;
+      slice.statusPairs.set(key, (slice.statusPairs.get(key) ?? 0) + 1);
+      pair.route.metrics.statusPair(legacy.status, candidate.status);
+    }
     if (!ok(legacy) || !ok(candidate)) {
       const side = !ok(legacy) ? 'legacy' : 'new';
       const answer = side === 'legacy' ? legacy : candidate;
@@ -127,23 +141,21 @@ export class RouteAnalysis {
     if (comparison.result === 'match') return this.finish(slice, pair, 'match');
 
     // Count every differing field first, so its rate below includes this comparison.
-    const byField = new Map<string, Difference>();
-    for (const d of comparison.differences) {
-      const name = this.fieldName(slice, d.field);
+    const byField = this.group(slice, comparison.differences);
+    for (const [name, kinds] of byField) {
       const f = slice.field(name);
-      f.kinds[d.kind] = (f.kinds[d.kind] ?? 0) + 1;
-      if (!byField.has(name)) {
-        byField.set(name, d);
-        f.mismatches++;
-        this.remember(name, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.shadow, baseline: false });
+      f.mismatches++;
+      for (const [kind, d] of kinds) {
+        f.kinds[kind] = (f.kinds[kind] ?? 0) + 1;
+        this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.shadow, baseline: false });
       }
     }
     let real = false;
     const live = this.window.live(slice.id);
-    for (const [name, d] of byField) {
+    for (const [name, kinds] of byField) {
       if (isRealDifference(this.window.rates(live, name), this.limits.noise)) {
         real = true;
-        pair.route.metrics.mismatchField(name, d.kind);
+        for (const kind of kinds.keys()) pair.route.metrics.mismatchField(name, kind);
       }
     }
     return this.finish(slice, pair, real ? 'mismatch' : 'noise');

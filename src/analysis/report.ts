@@ -50,6 +50,13 @@ export interface FieldReport {
   examples: Example[];
 }
 
+/** One cell of the status matrix: how many compared pairs had this legacy and this new status. */
+export interface StatusPair {
+  legacy: string;
+  new: string;
+  count: number;
+}
+
 export interface LatencyReport {
   count: number;
   p50: number | null;
@@ -65,6 +72,8 @@ export interface DiffsReport {
   mismatchRate: number;
   latency: { legacy: LatencyReport; new: LatencyReport; p50Ratio: number | null; p99Ratio: number | null };
   fields: FieldReport[];
+  /** Legacy → new status counts over the window, most frequent first (labels as in cutover_status_pairs_total). */
+  statusPairs: StatusPair[];
   recentErrors: ErrorExample[];
   droppedForOverload: number;
 }
@@ -98,11 +107,13 @@ export function buildDiffsReport(input: ReportInput): DiffsReport {
   const next = new LatencyHistogram();
   let comparisons = 0;
   let baselineComparisons = 0;
+  const pairs = new Map<string, number>();
   const fields = new Map<string, { mismatches: number; noiseHits: number; kinds: Partial<Record<DiffKind, number>> }>();
   for (const s of input.live) {
     comparisons += s.comparisons;
     baselineComparisons += s.baselineComparisons;
     for (const k of Object.keys(results) as ComparisonResult[]) results[k] += s.results[k];
+    for (const [k, v] of s.statusPairs) pairs.set(k, (pairs.get(k) ?? 0) + v);
     legacy.add(s.legacy);
     next.add(s.new);
     for (const [name, f] of s.fields) {
@@ -134,6 +145,12 @@ export function buildDiffsReport(input: ReportInput): DiffsReport {
     mismatchRate: comparisons ? results.mismatch / comparisons : 0,
     latency: { legacy: l, new: n, p50Ratio: ratio(n.p50, l.p50), p99Ratio: ratio(n.p99, l.p99) },
     fields: report,
+    statusPairs: [...pairs]
+      .map(([k, count]) => {
+        const [l, n] = k.split(' ');
+        return { legacy: l, new: n, count };
+      })
+      .sort((a, b) => b.count - a.count || a.legacy.localeCompare(b.legacy) || a.new.localeCompare(b.new)),
     recentErrors: [...input.errors],
     droppedForOverload: input.dropped,
   };

@@ -19,6 +19,8 @@ export class Slice {
   baselineComparisons = 0;
   results: Record<ComparisonResult, number> = { match: 0, mismatch: 0, noise: 0, error: 0 };
   fields = new Map<string, FieldSlice>();
+  /** Compared pairs by `legacy new` status label (see statusLabel): the route's status matrix. */
+  statusPairs = new Map<string, number>();
   legacy = new LatencyHistogram();
   new = new LatencyHistogram();
 
@@ -28,6 +30,7 @@ export class Slice {
     this.baselineComparisons = 0;
     this.results = { match: 0, mismatch: 0, noise: 0, error: 0 };
     this.fields = new Map();
+    this.statusPairs = new Map();
     this.legacy = new LatencyHistogram();
     this.new = new LatencyHistogram();
   }

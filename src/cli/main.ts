@@ -15,6 +15,8 @@ commands:
   run   --config FILE   run the proxy and its admin port until SIGTERM/SIGINT
   check --config FILE   validate a config: a summary and exit 0, or every problem and exit 2
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
+  fingerprint [--config FILE]
+                        read a legacy key from stdin, print its fingerprint (fp_…) under the config's key
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
@@ -111,6 +113,11 @@ async function main(argv: string[]): Promise<number> {
       const demo = await runDemo({ config: values.config ?? packagePath('config/demo.yaml') });
       onSignals(() => demo.stop());
       return -1;
+    }
+    case 'fingerprint': {
+      const { fingerprintCommand } = await import('./fingerprint.js');
+      process.stdout.write(`${await fingerprintCommand(await requireConfig(values.config), process.stdin)}\n`);
+      return EXIT_OK;
     }
     default:
       throw new UsageError(`Unknown command "${command}"; run "cutover --help" for the list.`);

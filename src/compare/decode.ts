@@ -5,7 +5,16 @@ import type { BodyKind } from './types.js';
 export type Decoded = { ok: true; body: Buffer } | { ok: false; truncated: true } | { ok: false; truncated: false; error: string };
 
 export function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const v = headers[name];
+  let v = headers[name];
+  if (v === undefined) {
+    // Node lower-cases names; a caller with other casing still gets the header (names are case-insensitive).
+    for (const k in headers) {
+      if (k.toLowerCase() === name && headers[k] !== undefined) {
+        v = headers[k];
+        break;
+      }
+    }
+  }
   if (v === undefined) return undefined;
   return typeof v === 'string' ? v : v.join(', ');
 }

@@ -7,7 +7,8 @@
  */
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { charsetOf, decodeBody, encodingsOf, headerValue, kindFromContentType, sniffKind } from './decode.js';
-import { MAX_DIFFERENCES, TooComplexError, diffJson, preview, type WalkContext } from './json.js';
+import { isUtf8 } from 'node:buffer';
+import { MAX_DIFFERENCES, TooComplexError, diffJson, diffNumberTexts, preview, type WalkContext } from './json.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
 import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
 import { redactDifference as redactWith, redactValue as redactValueWith } from './redact.js';
@@ -32,6 +33,10 @@ export interface CompiledRules {
   readonly transform?: TransformFn;
   readonly transformName: string;
   readonly maxBodyBytes: number;
+  /** `strict`: `1` vs `1.0` is a `number_format` difference; `lenient`: it is equal. */
+  readonly numberFormat: 'strict' | 'lenient';
+  /** `implied`: a JSON Content-Type without charset means UTF-8, so `; charset=utf-8` changes nothing. */
+  readonly jsonCharset: 'implied' | 'strict';
 }
 
 /**
@@ -66,34 +71,60 @@ export function compileRules(settings: CompareSettings): CompiledRules {
     transform,
     transformName: settings.transformPath ?? (transform?.name || 'transform'),
     maxBodyBytes: settings.maxBodyBytes,
+    numberFormat: settings.numberFormat ?? 'strict',
+    jsonCharset: settings.jsonCharset ?? 'implied',
   });
 }
 
-function normaliseContentType(v: string): string {
-  return v.toLowerCase().replace(/\s*([;=])\s*/g, '$1').replace(/"/g, '').trim();
+/**
+ * A media type by meaning: type, subtype and parameter names are case-insensitive, parameter order
+ * does not matter, quotes around a value are syntax, and a charset value is case-insensitive. With
+ * `jsonCharset: implied`, `charset=utf-8` on a JSON type is dropped: JSON is UTF-8 (RFC 8259), so
+ * saying so changes nothing.
+ */
+export function normaliseContentType(v: string, jsonCharset: 'implied' | 'strict' = 'implied'): string {
+  const parts = v.split(';');
+  const media = parts[0].trim().toLowerCase();
+  const params: string[] = [];
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i].trim();
+    if (!p) continue;
+    const eq = p.indexOf('=');
+    const name = (eq === -1 ? p : p.slice(0, eq)).trim().toLowerCase();
+    let value = eq === -1 ? '' : p.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    if (name === 'charset') {
+      value = value.toLowerCase();
+      if (jsonCharset === 'implied' && (value === 'utf-8' || value === 'utf8') && kindFromContentType(media) === 'json') continue;
+    }
+    params.push(`${name}=${value}`);
+  }
+  params.sort();
+  return params.length ? `${media};${params.join(';')}` : media;
 }
 
-function compareHeader(name: string, l: Captured['headers'], c: Captured['headers'], out: Difference[]): void {
+function compareHeader(name: string, l: Captured['headers'], c: Captured['headers'], rules: CompiledRules, out: Difference[]): void {
   const lv = headerValue(l, name);
   const cv = headerValue(c, name);
   if (lv === cv) return;
   const field = `header:${name}`;
   if (cv === undefined) out.push({ field, path: field, kind: 'missing', legacy: preview(lv) });
   else if (lv === undefined) out.push({ field, path: field, kind: 'extra', candidate: preview(cv) });
-  else if (name !== 'content-type' || normaliseContentType(lv) !== normaliseContentType(cv)) {
+  else if (name !== 'content-type' || normaliseContentType(lv, rules.jsonCharset) !== normaliseContentType(cv, rules.jsonCharset)) {
     out.push({ field, path: field, kind: 'header', legacy: preview(lv), candidate: preview(cv) });
   }
 }
 
 function compareHeaders(l: Captured['headers'], c: Captured['headers'], rules: CompiledRules, out: Difference[]): void {
-  for (const name of rules.headers) compareHeader(name, l, c, out);
+  for (const name of rules.headers) compareHeader(name, l, c, rules, out);
   if (!rules.allHeaders) return;
   const seen = new Set(rules.headers);
   for (const side of [l, c]) {
-    for (const name of Object.keys(side)) {
-      if (seen.has(name) || NOT_IN_STAR.has(name) || rules.ignoreHeaders.has(name) || side[name] === undefined) continue;
+    for (const raw of Object.keys(side)) {
+      const name = raw.toLowerCase();
+      if (seen.has(name) || NOT_IN_STAR.has(name) || rules.ignoreHeaders.has(name) || side[raw] === undefined) continue;
       seen.add(name);
-      compareHeader(name, l, c, out);
+      compareHeader(name, l, c, rules, out);
     }
   }
 }
@@ -192,8 +223,16 @@ function emptiness(lb: Buffer, cb: Buffer): Difference | undefined {
   return undefined;
 }
 
-function toText(body: Buffer, contentType: string | undefined): string {
+/**
+ * Bodies that are not valid UTF-8 are read byte for byte (Latin-1 maps each byte to one character),
+ * on both sides: decoding invalid bytes to U+FFFD would make different bodies look equal.
+ */
+function textCharset(lb: Buffer, cb: Buffer, contentType: string | undefined): 'utf8' | 'latin1' {
   const charset = charsetOf(contentType);
+  return charset === 'utf8' && (!isUtf8(lb) || !isUtf8(cb)) ? 'latin1' : charset;
+}
+
+function toText(body: Buffer, charset: 'utf8' | 'latin1'): string {
   // A UTF-8 BOM is framing, not content; JSON.parse rejects it.
   const start = charset === 'utf8' && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
   return body.toString(charset, start);
@@ -206,8 +245,9 @@ function compareText(lb: Buffer, cb: Buffer, contentType: string | undefined, di
     differences.push(empty);
     return done(differences, 'text');
   }
-  const a = toText(lb, contentType);
-  const b = toText(cb, contentType);
+  const charset = textCharset(lb, cb, contentType);
+  const a = toText(lb, charset);
+  const b = toText(cb, charset);
   if (a !== b) {
     const s = textSummary(a, b);
     differences.push(sideDiff('value', s.legacy, s.candidate));
@@ -221,8 +261,9 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
     differences.push(empty);
     return done(differences, 'json');
   }
-  const lt = toText(lb, contentType);
-  const ct = toText(cb, contentType);
+  const charset = textCharset(lb, cb, contentType);
+  const lt = toText(lb, charset);
+  const ct = toText(cb, charset);
   const lp = parseJson(lt);
   const cp = parseJson(ct);
   if (!lp.ok && !cp.ok) return compareText(lb, cb, contentType, differences);
@@ -245,7 +286,15 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
     }
   }
   const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out: differences, capped: false, work: 0 };
+  const before = differences.length;
   diffJson(legacyValue, candidateValue, walk);
+  // The number texts are read only where they can change the answer: the parsed bodies are equal
+  // although the bytes differ (the verdict would otherwise be a false "match"), or the walk met an
+  // equal number a float may have rounded (beyond ±2^53, infinite). This keeps the common mismatch
+  // at the cost of the parse; see docs/compare.md, "Numbers".
+  if (!walk.capped && (differences.length === before || walk.wideNumbers === true)) {
+    diffNumberTexts(lt, ct, legacyValue, candidateValue, walk, rules.numberFormat === 'strict');
+  }
   return done(differences, 'json', walk.capped || differences.length > MAX_DIFFERENCES);
 }
 

@@ -2,7 +2,8 @@
  * The typed JSON walk. Every traversal here uses an explicit stack, so body depth is limited by
  * memory, not by the call stack; every array strategy is linear or n·log n, never O(n·m).
  */
-import { IGNORE, UNORDERED, concretePath, fieldPath, flagsOf, step, type PathMatcher, type PathNode } from './path.js';
+import { hasLossyNumber, lossyNumbers, textDifference, type NumberText } from './numbers.js';
+import { IGNORE, UNORDERED, concretePath, fieldPath, flagsOf, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
 import type { DiffKind, Difference } from './types.js';
 
 /** Enough for any real mismatch; past it the examples would not get more useful, only costlier. */
@@ -26,6 +27,11 @@ export interface WalkContext {
   out: Difference[];
   capped: boolean;
   work: number;
+  /**
+   * Set when two equal parsed numbers were met that a 64-bit float may have rounded (beyond ±2^53,
+   * or infinite): their texts can still differ, so the caller checks the number texts.
+   */
+  wideNumbers?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -54,6 +60,14 @@ function numbersEqual(a: number, b: number, tol: { absolute: number; relative: n
 function ignored(m: PathMatcher, s: readonly number[]): boolean {
   return s.length !== 0 && (flagsOf(m, s) & IGNORE) !== 0;
 }
+
+/** Notes an equal number pair that may hide different texts; always true, so it can sit in a return. */
+function wide(v: number, ctx: WalkContext): true {
+  if (v > MAX_SAFE || v < -MAX_SAFE || v !== v) ctx.wideNumbers = true;
+  return true;
+}
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 function tick(ctx: WalkContext): void {
   if (++ctx.work > WORK_LIMIT) throw new TooComplexError();
@@ -117,7 +131,10 @@ function primitiveKey(v: unknown): string {
  * unordered arrays sorted. Equal strings mean equal values, so it serves as a collision-free hash.
  */
 export function canonicalKey(root: unknown, rootState: readonly number[], ctx: WalkContext): string {
-  if (!isContainer(root)) return primitiveKey(root);
+  if (!isContainer(root)) {
+    if (typeof root === 'number') wide(root, ctx);
+    return primitiveKey(root);
+  }
   interface Frame {
     v: Obj | unknown[];
     s: readonly number[];
@@ -151,7 +168,10 @@ export function canonicalKey(root: unknown, rootState: readonly number[], ctx: W
       if (isContainer(child)) {
         f.pending = label;
         stack.push(frame(child, cs));
-      } else f.parts.push(label + primitiveKey(child));
+      } else {
+        if (typeof child === 'number') wide(child, ctx);
+        f.parts.push(label + primitiveKey(child));
+      }
       continue;
     }
     stack.pop();
@@ -192,7 +212,7 @@ export function deepEqual(a: unknown, b: unknown, s: readonly number[], ctx: Wal
 }
 
 function equalShallow(a: unknown, b: unknown, s: readonly number[], ctx: WalkContext, depth: number): boolean {
-  if (a === b) return true;
+  if (a === b) return typeof a !== 'number' || wide(a, ctx);
   // Past the recursion budget the explicit-stack version takes over, so no depth can overflow.
   if (depth > RECURSION_DEPTH) return equalDeep(a, b, s, ctx);
   tick(ctx);
@@ -236,7 +256,10 @@ function equalDeep(a0: unknown, b0: unknown, s0: readonly number[], ctx: WalkCon
   const m = ctx.m;
   while (stack.length) {
     const [a, b, s] = stack.pop()!;
-    if (a === b) continue;
+    if (a === b) {
+      if (typeof a === 'number') wide(a, ctx);
+      continue;
+    }
     tick(ctx);
     const ta = typeOf(a);
     if (ta !== typeOf(b)) return false;
@@ -299,7 +322,10 @@ export function diffJson(legacy: unknown, candidate: unknown, ctx: WalkContext):
     const flags = f.s.length ? flagsOf(m, f.s) : 0;
     if (flags & IGNORE) continue;
     const { a, b } = f;
-    if (a === b) continue;
+    if (a === b) {
+      if (typeof a === 'number') wide(a, ctx);
+      continue;
+    }
     const ta = typeOf(a);
     const tb = typeOf(b);
     if (ta !== tb) {
@@ -361,6 +387,11 @@ function keysOf(arr: unknown[], idx: number[], f: Frame, ctx: WalkContext): stri
   return idx.map((i) => canonicalKey(arr[i], step(ctx.m, f.s, i), ctx));
 }
 
+/** The identity value of an element, and its string form for matching across a type change (22 → "22"). */
+function idOf(el: unknown, key: string): string | number {
+  return (el as Obj)[key] as string | number;
+}
+
 /** The first identity field that every given element carries with a unique scalar value, per side. */
 function identityField(a: unknown[], ai: number[], b: unknown[], bi: number[]): string | undefined {
   outer: for (const key of IDENTITY_KEYS) {
@@ -382,16 +413,42 @@ function identityField(a: unknown[], ai: number[], b: unknown[], bi: number[]): 
   return undefined;
 }
 
+/**
+ * Where each candidate id is. Ids are looked up as they are first, then by their string form, so a
+ * migration that turned numeric ids into strings still pairs its records; the walk then reports the
+ * id's `type` change once per record and every real change inside it. A string form shared by two
+ * candidates (22 and "22") is ambiguous and not used.
+ */
+function idIndex(b: unknown[], bi: number[], key: string): (id: string | number) => number | undefined {
+  const exact = new Map<unknown, number>();
+  for (const j of bi) exact.set(idOf(b[j], key), j);
+  let loose: Map<string, number> | undefined;
+  return (id) => {
+    const j = exact.get(id);
+    if (j !== undefined) return j;
+    if (loose === undefined) {
+      loose = new Map();
+      const dup = new Set<string>();
+      for (const jj of bi) {
+        const s = String(idOf(b[jj], key));
+        if (loose.has(s)) dup.add(s);
+        loose.set(s, jj);
+      }
+      for (const s of dup) loose.delete(s);
+    }
+    return loose.get(String(id));
+  };
+}
+
 /** Pairs elements by identity; reports the rest as missing/extra and one `order` if pairs cross. */
 function alignByIdentity(a: unknown[], ai: number[], b: unknown[], bi: number[], key: string, f: Frame, ctx: WalkContext, children: Frame[]): void {
-  const where = new Map<unknown, number>();
-  for (const j of bi) where.set((b[j] as Obj)[key], j);
+  const where = idIndex(b, bi, key);
   const used = new Set<number>();
   let last = -1;
   let crossed = false;
   for (const i of ai) {
-    const j = where.get((a[i] as Obj)[key]);
-    if (j === undefined) {
+    const j = where(idOf(a[i], key));
+    if (j === undefined || used.has(j)) {
       missing(a, i, f, ctx);
       continue;
     }
@@ -400,7 +457,7 @@ function alignByIdentity(a: unknown[], ai: number[], b: unknown[], bi: number[],
     last = j;
     if (!elementEqual(a, b, i, j, f, ctx)) pair(a, b, i, j, f, ctx, children);
   }
-  if (crossed) emit(ctx, f.node, 'order', { legacy: ai.map((i) => (a[i] as Obj)[key]), candidate: bi.map((j) => (b[j] as Obj)[key]) });
+  if (crossed) emit(ctx, f.node, 'order', { legacy: ai.map((i) => idOf(a[i], key)), candidate: bi.map((j) => idOf(b[j], key)) });
   for (const j of bi) if (!used.has(j)) extra(b, j, f, ctx);
 }
 
@@ -425,6 +482,14 @@ function diffOrdered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, chi
       const id = identityField(a, differing, b, differing);
       if (id) {
         alignByIdentity(a, differing, b, differing, id, f, ctx, children);
+        return;
+      }
+      // Most positions differ: a record inserted at the top of a page shifts every other one, which
+      // zipping would report as a change of every element. Align the differing span instead.
+      if (differing.length * 2 > a.length) {
+        const lo = differing[0];
+        const hi = differing[differing.length - 1] + 1;
+        alignByHash(a, range(lo, hi), b, range(lo, hi), f, ctx, children);
         return;
       }
     }
@@ -469,41 +534,129 @@ function sameMultiset(ka: string[], kb: string[]): boolean {
   return true;
 }
 
+/** Edit-graph steps (about N·D) spent on one array before falling back to the greedy alignment. */
+const ALIGN_BUDGET = 200_000;
+
 /**
- * Greedy monotone matching of equal elements (each candidate index is looked up in a hash map and
- * only moves forward), then the gaps between matches are paired position by position; what is
- * left over in a gap is missing or extra. Linear, unlike an LCS.
+ * Aligns two spans of elements by their canonical keys and reports the result: elements equal under
+ * the rules are matched, the gaps between matches are paired position by position (an edited
+ * element stays one element with changes inside), and what a gap has left over is missing or
+ * extra. The matching is the longest common subsequence found by Myers' O(N·D) diff, so a page
+ * shifted by one record is one missing and one extra and [1,2,3] → [1,3,4] is −2 +4; it costs
+ * linear time when few elements differ. Past ALIGN_BUDGET steps a greedy monotone matching (linear,
+ * not always minimal) takes over, so no body can make this quadratic.
  */
 function alignByHash(a: unknown[], ai: number[], b: unknown[], bi: number[], f: Frame, ctx: WalkContext, children: Frame[]): void {
-  const kb = keysOf(b, bi, f, ctx);
-  const positions = new Map<string, { list: number[]; next: number }>();
-  kb.forEach((k, n) => {
-    const p = positions.get(k);
-    if (p) p.list.push(bi[n]);
-    else positions.set(k, { list: [bi[n]], next: 0 });
-  });
   const ka = keysOf(a, ai, f, ctx);
-  let prevA = ai[0] - 1;
-  let prevB = bi[0] - 1;
+  const kb = keysOf(b, bi, f, ctx);
+  // The search is charged to the comparison's work budget too, so many mid-sized arrays cannot add
+  // up to quadratic time; when the budget is spent, the greedy matching (linear) answers.
+  const meter = { steps: 0 };
+  const budget = Math.min(ALIGN_BUDGET, WORK_LIMIT - ctx.work);
+  const matches = (anyCommon(ka, kb) ? lcsMatches(ka, kb, budget, meter) : []) ?? greedyMatches(ka, kb);
+  ctx.work += meter.steps;
+  let prevA = -1;
+  let prevB = -1;
   const flushGap = (toA: number, toB: number): void => {
-    let i = prevA + 1;
-    let j = prevB + 1;
-    for (; i < toA && j < toB; i++, j++) pair(a, b, i, j, f, ctx, children);
-    for (; i < toA; i++) missing(a, i, f, ctx);
-    for (; j < toB; j++) extra(b, j, f, ctx);
+    let x = prevA + 1;
+    let y = prevB + 1;
+    for (; x < toA && y < toB; x++, y++) pair(a, b, ai[x], bi[y], f, ctx, children);
+    for (; x < toA; x++) missing(a, ai[x], f, ctx);
+    for (; y < toB; y++) extra(b, bi[y], f, ctx);
   };
-  ka.forEach((k, n) => {
+  for (const [x, y] of matches) {
+    flushGap(x, y);
+    prevA = x;
+    prevB = y;
+  }
+  flushGap(ka.length, kb.length);
+}
+
+/** Matched index pairs (into ka, kb) of a longest common subsequence, or undefined past the budget. */
+export function lcsMatches(ka: readonly string[], kb: readonly string[], budget: number, meter: { steps: number } = { steps: 0 }): [number, number][] | undefined {
+  const n = ka.length;
+  const m = kb.length;
+  const max = n + m;
+  const offset = max + 1;
+  const v = new Int32Array(2 * max + 3);
+  const trace: Int32Array[] = [];
+  let steps = 0;
+  let found = -1;
+  for (let d = 0; d <= max && found < 0; d++) {
+    // Only the diagonals round d can read are kept, so memory grows like D², within the budget.
+    trace.push(v.slice(offset - d - 1, offset + d + 2));
+    steps += 2 * d + 3;
+    for (let k = -d; k <= d; k += 2) {
+      let x = k === -d || (k !== d && v[offset + k - 1] < v[offset + k + 1]) ? v[offset + k + 1] : v[offset + k - 1] + 1;
+      let y = x - k;
+      while (x < n && y < m && ka[x] === kb[y]) {
+        x++;
+        y++;
+        steps++;
+      }
+      v[offset + k] = x;
+      if (++steps > budget) {
+        meter.steps += steps;
+        return undefined;
+      }
+      if (x >= n && y >= m) {
+        found = d;
+        break;
+      }
+    }
+  }
+  meter.steps += steps;
+  // Walk the trace back from (n, m), collecting the diagonal moves (the matches).
+  const out: [number, number][] = [];
+  let x = n;
+  let y = m;
+  for (let d = found; d >= 0; d--) {
+    const vd = trace[d];
+    const at = (kk: number): number => vd[kk + d + 1];
+    const k = x - y;
+    let prevK: number;
+    if (d === 0) prevK = k;
+    else prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
+    const prevX = d === 0 ? 0 : at(prevK);
+    const prevY = prevX - prevK;
+    const startX = d === 0 ? 0 : prevK === k + 1 ? prevX : prevX + 1;
+    while (x > startX && y > startX - k) {
+      x--;
+      y--;
+      out.push([x, y]);
+    }
+    x = prevX;
+    y = prevY;
+  }
+  return out.reverse();
+}
+
+/** Whether any element of one side equals one of the other: without one, there is nothing to align. */
+function anyCommon(ka: readonly string[], kb: readonly string[]): boolean {
+  const set = new Set(kb);
+  for (const k of ka) if (set.has(k)) return true;
+  return false;
+}
+
+/** Greedy monotone matching: each legacy key takes the next unused equal candidate key after the last match. */
+function greedyMatches(ka: readonly string[], kb: readonly string[]): [number, number][] {
+  const positions = new Map<string, { list: number[]; next: number }>();
+  kb.forEach((k, y) => {
+    const p = positions.get(k);
+    if (p) p.list.push(y);
+    else positions.set(k, { list: [y], next: 0 });
+  });
+  const out: [number, number][] = [];
+  let prevB = -1;
+  ka.forEach((k, x) => {
     const p = positions.get(k);
     if (!p) return;
     while (p.next < p.list.length && p.list[p.next] <= prevB) p.next++;
     if (p.next === p.list.length) return;
-    const i = ai[n];
-    const j = p.list[p.next++];
-    flushGap(i, j);
-    prevA = i;
-    prevB = j;
+    prevB = p.list[p.next++];
+    out.push([x, prevB]);
   });
-  flushGap(ai[ai.length - 1] + 1, bi[bi.length - 1] + 1);
+  return out;
 }
 
 /** Multiset comparison: equal elements cancel by canonical key; leftovers pair by identity, else in order. */
@@ -552,8 +705,85 @@ function diffUnordered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, c
     for (const j of leftB) if (!used.has(j)) extra(b, j, f, ctx);
     return;
   }
-  const n = Math.min(leftA.length, leftB.length);
+  // In a multiset, a scalar left over on each side is one gone and one new (a set {1,2,3} that
+  // became {2,3,4} lost 1 and gained 4); only records are worth pairing, to show their changed fields.
+  const records = leftA.every((i) => isContainer(a[i])) && leftB.every((j) => isContainer(b[j]));
+  const n = records ? Math.min(leftA.length, leftB.length) : 0;
   for (let x = 0; x < n; x++) pair(a, b, leftA[x], leftB[x], f, ctx, children);
   for (let x = n; x < leftA.length; x++) missing(a, leftA[x], f, ctx);
   for (let x = n; x < leftB.length; x++) extra(b, leftB[x], f, ctx);
+}
+
+/**
+ * The second look at numbers, after the walk: where both bodies hold a number at one path with one
+ * parsed value but different texts, decide on the texts. Different numbers (`…993` vs `…992`,
+ * `1e400` vs `1e401`) are a `value` difference unless a tolerance covers them; one number written
+ * two ways (`1` vs `1.0`) is `number_format`, reported unless `numberFormat` is lenient.
+ * Paths are compared as they stand in both bodies (a mapping's renamed field is not followed, and
+ * arrays compared as multisets are skipped), which is where such values meet in practice.
+ */
+export function diffNumberTexts(
+  legacyText: string,
+  candidateText: string,
+  legacy: unknown,
+  candidate: unknown,
+  ctx: WalkContext,
+  formatMatters: boolean,
+): void {
+  const la = hasLossyNumber(legacyText) ? lossyNumbers(legacyText) : undefined;
+  const ca = hasLossyNumber(candidateText) ? lossyNumbers(candidateText) : undefined;
+  if (la === undefined && ca === undefined) return;
+  const seen = new Set<string>();
+  for (const side of [la, ca]) {
+    if (side === undefined) continue;
+    for (const [key, { keys }] of side) {
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const a = valueAt(legacy, keys);
+      const b = valueAt(candidate, keys);
+      if (typeof a !== 'number' || typeof b !== 'number' || a !== b) continue;
+      const ta = textOf(la?.get(key), a);
+      const tb = textOf(ca?.get(key), b);
+      const kind = textDifference(ta, tb);
+      if (kind === undefined) continue;
+      if (kind === 'format' && !formatMatters) continue;
+      // Finite equal floats within any tolerance stay equal; infinities (1e400) never are.
+      if (kind === 'value' && Number.isFinite(a) && (ctx.tolerance.absolute > 0 || ctx.tolerance.relative > 0)) continue;
+      const node = nodeOf(keys, ctx);
+      if (node === undefined) continue;
+      emit(ctx, node, kind === 'format' ? 'number_format' : 'value', { legacy: ta, candidate: tb });
+    }
+  }
+}
+
+function textOf(found: NumberText | undefined, value: number): string {
+  // A transform may have replaced the value that stood in the text: then the text no longer applies.
+  return found !== undefined && Number(found.text) === value ? found.text : String(value);
+}
+
+function valueAt(root: unknown, keys: readonly PathKey[]): unknown {
+  let v = root;
+  for (const k of keys) {
+    if (typeof k === 'number') {
+      if (!Array.isArray(v)) return undefined;
+      v = v[k];
+    } else {
+      if (typeOf(v) !== 'object' || !hasOwn(v as Obj, k)) return undefined;
+      v = (v as Obj)[k];
+    }
+  }
+  return v;
+}
+
+/** The path node for keys, or undefined when a rule ignores it or an array on the way is unordered. */
+function nodeOf(keys: readonly PathKey[], ctx: WalkContext): PathNode | null | undefined {
+  let s = ctx.m.initial;
+  let node: PathNode | null = null;
+  for (const k of keys) {
+    if (s.length !== 0 && typeof k === 'number' && flagsOf(ctx.m, s) & UNORDERED) return undefined;
+    s = step(ctx.m, s, k);
+    if (ignored(ctx.m, s)) return undefined;
+    node = { parent: node, key: k };
+  }
+  return node;
 }

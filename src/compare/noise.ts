@@ -4,7 +4,7 @@
  */
 import type { FieldRates, NoiseThresholds } from './types.js';
 
-/** Diffy's thresholds (20% relative, 0.03% absolute) plus a 95% one-sided significance test. */
+/** Diffy's default thresholds (20% relative, 0.03% absolute) plus a 95% one-sided significance test. */
 export const DEFAULT_NOISE_THRESHOLDS: NoiseThresholds = Object.freeze({ relative: 0.2, absolute: 0.0003, z: 1.645 });
 
 function count(n: number): number {
@@ -13,8 +13,10 @@ function count(n: number): number {
 
 /**
  * r = mismatches / comparisons, q = noiseHits / baselineComparisons (0 without baselines).
- * Real when mismatches > 0, r − q > absolute, (r − q) / r > relative, and — when the baselines
- * have shown the field to be noisy at all — the pooled two-proportion z score
+ * Diffy's rule: real when r > q, r − q > absolute and (r − q) / (r + q) > relative — the gap measured
+ * against both rates, so r must exceed q by half again at the default 0.2 (r > 1.5·q), not merely
+ * by a quarter as (r − q) / r would ask. On top of it, when the baselines have shown the field to
+ * be noisy at all, the pooled two-proportion z score
  * (r − q) / √(p(1−p)(1/n₁ + 1/n₂)) reaches `z`.
  * The z test is what keeps 3 mismatches in 4 shadows against 1 noise hit in 2 baselines from being
  * called real, while 10 in 100 against 1 in 50 is. A field that never differed in any baseline has
@@ -31,7 +33,7 @@ export function isRealDifference(rates: FieldRates, t: NoiseThresholds = DEFAULT
   const q = n2 === 0 ? 0 : x2 / n2;
   const gap = r - q;
   if (!(gap > t.absolute)) return false;
-  if (!(gap / r > t.relative)) return false;
+  if (!(gap / (r + q) > t.relative)) return false;
   // Without evidence of noise, a difference is a difference.
   if (x2 === 0) return true;
   const p = (x1 + x2) / (n1 + n2);

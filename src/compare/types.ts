@@ -1,6 +1,7 @@
 /** The public shapes of the comparison engine; see docs/compare.md. */
 
-export type DiffKind = 'value' | 'type' | 'missing' | 'extra' | 'length' | 'order' | 'status' | 'header';
+/** `number_format`: one number written two ways (`1` vs `1.0`, `1e2` vs `100`); see docs/compare.md. */
+export type DiffKind = 'value' | 'type' | 'missing' | 'extra' | 'length' | 'order' | 'status' | 'header' | 'number_format';
 
 /** One captured response. Header names are lower-case; `body` is still content-encoded as received. */
 export interface Captured {
@@ -53,7 +54,7 @@ export interface FieldRates {
 }
 
 export interface NoiseThresholds {
-  /** Share of the shadow mismatch rate that noise must leave unexplained: (r - q) / r > relative. */
+  /** Diffy's relative threshold on the gap between the rates: (r - q) / (r + q) > relative. */
   relative: number;
   /** Rates must differ by more than this: r - q > absolute. */
   absolute: number;

@@ -10,6 +10,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { compileRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
+import { credentialProblems, resolveCredentialPaths } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 
 export type TransformFn = (legacy: unknown, candidate: unknown, ctx: { route: string; method: string; path: string }) => { legacy: unknown; candidate: unknown };
@@ -33,6 +34,10 @@ export interface CompareSettings {
   transform?: TransformFn;
   sensitive: string[];
   maxBodyBytes: number;
+  /** `strict` (default): `1` vs `1.0` is a `number_format` difference; `lenient`: equal. */
+  numberFormat?: 'strict' | 'lenient';
+  /** `implied` (default): `application/json; charset=utf-8` equals `application/json`; `strict`: parameters as sent. */
+  jsonCharset?: 'implied' | 'strict';
 }
 
 export interface RouteSettings {
@@ -68,6 +73,8 @@ export const BUILTIN_COMPARE: CompareSettings = {
   mappings: [],
   sensitive: [],
   maxBodyBytes: 1024 * 1024,
+  numberFormat: 'strict',
+  jsonCharset: 'implied',
 };
 
 /** Formats a zod path as it reads in the file: `routes[2].match.path`. */
@@ -115,6 +122,8 @@ function mergeCompare(configDir: string, ...layers: (CompareRule | undefined)[])
     if (layer.mappings) out.mappings = [...out.mappings, ...layer.mappings];
     if (layer.tolerance) out.tolerance = { ...out.tolerance, ...stripUndefined(layer.tolerance) };
     if (layer.maxBodyBytes !== undefined) out.maxBodyBytes = layer.maxBodyBytes;
+    if (layer.numberFormat !== undefined) out.numberFormat = layer.numberFormat;
+    if (layer.jsonCharset !== undefined) out.jsonCharset = layer.jsonCharset;
     if (layer.transform) out.transformPath = resolvePath(configDir, layer.transform);
   }
   out.headers = [...new Set(out.headers.map((h) => h.toLowerCase()))];
@@ -189,7 +198,8 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);
   const raw = parsed.data;
-  const problems = crossFieldProblems(raw);
+  resolveCredentialPaths(raw, configDir);
+  const problems = [...crossFieldProblems(raw), ...credentialProblems(raw)];
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
   if (problems.length) throw new ConfigError(problems, source);
 

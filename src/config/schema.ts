@@ -77,6 +77,43 @@ export const adminSchema = z.strictObject({
   ...secretSource,
 });
 
+/** A secret given by file (trailing newline trimmed; read when used, so a rotated file is picked up) or env var. */
+const valueSource = {
+  valueFile: z.string().min(1).optional(),
+  valueEnv: z.string().min(1).optional(),
+};
+
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');
+
+/** How the proxy authenticates itself to a backend (the new backend gets its own credential). */
+export const outboundAuthSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('none') }),
+  z.strictObject({ type: z.literal('static'), header: headerName.default('authorization'), ...valueSource }),
+  z.strictObject({
+    type: z.literal('oauth2-client-credentials'),
+    tokenUrl: httpUrl,
+    clientId: z.string().min(1),
+    clientSecretFile: z.string().min(1).optional(),
+    clientSecretEnv: z.string().min(1).optional(),
+    scope: z.string().min(1).optional(),
+    audience: z.string().min(1).optional(),
+    /** RFC 6749 §2.3.1: HTTP Basic (recommended) or client_id/client_secret in the form body. */
+    clientAuth: z.enum(['basic', 'body']).default('basic'),
+    /** A token is refreshed this long before its `expires_in` runs out. */
+    skew: duration.default(30_000),
+    /** Budget for one call to the token endpoint. */
+    timeout: duration.default(10_000),
+  }),
+]);
+
+/** Client certificate, CA and server name toward a backend; its certificate is always verified. */
+export const backendTlsSchema = z.strictObject({
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+  caFile: z.string().min(1).optional(),
+  serverName: z.string().min(1).optional(),
+});
+
 export const backendSchema = z.strictObject({
   url: httpUrl,
   /** Whole-request budget: headers and body must arrive within it, else 504. */
@@ -85,6 +122,8 @@ export const backendSchema = z.strictObject({
   /** Connection cap of the keep-alive pool toward this backend. */
   connections: z.number().int().min(1).max(10_000).default(256),
   keepAliveTimeout: duration.default(4_000),
+  auth: outboundAuthSchema.default({ type: 'none' }),
+  tls: backendTlsSchema.optional(),
 });
 
 const stickyKey = z
@@ -128,6 +167,10 @@ export const compareRuleSchema = z.strictObject({
   sensitive: z.array(jsonPath).optional(),
   /** Response bodies captured for comparison up to this size; larger are compared as truncated. */
   maxBodyBytes: size.optional(),
+  /** `strict`: `1` vs `1.0` is a `number_format` difference (like Diffy); `lenient`: one number, equal. */
+  numberFormat: z.enum(['strict', 'lenient']).optional(),
+  /** `implied`: a JSON Content-Type without charset is UTF-8, so `; charset=utf-8` is no difference; `strict`: compare as sent. */
+  jsonCharset: z.enum(['implied', 'strict']).optional(),
 });
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
@@ -191,9 +234,33 @@ const credentialSchema = z.union([
   z.strictObject({ cookie: z.string().min(1) }),
 ]);
 
+const fingerprint = z.string().regex(/^fp_[0-9a-f]{16}$/, 'must be a fingerprint: fp_ and 16 hex digits (see `cutover fingerprint`)');
+
+export const credentialMappingSchema = z.strictObject({
+  fingerprint,
+  /** OAuth2 scope / audience asked for on this credential's behalf (one token cached per pair). */
+  scope: z.string().min(1).optional(),
+  audience: z.string().min(1).optional(),
+  /** A static header sent to the new backend instead of the backend-wide auth. */
+  header: z.strictObject({ name: headerName, ...valueSource }).optional(),
+});
+
 export const credentialsSchema = z.strictObject({
   /** Where clients carry their legacy credential; never forwarded to the new backend. */
   legacy: z.array(credentialSchema).default([{ bearer: true }, { header: 'x-api-key' }]),
+  /** Key of the HMAC that turns a credential into its fingerprint; created (mode 0600) when the file is missing. */
+  fingerprintKeyFile: z.string().min(1).optional(),
+  fingerprintKeyEnv: z.string().min(1).optional(),
+  /** Fingerprints (`fp_` + 16 hex) the proxy answers with 401 itself. */
+  revoked: z.array(fingerprint).default([]),
+  /** The identity used toward the new backend for one legacy credential. */
+  mappings: z.array(credentialMappingSchema).default([]),
+  /** An unmapped credential is served by legacy only, never given the backend-wide identity on new. */
+  requireMapping: z.boolean().default(false),
+  /** Bounds of the inventory: distinct accepted credentials kept (least recently seen evicted), routes kept per credential. */
+  inventory: z
+    .strictObject({ maxCredentials: z.number().int().min(1).max(1_000_000).default(10_000), maxRoutesPerCredential: z.number().int().min(1).max(1000).default(32) })
+    .default({ maxCredentials: 10_000, maxRoutesPerCredential: 32 }),
 });
 
 export const configSchema = z.strictObject({
@@ -223,3 +290,7 @@ export type ShadowRule = z.output<typeof shadowRuleSchema>;
 export type CompareRule = z.output<typeof compareRuleSchema>;
 export type Mapping = z.output<typeof mappingSchema>;
 export type CredentialLocation = z.output<typeof credentialSchema>;
+export type OutboundAuthConfig = z.output<typeof outboundAuthSchema>;
+export type BackendTlsConfig = z.output<typeof backendTlsSchema>;
+export type CredentialMappingConfig = z.output<typeof credentialMappingSchema>;
+export type CredentialsConfig = z.output<typeof credentialsSchema>;

@@ -5,45 +5,20 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CredentialLocation } from '../config/schema.js';
+import { extractCredential, readCookie } from '../credentials/extract.js';
 
-export type StickyExtractor = (headers: IncomingHttpHeaders, clientIp: string) => string | undefined;
+/** `url` (the request target) is only needed for a credential carried in the query. */
+export type StickyExtractor = (headers: IncomingHttpHeaders, clientIp: string, url?: string) => string | undefined;
 
 function first(value: string | string[] | undefined): string | undefined {
   const v = Array.isArray(value) ? value[0] : value;
   return v === '' ? undefined : v;
 }
 
-export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim() || undefined;
-  }
-  return undefined;
-}
-
-/** The client's legacy credential as it appears on the request, or undefined. */
-export function readCredential(headers: IncomingHttpHeaders, locations: readonly CredentialLocation[]): string | undefined {
-  for (const loc of locations) {
-    if ('header' in loc) {
-      const v = first(headers[loc.header.toLowerCase()]);
-      if (v) return v;
-    } else if ('bearer' in loc) {
-      const v = first(headers.authorization);
-      if (v && /^bearer\s/i.test(v)) return v.slice(7).trim();
-    } else {
-      const v = readCookie(first(headers.cookie), loc.cookie);
-      if (v) return v;
-    }
-  }
-  return undefined;
-}
-
 export function createStickyExtractor(key: string | undefined, credentials: readonly CredentialLocation[]): StickyExtractor | null {
   if (!key) return null;
   if (key === 'ip') return (_headers, ip) => ip;
-  if (key === 'credential') return (headers) => readCredential(headers, credentials);
+  if (key === 'credential') return (headers, _ip, url) => extractCredential(headers, url, credentials)?.value;
   const colon = key.indexOf(':');
   const kind = key.slice(0, colon);
   const name = key.slice(colon + 1);

@@ -36,6 +36,19 @@ export function outcomeOf(status: number): Outcome {
   return '5xx';
 }
 
+/** Status codes that keep their own label in cutover_status_pairs_total; the rest become their class. */
+const EXACT_STATUSES = new Set([200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]);
+
+/**
+ * The bounded label of a status for the status matrix: the common codes as they are, any other as
+ * its class (`1xx` … `5xx`; anything else `other`), so a route has at most 23 × 23 series.
+ */
+export function statusLabel(status: number): string {
+  if (EXACT_STATUSES.has(status)) return String(status);
+  if (Number.isInteger(status) && status >= 100 && status <= 599) return `${Math.floor(status / 100)}xx`;
+  return 'other';
+}
+
 /** Escapes a label value for the text exposition format. */
 function escapeLabel(value: string): string {
   return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : value;
@@ -143,6 +156,8 @@ export class RouteMetrics {
   private readonly weight: Scalar;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
   private readonly fields = new Map<string, Map<string, Scalar>>();
+  /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
+  private readonly statusPairs = new Map<string, Scalar>();
   private readonly telemetry: Telemetry;
 
   constructor(telemetry: Telemetry, route: string) {
@@ -201,8 +216,55 @@ export class RouteMetrics {
     s.value++;
   }
 
+  /** Counts one compared pair by its legacy and new status (the route's status matrix). */
+  statusPair(legacy: number, next: number): void {
+    const l = statusLabel(legacy);
+    const n = statusLabel(next);
+    const key = `${l} ${n}`;
+    let s = this.statusPairs.get(key);
+    if (s === undefined) {
+      s = this.telemetry.statusPairsTotal.series(this.route, l, n);
+      this.statusPairs.set(key, s);
+    }
+    s.value++;
+  }
+
   setWeight(percent: number): void {
     this.weight.value = percent;
+  }
+}
+
+export type TokenFetchResult = 'ok' | 'error';
+/** Where a legacy credential was found (the `scheme` label). */
+export type CredentialScheme = 'header' | 'bearer' | 'basic' | 'cookie' | 'query';
+export type CredentialWindow = '1h' | '24h';
+
+/** The credential metrics: outbound token fetches, legacy credential use, and the inventory's gauge. */
+export class CredentialMetrics {
+  readonly tokenFetchesTotal = new Family('cutover_token_fetches_total', 'Calls to a backend\'s OAuth2 token endpoint, by backend and result (ok, error).', 'counter', ['backend', 'result'], (l) => new Scalar(l));
+  readonly credentialRequestsTotal = new Family(
+    'cutover_credential_requests_total',
+    'Requests carrying a legacy credential, by route, where it was found (scheme) and the backend that served the request.',
+    'counter',
+    ['route', 'scheme', 'backend'],
+    (l) => new Scalar(l),
+  );
+  readonly legacyActive = new Family('cutover_legacy_credentials_active', 'Distinct legacy credentials seen within the window (1h, 24h).', 'gauge', ['window'], (l) => new Scalar(l));
+  readonly families = [this.tokenFetchesTotal, this.credentialRequestsTotal, this.legacyActive];
+
+  /** A recorder of one backend's token fetches; both series exist from the start, at 0. */
+  tokenFetches(backend: string): (result: TokenFetchResult) => void {
+    const ok = this.tokenFetchesTotal.series(backend, 'ok');
+    const error = this.tokenFetchesTotal.series(backend, 'error');
+    return (result) => (result === 'ok' ? ok : error).value++;
+  }
+
+  credentialRequest(route: string, scheme: CredentialScheme, backend: BackendName): void {
+    this.credentialRequestsTotal.series(route, scheme, backend).value++;
+  }
+
+  setActive(window: CredentialWindow, distinct: number): void {
+    this.legacyActive.series(window).value = distinct;
   }
 }
 
@@ -244,11 +306,27 @@ export class Telemetry {
     ['route', 'reason'],
     (l) => new Scalar(l),
   );
+  readonly statusPairsTotal = new Family(
+    'cutover_status_pairs_total',
+    'Compared pairs by route and the status each backend answered (legacy, new): the common codes exactly (200, 404, …), others as their class (4xx). Series appear as pairs are seen.',
+    'counter',
+    ['route', 'legacy', 'new'],
+    (l) => new Scalar(l),
+  );
   readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
-  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight];
+  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.statusPairsTotal];
+  readonly credentials = new CredentialMetrics();
+  /** Run before each exposition: gauges computed from state (e.g. distinct credentials in a window). */
+  private readonly collectors: (() => void)[] = [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    this.families.push(...this.credentials.families);
+  }
+
+  /** Registers a function run before every exposition, to set gauges from state. */
+  onCollect(collect: () => void): void {
+    this.collectors.push(collect);
   }
 
   route(name: string): RouteMetrics {
@@ -257,6 +335,7 @@ export class Telemetry {
 
   /** The Prometheus text exposition of every metric: ours, then prom-client's process metrics. */
   async exposition(): Promise<string> {
+    for (const collect of this.collectors) collect();
     let out = '';
     for (const family of this.families) out += family.render();
     return out + (await this.registry.metrics());

@@ -1,0 +1,96 @@
+/**
+ * The one reader of a client's legacy credential, for the inventory, revocation, mapping and the
+ * sticky split (`sticky.key: credential`). Locations are tried in config order; the first one
+ * present wins. Works on parsed headers (`req.headers`) or on `rawHeaders`, so the proxy can call
+ * it with whichever it already holds.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { CredentialScheme } from '../telemetry/metrics.js';
+
+/**
+ * A credential location. `header`, `bearer` and `cookie` are in the schema today; `query` and
+ * `basic` are read here already, so the schema only has to admit them.
+ */
+export type LegacyLocation = { header: string } | { bearer: true } | { cookie: string } | { query: string } | { basic: true };
+
+export interface ExtractedCredential {
+  scheme: CredentialScheme;
+  /** The secret itself: fingerprint it and drop it, never store, log or return it. */
+  value: string;
+}
+
+export type HeaderSource = IncomingHttpHeaders | readonly string[];
+
+/** First non-empty value of a header (lower-case `name`) from parsed or raw headers. */
+export function headerValue(headers: HeaderSource, name: string): string | undefined {
+  if (isRaw(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      const n = headers[i];
+      if (n.length === name.length && n.toLowerCase() === name && headers[i + 1] !== '') return headers[i + 1];
+    }
+    return undefined;
+  }
+  const v = headers[name];
+  const first = Array.isArray(v) ? v[0] : v;
+  return first === '' ? undefined : first;
+}
+
+function isRaw(headers: HeaderSource): headers is readonly string[] {
+  return Array.isArray(headers);
+}
+
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim() || undefined;
+  }
+  return undefined;
+}
+
+function readQuery(url: string | undefined, name: string): string | undefined {
+  if (!url) return undefined;
+  const q = url.indexOf('?');
+  if (q === -1) return undefined;
+  const params = new URLSearchParams(url.slice(q + 1));
+  return params.get(name) || undefined;
+}
+
+/** The `user:password` of an `Authorization: Basic` header (RFC 7617), or undefined. */
+function readBasic(authorization: string | undefined): string | undefined {
+  if (!authorization || !/^basic\s/i.test(authorization)) return undefined;
+  const decoded = Buffer.from(authorization.slice(6).trim(), 'base64').toString('utf8');
+  return decoded.includes(':') ? decoded : undefined;
+}
+
+function readBearer(authorization: string | undefined): string | undefined {
+  if (!authorization || !/^bearer\s/i.test(authorization)) return undefined;
+  return authorization.slice(7).trim() || undefined;
+}
+
+/** The client's legacy credential and where it was found, or null. `url` is the request target (path and query). */
+export function extractCredential(headers: HeaderSource, url: string | undefined, locations: readonly LegacyLocation[]): ExtractedCredential | null {
+  for (const loc of locations) {
+    let value: string | undefined;
+    let scheme: CredentialScheme;
+    if ('header' in loc) {
+      scheme = 'header';
+      value = headerValue(headers, loc.header.toLowerCase());
+    } else if ('bearer' in loc) {
+      scheme = 'bearer';
+      value = readBearer(headerValue(headers, 'authorization'));
+    } else if ('cookie' in loc) {
+      scheme = 'cookie';
+      value = readCookie(headerValue(headers, 'cookie'), loc.cookie);
+    } else if ('query' in loc) {
+      scheme = 'query';
+      value = readQuery(url, loc.query);
+    } else {
+      scheme = 'basic';
+      value = readBasic(headerValue(headers, 'authorization'));
+    }
+    if (value) return { scheme, value };
+  }
+  return null;
+}

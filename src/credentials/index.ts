@@ -1,0 +1,92 @@
+/**
+ * The credential side of the proxy, built once from config: the fingerprint key, the policy
+ * (revocation, mappings), the inventory and each backend's outbound auth. The proxy asks it once
+ * per request (`inspect`), the upstream-shaping layer asks `outbound[backend]` for the header to
+ * add, and the answer is told to the inventory (`inventory.record`) when its status is known.
+ */
+import { loadFingerprintKey, type FingerprintKey } from '../config/credentials.js';
+import type { Config } from '../config/load.js';
+import type { StateStore } from '../cutover/types.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { BackendName, CredentialScheme, Telemetry } from '../telemetry/metrics.js';
+import { extractCredential, type HeaderSource, type LegacyLocation } from './extract.js';
+import { createFingerprinter, type Fingerprinter } from './fingerprint.js';
+import { CredentialInventory } from './inventory.js';
+import { createOutboundAuth, type OutboundAuth, type OutboundMapping } from './outbound/index.js';
+import { CredentialPolicy, type NewPathDecision } from './policy.js';
+
+/** What the proxy knows about one request's legacy credential. Holds no secret. */
+export interface RequestCredential {
+  /** null: the request carries no legacy credential. */
+  fingerprint: string | null;
+  scheme: CredentialScheme | null;
+  /** `revoked`: answer `revokedProblem()`; `legacy_only`: do not send it (live or mirrored) to new. */
+  decision: NewPathDecision;
+  /** The identity to use toward new for this credential (pass to `outbound.new.headerFor`). */
+  mapping: OutboundMapping | undefined;
+}
+
+export interface CredentialsDeps {
+  store?: StateStore;
+  telemetry?: Telemetry;
+  logger?: Logger;
+  /** Whether a missing fingerprint key file may be created (false with a shared fleet store). */
+  createKey?: boolean;
+}
+
+export class Credentials {
+  readonly inventory: CredentialInventory;
+  readonly outbound: Readonly<Record<BackendName, OutboundAuth>>;
+  /** Where the fingerprint key came from; `ephemeral` deserves a warning at start. */
+  readonly keyOrigin: FingerprintKey['origin'];
+  private readonly fingerprint: Fingerprinter;
+  private policy: CredentialPolicy;
+  private locations: readonly LegacyLocation[];
+
+  private constructor(config: Config, deps: CredentialsDeps) {
+    const key = loadFingerprintKey(config.credentials, { create: deps.createKey });
+    this.keyOrigin = key.origin;
+    this.fingerprint = createFingerprinter(key.key);
+    this.policy = new CredentialPolicy(config.credentials);
+    this.locations = config.credentials.legacy;
+    const { maxCredentials, maxRoutesPerCredential } = config.credentials.inventory;
+    this.inventory = new CredentialInventory({ store: deps.store, telemetry: deps.telemetry, logger: deps.logger, maxCredentials, maxRoutesPerCredential });
+    const options = { telemetry: deps.telemetry, logger: deps.logger };
+    this.outbound = { legacy: createOutboundAuth('legacy', config.backends.legacy, options), new: createOutboundAuth('new', config.backends.new, options) };
+  }
+
+  /** Builds everything and restores the inventory from the store. */
+  static async create(config: Config, deps: CredentialsDeps = {}): Promise<Credentials> {
+    const credentials = new Credentials(config, deps);
+    await credentials.inventory.load();
+    if (credentials.keyOrigin === 'ephemeral') {
+      deps.logger?.warn('credentials.fingerprintKeyFile is not set: fingerprints change at each restart; set it so the inventory and revocations stay valid');
+    }
+    return credentials;
+  }
+
+  /** Once per request, synchronously: where its credential is, its fingerprint and what it may do. */
+  inspect(headers: HeaderSource, url: string | undefined): RequestCredential {
+    const found = extractCredential(headers, url, this.locations);
+    const fingerprint = found === null ? null : this.fingerprint(found.value);
+    return { fingerprint, scheme: found?.scheme ?? null, decision: this.policy.decideNewPath(fingerprint), mapping: this.policy.mappingFor(fingerprint) };
+  }
+
+  /**
+   * A config reload: new revocations, mappings and locations apply to the next request. Outbound
+   * auth and TLS belong to the backend pools, which a reload rebuilds when the backend changed.
+   */
+  reload(config: Config): void {
+    this.policy = new CredentialPolicy(config.credentials);
+    this.locations = config.credentials.legacy;
+  }
+
+  async close(): Promise<void> {
+    await this.inventory.close();
+    await Promise.all([this.outbound.legacy.close(), this.outbound.new.close()]);
+  }
+}
+
+export { revokedProblem, type NewPathDecision } from './policy.js';
+export { retryOnceAfter, tokenUnavailableProblem, TokenUnavailableError, connectOptionsFor, type OutboundAuth, type OutboundMapping, type Header } from './outbound/index.js';
+export { CredentialInventory, type CredentialSighting } from './inventory.js';

@@ -1,0 +1,112 @@
+/**
+ * Issue 13, "every kind counts" and "a status matrix per route": what the diffs report and the
+ * metrics scrape show after real comparisons run through the analysis.
+ */
+import { describe, expect, it } from 'vitest';
+import { Analysis, type AnalysisOptions } from '../src/analysis/analysis.js';
+import { validateConfig } from '../src/config/load.js';
+import type { UpstreamAnswer } from '../src/forward/capture.js';
+import { RouteTable } from '../src/routing/table.js';
+import { Telemetry } from '../src/telemetry/metrics.js';
+
+function answer(body: string, status = 200): UpstreamAnswer {
+  const outcome = status >= 500 ? '5xx' : status >= 400 ? '4xx' : status >= 300 ? '3xx' : '2xx';
+  return { outcome, status, headers: { 'content-type': 'application/json' }, body: Buffer.from(body), truncated: false, seconds: 0.01 };
+}
+
+function setup(options: Partial<AnalysisOptions> = {}) {
+  const config = validateConfig({
+    backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+    routes: [{ name: 'r', match: { path: '/r' } }],
+  });
+  const telemetry = new Telemetry({ defaultMetrics: false });
+  const routes = new RouteTable(config.routes, config.defaults, telemetry);
+  let now = 1_000_000;
+  const analysis = new Analysis(routes, { now: () => now, ...options });
+  const pair = (legacy: UpstreamAnswer, candidate: UpstreamAnswer) =>
+    analysis.process({ route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: legacy, shadow: candidate, baseline: null });
+  return { analysis, pair, telemetry, advance: (ms: number) => (now += ms) };
+}
+
+const field = (analysis: Analysis, name: string) => analysis.diffs('r')!.fields.find((f) => f.field === name);
+
+describe('every kind counts', () => {
+  it('counts each kind of a field once per comparison, in the report and in the metrics', async () => {
+    const { analysis, pair, telemetry } = setup();
+    // A list without ids that lost its first element and gained two: `$[]` is both missing and extra.
+    for (let i = 0; i < 3; i++) pair(answer('[1,2,3,4]'), answer('[2,3,4,5,6]'));
+    const f = field(analysis, '$[]')!;
+    expect(f.mismatches).toBe(3);
+    expect(f.kinds).toEqual({ missing: 3, extra: 3 });
+    const scrape = await telemetry.exposition();
+    expect(scrape).toMatch(/cutover_mismatch_fields_total\{route="r",field="\$\[\]",kind="missing"\} 3/);
+    expect(scrape).toMatch(/cutover_mismatch_fields_total\{route="r",field="\$\[\]",kind="extra"\} 3/);
+  });
+
+  it('keeps an example of a rare kind while a frequent kind of the same field keeps coming', () => {
+    const { analysis, pair, advance } = setup({ examplesPerField: 2 });
+    pair(answer('{"a":1}'), answer('{"a":"1"}'));
+    for (let i = 0; i < 20; i++) {
+      advance(10);
+      pair(answer('{"a":1}'), answer(`{"a":${i + 2}}`));
+    }
+    const f = field(analysis, '$.a')!;
+    expect(f.kinds).toEqual({ type: 1, value: 20 });
+    const kinds = f.examples.map((e) => e.kind);
+    expect(kinds).toContain('type');
+    expect(kinds.filter((k) => k === 'value')).toHaveLength(1);
+  });
+
+  it('drops examples with the window', () => {
+    const { analysis, pair, advance } = setup({ windowMs: 60_000, slices: 6 });
+    pair(answer('{"a":1}'), answer('{"a":2}'));
+    expect(field(analysis, '$.a')!.examples).toHaveLength(1);
+    advance(61_000);
+    pair(answer('{"b":1}'), answer('{"b":2}'));
+    expect(field(analysis, '$.a')).toBeUndefined();
+    const report = analysis.diffs('r')!;
+    expect(report.fields.flatMap((f) => f.examples.map((e) => e.location))).toEqual(['$.b']);
+  });
+
+  it('gives examples to fields first seen after the example store is full (the least recently updated go)', () => {
+    // maxFields 2 → at most 4 (field, kind) entries; one field per slice, so none folds into _other.
+    const { analysis, pair, advance } = setup({ maxFields: 2, windowMs: 100_000, slices: 10 });
+    for (let i = 0; i < 6; i++) {
+      pair(answer(`{"f${i}":1}`), answer(`{"f${i}":2}`));
+      advance(10_000);
+    }
+    const report = analysis.diffs('r')!;
+    const withExamples = report.fields.filter((f) => f.examples.length > 0).map((f) => f.field).sort();
+    expect(withExamples).toEqual(['$.f2', '$.f3', '$.f4', '$.f5']);
+  });
+
+  it('still gives examples to new fields after 200 fields had them, once those age out', () => {
+    const { analysis, pair, advance } = setup({ windowMs: 60_000, slices: 6 });
+    for (let i = 0; i < 200; i++) pair(answer(`{"f${i}":1}`), answer(`{"f${i}":2}`));
+    advance(61_000);
+    pair(answer('{"late":1}'), answer('{"late":2}'));
+    expect(field(analysis, '$.late')!.examples).toHaveLength(1);
+  });
+});
+
+describe('status matrix', () => {
+  it('counts legacy → new statuses per route, with bounded labels, in the report and as cutover_status_pairs_total', async () => {
+    const { analysis, pair, telemetry } = setup();
+    pair(answer('{}'), answer('{}'));
+    pair(answer('{"id":1}'), answer('{"error":"not found"}', 404));
+    pair(answer('{"id":2}'), answer('{"error":"not found"}', 404));
+    pair(answer('{}'), answer('{}', 418));
+    pair(answer('{}', 404), answer('{}', 404));
+    expect(analysis.diffs('r')!.statusPairs).toEqual([
+      { legacy: '200', new: '404', count: 2 },
+      { legacy: '200', new: '200', count: 1 },
+      { legacy: '200', new: '4xx', count: 1 },
+      { legacy: '404', new: '404', count: 1 },
+    ]);
+    const scrape = await telemetry.exposition();
+    expect(scrape).toMatch(/cutover_status_pairs_total\{route="r",legacy="200",new="404"\} 2/);
+    expect(scrape).toMatch(/cutover_status_pairs_total\{route="r",legacy="200",new="4xx"\} 1/);
+    // Series appear as pairs are seen: four pairs seen, four series.
+    expect(scrape.split('\n').filter((l) => l.startsWith('cutover_status_pairs_total{'))).toHaveLength(4);
+  });
+});

@@ -1,0 +1,150 @@
+/**
+ * Nothing leaks: unique secrets planted in every place a client or an upstream can put one, then
+ * every byte the credential modules put out is scanned for them.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Fastify from 'fastify';
+import { request } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { registerCredentialRoutes } from '../src/admin/credentials.js';
+import { validateConfig } from '../src/config/load.js';
+import { MemoryStore } from '../src/cutover/store.js';
+import { extractCredential } from '../src/credentials/extract.js';
+import { createFingerprinter } from '../src/credentials/fingerprint.js';
+import { CredentialInventory, STORE_KEY } from '../src/credentials/inventory.js';
+import { createOutboundAuth, TokenUnavailableError, tokenUnavailableProblem } from '../src/credentials/outbound/index.js';
+import { CredentialPolicy } from '../src/credentials/policy.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { Telemetry } from '../src/telemetry/metrics.js';
+import { startBackend } from './helpers/backend.js';
+
+const secret = (what: string) => `LEAK${what}${randomBytes(8).toString('hex')}`;
+
+describe('credential values never leave the credential modules', () => {
+  it('scans inventory JSON and CSV, the persisted store, logs, metrics, errors and problems', async () => {
+    const planted = {
+      header: secret('hdr'),
+      bearer: secret('bearer'),
+      cookie: secret('cookie'),
+      query: secret('query'),
+      basicPassword: secret('basic'),
+      clientSecret: secret('clientsecret'),
+      accessToken: secret('accesstoken'),
+      mappingHeader: secret('mapping'),
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-leak-'));
+    writeFileSync(join(dir, 'client.secret'), `${planted.clientSecret}\n`);
+    writeFileSync(join(dir, 'partner.value'), planted.mappingHeader);
+    writeFileSync(join(dir, 'fp.key'), 'leak-test-key');
+
+    // The token endpoint: first a token, then errors that echo the secret back (it must not be repeated).
+    let tokenMode: 'ok' | 'echo' = 'ok';
+    const tokenEndpoint = await startBackend((_req, res, body) => {
+      res.setHeader('content-type', 'application/json');
+      if (tokenMode === 'ok') {
+        res.end(JSON.stringify({ access_token: planted.accessToken, token_type: 'Bearer', expires_in: 3600 }));
+        return;
+      }
+      res.statusCode = 400;
+      res.end(JSON.stringify({ error: planted.clientSecret, error_description: `bad ${body.toString()}` }));
+    });
+
+    const logLines: string[] = [];
+    const logger = createLogger('trace', { write: (s: string) => void logLines.push(s) });
+    const telemetry = new Telemetry({ defaultMetrics: false });
+    const store = new MemoryStore();
+
+    const config = validateConfig(
+      {
+        backends: {
+          legacy: { url: 'http://127.0.0.1:9101' },
+          new: { url: 'http://127.0.0.1:9102', auth: { type: 'oauth2-client-credentials', tokenUrl: `${tokenEndpoint.url}/token`, clientId: 'cutover', clientSecretFile: 'client.secret', clientAuth: 'body' } },
+        },
+        credentials: { legacy: [{ header: 'x-api-key' }, { bearer: true }, { cookie: 'session' }], fingerprintKeyFile: 'fp.key' },
+      },
+      'leak.yaml',
+      dir,
+    );
+    const fp = createFingerprinter('leak-test-key');
+    const inventory = new CredentialInventory({ store, telemetry, logger, persistDelayMs: 10_000 });
+    const outbound = createOutboundAuth('new', config.backends.new, { logger, recordFetch: telemetry.credentials.tokenFetches('new') });
+    const policy = new CredentialPolicy({ revoked: [fp(planted.header)], requireMapping: false, mappings: [{ fingerprint: fp(planted.bearer), header: { name: 'x-partner', valueFile: join(dir, 'partner.value') } }] });
+
+    // A real front listener: credentials arrive on the wire in every location.
+    const locations = [...config.credentials.legacy, { query: 'api_key' } as const, { basic: true } as const];
+    const front = http.createServer((req, res) => {
+      const found = extractCredential(req.rawHeaders, req.url, locations);
+      if (found) {
+        const fingerprint = fp(found.value);
+        const decision = policy.decideNewPath(fingerprint);
+        logger.info({ fingerprint, scheme: found.scheme, decision, headers: req.headers }, 'request');
+        inventory.record({ fingerprint, scheme: found.scheme, route: 'get-widget', backend: 'legacy', status: decision === 'revoked' ? 401 : 200, client: req.socket.remoteAddress, userAgent: req.headers['user-agent'] });
+      }
+      res.end();
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+    const sends: [string, Record<string, string>][] = [
+      ['/w', { 'x-api-key': planted.header }],
+      ['/w', { authorization: `Bearer ${planted.bearer}` }],
+      ['/w', { cookie: `a=1; session=${planted.cookie}` }],
+      [`/w?api_key=${planted.query}`, {}],
+      ['/w', { authorization: `Basic ${Buffer.from(`svc:${planted.basicPassword}`).toString('base64')}` }],
+    ];
+    for (const [path, headers] of sends) {
+      const res = await request(`${frontUrl}${path}`, { headers: { ...headers, 'user-agent': 'leak-test/1' } });
+      await res.body.dump();
+    }
+
+    // Outbound: a token fetched, a purge, then the endpoint answering with the secret echoed back.
+    const header = await outbound.headerFor();
+    expect(header?.[1]).toBe(`Bearer ${planted.accessToken}`);
+    outbound.purge(undefined, header);
+    tokenMode = 'echo';
+    const err = (await outbound.headerFor().catch((e: unknown) => e)) as TokenUnavailableError;
+    expect(err).toBeInstanceOf(TokenUnavailableError);
+    logger.error({ err }, 'token unavailable');
+    await inventory.flush();
+
+    const admin = Fastify();
+    registerCredentialRoutes(admin, { inventory });
+    await admin.listen({ host: '127.0.0.1', port: 0 });
+    const adminUrl = `http://127.0.0.1:${(admin.server.address() as AddressInfo).port}`;
+    const json = await (await fetch(`${adminUrl}/api/credentials`)).text();
+    const csv = await (await fetch(`${adminUrl}/api/credentials?format=csv`)).text();
+    await admin.close();
+    await new Promise<void>((resolve) => front.close(() => resolve()));
+    await outbound.close();
+    await tokenEndpoint.close();
+    await new Promise((r) => setImmediate(r));
+
+    const outputs: Record<string, string> = {
+      inventoryJson: json,
+      inventoryCsv: csv,
+      storeSnapshot: JSON.stringify(store.snapshot()),
+      logs: logLines.join(''),
+      metrics: await telemetry.exposition(),
+      errorMessage: `${err.message} ${String(err)} ${JSON.stringify(err)}`,
+      problem: JSON.stringify(tokenUnavailableProblem(err)),
+      stragglers: JSON.stringify(inventory.stragglers(['get-widget'])),
+    };
+    // The scan must see real output: every location was recorded, the log has the token events.
+    expect(JSON.parse(json).credentials).toHaveLength(4);
+    expect(JSON.parse(json).rejected.requests).toBe(1);
+    expect((store.snapshot().extra[STORE_KEY] as { credentials: unknown[] }).credentials).toHaveLength(4);
+    expect(outputs.logs).toContain('token fetched');
+    expect(outputs.logs).toContain('TOKEN_UNAVAILABLE');
+    expect(outputs.metrics).toContain('cutover_credential_requests_total');
+    for (const [where, text] of Object.entries(outputs)) {
+      for (const [what, value] of Object.entries(planted)) {
+        expect(text.includes(value), `${what} leaked into ${where}`).toBe(false);
+      }
+      expect(/LEAK[a-z]+[0-9a-f]{16}/.test(text), `a planted secret leaked into ${where}`).toBe(false);
+    }
+  });
+});
