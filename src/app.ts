@@ -6,10 +6,13 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config/load.js';
 import { createAdminServer } from './admin/server.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
+import { MemoryStore } from './cutover/store.js';
+import { FileStore } from './cutover/store-file.js';
+import { Reloader, type ReloadOutcome } from './reload.js';
+import { Snapshots } from './proxy/snapshot.js';
 import { credentialHeaderNames } from './forward/headers.js';
 import { Upstream } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
-import { RouteTable } from './routing/table.js';
 import { ShadowEngine } from './shadow/engine.js';
 import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
@@ -23,13 +26,20 @@ export interface AppOptions {
   /** Receives every completed mirror pair (besides the built-in analysis), before the analysis queues it. */
   onPair?: (pair: CapturedAnswerPair) => void;
   analysis?: Partial<AnalysisOptions>;
+  /** Loads the config again for a reload (SIGHUP, POST /api/reload); without it reloads are refused. */
+  reloadConfig?: () => Promise<Config>;
 }
 
 export interface App {
   dataUrl: string;
   adminUrl: string;
   telemetry: Telemetry;
-  routes: RouteTable;
+  /** The live config snapshot (`current()` is what a request starting now uses). */
+  snapshots: Snapshots;
+  /** The state store: live weights and route states by route name. */
+  store: MemoryStore;
+  /** Loads the config again; a bad file keeps the running one. */
+  reload(trigger: string): Promise<ReloadOutcome>;
   proxy: ProxyServer;
   analysis: Analysis;
   shadow: ShadowEngine;
@@ -47,7 +57,18 @@ function urlOf(address: AddressInfo | string | null): string {
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger(config.log.level);
   const telemetry = new Telemetry({ defaultMetrics: options.defaultMetrics });
-  const routes = new RouteTable(config.routes, config.defaults, telemetry);
+  const store =
+    config.cutover.state.store === 'file'
+      ? new FileStore(config.statePath, {
+          onCorrupt: ({ path, corruptPath, reason }) =>
+            logger.error({ path, corruptPath, reason }, `the state file ${path} is unreadable (${reason}); it was moved to ${corruptPath} and every route starts from its configured weight`),
+        })
+      : new MemoryStore();
+  await store.load();
+  telemetry.watchStateStore(() => store.up());
+  const snapshots = new Snapshots(config, telemetry, store.snapshot());
+  store.onChange((state) => snapshots.applyWeights(state));
+  const routes = snapshots.current().routes;
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
   const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
@@ -59,7 +80,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const shed = new LoadShedder(config.shadow.shedAt);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
-    routes,
     pools: shadowPools,
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
@@ -75,9 +95,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             analysis.submitReserved(pair);
           },
   });
-  const proxy = new ProxyServer({ config, routes, upstreams, shadow, logger });
+  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger });
+  const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
+  const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
-  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready, diffs: (route) => analysis.diffs(route) });
+  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready, diffs: (route) => analysis.diffs(route), reload });
 
   await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
   try {
@@ -108,11 +130,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
       shed.close();
       await analysis.close();
+      await store.close();
       logger.info('cutover stopped');
       logger.flush?.();
     })();
     return closing;
   };
 
-  return { dataUrl, adminUrl, telemetry, routes, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, telemetry, snapshots, store, reload, proxy, analysis, shadow, logger, close };
 }

@@ -66,6 +66,24 @@ describe('evidence for the controller', () => {
     expect(analysis.evidence('r', step).comparisons).toBe(1);
   });
 
+  it('answers for a step asked about late: what came after the step counts, what came before does not', () => {
+    const { analysis, pair, advance, now } = setup();
+    analysis.evidence('r', now());
+    pair('r', answer('{"a":1}'), answer('{"a":2}'));
+    advance(5_000);
+    const step = now();
+    advance(1_000);
+    pair('r', answer('{"a":1}'), answer('{"a":1}'));
+    pair('r', answer('{"a":1}'), answer('{"a":1}'));
+    advance(30_000);
+    // The controller's first check of the step comes 31 s after it began.
+    const e = analysis.evidence('r', step);
+    expect(e).toMatchObject({ since: step, comparisons: 2, mismatches: 0, legacy: { requests: 2 }, new: { requests: 2 } });
+    expect(e.new.latencies).toEqual([0.01, 0.01]);
+    // Asking from before the step does not bring back what the step forgot.
+    expect(analysis.evidence('r', step - 10_000)).toMatchObject({ since: step, comparisons: 2 });
+  });
+
   it('keeps windows and evidence by route name across a reloaded route table', async () => {
     const { analysis, pair, config, telemetry } = setup();
     pair('keep', answer('{"a":1}'), answer('{"a":2}'));

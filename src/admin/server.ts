@@ -8,6 +8,8 @@ import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 import type { Telemetry } from '../telemetry/metrics.js';
 import { bearerChecker } from './auth.js';
+import { registerReload } from './reload.js';
+import type { ReloadOutcome } from '../reload.js';
 
 export interface AdminDeps {
   telemetry: Telemetry;
@@ -16,6 +18,8 @@ export interface AdminDeps {
   ready: () => boolean;
   /** The diffs report of a route, or undefined when no route has that name. */
   diffs: (route: string) => DiffsReport | undefined;
+  /** Loads the config again (`POST /api/reload`). */
+  reload?: (trigger: string) => Promise<ReloadOutcome>;
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
@@ -53,6 +57,8 @@ export function createAdminServer(deps: AdminDeps): FastifyInstance {
     }
     return report;
   });
+
+  if (deps.reload) registerReload(app, deps.reload);
 
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problem(404, 'NOT_FOUND', 'Not found', `No admin endpoint answers ${request.method} ${request.url.split('?')[0]}.`)),

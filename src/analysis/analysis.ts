@@ -13,7 +13,7 @@ import type { EvidenceSource, RouteEvidence } from '../cutover/types.js';
 import type { RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import type { ComparisonResult } from '../telemetry/metrics.js';
-import { RouteAnalysis, compileRouteRules } from './classifier.js';
+import { RouteAnalysis } from './classifier.js';
 import { ComparisonQueue, pairBytes } from './queue.js';
 import { ComparePool, workerFile } from './workers.js';
 import { buildDiffsReport, type DiffsReport } from './report.js';
@@ -99,8 +99,9 @@ export class Analysis implements EvidenceSource {
       ra.record(pair, { baseline: null, main: null });
       return;
     }
-    // The record half runs when the worker answers, on a turn of its own.
-    const compared = this.pool.size > 0 ? await this.pool.compare({ ...pair, route: pair.route.name }) : ra.compare(pair);
+    // The worker compiles the settings of the snapshot the request started on; the record half runs
+    // when it answers, on a turn of its own.
+    const compared = this.pool.size > 0 ? await this.pool.compare({ ...pair, route: pair.route.name }, pair.route.compare) : ra.compare(pair);
     ra.record(pair, compared);
   };
 
@@ -110,17 +111,15 @@ export class Analysis implements EvidenceSource {
   }
 
   /**
-   * Takes the routes of a (re)loaded config: known routes keep their window and evidence and get the
-   * new comparison rules; new routes start empty; routes no longer configured are forgotten.
+   * Takes the routes of a (re)loaded config: known routes keep their window and evidence (each pair
+   * carries the compiled rules of the config it ran under); new routes start empty; routes no longer
+   * configured are forgotten.
    */
   configure(routes: RouteTable): void {
     const keep = new Set<string>();
     for (const route of routes.routes) {
       keep.add(route.name);
-      const existing = this.byName.get(route.name);
-      this.pool?.configure(route.name, route.compare);
-      if (existing !== undefined) existing.rules = compileRouteRules(route.compare);
-      else this.byName.set(route.name, new RouteAnalysis(route.name, route.compare, this.options.slices, this.sliceMs, this.options));
+      if (!this.byName.has(route.name)) this.byName.set(route.name, new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options));
     }
     for (const name of this.byName.keys()) if (!keep.has(name)) this.byName.delete(name);
   }

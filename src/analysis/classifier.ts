@@ -4,11 +4,10 @@
  * records latency, examples, errors and the controller's evidence.
  */
 import { isRealDifference, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
-import type { CompareSettings } from '../config/load.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
-import { comparePair, compileRouteRules, type Compared, type PairRules } from './compare-pair.js';
+import { comparePair, type Compared } from './compare-pair.js';
 import { RouteEvidenceLog } from './evidence.js';
 import { ExampleStore } from './examples.js';
 import type { ErrorExample, StoredExample } from './report.js';
@@ -23,10 +22,6 @@ export interface ClassifierLimits {
   noise: NoiseThresholds;
   now: () => number;
 }
-
-type RouteRules = PairRules;
-
-export { compileRouteRules };
 
 function ok(answer: UpstreamAnswer): boolean {
   return answer.error === undefined && answer.status > 0;
@@ -44,20 +39,17 @@ export class RouteAnalysis {
   readonly examples: ExampleStore;
   readonly errors: ErrorExample[] = [];
   readonly evidence: RouteEvidenceLog;
-  rules: RouteRules;
   /** Pairs of this route dropped because the comparison queue was full. */
   dropped = 0;
 
   constructor(
     readonly name: string,
-    compare: CompareSettings,
     slices: number,
     sliceMs: number,
     private readonly limits: ClassifierLimits,
   ) {
     this.window = new RouteWindow(slices, sliceMs);
-    this.rules = compileRouteRules(compare);
-    this.evidence = new RouteEvidenceLog(name);
+    this.evidence = new RouteEvidenceLog(name, limits.now);
     // Two (field, kind) pairs per tracked field on average; past that the least recently updated goes.
     this.examples = new ExampleStore(limits.maxFields * 2, limits.examplesPerField, limits.windowMs);
   }
@@ -96,9 +88,12 @@ export class RouteAnalysis {
     return this.record(pair, this.compare(pair));
   }
 
-  /** The pure half: runs the comparisons (on this thread; a comparison worker runs the same code). */
+  /**
+   * The pure half: runs the comparisons with the rules of the snapshot the request started on
+   * (compiled once when that config was loaded). A comparison worker runs the same code.
+   */
   compare(pair: CapturedAnswerPair): Compared {
-    return comparePair({ ...pair, route: this.name }, this.rules);
+    return comparePair({ ...pair, route: this.name }, pair.route.rules);
   }
 
   /** The main-thread half: applies a pair's comparisons to the window, metrics, examples and evidence. */
@@ -113,13 +108,14 @@ export class RouteAnalysis {
     if (ok(candidate)) slice.new.observe(candidate.seconds);
     this.evidence.answer('legacy', failed(legacy), ok(legacy) ? legacy.seconds : null);
     this.evidence.answer('new', failed(candidate), ok(candidate) ? candidate.seconds : null);
+    const rules = pair.route.rules;
 
     const base = compared.baseline;
     if (base !== null) {
       slice.baselineComparisons++;
       for (const [name, kinds] of this.group(slice, base.differences)) {
         slice.field(name).noiseHits++;
-        for (const [kind, d] of kinds) this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.baseline, baseline: true });
+        for (const [kind, d] of kinds) this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true });
       }
     }
 
@@ -147,7 +143,7 @@ export class RouteAnalysis {
       f.mismatches++;
       for (const [kind, d] of kinds) {
         f.kinds[kind] = (f.kinds[kind] ?? 0) + 1;
-        this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: this.rules.shadow, baseline: false });
+        this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false });
       }
     }
     let real = false;

@@ -3,8 +3,8 @@
  * worker unchanged. It takes plain answers and compiled rules and returns plain comparisons; the
  * "record" half (`RouteAnalysis.record`) applies them to the route's window on the main thread.
  */
-import { compareResponses, compileRules, type Captured, type CompiledRules, type Comparison } from '../compare/index.js';
-import type { CompareSettings } from '../config/load.js';
+import { compareResponses, compileRules, type Captured, type Comparison } from '../compare/index.js';
+import type { CompareSettings, RouteRules } from '../config/load.js';
 
 /** What the compare half needs of one answer (structured-clone friendly). */
 export interface PairAnswer extends Captured {
@@ -21,11 +21,8 @@ export interface PairInput {
   baseline: PairAnswer | null;
 }
 
-export interface PairRules {
-  shadow: CompiledRules;
-  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
-  baseline: CompiledRules;
-}
+/** The same shape as a route's compiled rules (config/load.ts `RouteRules`). */
+export type PairRules = RouteRules;
 
 /** The comparisons of one pair; `failure` when compare/ threw (it is meant never to). */
 export interface Compared {
@@ -34,6 +31,7 @@ export interface Compared {
   failure?: string;
 }
 
+/** For a worker, which gets settings (functions cannot cross threads) and compiles them itself. */
 export function compileRouteRules(compare: CompareSettings): PairRules {
   return {
     shadow: compileRules(compare),

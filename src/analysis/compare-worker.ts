@@ -18,11 +18,12 @@ async function compile(settings: CompareSettings): Promise<PairRules> {
   return compileRouteRules({ ...settings, transform: mod.default as TransformFn });
 }
 
-async function compare(id: number, route: string, pair: PairInput): Promise<void> {
+/** `key` names the rule set (one per route and loaded config); `pair.route` is the route's name. */
+async function compare(id: number, key: string, pair: PairInput): Promise<void> {
   let reply: WorkerReply;
   try {
-    const compiled = rules.get(route);
-    if (compiled === undefined) throw new Error(`no rules for route ${route}`);
+    const compiled = rules.get(key);
+    if (compiled === undefined) throw new Error(`no rules for route ${pair.route}`);
     // Structured clone delivers plain Uint8Arrays; compare/ expects Buffers (same memory, no copy).
     for (const answer of [pair.primary, pair.shadow, pair.baseline]) {
       if (answer !== null) answer.body = Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
@@ -39,6 +40,8 @@ parentPort!.on('message', (msg: WorkerRequest) => {
     const compiled = compile(msg.settings);
     compiled.catch(() => undefined); // reported per comparison
     rules.set(msg.route, compiled);
+  } else if (msg.type === 'forget') {
+    rules.delete(msg.route);
   } else {
     void compare(msg.id, msg.route, msg.pair);
   }

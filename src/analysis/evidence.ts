@@ -1,17 +1,32 @@
 /**
  * Evidence for the controller: what one route's comparisons showed since a moment (the route's last
  * weight change), never older traffic. Kept apart from the sliding window because the window's
- * slices are coarse and a step's evidence must start exactly at the step.
+ * slices are coarse (30 s) and a step's evidence must start at the step.
+ *
+ * Counts are kept per second, and latency samples carry their time, so `read(since)` answers for any
+ * `since` after the log's start, even one the controller asks about late (a step taken at t, checked
+ * first at t + 30 s, still sees the 30 s in between). Reading with a later `since` than before also
+ * forgets what came earlier, which keeps the log bounded by one step. Bounds: at most
+ * `MAX_SECONDS` per-second buckets (older ones fold into one carried total, used only when the whole
+ * log is asked for), and a reservoir of latency samples per backend.
  *
  * Latency samples are a bounded reservoir per backend (uniform over the period), so a two-sample
- * test sees the distributions, not a single quantile.
+ * test sees the distributions, not a single quantile. They are upstream latencies from the moment a
+ * request got a pooled connection (`forward/exchange.ts`), so pool queueing never biases them.
  */
 import type { RouteEvidence } from '../cutover/types.js';
 
 export const EVIDENCE_SAMPLES = 2_000;
+/** Per-second buckets kept before the oldest fold into a carried total (one hour). */
+export const MAX_SECONDS = 3_600;
+
+interface Sample {
+  at: number;
+  seconds: number;
+}
 
 class Reservoir {
-  readonly samples: number[] = [];
+  samples: Sample[] = [];
   private seen = 0;
 
   constructor(
@@ -19,66 +34,122 @@ class Reservoir {
     private readonly random: () => number,
   ) {}
 
-  add(value: number): void {
+  add(at: number, seconds: number): void {
     this.seen++;
-    if (this.samples.length < this.size) this.samples.push(value);
+    if (this.samples.length < this.size) this.samples.push({ at, seconds });
     else {
       const j = Math.floor(this.random() * this.seen);
-      if (j < this.size) this.samples[j] = value;
+      if (j < this.size) this.samples[j] = { at, seconds };
     }
+  }
+
+  /** Keeps only samples from `since` on; they stay a uniform sample of that shorter period. */
+  forgetBefore(since: number): void {
+    this.samples = this.samples.filter((s) => s.at >= since);
+    this.seen = this.samples.length;
   }
 }
 
-interface Side {
-  requests: number;
-  errors: number;
-  latency: Reservoir;
+/** What happened in one second (or, for the carried total, before the kept seconds). */
+class Counts {
+  comparisons = 0;
+  mismatches = 0;
+  legacyRequests = 0;
+  legacyErrors = 0;
+  newRequests = 0;
+  newErrors = 0;
+
+  add(o: Counts): void {
+    this.comparisons += o.comparisons;
+    this.mismatches += o.mismatches;
+    this.legacyRequests += o.legacyRequests;
+    this.legacyErrors += o.legacyErrors;
+    this.newRequests += o.newRequests;
+    this.newErrors += o.newErrors;
+  }
 }
 
 export class RouteEvidenceLog {
   private since = 0;
-  private comparisons = 0;
-  private mismatches = 0;
-  private legacy!: Side;
-  private next!: Side;
+  /** Counts by second (epoch ms / 1000, floored), in insertion order. */
+  private seconds = new Map<number, Counts>();
+  /** Counts of seconds folded out of `seconds` because of its bound. */
+  private carried = new Counts();
+  private legacy: Reservoir;
+  private next: Reservoir;
 
   constructor(
     private readonly route: string,
+    private readonly now: () => number = Date.now,
     private readonly samples = EVIDENCE_SAMPLES,
     private readonly random: () => number = Math.random,
   ) {
-    this.restart(0);
+    this.legacy = new Reservoir(samples, random);
+    this.next = new Reservoir(samples, random);
   }
 
-  private side(): Side {
-    return { requests: 0, errors: 0, latency: new Reservoir(this.samples, this.random) };
-  }
-
-  private restart(since: number): void {
-    this.since = since;
-    this.comparisons = 0;
-    this.mismatches = 0;
-    this.legacy = this.side();
-    this.next = this.side();
+  private bucket(at: number): Counts {
+    const second = Math.floor(at / 1000);
+    let c = this.seconds.get(second);
+    if (c === undefined) {
+      c = new Counts();
+      this.seconds.set(second, c);
+      if (this.seconds.size > MAX_SECONDS) {
+        const [oldest, counts] = this.seconds.entries().next().value as [number, Counts];
+        this.carried.add(counts);
+        this.seconds.delete(oldest);
+      }
+    }
+    return c;
   }
 
   /** One answer of a backend within a compared pair: `seconds` only when it succeeded. */
   answer(backend: 'legacy' | 'new', failed: boolean, seconds: number | null): void {
-    const side = backend === 'legacy' ? this.legacy : this.next;
-    side.requests++;
-    if (failed) side.errors++;
-    if (seconds !== null) side.latency.add(seconds);
+    const at = this.now();
+    const c = this.bucket(at);
+    if (backend === 'legacy') {
+      c.legacyRequests++;
+      if (failed) c.legacyErrors++;
+    } else {
+      c.newRequests++;
+      if (failed) c.newErrors++;
+    }
+    if (seconds !== null) (backend === 'legacy' ? this.legacy : this.next).add(at, seconds);
   }
 
   comparison(realMismatch: boolean): void {
-    this.comparisons++;
-    if (realMismatch) this.mismatches++;
+    const c = this.bucket(this.now());
+    c.comparisons++;
+    if (realMismatch) c.mismatches++;
   }
 
-  /** The evidence since `since`; a later `since` than the log's starts it afresh (a new step). */
+  /** Forgets everything before `since` (to the second for counts, exactly for latency samples). */
+  private restart(since: number): void {
+    this.since = since;
+    const first = Math.floor(since / 1000);
+    for (const second of this.seconds.keys()) if (second < first) this.seconds.delete(second);
+    this.carried = new Counts();
+    this.legacy.forgetBefore(since);
+    this.next.forgetBefore(since);
+  }
+
+  /**
+   * The evidence since `since`. A later `since` than the last one starts the log there (what came
+   * before is forgotten); an earlier one gets everything the log has, and says from when.
+   */
   read(since: number): RouteEvidence {
     if (since > this.since) this.restart(since);
-    const side = (s: Side) => ({ requests: s.requests, errors: s.errors, latencies: [...s.latency.samples] });
-    return { route: this.route, since: this.since, comparisons: this.comparisons, mismatches: this.mismatches, legacy: side(this.legacy), new: side(this.next) };
+    const total = new Counts();
+    total.add(this.carried);
+    for (const c of this.seconds.values()) total.add(c);
+    const latencies = (r: Reservoir) => r.samples.map((s) => s.seconds);
+    return {
+      route: this.route,
+      since: this.since,
+      comparisons: total.comparisons,
+      mismatches: total.mismatches,
+      legacy: { requests: total.legacyRequests, errors: total.legacyErrors, latencies: latencies(this.legacy) },
+      new: { requests: total.newRequests, errors: total.newErrors, latencies: latencies(this.next) },
+    };
   }
 }

@@ -4,9 +4,10 @@
  * (moved, not copied, when the capture owns its memory) and gets plain comparisons back, which it
  * applies to the window (`RouteAnalysis.record`).
  *
- * Rules go to every worker as settings; each worker compiles them and imports transform modules by
- * path itself. Messages to one worker are ordered, so a comparison sent after a reload uses the
- * reloaded rules.
+ * Rules go to a worker as settings, once per loaded config (keyed by the settings object of the
+ * snapshot the request started on), just before the first comparison that needs them; the worker
+ * compiles them and imports transform modules by path itself. Messages to one worker are ordered,
+ * so the rules are always there before the comparison.
  *
  * The worker is the compiled `dist/analysis/compare-worker.js`. Under vitest this module runs from
  * `src/` (TypeScript a Worker cannot load), so it points at the dist/ build next to it, which
@@ -22,6 +23,7 @@ import type { Compared, PairAnswer, PairInput } from './compare-pair.js';
 
 export type WorkerRequest =
   | { type: 'rules'; route: string; settings: CompareSettings }
+  | { type: 'forget'; route: string }
   | { type: 'compare'; id: number; route: string; pair: PairInput };
 
 export interface WorkerReply {
@@ -44,7 +46,25 @@ export function workerFile(): URL | null {
 interface Slot {
   worker: Worker;
   pending: Map<number, (compared: Compared) => void>;
+  /** Rule keys this worker has compiled. */
+  known: Set<string>;
 }
+
+/** Rule keys live as long as the settings object (a config snapshot) they were made for. */
+const ruleKeys = new WeakMap<CompareSettings, string>();
+let nextRuleKey = 1;
+
+function ruleKey(settings: CompareSettings): string {
+  let key = ruleKeys.get(settings);
+  if (key === undefined) {
+    key = `r${nextRuleKey++}`;
+    ruleKeys.set(settings, key);
+  }
+  return key;
+}
+
+/** Rule sets a worker keeps before it forgets the oldest (reloads make new ones). */
+const MAX_RULES_PER_WORKER = 256;
 
 /** Functions cannot cross threads: the worker loads the transform again from `transformPath`. */
 function portable(settings: CompareSettings): CompareSettings {
@@ -54,7 +74,6 @@ function portable(settings: CompareSettings): CompareSettings {
 
 export class ComparePool {
   private readonly slots: Slot[] = [];
-  private readonly rules = new Map<string, CompareSettings>();
   private nextId = 1;
   private restarts = 0;
   private closed = false;
@@ -79,7 +98,7 @@ export class ComparePool {
     const worker = new Worker(this.file);
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map() };
+    const slot: Slot = { worker, pending: new Map(), known: new Set() };
     worker.on('message', (reply: WorkerReply) => {
       const done = slot.pending.get(reply.id);
       slot.pending.delete(reply.id);
@@ -93,21 +112,12 @@ export class ComparePool {
       slot.pending.clear();
       if (!this.closed && this.restarts < MAX_RESTARTS) {
         this.restarts++;
-        const fresh = this.spawn();
-        for (const [route, settings] of this.rules) fresh.worker.postMessage({ type: 'rules', route, settings } satisfies WorkerRequest);
-        this.slots.push(fresh);
+        this.slots.push(this.spawn());
       }
     };
     worker.on('error', (err) => fail(`comparison worker failed: ${err.message}`));
     worker.on('exit', () => fail('comparison worker exited'));
     return slot;
-  }
-
-  /** The comparison settings of a route, for every worker (on start and on reload). */
-  configure(route: string, settings: CompareSettings): void {
-    const clean = portable(settings);
-    this.rules.set(route, clean);
-    for (const slot of this.slots) slot.worker.postMessage({ type: 'rules', route, settings: clean } satisfies WorkerRequest);
   }
 
   /** Whether a worker has room for one more comparison now. */
@@ -116,16 +126,27 @@ export class ComparePool {
     return false;
   }
 
-  compare(pair: PairInput): Promise<Compared> {
+  /** Compares one pair in a worker, under `settings` (the route's, in the snapshot the request started on). */
+  compare(pair: PairInput, settings: CompareSettings): Promise<Compared> {
     let best: Slot | null = null;
     for (const slot of this.slots) if (best === null || slot.pending.size < best.pending.size) best = slot;
     if (best === null) return Promise.resolve({ baseline: null, main: null, failure: 'compare_failed: no comparison worker' });
     const id = this.nextId++;
+    const key = ruleKey(settings);
+    if (!best.known.has(key)) {
+      if (best.known.size >= MAX_RULES_PER_WORKER) {
+        const oldest = best.known.values().next().value as string;
+        best.known.delete(oldest);
+        best.worker.postMessage({ type: 'forget', route: oldest } satisfies WorkerRequest);
+      }
+      best.known.add(key);
+      best.worker.postMessage({ type: 'rules', route: key, settings: portable(settings) } satisfies WorkerRequest);
+    }
     const transfer: ArrayBuffer[] = [];
     const message: WorkerRequest = {
       type: 'compare',
       id,
-      route: pair.route,
+      route: key,
       pair: { ...pair, primary: movable(pair.primary, transfer), shadow: movable(pair.shadow, transfer), baseline: pair.baseline === null ? null : movable(pair.baseline, transfer) },
     };
     const slot = best;

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * The `cutover` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
+ * The `cutover` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config, 3 NOT READY
+ * (`cutover report`).
  * Errors are one sentence on stderr; `--debug` adds the stack.
  */
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
-import { startApp } from '../app.js';
+import { LEVER_COMMANDS, LEVER_USAGE, runLeverCommand } from './levers.js';
+import { reloadCommand } from './client.js';
 
 const USAGE = `usage: cutover <command> [options]
 
@@ -15,11 +17,16 @@ commands:
   run   --config FILE   run the proxy and its admin port until SIGTERM/SIGINT
   check --config FILE   validate a config: a summary and exit 0, or every problem and exit 2
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
+  reload [--admin URL] [--token-file F]
+                        load the running proxy's config file again (also: SIGHUP to its process)
   fingerprint [--config FILE]
                         read a legacy key from stdin, print its fingerprint (fp_…) under the config's key
+${LEVER_USAGE}
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
+  --admin URL     the admin API, for client commands (default http://127.0.0.1:9090)
+  --token-file F  file holding the admin token, for client commands
   --debug         print stack traces with errors
   --help          this text`;
 
@@ -81,11 +88,15 @@ function onSignals(stop: () => Promise<void>): void {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The controller's clients have their own options (--route, --admin, ...) and exit codes.
+  if (argv[0] !== undefined && LEVER_COMMANDS.has(argv[0]) && !argv.includes('--help')) return runLeverCommand(argv[0], argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
       config: { type: 'string' },
+      admin: { type: 'string' },
+      'token-file': { type: 'string' },
       debug: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -103,9 +114,14 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const config = await requireConfig(values.config);
-      const app = await startApp(config);
+      // Loaded here so the admin clients start without the proxy's modules.
+      const { startApp } = await import('../app.js');
+      const path = configPathFromEnv(values.config)!;
+      const app = await startApp(config, { reloadConfig: () => loadConfig(path) });
       process.stdout.write(`cutover: proxy ${app.dataUrl}  admin ${app.adminUrl}\n`);
       onSignals(() => app.close());
+      // The outcome is logged (and counted) by the reload itself; a bad file never stops the proxy.
+      process.on('SIGHUP', () => void app.reload('SIGHUP'));
       return -1;
     }
     case 'demo': {
@@ -114,6 +130,12 @@ async function main(argv: string[]): Promise<number> {
       onSignals(() => demo.stop());
       return -1;
     }
+    case 'reload':
+      return reloadCommand(
+        { admin: values.admin, tokenFile: values['token-file'] },
+        (text) => process.stdout.write(text),
+        (text) => process.stderr.write(text),
+      );
     case 'fingerprint': {
       const { fingerprintCommand } = await import('./fingerprint.js');
       process.stdout.write(`${await fingerprintCommand(await requireConfig(values.config), process.stdin)}\n`);

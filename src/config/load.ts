@@ -3,13 +3,16 @@
  * validates against the schema, applies defaults, checks what spans fields (duplicate route names,
  * overlapping ports, references), and reads secrets from their files or variables.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { compileRules } from '../compare/index.js';
+import { compileRules, type CompiledRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
+import { DEFAULT_GATES } from '../cutover/gates.js';
+import type { GateThresholds } from '../cutover/types.js';
 import { credentialProblems, resolveCredentialPaths } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 
@@ -40,6 +43,13 @@ export interface CompareSettings {
   jsonCharset?: 'implied' | 'strict';
 }
 
+/** A route's comparison rules, compiled once when the config is loaded. */
+export interface RouteRules {
+  shadow: CompiledRules;
+  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
+  baseline: CompiledRules;
+}
+
 export interface RouteSettings {
   name: string;
   /** Upper-case methods, or null for every method. */
@@ -51,16 +61,25 @@ export interface RouteSettings {
   compare: CompareSettings;
   after: string[];
   forwardCredentials: boolean;
+  /** `cutover.gates` with `routes[].gates` merged over it. */
+  gates: GateThresholds;
+  rules: RouteRules;
 }
 
 export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
   routes: RouteSettings[];
   /** Defaults applied to requests that match no route (`other`). */
-  defaults: { shadow: ShadowSettings; compare: CompareSettings };
+  defaults: { shadow: ShadowSettings; compare: CompareSettings; rules: RouteRules };
   /** The admin bearer token, read from admin.tokenFile or admin.tokenEnv. */
   adminToken?: string;
+  /** The rollback webhook URL, from cutover.webhook, webhookFile or webhookEnv. */
+  cutoverWebhook?: string;
   /** Where the config came from, for messages. */
   source: string;
+  /** Short SHA-256 of the validated config (`cutover_config_info{hash}`): equal files, equal hash. */
+  hash: string;
+  /** The state file's absolute path (`cutover.state.path` resolved against the config's directory). */
+  statePath: string;
 }
 
 export const BUILTIN_SHADOW: ShadowSettings = { percent: 100, unsafe: false, maxBodyBytes: 1024 * 1024, baselinePercent: 10 };
@@ -145,6 +164,9 @@ function crossFieldProblems(raw: RawConfig): string[] {
     problems.push(`admin.port: ${admin.port} is also listen.port; the data and admin listeners need different ports`);
   }
   if (admin.tokenFile && admin.tokenEnv) problems.push('admin: give tokenFile or tokenEnv, not both');
+  if ([raw.cutover.webhook, raw.cutover.webhookFile, raw.cutover.webhookEnv].filter(Boolean).length > 1) {
+    problems.push('cutover: give one of webhook, webhookFile or webhookEnv');
+  }
   const seen = new Map<string, number>();
   raw.routes.forEach((route, i) => {
     const first = seen.get(route.name);
@@ -190,6 +212,24 @@ function readSecret(file: string | undefined, env: string | undefined, configDir
   return undefined;
 }
 
+/** The webhook URL from its file or variable; checked like `cutover.webhook`. */
+function webhookSecret(file: string | undefined, env: string | undefined, configDir: string, problems: string[]): string | undefined {
+  const where = file ? 'cutover.webhookFile' : 'cutover.webhookEnv';
+  const before = problems.length;
+  const value = readSecret(file, env, configDir, 'cutover', problems);
+  // readSecret names tokenFile/tokenEnv; say which webhook key it was.
+  for (let i = before; i < problems.length; i++) problems[i] = problems[i].replace(/^cutover\.token(File|Env)/, where);
+  if (value === undefined) return undefined;
+  try {
+    const url = new URL(value);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return value;
+  } catch {
+    // reported below
+  }
+  problems.push(`${where}: does not hold an http:// or https:// URL`);
+  return undefined;
+}
+
 /**
  * Validates a parsed config object. Throws ConfigError listing every problem found.
  * `configDir` anchors relative paths (token files, transform modules).
@@ -201,37 +241,58 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   resolveCredentialPaths(raw, configDir);
   const problems = [...crossFieldProblems(raw), ...credentialProblems(raw)];
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
+  const cutoverWebhook = raw.cutover.webhook ?? webhookSecret(raw.cutover.webhookFile, raw.cutover.webhookEnv, configDir, problems);
   if (problems.length) throw new ConfigError(problems, source);
 
-  const routes: RouteSettings[] = raw.routes.map((r) => ({
+  const compareProblems: string[] = [];
+  // Each route's rules are compiled here, once: a bad path is a config problem, not a crash later,
+  // and everything downstream (routing, the analysis) shares this one compiled copy.
+  const compile = (compare: CompareSettings, where: string): RouteRules => {
+    try {
+      return routeRules(compileRules(compare));
+    } catch (err) {
+      compareProblems.push(`${where}.${(err as Error).message}`);
+      return EMPTY_RULES;
+    }
+  };
+  const routes: RouteSettings[] = raw.routes.map((r, i) => {
+    const compare = mergeCompare(configDir, raw.defaults.compare, r.compare);
+    return {
     name: r.name,
     methods: r.match.methods ? [...new Set(r.match.methods)] : null,
     path: r.match.path,
     rewrite: r.rewrite?.path,
     weight: Math.round(r.weight * 100) / 100,
     shadow: mergeShadow(raw.defaults.shadow, r.shadow),
-    compare: mergeCompare(configDir, raw.defaults.compare, r.compare),
+    compare,
     after: r.after ?? [],
     forwardCredentials: r.forwardCredentials,
-  }));
-  // Compile every route's compare rules once here, so a bad path is a config problem, not a crash later.
-  const compareProblems: string[] = [];
-  routes.forEach((r, i) => {
-    try {
-      compileRules(r.compare);
-    } catch (err) {
-      compareProblems.push(`routes[${i}].${(err as Error).message}`);
-    }
+    gates: { ...DEFAULT_GATES, ...stripUndefined(raw.cutover.gates), ...stripUndefined(r.gates ?? {}) },
+    rules: compile(compare, `routes[${i}]`),
+    };
   });
+  const defaultCompare = mergeCompare(configDir, raw.defaults.compare);
+  const defaultRules = compile(defaultCompare, 'defaults');
   if (compareProblems.length) throw new ConfigError(compareProblems, source);
   return {
     ...raw,
     routes,
-    defaults: { shadow: mergeShadow(raw.defaults.shadow), compare: mergeCompare(configDir, raw.defaults.compare) },
+    defaults: { shadow: mergeShadow(raw.defaults.shadow), compare: defaultCompare, rules: defaultRules },
+    cutover: { ...raw.cutover, audit: { path: raw.cutover.audit.path && resolvePath(configDir, raw.cutover.audit.path) } },
     adminToken,
+    cutoverWebhook,
     source,
+    hash: createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 12),
+    statePath: resolvePath(configDir, raw.cutover.state.path),
   };
 }
+
+/** The baseline rules share the compiled matchers; they only leave out the mapping and transform. */
+function routeRules(shadow: CompiledRules): RouteRules {
+  return { shadow, baseline: Object.freeze({ ...shadow, mappings: [], transform: undefined, transformName: 'transform' }) };
+}
+
+const EMPTY_RULES = routeRules(compileRules(BUILTIN_COMPARE));
 
 /** Parses YAML (JSON is valid YAML) and reports syntax errors with their line. */
 export function parseConfigText(text: string, source: string): unknown {
@@ -264,10 +325,10 @@ export async function loadTransforms(config: Config): Promise<void> {
   const cache = new Map<string, TransformFn>();
   const problems: string[] = [];
   const targets = [
-    { where: 'defaults.compare.transform', settings: config.defaults.compare },
-    ...config.routes.map((r, i) => ({ where: `routes[${i}].compare.transform`, settings: r.compare })),
+    { where: 'defaults.compare.transform', settings: config.defaults.compare, owner: config.defaults },
+    ...config.routes.map((r, i) => ({ where: `routes[${i}].compare.transform`, settings: r.compare, owner: r })),
   ];
-  for (const { where, settings } of targets) {
+  for (const { where, settings, owner } of targets) {
     const path = settings.transformPath;
     if (!path) continue;
     let fn = cache.get(path);
@@ -286,6 +347,8 @@ export async function loadTransforms(config: Config): Promise<void> {
       }
     }
     settings.transform = fn;
+    // The compiled matchers stay; only the transform joins them (baseline rules never use it).
+    owner.rules = { ...owner.rules, shadow: Object.freeze({ ...owner.rules.shadow, transform: fn, transformName: path }) };
   }
   if (problems.length) throw new ConfigError(problems, config.source);
 }

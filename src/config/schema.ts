@@ -180,6 +180,18 @@ const routePath = z
   .regex(/^\//, 'must start with "/"')
   .regex(/^[^?#\s]*$/, 'must not contain a query, fragment or spaces');
 
+/** Per-gate thresholds; every key optional so `routes[].gates` can override just one. */
+export const gatesSchema = z.strictObject({
+  /** Comparisons needed since the last weight change before the mismatch gate judges. */
+  minComparisons: z.number().int().min(0).optional(),
+  /** Judged by the upper bound of a 95% Wilson interval; noise fields excluded. */
+  maxMismatchRate: z.number().min(0).max(1).optional(),
+  /** New's error rate minus legacy's in the same window (5xx, timeouts, connection errors). */
+  maxErrorRateIncrease: z.number().min(0).max(1).optional(),
+  /** New vs legacy p99; failing also needs a significant, material shift of the whole distribution. */
+  maxLatencyRatio: z.number().min(1).optional(),
+});
+
 export const routeSchema = z.strictObject({
   name: z
     .string()
@@ -201,6 +213,8 @@ export const routeSchema = z.strictObject({
   after: z.array(z.string()).optional(),
   /** Forward the client's legacy credential to the new backend too. */
   forwardCredentials: z.boolean().default(false),
+  /** Gate thresholds for this route, merged over `cutover.gates`. */
+  gates: gatesSchema.optional(),
 });
 
 export const shadowLimitsSchema = z.strictObject({
@@ -263,6 +277,54 @@ export const credentialsSchema = z.strictObject({
     .default({ maxCredentials: 10_000, maxRoutesPerCredential: 32 }),
 });
 
+export const stateStoreSchema = z.strictObject({
+  /** `file`: JSON written atomically (the embedded default); `memory`: lost on restart (tests, throwaway runs). */
+  store: z.enum(['memory', 'file']).default('file'),
+  /** The file store's path, relative to the config file. */
+  path: z.string().default('state/cutover.json'),
+});
+
+const stepSchema = z.union([percent, z.strictObject({ pause: z.literal(true) })]);
+
+export const DEFAULT_STEPS = [0, 1, 5, 25, 50, 100];
+
+export const cutoverSchema = z.strictObject({
+  /** Percent to the new backend at each step; `{ pause: true }` waits for a person to promote. */
+  steps: z
+    .array(stepSchema)
+    .min(1)
+    .default(DEFAULT_STEPS)
+    .superRefine((steps, ctx) => {
+      let previous = -1;
+      steps.forEach((step, i) => {
+        if (typeof step === 'number') {
+          if (step <= previous) ctx.addIssue({ code: 'custom', path: [i], message: `must be above the step before it (${previous}); steps go up` });
+          previous = step;
+        } else if (i === 0 || i === steps.length - 1 || typeof steps[i - 1] !== 'number') {
+          ctx.addIssue({ code: 'custom', path: [i], message: 'a pause step must sit between two percent steps' });
+        }
+      });
+      if (steps[steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: [steps.length - 1], message: 'the last step must be 100' });
+    }),
+  /** How often each route's evidence is judged. */
+  interval: duration.default(30_000),
+  /** Passing checks in a row before the next step (evidence accumulates since the weight change). */
+  holdIntervals: z.number().int().min(1).max(1000).default(2),
+  /** Failing checks in a row before an automatic rollback to step 0. */
+  failureThreshold: z.number().int().min(1).max(1000).default(3),
+  /** observe: evaluate and report every gate, never move a weight (dry run). */
+  mode: z.enum(['auto', 'observe']).default('auto'),
+  gates: gatesSchema.default({}),
+  /** Rollbacks are POSTed here as JSON (fire-and-forget, 5 s timeout). */
+  webhook: httpUrl.optional(),
+  webhookFile: z.string().min(1).optional(),
+  webhookEnv: z.string().min(1).optional(),
+  /** Audit log of every weight/state change (JSON lines); unset keeps the latest 1000 in memory only. */
+  audit: z.strictObject({ path: z.string().min(1).optional() }).default({}),
+  /** Where weights, steps and states persist (the file store is the embedded default). */
+  state: stateStoreSchema.default(stateStoreSchema.parse({})),
+});
+
 export const configSchema = z.strictObject({
   listen: listenSchema.default(listenSchema.parse({})),
   admin: adminSchema.default(adminSchema.parse({})),
@@ -274,6 +336,7 @@ export const configSchema = z.strictObject({
   shadow: shadowLimitsSchema.default(shadowLimitsSchema.parse({})),
   routes: z.array(routeSchema).default([]),
   credentials: credentialsSchema.default(credentialsSchema.parse({})),
+  cutover: cutoverSchema.default(cutoverSchema.parse({})),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -289,6 +352,8 @@ export type BackendConfig = z.output<typeof backendSchema>;
 export type ShadowRule = z.output<typeof shadowRuleSchema>;
 export type CompareRule = z.output<typeof compareRuleSchema>;
 export type Mapping = z.output<typeof mappingSchema>;
+export type CutoverConfig = z.output<typeof cutoverSchema>;
+export type GatesRule = z.output<typeof gatesSchema>;
 export type CredentialLocation = z.output<typeof credentialSchema>;
 export type OutboundAuthConfig = z.output<typeof outboundAuthSchema>;
 export type BackendTlsConfig = z.output<typeof backendTlsSchema>;

@@ -33,6 +33,13 @@ export class MemoryStore implements StateStore {
   /** Persists `next` (the memory store has nowhere to put it). Subclasses write it out atomically. */
   protected async persist(_next: StoreSnapshot): Promise<void> {}
 
+  private readonly listeners: ((state: StoreSnapshot) => void)[] = [];
+
+  /** Calls `listener` after every committed change (the proxy applies the live weights from it). */
+  onChange(listener: (state: StoreSnapshot) => void): void {
+    this.listeners.push(listener);
+  }
+
   /** Writes one after another: each change reads the state the previous one left (no lost update). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -42,6 +49,7 @@ export class MemoryStore implements StateStore {
       next.version = this.state.version + 1;
       await this.persist(next);
       this.state = next;
+      for (const listener of this.listeners) listener(next);
       return result;
     });
     // A failed write must not wedge the writes queued behind it; its caller still sees the error.

@@ -102,10 +102,23 @@ export interface RouteEvidence {
   /** Comparisons with a real (non-noise) difference. */
   mismatches: number;
   /** Requests answered by each backend, and how many of those were errors (5xx, timeout, connection error). */
+  /** `latencies` are seconds, one per request (unbiased timers; a bounded sample is fine). */
   legacy: { requests: number; errors: number; latencies: number[] };
   new: { requests: number; errors: number; latencies: number[] };
 }
 
 export interface EvidenceSource {
   evidence(route: string, since: number): RouteEvidence;
+}
+
+/** The thresholds the gates judge against (`cutover.gates`, merged with `routes[].gates`). */
+export interface GateThresholds {
+  /** Comparisons needed before the mismatch gate judges at all. */
+  minComparisons: number;
+  /** Largest acceptable share of comparisons with a real difference (judged by a 95% interval). */
+  maxMismatchRate: number;
+  /** Largest acceptable error-rate margin of new over legacy in the same window (0.005 = 0.5 points). */
+  maxErrorRateIncrease: number;
+  /** Largest acceptable p99 latency ratio new / legacy (failing also needs a significant, real shift). */
+  maxLatencyRatio: number;
 }

@@ -11,7 +11,7 @@ export interface UpstreamAnswer {
   headers: IncomingHttpHeaders;
   body: Buffer;
   truncated: boolean;
-  /** Seconds from dispatch to the end of the body (or the failure). */
+  /** Seconds from the moment the request got a pooled connection to the end of the body (or the failure). */
   seconds: number;
   /** Set when the exchange failed: a short, internal-free reason. */
   error?: string;

@@ -39,6 +39,29 @@ function elapsed(start: number): number {
   return (performance.now() - start) / 1000;
 }
 
+/**
+ * The two clocks of one upstream exchange. undici calls the handler's `onRequestStart` when it hands
+ * the request a socket (client-h1 `writeH1` → `request.onConnect`), so latency runs from there and
+ * the time spent waiting for a pooled connection (and connecting) is measured apart: otherwise a
+ * small mirror pool makes a healthy backend look slow next to the live one.
+ */
+class ExchangeClock {
+  private readonly dispatched = performance.now();
+  private sent = 0;
+
+  /** The request has a socket: stops the queue clock (once) and records the wait. */
+  onSocket(metrics: RouteMetrics, backend: BackendName, role: Role): void {
+    if (this.sent !== 0) return;
+    this.sent = performance.now();
+    metrics.queued(backend, role, (this.sent - this.dispatched) / 1000);
+  }
+
+  /** Seconds since the request got its socket; from dispatch when it never got one (a failed connect). */
+  seconds(): number {
+    return elapsed(this.sent === 0 ? this.dispatched : this.sent);
+  }
+}
+
 /** Builds the options undici's dispatch takes, once per call. */
 export function dispatchOptions(upstream: Upstream, req: ExchangeRequest): Dispatcher.DispatchOptions {
   return {
@@ -54,7 +77,7 @@ export function dispatchOptions(upstream: Upstream, req: ExchangeRequest): Dispa
 
 export class ClientExchange implements Dispatcher.DispatchHandler {
   private controller: Controller | null = null;
-  private readonly start = performance.now();
+  private readonly clock = new ExchangeClock();
   private status = 0;
   private headers: IncomingHttpHeaders = NO_HEADERS;
   private readonly capture: BodyCapture | null;
@@ -83,6 +106,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
+    this.clock.onSocket(this.metrics, this.upstream.name, 'primary');
     if (this.clientGone) controller.abort(new ClientAbortedError());
   }
 
@@ -137,7 +161,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
-    const seconds = elapsed(this.start);
+    const seconds = this.clock.seconds();
     const aborted = err instanceof ClientAbortedError || this.clientGone;
     const outcome = err === undefined ? outcomeOf(this.status) : isTimeout(err) ? 'timeout' : 'error';
     // A client that walks away is not the backend's failure: it is not counted against it.
@@ -161,7 +185,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
  * captured (bounded) and handed to `onSettled`.
  */
 export class CapturingExchange implements Dispatcher.DispatchHandler {
-  private readonly start = performance.now();
+  private readonly clock = new ExchangeClock();
   private status = 0;
   private headers: IncomingHttpHeaders = NO_HEADERS;
   private readonly capture: BodyCapture;
@@ -181,6 +205,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Controller): void {
+    this.clock.onSocket(this.metrics, this.backend, this.role);
     this.deadline = setTimeout(() => controller.abort(new DeadlineError()), this.deadlineMs);
     this.deadline.unref();
   }
@@ -220,7 +245,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.settled = true;
     if (this.deadline !== null) clearTimeout(this.deadline);
-    const seconds = elapsed(this.start);
+    const seconds = this.clock.seconds();
     const outcome = err === undefined ? outcomeOf(this.status) : err instanceof DeadlineError || isTimeout(err) ? 'timeout' : 'error';
     this.metrics.request(this.backend, this.role, outcome, seconds);
     this.onSettled({

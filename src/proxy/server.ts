@@ -11,7 +11,8 @@ import { problem, PROBLEM_TYPE } from '../problem.js';
 import { credentialHeaderNames, TrustedProxies, upstreamHeaders, type ForwardedContext } from '../forward/headers.js';
 import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
-import type { Route, RouteTable } from '../routing/table.js';
+import type { Route } from '../routing/table.js';
+import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { tunnelUpgrade } from './upgrade.js';
@@ -37,8 +38,10 @@ interface Decision {
 }
 
 export interface ProxyDeps {
+  /** The config at start, for what only a restart changes (listener options, sticky key, trusted proxies). */
   config: Config;
-  routes: RouteTable;
+  /** The live config snapshot: read once per request. */
+  snapshots: Snapshots;
   upstreams: Upstreams;
   shadow: ShadowEngine | null;
   logger: Logger;
@@ -102,13 +105,14 @@ export class ProxyServer {
    * Where a request goes: its route, whether new serves it, and its upstream headers. One decision
    * for plain requests and upgrades, so a client's WebSocket lands where its HTTP calls do.
    */
-  private decide(req: IncomingMessage): Decision {
+  private decide(req: IncomingMessage, snapshot: Snapshot): Decision {
     const url = req.url ?? '/';
     const method = req.method ?? 'GET';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const query = q === -1 ? '' : url.slice(q);
-    const { routes, upstreams } = this.deps;
+    const { upstreams } = this.deps;
+    const { routes } = snapshot;
     const { route, match } = routes.resolve(method, path);
     const ctx = this.forwardedContext(req);
     // Behind a trusted proxy the client is the first X-Forwarded-For entry; parsed only when used.
@@ -124,7 +128,8 @@ export class ProxyServer {
     reply.hijack();
     const req = request.raw;
     const res = reply.raw;
-    const { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers } = this.decide(req);
+    // One snapshot for the whole request: a reload swaps the next one in for later requests only.
+    const { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers } = this.decide(req, this.deps.snapshots.current());
     const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
     const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
@@ -160,7 +165,7 @@ export class ProxyServer {
   };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const { url, path, query, route, match, toNew, primary: upstream, headers } = this.decide(req);
+    const { url, path, query, route, match, toNew, primary: upstream, headers } = this.decide(req, this.deps.snapshots.current());
     tunnelUpgrade(
       req,
       socket,

@@ -3,7 +3,8 @@
  * matching is first match in config order. Requests that match no route fall to `other`, which
  * always goes to legacy and is never mirrored.
  */
-import type { RouteSettings, ShadowSettings, CompareSettings } from '../config/load.js';
+import type { RouteRules, RouteSettings, ShadowSettings, CompareSettings } from '../config/load.js';
+import type { StoreSnapshot } from '../cutover/types.js';
 import type { RouteMetrics, Telemetry } from '../telemetry/metrics.js';
 import { bucketOf, weightToBuckets, BUCKETS } from './hash.js';
 import { ExactRatio } from './ratio.js';
@@ -55,6 +56,8 @@ export class Route {
   readonly metrics: RouteMetrics;
   readonly shadow: ShadowSettings;
   readonly compare: CompareSettings;
+  /** The comparison rules compiled when the config was loaded (shared, read-only). */
+  readonly rules: RouteRules;
   readonly forwardCredentials: boolean;
   readonly settings: RouteSettings | undefined;
   private readonly methods: ReadonlySet<string> | null;
@@ -65,12 +68,13 @@ export class Route {
   /** Requests without a sticky key are split by an exact counter, not by chance. */
   private readonly unkeyed = new ExactRatio(0);
 
-  constructor(metrics: RouteMetrics, settings: RouteSettings | undefined, fallback: { shadow: ShadowSettings; compare: CompareSettings }) {
+  constructor(metrics: RouteMetrics, settings: RouteSettings | undefined, fallback: { shadow: ShadowSettings; compare: CompareSettings; rules: RouteRules }) {
     this.metrics = metrics;
     this.name = metrics.route;
     this.settings = settings;
     this.shadow = settings?.shadow ?? fallback.shadow;
     this.compare = settings?.compare ?? fallback.compare;
+    this.rules = settings?.rules ?? fallback.rules;
     this.forwardCredentials = settings?.forwardCredentials ?? false;
     this.methods = settings?.methods ? new Set(settings.methods) : null;
     if (settings) {
@@ -96,7 +100,12 @@ export class Route {
     return (this.newBuckets * 100) / BUCKETS;
   }
 
+  /** Sets the live weight; setting the same weight again keeps the exact split's counter running. */
   setWeight(percent: number): void {
+    if (this.newBuckets === weightToBuckets(percent)) {
+      this.metrics.setWeight(this.weight);
+      return;
+    }
     this.newBuckets = weightToBuckets(percent);
     this.unkeyed.set(percent);
     this.metrics.setWeight(this.weight);
@@ -129,7 +138,7 @@ export class RouteTable {
   readonly other: Route;
   private readonly byName: ReadonlyMap<string, Route>;
 
-  constructor(routes: readonly RouteSettings[], defaults: { shadow: ShadowSettings; compare: CompareSettings }, telemetry: Telemetry) {
+  constructor(routes: readonly RouteSettings[], defaults: { shadow: ShadowSettings; compare: CompareSettings; rules: RouteRules }, telemetry: Telemetry) {
     this.routes = routes.map((r) => new Route(telemetry.route(r.name), r, defaults));
     this.other = new Route(telemetry.route(OTHER_ROUTE), undefined, defaults);
     this.byName = new Map([...this.routes, this.other].map((r) => [r.name, r]));
@@ -145,5 +154,16 @@ export class RouteTable {
 
   get(name: string): Route | undefined {
     return this.byName.get(name);
+  }
+
+  /**
+   * Applies the live weights of the state store, by route name: the store's weight wins, and
+   * `routes[].weight` only seeds a route the store does not know. Called at start, after every
+   * store change, and on a reloaded table before it goes live.
+   */
+  applyWeights(state: Pick<StoreSnapshot, 'routes'>): void {
+    for (const route of this.routes) {
+      route.setWeight(state.routes[route.name]?.weight ?? route.settings!.weight);
+    }
   }
 }

@@ -32,7 +32,6 @@ export interface MirrorRequest {
 }
 
 export interface ShadowEngineDeps {
-  routes: RouteTable;
   /** Separate pools for mirrored calls: a slow shadow backend never takes the client path's connections. */
   pools: { legacy: Upstream; new: Upstream };
   maxInFlight: number;
@@ -50,23 +49,46 @@ export interface ShadowEngineDeps {
   comparisons?: { reserve(): boolean; unreserve(): void };
 }
 
-interface RouteSampling {
-  shadow: ExactRatio;
-  baseline: ExactRatio;
+const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
+
+/** A route's exact samplers, kept by route name so a reload keeps their counters running. */
+class RouteSampling {
+  readonly shadow: ExactRatio;
+  readonly baseline: ExactRatio;
+  /** The settings object the samplers were last checked against (one per loaded config). */
+  settings: Route['shadow'];
   /**
    * Per target backend: a mirror pair whose answer ran past the capture cap cannot be compared, so
    * further mirrors of the route are skipped (`body_too_large`) for a cool-down that doubles up to
    * 30 s; one probe then checks whether answers fit again. This keeps an oversize answer from
    * costing a cut connection and a reconnect on every request.
    */
-  oversize: { legacy: ShadowBreaker; new: ShadowBreaker };
+  readonly oversize: { legacy: ShadowBreaker; new: ShadowBreaker };
+
+  constructor(settings: Route['shadow'], now: () => number) {
+    this.settings = settings;
+    const oversize = { ...OVERSIZE_BREAKER, now };
+    this.oversize = { legacy: new ShadowBreaker(oversize), new: new ShadowBreaker(oversize) };
+    this.shadow = new ExactRatio(settings.percent);
+    this.baseline = new ExactRatio(settings.baselinePercent);
+  }
+
+  /** Follows a reloaded config, restarting a counter only when its percent changed. */
+  follow(settings: Route['shadow']): void {
+    this.settings = settings;
+    if (this.shadow.percent !== percentOf(settings.percent)) this.shadow.set(settings.percent);
+    if (this.baseline.percent !== percentOf(settings.baselinePercent)) this.baseline.set(settings.baselinePercent);
+  }
 }
 
-const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
+/** A percent as an ExactRatio holds it (0.01 resolution). */
+function percentOf(percent: number): number {
+  return new ExactRatio(percent).percent;
+}
 
 export class ShadowEngine {
   private readonly deps: ShadowEngineDeps;
-  private readonly sampling = new Map<Route, RouteSampling>();
+  private readonly sampling = new Map<string, RouteSampling>();
   private inFlight = 0;
   /** One breaker per backend, for mirrors sent to it. */
   readonly breakers: { legacy: ShadowBreaker; new: ShadowBreaker };
@@ -74,14 +96,23 @@ export class ShadowEngine {
   constructor(deps: ShadowEngineDeps) {
     this.deps = deps;
     this.breakers = { legacy: new ShadowBreaker(deps.breaker), new: new ShadowBreaker(deps.breaker) };
-    for (const route of deps.routes.routes) {
-      const oversize = { ...OVERSIZE_BREAKER, now: deps.breaker?.now ?? Date.now };
-      this.sampling.set(route, {
-        shadow: new ExactRatio(route.shadow.percent),
-        baseline: new ExactRatio(route.shadow.baselinePercent),
-        oversize: { legacy: new ShadowBreaker(oversize), new: new ShadowBreaker(oversize) },
-      });
+  }
+
+  /** Takes a reloaded route table: samplers of routes no longer configured are forgotten. */
+  configure(routes: RouteTable): void {
+    const keep = new Set(routes.routes.map((r) => r.name));
+    for (const name of this.sampling.keys()) if (!keep.has(name)) this.sampling.delete(name);
+  }
+
+  private samplingOf(route: Route): RouteSampling {
+    let sampling = this.sampling.get(route.name);
+    if (sampling === undefined) {
+      sampling = new RouteSampling(route.shadow, this.deps.breaker?.now ?? Date.now);
+      this.sampling.set(route.name, sampling);
+    } else if (sampling.settings !== route.shadow) {
+      sampling.follow(route.shadow);
     }
+    return sampling;
   }
 
   /** Mirrors in flight right now. */
@@ -91,9 +122,9 @@ export class ShadowEngine {
 
   /** A job when this request is to be mirrored, else null (with the reason counted). */
   plan(route: Route, method: string, body: Buffer | null, primaryIsNew: boolean): MirrorJob | null {
-    const sampling = this.sampling.get(route);
     // Requests that match no route are never mirrored: there is no rule saying it is safe.
-    if (sampling === undefined) return null;
+    if (route.settings === undefined) return null;
+    const sampling = this.samplingOf(route);
     const settings = route.shadow;
     if (!settings.unsafe && !SAFE_METHODS.has(method)) {
       route.metrics.shadowSkipped('unsafe_method');
@@ -173,13 +204,13 @@ export class ShadowEngine {
   }
 
   complete(pair: CapturedAnswerPair): void {
-    const sampling = this.sampling.get(pair.route);
+    const sampling = this.sampling.get(pair.route.name);
     if (sampling !== undefined) {
       const oversize = pair.primary.truncated || pair.shadow.truncated || (pair.baseline?.truncated ?? false);
+      const breaker = sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'];
       // Only a pair that got whole answers says the route fits again; failures say nothing about size.
-      if (oversize || (pair.shadow.error === undefined && pair.primary.error === undefined)) {
-        sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'].record(!oversize, pair.sizeProbe ?? false);
-      } else if (pair.sizeProbe === true) sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'].record(false, true);
+      if (oversize || (pair.shadow.error === undefined && pair.primary.error === undefined)) breaker.record(!oversize, pair.sizeProbe ?? false);
+      else if (pair.sizeProbe === true) breaker.record(false, true);
     }
     this.deps.onPair(pair);
   }

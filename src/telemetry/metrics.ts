@@ -20,8 +20,24 @@ const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
 
+const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
+
+export interface CutoverMetrics {
+  stage(route: string, step: number): void;
+  /** Sets the route's current state to 1 and every other state to 0. */
+  state(route: string, current: (typeof CUTOVER_STATES)[number]): void;
+  gate(route: string, gate: string, verdict: 'pass' | 'fail' | 'no_data'): void;
+  rollback(route: string, reason: string): void;
+}
+
 /** Latency buckets from 1 ms to 30 s: wide enough for slow legacy APIs, fine enough for p50 of fast ones. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * Waiting for a pooled connection is usually nothing, so the queue histogram starts at 0.1 ms; when a
+ * pool is short of connections it grows to the upstream's own latency and beyond.
+ */
+export const QUEUE_BUCKETS = [0.0001, 0.0005, ...DURATION_BUCKETS];
 
 /** At most this many distinct field labels per route; the rest are counted under `_other`. */
 export const MAX_FIELDS_PER_ROUTE = 50;
@@ -121,13 +137,18 @@ class Family<S extends Scalar | Buckets> {
     return s;
   }
 
+  /** Forgets every series (for an info gauge whose label value changes). */
+  clear(): void {
+    this.byKey.clear();
+  }
+
   render(): string {
     if (this.byKey.size === 0) return '';
     let out = this.header;
     const name = this.name;
     for (const s of this.byKey.values()) {
       if (s instanceof Scalar) {
-        out += `${name}{${s.labels}} ${formatValue(s.value)}\n`;
+        out += s.labels === '' ? `${name} ${formatValue(s.value)}\n` : `${name}{${s.labels}} ${formatValue(s.value)}\n`;
         continue;
       }
       let cumulative = 0;
@@ -232,8 +253,14 @@ export class RouteMetrics {
   setWeight(percent: number): void {
     this.weight.value = percent;
   }
+
+  /** Time a request waited for a pooled connection, before its latency timer started. */
+  queued(backend: BackendName, role: Role, seconds: number): void {
+    this.telemetry.queueWait[backend][role].observe(seconds);
+  }
 }
 
+export type ReloadResult = 'ok' | 'error';
 export type TokenFetchResult = 'ok' | 'error';
 /** Where a legacy credential was found (the `scheme` label). */
 export type CredentialScheme = 'header' | 'bearer' | 'basic' | 'cookie' | 'query';
@@ -280,7 +307,7 @@ export class Telemetry {
   );
   readonly requestDuration = new Family(
     'cutover_request_duration_seconds',
-    'Time from sending an upstream request to the end of its response body, by route, backend and role.',
+    'Time from the moment an upstream request got a pooled connection (so without queueing; see cutover_upstream_queue_seconds) to the end of its response body, by route, backend and role.',
     'histogram',
     ['route', 'backend', 'role'],
     (l) => new Buckets(l, DURATION_BUCKETS),
@@ -314,14 +341,64 @@ export class Telemetry {
     (l) => new Scalar(l),
   );
   readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
-  private readonly families = [this.requestsTotal, this.requestDuration, this.comparisonsTotal, this.mismatchFieldsTotal, this.shadowSkippedTotal, this.trafficWeight, this.statusPairsTotal];
+  readonly cutoverStage = new Family('cutover_stage', 'Index into cutover.steps of the step each route is at.', 'gauge', ['route'], (l) => new Scalar(l));
+  readonly cutoverState = new Family(
+    'cutover_state',
+    'Where each route is in its cutover: 1 for its current state (shadow, shifting, paused, rolled_back, complete), 0 for the others.',
+    'gauge',
+    ['route', 'state'],
+    (l) => new Scalar(l),
+  );
+  readonly gateStatus = new Family(
+    'cutover_gate_status',
+    "Each gate's verdict at the route's latest check: 1 pass, 0 fail, -1 inconclusive (not enough data).",
+    'gauge',
+    ['route', 'gate'],
+    (l) => new Scalar(l),
+  );
+  readonly rollbacksTotal = new Family('cutover_rollbacks_total', 'Rollbacks to step 0, by route and reason (the failing gate, or manual).', 'counter', ['route', 'reason'], (l) => new Scalar(l));
+  readonly upstreamQueue = new Family(
+    'cutover_upstream_queue_seconds',
+    'Time an upstream request waited for a pooled connection (including connecting) before it was sent, by backend and role. Not part of cutover_request_duration_seconds.',
+    'histogram',
+    ['backend', 'role'],
+    (l) => new Buckets(l, QUEUE_BUCKETS),
+  );
+  readonly configReloadsTotal = new Family('cutover_config_reloads_total', 'Config reloads (SIGHUP, POST /api/reload, cutover reload) by result: ok, or error (the running config was kept).', 'counter', ['result'], (l) => new Scalar(l));
+  readonly configInfo = new Family('cutover_config_info', 'The loaded config, by hash of its validated content (1 for the loaded one).', 'gauge', ['hash'], (l) => new Scalar(l));
+  readonly stateStoreUp = new Family('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', [], (l) => new Scalar(l));
+  private readonly families = [
+    this.requestsTotal,
+    this.requestDuration,
+    this.comparisonsTotal,
+    this.mismatchFieldsTotal,
+    this.shadowSkippedTotal,
+    this.trafficWeight,
+    this.statusPairsTotal,
+    this.upstreamQueue,
+    this.configReloadsTotal,
+    this.configInfo,
+    this.stateStoreUp,
+    this.cutoverStage,
+    this.cutoverState,
+    this.gateStatus,
+    this.rollbacksTotal,
+  ];
   readonly credentials = new CredentialMetrics();
+  readonly queueWait: Record<BackendName, Record<Role, Buckets>>;
+  /** One RouteMetrics per route name, so a reloaded route table keeps its field cap and series. */
+  private readonly routes = new Map<string, RouteMetrics>();
   /** Run before each exposition: gauges computed from state (e.g. distinct credentials in a window). */
   private readonly collectors: (() => void)[] = [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
     this.families.push(...this.credentials.families);
+    const queueWait = {} as Record<BackendName, Record<Role, Buckets>>;
+    for (const backend of BACKENDS) queueWait[backend] = { primary: this.upstreamQueue.series(backend, 'primary'), shadow: this.upstreamQueue.series(backend, 'shadow') };
+    this.queueWait = queueWait;
+    this.configReloadsTotal.series('ok');
+    this.configReloadsTotal.series('error');
   }
 
   /** Registers a function run before every exposition, to set gauges from state. */
@@ -330,8 +407,40 @@ export class Telemetry {
   }
 
   route(name: string): RouteMetrics {
-    return new RouteMetrics(this, name);
+    let metrics = this.routes.get(name);
+    if (metrics === undefined) {
+      metrics = new RouteMetrics(this, name);
+      this.routes.set(name, metrics);
+    }
+    return metrics;
   }
+
+  configReload(result: ReloadResult): void {
+    this.configReloadsTotal.series(result).value++;
+  }
+
+  /** Marks `hash` as the loaded config (the previous one's series goes away). */
+  setConfigInfo(hash: string): void {
+    this.configInfo.clear();
+    this.configInfo.series(hash).value = 1;
+  }
+
+  /** Reads the state store's health at every scrape. */
+  watchStateStore(up: () => boolean): void {
+    this.onCollect(() => {
+      this.stateStoreUp.series().value = up() ? 1 : 0;
+    });
+  }
+
+  /** The controller's recorders (stage, state, gate verdicts, rollbacks). */
+  readonly cutover: CutoverMetrics = {
+    stage: (route, step) => this.cutoverStage.series(route).set(step),
+    state: (route, current) => {
+      for (const state of CUTOVER_STATES) this.cutoverState.series(route, state).set(state === current ? 1 : 0);
+    },
+    gate: (route, gate, verdict) => this.gateStatus.series(route, gate).set(verdict === 'pass' ? 1 : verdict === 'fail' ? 0 : -1),
+    rollback: (route, reason) => this.rollbacksTotal.series(route, reason).inc(),
+  };
 
   /** The Prometheus text exposition of every metric: ours, then prom-client's process metrics. */
   async exposition(): Promise<string> {

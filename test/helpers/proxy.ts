@@ -45,6 +45,8 @@ export async function startProxy(raw: Record<string, unknown>, options: AppOptio
 
 export interface ChildProxy {
   child: ChildProcess;
+  /** The config file it runs with. */
+  file: string;
   dataUrl: string;
   adminUrl: string;
   stdout: () => string;
@@ -83,6 +85,7 @@ export async function spawnProxy(raw: Record<string, unknown>): Promise<ChildPro
   });
   return {
     child,
+    file,
     ...urls,
     stdout: () => out,
     stderr: () => err,

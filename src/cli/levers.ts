@@ -1,0 +1,255 @@
+/**
+ * `cutover status | promote | pause | resume | rollback | weight N | bypass on|off | report`: thin
+ * clients of the controller's admin API (like `kubectl argo rollouts`). `cutover reload` lives with
+ * the reload work (src/cli/client.ts on the shape branch). Exit 0 ok, 1 runtime failure (the
+ * admin API unreachable or refusing), 2 bad usage, 3 for `report` when NOT READY.
+ */
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { clientSettings, type ClientSettings } from '../config/client.js';
+
+export const LEVER_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'report']);
+
+export const LEVER_USAGE = `  status   [--route R]            every route: state, step, weight, gates
+  promote  --route R [--full]     next step (or straight to 100% with --full)
+  pause    --route R              the controller leaves the route alone
+  resume   --route R              the controller walks the route again
+  rollback --route R              back to step 0 (weight 0), paused
+  weight N --route R              set the weight by hand (pauses the controller for the route)
+  bypass   on|off                 emergency: all live traffic to legacy, mirroring off
+  report   [--json]               readiness report; exit 3 when NOT READY
+
+lever client options:
+  --admin URL       admin API (default http://127.0.0.1:9090 or $CUTOVER_ADMIN_URL)
+  --token-file F    admin token file (default $CUTOVER_ADMIN_TOKEN)
+  --reason TEXT     why, for the audit log
+  --json            print the API's JSON answer`;
+
+const EXIT_OK = 0;
+const EXIT_RUNTIME = 1;
+const EXIT_USAGE = 2;
+const EXIT_NOT_READY = 3;
+const TIMEOUT_MS = 10_000;
+
+class ClientFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Out {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+/** The JSON shapes the admin API answers with (as far as the tables read them). */
+interface GateJson {
+  gate: string;
+  verdict: 'pass' | 'fail' | 'no_data';
+  value: number | null;
+  threshold: number;
+  detail: string;
+}
+interface RouteJson {
+  route: string;
+  state: string;
+  step: number;
+  stepValue: number | 'pause';
+  weight: number;
+  effectiveWeight: number;
+  paused: boolean;
+  sinceIso: string;
+  passes: number;
+  failures: number;
+  gates: GateJson[];
+  waitingFor: string[];
+  reason: string;
+}
+interface StateJson {
+  mode: string;
+  bypass: { bypass: boolean; changedBy: string; reason: string };
+  routes: RouteJson[];
+}
+
+async function call(settings: ClientSettings, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ json: unknown; text: string }> {
+  const url = `${settings.admin}${path}`;
+  let res;
+  try {
+    res = await request(url, {
+      method,
+      headers: {
+        accept: 'application/json, application/problem+json, text/markdown',
+        ...(settings.token ? { authorization: `Bearer ${settings.token}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headersTimeout: TIMEOUT_MS,
+      bodyTimeout: TIMEOUT_MS,
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).name;
+    throw new ClientFailure(`Cannot reach the admin API at ${settings.admin} (${code}); is the proxy running, and is --admin right?`, EXIT_RUNTIME);
+  }
+  const text = await res.body.text();
+  let json: unknown;
+  if (String(res.headers['content-type'] ?? '').includes('json')) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+  }
+  if (res.statusCode >= 400) {
+    const detail = (json as { detail?: string } | undefined)?.detail;
+    const hint = res.statusCode === 401 ? ' Pass --token-file or set CUTOVER_ADMIN_TOKEN.' : '';
+    throw new ClientFailure(`${detail ?? `The admin API answered ${res.statusCode}.`}${hint}`, EXIT_RUNTIME);
+  }
+  return { json, text };
+}
+
+function pct(v: number | null): string {
+  return v === null ? 'n/a' : `${(v * 100).toFixed(2)}%`;
+}
+
+function gateValue(g: GateJson, value: number | null): string {
+  if (value === null) return 'n/a';
+  if (g.gate === 'maxMismatchRate' || g.gate === 'maxErrorRateIncrease') return pct(value);
+  if (g.gate === 'maxLatencyRatio') return value.toFixed(2);
+  return String(value);
+}
+
+const MARK: Record<GateJson['verdict'], string> = { pass: 'pass', fail: 'FAIL', no_data: 'wait' };
+
+/** A plain text table: columns padded to their widest cell. */
+export function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+function statusText(state: StateJson, only?: string): string {
+  const routes = state.routes.filter((r) => only === undefined || r.route === only);
+  const lines: string[] = [];
+  lines.push(`mode ${state.mode}${state.bypass.bypass ? `   BYPASS ON (by ${state.bypass.changedBy}: ${state.bypass.reason})` : ''}`, '');
+  lines.push(
+    table(
+      ['ROUTE', 'STATE', 'STEP', 'WEIGHT', 'GATES', 'EVIDENCE SINCE'],
+      routes.map((r) => [
+        r.route,
+        r.state + (r.waitingFor.length ? ` (after ${r.waitingFor.join(',')})` : ''),
+        `${r.step}${r.stepValue === 'pause' ? ' (pause)' : ''}`,
+        `${r.weight}%${r.effectiveWeight !== r.weight ? ` (applied ${r.effectiveWeight}%)` : ''}`,
+        r.gates.length ? r.gates.map((g) => MARK[g.verdict]).join(' ') : 'not checked',
+        r.sinceIso,
+      ]),
+    ),
+  );
+  for (const r of routes) {
+    if (!r.gates.length) continue;
+    lines.push('', `${r.route}: ${r.reason}`);
+    lines.push(table(['  GATE', 'VALUE', 'THRESHOLD', 'VERDICT', 'DETAIL'], r.gates.map((g) => [`  ${g.gate}`, gateValue(g, g.value), gateValue(g, g.threshold), g.verdict, g.detail])));
+  }
+  return lines.join('\n');
+}
+
+function routeLine(route: string, s: { state: string; weight: number; step: number }): string {
+  return `${route}: ${s.state} at ${s.weight}% (step ${s.step})`;
+}
+
+/** Runs one client command; returns the exit code. Never throws. */
+export async function runLeverCommand(command: string, argv: string[], io: Out = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
+  try {
+    return await run(command, argv, io);
+  } catch (err) {
+    if (err instanceof ClientFailure) {
+      io.err(`cutover: ${err.message}\n`);
+      return err.exitCode;
+    }
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'CUTOVER_USAGE' || e?.code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err(`cutover: ${e.message}${e.code?.startsWith('ERR_PARSE_ARGS') ? '; run "cutover --help"' : ''}\n`);
+      return EXIT_USAGE;
+    }
+    io.err(`cutover: Unexpected failure: ${e?.message ?? String(err)}\n`);
+    return EXIT_RUNTIME;
+  }
+}
+
+async function run(command: string, argv: string[], io: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      route: { type: 'string' },
+      admin: { type: 'string' },
+      'token-file': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+      reason: { type: 'string' },
+      debug: { type: 'boolean', default: false },
+    },
+  });
+  const usage = (message: string) => new ClientFailure(`${message}; run "cutover --help".`, EXIT_USAGE);
+  const settings = clientSettings({ admin: values.admin, tokenFile: values['token-file'] });
+  const print = (json: unknown, text: string) => io.out(`${values.json ? JSON.stringify(json, null, 2) : text}\n`);
+  const route = values.route;
+  const needRoute = () => {
+    if (!route) throw usage(`"${command}" needs --route NAME`);
+    return encodeURIComponent(route);
+  };
+  const maxPositionals = command === 'weight' || command === 'bypass' ? 1 : 0;
+  if (positionals.length > maxPositionals) throw usage(`Unexpected argument "${positionals[maxPositionals]}" for "${command}"`);
+  const reason = values.reason === undefined ? {} : { reason: values.reason };
+
+  switch (command) {
+    case 'status': {
+      const { json } = await call(settings, 'GET', '/api/state');
+      const state = json as StateJson;
+      if (route && !state.routes.some((r) => r.route === route)) throw new ClientFailure(`No route is named "${route}"; run "cutover status" for the list.`, EXIT_RUNTIME);
+      print(route ? { ...state, routes: state.routes.filter((r) => r.route === route) } : state, statusText(state, route));
+      return EXIT_OK;
+    }
+    case 'promote':
+    case 'pause':
+    case 'resume':
+    case 'rollback': {
+      const path = `/api/routes/${needRoute()}/${command}`;
+      const { json } = await call(settings, 'POST', path, { ...reason, ...(values.full ? { full: true } : {}) });
+      const s = (json as { state: { state: string; weight: number; step: number } }).state;
+      print(json, routeLine(route!, s));
+      return EXIT_OK;
+    }
+    case 'weight': {
+      const raw = positionals[0];
+      const weight = raw === undefined ? NaN : Number(raw);
+      if (!Number.isFinite(weight) || weight < 0 || weight > 100) throw usage('"weight" needs a percent from 0 to 100, e.g. cutover weight 25 --route R');
+      const { json } = await call(settings, 'POST', `/api/routes/${needRoute()}/weight`, { weight, ...reason });
+      print(json, `${routeLine(route!, (json as { state: { state: string; weight: number; step: number } }).state)}; the controller is paused for it`);
+      return EXIT_OK;
+    }
+    case 'bypass': {
+      const on = positionals[0];
+      if (on !== 'on' && on !== 'off') throw usage('"bypass" needs on or off');
+      const { json } = await call(settings, 'POST', '/api/bypass', { on: on === 'on', ...reason });
+      print(json, on === 'on' ? 'bypass ON: all live traffic goes to legacy, mirroring is off, the controller is paused' : 'bypass off: weights and mirroring are back');
+      return EXIT_OK;
+    }
+    case 'report': {
+      // One request either way, so the verdict and what is printed are the same report.
+      if (values.json) {
+        const { json } = await call(settings, 'GET', '/api/report');
+        print(json, '');
+        return (json as { ready?: boolean }).ready === true ? EXIT_OK : EXIT_NOT_READY;
+      }
+      const { text } = await call(settings, 'GET', '/api/report?format=markdown');
+      io.out(text);
+      return /^# Cutover readiness: READY$/m.test(text) ? EXIT_OK : EXIT_NOT_READY;
+    }
+    default:
+      throw usage(`Unknown command "${command}"`);
+  }
+}

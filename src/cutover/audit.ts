@@ -1,0 +1,110 @@
+/**
+ * The audit log: every weight or state change, by the controller or a person, as one JSON line at
+ * `cutover.audit.path` (when, who, route, from, to, why). Appends are serialised so lines never
+ * interleave; the latest entries are also kept in memory (bounded) so the log reads without a file.
+ */
+import { appendFile, mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { RouteStateName } from './types.js';
+
+/** Where a route was or went: enough to read a change without the rest of the state. */
+export interface AuditPosition {
+  weight: number;
+  step: number;
+  state: RouteStateName;
+  paused: boolean;
+}
+
+export interface AuditEntry {
+  /** ISO time. */
+  when: string;
+  /** A token name, or `controller`. */
+  who: string;
+  /** The route, or `*` for proxy-wide changes (bypass). */
+  route: string;
+  /** advance, complete, pause-step, rollback, promote, pause, resume, weight, bypass-on, bypass-off. */
+  action: string;
+  from: AuditPosition | null;
+  to: AuditPosition | null;
+  why: string;
+}
+
+/** Entries kept in memory, and the most `read` returns. */
+export const AUDIT_MEMORY = 1000;
+/** Bytes read from the end of the file to find the latest entries. */
+const TAIL_BYTES = 1024 * 1024;
+
+export class AuditLog {
+  private readonly recent: AuditEntry[] = [];
+  private tail: Promise<void> = Promise.resolve();
+  private dirReady = false;
+  /** Entries that could not be written to the file (kept in memory still). */
+  failedWrites = 0;
+
+  constructor(
+    readonly path?: string,
+    private readonly onError: (err: Error) => void = () => {},
+  ) {}
+
+  /** Appends one entry; resolves when it is on disk (callers need not wait). Never rejects. */
+  append(entry: AuditEntry): Promise<void> {
+    this.recent.push(entry);
+    if (this.recent.length > AUDIT_MEMORY) this.recent.splice(0, this.recent.length - AUDIT_MEMORY);
+    const path = this.path;
+    if (path === undefined) return Promise.resolve();
+    const line = `${JSON.stringify(entry)}\n`;
+    this.tail = this.tail.then(async () => {
+      try {
+        if (!this.dirReady) {
+          await mkdir(dirname(path), { recursive: true });
+          this.dirReady = true;
+        }
+        await appendFile(path, line, 'utf8');
+      } catch (err) {
+        this.failedWrites++;
+        this.onError(err as Error);
+      }
+    });
+    return this.tail;
+  }
+
+  /** The latest `limit` entries, oldest first: from the file when there is one, else from memory. */
+  async read(limit = 100): Promise<AuditEntry[]> {
+    const n = Math.max(0, Math.min(AUDIT_MEMORY, Math.floor(limit)));
+    if (this.path === undefined) return this.recent.slice(-n);
+    await this.tail;
+    let text: string;
+    try {
+      const handle = await open(this.path, 'r');
+      try {
+        const { size } = await handle.stat();
+        const start = Math.max(0, size - TAIL_BYTES);
+        const buffer = Buffer.alloc(size - start);
+        await handle.read(buffer, 0, buffer.length, start);
+        text = buffer.toString('utf8');
+        // A partial first line (cut by the tail window) is skipped.
+        if (start > 0) text = text.slice(text.indexOf('\n') + 1);
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const entries: AuditEntry[] = [];
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      try {
+        entries.push(JSON.parse(line) as AuditEntry);
+      } catch {
+        // A torn last line from a crash mid-append is not an entry.
+      }
+    }
+    return entries.slice(-n);
+  }
+
+  /** Resolves when every append so far is written. */
+  flush(): Promise<void> {
+    return this.tail;
+  }
+}

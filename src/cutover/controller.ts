@@ -1,0 +1,688 @@
+/**
+ * The cutover controller: walks each route through `cutover.steps`, judging the evidence gathered
+ * since the route's last weight change every `interval`; advances after `holdIntervals` passing
+ * checks in a row, rolls back to step 0 after `failureThreshold` failing ones, and holds on no data.
+ * People pull the same levers (promote, pause, resume, rollback, weight, bypass); every change, by
+ * either, goes through the state store and into the audit log.
+ *
+ * The clock and the timer are injected, so tests drive it without real time. State lives only in the
+ * store (keyed by route name): a restart resumes at the same step and weight.
+ */
+import { request } from 'undici';
+import { CutoverError } from '../errors.js';
+import type { Config } from '../config/load.js';
+import type { CutoverMetrics } from '../telemetry/metrics.js';
+import { AUDIT_MEMORY, type AuditEntry, type AuditLog, type AuditPosition } from './audit.js';
+import type { ReportFieldInput, ReportInput, ReportRollback } from './report.js';
+import { check as runCheck } from './gates.js';
+import type { GateCheck, GateResult, GateThresholds, GlobalState, EvidenceSource, RouteState, RouteStateName, StateStore } from './types.js';
+
+/** A step of `cutover.steps`: percent to new, or a pause that waits for a person. */
+export type Step = number | { pause: true };
+
+export interface ControllerSettings {
+  steps: Step[];
+  intervalMs: number;
+  holdIntervals: number;
+  failureThreshold: number;
+  mode: 'auto' | 'observe';
+  /** Rollbacks are POSTed here as JSON. */
+  webhook?: string;
+  webhookTimeoutMs?: number;
+}
+
+export interface ControllerRoute {
+  name: string;
+  /** Seeds a route the store does not know yet; after that the store's weight wins. */
+  weight: number;
+  after: string[];
+  gates: GateThresholds;
+}
+
+/** The subset of a pino logger the controller uses. */
+export interface ControllerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface ControllerDeps {
+  store: StateStore;
+  evidence: EvidenceSource;
+  audit: AuditLog;
+  now: () => number;
+  /** Runs `fn` every `ms`; returns a cancel function. Defaults to setInterval (unref'd). */
+  schedule?: (fn: () => void, ms: number) => () => void;
+  metrics?: CutoverMetrics;
+  logger?: ControllerLogger;
+}
+
+/** What the proxy needs to apply: the effective weight of a route (0 while bypass is on). */
+export type WeightListener = (route: string, weight: number) => void;
+
+/** The body POSTed to `cutover.webhook` on a rollback. */
+export interface RollbackEvent {
+  event: 'rollback';
+  route: string;
+  /** The failing gate, or `manual`. */
+  reason: string;
+  who: string;
+  at: string;
+  from: { step: number; weight: number };
+  to: { step: number; weight: number };
+  gates: GateResult[];
+  detail: string;
+}
+
+export const DEFAULT_STEPS: Step[] = [0, 1, 5, 25, 50, 100];
+/** Checks kept per route in the store. */
+export const HISTORY_LIMIT = 10;
+/** Webhook POSTs in flight at once; more are dropped (and counted) rather than queued without bound. */
+export const MAX_WEBHOOKS_IN_FLIGHT = 16;
+
+export type LeverCode = 'UNKNOWN_ROUTE' | 'ALREADY_COMPLETE' | 'PAUSE_STEP' | 'BAD_WEIGHT';
+
+/** A lever that cannot be pulled; `status` is the HTTP status the admin API answers with. */
+export class LeverError extends CutoverError {
+  constructor(
+    code: LeverCode,
+    message: string,
+    readonly status: number,
+  ) {
+    super(code, message);
+    this.name = 'LeverError';
+  }
+}
+
+export interface LeverOptions {
+  who: string;
+  reason?: string;
+}
+
+export interface RouteView {
+  route: string;
+  state: RouteStateName;
+  step: number;
+  /** The step as configured: a percent, or "pause". */
+  stepValue: number | 'pause';
+  weight: number;
+  /** What the proxy applies (0 while bypass is on). */
+  effectiveWeight: number;
+  paused: boolean;
+  /** Evidence counts from this moment (epoch ms and ISO). */
+  since: number;
+  sinceIso: string;
+  passes: number;
+  failures: number;
+  /** The latest check's gates: value beside threshold and verdict. */
+  gates: GateResult[];
+  checkedAt: string | null;
+  verdict: GateCheck['verdict'] | null;
+  /** Routes this one waits for (`after`) that are not complete yet. */
+  waitingFor: string[];
+  changedAt: string;
+  changedBy: string;
+  reason: string;
+}
+
+export interface ControllerView {
+  mode: 'auto' | 'observe';
+  bypass: GlobalState;
+  steps: (number | 'pause')[];
+  intervalMs: number;
+  holdIntervals: number;
+  failureThreshold: number;
+  routes: RouteView[];
+}
+
+function isPause(step: Step | undefined): step is { pause: true } {
+  return typeof step === 'object' && step !== null;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function position(s: RouteState): AuditPosition {
+  return { weight: s.weight, step: s.step, state: s.state, paused: s.paused };
+}
+
+export class Controller {
+  private settings: ControllerSettings;
+  private routes = new Map<string, ControllerRoute>();
+  private readonly listeners: WeightListener[] = [];
+  private cancel: (() => void) | undefined;
+  private ticking: Promise<void> | undefined;
+  private webhooksInFlight = 0;
+  /** Bypass switched on in this process, possibly not yet in the store. */
+  private bypassNow = false;
+  /** Rollback webhooks dropped because too many were in flight. */
+  webhooksDropped = 0;
+  /** Rollback webhooks that failed (error, timeout, non-2xx). */
+  webhookFailures = 0;
+
+  constructor(
+    settings: ControllerSettings,
+    routes: readonly ControllerRoute[],
+    private readonly deps: ControllerDeps,
+  ) {
+    this.settings = settings;
+    for (const r of routes) this.routes.set(r.name, r);
+  }
+
+  // ---- set-up -------------------------------------------------------------------------------
+
+  /**
+   * Seeds routes the store does not know, publishes their metrics, and tells the weight listeners
+   * every route's effective weight (so the proxy starts at the stored weights). Call before start.
+   */
+  async init(): Promise<void> {
+    for (const r of this.routes.values()) {
+      const known = this.deps.store.snapshot().routes[r.name];
+      const state = known ?? (await this.deps.store.updateRoute(r.name, () => this.seed(r), (s) => s));
+      this.publish(state);
+      this.deps.evidence.evidence(r.name, state.since);
+      this.emit(r.name, this.bypassed() ? 0 : state.weight);
+    }
+  }
+
+  /** A config reload: new settings and routes; routes the store knows keep their state. */
+  async configure(settings: ControllerSettings, routes: readonly ControllerRoute[]): Promise<void> {
+    const restart = this.cancel !== undefined && settings.intervalMs !== this.settings.intervalMs;
+    this.settings = settings;
+    this.routes = new Map(routes.map((r) => [r.name, r]));
+    await this.init();
+    if (restart) {
+      this.stop();
+      this.start();
+    }
+  }
+
+  start(): void {
+    if (this.cancel) return;
+    const schedule =
+      this.deps.schedule ??
+      ((fn: () => void, ms: number) => {
+        const t = setInterval(fn, ms);
+        t.unref();
+        return () => clearInterval(t);
+      });
+    this.cancel = schedule(() => {
+      // A slow check (a slow store) never overlaps the next one.
+      if (this.ticking) return;
+      this.tick().catch((err: unknown) => this.deps.logger?.error({ err }, 'cutover controller check failed'));
+    }, this.settings.intervalMs);
+  }
+
+  stop(): void {
+    this.cancel?.();
+    this.cancel = undefined;
+  }
+
+  /** Listens for effective weight changes (the proxy applies them to its routes). */
+  onWeight(listener: WeightListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i !== -1) this.listeners.splice(i, 1);
+    };
+  }
+
+  /** The weight the proxy should apply to a route now (0 while bypass is on); undefined if unknown. */
+  weightOf(route: string): number | undefined {
+    const state = this.deps.store.snapshot().routes[route];
+    if (state === undefined) return undefined;
+    return this.bypassed() ? 0 : state.weight;
+  }
+
+  /** Whether the emergency bypass is on (here already, even before the store has it). */
+  bypassed(): boolean {
+    return this.bypassNow || this.deps.store.snapshot().global.bypass;
+  }
+
+  get mode(): 'auto' | 'observe' {
+    return this.settings.mode;
+  }
+
+  routeNames(): string[] {
+    return [...this.routes.keys()];
+  }
+
+  // ---- steps --------------------------------------------------------------------------------
+
+  private get steps(): Step[] {
+    return this.settings.steps.length ? this.settings.steps : DEFAULT_STEPS;
+  }
+
+  /** The weight at step `i`: a pause step keeps the weight of the step before it. */
+  weightAt(i: number): number {
+    for (let j = Math.min(i, this.steps.length - 1); j >= 0; j--) {
+      const step = this.steps[j];
+      if (!isPause(step)) return step;
+    }
+    return 0;
+  }
+
+  /** The last percent step at or below `weight`. */
+  stepFor(weight: number): number {
+    let found = 0;
+    this.steps.forEach((step, i) => {
+      if (!isPause(step) && step <= weight) found = i;
+    });
+    return found;
+  }
+
+  private seed(r: ControllerRoute): RouteState {
+    const now = this.deps.now();
+    return {
+      route: r.name,
+      weight: r.weight,
+      step: this.stepFor(r.weight),
+      state: r.weight === 0 ? 'shadow' : 'shifting',
+      paused: false,
+      since: now,
+      passes: 0,
+      failures: 0,
+      history: [],
+      changedAt: now,
+      changedBy: 'config',
+      reason: 'seeded from routes[].weight',
+    };
+  }
+
+  private routeConfig(route: string): ControllerRoute {
+    const r = this.routes.get(route);
+    if (r === undefined) throw new LeverError('UNKNOWN_ROUTE', `No route is named "${route}"; see the routes in the config.`, 404);
+    return r;
+  }
+
+  private waitingFor(r: ControllerRoute): string[] {
+    const routes = this.deps.store.snapshot().routes;
+    return r.after.filter((dep) => routes[dep]?.state !== 'complete');
+  }
+
+  // ---- the check ----------------------------------------------------------------------------
+
+  /** Judges every route once. Tests call it directly; `start` calls it every interval. */
+  tick(): Promise<void> {
+    const run = (async () => {
+      for (const r of this.routes.values()) await this.checkRoute(r);
+    })();
+    this.ticking = run.finally(() => {
+      this.ticking = undefined;
+    });
+    return this.ticking;
+  }
+
+  private async checkRoute(r: ControllerRoute): Promise<void> {
+    const before = this.deps.store.snapshot().routes[r.name] ?? this.seed(r);
+    const now = this.deps.now();
+    const evidence = this.deps.evidence.evidence(r.name, before.since);
+    const check = runCheck(now, evidence, r.gates);
+    const bypass = this.bypassed();
+    const observe = this.settings.mode === 'observe';
+    const waiting = this.waitingFor(r);
+    let action: { kind: 'advance' | 'pause-step' | 'complete' | 'rollback'; why: string; gate?: string } | undefined;
+
+    const after = await this.deps.store.updateRoute(
+      r.name,
+      () => this.seed(r),
+      (current) => {
+        action = undefined;
+        const history = [...current.history, check].slice(-HISTORY_LIMIT);
+        const next: RouteState = { ...current, history };
+        // A lever moved the route while the evidence was read: that evidence is stale.
+        if (current.since !== before.since) return { ...current };
+        const idle = bypass || current.paused || current.state === 'complete' || current.state === 'rolled_back' || isPause(this.steps[current.step]);
+        if (idle) return next;
+        if (check.verdict === 'pass') {
+          next.passes = current.passes + 1;
+          next.failures = 0;
+        } else if (check.verdict === 'fail') {
+          next.failures = current.failures + 1;
+          next.passes = 0;
+        } else {
+          // No data is no evidence either way: it breaks a run of passes and never adds a failure.
+          next.passes = 0;
+        }
+        if (observe) return next;
+        if (next.failures >= this.settings.failureThreshold && current.weight === 0) {
+          // Shadow only: no client reaches new, so there is nothing to roll back. Hold, and say why.
+          const gate = check.gates.find((g) => g.verdict === 'fail');
+          return { ...next, reason: `holding in shadow: ${next.failures} failing checks in a row (${gate?.gate ?? 'a gate'})` };
+        }
+        if (next.failures >= this.settings.failureThreshold) {
+          const gate = check.gates.find((g) => g.verdict === 'fail');
+          action = { kind: 'rollback', gate: gate?.gate ?? 'unknown', why: `${next.failures} failing checks in a row: ${gate?.detail ?? ''}`.trim() };
+          return this.rolledBack(next, now, 'controller', action.why);
+        }
+        if (next.passes < this.settings.holdIntervals) return next;
+        const last = this.steps.length - 1;
+        if (current.step >= last) {
+          action = { kind: 'complete', why: `held at ${current.weight}% for ${next.passes} passing checks` };
+          return { ...next, state: 'complete', passes: 0, failures: 0, changedAt: now, changedBy: 'controller', reason: action.why };
+        }
+        if (current.step === 0 && waiting.length > 0) {
+          return { ...next, reason: `waiting for ${waiting.join(', ')} to complete` };
+        }
+        const target = current.step + 1;
+        if (isPause(this.steps[target])) {
+          action = { kind: 'pause-step', why: 'reached a pause step: waiting for a person to promote' };
+          return { ...next, step: target, state: 'paused', paused: true, passes: 0, failures: 0, changedAt: now, changedBy: 'controller', reason: action.why };
+        }
+        action = { kind: 'advance', why: `${next.passes} passing checks in a row at ${current.weight}%` };
+        return this.moved(next, target, now, 'controller', action.why, false);
+      },
+    );
+
+    this.publishGates(r.name, check);
+    const taken = action as typeof action;
+    if (observe && check.verdict !== 'no_data') {
+      const would = check.verdict === 'fail' && after.failures >= this.settings.failureThreshold && after.weight > 0 ? 'roll back' : check.verdict === 'pass' && after.passes >= this.settings.holdIntervals ? 'advance' : undefined;
+      if (would) this.deps.logger?.info({ route: r.name, gates: check.gates }, `cutover observe: ${r.name} would ${would} now (observe mode moves nothing)`);
+    }
+    if (taken === undefined) return;
+    const entry = this.auditEntry('controller', r.name, taken.kind, before, after, taken.why);
+    this.changed(before, after, entry);
+    if (taken.kind === 'rollback') this.rollbackSideEffects(r.name, taken.gate ?? 'unknown', 'controller', before, after, check.gates, taken.why);
+  }
+
+  /** `current` moved to step `target` (its weight), evidence starting now. */
+  private moved(current: RouteState, target: number, now: number, who: string, why: string, paused: boolean): RouteState {
+    const weight = this.weightAt(target);
+    const pauseStep = isPause(this.steps[target]);
+    const state: RouteStateName = paused || pauseStep ? 'paused' : weight === 0 ? 'shadow' : 'shifting';
+    return {
+      ...current,
+      step: target,
+      weight,
+      state,
+      paused: paused || pauseStep,
+      since: weight !== current.weight ? now : current.since,
+      passes: 0,
+      failures: 0,
+      changedAt: now,
+      changedBy: who,
+      reason: why,
+    };
+  }
+
+  private rolledBack(current: RouteState, now: number, who: string, why: string): RouteState {
+    return { ...current, step: 0, weight: this.weightAt(0), state: 'rolled_back', paused: true, since: now, passes: 0, failures: 0, changedAt: now, changedBy: who, reason: why };
+  }
+
+  // ---- levers -------------------------------------------------------------------------------
+
+  /** Next step (past a pause step too), or with `full` straight to the last step (100%). */
+  async promote(route: string, opts: LeverOptions & { full?: boolean }): Promise<RouteState> {
+    return this.lever(route, opts, 'promote', (current, now, why) => {
+      if (current.state === 'complete') throw new LeverError('ALREADY_COMPLETE', `Route "${route}" is already complete at ${current.weight}%.`, 409);
+      const last = this.steps.length - 1;
+      if (current.step >= last && current.weight === this.weightAt(last)) {
+        return { ...current, state: 'complete', paused: false, passes: 0, failures: 0, changedAt: now, changedBy: opts.who, reason: why };
+      }
+      return this.moved(current, opts.full ? last : current.step + 1, now, opts.who, why, false);
+    });
+  }
+
+  async pause(route: string, opts: LeverOptions): Promise<RouteState> {
+    return this.lever(route, opts, 'pause', (current, now, why) => ({
+      ...current,
+      paused: true,
+      state: current.state === 'shadow' || current.state === 'shifting' ? 'paused' : current.state,
+      changedAt: now,
+      changedBy: opts.who,
+      reason: why,
+    }));
+  }
+
+  /** Lets the controller walk the route again; its evidence starts afresh. */
+  async resume(route: string, opts: LeverOptions): Promise<RouteState> {
+    return this.lever(route, opts, 'resume', (current, now, why) => {
+      if (isPause(this.steps[current.step])) throw new LeverError('PAUSE_STEP', `Route "${route}" waits at a pause step; promote it to go on.`, 409);
+      if (current.state === 'complete') return current;
+      return {
+        ...current,
+        paused: false,
+        state: current.weight === 0 ? 'shadow' : 'shifting',
+        since: now,
+        passes: 0,
+        failures: 0,
+        changedAt: now,
+        changedBy: opts.who,
+        reason: why,
+      };
+    });
+  }
+
+  async rollback(route: string, opts: LeverOptions): Promise<RouteState> {
+    const before = this.deps.store.snapshot().routes[route];
+    const after = await this.lever(route, opts, 'rollback', (current, now, why) => this.rolledBack(current, now, opts.who, why));
+    if (before) this.rollbackSideEffects(route, 'manual', opts.who, before, after, after.history.at(-1)?.gates ?? [], after.reason);
+    return after;
+  }
+
+  /** Sets the weight by hand and pauses the controller for this route. */
+  async setWeight(route: string, weight: number, opts: LeverOptions): Promise<RouteState> {
+    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 100) {
+      throw new LeverError('BAD_WEIGHT', 'The weight must be a number from 0 to 100 (percent to the new backend).', 400);
+    }
+    const w = Math.round(weight * 100) / 100;
+    return this.lever(route, opts, 'weight', (current, now, why) => ({
+      ...current,
+      weight: w,
+      step: this.stepFor(w),
+      state: 'paused',
+      paused: true,
+      since: w !== current.weight ? now : current.since,
+      passes: 0,
+      failures: 0,
+      changedAt: now,
+      changedBy: opts.who,
+      reason: why,
+    }));
+  }
+
+  /**
+   * Emergency bypass: every route's live traffic to legacy, mirroring off, the controller paused.
+   * Turning it on takes effect in this process before the store is written, so it works even when
+   * the store is wedged; turning it off waits for the store.
+   */
+  async bypass(on: boolean, opts: LeverOptions): Promise<GlobalState> {
+    const now = this.deps.now();
+    const wasOn = this.bypassed();
+    const why = opts.reason?.trim() || (on ? 'bypass on' : 'bypass off');
+    if (on && !wasOn) {
+      this.bypassNow = true;
+      this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass ON: all live traffic to legacy, mirroring off');
+      for (const name of this.routes.keys()) this.emit(name, 0);
+    }
+    const after = await this.deps.store.updateGlobal((g) => ({ ...g, bypass: on, changedAt: now, changedBy: opts.who, reason: why }));
+    if (!on) {
+      this.bypassNow = false;
+      if (wasOn) {
+        this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass off');
+        for (const name of this.routes.keys()) {
+          const w = this.weightOf(name);
+          if (w !== undefined) this.emit(name, w);
+        }
+      }
+    }
+    if (wasOn !== on) void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: on ? 'bypass-on' : 'bypass-off', from: null, to: null, why });
+    return after;
+  }
+
+  private async lever(route: string, opts: LeverOptions, action: string, change: (current: RouteState, now: number, why: string) => RouteState): Promise<RouteState> {
+    const r = this.routeConfig(route);
+    const before = this.deps.store.snapshot().routes[route] ?? this.seed(r);
+    const now = this.deps.now();
+    const why = opts.reason?.trim() || `${action} by ${opts.who}`;
+    const after = await this.deps.store.updateRoute(route, () => this.seed(r), (current) => change(current, now, why));
+    this.changed(before, after, this.auditEntry(opts.who, route, action, before, after, why));
+    return after;
+  }
+
+  // ---- effects ------------------------------------------------------------------------------
+
+  private auditEntry(who: string, route: string, action: string, before: RouteState, after: RouteState, why: string): AuditEntry {
+    return { when: iso(this.deps.now()), who, route, action, from: position(before), to: position(after), why };
+  }
+
+  private changed(before: RouteState, after: RouteState, entry: AuditEntry): void {
+    // The analysis starts a route's evidence log when first asked for a later `since`: ask now, so
+    // the traffic between this change and the next check counts.
+    if (after.since !== before.since) this.deps.evidence.evidence(after.route, after.since);
+    void this.deps.audit.append(entry);
+    this.deps.logger?.info({ route: after.route, who: entry.who, action: entry.action, from: entry.from, to: entry.to, why: entry.why }, `cutover ${entry.action}: ${after.route} ${before.weight}% -> ${after.weight}% (${after.state})`);
+    this.publish(after);
+    if (before.weight !== after.weight && !this.bypassed()) this.emit(after.route, after.weight);
+  }
+
+  private emit(route: string, weight: number): void {
+    for (const l of this.listeners) {
+      try {
+        l(route, weight);
+      } catch (err) {
+        this.deps.logger?.error({ err, route }, 'a weight listener failed');
+      }
+    }
+  }
+
+  private publish(s: RouteState): void {
+    this.deps.metrics?.stage(s.route, s.step);
+    this.deps.metrics?.state(s.route, s.state);
+  }
+
+  private publishGates(route: string, check: GateCheck): void {
+    for (const g of check.gates) this.deps.metrics?.gate(route, g.gate, g.verdict);
+  }
+
+  private rollbackSideEffects(route: string, reason: string, who: string, before: RouteState, after: RouteState, gates: GateResult[], detail: string): void {
+    this.deps.metrics?.rollback(route, reason);
+    this.deps.logger?.warn({ route, reason, who, from: before.weight, gates }, `cutover rollback: ${route} ${before.weight}% -> 0% (${reason})`);
+    const url = this.settings.webhook;
+    if (!url) return;
+    const event: RollbackEvent = {
+      event: 'rollback',
+      route,
+      reason,
+      who,
+      at: iso(after.changedAt),
+      from: { step: before.step, weight: before.weight },
+      to: { step: after.step, weight: after.weight },
+      gates,
+      detail,
+    };
+    void this.postWebhook(url, event);
+  }
+
+  /** Fire-and-forget: bounded in flight, with a timeout; failures are logged, never thrown. */
+  private async postWebhook(url: string, event: RollbackEvent): Promise<void> {
+    if (this.webhooksInFlight >= MAX_WEBHOOKS_IN_FLIGHT) {
+      this.webhooksDropped++;
+      this.deps.logger?.warn({ route: event.route }, 'cutover webhook dropped: too many in flight');
+      return;
+    }
+    this.webhooksInFlight++;
+    const timeout = this.settings.webhookTimeoutMs ?? 5_000;
+    try {
+      const res = await request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'user-agent': 'cutover' },
+        body: JSON.stringify(event),
+        signal: AbortSignal.timeout(timeout),
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 300) throw new Error(`answered ${res.statusCode}`);
+    } catch (err) {
+      this.webhookFailures++;
+      // The URL may carry a secret (a Slack hook): log its origin only.
+      this.deps.logger?.warn({ route: event.route, err: (err as Error).message, to: new URL(url).origin }, 'cutover rollback webhook failed');
+    } finally {
+      this.webhooksInFlight--;
+    }
+  }
+
+  // ---- views --------------------------------------------------------------------------------
+
+  view(): ControllerView {
+    const snap = this.deps.store.snapshot();
+    const routes: RouteView[] = [];
+    for (const r of this.routes.values()) {
+      const s = snap.routes[r.name] ?? this.seed(r);
+      const last = s.history.at(-1);
+      const step = this.steps[s.step];
+      routes.push({
+        route: r.name,
+        state: s.state,
+        step: s.step,
+        stepValue: isPause(step) ? 'pause' : (step ?? s.weight),
+        weight: s.weight,
+        effectiveWeight: this.bypassed() ? 0 : s.weight,
+        paused: s.paused,
+        since: s.since,
+        sinceIso: iso(s.since),
+        passes: s.passes,
+        failures: s.failures,
+        gates: last?.gates ?? [],
+        checkedAt: last ? iso(last.at) : null,
+        verdict: last?.verdict ?? null,
+        waitingFor: this.waitingFor(r),
+        changedAt: iso(s.changedAt),
+        changedBy: s.changedBy,
+        reason: s.reason,
+      });
+    }
+    return {
+      mode: this.settings.mode,
+      bypass: { ...snap.global, bypass: this.bypassed() },
+      steps: this.steps.map((s) => (isPause(s) ? 'pause' : s)),
+      intervalMs: this.settings.intervalMs,
+      holdIntervals: this.settings.holdIntervals,
+      failureThreshold: this.settings.failureThreshold,
+      routes,
+    };
+  }
+
+  /** What the readiness report needs, from the store, the evidence and the audit log's rollbacks. */
+  async reportInput(opts: { configHash: string; fields?: (route: string) => ReportFieldInput[] | undefined }): Promise<ReportInput> {
+    const view = this.view();
+    const audit = await this.deps.audit.read(AUDIT_MEMORY);
+    const rollbacks: ReportRollback[] = audit.filter((e) => e.action === 'rollback').map((e) => ({ route: e.route, at: e.when, who: e.who, reason: e.why }));
+    return {
+      routes: view.routes.map((r) => ({
+        route: r.route,
+        state: r.state,
+        weight: r.weight,
+        step: r.step,
+        since: r.since,
+        evidence: this.deps.evidence.evidence(r.route, r.since),
+        gates: r.gates,
+        fields: opts.fields?.(r.route),
+      })),
+      rollbacks,
+      configHash: opts.configHash,
+      bypass: view.bypass.bypass,
+      mode: view.mode,
+      now: this.deps.now(),
+    };
+  }
+}
+
+/** The controller's settings and routes from a loaded config (what the lead wires in app.ts). */
+export function controllerConfig(config: Pick<Config, 'cutover' | 'routes' | 'cutoverWebhook'>): { settings: ControllerSettings; routes: ControllerRoute[] } {
+  const c = config.cutover;
+  return {
+    settings: {
+      steps: c.steps,
+      intervalMs: c.interval,
+      holdIntervals: c.holdIntervals,
+      failureThreshold: c.failureThreshold,
+      mode: c.mode,
+      webhook: config.cutoverWebhook,
+    },
+    routes: config.routes.map((r) => ({ name: r.name, weight: r.weight, after: r.after, gates: r.gates })),
+  };
+}

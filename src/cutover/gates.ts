@@ -1,0 +1,270 @@
+/**
+ * The gates: pure functions from a route's evidence (gathered since its last weight change) to
+ * pass / fail / no_data verdicts. Shaped after Kayenta's judge: samples rather than single numbers,
+ * intervals rather than point estimates, an effect size beside significance, and "no data" as its own
+ * class that never fails. The controller only advances on pass and only counts fail toward a rollback.
+ *
+ * A rate is judged three ways: pass when its 95% interval lies within the threshold, fail when the
+ * interval lies beyond it, and no_data (inconclusive: hold) while the interval still straddles it.
+ */
+import type { GateCheck, GateResult, GateThresholds, GateVerdict, RouteEvidence } from './types.js';
+
+export const DEFAULT_GATES: GateThresholds = { minComparisons: 200, maxMismatchRate: 0.01, maxErrorRateIncrease: 0.005, maxLatencyRatio: 1.5 };
+
+/** Requests each backend must have answered before their error rates are compared. */
+export const MIN_REQUESTS_PER_SIDE = 30;
+/** Latency samples each backend needs before the latency gate judges. */
+export const MIN_LATENCY_SAMPLES = 30;
+/** One-sided significance level of the Mann-Whitney test. */
+export const LATENCY_ALPHA = 0.05;
+/**
+ * Effect-size tolerance: the Hodges-Lehmann shift of new over legacy must exceed this share of
+ * legacy's median before a latency difference counts, so a few slow requests or a 2 ms shift on a
+ * fast API never fail a route on their own.
+ */
+export const LATENCY_EFFECT_TOLERANCE = 0.1;
+/** Samples per side used for the test (evenly spaced order statistics beyond that: bounded cost). */
+const MAX_TEST_SAMPLES = 2_000;
+const MAX_SHIFT_SAMPLES = 400;
+const Z95 = 1.959963984540054;
+
+export interface Interval {
+  low: number;
+  high: number;
+}
+
+/** The 95% Wilson score interval of a proportion `x / n` (n > 0). */
+export function wilson(x: number, n: number, z = Z95): Interval {
+  if (n <= 0) return { low: 0, high: 1 };
+  const p = x / n;
+  const z2 = z * z;
+  const denom = 1 + z2 / n;
+  const center = (p + z2 / (2 * n)) / denom;
+  const half = (z / denom) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return { low: Math.max(0, center - half), high: Math.min(1, center + half) };
+}
+
+/** Newcombe's hybrid score interval for the difference of two proportions `a/n - b/m`. */
+export function differenceInterval(a: number, n: number, b: number, m: number): Interval & { diff: number } {
+  const p1 = a / n;
+  const p2 = b / m;
+  const w1 = wilson(a, n);
+  const w2 = wilson(b, m);
+  const diff = p1 - p2;
+  return {
+    diff,
+    low: diff - Math.sqrt((p1 - w1.low) ** 2 + (w2.high - p2) ** 2),
+    high: diff + Math.sqrt((w1.high - p1) ** 2 + (p2 - w2.low) ** 2),
+  };
+}
+
+/** Standard normal CDF (Abramowitz-Stegun 7.1.26 erf, error < 1.5e-7). */
+export function normalCdf(z: number): number {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
+}
+
+/** The q-quantile of an ascending array (linear interpolation), or null when empty. */
+export function quantile(sorted: ArrayLike<number>, q: number): number | null {
+  if (sorted.length === 0) return null;
+  const pos = q * (sorted.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+function ascending(values: readonly number[]): number[] {
+  return values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+}
+
+/** At most `max` evenly spaced order statistics of an ascending array: keeps its shape, bounds the cost. */
+function thin(sorted: number[], max: number): number[] {
+  if (sorted.length <= max) return sorted;
+  const out = new Array<number>(max);
+  for (let i = 0; i < max; i++) out[i] = sorted[Math.round((i * (sorted.length - 1)) / (max - 1))];
+  return out;
+}
+
+export interface MannWhitney {
+  /** U of `candidate` (how often a candidate sample exceeds a baseline one, ties half). */
+  u: number;
+  z: number;
+  /** One-sided p-value for "candidate is stochastically larger than baseline". */
+  pGreater: number;
+}
+
+/** Two-sample Mann-Whitney U test (normal approximation with tie correction and continuity). */
+export function mannWhitney(baseline: readonly number[], candidate: readonly number[]): MannWhitney {
+  const n1 = candidate.length;
+  const n2 = baseline.length;
+  const all = [...candidate.map((v) => ({ v, c: true })), ...baseline.map((v) => ({ v, c: false }))].sort((a, b) => a.v - b.v);
+  const total = all.length;
+  let rankSum = 0;
+  let tieTerm = 0;
+  for (let i = 0; i < total; ) {
+    let j = i;
+    while (j + 1 < total && all[j + 1].v === all[i].v) j++;
+    const rank = (i + j + 2) / 2;
+    const t = j - i + 1;
+    tieTerm += t * t * t - t;
+    for (let k = i; k <= j; k++) if (all[k].c) rankSum += rank;
+    i = j + 1;
+  }
+  const u = rankSum - (n1 * (n1 + 1)) / 2;
+  const mean = (n1 * n2) / 2;
+  const variance = ((n1 * n2) / 12) * (total + 1 - tieTerm / (total * (total - 1)));
+  if (!(variance > 0)) return { u, z: 0, pGreater: 0.5 };
+  const z = (u - mean - 0.5) / Math.sqrt(variance);
+  return { u, z, pGreater: 1 - normalCdf(z) };
+}
+
+/** Hodges-Lehmann estimate of the shift candidate − baseline: the median of all pairwise differences. */
+export function hodgesLehmann(baselineSorted: number[], candidateSorted: number[]): number {
+  const a = thin(baselineSorted, MAX_SHIFT_SAMPLES);
+  const b = thin(candidateSorted, MAX_SHIFT_SAMPLES);
+  const diffs = new Float64Array(a.length * b.length);
+  let k = 0;
+  for (const y of b) for (const x of a) diffs[k++] = y - x;
+  diffs.sort();
+  return quantile(diffs, 0.5) ?? 0;
+}
+
+function pct(rate: number): string {
+  return `${(rate * 100).toFixed(rate < 0.001 && rate > 0 ? 3 : 2)}%`;
+}
+
+function ms(seconds: number | null): string {
+  return seconds === null ? 'n/a' : `${(seconds * 1000).toFixed(seconds < 0.01 ? 2 : 1)} ms`;
+}
+
+export function minComparisonsGate(e: RouteEvidence, t: GateThresholds): GateResult {
+  const enough = e.comparisons >= t.minComparisons;
+  return {
+    gate: 'minComparisons',
+    verdict: enough ? 'pass' : 'no_data',
+    value: e.comparisons,
+    threshold: t.minComparisons,
+    detail: enough
+      ? `${e.comparisons} comparisons since the last weight change, at least the ${t.minComparisons} needed.`
+      : `Only ${e.comparisons} of the ${t.minComparisons} comparisons needed since the last weight change; holding.`,
+  };
+}
+
+export function mismatchRateGate(e: RouteEvidence, t: GateThresholds): GateResult {
+  const base = { gate: 'maxMismatchRate', threshold: t.maxMismatchRate };
+  if (e.comparisons < Math.max(1, t.minComparisons)) {
+    return { ...base, verdict: 'no_data', value: null, detail: `Not judged below ${t.minComparisons} comparisons (${e.comparisons} so far).` };
+  }
+  const rate = e.mismatches / e.comparisons;
+  const ci = wilson(e.mismatches, e.comparisons);
+  const range = `${pct(rate)} (95% interval ${pct(ci.low)}–${pct(ci.high)}, ${e.mismatches} of ${e.comparisons}, noise excluded)`;
+  let verdict: GateVerdict;
+  let detail: string;
+  if (ci.high <= t.maxMismatchRate) {
+    verdict = 'pass';
+    detail = `Mismatch rate ${range} is within ${pct(t.maxMismatchRate)}.`;
+  } else if (ci.low > t.maxMismatchRate) {
+    verdict = 'fail';
+    detail = `Mismatch rate ${range} is above ${pct(t.maxMismatchRate)} even at its lower bound.`;
+  } else {
+    verdict = 'no_data';
+    detail = `Mismatch rate ${range} straddles ${pct(t.maxMismatchRate)}; holding for more comparisons.`;
+  }
+  return { ...base, verdict, value: rate, detail };
+}
+
+export function errorRateGate(e: RouteEvidence, t: GateThresholds): GateResult {
+  const base = { gate: 'maxErrorRateIncrease', threshold: t.maxErrorRateIncrease };
+  const { legacy, new: cand } = e;
+  if (legacy.requests < MIN_REQUESTS_PER_SIDE || cand.requests < MIN_REQUESTS_PER_SIDE) {
+    return {
+      ...base,
+      verdict: 'no_data',
+      value: null,
+      detail: `Not judged below ${MIN_REQUESTS_PER_SIDE} requests per backend (legacy ${legacy.requests}, new ${cand.requests}).`,
+    };
+  }
+  const ci = differenceInterval(cand.errors, cand.requests, legacy.errors, legacy.requests);
+  const rates = `new ${pct(cand.errors / cand.requests)} vs legacy ${pct(legacy.errors / legacy.requests)}`;
+  // Fail only on a confident increase (the interval's lower bound beyond the margin); pass on a point
+  // estimate within the margin, since the mismatch gate already demands plenty of evidence.
+  let verdict: GateVerdict;
+  let detail: string;
+  if (ci.low > t.maxErrorRateIncrease) {
+    verdict = 'fail';
+    detail = `Error rate ${rates}: an increase of at least ${pct(ci.low)} (95%), beyond the ${pct(t.maxErrorRateIncrease)} margin.`;
+  } else if (ci.diff <= t.maxErrorRateIncrease) {
+    verdict = 'pass';
+    detail = `Error rate ${rates}: the increase ${pct(Math.max(0, ci.diff))} is within the ${pct(t.maxErrorRateIncrease)} margin.`;
+  } else {
+    verdict = 'no_data';
+    detail = `Error rate ${rates}: the increase ${pct(ci.diff)} is above the margin but not yet significant; holding.`;
+  }
+  return { ...base, verdict, value: ci.diff, detail };
+}
+
+export interface LatencySummary {
+  legacy: { p50: number | null; p99: number | null; count: number };
+  new: { p50: number | null; p99: number | null; count: number };
+  p99Ratio: number | null;
+  /** Hodges-Lehmann shift new − legacy (seconds) and the one-sided Mann-Whitney p-value. */
+  shift: number | null;
+  pSlower: number | null;
+}
+
+export function latencySummary(e: RouteEvidence): LatencySummary {
+  const a = ascending(e.legacy.latencies);
+  const b = ascending(e.new.latencies);
+  const lp99 = quantile(a, 0.99);
+  const np99 = quantile(b, 0.99);
+  const tested = a.length >= MIN_LATENCY_SAMPLES && b.length >= MIN_LATENCY_SAMPLES;
+  return {
+    legacy: { p50: quantile(a, 0.5), p99: lp99, count: a.length },
+    new: { p50: quantile(b, 0.5), p99: np99, count: b.length },
+    p99Ratio: lp99 !== null && np99 !== null && lp99 > 0 ? np99 / lp99 : null,
+    shift: tested ? hodgesLehmann(a, b) : null,
+    pSlower: tested ? mannWhitney(thin(a, MAX_TEST_SAMPLES), thin(b, MAX_TEST_SAMPLES)).pGreater : null,
+  };
+}
+
+export function latencyGate(e: RouteEvidence, t: GateThresholds, summary = latencySummary(e)): GateResult {
+  const base = { gate: 'maxLatencyRatio', threshold: t.maxLatencyRatio };
+  const s = summary;
+  if (s.shift === null || s.pSlower === null || s.p99Ratio === null) {
+    return {
+      ...base,
+      verdict: 'no_data',
+      value: s.p99Ratio,
+      detail: `Not judged below ${MIN_LATENCY_SAMPLES} latency samples per backend (legacy ${s.legacy.count}, new ${s.new.count}).`,
+    };
+  }
+  const ratio = s.p99Ratio;
+  const legacyMedian = s.legacy.p50 ?? 0;
+  const significant = s.pSlower < LATENCY_ALPHA;
+  const material = s.shift > LATENCY_EFFECT_TOLERANCE * legacyMedian;
+  const head = `p99 new ${ms(s.new.p99)} vs legacy ${ms(s.legacy.p99)} (ratio ${ratio.toFixed(2)}), median shift ${ms(s.shift)} (p=${s.pSlower.toFixed(3)})`;
+  if (ratio > t.maxLatencyRatio && significant && material) {
+    return { ...base, verdict: 'fail', value: ratio, detail: `New is slower: ${head}, above ${t.maxLatencyRatio} and significant.` };
+  }
+  const why = ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? 'but the shift is too small to matter' : 'but the distributions do not differ significantly';
+  return { ...base, verdict: 'pass', value: ratio, detail: `Latency ${head}, ${why}.` };
+}
+
+/** Every gate on one route's evidence. */
+export function evaluateGates(e: RouteEvidence, t: GateThresholds): GateResult[] {
+  return [minComparisonsGate(e, t), mismatchRateGate(e, t), errorRateGate(e, t), latencyGate(e, t)];
+}
+
+/** fail if any gate failed, no_data if any had none, else pass. */
+export function overallVerdict(results: readonly GateResult[]): GateVerdict {
+  if (results.some((r) => r.verdict === 'fail')) return 'fail';
+  if (results.some((r) => r.verdict === 'no_data')) return 'no_data';
+  return 'pass';
+}
+
+export function check(at: number, e: RouteEvidence, t: GateThresholds): GateCheck {
+  const gates = evaluateGates(e, t);
+  return { at, gates, verdict: overallVerdict(gates) };
+}

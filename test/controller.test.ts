@@ -1,0 +1,395 @@
+import http from 'node:http';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../src/cutover/audit.js';
+import { Controller, LeverError, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
+import { MemoryStore } from '../src/cutover/store.js';
+import type { GateThresholds } from '../src/cutover/types.js';
+import { Telemetry } from '../src/telemetry/metrics.js';
+import { TestEvidence } from './helpers/evidence.js';
+
+const GATES: GateThresholds = { minComparisons: 50, maxMismatchRate: 0.05, maxErrorRateIncrease: 0.02, maxLatencyRatio: 1.5 };
+const INTERVAL = 30_000;
+
+interface Rig {
+  controller: Controller;
+  store: MemoryStore;
+  traffic: TestEvidence;
+  audit: AuditLog;
+  auditPath: string;
+  telemetry: Telemetry;
+  weights: [string, number][];
+  clock: { t: number };
+  /** Moves the clock one interval (after adding traffic) and runs one check. */
+  step(fill?: (traffic: TestEvidence) => void): Promise<void>;
+  scrape(): Promise<string>;
+}
+
+async function rig(opts: { steps?: Step[]; routes?: Partial<ControllerRoute>[]; settings?: Partial<ControllerSettings>; store?: MemoryStore } = {}): Promise<Rig> {
+  const clock = { t: Date.UTC(2026, 0, 1) };
+  const now = () => clock.t;
+  const store = opts.store ?? new MemoryStore();
+  const traffic = new TestEvidence(now);
+  const auditPath = join(mkdtempSync(join(tmpdir(), 'cutover-audit-')), 'audit.jsonl');
+  const audit = new AuditLog(auditPath);
+  const telemetry = new Telemetry({ defaultMetrics: false });
+  const settings: ControllerSettings = { steps: opts.steps ?? [0, 10, 100], intervalMs: INTERVAL, holdIntervals: 2, failureThreshold: 3, mode: 'auto', ...opts.settings };
+  const routes = (opts.routes ?? [{}]).map((r) => ({ name: 'r', weight: 0, after: [], gates: GATES, ...r }));
+  const controller = new Controller(settings, routes, { store, evidence: traffic, audit, now, metrics: telemetry.cutover });
+  const initial: [string, number][] = [];
+  const stopInitial = controller.onWeight((route, w) => initial.push([route, w]));
+  await controller.init();
+  stopInitial();
+  expect(initial).toEqual(routes.map((r) => [r.name, store.snapshot().routes[r.name].weight]));
+  const weights: [string, number][] = [];
+  controller.onWeight((route, w) => weights.push([route, w]));
+  return {
+    controller,
+    store,
+    traffic,
+    audit,
+    auditPath,
+    telemetry,
+    weights,
+    clock,
+    async step(fill) {
+      clock.t += INTERVAL / 2;
+      fill?.(traffic);
+      clock.t += INTERVAL / 2;
+      await controller.tick();
+    },
+    scrape: () => telemetry.exposition(),
+  };
+}
+
+const good = (route = 'r') => (t: TestEvidence) => t.add(route, 100);
+const bad = (route = 'r') => (t: TestEvidence) => t.add(route, 100, { mismatchShare: 0.3 });
+
+function state(r: Rig, route = 'r') {
+  return r.store.snapshot().routes[route];
+}
+
+const servers: http.Server[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
+});
+
+describe('controller: walking the steps', () => {
+  it('advances on good evidence after holdIntervals passing checks, and completes at 100', async () => {
+    const r = await rig();
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'shadow' });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 0, passes: 1 });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10, state: 'shifting', since: r.clock.t, changedBy: 'controller' });
+    expect(r.weights).toEqual([['r', 10]]);
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 2, weight: 100, state: 'shifting' });
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 2, weight: 100, state: 'complete' });
+    const text = await r.scrape();
+    expect(text).toContain('cutover_stage{route="r"} 2');
+    expect(text).toContain('cutover_state{route="r",state="complete"} 1');
+    expect(text).toContain('cutover_state{route="r",state="shifting"} 0');
+    expect(text).toContain('cutover_gate_status{route="r",gate="maxMismatchRate"} 1');
+    const audit = await r.audit.read();
+    expect(audit.map((e) => e.action)).toEqual(['advance', 'advance', 'complete']);
+    expect(audit[0]).toMatchObject({ who: 'controller', route: 'r', from: { weight: 0, step: 0 }, to: { weight: 10, step: 1 } });
+    expect(audit[0].why).toMatch(/2 passing checks/);
+  });
+
+  it('holds on no traffic: no_data never advances and never rolls back', async () => {
+    const r = await rig();
+    for (let i = 0; i < 10; i++) await r.step();
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'shadow', passes: 0, failures: 0 });
+    expect(state(r).history.at(-1)?.verdict).toBe('no_data');
+    expect(await r.scrape()).toContain('cutover_gate_status{route="r",gate="minComparisons"} -1');
+    expect(await r.audit.read()).toEqual([]);
+  });
+
+  it('judges only the evidence since the last weight change', async () => {
+    const r = await rig({ settings: { holdIntervals: 1 } });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    const movedAt = r.clock.t;
+    // No new traffic: the 100 comparisons from step 0 must not count at step 1.
+    await r.step();
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    expect(state(r).history.at(-1)?.gates[0]).toMatchObject({ gate: 'minComparisons', verdict: 'no_data', value: 0 });
+    expect(r.traffic.asked.get('r')?.at(-1)).toBe(movedAt);
+  });
+
+  it('a pause step waits for a person; resume is refused there, promote goes on', async () => {
+    const r = await rig({ steps: [0, 10, { pause: true }, 100], settings: { holdIntervals: 1 } });
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 2, weight: 10, state: 'paused', paused: true });
+    for (let i = 0; i < 3; i++) await r.step(good());
+    expect(state(r)).toMatchObject({ step: 2, weight: 10 });
+    await expect(r.controller.resume('r', { who: 'ops' })).rejects.toMatchObject({ code: 'PAUSE_STEP', status: 409 });
+    await r.controller.promote('r', { who: 'ops', reason: 'looks good' });
+    expect(state(r)).toMatchObject({ step: 3, weight: 100, state: 'shifting', paused: false, changedBy: 'ops', reason: 'looks good' });
+    await r.step(good());
+    expect(state(r).state).toBe('complete');
+    expect((await r.audit.read()).map((e) => `${e.who}:${e.action}`)).toEqual(['controller:advance', 'controller:pause-step', 'ops:promote', 'controller:complete']);
+  });
+
+  it('observe mode reports every gate and never moves a weight, even on failures', async () => {
+    const r = await rig({ settings: { mode: 'observe' }, routes: [{ weight: 10 }] });
+    for (let i = 0; i < 5; i++) await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10, state: 'shifting' });
+    expect(state(r).history.at(-1)?.gates.map((g) => g.verdict)).toEqual(['pass', 'pass', 'pass', 'pass']);
+    for (let i = 0; i < 5; i++) await r.step(bad());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10, state: 'shifting', paused: false });
+    expect(state(r).failures).toBeGreaterThanOrEqual(3);
+    expect(r.weights).toEqual([]);
+    expect(await r.scrape()).toContain('cutover_gate_status{route="r",gate="maxMismatchRate"} 0');
+    expect(await r.scrape()).not.toContain('cutover_rollbacks_total');
+  });
+});
+
+describe('controller: rollback', () => {
+  it('rolls back to step 0 after failureThreshold failing checks; counted, audited, POSTed to the webhook', async () => {
+    const received: { body: RollbackEvent; type: string | undefined }[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push({ body: JSON.parse(body) as RollbackEvent, type: req.headers['content-type'] });
+        res.end('ok');
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const webhook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    const r = await rig({ settings: { holdIntervals: 1, webhook } });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    await r.step(bad());
+    await r.step(bad());
+    // No data between failures adds nothing and forgives nothing.
+    expect(state(r).failures).toBe(2);
+    await r.step(bad());
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back', paused: true, changedBy: 'controller' });
+    expect(r.weights.at(-1)).toEqual(['r', 0]);
+    expect(await r.scrape()).toContain('cutover_rollbacks_total{route="r",reason="maxMismatchRate"} 1');
+    const last = (await r.audit.read()).at(-1);
+    expect(last).toMatchObject({ who: 'controller', action: 'rollback', from: { weight: 10 }, to: { weight: 0, state: 'rolled_back' } });
+    expect(last?.why).toMatch(/3 failing checks in a row/);
+    const deadline = Date.now() + 5_000;
+    while (received.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(received).toHaveLength(1);
+    expect(received[0].type).toBe('application/json');
+    expect(received[0].body).toMatchObject({ event: 'rollback', route: 'r', reason: 'maxMismatchRate', who: 'controller', from: { step: 1, weight: 10 }, to: { step: 0, weight: 0 } });
+    expect(received[0].body.gates.find((g) => g.gate === 'maxMismatchRate')?.verdict).toBe('fail');
+    // Paused after a rollback: good evidence moves nothing until a person resumes.
+    for (let i = 0; i < 3; i++) await r.step(good());
+    expect(state(r)).toMatchObject({ weight: 0, state: 'rolled_back' });
+    await r.controller.resume('r', { who: 'ops', reason: 'fixed the price rounding' });
+    expect(state(r)).toMatchObject({ state: 'shadow', paused: false });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+  });
+
+  it('failing in shadow (weight 0) holds: nothing to roll back, the reason says why', async () => {
+    const r = await rig();
+    for (let i = 0; i < 5; i++) await r.step(bad());
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'shadow', paused: false, failures: 5 });
+    expect(state(r).reason).toBe('holding in shadow: 5 failing checks in a row (maxMismatchRate)');
+    expect(await r.scrape()).toContain('cutover_gate_status{route="r",gate="maxMismatchRate"} 0');
+    expect(await r.scrape()).not.toContain('cutover_rollbacks_total');
+    // Once the difference is fixed, a resume starts the evidence afresh and the route walks on.
+    await r.controller.resume('r', { who: 'ops', reason: 'fixed' });
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+  });
+
+  it('a webhook that does not answer never blocks the controller', async () => {
+    const hanging = http.createServer(() => {});
+    servers.push(hanging);
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const webhook = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
+    const r = await rig({ settings: { holdIntervals: 1, failureThreshold: 1, webhook, webhookTimeoutMs: 200 } });
+    await r.step(good());
+    await r.step(bad());
+    expect(state(r).state).toBe('rolled_back');
+    await r.controller.resume('r', { who: 'ops' });
+    expect(state(r).state).toBe('shadow');
+    const deadline = Date.now() + 5_000;
+    while (r.controller.webhookFailures === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(r.controller.webhookFailures).toBe(1);
+    hanging.closeAllConnections();
+  });
+
+  it('rolls back on a slower new backend (latency gate) and on new errors', async () => {
+    const r = await rig({ settings: { holdIntervals: 1, failureThreshold: 2 }, routes: [{ name: 'slow' }, { name: 'errs' }] });
+    await r.step((t) => {
+      t.add('slow', 100);
+      t.add('errs', 100);
+    });
+    for (let i = 0; i < 2; i++) {
+      await r.step((t) => {
+        t.add('slow', 100, { newSlowdown: 2 });
+        t.add('errs', 100, { newErrorShare: 0.2 });
+      });
+    }
+    expect(state(r, 'slow').state).toBe('rolled_back');
+    expect(state(r, 'errs').state).toBe('rolled_back');
+    const text = await r.scrape();
+    expect(text).toContain('cutover_rollbacks_total{route="slow",reason="maxLatencyRatio"} 1');
+    expect(text).toContain('cutover_rollbacks_total{route="errs",reason="maxErrorRateIncrease"} 1');
+  });
+});
+
+describe('controller: sequencing and levers', () => {
+  it('a route with after starts shifting only when those are complete', async () => {
+    const r = await rig({ settings: { holdIntervals: 1 }, routes: [{ name: 'a' }, { name: 'b', after: ['a'] }] });
+    const both = (t: TestEvidence) => {
+      t.add('a', 100);
+      t.add('b', 100);
+    };
+    await r.step(both);
+    expect(state(r, 'a').weight).toBe(10);
+    expect(state(r, 'b')).toMatchObject({ weight: 0, step: 0, reason: 'waiting for a to complete' });
+    expect(r.controller.view().routes.find((v) => v.route === 'b')?.waitingFor).toEqual(['a']);
+    await r.step(both);
+    await r.step(both);
+    expect(state(r, 'a').state).toBe('complete');
+    // Checked after a in the same round, b starts as soon as a is complete.
+    expect(state(r, 'b')).toMatchObject({ weight: 10, step: 1 });
+    expect((await r.audit.read()).filter((e) => e.route === 'b').map((e) => e.action)).toEqual(['advance']);
+  });
+
+  it('every lever changes the state and is audited with who and why', async () => {
+    const r = await rig({ steps: [0, 1, 5, 25, 50, 100] });
+    const promotedAt = r.clock.t;
+    await r.controller.promote('r', { who: 'alice', reason: 'canary looks fine' });
+    expect(state(r)).toMatchObject({ step: 1, weight: 1, state: 'shifting' });
+    await r.controller.pause('r', { who: 'bob' });
+    expect(state(r)).toMatchObject({ paused: true, state: 'paused', weight: 1 });
+    for (let i = 0; i < 3; i++) await r.step(good());
+    expect(state(r).weight).toBe(1);
+    await r.controller.resume('r', { who: 'bob', reason: 'go on' });
+    expect(state(r)).toMatchObject({ paused: false, state: 'shifting', since: r.clock.t });
+    await r.controller.setWeight('r', 33.333, { who: 'carol' });
+    expect(state(r)).toMatchObject({ weight: 33.33, step: 3, paused: true, state: 'paused' });
+    await expect(r.controller.setWeight('r', 101, { who: 'carol' })).rejects.toMatchObject({ code: 'BAD_WEIGHT', status: 400 });
+    await r.controller.promote('r', { who: 'alice', full: true });
+    expect(state(r)).toMatchObject({ weight: 100, step: 5, paused: false, state: 'shifting' });
+    await r.controller.rollback('r', { who: 'dave', reason: 'customer report' });
+    expect(state(r)).toMatchObject({ weight: 0, step: 0, state: 'rolled_back', paused: true });
+    expect(await r.scrape()).toContain('cutover_rollbacks_total{route="r",reason="manual"} 1');
+    await expect(r.controller.pause('nope', { who: 'x' })).rejects.toBeInstanceOf(LeverError);
+    expect(r.weights).toEqual([
+      ['r', 1],
+      ['r', 33.33],
+      ['r', 100],
+      ['r', 0],
+    ]);
+    await r.audit.flush();
+    const lines = readFileSync(r.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { who: string; action: string; why: string; when: string });
+    expect(lines.map((e) => `${e.who}:${e.action}`)).toEqual(['alice:promote', 'bob:pause', 'bob:resume', 'carol:weight', 'alice:promote', 'dave:rollback']);
+    expect(lines[0].why).toBe('canary looks fine');
+    expect(lines[1].why).toBe('pause by bob');
+    expect(lines[0].when).toBe(new Date(promotedAt).toISOString());
+    expect((await r.audit.read(2)).map((e) => e.action)).toEqual(['promote', 'rollback']);
+  });
+
+  it('bypass sends every route to legacy and pauses the controller; off restores the weights', async () => {
+    const r = await rig({ settings: { holdIntervals: 1 }, routes: [{ name: 'a', weight: 25 }, { name: 'b' }], steps: [0, 10, 25, 50, 100] });
+    expect(r.controller.weightOf('a')).toBe(25);
+    await r.controller.bypass(true, { who: 'ops', reason: 'incident 42' });
+    expect(r.store.snapshot().global).toMatchObject({ bypass: true, changedBy: 'ops', reason: 'incident 42' });
+    expect(r.controller.weightOf('a')).toBe(0);
+    expect(r.weights).toEqual([
+      ['a', 0],
+      ['b', 0],
+    ]);
+    for (let i = 0; i < 3; i++) {
+      await r.step((t) => {
+        t.add('a', 100);
+        t.add('b', 100);
+      });
+    }
+    expect(state(r, 'a')).toMatchObject({ weight: 25, step: 2 });
+    expect(state(r, 'b')).toMatchObject({ weight: 0, step: 0 });
+    await r.controller.bypass(false, { who: 'ops' });
+    expect(r.controller.weightOf('a')).toBe(25);
+    expect(r.weights.slice(2)).toEqual([
+      ['a', 25],
+      ['b', 0],
+    ]);
+    expect((await r.audit.read()).map((e) => `${e.route}:${e.action}:${e.why}`)).toEqual(['*:bypass-on:incident 42', '*:bypass-off:bypass off']);
+  });
+
+  it('bypass on takes effect even when the store is wedged', async () => {
+    /** A store whose disk never answers (the writes hang). */
+    class WedgedStore extends MemoryStore {
+      wedged = false;
+      protected override persist(): Promise<void> {
+        return this.wedged ? new Promise(() => {}) : Promise.resolve();
+      }
+    }
+    const store = new WedgedStore();
+    const r = await rig({ store, routes: [{ name: 'a', weight: 25 }], steps: [0, 25, 100] });
+    store.wedged = true;
+    const pending = r.controller.bypass(true, { who: 'ops', reason: 'store is stuck' });
+    expect(r.weights).toEqual([['a', 0]]);
+    expect(r.controller.weightOf('a')).toBe(0);
+    expect(r.controller.view()).toMatchObject({ bypass: { bypass: true }, routes: [{ route: 'a', weight: 25, effectiveWeight: 0 }] });
+    // The write itself stays queued behind the wedged disk; the proxy did not wait for it.
+    expect(store.snapshot().global.bypass).toBe(false);
+    void pending;
+  });
+
+  it('a new controller over the same store resumes at the same step and weight (the store wins over routes[].weight)', async () => {
+    const store = new MemoryStore();
+    const first = await rig({ store, settings: { holdIntervals: 1 } });
+    await first.step(good());
+    expect(state(first)).toMatchObject({ step: 1, weight: 10 });
+    const second = await rig({ store, routes: [{ name: 'r', weight: 50 }] });
+    expect(second.controller.weightOf('r')).toBe(10);
+    expect(second.controller.view().routes[0]).toMatchObject({ step: 1, weight: 10, state: 'shifting' });
+    // A route the store does not know is seeded from its configured weight.
+    const third = await rig({ store, routes: [{ name: 'r' }, { name: 'fresh', weight: 25 }], steps: [0, 10, 25, 100] });
+    expect(third.controller.view().routes[1]).toMatchObject({ route: 'fresh', weight: 25, step: 2, state: 'shifting' });
+  });
+
+  it('start() checks on the injected timer', async () => {
+    const clock = { t: 1_000 };
+    let scheduled: { fn: () => void; ms: number } | undefined;
+    const traffic = new TestEvidence(() => clock.t);
+    const store = new MemoryStore();
+    const controller = new Controller(
+      { steps: [0, 10, 100], intervalMs: 5_000, holdIntervals: 1, failureThreshold: 3, mode: 'auto' },
+      [{ name: 'r', weight: 0, after: [], gates: GATES }],
+      {
+        store,
+        evidence: traffic,
+        audit: new AuditLog(),
+        now: () => clock.t,
+        schedule: (fn, ms) => {
+          scheduled = { fn, ms };
+          return () => (scheduled = undefined);
+        },
+      },
+    );
+    await controller.init();
+    controller.start();
+    expect(scheduled?.ms).toBe(5_000);
+    traffic.add('r', 100);
+    clock.t += 5_000;
+    scheduled?.fn();
+    const deadline = Date.now() + 5_000;
+    while (store.snapshot().routes.r.weight === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(store.snapshot().routes.r.weight).toBe(10);
+    controller.stop();
+    expect(scheduled).toBeUndefined();
+  });
+});

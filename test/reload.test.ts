@@ -1,0 +1,289 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { stringify } from 'yaml';
+import { startApp, type App } from '../src/app.js';
+import { loadConfig } from '../src/config/load.js';
+import type { RouteState } from '../src/cutover/types.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
+import { baseConfig, CLI, spawnProxy } from './helpers/proxy.js';
+
+const TOKEN = 'reload-test-token';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function backend(name: string): Promise<TestBackend> {
+  const b = await startBackend((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ backend: name, url: req.url }));
+  });
+  cleanups.push(() => b.close());
+  return b;
+}
+
+function seed(route: string): () => RouteState {
+  return () => ({ route, weight: 0, step: 0, state: 'shadow', paused: false, since: 0, passes: 0, failures: 0, history: [], changedAt: 0, changedBy: 'test', reason: '' });
+}
+
+interface Fixture {
+  app: App;
+  file: string;
+  logs: string[];
+  write(raw: Record<string, unknown>): void;
+}
+
+/** A proxy started from a config file, reloadable from it, as `cutover run` does. */
+async function start(raw: Record<string, unknown>): Promise<Fixture> {
+  const dir = mkdtempSync(join(tmpdir(), 'cutover-reload-'));
+  const file = join(dir, 'cutover.yaml');
+  writeFileSync(join(dir, 'token'), TOKEN);
+  const write = (next: Record<string, unknown>) => writeFileSync(file, stringify(next));
+  write(raw);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const config = await loadConfig(file);
+  const app = await startApp(config, { logger: createLogger('info', sink), defaultMetrics: false, reloadConfig: () => loadConfig(file) });
+  cleanups.push(() => app.close(100));
+  return { app, file, logs, write };
+}
+
+function counter(scrape: string, series: string): number {
+  const escaped = series.replace(/[{}"=,]/g, (c) => `\\${c}`);
+  const m = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(scrape);
+  return m === null ? 0 : Number(m[1]);
+}
+
+async function scrape(app: App): Promise<string> {
+  return (await request(`${app.adminUrl}/metrics`)).body.text();
+}
+
+function routes(extra: { compareIgnore?: string[]; seedA?: number; withC?: boolean } = {}): Record<string, unknown>[] {
+  return [
+    { name: 'a', match: { methods: ['GET'], path: '/a/:id' }, weight: extra.seedA ?? 0, compare: { ignore: extra.compareIgnore ?? [] } },
+    { name: 'b', match: { methods: ['GET'], path: '/b/:id' } },
+    ...(extra.withC ? [{ name: 'c', match: { methods: ['GET'], path: '/c/:id' } }] : []),
+  ];
+}
+
+describe('hot reload', () => {
+  it('reloads good and bad files under load: no request fails, no comparison is dropped, state is carried by name', async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const base = baseConfig(legacy.url, next.url, {
+      admin: { host: '127.0.0.1', port: 0, tokenFile: 'token' },
+      defaults: { shadow: { baselinePercent: 0 } },
+      shadow: { maxInFlight: 10_000 },
+      cutover: { state: { store: 'memory' } },
+      log: { level: 'info' },
+    });
+    const f = await start({ ...base, routes: routes() });
+    // The store says route a is fully on new; no config seed may take that away.
+    await f.app.store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 100 }));
+
+    const agent = new Agent({ connections: 20 });
+    cleanups.push(() => agent.close());
+    const statuses = new Map<number, number>();
+    const servedA = new Map<string, number>();
+    let sent = 0;
+    let running = true;
+    const worker = async (w: number) => {
+      for (let i = 0; i < 400 && running; i++) {
+        const route = i % 2 === 0 ? 'a' : 'b';
+        const res = await request(`${f.app.dataUrl}/${route}/${w}-${i}`, { dispatcher: agent });
+        const body = (await res.body.json()) as { backend: string };
+        sent++;
+        statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+        if (route === 'a') servedA.set(body.backend, (servedA.get(body.backend) ?? 0) + 1);
+      }
+    };
+    const load = Promise.all(Array.from({ length: 20 }, (_, w) => worker(w)));
+
+    const bad = [
+      { ...base, routes: [...routes(), { name: 'x', match: { path: 'no-slash' } }] },
+      { ...base, listen: { host: '127.0.0.1', port: 1 }, routes: routes() },
+    ];
+    const good = [
+      { ...base, routes: routes({ compareIgnore: ['$.url'], seedA: 0, withC: true }) },
+      { ...base, routes: routes({ seedA: 50 }) },
+    ];
+    let ok = 0;
+    let refused = 0;
+    const versions: number[] = [];
+    for (let round = 0; round < 8; round++) {
+      // Each reload lands while requests are in flight.
+      const before = sent;
+      await waitFor(() => sent >= before + 50 || sent >= 8_000, 10_000, 'traffic between reloads');
+      const goodRound = round % 2 === 0;
+      f.write(goodRound ? good[(round / 2) % 2] : bad[((round - 1) / 2) % 2]);
+      const outcome = await f.app.reload('test');
+      if (goodRound) {
+        expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
+        ok++;
+      } else {
+        expect(outcome.ok).toBe(false);
+        refused++;
+      }
+      versions.push(f.app.snapshots.current().version);
+    }
+    running = false;
+    await load;
+    console.log(`reload under load: ${sent} requests, ${ok} good and ${refused} refused reloads`);
+
+    expect([...statuses.keys()]).toEqual([200]);
+    // Store weight 100 won over every seed the reloaded files gave (0, 50).
+    expect([...servedA.keys()]).toEqual(['new']);
+    expect(versions).toEqual([2, 2, 3, 3, 4, 4, 5, 5]);
+    // Every request to a and b was mirrored and compared, across all the reloads: none dropped.
+    const reqs = (await f.app.analysis.diffs('a'))!.comparisons.total + f.app.analysis.diffs('b')!.comparisons.total;
+    await waitFor(() => f.app.analysis.diffs('a')!.comparisons.total + f.app.analysis.diffs('b')!.comparisons.total === sent, 10_000, `all ${sent} comparisons (have ${reqs})`);
+    const text = await scrape(f.app);
+    const compared = ['a', 'b'].reduce((n, r) => n + ['match', 'mismatch', 'noise', 'error'].reduce((m, res) => m + counter(text, `cutover_comparisons_total{route="${r}",result="${res}"}`), 0), 0);
+    expect(compared).toBe(sent);
+    expect(counter(text, 'cutover_shadow_skipped_total{route="a",reason="overload"}') + counter(text, 'cutover_shadow_skipped_total{route="b",reason="overload"}')).toBe(0);
+    expect(counter(text, 'cutover_config_reloads_total{result="ok"}')).toBe(ok);
+    expect(counter(text, 'cutover_config_reloads_total{result="error"}')).toBe(refused);
+    expect(text.match(/^cutover_config_info\{/gm)).toHaveLength(1);
+    expect(counter(text, `cutover_config_info{hash="${f.app.snapshots.current().hash}"}`)).toBe(1);
+    expect(text).toMatch(/^cutover_traffic_weight\{route="a"\} 100$/m);
+    const refusals = f.logs.filter((l) => l.includes('config reload refused'));
+    expect(refusals).toHaveLength(refused);
+    expect(refusals.join('\n')).toContain('routes[2].match.path');
+    expect(refusals.join('\n')).toContain('listen.port: changed from 0 to 1');
+  }, 120_000);
+
+  it('lets a request in flight finish on the snapshot it started with', async () => {
+    let release: (() => void) | null = null;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const legacy = await startBackend((_req, res) => {
+      const answer = () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ id: 1, t: 'legacy' }));
+      };
+      // The first call is held until the reload is done.
+      if (calls++ === 0) void held.then(answer);
+      else answer();
+    });
+    cleanups.push(() => legacy.close());
+    const next = await startBackend((_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ id: 1, t: 'new' }));
+    });
+    cleanups.push(() => next.close());
+    const base = baseConfig(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, cutover: { state: { store: 'memory' } } });
+    const f = await start({ ...base, routes: [{ name: 'a', match: { path: '/a/:id' }, compare: { ignore: ['$.t'] } }] });
+    const inFlight = request(`${f.app.dataUrl}/a/1`).then((r) => r.body.text());
+    await waitFor(() => calls === 1 && next.received.length === 1, 5_000, 'the held request and its mirror');
+    f.write({ ...base, routes: [{ name: 'a', match: { path: '/a/:id' } }] });
+    expect((await f.app.reload('test')).ok).toBe(true);
+    release!();
+    await inFlight;
+    await (await request(`${f.app.dataUrl}/a/2`)).body.text();
+    await waitFor(() => f.app.analysis.diffs('a')!.comparisons.total === 2, 5_000, 'both comparisons');
+    // The held request was compared under the rules it started with ($.t ignored); the next one under the new rules.
+    expect(f.app.analysis.diffs('a')!.comparisons).toMatchObject({ match: 1, mismatch: 1 });
+  });
+
+  it('answers POST /api/reload: 200 with the new hash, problem+json naming the problems, and 401 without a token', async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const base = baseConfig(legacy.url, next.url, { admin: { host: '127.0.0.1', port: 0, tokenFile: 'token' }, cutover: { state: { store: 'memory' } } });
+    const f = await start({ ...base, routes: routes() });
+    const post = async (token?: string) => {
+      const res = await request(`${f.app.adminUrl}/api/reload`, { method: 'POST', headers: token ? { authorization: `Bearer ${token}` } : {} });
+      return { status: res.statusCode, type: res.headers['content-type'], body: (await res.body.json()) as Record<string, any> };
+    };
+    expect((await post()).status).toBe(401);
+
+    const first = f.app.snapshots.current().hash;
+    expect(await post(TOKEN)).toMatchObject({ status: 200, body: { status: 'unchanged', version: 1, hash: first } });
+
+    f.write({ ...base, routes: [...routes(), { name: 'a', match: { path: '/dup' }, weight: 101 }] });
+    const invalid = await post(TOKEN);
+    expect(invalid.status).toBe(422);
+    expect(invalid.type).toContain('application/problem+json');
+    expect(invalid.body.code).toBe('CONFIG_INVALID');
+    expect(invalid.body.detail).toContain(`the running config (${first}) is kept`);
+    expect(invalid.body.problems).toEqual([expect.stringMatching(/^routes\[2\]\.weight: /)]);
+    expect(invalid.body.hash).toBe(first);
+
+    f.write({ ...base, admin: { host: '127.0.0.1', port: 1, tokenFile: 'token' }, routes: routes() });
+    const restart = await post(TOKEN);
+    expect(restart.status).toBe(409);
+    expect(restart.body.code).toBe('CONFIG_NEEDS_RESTART');
+    expect(restart.body.problems).toEqual([expect.stringMatching(/^admin\.port: changed from 0 to 1, and only a restart applies it/)]);
+
+    f.write({ ...base, cutover: { state: { store: 'file' } }, routes: routes() });
+    expect((await post(TOKEN)).body.problems).toEqual([expect.stringMatching(/^cutover\.state\.store: changed from "memory" to "file"/)]);
+
+    f.write({ ...base, routes: routes({ withC: true }) });
+    const good = await post(TOKEN);
+    expect(good).toMatchObject({ status: 200, body: { status: 'reloaded', version: 2, routes: ['a', 'b', 'c'] } });
+    expect(good.body.hash).not.toBe(first);
+    const res = await request(`${f.app.dataUrl}/c/1`);
+    expect(((await res.body.json()) as { backend: string }).backend).toBe('legacy');
+    expect(f.app.analysis.diffs('c')).toBeDefined();
+  });
+
+  it('reloads a running `cutover run` on SIGHUP and through `cutover reload`', async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-reload-cli-'));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, TOKEN);
+    const base = baseConfig(legacy.url, next.url, { admin: { host: '127.0.0.1', port: 0, tokenFile } });
+    const p = await spawnProxy({ ...base, routes: routes() });
+    cleanups.push(() => p.stop());
+    const metricsText = async () => (await request(`${p.adminUrl}/metrics`)).body.text();
+    const hashOf = (text: string) => /^cutover_config_info\{hash="([0-9a-f]+)"\} 1$/m.exec(text)?.[1];
+    const first = hashOf(await metricsText());
+    expect(first).toMatch(/^[0-9a-f]{12}$/);
+
+    writeFileSync(p.file, stringify({ ...base, routes: routes({ withC: true }) }));
+    p.child.kill('SIGHUP');
+    await waitFor(async () => counter(await metricsText(), 'cutover_config_reloads_total{result="ok"}') === 1, 10_000, 'the SIGHUP reload');
+    expect(hashOf(await metricsText())).not.toBe(first);
+    expect(((await (await request(`${p.dataUrl}/c/1`)).body.json()) as { backend: string }).backend).toBe('legacy');
+
+    const cli = (args: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI, 'reload', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (c) => (out += c));
+        child.stderr.on('data', (c) => (err += c));
+        child.on('exit', (code) => resolve({ code, out, err }));
+      });
+    writeFileSync(p.file, stringify({ ...base, routes: [...routes(), { name: 'bad', match: { path: '/x' }, shadow: { percent: 200 } }] }));
+    const refused = await cli(['--admin', p.adminUrl, '--token-file', tokenFile]);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain('cutover: reload refused:');
+    expect(refused.err).toContain('routes[2].shadow.percent');
+    expect(refused.err.split('\n').filter(Boolean).length).toBeGreaterThanOrEqual(2);
+
+    writeFileSync(p.file, stringify({ ...base, routes: routes({ seedA: 10 }) }));
+    const done = await cli(['--admin', p.adminUrl, '--token-file', tokenFile]);
+    expect(done).toMatchObject({ code: 0, err: '' });
+    expect(done.out).toMatch(/^cutover: config reloaded: version 3, hash [0-9a-f]{12}, 2 routes\n$/);
+
+    const noToken = await cli(['--admin', p.adminUrl]);
+    expect(noToken.code).toBe(1);
+    expect(noToken.err).toContain('admin token');
+    const text = await metricsText();
+    expect(counter(text, 'cutover_config_reloads_total{result="ok"}')).toBe(2);
+    expect(counter(text, 'cutover_config_reloads_total{result="error"}')).toBe(1);
+  }, 60_000);
+});

@@ -1,0 +1,166 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { FileStore } from '../src/cutover/store-file.js';
+import type { RouteState } from '../src/cutover/types.js';
+import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
+import { baseConfig, startProxy } from './helpers/proxy.js';
+
+const WRITER = join(import.meta.dirname, 'fixtures/state-writer.mjs');
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'cutover-state-'));
+}
+
+function seed(route: string, weight = 0): () => RouteState {
+  return () => ({ route, weight, step: 0, state: 'shadow', paused: false, since: 0, passes: 0, failures: 0, history: [], changedAt: 0, changedBy: 'test', reason: '' });
+}
+
+async function backend(name: string): Promise<TestBackend> {
+  const b = await startBackend((_req, res) => res.end(name));
+  cleanups.push(() => b.close());
+  return b;
+}
+
+describe('file state store', () => {
+  it('starts fresh from a missing file, writes it atomically, and reads it back', async () => {
+    const path = join(tempDir(), 'nested', 'state.json');
+    const store = new FileStore(path);
+    expect((await store.load()).version).toBe(0);
+    expect(existsSync(path)).toBe(false);
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25 }));
+    await store.updateGlobal((g) => ({ ...g, bypass: true, changedBy: 'ops' }));
+    const again = new FileStore(path);
+    const state = await again.load();
+    expect(state.version).toBe(2);
+    expect(state.routes.a.weight).toBe(25);
+    expect(state.global.bypass).toBe(true);
+  });
+
+  it('moves a corrupt file aside to .corrupt and starts fresh, saying so', async () => {
+    const path = join(tempDir(), 'state.json');
+    writeFileSync(path, '{"version": 3, "routes": {"a": ');
+    const seen: string[] = [];
+    const store = new FileStore(path, { onCorrupt: ({ corruptPath, reason }) => seen.push(`${corruptPath}: ${reason}`) });
+    expect((await store.load()).routes).toEqual({});
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toContain(`${path}.corrupt: it is not JSON`);
+    expect(readFileSync(`${path}.corrupt`, 'utf8')).toBe('{"version": 3, "routes": {"a": ');
+    expect(existsSync(path)).toBe(false);
+    // Valid JSON of the wrong shape is corrupt too.
+    writeFileSync(path, '[1,2,3]');
+    await new FileStore(path).load();
+    expect(readFileSync(`${path}.corrupt`, 'utf8')).toBe('[1,2,3]');
+  });
+
+  it('reports a failed write (store down), keeps the previous state, and recovers', async () => {
+    const dir = tempDir();
+    const stateDir = join(dir, 'state');
+    const path = join(stateDir, 'state.json');
+    const store = new FileStore(path);
+    await store.load();
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 5 }));
+    // The state directory turns into a plain file: every write fails, even as root.
+    renameSync(stateDir, join(dir, 'moved'));
+    writeFileSync(stateDir, 'not a directory');
+    await expect(store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 50 }))).rejects.toThrow(/Cannot write the state file .*state\.json \(E[A-Z]+\); the change was not applied/);
+    expect(store.up()).toBe(false);
+    expect(store.snapshot().routes.a.weight).toBe(5);
+    rmSync(stateDir);
+    renameSync(join(dir, 'moved'), stateDir);
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 50 }));
+    expect(store.up()).toBe(true);
+    expect(JSON.parse(readFileSync(path, 'utf8')).routes.a.weight).toBe(50);
+  });
+
+  it('removes temp files a killed writer left behind', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'state.json');
+    writeFileSync(join(dir, '.state.json.12345.tmp'), '{"half');
+    await new FileStore(path).load();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('always holds the old or the new state when its writer is SIGKILLed mid-write, 25 times', async () => {
+    const path = join(tempDir(), 'state.json');
+    let last = 0;
+    let killedWhileWriting = 0;
+    for (let round = 0; round < 25; round++) {
+      const child = spawn(process.execPath, [WRITER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c) => (out += c));
+      child.stderr.on('data', (c) => (err += c));
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      await waitFor(() => out.includes('ready') || child.exitCode !== null, 10_000, 'the writer to start');
+      expect(err).toBe('');
+      expect(out).toBe(`ready ${last}\n`);
+      // Let it write for a while, at a different moment each round, then kill it without warning.
+      const target = last + 1 + (round % 7);
+      await waitFor(() => {
+        try {
+          return (JSON.parse(readFileSync(path, 'utf8')) as { routes: { r: { step: number } } }).routes.r.step >= target;
+        } catch {
+          return false; // never partial: the final check below reads it whole
+        }
+      }, 10_000, `step ${target}`);
+      if (existsSync(join(path, '..', `.state.json.${child.pid}.tmp`))) killedWhileWriting++;
+      child.kill('SIGKILL');
+      expect(await exited).toBe('SIGKILL');
+      const state = JSON.parse(readFileSync(path, 'utf8')) as { version: number; routes: { r: RouteState } };
+      const r = state.routes.r;
+      // The document is whole and self-consistent: one write's step, weight and payload, never a mix.
+      expect(r.reason.startsWith(`${r.step}:`)).toBe(true);
+      expect(r.reason.length).toBe(`${r.step}:`.length + 256 * 1024);
+      expect(r.weight).toBe(r.step % 101);
+      expect(r.step).toBeGreaterThanOrEqual(last);
+      last = r.step;
+    }
+    expect(last).toBeGreaterThanOrEqual(25);
+    console.log(`state store crash test: 25 kills, ${killedWhileWriting} with a temp file in flight, final step ${last}`);
+  }, 120_000);
+});
+
+describe('state store in the proxy', () => {
+  it("serves the store's weight, not the config's seed, and shows cutover_state_store_up", async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const dir = tempDir();
+    mkdirSync(join(dir, 'state'));
+    const path = join(dir, 'state', 'cutover.json');
+    const store = new FileStore(path);
+    await store.load();
+    await store.updateRoute('moved', seed('moved'), (c) => ({ ...c, weight: 100 }));
+    const p = await startProxy(
+      baseConfig(legacy.url, next.url, {
+        cutover: { state: { store: 'file', path } },
+        routes: [
+          { name: 'moved', match: { path: '/moved' }, weight: 0 },
+          { name: 'seeded', match: { path: '/seeded' }, weight: 100 },
+          { name: 'fresh', match: { path: '/fresh' } },
+        ],
+      }),
+    );
+    cleanups.push(() => p.close(100));
+    const body = async (path: string) => (await request(`${p.dataUrl}${path}`)).body.text();
+    expect(await body('/moved')).toBe('new');
+    expect(await body('/seeded')).toBe('new');
+    expect(await body('/fresh')).toBe('legacy');
+    // A change through the store goes live by route name.
+    await p.store.updateRoute('moved', seed('moved'), (c) => ({ ...c, weight: 0 }));
+    expect(await body('/moved')).toBe('legacy');
+    expect(JSON.parse(readFileSync(path, 'utf8')).routes.moved.weight).toBe(0);
+    const scrape = await (await request(`${p.adminUrl}/metrics`)).body.text();
+    expect(scrape).toMatch(/^cutover_state_store_up 1$/m);
+    expect(scrape).toMatch(/^cutover_traffic_weight\{route="moved"\} 0$/m);
+    expect(scrape).toMatch(/^cutover_config_info\{hash="[0-9a-f]{12}"\} 1$/m);
+  });
+});
