@@ -70,7 +70,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   store.onChange((state) => snapshots.applyWeights(state));
   const routes = snapshots.current().routes;
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
-  const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout };
+  // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.
+  const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout, maxPending: 0 };
   const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
   const analysis = new Analysis(routes, {
     queueBytes: config.shadow.compareQueueBytes,

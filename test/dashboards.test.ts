@@ -35,6 +35,7 @@ const CONTRACT_METRICS = new Set([
   'cutover_mismatch_fields_total',
   'cutover_shadow_skipped_total',
   'cutover_traffic_weight',
+  'cutover_rejected_requests_total',
   'cutover_status_pairs_total',
   // The controller's (src/cutover/controller.ts).
   'cutover_stage',

@@ -3,7 +3,7 @@
  * mismatch and noise rates, redacted examples, latency of both backends, recent errors. Redaction
  * and formatting happen here, on read, never when a pair is recorded.
  */
-import { isRealDifference, redactDifference, type CompiledRules, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
+import { boundName, isRealDifference, redactDifference, type CompiledRules, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
 import type { ComparisonResult } from '../telemetry/metrics.js';
 import { LatencyHistogram } from './latency.js';
 import type { Slice } from './window.js';
@@ -76,6 +76,8 @@ export interface DiffsReport {
   statusPairs: StatusPair[];
   recentErrors: ErrorExample[];
   droppedForOverload: number;
+  /** Examples left out because the answer reached its size bound (MAX_EXAMPLES_CHARS). */
+  examplesOmitted: number;
 }
 
 export interface ReportInput {
@@ -96,9 +98,39 @@ function ratio(a: number | null, b: number | null): number | null {
   return a === null || b === null || b === 0 ? null : a / b;
 }
 
+/** Each example value, as JSON, is cut to this many characters (a cut value becomes a string ending in "…"). */
+export const MAX_EXAMPLE_VALUE_CHARS = 1024;
+/** All examples of one diffs answer together (approximate JSON characters); past it fields list none. */
+export const MAX_EXAMPLES_CHARS = 512 * 1024;
+
+function boundValue(v: unknown): unknown {
+  if (v === undefined) return undefined;
+  const text = typeof v === 'string' ? v : JSON.stringify(v);
+  if (text === undefined || text.length <= MAX_EXAMPLE_VALUE_CHARS) return v;
+  return `${text.slice(0, MAX_EXAMPLE_VALUE_CHARS - 1)}…`;
+}
+
+/** A redacted example with every part bounded: an admin answer never grows with what a backend sent. */
 function example(stored: StoredExample): Example {
   const r = redactDifference(stored.diff, stored.rules);
-  return { at: new Date(stored.at).toISOString(), method: stored.method, path: stored.path, location: r.path, kind: r.kind, legacy: r.legacy, new: r.candidate, baseline: stored.baseline };
+  return {
+    at: new Date(stored.at).toISOString(),
+    method: stored.method,
+    path: boundName(stored.path, MAX_EXAMPLE_VALUE_CHARS),
+    location: boundName(r.path, MAX_EXAMPLE_VALUE_CHARS),
+    kind: r.kind,
+    legacy: boundValue(r.legacy),
+    new: boundValue(r.candidate),
+    baseline: stored.baseline,
+  };
+}
+
+function exampleSize(e: Example): number {
+  return 120 + e.path.length + e.location.length + jsonLength(e.legacy) + jsonLength(e.new);
+}
+
+function jsonLength(v: unknown): number {
+  return v === undefined ? 0 : typeof v === 'string' ? v.length + 2 : (JSON.stringify(v)?.length ?? 0);
 }
 
 export function buildDiffsReport(input: ReportInput): DiffsReport {
@@ -132,9 +164,24 @@ export function buildDiffsReport(input: ReportInput): DiffsReport {
     noiseRate: baselineComparisons ? f.noiseHits / baselineComparisons : 0,
     noise: f.mismatches > 0 ? !isRealDifference({ mismatches: f.mismatches, comparisons, noiseHits: f.noiseHits, baselineComparisons }, input.noise) : f.noiseHits > 0,
     kinds: f.kinds,
-    examples: (input.examples.get(field) ?? []).map(example),
+    examples: [] as Example[],
   }));
   report.sort((a, b) => Number(a.noise) - Number(b.noise) || b.mismatches - a.mismatches || a.field.localeCompare(b.field));
+  // Examples are rendered in report order, so the fields that matter most keep theirs within the budget.
+  let budget = MAX_EXAMPLES_CHARS;
+  let examplesOmitted = 0;
+  for (const f of report) {
+    for (const stored of input.examples.get(f.field) ?? []) {
+      const e = example(stored);
+      const size = exampleSize(e);
+      if (size > budget) {
+        examplesOmitted++;
+        continue;
+      }
+      budget -= size;
+      f.examples.push(e);
+    }
+  }
   const l = latencyReport(legacy);
   const n = latencyReport(next);
   return {
@@ -151,7 +198,8 @@ export function buildDiffsReport(input: ReportInput): DiffsReport {
         return { legacy: l, new: n, count };
       })
       .sort((a, b) => b.count - a.count || a.legacy.localeCompare(b.legacy) || a.new.localeCompare(b.new)),
-    recentErrors: [...input.errors],
+    recentErrors: input.errors.map((e) => ({ ...e, path: boundName(e.path, MAX_EXAMPLE_VALUE_CHARS), reason: boundName(e.reason, MAX_EXAMPLE_VALUE_CHARS) })),
     droppedForOverload: input.dropped,
+    examplesOmitted,
   };
 }

@@ -10,6 +10,7 @@ import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { LEVER_COMMANDS, LEVER_USAGE, runLeverCommand } from './levers.js';
 import { reloadCommand } from './client.js';
+import { maskUrls } from '../config/mask.js';
 
 const USAGE = `usage: cutover <command> [options]
 
@@ -48,8 +49,8 @@ export function summarize(config: Config): string {
   const lines = [
     `config OK: ${config.source}`,
     `  listen   ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}${config.adminToken ? ' (token set)' : ' (no token: /api is locked)'}`,
-    `  legacy   ${config.backends.legacy.url}   timeout ${config.backends.legacy.timeout} ms`,
-    `  new      ${config.backends.new.url}   timeout ${config.backends.new.timeout} ms`,
+    `  legacy   ${maskUrls(config.backends.legacy.url)}   timeout ${config.backends.legacy.timeout} ms`,
+    `  new      ${maskUrls(config.backends.new.url)}   timeout ${config.backends.new.timeout} ms`,
     `  sticky   ${config.sticky?.key ?? '(none: requests are split by an exact counter)'}`,
     `  routes   ${config.routes.length}`,
   ];
@@ -163,7 +164,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const { message, code } = describe(err);
-    process.stderr.write(`cutover: ${message}\n`);
+    process.stderr.write(`cutover: ${maskUrls(message)}\n`);
     if (process.argv.includes('--debug') && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     process.exit(code);
   },

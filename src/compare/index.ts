@@ -5,6 +5,7 @@
  * Pipeline: status and headers → byte-equal fast path → decode → body kind → (JSON) parse, mappings,
  * transform, typed walk | (text) line summary | (binary) digest.
  */
+import { boundName } from './bound.js';
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { charsetOf, decodeBody, encodingsOf, headerValue, kindFromContentType, sniffKind } from './decode.js';
 import { isUtf8 } from 'node:buffer';
@@ -20,6 +21,7 @@ export { DEFAULT_NOISE_THRESHOLDS, isRealDifference } from './noise.js';
 export { isDynamicKey, PathSyntaxError } from './path.js';
 export { MAX_DIFFERENCES } from './json.js';
 export { REDACTED } from './redact.js';
+export { boundName, MAX_KEY_CHARS, MAX_PATH_CHARS } from './bound.js';
 
 /** Precomputed matchers of one route; build once with compileRules and share freely (read-only). */
 export interface CompiledRules {
@@ -28,6 +30,8 @@ export interface CompiledRules {
   readonly ignoreHeaders: ReadonlySet<string>;
   readonly body: PathMatcher;
   readonly sensitive: PathMatcher;
+  /** `compare.sensitive` entries that are names (no leading "$"), lower-case: redacted wherever they appear. */
+  readonly sensitiveNames: ReadonlySet<string>;
   readonly tolerance: { readonly absolute: number; readonly relative: number };
   readonly mappings: readonly CompiledMapping[];
   readonly transform?: TransformFn;
@@ -57,7 +61,8 @@ export function compileRules(settings: CompareSettings): CompiledRules {
   if (!(absolute >= 0) || !(relative >= 0)) throw new RangeError('compare.tolerance: absolute and relative must be numbers >= 0');
   const ignore = parseAll(settings.ignore, 'compare.ignore');
   const unordered = parseAll(settings.unordered, 'compare.unordered');
-  const sensitive = parseAll(settings.sensitive, 'compare.sensitive');
+  const sensitive = parseAll(settings.sensitive.filter((p) => p.startsWith('$')), 'compare.sensitive');
+  const sensitiveNames = new Set(settings.sensitive.filter((p) => !p.startsWith('$')).map((n) => n.toLowerCase()));
   const bodyRules = [...ignore.map((segments) => ({ segments, flag: IGNORE })), ...unordered.map((segments) => ({ segments, flag: UNORDERED }))];
   const transform = settings.transform;
   return Object.freeze({
@@ -66,6 +71,7 @@ export function compileRules(settings: CompareSettings): CompiledRules {
     ignoreHeaders,
     body: buildMatcher(bodyRules),
     sensitive: buildMatcher(sensitive.map((segments) => ({ segments, flag: SENSITIVE }))),
+    sensitiveNames,
     tolerance: { absolute, relative },
     mappings: settings.mappings.map(compileMapping),
     transform,
@@ -107,7 +113,7 @@ function compareHeader(name: string, l: Captured['headers'], c: Captured['header
   const lv = headerValue(l, name);
   const cv = headerValue(c, name);
   if (lv === cv) return;
-  const field = `header:${name}`;
+  const field = `header:${boundName(name)}`;
   if (cv === undefined) out.push({ field, path: field, kind: 'missing', legacy: preview(lv) });
   else if (lv === undefined) out.push({ field, path: field, kind: 'extra', candidate: preview(cv) });
   else if (name !== 'content-type' || normaliseContentType(lv, rules.jsonCharset) !== normaliseContentType(cv, rules.jsonCharset)) {

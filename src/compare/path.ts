@@ -4,6 +4,7 @@
  * grouping paths for the differences that are actually reported.
  */
 import { CutoverError } from '../errors.js';
+import { boundName, MAX_PATH_CHARS } from './bound.js';
 
 /**
  * One step of a rule path. `any` is `*` / `[*]` (any member or element); `recursive` marks a step
@@ -172,7 +173,9 @@ function collect(node: PathNode | null): PathKey[] {
 
 const PLAIN_KEY = /^[A-Za-z_$][A-Za-z0-9_$-]*$/;
 
-function renderKey(key: string): string {
+function renderKey(name: string): string {
+  // Keys come from backend answers: bounded before they become labels, stored paths and examples.
+  const key = boundName(name);
   return PLAIN_KEY.test(key) ? `.${key}` : `['${key.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}']`;
 }
 
@@ -189,11 +192,11 @@ function render(keys: PathKey[], piece: (k: PathKey) => string): string {
 }
 
 export function concretePath(node: PathNode | null): string {
-  return render(collect(node), (k) => (typeof k === 'number' ? `[${k}]` : renderKey(k)));
+  return boundName(render(collect(node), (k) => (typeof k === 'number' ? `[${k}]` : renderKey(k))), MAX_PATH_CHARS);
 }
 
 export function fieldPath(node: PathNode | null): string {
-  return render(collect(node), (k) => (typeof k === 'number' ? '[]' : isDynamicKey(k) ? '{*}' : renderKey(k)));
+  return boundName(render(collect(node), (k) => (typeof k === 'number' ? '[]' : isDynamicKey(k) ? '{*}' : renderKey(k))), MAX_PATH_CHARS);
 }
 
 const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;

@@ -8,18 +8,44 @@ import type { Difference } from './types.js';
 
 export const REDACTED = '[redacted]';
 
-const CREDENTIAL_NAME = /(^|[-_.])(authorization|cookie|set-cookie|password|passwd|secret|token|api[-_]?key|apikey|session|private[-_]?key|client[-_]?secret|credentials?|signature)$/i;
+/** Words that make a name a credential wherever they appear in it, even run together (`userpassword`). */
+const STRONG_WORD = /authorization|cookie|passw(or)?d|secret|token|apikey|privatekey|credential|signature/;
+/** Words (or two adjacent words run together) that make a name a credential when they stand alone. */
+const CREDENTIAL_WORDS = new Set(['auth', 'pwd', 'passphrase', 'session', 'sessionid', 'sessionkey', 'jwt', 'bearer', 'accesskey', 'secretkey', 'apikey', 'privatekey', 'setcookie']);
 const AUTH_SCHEME = /\b(Bearer|Basic|Digest|Negotiate|Token)\s+[A-Za-z0-9._~+/=-]{6,}/gi;
 const JWT = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 
-/** Body field names whose values are credentials whatever the config says. */
+/**
+ * The words of a name, lower-case: `accessToken`, `access_token`, `access-token`, `ACCESS_TOKEN`
+ * and `XMLHttpSessionId` all split at their case changes and separators.
+ */
+export function nameWords(name: string): string[] {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w.length > 0);
+}
+
+/**
+ * Body field names whose values are credentials whatever the config says: a credential word
+ * anywhere in a camelCase, snake_case or kebab-case name, case-insensitively (`accessToken`,
+ * `refresh_token`, `userPassword`, `sessionId`, `x-api-key`, `clientSecret`, `privateKey`).
+ */
 export function isCredentialName(name: string): boolean {
-  return CREDENTIAL_NAME.test(name);
+  const words = nameWords(name);
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if (STRONG_WORD.test(w) || CREDENTIAL_WORDS.has(w)) return true;
+    if (i + 1 < words.length && CREDENTIAL_WORDS.has(w + words[i + 1])) return true;
+  }
+  return false;
 }
 
 /** Header names whose values are credentials: the field names plus `x-…-auth…`, `x-…-key` styles. */
 export function isCredentialHeader(name: string): boolean {
-  return CREDENTIAL_NAME.test(name) || /^x-.*(auth|key|token|secret|signature)/i.test(name);
+  return isCredentialName(name) || /^x-.*(auth|key|token|secret|signature)/i.test(name);
 }
 
 function scrubString(s: string): string {
@@ -28,6 +54,12 @@ function scrubString(s: string): string {
 
 export interface RedactRules {
   sensitive: PathMatcher;
+  /** Field and header names (lower-case) from `compare.sensitive` entries that are names, not paths. */
+  sensitiveNames?: ReadonlySet<string>;
+}
+
+function isSensitiveName(name: string, rules: RedactRules): boolean {
+  return isCredentialName(name) || (rules.sensitiveNames !== undefined && rules.sensitiveNames.size > 0 && rules.sensitiveNames.has(name.toLowerCase()));
 }
 
 type Obj = Record<string, unknown>;
@@ -39,7 +71,7 @@ type Obj = Record<string, unknown>;
 export function redactValue(value: unknown, path: string, rules: RedactRules): unknown {
   if (path.startsWith('header:')) {
     const name = path.slice('header:'.length);
-    return isCredentialHeader(name) ? (value === undefined ? undefined : REDACTED) : scrubAll(value, rules, null);
+    return isCredentialHeader(name) || isSensitiveName(name, rules) ? (value === undefined ? undefined : REDACTED) : scrubAll(value, rules, null);
   }
   if (!path.startsWith('$')) return scrubAll(value, rules, null);
   const keys = concreteKeys(path);
@@ -51,7 +83,7 @@ export function redactValue(value: unknown, path: string, rules: RedactRules): u
   let state = m.initial;
   if (flagsOf(m, state) & SENSITIVE) return REDACTED;
   for (const k of keys) {
-    if (typeof k === 'string' && isCredentialName(k)) return REDACTED;
+    if (typeof k === 'string' && isSensitiveName(k, rules)) return REDACTED;
     state = step(m, state, k);
     if (flagsOf(m, state) & SENSITIVE) return REDACTED;
   }
@@ -79,7 +111,7 @@ function scrubAll(value: unknown, rules: RedactRules, state: readonly number[] |
   for (const k of Object.keys(value)) {
     const cs = state ? step(m, state, k) : null;
     const v = (value as Obj)[k];
-    const hidden = isCredentialName(k) || (cs !== null && (flagsOf(m, cs) & SENSITIVE) !== 0);
+    const hidden = isSensitiveName(k, rules) || (cs !== null && (flagsOf(m, cs) & SENSITIVE) !== 0);
     Object.defineProperty(out, k, { value: hidden ? REDACTED : scrubAll(v, rules, cs), writable: true, enumerable: true, configurable: true });
   }
   return out;

@@ -7,12 +7,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { compileRules, type CompiledRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { DEFAULT_GATES } from '../cutover/gates.js';
 import type { GateThresholds } from '../cutover/types.js';
+import { maskUrls } from './mask.js';
 import { credentialProblems, resolveCredentialPaths } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 
@@ -110,7 +111,7 @@ function zodProblems(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
     let message = issue.message;
     if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-    return `${formatPath(issue.path)}: ${message}`;
+    return `${formatPath(issue.path)}: ${maskUrls(message)}`;
   });
 }
 
@@ -294,16 +295,27 @@ function routeRules(shadow: CompiledRules): RouteRules {
 
 const EMPTY_RULES = routeRules(compileRules(BUILTIN_COMPARE));
 
-/** Parses YAML (JSON is valid YAML) and reports syntax errors with their line. */
+/** Aliases (`*name`) a config may expand: enough for shared blocks, far too few for an alias bomb. */
+export const MAX_YAML_ALIASES = 100;
+
+/** Parses YAML (JSON is valid YAML) and reports syntax errors with their (1-based) line. */
 export function parseConfigText(text: string, source: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length) {
     throw new ConfigError(
-      doc.errors.map((e) => `line ${(e.linePos?.[0]?.line ?? 0)}: ${e.message.split('\n')[0]}`),
+      doc.errors.map((e) => `line ${lineCounter.linePos(e.pos[0]).line}: ${maskUrls(e.message.split('\n')[0])}`),
       source,
     );
   }
-  return doc.toJS();
+  try {
+    return doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (err) {
+    // yaml throws a ReferenceError past maxAliasCount (and for an alias to nothing).
+    const message = (err as Error).message.split('\n')[0];
+    const bomb = /alias count/i.test(message);
+    throw new ConfigError([bomb ? `(root): aliases expand to more than ${MAX_YAML_ALIASES} times their size; a config this repetitive is refused, write it out or use fewer aliases` : `(root): ${maskUrls(message)}`], source);
+  }
 }
 
 /** Loads and validates a config file, then loads any transform modules it names. */

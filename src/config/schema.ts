@@ -7,6 +7,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { isIP } from 'node:net';
 import { parseDuration, parseSize } from './units.js';
 
 const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
@@ -18,6 +19,9 @@ const duration = z.union([z.number().nonnegative(), z.string()]).transform((valu
   }
   return ms;
 });
+
+/** A timeout: a duration that must be above zero (0 would mean "expire at once", never "no limit"). */
+const timeout = duration.refine((ms) => ms > 0, 'must be greater than 0, e.g. 30s');
 
 const size = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
   if (typeof value === 'number') return value;
@@ -47,6 +51,23 @@ const httpUrl = z.string().superRefine((value, ctx) => {
 
 const percent = z.number().min(0).max(100);
 
+/** An IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`) with a prefix that fits its family. */
+const ipOrCidr = z.string().superRefine((value, ctx) => {
+  const slash = value.indexOf('/');
+  const addr = slash === -1 ? value : value.slice(0, slash);
+  const family = isIP(addr);
+  if (family === 0) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not an IP address or CIDR block; use e.g. 10.0.0.1 or 10.0.0.0/8` });
+    return;
+  }
+  if (slash === -1) return;
+  const prefix = value.slice(slash + 1);
+  const max = family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" has a bad prefix length; use 0 to ${max} after the "/"` });
+  }
+});
+
 const jsonPath = z.string().regex(/^\$/, 'must be a path starting with "$", e.g. $.meta.requestId');
 
 const secretSource = {
@@ -62,13 +83,19 @@ export const listenSchema = z.strictObject({
   /** Largest request body accepted; larger gets 413. */
   bodyLimit: size.default(10 * 1024 * 1024),
   /** Peers whose X-Forwarded-For is appended to rather than overwritten (IPs or CIDRs). */
-  trustedProxies: z.array(z.string().min(1)).default([]),
+  trustedProxies: z.array(ipOrCidr).default([]),
   /** Send the client's Host header upstream instead of the backend's own host. */
   preserveHost: z.boolean().default(false),
   /** On SIGTERM, how long in-flight requests may take before connections are cut. */
   drainTimeout: duration.default(30_000),
   /** Idle keep-alive timeout for client connections. */
   keepAliveTimeout: duration.default(72_000),
+  /** Budget for receiving a whole request, body included; past it the client gets 408. */
+  requestTimeout: timeout.default(30_000),
+  /** Longest gap between two pieces of a request body; past it the client gets 408. */
+  bodyIdleTimeout: timeout.default(10_000),
+  /** Request-body bytes buffered at once across all connections; past it new bodies get 503. */
+  maxBufferedBodyBytes: size.default(256 * 1024 * 1024),
 });
 
 export const adminSchema = z.strictObject({
@@ -117,10 +144,12 @@ export const backendTlsSchema = z.strictObject({
 export const backendSchema = z.strictObject({
   url: httpUrl,
   /** Whole-request budget: headers and body must arrive within it, else 504. */
-  timeout: duration.default(30_000),
-  connectTimeout: duration.default(5_000),
+  timeout: timeout.default(30_000),
+  connectTimeout: timeout.default(5_000),
   /** Connection cap of the keep-alive pool toward this backend. */
   connections: z.number().int().min(1).max(10_000).default(256),
+  /** Requests waiting for a pooled connection at most; past it the client gets 503 at once. */
+  maxPending: z.number().int().min(1).max(1_000_000).default(1024),
   keepAliveTimeout: duration.default(4_000),
   auth: outboundAuthSchema.default({ type: 'none' }),
   tls: backendTlsSchema.optional(),
@@ -163,8 +192,11 @@ export const compareRuleSchema = z.strictObject({
   mappings: z.array(mappingSchema).optional(),
   /** Module exporting `default (legacyBody, newBody, ctx) => { legacy, new }` run before the diff. */
   transform: z.string().min(1).optional(),
-  /** Paths whose values are replaced by "[redacted]" in examples. */
-  sensitive: z.array(jsonPath).optional(),
+  /**
+   * Paths (`$.user.ssn`) or field/header names (`ssn`, case-insensitive, anywhere) whose values are
+   * replaced by "[redacted]" in examples, besides the built-in credential words.
+   */
+  sensitive: z.array(z.string().regex(/^(\$.*|[A-Za-z0-9_-]+)$/, 'must be a path starting with "$" (e.g. $.user.ssn) or a field name (e.g. ssn)')).optional(),
   /** Response bodies captured for comparison up to this size; larger are compared as truncated. */
   maxBodyBytes: size.optional(),
   /** `strict`: `1` vs `1.0` is a `number_format` difference (like Diffy); `lenient`: one number, equal. */
@@ -221,7 +253,7 @@ export const shadowLimitsSchema = z.strictObject({
   /** Mirrors in flight at once across all routes; more are skipped as overload. */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
   /** Budget for a mirrored call (and for baseline replays). */
-  timeout: duration.default(5_000),
+  timeout: timeout.default(5_000),
   /** Connection cap of the separate pools used for mirrored calls. */
   connections: z.number().int().min(1).max(10_000).default(64),
   /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */

@@ -83,6 +83,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   private readonly capture: BodyCapture | null;
   private settled = false;
   private clientGone = false;
+  /** `backends.X.timeout` counts from dispatch: time queued for a connection is spent from it too. */
+  private readonly deadline: NodeJS.Timeout;
 
   constructor(
     private readonly res: ServerResponse,
@@ -93,7 +95,16 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   ) {
     this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
     res.once('close', this.onClientClose);
+    this.deadline = setTimeout(this.onDeadline, upstream.timeout);
+    upstream.inFlight++;
   }
+
+  private readonly onDeadline = (): void => {
+    const err = new UpstreamDeadlineError();
+    // Still queued: answer now; undici calls onRequestStart later, which aborts before sending.
+    if (this.controller === null) this.onResponseError(null, err);
+    this.controller?.abort(err);
+  };
 
   private readonly onClientClose = (): void => {
     if (this.settled) return;
@@ -108,6 +119,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.controller = controller;
     this.clock.onSocket(this.metrics, this.upstream.name, 'primary');
     if (this.clientGone) controller.abort(new ClientAbortedError());
+    else if (this.settled) controller.abort(new UpstreamDeadlineError());
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
@@ -136,7 +148,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.settle(undefined);
   }
 
-  onResponseError(_controller: Controller, err: Error): void {
+  onResponseError(_controller: Controller | null, err: Error): void {
+    if (this.settled) return;
     if (err instanceof ClientAbortedError || this.clientGone) {
       // Nobody is listening any more; the upstream request is already aborted.
       this.settle(err);
@@ -161,6 +174,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
+    clearTimeout(this.deadline);
+    this.upstream.inFlight--;
     const seconds = this.clock.seconds();
     const aborted = err instanceof ClientAbortedError || this.clientGone;
     const outcome = err === undefined ? outcomeOf(this.status) : isTimeout(err) ? 'timeout' : 'error';
@@ -257,6 +272,13 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
       seconds,
       error: err === undefined ? undefined : outcome,
     });
+  }
+}
+
+class UpstreamDeadlineError extends Error {
+  readonly code = 'CUTOVER_UPSTREAM_DEADLINE';
+  constructor() {
+    super('the backend did not answer within its timeout, queue time included');
   }
 }
 

@@ -14,16 +14,23 @@ export class Upstream {
   readonly pool: Pool;
   readonly timeout: number;
   readonly connectTimeout: number;
+  /** Requests allowed to wait for a pooled connection; 0 for no bound (mirror pools bound themselves). */
+  readonly maxPending: number;
+  readonly connections: number;
+  /** Client-path exchanges not settled yet (kept by ClientExchange): a cheap first look at the load. */
+  inFlight = 0;
 
-  constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number } = {}) {
+  constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number; maxPending?: number } = {}) {
     const url = new URL(config.url);
     this.name = name;
     this.origin = url.origin;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
     this.timeout = overrides.timeout ?? config.timeout;
     this.connectTimeout = config.connectTimeout;
+    this.maxPending = overrides.maxPending ?? config.maxPending;
+    this.connections = overrides.connections ?? config.connections;
     this.pool = new Pool(this.origin, {
-      connections: overrides.connections ?? config.connections,
+      connections: this.connections,
       keepAliveTimeout: config.keepAliveTimeout,
       headersTimeout: this.timeout,
       bodyTimeout: this.timeout,
@@ -31,6 +38,13 @@ export class Upstream {
       // Pipelining would let one slow response hold up unrelated requests queued behind it.
       pipelining: 1,
     });
+  }
+
+  /** Whether the pool's queue is full: a new request would only wait (and hold memory) in it. */
+  saturated(): boolean {
+    // While fewer exchanges are live than there are connections, nothing waits long: skip pool.stats,
+    // which walks every client of the pool.
+    return this.maxPending > 0 && this.inFlight >= this.connections && this.pool.stats.pending >= this.maxPending;
   }
 
   close(): Promise<void> {
@@ -42,7 +56,7 @@ export class Upstream {
   }
 }
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUT_CODES = new Set(['CUTOVER_UPSTREAM_DEADLINE', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
 /** Whether an upstream error means the backend took too long (504) rather than failed (502). */
 export function isTimeout(err: unknown): boolean {

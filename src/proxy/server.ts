@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/load.js';
-import { problem, PROBLEM_TYPE } from '../problem.js';
+import { problem, PROBLEM_TYPE, sendProblem } from '../problem.js';
 import { credentialHeaderNames, TrustedProxies, upstreamHeaders, type ForwardedContext } from '../forward/headers.js';
 import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
@@ -16,6 +16,7 @@ import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { tunnelUpgrade } from './upgrade.js';
+import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
 
 export interface Upstreams {
@@ -66,6 +67,10 @@ export class ProxyServer {
   private readonly needsClientIp: boolean;
   /** Emergency bypass: everything to legacy, nothing mirrored. */
   bypass = false;
+  /** Request-body bytes held across all connections (listen.maxBufferedBodyBytes). */
+  readonly bodyBudget: BodyBudget;
+  private readonly bodyLimits: BodyLimits;
+  private readonly bodyHolds = new WeakMap<IncomingMessage, BodyHold>();
 
   constructor(deps: ProxyDeps) {
     this.deps = deps;
@@ -87,8 +92,29 @@ export class ProxyServer {
       exposeHeadRoutes: false,
       routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
     });
+    this.bodyBudget = new BodyBudget(config.listen.maxBufferedBodyBytes);
+    this.bodyLimits = { bodyLimit: config.listen.bodyLimit, requestTimeout: config.listen.requestTimeout, bodyIdleTimeout: config.listen.bodyIdleTimeout };
+    // A body's bytes stay reserved until its response is over (sent, failed or abandoned).
+    this.app.addHook('onRequest', (request, reply, done) => {
+      const raw = request.raw;
+      if (raw.headers['content-length'] !== undefined || raw.headers['transfer-encoding'] !== undefined) {
+        const hold = new BodyHold(this.bodyBudget);
+        this.bodyHolds.set(raw, hold);
+        reply.raw.once('close', () => hold.release());
+      }
+      done();
+    });
     this.app.removeAllContentTypeParsers();
-    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    this.app.addContentTypeParser('*', (request, payload, done) => {
+      let hold = this.bodyHolds.get(request.raw);
+      if (hold === undefined) {
+        // Not announced by its headers (the hook saw neither length nor chunked): held until the request closes.
+        const late = new BodyHold(this.bodyBudget);
+        request.raw.once('close', () => late.release());
+        hold = late;
+      }
+      readBody(request.raw, payload, hold, this.bodyLimits, done);
+    });
     // `all` covers every method fastify supports; anything else still reaches the not-found handler.
     this.app.all('*', this.handle);
     this.app.setNotFoundHandler(this.handle);
@@ -130,6 +156,13 @@ export class ProxyServer {
     const res = reply.raw;
     // One snapshot for the whole request: a reload swaps the next one in for later requests only.
     const { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers } = this.decide(req, this.deps.snapshots.current());
+    // Checked before planning a mirror: a refused request takes no mirror slot.
+    if (primary.saturated()) {
+      route.metrics.rejected('saturated');
+      res.setHeader('retry-after', '1');
+      sendProblem(res, problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name }));
+      return;
+    }
     const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
     const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
@@ -152,7 +185,20 @@ export class ProxyServer {
     if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath: url, newPath, rawHeaders: req.rawHeaders, ctx, body });
   };
 
-  private readonly onError = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+  private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    if (error instanceof BodyRejectedError) {
+      const raw = request.raw;
+      if (error.reason !== null) this.deps.snapshots.current().routes.resolve(raw.method ?? 'GET', (raw.url ?? '/').split('?', 1)[0]).route.metrics.rejected(error.reason);
+      const title = error.statusCode === 408 ? 'Request timeout' : error.statusCode === 413 ? 'Payload too large' : 'Request bodies buffer full';
+      // The rest of this body is not read: the connection cannot carry another request.
+      void reply
+        .code(error.statusCode)
+        .header('connection', 'close')
+        .headers(error.statusCode === 503 ? { 'retry-after': '1' } : {})
+        .type(PROBLEM_TYPE)
+        .send(problem(error.statusCode, error.code, title, error.message));
+      return;
+    }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     const p =
       status === 413

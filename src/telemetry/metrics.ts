@@ -13,12 +13,15 @@ export type Role = 'primary' | 'shadow';
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
 export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down';
+/** Why the proxy answered a request itself instead of forwarding it. */
+export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path';
 
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
+const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path'];
 
 const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
 
@@ -175,6 +178,7 @@ export class RouteMetrics {
   private readonly comparisons: Record<ComparisonResult, Scalar>;
   private readonly skipped: Record<SkipReason, Scalar>;
   private readonly weight: Scalar;
+  private readonly rejections: Record<RejectReason, Scalar>;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
   private readonly fields = new Map<string, Map<string, Scalar>>();
   /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
@@ -200,6 +204,12 @@ export class RouteMetrics {
     this.comparisons = Object.fromEntries(COMPARISON_RESULTS.map((r) => [r, comparisonsTotal.series(route, r)])) as Record<ComparisonResult, Scalar>;
     this.skipped = Object.fromEntries(SKIP_REASONS.map((r) => [r, shadowSkippedTotal.series(route, r)])) as Record<SkipReason, Scalar>;
     this.weight = trafficWeight.series(route);
+    this.rejections = Object.fromEntries(REJECT_REASONS.map((r) => [r, telemetry.rejectedRequestsTotal.series(route, r)])) as Record<RejectReason, Scalar>;
+  }
+
+  /** The proxy answered this request itself (408, 503, 400) instead of forwarding it. */
+  rejected(reason: RejectReason): void {
+    this.rejections[reason].value++;
   }
 
   /** One upstream exchange finished (or failed): counts it and observes its duration in seconds. */
@@ -367,6 +377,13 @@ export class Telemetry {
   readonly configReloadsTotal = new Family('cutover_config_reloads_total', 'Config reloads (SIGHUP, POST /api/reload, cutover reload) by result: ok, or error (the running config was kept).', 'counter', ['result'], (l) => new Scalar(l));
   readonly configInfo = new Family('cutover_config_info', 'The loaded config, by hash of its validated content (1 for the loaded one).', 'gauge', ['hash'], (l) => new Scalar(l));
   readonly stateStoreUp = new Family('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', [], (l) => new Scalar(l));
+  readonly rejectedRequestsTotal = new Family(
+    'cutover_rejected_requests_total',
+    'Requests the proxy answered itself instead of forwarding, by route and reason: body_timeout (408, the body came too slowly), body_buffer_full (503, too many body bytes buffered at once), saturated (503, the backend pool queue is full), bad_path (400).',
+    'counter',
+    ['route', 'reason'],
+    (l) => new Scalar(l),
+  );
   private readonly families = [
     this.requestsTotal,
     this.requestDuration,
@@ -383,6 +400,7 @@ export class Telemetry {
     this.cutoverState,
     this.gateStatus,
     this.rollbacksTotal,
+    this.rejectedRequestsTotal,
   ];
   readonly credentials = new CredentialMetrics();
   readonly queueWait: Record<BackendName, Record<Role, Buckets>>;

@@ -1,0 +1,96 @@
+/**
+ * Attacker-chosen JSON keys (issue 9, row 4): backends that answer with 1 MB keys must not make
+ * /metrics, stored paths or the diffs answer grow with them. Keys are cut (with a hash suffix so
+ * distinct long keys stay distinct) where paths are made; examples are bounded when rendered.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { boundName, MAX_KEY_CHARS } from '../../src/compare/index.js';
+import { startBackend, waitFor, type TestBackend } from '../helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+
+const TOKEN = 'hostile-keys-token';
+process.env.CUTOVER_TEST_HOSTILE_TOKEN = TOKEN;
+
+let legacy: TestBackend | null = null;
+let next: TestBackend | null = null;
+let proxy: InProcessProxy | null = null;
+
+afterEach(async () => {
+  await proxy?.close(100);
+  await legacy?.close();
+  await next?.close();
+  proxy = legacy = next = null;
+});
+
+const MB = 1024 * 1024;
+
+/** A 1 MB key that differs from the others only at its end (and has a space, so it is not an id). */
+function hugeKey(i: number): string {
+  return `key ${'k'.repeat(MB)} ${i}`;
+}
+
+describe('boundName', () => {
+  it('keeps short names, cuts long ones to the bound, and keeps distinct long names distinct', () => {
+    expect(boundName('price')).toBe('price');
+    const a = boundName(hugeKey(1));
+    const b = boundName(hugeKey(2));
+    expect(a).toHaveLength(MAX_KEY_CHARS);
+    expect(b).toHaveLength(MAX_KEY_CHARS);
+    expect(a).not.toBe(b);
+    expect(boundName(hugeKey(1))).toBe(a);
+  });
+});
+
+describe('answers with 1 MB keys', () => {
+  it('keep /metrics and the diffs answer small', async () => {
+    // Each answer carries its own 1 MB key on both sides, with different values (a value mismatch),
+    // plus a key only the new side has (an extra field) and a 1 MB string value.
+    legacy = await startBackend((req, res) => {
+      const i = Number(req.url!.split('/').pop());
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ [hugeKey(i)]: 1, note: 'x'.repeat(MB) }));
+    });
+    next = await startBackend((req, res) => {
+      const i = Number(req.url!.split('/').pop());
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ [hugeKey(i)]: 2, [`extra ${hugeKey(i)}`]: true, note: 'y'.repeat(MB) }));
+    });
+    proxy = await startProxy(
+      baseConfig(legacy.url, next.url, {
+        admin: { host: '127.0.0.1', port: 0, tokenEnv: 'CUTOVER_TEST_HOSTILE_TOKEN' },
+        routes: [{ name: 'keys', match: { path: '/v1/keys/:id' }, shadow: { percent: 100 }, compare: { maxBodyBytes: '4mib' } }],
+      }),
+    );
+    const ANSWERS = 60;
+    for (let i = 0; i < ANSWERS; i++) {
+      const res = await fetch(`${proxy.dataUrl}/v1/keys/${i}`);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const comparisons = (): number => proxy!.analysis.diffs('keys')?.comparisons.total ?? 0;
+    await waitFor(() => comparisons() >= ANSWERS, 30_000, 'every pair to be compared');
+
+    const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    const fieldLines = metrics.split('\n').filter((l) => l.startsWith('cutover_mismatch_fields_total{route="keys"'));
+    // Distinct long keys stay distinct fields (up to the 50-field cap, then `_other`).
+    expect(new Set(fieldLines).size).toBeGreaterThan(10);
+    for (const line of fieldLines) expect(line.length).toBeLessThan(400);
+
+    const diffs = await fetch(`${proxy.adminUrl}/api/routes/keys/diffs`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(diffs.status).toBe(200);
+    const text = await diffs.text();
+    const report = JSON.parse(text) as { fields: { field: string; examples: { location: string; legacy?: unknown; new?: unknown }[] }[] };
+    expect(report.fields.length).toBeGreaterThan(10);
+    for (const f of report.fields) {
+      expect(f.field.length).toBeLessThanOrEqual(1024);
+      for (const e of f.examples) {
+        expect(e.location.length).toBeLessThanOrEqual(1024);
+        expect(JSON.stringify(e.legacy ?? null).length).toBeLessThanOrEqual(1026);
+      }
+    }
+    // 60 answers × 2 MB of keys: the answers stay well under a megabyte each.
+    expect(metrics.length).toBeLessThan(256 * 1024);
+    expect(text.length).toBeLessThan(1024 * 1024);
+    console.log(`60 answers with 1 MB keys: /metrics ${(metrics.length / 1024).toFixed(1)} KB, diffs answer ${(text.length / 1024).toFixed(1)} KB, RSS ${(process.memoryUsage().rss / MB).toFixed(0)} MB`);
+  }, 60_000);
+});

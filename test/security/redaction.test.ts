@@ -1,0 +1,63 @@
+/**
+ * Redaction of credential-named fields (issue 9, row 5): credential words are found inside
+ * camelCase, snake_case and kebab-case names, case-insensitively, and `compare.sensitive` adds
+ * names as well as paths.
+ */
+import { describe, expect, it } from 'vitest';
+import { BUILTIN_COMPARE } from '../../src/config/load.js';
+import { compileRules, redactDifference, redactValue, REDACTED } from '../../src/compare/index.js';
+import { validateConfig } from '../../src/config/load.js';
+
+const rules = compileRules(BUILTIN_COMPARE);
+
+const CREDENTIALS = [
+  'accessToken', 'refreshToken', 'refresh_token', 'REFRESH_TOKEN', 'id-token', 'userPassword', 'user_password', 'passwd',
+  'sessionId', 'session_id', 'SessionID', 'x-api-key', 'apiKey', 'api_key', 'APIKey', 'clientSecret', 'client-secret',
+  'authorization', 'Authorization', 'cookie', 'set-cookie', 'privateKey', 'private_key', 'credentials', 'webhookSignature',
+  'accesstoken', 'userpassword', 'secretKey', 'awsAccessKeyId', 'authToken', 'auth', 'jwt', 'passphrase',
+];
+const PLAIN = ['price', 'id', 'name', 'userId', 'keyboard', 'monkey', 'author', 'sessions_count_total_x'.replace('sessions', 'visits'), 'tags', 'createdAt', 'status'];
+
+describe('credential names', () => {
+  it.each(CREDENTIALS)('redacts the value of a field named %s in an example', (name) => {
+    const diff = redactDifference({ field: `$.${name}`, path: `$['${name}']`, kind: 'value', legacy: 'old-value', candidate: 'new-value' }, rules);
+    expect(diff.legacy).toBe(REDACTED);
+    expect(diff.candidate).toBe(REDACTED);
+    // Nested in a container preview too.
+    expect(redactValue({ user: { [name]: 's3cr3t', ok: 1 } }, '$', rules)).toEqual({ user: { [name]: REDACTED, ok: 1 } });
+  });
+
+  it.each(PLAIN)('keeps the value of a field named %s', (name) => {
+    expect(redactValue('visible', `$['${name}']`, rules)).toBe('visible');
+  });
+
+  it.each(['x-api-key', 'X-Auth-Token', 'authorization', 'cookie', 'x-session-id', 'x-client-secret'])('redacts the header %s', (name) => {
+    expect(redactValue('value-123', `header:${name}`, rules)).toBe(REDACTED);
+  });
+});
+
+describe('compare.sensitive', () => {
+  it('adds names (anywhere, case-insensitively) and paths', () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [{ name: 'r', match: { path: '/r' }, compare: { sensitive: ['ssn', '$.profile.birthDate', 'x-tenant'] } }],
+    });
+    const r = compileRules(config.routes[0].compare);
+    expect(redactValue('123-45-6789', '$.customer.SSN', r)).toBe(REDACTED);
+    expect(redactValue({ ssn: '1', name: 'Ann' }, '$.items[0]', r)).toEqual({ ssn: REDACTED, name: 'Ann' });
+    expect(redactValue('1990-01-01', '$.profile.birthDate', r)).toBe(REDACTED);
+    expect(redactValue('acme', 'header:x-tenant', r)).toBe(REDACTED);
+    expect(redactValue('Ann', '$.customer.name', r)).toBe('Ann');
+    // Without the rule the same values stay visible.
+    expect(redactValue('123-45-6789', '$.customer.SSN', rules)).toBe('123-45-6789');
+  });
+
+  it('rejects an entry that is neither a path nor a name, naming its path', () => {
+    expect(() =>
+      validateConfig({
+        backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+        routes: [{ name: 'r', match: { path: '/r' }, compare: { sensitive: ['a b'] } }],
+      }),
+    ).toThrow(/routes\[0\]\.compare\.sensitive\[0\]/);
+  });
+});

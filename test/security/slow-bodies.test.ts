@@ -1,0 +1,136 @@
+/**
+ * Slow and large request bodies (issue 9, row 1): a body that trickles or stalls gets 408 at its
+ * budget, and request bodies buffered at once across connections stay under
+ * listen.maxBufferedBodyBytes (503 past it), so many big half-sent bodies cannot exhaust memory.
+ */
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBackend, waitFor, type TestBackend } from '../helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+
+let backend: TestBackend | null = null;
+let proxy: InProcessProxy | null = null;
+const sockets: net.Socket[] = [];
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await proxy?.close(100);
+  await backend?.close();
+  proxy = null;
+  backend = null;
+});
+
+interface RawClient {
+  socket: net.Socket;
+  text: () => string;
+  closed: Promise<void>;
+}
+
+function rawClient(url: string, head: string): Promise<RawClient> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      socket.write(head);
+      resolve({ socket, text: () => text, closed });
+    });
+    sockets.push(socket);
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.once('error', reject);
+  });
+}
+
+function postHead(length: number, path = '/v1/upload'): string {
+  return `POST ${path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`;
+}
+
+async function scrape(p: InProcessProxy): Promise<string> {
+  return (await fetch(`${p.adminUrl}/metrics`)).text();
+}
+
+function counter(text: string, route: string, reason: string): number {
+  const m = new RegExp(`^cutover_rejected_requests_total\\{route="${route}",reason="${reason}"\\} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+const routes = [{ name: 'upload', match: { methods: ['POST'], path: '/v1/upload' }, shadow: { percent: 0 } }];
+
+describe('slow request bodies', () => {
+  it('answers 408 problem+json to a body trickling 1 byte per 200 ms past listen.requestTimeout, and to a stalled body past listen.bodyIdleTimeout', async () => {
+    backend = await startBackend();
+    proxy = await startProxy(baseConfig(backend.url, backend.url, { listen: { host: '127.0.0.1', port: 0, requestTimeout: '1s', bodyIdleTimeout: '500ms' }, routes }));
+
+    const trickle = await rawClient(proxy.dataUrl, postHead(100));
+    const started = Date.now();
+    const timer = setInterval(() => trickle.socket.writable && trickle.socket.write('x'), 200);
+    try {
+      await waitFor(() => trickle.text().includes('\r\n\r\n{'), 10_000, 'the trickling client to get an answer');
+    } finally {
+      clearInterval(timer);
+    }
+    const trickleMs = Date.now() - started;
+    expect(trickle.text()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(trickle.text()).toMatch(/content-type: application\/problem\+json/i);
+    expect(trickle.text()).toContain('"code":"REQUEST_TIMEOUT"');
+    await trickle.closed; // the connection is closed: the rest of the body is never read
+
+    const stalled = await rawClient(proxy.dataUrl, postHead(1000) + 'x'.repeat(500));
+    await waitFor(() => stalled.text().includes('\r\n\r\n{'), 10_000, 'the stalled client to get an answer');
+    expect(stalled.text()).toMatch(/^HTTP\/1\.1 408 /);
+    await stalled.closed;
+
+    expect(backend.received).toHaveLength(0);
+    expect(counter(await scrape(proxy), 'upload', 'body_timeout')).toBe(2);
+    console.log(`trickling client answered 408 after ${trickleMs} ms (requestTimeout 1s)`);
+  });
+
+  it('bounds the body bytes buffered across 20 connections that each send most of a 5 MB body: some get 503, memory stays bounded and is released after', async () => {
+    backend = await startBackend();
+    const MiB = 1024 * 1024;
+    proxy = await startProxy(baseConfig(backend.url, backend.url, { listen: { host: '127.0.0.1', port: 0, bodyLimit: '10mib', maxBufferedBodyBytes: '20mib', requestTimeout: '60s', bodyIdleTimeout: '60s' }, routes }));
+    const before = process.memoryUsage();
+    const body = Buffer.alloc(5 * MiB, 0x61);
+    const clients: RawClient[] = [];
+    for (let i = 0; i < 20; i++) {
+      const c = await rawClient(proxy.dataUrl, postHead(body.length));
+      c.socket.write(body.subarray(0, body.length - 1));
+      clients.push(c);
+    }
+    let peakArrayBuffers = 0;
+    let peakRss = 0;
+    const sample = (): void => {
+      const m = process.memoryUsage();
+      peakArrayBuffers = Math.max(peakArrayBuffers, m.arrayBuffers - before.arrayBuffers);
+      peakRss = Math.max(peakRss, m.rss - before.rss);
+    };
+    // Each client is either answered 503 or has its bytes held; wait until every byte sent is one or the other.
+    const rejected = (): RawClient[] => clients.filter((c) => c.text().startsWith('HTTP/1.1 503'));
+    let text = '';
+    await waitFor(async () => {
+      sample();
+      text = await scrape(proxy!);
+      const n = rejected().length;
+      return n >= 14 && counter(text, 'upload', 'body_buffer_full') === n;
+    }, 30_000, 'the body buffer to fill and the rest to be refused');
+    sample();
+    const refused = rejected();
+    expect(refused.length).toBeGreaterThanOrEqual(14);
+    expect(refused.length).toBeLessThan(20);
+    expect(refused[0].text()).toContain('"code":"BODY_BUFFER_FULL"');
+    expect(refused[0].text()).toMatch(/content-type: application\/problem\+json/i);
+    // 20 × 5 MiB would be 100 MiB held; the cap keeps it near 20 MiB, plus the chunks of refused
+    // bodies that the garbage collector has not taken back yet (so the bound here is loose).
+    expect(peakArrayBuffers).toBeLessThan(80 * MiB);
+    expect(counter(text, 'upload', 'body_buffer_full')).toBe(refused.length);
+
+    // Aborted bodies give their bytes back: a full body is accepted again afterwards.
+    for (const c of clients) c.socket.destroy();
+    await waitFor(() => proxy!.proxy.bodyBudget.bytes === 0, 5_000, 'the budget to be released');
+    const ok = await fetch(`${proxy.dataUrl}/v1/upload`, { method: 'POST', body: body, headers: { 'content-type': 'application/octet-stream' } });
+    expect(ok.status).toBe(200);
+    expect(backend.received.at(-1)?.body.length).toBe(body.length);
+    console.log(`20 × 5 MiB half-sent bodies, cap 20 MiB: ${refused.length} refused with 503; peak arrayBuffers +${(peakArrayBuffers / MiB).toFixed(1)} MiB, peak RSS +${(peakRss / MiB).toFixed(1)} MiB`);
+  }, 60_000);
+});
