@@ -87,9 +87,9 @@ export class Analysis implements EvidenceSource {
     this.configure(routes);
   }
 
-  /** Whether comparisons run in worker threads (false: on the main thread). */
+  /** Whether comparisons of big pairs run in worker threads (false: everything on the main thread). */
   get inWorkers(): boolean {
-    return this.pool !== null && this.pool.size > 0;
+    return this.pool !== null && this.pool.usable;
   }
 
   private readonly offload = async (pair: CapturedAnswerPair): Promise<void> => {
@@ -101,7 +101,7 @@ export class Analysis implements EvidenceSource {
     }
     // The worker compiles the settings of the snapshot the request started on; the record half runs
     // when it answers, on a turn of its own.
-    const compared = this.pool.size > 0 ? await this.pool.compare({ ...pair, route: pair.route.name }, pair.route.compare) : ra.compare(pair);
+    const compared = this.pool.usable ? await this.pool.compare({ ...pair, route: pair.route.name }, pair.route.compare) : ra.compare(pair);
     ra.record(pair, compared);
   };
 

@@ -78,20 +78,31 @@ export class ComparePool {
   private restarts = 0;
   private closed = false;
 
+  private started = false;
+
   constructor(
-    size: number,
+    private readonly workers: number,
     private readonly file: URL,
-  ) {
-    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
-  }
+  ) {}
 
-  /** How many comparisons the pool takes at once; 0 when every worker is gone. */
+  /** How many comparisons the pool takes at once. */
   get capacity(): number {
-    return this.slots.length * PER_WORKER;
+    return this.workers * PER_WORKER;
   }
 
-  get size(): number {
-    return this.slots.length;
+  /** False once workers kept dying and the pool gave up (the analysis then compares on its own thread). */
+  get usable(): boolean {
+    return !this.closed && (!this.started || this.slots.length > 0);
+  }
+
+  /**
+   * Workers start with the first comparison that needs one: a proxy whose answers are all small
+   * (compared on the main thread) never pays for their threads and memory.
+   */
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (let i = 0; i < this.workers; i++) this.slots.push(this.spawn());
   }
 
   private spawn(): Slot {
@@ -120,14 +131,9 @@ export class ComparePool {
     return slot;
   }
 
-  /** Whether a worker has room for one more comparison now. */
-  get hasRoom(): boolean {
-    for (const slot of this.slots) if (slot.pending.size < PER_WORKER) return true;
-    return false;
-  }
-
   /** Compares one pair in a worker, under `settings` (the route's, in the snapshot the request started on). */
   compare(pair: PairInput, settings: CompareSettings): Promise<Compared> {
+    this.start();
     let best: Slot | null = null;
     for (const slot of this.slots) if (best === null || slot.pending.size < best.pending.size) best = slot;
     if (best === null) return Promise.resolve({ baseline: null, main: null, failure: 'compare_failed: no comparison worker' });
