@@ -259,7 +259,7 @@ export const shadowLimitsSchema = z.strictObject({
   /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */
   compareWorkers: z.number().int().min(0).max(64).default(defaultCompareWorkers()),
   /** Bytes of captured answers waiting for (or in) comparison; mirrors past it are skipped as overload. */
-  compareQueueBytes: size.default(64 * 1024 * 1024),
+  compareQueueBytes: size.default(32 * 1024 * 1024),
   /** Event-loop bounds past which new mirrors are skipped as overload (see docs/metrics.md). */
   shedAt: z
     .strictObject({
