@@ -227,13 +227,21 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
     this.deadline.unref();
   }
 
-  onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
+    // An announced length past the cap is known to be truncated now: reading any of it is waste.
+    const length = Number(headers['content-length']);
+    if (length > this.capture.limit) {
+      this.capture.truncated = true;
+      this.settle(undefined);
+      controller.abort(new TruncatedError());
+    }
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.settled) return;
     this.capture.add(chunk);
     // Past the cap nothing more is kept, so reading on would only burn a connection and CPU.
     if (this.capture.truncated) {
