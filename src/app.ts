@@ -3,29 +3,33 @@
  * the data listener and the admin listener; and takes it down gracefully.
  */
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/load.js';
-import { createAdminServer } from './admin/server.js';
+import { createAdminServer, type AdminRoutes } from './admin/server.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
 import { createCutover, type Cutover } from './cutover/index.js';
 import { MemoryStore } from './cutover/store.js';
 import { FileStore } from './cutover/store-file.js';
 import { Reloader, type ReloadOutcome } from './reload.js';
 import { Snapshots } from './proxy/snapshot.js';
-import { credentialHeaderNames } from './forward/headers.js';
-import { Upstream } from './forward/upstream.js';
+import { credentialQueryNames } from './forward/shaping.js';
+import { Upstream, type UpstreamShaping } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
 import { ShadowEngine } from './shadow/engine.js';
+import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-import { Telemetry } from './telemetry/metrics.js';
+import { Telemetry, type BackendName } from './telemetry/metrics.js';
 
 export interface AppOptions {
   logger?: Logger;
   /** Collect prom-client's process metrics (default true). */
   defaultMetrics?: boolean;
-  /** Receives every completed mirror pair (besides the built-in analysis). */
+  /** Receives every completed mirror pair (besides the built-in analysis), before the analysis queues it. */
   onPair?: (pair: CapturedAnswerPair) => void;
   analysis?: Partial<AnalysisOptions>;
+  /** Extra admin routes (see admin/server.ts for the convention). */
+  adminRoutes?: readonly AdminRoutes[];
   /** Loads the config again for a reload (SIGHUP, POST /api/reload); without it reloads are refused. */
   reloadConfig?: () => Promise<Config>;
 }
@@ -33,6 +37,8 @@ export interface AppOptions {
 export interface App {
   dataUrl: string;
   adminUrl: string;
+  /** The admin fastify instance (its routes: `adminRoutesOf(app.admin)`). */
+  admin: FastifyInstance;
   telemetry: Telemetry;
   /** The live config snapshot (`current()` is what a request starting now uses). */
   snapshots: Snapshots;
@@ -71,11 +77,22 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const snapshots = new Snapshots(config, telemetry, store.snapshot());
   store.onChange((state) => snapshots.applyWeights(state));
   const routes = snapshots.current().routes;
-  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy), new: new Upstream('new', config.backends.new) };
+  // How each backend's requests are shaped (forward/shaping.ts); per-backend outbound auth
+  // (`outbound` interceptors) and TLS (`connect`) join here, for live and shadow pools alike.
+  const shaping = (_backend: BackendName): UpstreamShaping => ({ legacyCredentials: config.credentials.legacy });
+  const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
   // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout, maxPending: 0 };
-  const shadowPools = { legacy: new Upstream('legacy', config.backends.legacy, shadowLimits), new: new Upstream('new', config.backends.new, shadowLimits) };
-  const analysis = new Analysis(routes, options.analysis);
+  const shadowPools = {
+    legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy'), shadowLimits),
+    new: new Upstream('new', config.backends.new, shaping('new'), shadowLimits),
+  };
+  const analysis = new Analysis(routes, {
+    queueBytes: config.shadow.compareQueueBytes,
+    workers: config.shadow.compareWorkers,
+    ...options.analysis,
+  });
+  const shed = new LoadShedder(config.shadow.shedAt);
   // The store's weights are the one source: the controller writes them, and its onWeight only asks
   // the live table to take them again (0 everywhere while the bypass is on, even before the store has it).
   const cutover = await createCutover(config, { store, analysis, telemetry, logger, onWeight: () => snapshots.applyWeights(store.snapshot()) });
@@ -85,13 +102,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     pools: shadowPools,
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
-    credentialHeaders: credentialHeaderNames(config.credentials.legacy),
+    credentialQuery: credentialQueryNames(config.credentials.legacy),
+    shed,
+    comparisons: analysis,
+    // Called before the pair is queued: once queued, its bodies may move to a comparison worker.
     onPair:
       onPair === undefined
-        ? analysis.submit
+        ? analysis.submitReserved
         : (pair) => {
-            analysis.submit(pair);
             onPair(pair);
+            analysis.submitReserved(pair);
           },
   });
   const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, bypassed: () => cutover.controller.bypassed() });
@@ -101,8 +121,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
-  const admin = createAdminServer({ telemetry, token: config.adminToken, ready: () => ready, diffs: (route) => analysis.diffs(route), reload });
-  cutover.register(admin, () => snapshots.current().hash);
+  const leverRoutes = (app: FastifyInstance): void => cutover.register(app, () => snapshots.current().hash);
+  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, [...(options.adminRoutes ?? []), leverRoutes]);
 
   try {
     await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
@@ -129,6 +149,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       const deadline = setTimeout(() => {
         logger.warn({ drainMs }, 'drain deadline reached; closing remaining connections');
         proxy.app.server.closeAllConnections();
+        // Upgraded sockets left the HTTP server's bookkeeping; without this they keep relaying.
+        proxy.tunnels.destroyAll();
       }, drainMs);
       deadline.unref();
       await proxy.app.close();
@@ -137,7 +159,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([upstreams.legacy.close(), upstreams.new.close()]);
       // Mirrors still in flight are not worth waiting for: their client answers are long gone.
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
+      shed.close();
       await cutover.close();
+      await analysis.close();
       await store.close();
       logger.info('cutover stopped');
       logger.flush?.();
@@ -145,5 +169,5 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return closing;
   };
 
-  return { dataUrl, adminUrl, telemetry, snapshots, store, cutover, reload, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, admin, telemetry, snapshots, store, cutover, reload, proxy, analysis, shadow, logger, close };
 }

@@ -1,28 +1,43 @@
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { bucketOf, BUCKETS, weightToBuckets } from '../src/routing/hash.js';
+import { BUCKETS, weightToBuckets } from '../src/routing/hash.js';
+import { RouteTable, type Route } from '../src/routing/table.js';
+import { validateConfig } from '../src/config/load.js';
+import { Telemetry } from '../src/telemetry/metrics.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy } from './helpers/proxy.js';
 
 describe('sticky split', () => {
-  it('puts the share of 20,000 keys given by the weight on the new backend, within ±1%', () => {
-    const keys = Array.from({ length: 20_000 }, (_, i) => `client-${i}`);
-    for (const weight of [1, 5, 25, 50, 90]) {
-      const threshold = weightToBuckets(weight);
-      const onNew = keys.filter((k) => bucketOf(k) < threshold).length;
-      expect(Math.abs((onNew / keys.length) * 100 - weight), `weight ${weight}`).toBeLessThanOrEqual(1);
-    }
-  });
+  /** A real Route, as the proxy builds it from config, so the test exercises what the proxy applies. */
+  function liveRoute(): Route {
+    const config = validateConfig({ backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    return new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false })).get('r')!;
+  }
 
-  it('only ever moves clients from legacy to new when the weight rises', () => {
+  it('puts the share of 20,000 keys given by the weight on the new backend (±1%), only ever moving clients from legacy to new, at every step', () => {
+    const route = liveRoute();
     const keys = Array.from({ length: 20_000 }, (_, i) => `tenant-${i * 7919}`);
     let previous = new Set<string>();
-    for (const weight of [0, 0.01, 1, 5, 25, 50, 75, 100]) {
-      const onNew = new Set(keys.filter((k) => bucketOf(k) < weightToBuckets(weight)));
-      for (const k of previous) expect(onNew.has(k)).toBe(true);
+    for (let step = 0; step <= 100; step++) {
+      const weight = step === 1 ? 0.01 : step;
+      route.setWeight(weight);
+      const onNew = new Set(keys.filter((k) => route.servesNew(k)));
+      expect(Math.abs((onNew.size / keys.length) * 100 - weight), `weight ${weight}`).toBeLessThanOrEqual(1);
+      const movedBack = [...previous].filter((k) => !onNew.has(k));
+      expect(movedBack, `weight ${weight} moved clients back to legacy`).toEqual([]);
       previous = onNew;
     }
     expect(previous.size).toBe(keys.length);
+  });
+
+  it('splits 20,000 keyless requests at exactly the weight, at every step', () => {
+    const route = liveRoute();
+    for (const weight of [0, 0.01, 1, 5, 12.5, 25, 33.33, 50, 75, 99.99, 100]) {
+      route.setWeight(weight);
+      let onNew = 0;
+      for (let i = 0; i < 20_000; i++) if (route.servesNew(undefined)) onNew++;
+      expect(onNew, `weight ${weight}`).toBe(Math.round((20_000 * weight) / 100));
+    }
   });
 
   it('has 0.01 % resolution', () => {

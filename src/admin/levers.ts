@@ -8,6 +8,7 @@ import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
 import type { AuditLog } from '../cutover/audit.js';
 import { LeverError, type Controller } from '../cutover/controller.js';
 import { buildReport, renderMarkdown, type ReportFieldInput } from '../cutover/report.js';
+import { callerOf } from './auth.js';
 
 export interface LeverDeps {
   controller: Controller;
@@ -23,13 +24,9 @@ const MAX_REASON = 500;
 const LEVERS = ['promote', 'pause', 'resume', 'rollback'] as const;
 type Lever = (typeof LEVERS)[number];
 
-/**
- * Who is calling, for the audit log. The admin auth guard (named tokens, issue 10) puts the caller
- * on the request; until that lands here the lead switches this to its helper.
- */
+/** Who is calling, for the audit log: the admin auth guard put the caller on the request. */
 function callerName(request: FastifyRequest): string {
-  // `caller` is added by the auth guard on another branch; not typed on FastifyRequest yet.
-  return (request as unknown as { caller?: { name?: string } }).caller?.name ?? 'unknown';
+  return callerOf(request)?.name ?? 'unknown';
 }
 
 function send(reply: FastifyReply, p: Problem): FastifyReply {
@@ -65,8 +62,8 @@ function leverFailure(reply: FastifyReply, err: unknown): FastifyReply {
 
 export function registerLeverRoutes(app: FastifyInstance, deps: LeverDeps): void {
   const { controller } = deps;
-  const viewer = { config: { role: 'viewer' } };
-  const operator = { config: { role: 'operator' } };
+  const viewer = { config: { role: 'viewer' as const } };
+  const operator = { config: { role: 'operator' as const } };
 
   app.get('/api/state', viewer, async () => controller.view());
 

@@ -6,14 +6,15 @@
 import type { FastifyInstance } from 'fastify';
 import { problem, PROBLEM_TYPE } from '../problem.js';
 import type { ReloadOutcome } from '../reload.js';
+import { callerOf } from './auth.js';
 
 const STATUS = { CONFIG_INVALID: 422, CONFIG_NEEDS_RESTART: 409, RELOAD_UNAVAILABLE: 409 } as const;
 const TITLE = { CONFIG_INVALID: 'Config invalid', CONFIG_NEEDS_RESTART: 'Config needs a restart', RELOAD_UNAVAILABLE: 'Reload unavailable' } as const;
 
 export function registerReload(app: FastifyInstance, reload: (trigger: string) => Promise<ReloadOutcome>): void {
   app.post('/api/reload', { config: { role: 'operator' } }, async (request, reply) => {
-    // The guard names who asked once it knows (named tokens); until then the admin token is one operator.
-    const who = (request as { principal?: { name?: string } }).principal?.name ?? 'admin';
+    // The admin guard has put the authenticated caller on the request.
+    const who = callerOf(request)?.name ?? 'admin';
     const outcome = await reload(`api:${who}`);
     if (outcome.ok) return { status: outcome.changed ? 'reloaded' : 'unchanged', version: outcome.version, hash: outcome.hash, routes: outcome.routes };
     return reply

@@ -1,43 +1,96 @@
 /**
- * The admin listener: a second fastify instance on its own port. `/metrics`, `/healthz` and
- * `/readyz` are open (scrapers and probes carry no secrets); everything under `/api/` needs the
- * bearer token. Errors are problem+json.
+ * The admin listener: a second fastify instance on its own port. Deny by default (see auth.ts):
+ * only `OPEN_ADMIN_PATHS` answer without a token, decided on the matched route. Errors are
+ * problem+json; every 500 is logged with its cause.
+ *
+ * Adding admin routes from another module: pass a registrar as `extraRoutes`, e.g.
+ *
+ *   createAdminServer(deps, [(app) => {
+ *     app.post('/api/reload', { config: { role: 'operator' } }, async (request) => {
+ *       const who = callerOf(request); // { name, role } for the audit log
+ *       ...
+ *     });
+ *   }]);
+ *
+ * A route that pulls a lever declares `config: { role: 'operator' }`; anything else needs at least a
+ * viewer token. A viewer on an operator route gets 403. Never add a path to OPEN_ADMIN_PATHS for
+ * convenience: open paths are for probes and scrapers only.
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 import type { Telemetry } from '../telemetry/metrics.js';
-import { bearerChecker } from './auth.js';
+import type { Logger } from '../telemetry/logger.js';
+import { OPEN_ADMIN_PATHS, roleAllows, setCaller, tokenChecker, type AdminToken } from './auth.js';
 import { registerReload } from './reload.js';
 import type { ReloadOutcome } from '../reload.js';
 
 export interface AdminDeps {
   telemetry: Telemetry;
-  token: string | undefined;
+  /** Named tokens with roles; empty means the API (all but the open paths) is locked. */
+  tokens: readonly AdminToken[];
   /** Whether the proxy is ready to take traffic (config loaded, listeners up, not draining). */
   ready: () => boolean;
   /** The diffs report of a route, or undefined when no route has that name. */
   diffs: (route: string) => DiffsReport | undefined;
   /** Loads the config again (`POST /api/reload`). */
   reload?: (trigger: string) => Promise<ReloadOutcome>;
+  /** Where admin failures are logged (with their cause). */
+  logger?: Logger;
+}
+
+/** Registers admin routes on the admin instance; see the module comment for the convention. */
+export type AdminRoutes = (app: FastifyInstance) => void;
+
+export interface RegisteredAdminRoute {
+  method: string;
+  url: string;
+}
+
+const registered = new WeakMap<FastifyInstance, RegisteredAdminRoute[]>();
+
+/** Every route registered on an admin instance (method and template), for tests and docs. */
+export function adminRoutesOf(app: FastifyInstance): readonly RegisteredAdminRoute[] {
+  return registered.get(app) ?? [];
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.code(p.status).type(PROBLEM_TYPE).send(p);
 }
 
-export function createAdminServer(deps: AdminDeps): FastifyInstance {
-  const app = Fastify({ logger: false, requestIdHeader: false, forceCloseConnections: true });
-  const authorized = bearerChecker(deps.token);
+export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRoutes[] = []): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    requestIdHeader: false,
+    forceCloseConnections: true,
+    // A URL the router cannot decode matches no route: nothing to authorise, and nothing leaks.
+    frameworkErrors: (_error, _request, reply) => void sendProblem(reply, problem(400, 'BAD_REQUEST', 'Bad request', 'The URL has a malformed percent-encoding.')),
+  });
+  const authenticate = tokenChecker(deps.tokens);
+  const routes: RegisteredAdminRoute[] = [];
+  registered.set(app, routes);
+  app.addHook('onRoute', (options) => {
+    for (const method of [options.method].flat()) routes.push({ method, url: options.url });
+  });
 
+  // onRequest runs after routing, so `routeOptions.url` is the matched template (undefined when
+  // nothing matched): the one thing an encoded or absolute-form URL cannot disguise.
   app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/api/')) return;
-    if (authorized(request.headers.authorization)) return;
-    const detail = deps.token
-      ? 'Send the admin token as "Authorization: Bearer <token>".'
-      : 'The admin API has no token configured; set admin.tokenFile or admin.tokenEnv and restart.';
-    reply.header('www-authenticate', 'Bearer realm="cutover"');
-    return sendProblem(reply, problem(401, 'UNAUTHORIZED', 'Unauthorized', detail));
+    const template = request.routeOptions.url;
+    if (template !== undefined && OPEN_ADMIN_PATHS.has(template)) return;
+    const caller = authenticate(request.headers.authorization);
+    if (caller === null) {
+      const detail = deps.tokens.length
+        ? 'Send an admin token as "Authorization: Bearer <token>".'
+        : 'The admin API has no token configured; set admin.tokens (or admin.tokenFile) and restart.';
+      reply.header('www-authenticate', 'Bearer realm="cutover"');
+      return sendProblem(reply, problem(401, 'UNAUTHORIZED', 'Unauthorized', detail));
+    }
+    const need = request.routeOptions.config?.role ?? 'viewer';
+    if (!roleAllows(caller.role, need)) {
+      return sendProblem(reply, problem(403, 'FORBIDDEN', 'Forbidden', `The token "${caller.name}" has the ${caller.role} role; this endpoint needs ${need}.`));
+    }
+    setCaller(request, caller);
   });
 
   app.get('/metrics', async (_request, reply) => {
@@ -59,12 +112,14 @@ export function createAdminServer(deps: AdminDeps): FastifyInstance {
   });
 
   if (deps.reload) registerReload(app, deps.reload);
+  for (const register of extraRoutes) register(app);
 
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problem(404, 'NOT_FOUND', 'Not found', `No admin endpoint answers ${request.method} ${request.url.split('?')[0]}.`)),
   );
-  app.setErrorHandler((error: { statusCode?: number; message: string }, _request, reply) => {
+  app.setErrorHandler((error: { statusCode?: number; message: string }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status === 500) deps.logger?.error({ err: error, method: request.method, route: request.routeOptions.url }, 'admin request failed');
     return sendProblem(reply, problem(status, status === 500 ? 'ADMIN_ERROR' : 'BAD_REQUEST', status === 500 ? 'Admin error' : 'Bad request', status === 500 ? 'The admin API failed on this request; see the proxy logs.' : error.message));
   });
   return app;

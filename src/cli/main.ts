@@ -48,7 +48,7 @@ function packagePath(relative: string): string {
 export function summarize(config: Config): string {
   const lines = [
     `config OK: ${config.source}`,
-    `  listen   ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}${config.adminToken ? ' (token set)' : ' (no token: /api is locked)'}`,
+    `  listen   ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}${config.adminTokens.length ? ` (tokens: ${config.adminTokens.map((t) => `${t.name}=${t.role}`).join(', ')})` : ' (no token: /api is locked)'}`,
     `  legacy   ${maskUrls(config.backends.legacy.url)}   timeout ${config.backends.legacy.timeout} ms`,
     `  new      ${maskUrls(config.backends.new.url)}   timeout ${config.backends.new.timeout} ms`,
     `  sticky   ${config.sticky?.key ?? '(none: requests are split by an exact counter)'}`,
@@ -72,7 +72,7 @@ function onSignals(stop: () => Promise<void>): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      process.stderr.write(`cutover: ${signal} again, exiting now\n`);
+      process.stderr.write(`cutover: ${signal} during shutdown; exiting now without finishing the drain\n`);
       process.exit(EXIT_RUNTIME);
     }
     stopping = true;
@@ -84,8 +84,9 @@ function onSignals(stop: () => Promise<void>): void {
       },
     );
   };
-  process.once('SIGTERM', handler);
-  process.once('SIGINT', handler);
+  // `on`, not `once`: a second signal must reach the handler (exit 1 with a line), not kill us silently.
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -16,6 +16,7 @@ import type { GateThresholds } from '../cutover/types.js';
 import { maskUrls } from './mask.js';
 import { credentialProblems, resolveCredentialPaths } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
+import type { AdminToken } from '../admin/auth.js';
 
 export type TransformFn = (legacy: unknown, candidate: unknown, ctx: { route: string; method: string; path: string }) => { legacy: unknown; candidate: unknown };
 
@@ -73,6 +74,8 @@ export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
   defaults: { shadow: ShadowSettings; compare: CompareSettings; rules: RouteRules };
   /** The admin bearer token, read from admin.tokenFile or admin.tokenEnv. */
   adminToken?: string;
+  /** Every admin token with its name and role (admin.tokens, plus admin.tokenFile/tokenEnv as operator "admin"). */
+  adminTokens: AdminToken[];
   /** The rollback webhook URL, from cutover.webhook, webhookFile or webhookEnv. */
   cutoverWebhook?: string;
   /** Where the config came from, for messages. */
@@ -213,6 +216,25 @@ function readSecret(file: string | undefined, env: string | undefined, configDir
   return undefined;
 }
 
+function adminTokensOf(raw: RawConfig, single: string | undefined, configDir: string, problems: string[]): AdminToken[] {
+  const tokens: AdminToken[] = single === undefined ? [] : [{ name: 'admin', role: 'operator', secret: single }];
+  const names = new Set(tokens.map((t) => t.name));
+  raw.admin.tokens.forEach((t, i) => {
+    const path = `admin.tokens[${i}]`;
+    if (names.has(t.name)) problems.push(`${path}.name: "${t.name}" is used twice${t.name === 'admin' ? ' (admin.tokenFile/tokenEnv is the token named "admin")' : ''}`);
+    names.add(t.name);
+    if (!t.tokenFile === !t.tokenEnv) {
+      problems.push(`${path}: give tokenFile or tokenEnv (exactly one)`);
+      return;
+    }
+    const secret = readSecret(t.tokenFile, t.tokenEnv, configDir, path, problems);
+    if (secret === undefined) return;
+    if (tokens.some((o) => o.secret === secret)) problems.push(`${path}: the same secret is already another token's; each token needs its own`);
+    tokens.push({ name: t.name, role: t.role, secret });
+  });
+  return tokens;
+}
+
 /** The webhook URL from its file or variable; checked like `cutover.webhook`. */
 function webhookSecret(file: string | undefined, env: string | undefined, configDir: string, problems: string[]): string | undefined {
   const where = file ? 'cutover.webhookFile' : 'cutover.webhookEnv';
@@ -242,6 +264,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   resolveCredentialPaths(raw, configDir);
   const problems = [...crossFieldProblems(raw), ...credentialProblems(raw)];
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
+  const adminTokens = adminTokensOf(raw, adminToken, configDir, problems);
   const cutoverWebhook = raw.cutover.webhook ?? webhookSecret(raw.cutover.webhookFile, raw.cutover.webhookEnv, configDir, problems);
   if (problems.length) throw new ConfigError(problems, source);
 
@@ -281,6 +304,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     defaults: { shadow: mergeShadow(raw.defaults.shadow), compare: defaultCompare, rules: defaultRules },
     cutover: { ...raw.cutover, audit: { path: raw.cutover.audit.path && resolvePath(configDir, raw.cutover.audit.path) } },
     adminToken,
+    adminTokens,
     cutoverWebhook,
     source,
     hash: createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 12),

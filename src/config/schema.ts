@@ -5,6 +5,7 @@
  * Route-level `shadow` and `compare` are partial: they are merged over `defaults.*` and then over the
  * built-in defaults by `resolve.ts`, so this file keeps them without defaults of their own.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseDuration, parseSize } from './units.js';
@@ -97,10 +98,21 @@ export const listenSchema = z.strictObject({
   maxBufferedBodyBytes: size.default(256 * 1024 * 1024),
 });
 
+export const adminTokenSchema = z.strictObject({
+  /** Who this token is, in the audit log. */
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
+  /** `viewer` reads; `operator` also pulls levers. */
+  role: z.enum(['viewer', 'operator']),
+  ...secretSource,
+});
+
 export const adminSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: port.default(9090),
+  /** The single token of earlier configs: one operator token named `admin`. */
   ...secretSource,
+  /** Named admin tokens with roles. */
+  tokens: z.array(adminTokenSchema).default([]),
 });
 
 /** A secret given by file (trailing newline trimmed; read when used, so a rotated file is picked up) or env var. */
@@ -255,12 +267,32 @@ export const shadowLimitsSchema = z.strictObject({
   timeout: timeout.default(5_000),
   /** Connection cap of the separate pools used for mirrored calls. */
   connections: z.number().int().min(1).max(10_000).default(64),
+  /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */
+  compareWorkers: z.number().int().min(0).max(64).default(defaultCompareWorkers()),
+  /** Bytes of captured answers waiting for (or in) comparison; mirrors past it are skipped as overload. */
+  compareQueueBytes: size.default(32 * 1024 * 1024),
+  /** Event-loop bounds past which new mirrors are skipped as overload (see docs/metrics.md). */
+  shedAt: z
+    .strictObject({
+      eventLoopDelay: duration.default(50),
+      utilisation: z.number().min(0).max(1).default(0.95),
+    })
+    .default({ eventLoopDelay: 50, utilisation: 0.95 }),
 });
+
+/** One core stays with the event loop; a few workers are enough for the rest (more only add memory). */
+export function defaultCompareWorkers(): number {
+  return Math.max(0, Math.min(4, availableParallelism() - 1));
+}
 
 const credentialSchema = z.union([
   z.strictObject({ header: z.string().min(1) }),
   z.strictObject({ bearer: z.literal(true) }),
   z.strictObject({ cookie: z.string().min(1) }),
+  /** A query parameter, e.g. `?api_key=...`: stripped toward new and redacted wherever the proxy keeps a path. */
+  z.strictObject({ query: z.string().min(1) }),
+  /** HTTP Basic (`Authorization: Basic ...`). */
+  z.strictObject({ basic: z.literal(true) }),
 ]);
 
 const fingerprint = z.string().regex(/^fp_[0-9a-f]{16}$/, 'must be a fingerprint: fp_ and 16 hex digits (see `cutover fingerprint`)');

@@ -143,10 +143,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
   });
 
   // The proxy must talk to the ports the backends really got (they may have been 0).
+  // The demo's admin API gets a token for this run only, so the diffs API can be tried at once.
+  const adminToken = loaded.adminToken ?? randomBytes(12).toString('hex');
   const config: Config = {
     ...loaded,
-    // The demo's admin API gets a token for this run only, so the diffs API can be tried at once.
-    adminToken: loaded.adminToken ?? randomBytes(12).toString('hex'),
+    adminToken,
+    adminTokens: loaded.adminToken === undefined ? [{ name: 'admin', role: 'operator', secret: adminToken }, ...loaded.adminTokens] : loaded.adminTokens,
     listen: { ...loaded.listen, port: ports.listen ?? loaded.listen.port },
     admin: { ...loaded.admin, port: ports.admin ?? loaded.admin.port },
     cutover: { ...loaded.cutover, ...options.cutover },

@@ -11,6 +11,7 @@ import { outcomeOf, type BackendName, type RouteMetrics, type Role } from '../te
 import { BodyCapture, type UpstreamAnswer } from './capture.js';
 import { downstreamHeaders } from './headers.js';
 import { isTimeout, type Upstream } from './upstream.js';
+import type { OutboundIntent, ShapedDispatchOptions } from './shaping.js';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -26,10 +27,11 @@ const EMPTY = Buffer.alloc(0);
 
 export interface ExchangeRequest {
   method: string;
-  /** Path and query as the backend expects them (without the backend's base path). */
+  /** Canonical path and query as the backend expects them (without the backend's base path). */
   path: string;
-  headers: string[];
   body: Buffer | null;
+  /** What the shaping layer needs to build the upstream headers (shaping.ts). */
+  intent: OutboundIntent;
 }
 
 /** What to call when an exchange is over: the answer (with the captured body when capturing). */
@@ -62,14 +64,14 @@ class ExchangeClock {
   }
 }
 
-/** Builds the options undici's dispatch takes, once per call. */
-export function dispatchOptions(upstream: Upstream, req: ExchangeRequest): Dispatcher.DispatchOptions {
+/** Builds the options `upstream.dispatcher` takes, once per call; the shaping layer adds headers and base path. */
+export function dispatchOptions(upstream: Upstream, req: ExchangeRequest): ShapedDispatchOptions {
   return {
     origin: upstream.origin,
-    path: upstream.basePath + req.path,
+    path: req.path,
     method: req.method as Dispatcher.HttpMethod,
-    headers: req.headers,
     body: req.body,
+    cutover: req.intent,
     // An upstream that hangs up after a request we sent must not be retried behind the client's back.
     idempotent: false,
   };
@@ -225,13 +227,21 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
     this.deadline.unref();
   }
 
-  onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
+    // An announced length past the cap is known to be truncated now: reading any of it is waste.
+    const length = Number(headers['content-length']);
+    if (length > this.capture.limit) {
+      this.capture.truncated = true;
+      this.settle(undefined);
+      controller.abort(new TruncatedError());
+    }
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.settled) return;
     this.capture.add(chunk);
     // Past the cap nothing more is kept, so reading on would only burn a connection and CPU.
     if (this.capture.truncated) {

@@ -16,6 +16,12 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
 // x-cutover-shadow is ours: a client must not be able to mark its live request as a shadow one.
 const REPLACED = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-cutover-shadow']);
 
+/**
+ * Headers that claim who the client is or how it reached us. From an untrusted peer they are
+ * the client's own words, so they are dropped; a trusted proxy's are passed on.
+ */
+const CLIENT_CLAIMS = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-client-ip', 'cf-connecting-ip']);
+
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
   const text = Array.isArray(value) ? value.join(',') : value;
@@ -55,10 +61,29 @@ export function credentialHeaderNames(locations: readonly CredentialLocation[]):
   const names = new Set<string>();
   for (const loc of locations) {
     if ('header' in loc) names.add(loc.header.toLowerCase());
-    else if ('bearer' in loc) names.add('authorization');
-    else names.add('cookie');
+    else if ('bearer' in loc || 'basic' in loc) names.add('authorization');
+    else if ('cookie' in loc) names.add('cookie');
+    // Query credentials are not headers: the shaping layer strips them from the request target.
   }
   return names;
+}
+
+/**
+ * The client's address: the TCP peer, or — when the peer is a trusted proxy — X-Forwarded-For read
+ * right to left, skipping trusted proxies. Reading from the right matters: an appending load
+ * balancer puts what it saw last, while everything to the left is whatever the client wrote.
+ */
+export function clientAddress(ctx: { peer: string; peerTrusted: boolean }, xff: string | string[] | undefined, trusted: TrustedProxies): string {
+  if (!ctx.peerTrusted || xff === undefined) return ctx.peer;
+  const hops = (Array.isArray(xff) ? xff.join(',') : xff).split(',');
+  let leftmost = ctx.peer;
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i].trim();
+    if (!hop) continue;
+    if (!trusted.has(hop)) return hop;
+    leftmost = hop;
+  }
+  return leftmost;
 }
 
 export interface ForwardedContext {
@@ -86,7 +111,11 @@ export function upstreamHeaders(raw: readonly string[], ctx: ForwardedContext, s
     const name = raw[i];
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') named = connectionTokens(raw[i + 1]);
+      if (lower === 'connection') {
+        // Every Connection field counts: a second one must not un-name what the first named.
+        const tokens = connectionTokens(raw[i + 1]);
+        if (tokens !== null) named = named === null ? tokens : new Set([...named, ...tokens]);
+      }
       continue;
     }
     if (REPLACED.has(lower)) {
@@ -98,6 +127,7 @@ export function upstreamHeaders(raw: readonly string[], ctx: ForwardedContext, s
       continue;
     }
     if (strip !== null && strip.has(lower)) continue;
+    if (!ctx.peerTrusted && CLIENT_CLAIMS.has(lower)) continue;
     out.push(name, raw[i + 1]);
   }
   if (named !== null) {

@@ -2,9 +2,17 @@
  * One keep-alive undici pool per backend (and a separate, smaller one per backend for mirrored
  * calls, so a slow shadow backend can never take connections the client path needs).
  */
-import { Pool } from 'undici';
-import type { BackendConfig } from '../config/schema.js';
+import { Pool, type Dispatcher } from 'undici';
+import type { BackendConfig, CredentialLocation } from '../config/schema.js';
 import type { BackendName } from '../telemetry/metrics.js';
+import { shapeDispatcher, type ShapingOptions } from './shaping.js';
+
+/** What every pool toward a backend shares: how its requests are shaped (see shaping.ts). */
+export interface UpstreamShaping {
+  legacyCredentials: readonly CredentialLocation[];
+  outbound?: ShapingOptions['outbound'];
+  connect?: ShapingOptions['connect'];
+}
 
 export class Upstream {
   readonly name: BackendName;
@@ -12,6 +20,8 @@ export class Upstream {
   /** Path prefix of the backend URL ('' when it is the root), prepended to every request path. */
   readonly basePath: string;
   readonly pool: Pool;
+  /** The pool behind the shaping layer: every request to this backend is dispatched here. */
+  readonly dispatcher: Dispatcher;
   readonly timeout: number;
   readonly connectTimeout: number;
   /** Requests allowed to wait for a pooled connection; 0 for no bound (mirror pools bound themselves). */
@@ -20,7 +30,7 @@ export class Upstream {
   /** Client-path exchanges not settled yet (kept by ClientExchange): a cheap first look at the load. */
   inFlight = 0;
 
-  constructor(name: BackendName, config: BackendConfig, overrides: { connections?: number; timeout?: number; maxPending?: number } = {}) {
+  constructor(name: BackendName, config: BackendConfig, shaping: UpstreamShaping, overrides: { connections?: number; timeout?: number; maxPending?: number } = {}) {
     const url = new URL(config.url);
     this.name = name;
     this.origin = url.origin;
@@ -34,10 +44,11 @@ export class Upstream {
       keepAliveTimeout: config.keepAliveTimeout,
       headersTimeout: this.timeout,
       bodyTimeout: this.timeout,
-      connect: { timeout: config.connectTimeout },
+      connect: { ...shaping.connect, timeout: config.connectTimeout },
       // Pipelining would let one slow response hold up unrelated requests queued behind it.
       pipelining: 1,
     });
+    this.dispatcher = shapeDispatcher(this.pool, { backend: name, basePath: this.basePath, ...shaping });
   }
 
   /** Whether the pool's queue is full: a new request would only wait (and hold memory) in it. */

@@ -7,17 +7,45 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/load.js';
-import { problem, PROBLEM_TYPE, sendProblem } from '../problem.js';
-import { credentialHeaderNames, TrustedProxies, upstreamHeaders, type ForwardedContext } from '../forward/headers.js';
+import type { ServerResponse } from 'node:http';
+import { problem, PROBLEM_TYPE, sendProblem, writeRawProblem, type Problem } from '../problem.js';
+import { clientAddress, TrustedProxies, type ForwardedContext } from '../forward/headers.js';
+import type { OutboundIntent } from '../forward/shaping.js';
+import { canonicalTarget, isTargetProblem } from '../routing/canonical.js';
+import type { RejectReason } from '../telemetry/metrics.js';
 import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
 import type { Route } from '../routing/table.js';
 import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
-import { tunnelUpgrade } from './upgrade.js';
+import { Tunnels } from './upgrade.js';
 import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
+
+/** Methods the proxy relays, for the Allow header of `OPTIONS *`. */
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+/**
+ * A request Node's parser refused (malformed framing): a raw problem+json 400 and the connection
+ * closed, since nothing after the bad bytes can be trusted to be a request boundary.
+ */
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  writeRawProblem(
+    socket,
+    tooLarge
+      ? problem(431, 'HEADERS_TOO_LARGE', 'Request header fields too large', 'The request headers are larger than the proxy accepts; send fewer or smaller headers.')
+      : timeout
+        ? problem(408, 'REQUEST_TIMEOUT', 'Request timeout', 'The request did not arrive in time; retry.')
+        : problem(400, 'BAD_FRAMING', 'Bad request', 'The request is not valid HTTP/1.1 (framing, header syntax or chunk sizes); fix the client.'),
+  );
+}
 
 export interface Upstreams {
   legacy: Upstream;
@@ -25,17 +53,31 @@ export interface Upstreams {
 }
 
 interface Decision {
-  url: string;
   method: string;
+  /** Canonical path (no query). */
   path: string;
-  query: string;
+  /** Canonical path and query, as legacy receives it. */
+  legacyPath: string;
+  /** The same call in the new API's shape (`rewrite.path`), computed only when needed. */
+  newPath: () => string;
   route: Route;
-  match: RegExpExecArray | null;
   ctx: ForwardedContext;
   clientIp: string;
   toNew: boolean;
   primary: Upstream;
-  headers: string[];
+  intent: OutboundIntent;
+}
+
+interface Rejection {
+  route: Route;
+  problem: Problem;
+  reason: RejectReason;
+}
+
+function hostValues(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') out.push(raw[i + 1]);
+  return out;
 }
 
 export interface ProxyDeps {
@@ -50,23 +92,19 @@ export interface ProxyDeps {
   bypassed?: () => boolean;
 }
 
-function firstForwardedFor(value: string | string[] | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const text = Array.isArray(value) ? value[0] : value;
-  const comma = text.indexOf(',');
-  return (comma === -1 ? text : text.slice(0, comma)).trim() || undefined;
-}
-
 export class ProxyServer {
   readonly app: FastifyInstance;
   private readonly deps: ProxyDeps;
   private readonly trusted: TrustedProxies;
   private readonly sticky: StickyExtractor | null;
-  private readonly credentialHeaders: ReadonlySet<string>;
+  /** Upgraded connections, tracked so a drain can cut them at its deadline. */
+  readonly tunnels = new Tunnels();
   private readonly preserveHost: boolean;
   private readonly accessLog: boolean;
   /** The client address is only worked out when the sticky key or the access log uses it. */
   private readonly needsClientIp: boolean;
+  /** Set when the listener starts closing: new requests on open connections get 503. */
+  private draining = false;
   /** Emergency bypass (the controller's switch): everything to legacy, nothing mirrored. */
   private readonly bypassed: () => boolean;
   /** Request-body bytes held across all connections (listen.maxBufferedBodyBytes). */
@@ -80,7 +118,6 @@ export class ProxyServer {
     const { config } = deps;
     this.trusted = new TrustedProxies(config.listen.trustedProxies);
     this.sticky = createStickyExtractor(config.sticky?.key, config.credentials.legacy);
-    this.credentialHeaders = credentialHeaderNames(config.credentials.legacy);
     this.preserveHost = config.listen.preserveHost;
     this.accessLog = config.log.access;
     this.needsClientIp = config.sticky?.key === 'ip' || this.accessLog;
@@ -88,12 +125,20 @@ export class ProxyServer {
       logger: false,
       bodyLimit: config.listen.bodyLimit,
       keepAliveTimeout: config.listen.keepAliveTimeout,
-      // While draining, requests arriving on kept-alive connections get 503 + Connection: close.
-      return503OnClosing: true,
+      // While draining, requests arriving on kept-alive connections get 503 + Connection: close,
+      // as problem+json from `handle` (fastify's own 503 is plain JSON).
+      return503OnClosing: false,
       forceCloseConnections: 'idle',
       requestIdHeader: false,
       exposeHeadRoutes: false,
       routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
+      // Framing errors (smuggling attempts, bad chunk sizes, bare LF...) get problem+json too.
+      clientErrorHandler: onClientError,
+      // A URL the router cannot decode (`/%zz`) never reaches the handler: answer it the same way.
+      frameworkErrors: (_error, _request, reply) => {
+        reply.hijack();
+        this.reject(reply.raw, { route: deps.snapshots.current().routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'The request path has a malformed percent-encoding; encode "%" as %25.') });
+      },
     });
     this.bodyBudget = new BodyBudget(config.listen.maxBufferedBodyBytes);
     this.bodyLimits = { bodyLimit: config.listen.bodyLimit, requestTimeout: config.listen.requestTimeout, bodyIdleTimeout: config.listen.bodyIdleTimeout };
@@ -122,43 +167,80 @@ export class ProxyServer {
     this.app.all('*', this.handle);
     this.app.setNotFoundHandler(this.handle);
     this.app.setErrorHandler(this.onError);
+    this.app.addHook('preClose', async () => {
+      this.draining = true;
+    });
     this.app.server.on('upgrade', this.onUpgrade);
   }
 
-  private forwardedContext(req: IncomingMessage): ForwardedContext {
+  private forwardedContext(req: IncomingMessage, authority: string | undefined): ForwardedContext {
     const peer = req.socket.remoteAddress ?? '';
-    return { peer, peerTrusted: this.trusted.has(peer), host: req.headers.host, proto: 'http', preserveHost: this.preserveHost };
+    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+    return { peer, peerTrusted: this.trusted.has(peer), host: authority ?? req.headers.host, proto: 'http', preserveHost: this.preserveHost };
   }
 
   /**
-   * Where a request goes: its route, whether new serves it, and its upstream headers. One decision
-   * for plain requests and upgrades, so a client's WebSocket lands where its HTTP calls do.
+   * Where a request goes: its canonical target, route, whether new serves it, and what the
+   * shaping layer needs. One decision for plain requests and upgrades, so a client's WebSocket
+   * lands where its HTTP calls do. A target that cannot be made canonical is refused.
    */
-  private decide(req: IncomingMessage, snapshot: Snapshot): Decision {
-    const url = req.url ?? '/';
+  private decide(req: IncomingMessage, snapshot: Snapshot): Decision | Rejection {
     const method = req.method ?? 'GET';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    const query = q === -1 ? '' : url.slice(q);
     const { upstreams } = this.deps;
     const { routes } = snapshot;
-    const { route, match } = routes.resolve(method, path);
-    const ctx = this.forwardedContext(req);
-    // Behind a trusted proxy the client is the first X-Forwarded-For entry; parsed only when used.
-    const clientIp = this.needsClientIp && ctx.peerTrusted ? (firstForwardedFor(req.headers['x-forwarded-for']) ?? ctx.peer) : ctx.peer;
-    const key = this.sticky === null ? undefined : this.sticky(req.headers, clientIp);
+    const target = canonicalTarget(req.url ?? '/', hostValues(req.rawHeaders));
+    if (isTargetProblem(target)) {
+      const bad = target.problem === 'BAD_HOST';
+      return { route: routes.other, reason: bad ? 'bad_host' : 'bad_path', problem: problem(400, target.problem, bad ? 'Bad host' : 'Bad path', target.detail) };
+    }
+    const { path, query } = target;
+    const { route, match, unsafe } = routes.resolve(method, path);
+    if (unsafe) {
+      return { route, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'A path parameter holds an encoded separator or a dot-segment; send the plain value.') };
+    }
+    const ctx = this.forwardedContext(req, target.authority);
+    const clientIp = this.needsClientIp ? clientAddress(ctx, req.headers['x-forwarded-for'], this.trusted) : ctx.peer;
+    const key = this.sticky === null ? undefined : this.sticky(req.headers, clientIp, query);
     const toNew = !this.bypassed() && route !== routes.other && route.servesNew(key);
     const primary = toNew ? upstreams.new : upstreams.legacy;
-    const headers = upstreamHeaders(req.rawHeaders, ctx, toNew && !route.forwardCredentials ? this.credentialHeaders : null);
-    return { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers };
+    const legacyPath = path + query;
+    let newPath: string | undefined;
+    const intent: OutboundIntent = { kind: 'live', rawHeaders: req.rawHeaders, ctx, forwardCredentials: route.forwardCredentials };
+    return { method, path, legacyPath, newPath: () => (newPath ??= route.newPath(match, path, query)), route, ctx, clientIp, toNew, primary, intent };
+  }
+
+  private reject(res: ServerResponse, rejection: Rejection): void {
+    rejection.route.metrics.rejected(rejection.reason);
+    res.setHeader('connection', 'close');
+    sendProblem(res, rejection.problem);
   }
 
   private readonly handle = (request: FastifyRequest, reply: FastifyReply): void => {
     reply.hijack();
     const req = request.raw;
     const res = reply.raw;
+    if (req.url === '*') {
+      // `OPTIONS *` asks about the server itself (RFC 9110 §9.3.7): answered here, never forwarded.
+      if (req.method === 'OPTIONS') {
+        res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': 0 });
+        res.end();
+      } else {
+        this.reject(res, { route: this.deps.snapshots.current().routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'Only OPTIONS may use the "*" request target; send a path.') });
+      }
+      return;
+    }
+    if (this.draining) {
+      res.setHeader('connection', 'close');
+      sendProblem(res, problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.'));
+      return;
+    }
     // One snapshot for the whole request: a reload swaps the next one in for later requests only.
-    const { url, method, path, query, route, match, ctx, clientIp, toNew, primary, headers } = this.decide(req, this.deps.snapshots.current());
+    const decision = this.decide(req, this.deps.snapshots.current());
+    if ('problem' in decision) {
+      this.reject(res, decision);
+      return;
+    }
+    const { method, path, legacyPath, route, clientIp, toNew, primary, intent } = decision;
     // Checked before planning a mirror: a refused request takes no mirror slot.
     if (primary.saturated()) {
       route.metrics.rejected('saturated');
@@ -172,7 +254,6 @@ export class ProxyServer {
     const bypass = shadow !== null && this.bypassed();
     if (bypass && route.settings !== undefined) route.metrics.shadowSkipped('bypass');
     const job = shadow === null || bypass ? null : shadow.plan(route, method, body, toNew);
-    const newPath = toNew || job !== null ? route.newPath(match, path, query) : url;
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
     if (this.accessLog) {
       const toJob = onSettled;
@@ -186,9 +267,9 @@ export class ProxyServer {
       };
     }
     const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
-    primary.pool.dispatch(dispatchOptions(primary, { method, path: toNew ? newPath : url, headers, body }), exchange);
+    primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? decision.newPath() : legacyPath, body, intent }), exchange);
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
-    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath: url, newPath, rawHeaders: req.rawHeaders, ctx, body });
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: decision.newPath(), rawHeaders: req.rawHeaders, ctx: decision.ctx, body });
   };
 
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
@@ -217,19 +298,15 @@ export class ProxyServer {
   };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const { url, path, query, route, match, toNew, primary: upstream, headers } = this.decide(req, this.deps.snapshots.current());
-    tunnelUpgrade(
-      req,
-      socket,
-      head,
-      {
-        origin: upstream.origin,
-        path: upstream.basePath + (toNew ? route.newPath(match, path, query) : url),
-        headers,
-        connectTimeout: upstream.connectTimeout,
-      },
-      upstream.name,
-      (err) => this.deps.logger.warn({ backend: upstream.name, err: err.message }, 'upgrade tunnel failed'),
+    const decision = this.decide(req, this.deps.snapshots.current());
+    if ('problem' in decision) {
+      decision.route.metrics.rejected(decision.reason);
+      writeRawProblem(socket, decision.problem);
+      return;
+    }
+    const { method, legacyPath, toNew, primary, intent } = decision;
+    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? decision.newPath() : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, (err) =>
+      this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
     );
   };
 }

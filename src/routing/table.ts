@@ -8,6 +8,7 @@ import type { StoreSnapshot } from '../cutover/types.js';
 import type { RouteMetrics, Telemetry } from '../telemetry/metrics.js';
 import { bucketOf, weightToBuckets, BUCKETS } from './hash.js';
 import { ExactRatio } from './ratio.js';
+import { captureIsSafe } from './canonical.js';
 
 export const OTHER_ROUTE = 'other';
 
@@ -62,6 +63,8 @@ export class Route {
   readonly settings: RouteSettings | undefined;
   private readonly methods: ReadonlySet<string> | null;
   private readonly pattern: RegExp | null;
+  /** Which captures are a trailing `*` (may hold "/"), by capture index - 1. */
+  private readonly stars: boolean[] = [];
   private readonly rewrite: RewritePart[] | null;
   /** Live weight as a bucket count: keys hashed below it go to the new backend. */
   private newBuckets = 0;
@@ -80,6 +83,7 @@ export class Route {
     if (settings) {
       const { pattern, names } = compileTemplate(settings.path);
       this.pattern = pattern;
+      this.stars = names.map((n) => n === '*');
       this.rewrite = settings.rewrite ? compileRewrite(settings.rewrite, names) : null;
       this.setWeight(settings.weight);
     } else {
@@ -94,6 +98,15 @@ export class Route {
     if (this.pattern === null) return null;
     if (this.methods !== null && !this.methods.has(method)) return null;
     return this.pattern.exec(path);
+  }
+
+  /**
+   * Whether every capture of `match` is safe to substitute into a path (see canonical.ts): a
+   * request whose capture is not must be refused, or `rewrite` could build a path that escapes.
+   */
+  capturesSafe(match: RegExpExecArray): boolean {
+    for (let i = 1; i < match.length; i++) if (!captureIsSafe(match[i], this.stars[i - 1])) return false;
+    return true;
   }
 
   get weight(): number {
@@ -131,6 +144,8 @@ export class Route {
 export interface RouteMatch {
   route: Route;
   match: RegExpExecArray | null;
+  /** A route matched, but one of its captures holds a separator or dot-segment: refuse (400). */
+  unsafe?: true;
 }
 
 export class RouteTable {
@@ -147,7 +162,7 @@ export class RouteTable {
   resolve(method: string, path: string): RouteMatch {
     for (const route of this.routes) {
       const match = route.match(method, path);
-      if (match !== null) return { route, match };
+      if (match !== null) return route.capturesSafe(match) ? { route, match } : { route, match, unsafe: true };
     }
     return { route: this.other, match: null };
   }

@@ -14,14 +14,14 @@ export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
 export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down';
 /** Why the proxy answered a request itself instead of forwarding it. */
-export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path';
+export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host';
 
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
-const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path'];
+const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host'];
 
 const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
 
@@ -379,7 +379,7 @@ export class Telemetry {
   readonly stateStoreUp = new Family('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', [], (l) => new Scalar(l));
   readonly rejectedRequestsTotal = new Family(
     'cutover_rejected_requests_total',
-    'Requests the proxy answered itself instead of forwarding, by route and reason: body_timeout (408, the body came too slowly), body_buffer_full (503, too many body bytes buffered at once), saturated (503, the backend pool queue is full), bad_path (400).',
+    'Requests the proxy answered itself instead of forwarding, by route and reason: body_timeout (408, the body came too slowly), body_buffer_full (503, too many body bytes buffered at once), saturated (503, the backend pool queue is full), bad_path (400: a path that cannot be made canonical, or a route parameter holding a separator or dot-segment), bad_host (400: two Host headers or a malformed authority).',
     'counter',
     ['route', 'reason'],
     (l) => new Scalar(l),

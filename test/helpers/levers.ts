@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { registerLeverRoutes } from '../../src/admin/levers.js';
+import { setCaller } from '../../src/admin/auth.js';
 import { AuditLog } from '../../src/cutover/audit.js';
 import { Controller, type ControllerRoute, type Step } from '../../src/cutover/controller.js';
 import { MemoryStore } from '../../src/cutover/store.js';
@@ -57,7 +58,7 @@ export async function startLeverServer(opts: { routes?: Partial<ControllerRoute>
     const caller = token === undefined ? undefined : TOKENS[token];
     if (caller === undefined) return reply.code(401).type('application/problem+json').send({ status: 401, code: 'UNAUTHORIZED', detail: 'Send the admin token.' });
     if (role === 'operator' && caller.role !== 'operator') return reply.code(403).type('application/problem+json').send({ status: 403, code: 'FORBIDDEN', detail: 'This needs an operator token.' });
-    (request as unknown as { caller: { name: string } }).caller = { name: caller.name };
+    setCaller(request, caller);
   });
   registerLeverRoutes(app, { controller, audit, configHash: () => 'cafe1234' });
   await app.listen({ port: 0, host: '127.0.0.1' });

@@ -31,7 +31,10 @@ export async function startProxy(raw: Record<string, unknown>, options: AppOptio
   // file: unless a test names a store, its weights live in memory (the controller writes them).
   const cutover = (raw.cutover ?? {}) as Record<string, unknown>;
   const withStore = cutover.state === undefined ? { ...raw, cutover: { ...cutover, state: { store: 'memory' } } } : raw;
-  const config = validateConfig(withStore, 'test config');
+  // Tests share one busy event loop (vitest, the test's own backends): load shedding would skip
+  // mirrors at random. Tests of shedding turn it on themselves.
+  const shadow = { shedAt: { eventLoopDelay: 0, utilisation: 1 }, ...((raw.shadow as Record<string, unknown> | undefined) ?? {}) };
+  const config = validateConfig({ ...withStore, shadow }, 'test config');
   await loadTransforms(config);
   const logs: string[] = [];
   const sink = new Writable({

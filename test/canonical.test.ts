@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { canonicalPath, canonicalTarget, captureIsSafe, validAuthority } from '../src/routing/canonical.js';
+
+describe('canonical path', () => {
+  it.each([
+    ['/v1/widgets/1', '/v1/widgets/1'],
+    ['/v1/widget%73/1', '/v1/widgets/1'],
+    ['/%76%31/widgets/1', '/v1/widgets/1'],
+    ['//v1//widgets///1', '/v1/widgets/1'],
+    ['/v1/./widgets/1', '/v1/widgets/1'],
+    ['/v1/x/../widgets/1', '/v1/widgets/1'],
+    ['/v1/live/%2e%2e/%2E%2E/internal/admin', '/internal/admin'],
+    ['/../../etc/passwd', '/etc/passwd'],
+    ['/v1/a%2fb', '/v1/a%2Fb'],
+    ['/v1/a\\b', '/v1/a%5Cb'],
+    ['/v1/a%5cb', '/v1/a%5Cb'],
+    ['/v1/%7e%41', '/v1/~A'],
+    ['/v1/caf%c3%a9', '/v1/caf%C3%A9'],
+    ['/v1/a%20b', '/v1/a%20b'],
+    ['/v1/', '/v1/'],
+    ['/v1/x/..', '/v1/'],
+    ['/v1/.', '/v1/'],
+    ['/', '/'],
+    ['//', '/'],
+    ['/..', '/'],
+  ])('%s → %s', (raw, canonical) => {
+    expect(canonicalPath(raw)).toBe(canonical);
+  });
+
+  it('is idempotent', () => {
+    for (const raw of ['/v1/widget%73/1', '//a/./b/../c/', '/v1/a%2fb/%2e%2e', '/x\\y']) {
+      const once = canonicalPath(raw)!;
+      expect(canonicalPath(once)).toBe(once);
+    }
+  });
+
+  it('rejects malformed percent-encoding', () => {
+    expect(canonicalPath('/v1/%zz')).toBeNull();
+    expect(canonicalPath('/v1/%4')).toBeNull();
+    expect(canonicalPath('relative')).toBeNull();
+  });
+});
+
+describe('canonical target', () => {
+  it('reduces absolute-form to origin-form and takes its authority', () => {
+    expect(canonicalTarget('http://evil.example/v1/widgets/1?a=1', ['h'])).toEqual({ path: '/v1/widgets/1', query: '?a=1', authority: 'evil.example' });
+    expect(canonicalTarget('HTTPS://h:8443', [])).toEqual({ path: '/', query: '', authority: 'h:8443' });
+  });
+
+  it('keeps the query byte for byte and drops a fragment', () => {
+    expect(canonicalTarget('/a/%2e%2e/b?x=%2e%2e&y=/', ['h'])).toEqual({ path: '/b', query: '?x=%2e%2e&y=/', authority: undefined });
+    expect(canonicalTarget('/a#frag', ['h'])).toEqual({ path: '/a', query: '', authority: undefined });
+  });
+
+  it('rejects two Host headers, a malformed Host and odd targets', () => {
+    expect(canonicalTarget('/a', ['h', 'h'])).toMatchObject({ problem: 'BAD_HOST' });
+    expect(canonicalTarget('/a', ['user@h'])).toMatchObject({ problem: 'BAD_HOST' });
+    expect(canonicalTarget('/a', ['h/x'])).toMatchObject({ problem: 'BAD_HOST' });
+    expect(canonicalTarget('http://u:p@h/a', ['h'])).toMatchObject({ problem: 'BAD_HOST' });
+    expect(canonicalTarget('ftp://h/a', ['h'])).toMatchObject({ problem: 'BAD_PATH' });
+    expect(canonicalTarget('/a%g1', ['h'])).toMatchObject({ problem: 'BAD_PATH' });
+    expect(validAuthority('[::1]:8080')).toBe(true);
+    expect(validAuthority('api.example.com')).toBe(true);
+  });
+});
+
+describe('route captures', () => {
+  it('keeps separators and dot-segments out of :param and encoded separators out of *', () => {
+    expect(captureIsSafe('abc', false)).toBe(true);
+    expect(captureIsSafe('a/b', false)).toBe(false);
+    expect(captureIsSafe('a%2Fb', false)).toBe(false);
+    expect(captureIsSafe('a%5cb', false)).toBe(false);
+    expect(captureIsSafe('..', false)).toBe(false);
+    expect(captureIsSafe('.', false)).toBe(false);
+    expect(captureIsSafe('a/b/c', true)).toBe(true);
+    expect(captureIsSafe('a/%2F', true)).toBe(false);
+    expect(captureIsSafe('a/../b', true)).toBe(false);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Admin token bypass (issue 8 row 1): every registered admin route, reached through encoded,
+ * absolute-form, double-slash, dot-segment and case variants of its path, answers 401 without a
+ * token. The allowlist is exact, and roles are enforced on the matched route.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { OPEN_ADMIN_PATHS, callerOf } from '../../src/admin/auth.js';
+import { adminRoutesOf, sendProblem } from '../../src/admin/server.js';
+import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+import { rawExchange, oneResponse } from './raw.js';
+
+let legacy: TestBackend;
+let next: TestBackend;
+let proxy: InProcessProxy;
+const dir = mkdtempSync(join(tmpdir(), 'cutover-admin-'));
+writeFileSync(join(dir, 'viewer.token'), 'viewer-secret\n');
+process.env.CUTOVER_TEST_OPERATOR = 'operator-secret';
+
+beforeAll(async () => {
+  legacy = await startBackend();
+  next = await startBackend();
+  proxy = await startProxy(
+    baseConfig(legacy.url, next.url, {
+      admin: {
+        host: '127.0.0.1',
+        port: 0,
+        tokens: [
+          { name: 'watcher', role: 'viewer', tokenFile: join(dir, 'viewer.token') },
+          { name: 'oncall', role: 'operator', tokenEnv: 'CUTOVER_TEST_OPERATOR' },
+        ],
+      },
+      routes: [{ name: 'widgets', match: { path: '/v1/widgets/:id' } }],
+    }),
+    {
+      adminRoutes: [
+        (app) => {
+          // A lever, registered the way other modules add theirs.
+          app.post('/api/test-lever', { config: { role: 'operator' } }, async (req, reply) => sendProblem(reply.code(200), { type: 'x', title: 'ok', status: 200, detail: JSON.stringify(callerOf(req)), code: 'OK' }));
+        },
+      ],
+    },
+  );
+});
+
+afterAll(async () => {
+  await proxy.close(100);
+  await Promise.all([legacy.close(), next.close()]);
+});
+
+/** Concrete paths for a route template, with parameters filled in. */
+function concrete(template: string): string {
+  return template.replace(/:[A-Za-z_]+/g, 'widgets').replace(/\*$/, 'x');
+}
+
+/** Spellings of `path` that a prefix check on the raw URL would miss, but a router may still match. */
+function variants(path: string): string[] {
+  const tail = path.slice(1);
+  return [
+    path,
+    `/%${path.charCodeAt(1).toString(16)}${path.slice(2)}`, // /%61pi/...
+    `/%${path.charCodeAt(1).toString(16).toUpperCase()}${path.slice(2)}`,
+    `//${tail}`,
+    `/./${tail}`,
+    `/x/../${tail}`,
+    `/%2e/${tail}`,
+    path.toUpperCase(),
+    `${path}/`,
+    `${path}?x=1`,
+    `${path};x=1`,
+  ];
+}
+
+describe('admin API is deny by default', () => {
+  it('walks every registered non-open admin route and its bypass spellings: 401 without a token', async () => {
+    const routes = adminRoutesOf(proxy.admin);
+    const guarded = routes.filter((r) => !OPEN_ADMIN_PATHS.has(r.url) && r.method !== 'HEAD');
+    expect(guarded.map((r) => r.url)).toContain('/api/routes/:route/diffs');
+    for (const route of guarded) {
+      for (const path of variants(concrete(route.url))) {
+        const res = await rawExchange(proxy.adminUrl, `${route.method} ${path} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        expect(res.status, `${route.method} ${path}`).toBe(401);
+        const absolute = await rawExchange(proxy.adminUrl, `${route.method} http://h${path} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        expect(absolute.status, `${route.method} http://h${path}`).toBe(401);
+      }
+    }
+  });
+
+  it('answers unknown admin URLs with 401, not 404, so nothing leaks to a caller without a token', async () => {
+    for (const path of ['/api/nope', '/nope', '/%61pi/nope', '/metrics/x']) {
+      const res = await request(`${proxy.adminUrl}${path}`);
+      expect(res.statusCode, path).toBe(401);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      await res.body.dump();
+    }
+  });
+
+  it('keeps exactly the allowlist open', async () => {
+    expect([...OPEN_ADMIN_PATHS].sort()).toEqual(['/healthz', '/metrics', '/readyz']);
+    for (const path of OPEN_ADMIN_PATHS) {
+      const res = await request(`${proxy.adminUrl}${path}`);
+      expect(res.statusCode, path).toBe(200);
+      await res.body.dump();
+    }
+  });
+
+  it('rejects a wrong token and accepts each named token; a viewer on an operator route gets 403', async () => {
+    const call = async (method: 'GET' | 'POST', path: string, token?: string) => {
+      const res = await request(`${proxy.adminUrl}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+      const body = await res.body.text();
+      return { status: res.statusCode, body };
+    };
+    expect((await call('GET', '/api/routes/widgets/diffs', 'viewer-secretX')).status).toBe(401);
+    expect((await call('GET', '/api/routes/widgets/diffs', 'viewer-secret')).status).toBe(200);
+    expect((await call('GET', '/api/routes/widgets/diffs', 'operator-secret')).status).toBe(200);
+    const forbidden = await call('POST', '/api/test-lever', 'viewer-secret');
+    expect(forbidden.status).toBe(403);
+    expect(JSON.parse(forbidden.body).code).toBe('FORBIDDEN');
+    const allowed = await call('POST', '/api/test-lever', 'operator-secret');
+    expect(allowed.status).toBe(200);
+    expect(JSON.parse(JSON.parse(allowed.body).detail)).toEqual({ name: 'oncall', role: 'operator' });
+    expect((await call('POST', '/%61pi/test-lever', 'viewer-secret')).status).toBe(403);
+  });
+});
+
+void oneResponse;
