@@ -102,8 +102,11 @@ describe('cutover run with the controller', () => {
       expect(r.code, args.join(' ')).toBe(code);
       expect(r.stdout, args.join(' ')).toMatch(out);
     }
-    const audit = readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; why: string });
+    const audit = readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; who: string; why: string });
     expect(audit.map((e) => e.action)).toEqual(['promote', 'weight', 'resume', 'pause', 'rollback', 'bypass-on', 'bypass-off']);
+    // admin.tokenFile is one operator token named "admin": the audit log names it.
+    expect(new Set(audit.map((e) => e.who))).toEqual(new Set(['admin']));
+    expect(audit.find((e) => e.action === 'rollback')?.why).toBe('pager');
   });
 
   it('kill -9 mid-rollout and a restart resume at the same weight and step, and traffic is split by it', async () => {
