@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { parse as parseYaml } from 'yaml';
-import { LEVER_COMMANDS } from '../src/cli/levers.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
 import { validateConfig } from '../src/config/load.js';
@@ -140,17 +139,13 @@ describe('reloads', () => {
 });
 
 describe('the runbooks in dashboards/alerts.yaml', () => {
-  it('name real levers: every `cutover X` is a CLI command, every POST /api/... answers on a running proxy', async () => {
+  // That each named command and admin path exists is test/runbooks.test.ts; here: the levers are named.
+  it('name the real levers: rollback, pause, resume, bypass, POST /api/bypass', () => {
     const rules = (parseYaml(readFileSync(join(import.meta.dirname, '../dashboards/alerts.yaml'), 'utf8')) as { groups: { rules: { annotations?: { runbook?: string } }[] }[] }).groups.flatMap((g) => g.rules);
-    const text = rules.map((r) => r.annotations?.runbook ?? '').join('\n').replaceAll('{{ $labels.route }}', 'api');
+    const text = rules.map((r) => r.annotations?.runbook ?? '').join('\n');
     const commands = new Set([...text.matchAll(/`cutover ([a-z]+)/g)].map((m) => m[1]));
     for (const lever of ['rollback', 'pause', 'resume', 'bypass']) expect(commands, lever).toContain(lever);
-    for (const c of commands) expect([...LEVER_COMMANDS, 'check', 'run', 'reload', 'demo', 'fingerprint'], c).toContain(c);
-    const posts = new Set([...text.matchAll(/POST (\/api\/[A-Za-z0-9/._-]+)/g)].map((m) => m[1]));
-    expect([...posts].sort()).toEqual(['/api/bypass', '/api/routes/api/rollback']);
-    const { p } = await setup(0);
-    // Each answers (an empty bypass body is a 400, never an unknown 404).
-    expect((await admin(p, 'POST', '/api/bypass', {})).status).toBe(400);
-    expect((await admin(p, 'POST', '/api/routes/api/rollback', {})).json.state).toMatchObject({ state: 'rolled_back' });
+    expect(text).toContain('`cutover rollback --route {{ $labels.route }}`');
+    expect(text).toContain('POST /api/bypass');
   });
 });
