@@ -120,4 +120,16 @@ describe('noise warm-up', () => {
     expect(text).not.toMatch(/cutover_mismatch_fields_total\{route="r",field="\$\.requestId"/);
     expect(text).toMatch(/cutover_comparisons_total\{route="r",result="noise"\} 3/);
   });
+
+  it('never holds an unsafe pair (a mirrored POST carries no baseline), so a POST-only route is judged at once', () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [{ name: 'w', match: { path: '/w' }, shadow: { unsafe: true, baselinePercent: 10 } }],
+    });
+    const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+    const analysis = new Analysis(routes);
+    const pair = { route: routes.get('w')!, method: 'POST', path: '/w', primaryIsNew: false, primary: answer('{"a":1}'), shadow: answer('{"a":1}'), baseline: null };
+    expect(analysis.process(pair)).toBe('match');
+    expect(analysis.diffs('w')!.comparisons.total).toBe(1);
+  });
 });
