@@ -271,7 +271,7 @@ export class ProxyServer {
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
     const inventory = this.deps.credentials?.inventory;
     if (inventory !== undefined && credential?.fingerprint && credential.scheme) {
-      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, client: clientIp, userAgent: req.headers['user-agent'] });
+      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
     }
     if (this.accessLog) {
       const toJob = onSettled;
