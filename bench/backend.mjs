@@ -1,6 +1,7 @@
 // A fast JSON backend for the benchmark, run in its own process (forked by bench/run.mjs).
 //
-//   node bench/backend.mjs --flavor legacy|new [--delay ms] [--port n]
+//   node bench/backend.mjs --flavor legacy|new [--delay ms] [--port n] [--size bytes]
+//                          [--fault big|reset|hang|garbage]
 //
 // GET /items/:id answers a 2–5 KB JSON document. The `legacy` and `new` flavours differ in a few
 // fields on purpose (a value, a type, an extra and a missing field, an array order, a noise field that
@@ -9,7 +10,12 @@
 // with the proxy under test and the load generator. `--delay` holds every answer back (the `slow`
 // variant). Once listening it sends { type: 'ready', port } over IPC, and it exits when the parent
 // goes away (IPC disconnect), so it can never outlive the run.
+//
+// `--size` pads each document (an array of order lines) to about that many bytes, for the 1 MB rows.
+// `--fault` makes a broken mirror target: `big` answers 10 MB, `reset` sends headers and a few bytes
+// then resets the connection, `hang` never answers, `garbage` is not HTTP at all (bytes, then close).
 import http from 'node:http';
+import net from 'node:net';
 import { parseArgs } from 'node:util';
 
 const { values: args } = parseArgs({
@@ -18,8 +24,12 @@ const { values: args } = parseArgs({
     delay: { type: 'string', default: '0' },
     port: { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
+    size: { type: 'string', default: '0' },
+    fault: { type: 'string', default: '' },
   },
 });
+const padTo = Number(args.size) || 0;
+const fault = args.fault;
 const flavor = args.flavor === 'new' ? 'new' : 'legacy';
 const delayMs = Number(args.delay) || 0;
 
@@ -60,6 +70,17 @@ function item(id) {
     updatedAt: '2025-06-01T12:00:00Z',
     meta: { servedBy: 'legacy-1', requestId: '\u0000RID\u0000' },
   };
+  if (padTo > 0) {
+    // Order lines, identical in both flavours: a big document that mostly matches, like real ones.
+    const lines = [];
+    let bytes = 0;
+    for (let i = 0; bytes < padTo; i++) {
+      const line = { line: i, sku: `SKU-${String((id * 31 + i) % 999_999).padStart(6, '0')}`, qty: 1 + (i % 9), unitPrice: Math.round(rand() * 10_000) / 100, note: words(4) };
+      bytes += JSON.stringify(line).length + 1;
+      lines.push(line);
+    }
+    doc.lines = lines;
+  }
   if (flavor === 'new') {
     doc.price = doc.price.toFixed(2); // type: number → string
     doc.status = doc.status.toUpperCase(); // value
@@ -112,12 +133,29 @@ function answer(req, res) {
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-const server = http.createServer(delayMs > 0 ? (req, res) => setTimeout(answer, delayMs, req, res) : answer);
-// Longer than any proxy's idle pool timeout, so a proxy never writes into a socket we just closed.
-server.keepAliveTimeout = 65_000;
-server.headersTimeout = 66_000;
-server.requestTimeout = 0;
+const BIG = Buffer.alloc(10 * 1024 * 1024, 'x');
 
+function faulty(req, res) {
+  if (req.url === '/healthz') return answer(req, res);
+  if (fault === 'big') {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': BIG.length });
+    res.end(BIG);
+  } else if (fault === 'reset') {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': 4096 });
+    res.write('{"id": 1, "na');
+    setImmediate(() => res.socket?.resetAndDestroy?.() ?? res.socket?.destroy());
+  }
+  // hang: never answers (the socket stays open until the proxy gives up)
+}
+
+const handler = fault ? faulty : delayMs > 0 ? (req, res) => setTimeout(answer, delayMs, req, res) : answer;
+const server =
+  fault === 'garbage'
+    ? net.createServer((socket) => {
+        socket.on('error', () => undefined);
+        socket.end('\u0000\u00ffSSH-2.0-not-http\r\n\r\ngarbage');
+      })
+    : http.createServer(handler);
 server.listen(Number(args.port), args.host, () => {
   const { port } = server.address();
   if (process.send) process.send({ type: 'ready', port });

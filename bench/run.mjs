@@ -2,7 +2,7 @@
 // cutover benchmark runner: every speed claim as a ratio measured side by side in one run.
 //
 //   node bench/run.mjs [--quick] [--scenario a,b] [--duration s] [--warmup s] [--connections n]
-//                      [--rounds n] [--out FILE] [--cli FILE] [--verbose]
+//                      [--rounds n] [--out FILE] [--cli FILE] [--verbose] [--soak SECONDS]
 //
 // Starts fast JSON backends (legacy, new, new-but-slow, and a dead port) in their own processes, then
 // measures each scenario in turn with the same load (autocannon, N connections, pipelining 1):
@@ -10,6 +10,13 @@
 // bench/results/latest.json (or --out) and prints a markdown table, the ratios and the targets.
 // Targets are informational: a MISS never fails the run. The run fails (exit 1) only when the
 // harness or a proxy under test breaks (a scenario errors), so `--quick` in CI proves the bench works.
+//
+// Peers: http-proxy always; nginx (`proxy_pass`, and `mirror` toward the same faulty targets as
+// cutover) when an nginx binary is on the PATH, else those rows say "skipped". The faulty mirror
+// targets are bench/backend.mjs --fault …; the 1 MB rows use --size. `--soak SECONDS` runs the
+// shadow scenario at steady load for that long and reports the proxy's RSS and event-loop delay
+// (its own nodejs_eventloop_lag_* metrics) every few seconds. With `taskset` available, backends
+// are pinned to the last core and the proxy to the others (CUTOVER_BENCH_PIN=0 turns that off).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,22 +34,53 @@ const ROOT = resolve(BENCH_DIR, '..');
 const DEFAULT_CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const SLOW_MS = 200;
 
-/** In run order. `shadowTo` names the backend that receives the mirror (and is `backends.new`). */
+/**
+ * In run order. `shadowTo` names the backend that receives the mirror (and is `backends.new`);
+ * `legacy` the one that serves clients (default `legacy`). nginx rows mirror to `shadowTo` when set.
+ */
 export const SCENARIOS = [
   { name: 'direct', label: 'direct to legacy (no proxy)', proxy: 'none' },
   { name: 'http-proxy', label: 'http-proxy 1.18, keep-alive agent', proxy: 'http-proxy' },
+  { name: 'nginx', label: 'nginx proxy_pass, keep-alive upstream', proxy: 'nginx' },
+  { name: 'nginx-mirror', label: 'nginx proxy_pass + mirror', proxy: 'nginx', shadowTo: 'new' },
   { name: 'passthrough', label: 'cutover pass-through (weight 0, no shadow)', proxy: 'cutover', shadowPercent: 0, shadowTo: 'new' },
   { name: 'shadow', label: 'cutover 100% shadow + compare', proxy: 'cutover', shadowPercent: 100, shadowTo: 'new' },
-  { name: 'shadow-slow', label: `cutover 100% shadow, shadow backend +${SLOW_MS} ms`, proxy: 'cutover', shadowPercent: 100, shadowTo: 'slow' },
-  { name: 'shadow-dead', label: 'cutover 100% shadow, shadow backend dead', proxy: 'cutover', shadowPercent: 100, shadowTo: 'dead' },
+  { name: 'shadow-slow', label: `cutover 100% shadow, shadow backend +${SLOW_MS} ms`, proxy: 'cutover', shadowPercent: 100, shadowTo: 'slow', fault: true },
+  { name: 'shadow-dead', label: 'cutover 100% shadow, shadow backend refuses connections', proxy: 'cutover', shadowPercent: 100, shadowTo: 'dead', fault: true },
+  { name: 'shadow-big', label: 'cutover 100% shadow, shadow answers 10 MB', proxy: 'cutover', shadowPercent: 100, shadowTo: 'big', fault: true },
+  { name: 'shadow-reset', label: 'cutover 100% shadow, shadow resets mid-body', proxy: 'cutover', shadowPercent: 100, shadowTo: 'reset', fault: true },
+  { name: 'shadow-hang', label: 'cutover 100% shadow, shadow never answers', proxy: 'cutover', shadowPercent: 100, shadowTo: 'hang', fault: true },
+  { name: 'shadow-garbage', label: 'cutover 100% shadow, shadow answers bytes that are not HTTP', proxy: 'cutover', shadowPercent: 100, shadowTo: 'garbage', fault: true },
+  { name: 'nginx-mirror-slow', label: `nginx mirror, mirror +${SLOW_MS} ms`, proxy: 'nginx', shadowTo: 'slow', fault: true },
+  { name: 'nginx-mirror-dead', label: 'nginx mirror, mirror refuses connections', proxy: 'nginx', shadowTo: 'dead', fault: true },
+  { name: 'nginx-mirror-big', label: 'nginx mirror, mirror answers 10 MB', proxy: 'nginx', shadowTo: 'big', fault: true },
+  { name: 'nginx-mirror-reset', label: 'nginx mirror, mirror resets mid-body', proxy: 'nginx', shadowTo: 'reset', fault: true },
+  { name: 'nginx-mirror-hang', label: 'nginx mirror, mirror never answers', proxy: 'nginx', shadowTo: 'hang', fault: true },
+  { name: 'passthrough-1mb', label: 'cutover 0% shadow, ~940 KB bodies, 20 clients', proxy: 'cutover', shadowPercent: 0, legacy: 'legacy1mb', shadowTo: 'new1mb', connections: 20, minDurationS: 3 },
+  { name: 'shadow-1mb', label: 'cutover 100% shadow + compare, ~940 KB bodies, 20 clients', proxy: 'cutover', shadowPercent: 100, legacy: 'legacy1mb', shadowTo: 'new1mb', connections: 20, minDurationS: 3 },
 ];
+
+/** How each backend name is started (bench/backend.mjs arguments); `dead` is a port with nothing on it. */
+const BACKENDS = {
+  legacy: ['--flavor', 'legacy'],
+  new: ['--flavor', 'new'],
+  slow: ['--flavor', 'new', '--delay', String(SLOW_MS)],
+  big: ['--flavor', 'new', '--fault', 'big'],
+  reset: ['--flavor', 'new', '--fault', 'reset'],
+  hang: ['--flavor', 'new', '--fault', 'hang'],
+  garbage: ['--flavor', 'new', '--fault', 'garbage'],
+  // Under cutover's default 1 MiB capture cap, like the issue's 940 KB JSON documents.
+  legacy1mb: ['--flavor', 'legacy', '--size', '940000'],
+  new1mb: ['--flavor', 'new', '--size', '940000'],
+};
+
 /** Not a load scenario: the comparator micro-benchmark from bench/compare.mjs, when present. */
 const COMPARE = 'compare';
 
 function usage(message) {
   if (message) console.error(`bench: ${message}`);
   console.error(
-    'usage: node bench/run.mjs [--quick] [--scenario a,b] [--duration s] [--warmup s] [--connections n] [--rounds n] [--out FILE] [--cli FILE] [--verbose]\n' +
+    'usage: node bench/run.mjs [--quick] [--scenario a,b] [--duration s] [--warmup s] [--connections n] [--rounds n] [--out FILE] [--cli FILE] [--verbose] [--soak SECONDS]\n' +
       `scenarios: ${[...SCENARIOS.map((s) => s.name), COMPARE].join(', ')}`,
   );
   process.exit(2);
@@ -63,6 +101,7 @@ function parseOptions(argv) {
         out: { type: 'string' },
         cli: { type: 'string' },
         verbose: { type: 'boolean', default: false },
+        soak: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values;
@@ -91,6 +130,7 @@ function parseOptions(argv) {
     verbose: parsed.verbose,
     scenarios: SCENARIOS.filter((s) => selected.includes(s.name)),
     runCompare: selected.includes(COMPARE),
+    soakS: parsed.soak === undefined ? null : number('soak', parsed.soak, 600, 5, 24 * 3600),
   };
 }
 
@@ -100,16 +140,41 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-async function startBackends(scenarios, verbose) {
+/** The last core for the backends, the others for the proxy under test (when taskset exists). */
+function pinning() {
+  const cores = os.availableParallelism?.() ?? os.cpus().length;
+  if (process.env.CUTOVER_BENCH_PIN === '0' || cores < 2) return null;
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  return { backends: String(cores - 1), proxy: `0-${cores - 2}` };
+}
+
+/** Moves a running process onto a CPU list; best effort (a failure only means no pinning). */
+function pin(pid, cpus) {
+  if (!cpus || !pid) return;
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+  } catch {
+    // not allowed here: run unpinned
+  }
+}
+
+async function startBackends(scenarios, verbose, pins) {
   const needs = new Set(['legacy']);
-  for (const s of scenarios) if (s.proxy === 'cutover') needs.add('new').add(s.shadowTo);
+  for (const s of scenarios) {
+    if (s.legacy) needs.add(s.legacy);
+    if (s.proxy === 'cutover') needs.add('new');
+    if (s.shadowTo) needs.add(s.shadowTo);
+  }
   const script = join(BENCH_DIR, 'backend.mjs');
   const urls = {};
   const started = await Promise.all(
     [...needs].filter((n) => n !== 'dead').map(async (name) => {
-      const flavor = name === 'legacy' ? 'legacy' : 'new';
-      const delay = name === 'slow' ? SLOW_MS : 0;
-      const child = await startScript(`backend-${name}`, script, ['--flavor', flavor, '--delay', String(delay)], { verbose });
+      const child = await startScript(`backend-${name}`, script, BACKENDS[name], { verbose });
+      pin(child.pid, pins?.backends);
       urls[name] = `http://127.0.0.1:${child.ready.port}`;
       return child;
     }),
@@ -131,11 +196,84 @@ async function startHttpProxy(target, opts) {
   return { child, url: `http://127.0.0.1:${child.ready.port}` };
 }
 
+function nginxBinary() {
+  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/local/sbin'])) {
+    const file = join(dir, 'nginx');
+    if (dir && existsSync(file)) return file;
+  }
+  return null;
+}
+
+/**
+ * One nginx process (master_process off: nothing outlives the guard), loopback only, keep-alive to
+ * the backends like cutover, and for mirror rows the `mirror` module toward the same targets with
+ * the same 5 s budget as cutover's shadow.timeout.
+ */
+function nginxConfig(scenario, urls, port, dir) {
+  const hostPort = (url) => new URL(url).host;
+  const mirror = scenario.shadowTo
+    ? `
+      mirror /__mirror;
+      mirror_request_body on;`
+    : '';
+  const mirrorLocation = scenario.shadowTo
+    ? `
+    location = /__mirror {
+      internal;
+      proxy_pass http://mirror$request_uri;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Cutover-Shadow 1;
+      proxy_connect_timeout 5s;
+      proxy_send_timeout 5s;
+      proxy_read_timeout 5s;
+    }`
+    : '';
+  return `# written by bench/run.mjs
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream legacy { server ${hostPort(urls[scenario.legacy ?? 'legacy'])}; keepalive 256; }
+  ${scenario.shadowTo ? `upstream mirror { server ${hostPort(urls[scenario.shadowTo])}; keepalive 64; }` : ''}
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://legacy;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";${mirror}
+    }${mirrorLocation}
+  }
+}
+`;
+}
+
+async function startNginx(scenario, urls, opts, tmp) {
+  const bin = nginxBinary();
+  if (bin === null) return null;
+  const dir = mkdtempSync(join(tmp, `nginx-${scenario.name}-`));
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(scenario, urls, port, dir));
+  const child = await startGuarded(`nginx-${scenario.name}`, bin, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { verbose: opts.verbose });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}${ITEM_PATHS[0]}`, child, 20_000);
+  return { child, url };
+}
+
 function cutoverConfig(scenario, urls, ports) {
   return {
     listen: { host: '127.0.0.1', port: ports.listen },
     admin: { host: '127.0.0.1', port: ports.admin },
-    backends: { legacy: { url: urls.legacy }, new: { url: urls[scenario.shadowTo] } },
+    backends: { legacy: { url: urls[scenario.legacy ?? 'legacy'] }, new: { url: urls[scenario.shadowTo] } },
     log: { level: 'warn' },
     defaults: { shadow: { percent: scenario.shadowPercent } },
     routes: [{ name: 'get-item', match: { methods: ['GET'], path: '/items/:id' }, weight: 0 }],
@@ -152,6 +290,7 @@ async function startCutover(scenario, urls, opts, tmp) {
     const file = join(tmp, `cutover-${scenario.name}.yaml`);
     writeFileSync(file, `# written by bench/run.mjs (JSON is valid YAML)\n${JSON.stringify(config, null, 2)}\n`);
     const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT });
+    pin(child.pid, opts.pins?.proxy);
     const url = `http://127.0.0.1:${ports.listen}`;
     try {
       await waitForHttp(`${url}${ITEM_PATHS[0]}`, child, 20_000);
@@ -180,6 +319,7 @@ async function scrapeCutoverCounters(adminUrl) {
       if (!m) continue;
       const labels = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
       const value = Number(m[3]);
+      if (labels.route !== 'get-item') continue; // the readiness probe's path is route `other`
       if (m[1] === 'cutover_requests_total') add(`requests.${labels.role}.${labels.outcome}`, value);
       else if (m[1] === 'cutover_comparisons_total') add(`comparisons.${labels.result}`, value);
       else add(`shadowSkipped.${labels.reason}`, value);
@@ -197,10 +337,14 @@ async function measure(scenario, url, pid, opts) {
   const sampler = pid ? new RssSampler(pid) : null;
   const rssStart = sampler ? sampler.read() : null;
   sampler?.start();
-  if (opts.warmupS > 0) await runLoad({ url, connections: opts.connections, durationS: opts.warmupS });
+  // The 1 MB rows run with the issue's 20 clients (fewer if asked) and at least 3 s: at ~1 s per
+  // answer on a busy box, a 1 s window would measure almost nothing.
+  const connections = Math.min(opts.connections, scenario.connections ?? opts.connections);
+  const durationS = Math.max(opts.durationS, scenario.minDurationS ?? 0);
+  if (opts.warmupS > 0) await runLoad({ url, connections, durationS: opts.warmupS });
   const rssWarm = pid ? readStatus(pid).rssMB : null;
   const cpuBefore = pid ? readCpuMs(pid) : null;
-  const load = await runLoad({ url, connections: opts.connections, durationS: opts.durationS });
+  const load = { ...(await runLoad({ url, connections, durationS })), connections };
   const cpuAfter = pid ? readCpuMs(pid) : null;
   const rssEnd = pid ? readStatus(pid).rssMB : null;
   const cpuMs = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
@@ -223,6 +367,19 @@ async function runScenario(scenario, backends, opts, tmp) {
     try {
       const row = { ...base, target: url, pid: child.pid, ...(await measure(scenario, url, child.pid, opts)) };
       if (!child.running) throw new Error(`http-proxy exited during the run\n${child.tail()}`);
+      return row;
+    } finally {
+      await child.stop();
+    }
+  }
+  if (scenario.proxy === 'nginx') {
+    const nginx = await startNginx(scenario, backends.urls, opts, tmp);
+    if (nginx === null) return { ...base, skipped: 'nginx not installed (apt-get install nginx-light)' };
+    const { child, url } = nginx;
+    pin(child.pid, opts.pins?.proxy);
+    try {
+      const row = { ...base, target: url, pid: child.pid, shadowTo: scenario.shadowTo, ...(await measure(scenario, url, child.pid, opts)) };
+      if (!child.running) throw new Error(`nginx exited during the run\n${child.tail()}`);
       return row;
     } finally {
       await child.stop();
@@ -274,8 +431,73 @@ function machineInfo() {
   };
 }
 
+/** Reads the proxy's own event-loop delay figures (prom-client resets them on every scrape). */
+async function scrapeLoopDelay(adminUrl) {
+  try {
+    const res = await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(3000) });
+    const text = await res.text();
+    const value = (name) => {
+      const m = new RegExp(`^${name}\\s+([0-9.eE+-]+)`, 'm').exec(text);
+      return m ? Math.round(Number(m[1]) * 1e5) / 100 : null; // seconds → ms, two decimals
+    };
+    return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds') };
+  } catch {
+    return { p99: null, max: null };
+  }
+}
+
+/**
+ * `--soak SECONDS`: the shadow scenario at steady load for that long; every few seconds the proxy's
+ * RSS and event-loop delay. "Flat" means the last third's RSS is within 20% of the first third's.
+ */
+async function soak(opts, tmp) {
+  const scenario = SCENARIOS.find((s) => s.name === 'shadow');
+  const backends = await startBackends([scenario], opts.verbose, opts.pins);
+  const { child, url, adminUrl } = await startCutover(scenario, backends.urls, opts, tmp);
+  const every = Math.max(2, Math.min(30, Math.round(opts.soakS / 20)));
+  log(`▶ soak: ${scenario.label}, ${opts.soakS} s at ${opts.connections} connections, a sample every ${every} s`);
+  const samples = [];
+  const start = Date.now();
+  const loadDone = runLoad({ url, connections: opts.connections, durationS: opts.soakS });
+  let finished = false;
+  void loadDone.finally(() => (finished = true));
+  while (!finished) {
+    await Promise.race([sleep(every * 1000), loadDone]);
+    if (finished || !child.running) break;
+    const delay = await scrapeLoopDelay(adminUrl);
+    const sample = { t: Math.round((Date.now() - start) / 1000), rssMB: round1(readStatus(child.pid).rssMB), loopDelayP99Ms: delay.p99, loopDelayMaxMs: delay.max };
+    samples.push(sample);
+    log(`  t=${sample.t}s RSS ${sample.rssMB} MB, event-loop delay p99 ${sample.loopDelayP99Ms} ms, max ${sample.loopDelayMaxMs} ms`);
+  }
+  const load = await loadDone;
+  const counters = await scrapeCutoverCounters(adminUrl);
+  await child.stop();
+  const third = Math.max(1, Math.floor(samples.length / 3));
+  const avg = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const early = avg(samples.slice(0, third).map((x) => x.rssMB));
+  const late = avg(samples.slice(-third).map((x) => x.rssMB));
+  const worstP99 = Math.max(0, ...samples.map((x) => x.loopDelayP99Ms ?? 0));
+  const targets = [
+    { name: 'soak: RSS flat (last third ≤ 1.2× first third)', verdict: early && late ? (late <= early * 1.2 ? 'PASS' : 'MISS') : 'SKIP', detail: `${round1(early)} → ${round1(late)} MB` },
+    { name: 'soak: peak RSS < 256 MB', verdict: samples.length ? (Math.max(...samples.map((x) => x.rssMB)) < 256 ? 'PASS' : 'MISS') : 'SKIP', detail: `${Math.max(0, ...samples.map((x) => x.rssMB))} MB` },
+    { name: 'soak: event-loop delay p99 ≤ 50 ms in every sample', verdict: samples.length ? (worstP99 <= 50 ? 'PASS' : 'MISS') : 'SKIP', detail: `worst ${worstP99} ms` },
+  ];
+  const report = { machine: { ...machineInfo(), loadavgAfter: os.loadavg() }, params: { soakS: opts.soakS, connections: opts.connections, everyS: every }, load, counters, samples, targets };
+  const out = opts.out.endsWith('latest.json') ? join(dirname(opts.out), 'soak.json') : opts.out;
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`## cutover soak — ${report.machine.date}\n`);
+  console.log(`${load.rps} req/s, p50 ${load.latencyMs.p50} ms, p99 ${load.latencyMs.p99} ms, errors ${load.errors}, non-2xx ${load.non2xx}\n`);
+  console.log('| t s | RSS MB | event-loop delay p99 ms | max ms |\n| ---: | ---: | ---: | ---: |');
+  for (const x of samples) console.log(`| ${x.t} | ${x.rssMB} | ${x.loopDelayP99Ms ?? '–'} | ${x.loopDelayMaxMs ?? '–'} |`);
+  console.log('\n### targets (informational, never a failing exit)\n');
+  for (const line of targetLines(targets)) console.log(line);
+  console.log(`\nwritten: ${out}`);
+}
+
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
+  opts.pins = pinning();
   const tmp = mkdtempSync(join(os.tmpdir(), 'cutover-bench-'));
   let stopping = false;
   const cleanupAndExit = async (code, why) => {
@@ -290,6 +512,18 @@ async function main() {
   process.on('SIGINT', () => cleanupAndExit(130, 'SIGINT'));
   process.on('SIGTERM', () => cleanupAndExit(143, 'SIGTERM'));
 
+  if (opts.soakS !== null) {
+    try {
+      await soak(opts, tmp);
+    } catch (err) {
+      log(`bench: ${err.stack ?? err}`);
+      process.exitCode = 1;
+    }
+    await stopAll();
+    rmSync(tmp, { recursive: true, force: true });
+    return;
+  }
+
   const machine = machineInfo();
   log(`bench: ${opts.scenarios.map((s) => s.name).join(', ') || '(no load scenarios)'}; ${opts.connections} connections, warm-up ${opts.warmupS} s, measure ${opts.durationS} s${opts.rounds > 1 ? `, ${opts.rounds} rounds` : ''}${opts.quick ? ' (quick)' : ''}`);
   const rows = [];
@@ -297,11 +531,11 @@ async function main() {
   let backends = { urls: {}, children: [] };
   try {
     if (opts.scenarios.length) {
-      backends = await startBackends(opts.scenarios, opts.verbose);
+      backends = await startBackends(opts.scenarios, opts.verbose, opts.pins);
       processes.push(...backends.children.map((c) => ({ name: c.name, pid: c.pid })));
     }
     const bodies = {};
-    for (const name of ['legacy', 'new']) if (backends.urls[name]) bodies[name] = await bodyBytes(backends.urls[name]);
+    for (const name of ['legacy', 'new', 'legacy1mb', 'new1mb']) if (backends.urls[name]) bodies[name] = await bodyBytes(backends.urls[name]);
 
     // Rounds interleave the scenarios (A B C, A B C, ...) so that a burst of noise from elsewhere on
     // the machine lands on all of them alike; each row then reports the median over its rounds.
@@ -352,6 +586,8 @@ async function main() {
         slowShadowDelayMs: SLOW_MS,
         httpProxyAgent: { keepAlive: true, maxSockets: 256 },
         cutoverCli: relative(ROOT, opts.cli),
+        pinned: opts.pins,
+        nginx: nginxBinary(),
       },
       rows,
       ratios,

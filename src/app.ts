@@ -18,6 +18,7 @@ import { credentialQueryNames } from './forward/shaping.js';
 import { Upstream, type UpstreamShaping } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
 import { ShadowEngine } from './shadow/engine.js';
+import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Telemetry, type BackendName } from './telemetry/metrics.js';
@@ -26,7 +27,7 @@ export interface AppOptions {
   logger?: Logger;
   /** Collect prom-client's process metrics (default true). */
   defaultMetrics?: boolean;
-  /** Receives every completed mirror pair (besides the built-in analysis). */
+  /** Receives every completed mirror pair (besides the built-in analysis), before the analysis queues it. */
   onPair?: (pair: CapturedAnswerPair) => void;
   analysis?: Partial<AnalysisOptions>;
   /** Extra admin routes (see admin/server.ts for the convention). */
@@ -94,19 +95,27 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy'), shadowLimits),
     new: new Upstream('new', config.backends.new, shaping('new'), shadowLimits),
   };
-  const analysis = new Analysis(routes, options.analysis);
+  const analysis = new Analysis(routes, {
+    queueBytes: config.shadow.compareQueueBytes,
+    workers: config.shadow.compareWorkers,
+    ...options.analysis,
+  });
+  const shed = new LoadShedder(config.shadow.shedAt);
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
     pools: shadowPools,
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
     credentialQuery: credentialQueryNames(config.credentials.legacy),
+    shed,
+    comparisons: analysis,
+    // Called before the pair is queued: once queued, its bodies may move to a comparison worker.
     onPair:
       onPair === undefined
-        ? analysis.submit
+        ? analysis.submitReserved
         : (pair) => {
-            analysis.submit(pair);
             onPair(pair);
+            analysis.submitReserved(pair);
           },
   });
   const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, credentials });
@@ -149,6 +158,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([upstreams.legacy.close(), upstreams.new.close()]);
       // Mirrors still in flight are not worth waiting for: their client answers are long gone.
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
+      shed.close();
+      await analysis.close();
       // Before the store: the inventory's last changes are written through it.
       await credentials.close();
       await store.close();

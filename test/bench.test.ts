@@ -14,8 +14,29 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runner = join(root, 'bench', 'run.mjs');
 // The pass-through scenario runs the built CLI (`npm test` builds first via pretest).
 const cli = join(root, 'dist', 'cli', 'main.js');
-// All six: the shadow ones also prove the client sees no error while its mirror is slow or dead.
-const scenarios = ['direct', 'http-proxy', 'passthrough', 'shadow', 'shadow-slow', 'shadow-dead'];
+// Every scenario: the shadow ones also prove the client sees no error whatever its mirror does.
+const scenarios = [
+  'direct',
+  'http-proxy',
+  'nginx',
+  'nginx-mirror',
+  'passthrough',
+  'shadow',
+  'shadow-slow',
+  'shadow-dead',
+  'shadow-big',
+  'shadow-reset',
+  'shadow-hang',
+  'shadow-garbage',
+  'nginx-mirror-slow',
+  'nginx-mirror-dead',
+  'nginx-mirror-big',
+  'nginx-mirror-reset',
+  'nginx-mirror-hang',
+  'passthrough-1mb',
+  'shadow-1mb',
+];
+const nginxInstalled = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx'].some((f) => existsSync(f));
 
 interface Row {
   scenario: string;
@@ -76,7 +97,7 @@ describe('bench/run.mjs', () => {
   it(`measures ${scenarios.join(', ')} side by side and writes the report`, async () => {
     expect(existsSync(cli), `${cli} missing: run npm run build`).toBe(true);
     const out = join(dir, 'latest.json');
-    const { code, stdout, stderr } = await run(['--quick', '--duration', '1', '--scenario', scenarios.join(','), '--out', out], 90_000);
+    const { code, stdout, stderr } = await run(['--quick', '--duration', '1', '--scenario', scenarios.join(','), '--out', out], 270_000);
     expect(code, stderr).toBe(0);
 
     const report = JSON.parse(readFileSync(out, 'utf8')) as Report;
@@ -86,6 +107,12 @@ describe('bench/run.mjs', () => {
     expect(report.rows.map((r) => r.scenario)).toEqual(scenarios);
     for (const row of report.rows) {
       expect(row.error, `${row.scenario}: ${row.error}`).toBeUndefined();
+      if (row.proxy === 'nginx') {
+        // A peer: it only has to run when installed (its clients may well wait for a faulty mirror).
+        if (nginxInstalled) expect(row.skipped, `${row.scenario}: ${row.skipped}`).toBeUndefined();
+        else expect(row.skipped).toMatch(/nginx not installed/);
+        continue;
+      }
       expect(row.skipped, `${row.scenario}: ${row.skipped}`).toBeUndefined();
       expect(row.requests, row.scenario).toBeGreaterThan(0);
       expect(row.errors, row.scenario).toBe(0);
@@ -104,6 +131,13 @@ describe('bench/run.mjs', () => {
     expect(report.ratios.perScenario['http-proxy'].rpsVsHttpProxy).toBe(1);
     expect(report.ratios.perScenario['http-proxy'].rpsVsDirect).toBeGreaterThan(0);
     expect(report.targets.length).toBeGreaterThan(0);
+    // Each faulty mirror is held against the healthy one, and what was not compared is counted.
+    for (const fault of ['shadow-big', 'shadow-reset', 'shadow-hang', 'shadow-slow', 'shadow-dead', 'shadow-garbage']) {
+      expect(report.targets.map((t) => t.name)).toContain(`${fault} client req/s ≥ 0.75× shadow`);
+    }
+    const big = report.rows.find((r) => r.scenario === 'shadow-big')?.proxyCounters ?? {};
+    expect((big['shadowSkipped.body_too_large'] ?? 0) + (big['shadowSkipped.overload'] ?? 0)).toBeGreaterThan(0);
+    expect(stdout).toMatch(/^(PASS|MISS|SKIP) 1 MB bodies: client p50/m);
 
     expect(stdout).toContain('| direct |');
     expect(stdout).toContain('| http-proxy |');
@@ -113,7 +147,20 @@ describe('bench/run.mjs', () => {
     const pids = report.processes.map((p) => p.pid);
     expect(pids.length).toBeGreaterThanOrEqual(scenarios.length); // backends + one per proxy
     expect(await waitUntilGone(pids, 5000)).toEqual([]);
-  }, 120_000);
+  }, 300_000);
+
+  it('--soak runs the shadow scenario at steady load and samples RSS and event-loop delay', async () => {
+    const out = join(dir, 'soak.json');
+    const { code, stdout, stderr } = await run(['--soak', '5', '--connections', '10', '--out', out], 60_000);
+    expect(code, stderr).toBe(0);
+    const report = JSON.parse(readFileSync(out, 'utf8')) as { load: { requests: number; errors: number }; samples: { rssMB: number; loopDelayP99Ms: number | null }[] };
+    expect(report.load.requests).toBeGreaterThan(0);
+    expect(report.load.errors).toBe(0);
+    expect(report.samples.length).toBeGreaterThan(0);
+    expect(report.samples[0].rssMB).toBeGreaterThan(0);
+    expect(report.samples[0].loopDelayP99Ms).not.toBeNull();
+    expect(stdout).toMatch(/^(PASS|MISS|SKIP) soak: RSS flat/m);
+  }, 90_000);
 
   it('rejects an unknown scenario with exit 2 and the list of names', async () => {
     const { code, stderr } = await run(['--scenario', 'direct,nope'], 20_000);

@@ -85,7 +85,8 @@ describe('hot reload', () => {
     const base = baseConfig(legacy.url, next.url, {
       admin: { host: '127.0.0.1', port: 0, tokenFile: 'token' },
       defaults: { shadow: { baselinePercent: 0 } },
-      shadow: { maxInFlight: 10_000 },
+      // Every mirror must be compared here: no load shedding in this busy test process.
+      shadow: { maxInFlight: 10_000, shedAt: { eventLoopDelay: 0, utilisation: 1 } },
       cutover: { state: { store: 'memory' } },
       log: { level: 'info' },
     });

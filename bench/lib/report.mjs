@@ -4,9 +4,40 @@
 export const TARGETS = {
   passthroughVsHttpProxyRps: 1.3,
   shadowVsHttpProxyRps: 1.0,
-  degradedShadowP99VsHealthy: 1.1,
+  shadowVsNginxMirrorRps: 1.2,
+  shadowCpuVsPassthrough: 2.0,
+  /** Under each mirror fault: client req/s at least this share of the healthy-mirror run … */
+  degradedShadowRpsVsHealthy: 0.75,
+  /** … and client p99 at most this multiple of it. */
+  degradedShadowP99VsHealthy: 1.25,
+  /** 1 MB bodies: p50 at 100% shadow within this multiple of 0% shadow … */
+  bigBodyP50VsNoShadow: 1.25,
+  /** … while at least this share of the mirrors is still compared. */
+  bigBodyComparedShare: 0.5,
   proxyRssMB: 256,
 };
+
+/** Faulty-mirror rows and the healthy row each is held against. */
+export function isolationPairs(rows) {
+  const pairs = [];
+  for (const r of rows) {
+    if (r.proxy === 'cutover' && r.scenario.startsWith('shadow-') && r.scenario !== 'shadow-1mb') pairs.push([r.scenario, 'shadow']);
+    if (r.proxy === 'nginx' && r.scenario.startsWith('nginx-mirror-')) pairs.push([r.scenario, 'nginx-mirror']);
+  }
+  return pairs;
+}
+
+/** Of the mirrors the proxy could have sent (not sampled out), the share it compared. */
+export function comparedShare(counters) {
+  if (!counters || counters.error) return null;
+  let compared = 0;
+  let skipped = 0;
+  for (const [k, v] of Object.entries(counters)) {
+    if (k.startsWith('comparisons.')) compared += v;
+    else if (k.startsWith('shadowSkipped.') && k !== 'shadowSkipped.sampled_out') skipped += v;
+  }
+  return compared + skipped > 0 ? Math.round((compared / (compared + skipped)) * 1000) / 1000 : null;
+}
 
 const median = (xs) => {
   const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
@@ -75,18 +106,32 @@ export function computeRatios(rows) {
       cpuPerRequestVsHttpProxy: hp ? ratio(row.proxyCpu?.usPerRequest, hp.proxyCpu?.usPerRequest) : null,
     };
   }
-  const healthy = usable(by.shadow) ? by.shadow : null;
   const shadowIsolation = {};
-  for (const name of ['shadow-slow', 'shadow-dead']) {
+  for (const [name, healthyName] of isolationPairs(rows)) {
+    const healthy = usable(by[healthyName]) ? by[healthyName] : null;
     if (healthy && usable(by[name])) {
       shadowIsolation[name] = {
+        against: healthyName,
         p99VsHealthyShadow: ratio(by[name].latencyMs.p99, healthy.latencyMs.p99),
         p50VsHealthyShadow: ratio(by[name].latencyMs.p50, healthy.latencyMs.p50),
         rpsVsHealthyShadow: ratio(by[name].rps, healthy.rps),
       };
     }
   }
-  return { perScenario, shadowIsolation };
+  const pass = usable(by.passthrough) ? by.passthrough : null;
+  const shadow = usable(by.shadow) ? by.shadow : null;
+  const nginxMirror = usable(by['nginx-mirror']) ? by['nginx-mirror'] : null;
+  const big0 = usable(by['passthrough-1mb']) ? by['passthrough-1mb'] : null;
+  const big100 = usable(by['shadow-1mb']) ? by['shadow-1mb'] : null;
+  const fullSpeed = {
+    shadowCpuVsPassthrough: pass && shadow ? ratio(shadow.proxyCpu?.usPerRequest, pass.proxyCpu?.usPerRequest) : null,
+    shadowRpsVsNginxMirror: shadow && nginxMirror ? ratio(shadow.rps, nginxMirror.rps) : null,
+    passthroughRpsVsNginx: pass && usable(by.nginx) ? ratio(pass.rps, by.nginx.rps) : null,
+    bigBodyP50Vs0: big0 && big100 ? ratio(big100.latencyMs.p50, big0.latencyMs.p50) : null,
+    bigBodyP99Vs0: big0 && big100 ? ratio(big100.latencyMs.p99, big0.latencyMs.p99) : null,
+    bigBodyComparedShare: big100 ? comparedShare(big100.proxyCounters) : null,
+  };
+  return { perScenario, shadowIsolation, fullSpeed };
 }
 
 /** Informational checks; a MISS never changes the exit code. */
@@ -105,9 +150,15 @@ export function checkTargets(rows, ratios) {
   const per = ratios.perScenario;
   add('pass-through req/s ≥ 1.3× http-proxy', per.passthrough?.rpsVsHttpProxy, TARGETS.passthroughVsHttpProxyRps, '>=', '×', 'needs passthrough and http-proxy rows');
   add('100% shadow + compare req/s ≥ 1.0× http-proxy', per.shadow?.rpsVsHttpProxy, TARGETS.shadowVsHttpProxyRps, '>=', '×', 'needs shadow and http-proxy rows');
-  for (const name of ['shadow-slow', 'shadow-dead']) {
-    add(`${name} client p99 ≤ 1.1× healthy-shadow p99`, ratios.shadowIsolation[name]?.p99VsHealthyShadow, TARGETS.degradedShadowP99VsHealthy, '<=', '×', `needs ${name} and shadow rows`);
+  add('shadowed CPU µs/req ≤ 2.0× pass-through', ratios.fullSpeed?.shadowCpuVsPassthrough, TARGETS.shadowCpuVsPassthrough, '<=', '×', 'needs shadow and passthrough rows with CPU figures');
+  add('100% shadow + compare req/s ≥ 1.2× nginx + mirror', ratios.fullSpeed?.shadowRpsVsNginxMirror, TARGETS.shadowVsNginxMirrorRps, '>=', '×', 'needs shadow and nginx-mirror rows (nginx installed)');
+  for (const [name, healthyName] of isolationPairs(rows)) {
+    const iso = ratios.shadowIsolation[name];
+    add(`${name} client req/s ≥ 0.75× ${healthyName}`, iso?.rpsVsHealthyShadow, TARGETS.degradedShadowRpsVsHealthy, '>=', '×', `needs ${name} and ${healthyName} rows`);
+    add(`${name} client p99 ≤ 1.25× ${healthyName}`, iso?.p99VsHealthyShadow, TARGETS.degradedShadowP99VsHealthy, '<=', '×', `needs ${name} and ${healthyName} rows`);
   }
+  add('1 MB bodies: client p50 at 100% shadow ≤ 1.25× 0% shadow', ratios.fullSpeed?.bigBodyP50Vs0, TARGETS.bigBodyP50VsNoShadow, '<=', '×', 'needs passthrough-1mb and shadow-1mb rows');
+  add('1 MB bodies: share of mirrors compared ≥ 0.5', ratios.fullSpeed?.bigBodyComparedShare, TARGETS.bigBodyComparedShare, '>=', '×', 'needs the shadow-1mb row and its counters');
   const cutoverRows = rows.filter((r) => r.proxy === 'cutover' && usable(r));
   const peak = cutoverRows.length ? Math.max(...cutoverRows.map((r) => Math.max(r.rssMB.peak ?? 0, r.rssMB.hwm ?? 0))) : null;
   add('cutover peak RSS < 256 MB', peak || null, TARGETS.proxyRssMB, '<', ' MB', 'needs a cutover row with RSS (Linux)');
@@ -143,9 +194,17 @@ export function markdown(report) {
   const iso = Object.entries(ratios.shadowIsolation);
   if (iso.length) {
     lines.push('');
-    lines.push('| degraded shadow | client p99 × healthy shadow | client p50 × healthy shadow | req/s × healthy shadow |');
-    lines.push('| --- | ---: | ---: | ---: |');
-    for (const [name, v] of iso) lines.push(`| ${name} | ${fmt(v.p99VsHealthyShadow)} | ${fmt(v.p50VsHealthyShadow)} | ${fmt(v.rpsVsHealthyShadow)} |`);
+    lines.push('| faulty mirror | against | client p99 × healthy | client p50 × healthy | req/s × healthy |');
+    lines.push('| --- | --- | ---: | ---: | ---: |');
+    for (const [name, v] of iso) lines.push(`| ${name} | ${v.against} | ${fmt(v.p99VsHealthyShadow)} | ${fmt(v.p50VsHealthyShadow)} | ${fmt(v.rpsVsHealthyShadow)} |`);
+  }
+  const full = ratios.fullSpeed ?? {};
+  if (Object.values(full).some((v) => v !== null && v !== undefined)) {
+    lines.push('');
+    lines.push(
+      `Full speed: shadowed CPU/req × pass-through ${fmt(full.shadowCpuVsPassthrough)}, shadow req/s × nginx+mirror ${fmt(full.shadowRpsVsNginxMirror)}, pass-through req/s × nginx ${fmt(full.passthroughRpsVsNginx)}; ` +
+        `1 MB bodies: p50 at 100% × 0% shadow ${fmt(full.bigBodyP50Vs0)}, p99 ${fmt(full.bigBodyP99Vs0)}, share of mirrors compared ${fmt(full.bigBodyComparedShare)}.`,
+    );
   }
   const counted = rows.filter((r) => r.proxyCounters && !r.proxyCounters.error && Object.keys(r.proxyCounters).length);
   if (counted.length) {

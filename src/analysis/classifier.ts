@@ -3,10 +3,11 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { compareResponses, isRealDifference, type Captured, type Comparison, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
+import { isRealDifference, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
+import { comparePair, type Compared } from './compare-pair.js';
 import { RouteEvidenceLog } from './evidence.js';
 import { ExampleStore } from './examples.js';
 import type { ErrorExample, StoredExample } from './report.js';
@@ -31,8 +32,21 @@ function failed(answer: UpstreamAnswer): boolean {
   return answer.outcome === '5xx' || answer.outcome === 'timeout' || answer.outcome === 'error';
 }
 
-function captured(answer: UpstreamAnswer): Captured {
-  return { status: answer.status, headers: answer.headers, body: answer.body, truncated: answer.truncated };
+
+/** Pairs that may wait for a route's first baseline, and for how long at most. */
+const WARMUP_PAIRS = 64;
+const WARMUP_MS = 10_000;
+
+const NO_BODY = Buffer.alloc(0);
+
+/** What `record` reads of a pair once it is compared: everything but the bodies. */
+function withoutBodies(pair: CapturedAnswerPair): CapturedAnswerPair {
+  return {
+    ...pair,
+    primary: { ...pair.primary, body: NO_BODY },
+    shadow: { ...pair.shadow, body: NO_BODY },
+    baseline: pair.baseline === null ? null : { ...pair.baseline, body: NO_BODY },
+  };
 }
 
 /** Everything the analysis keeps for one route, by route name: a config reload keeps it. */
@@ -43,6 +57,14 @@ export class RouteAnalysis {
   readonly evidence: RouteEvidenceLog;
   /** Pairs of this route dropped because the comparison queue was full. */
   dropped = 0;
+  /**
+   * Until the route's first baseline comparison is recorded, nothing is known about noise, and a
+   * field that differs on every call (a request id) would be judged real. Mirrors complete out of
+   * order, so the first pair (which always carries a baseline) is often not the first to arrive:
+   * the pairs that beat it wait here, bodies dropped, and are judged right after it.
+   */
+  private readonly warmup: { pair: CapturedAnswerPair; compared: Compared; since: number }[] = [];
+  private noiseKnown = false;
 
   constructor(
     readonly name: string,
@@ -87,8 +109,35 @@ export class RouteAnalysis {
 
   /** Compares one pair and records what it shows; null when there was nothing fair to compare. */
   process(pair: CapturedAnswerPair): ComparisonResult | null {
+    return this.record(pair, this.compare(pair));
+  }
+
+  /**
+   * The pure half: runs the comparisons with the rules of the snapshot the request started on
+   * (compiled once when that config was loaded). A comparison worker runs the same code.
+   */
+  compare(pair: CapturedAnswerPair): Compared {
+    return comparePair({ ...pair, route: this.name }, pair.route.rules);
+  }
+
+  /** The main-thread half: applies a pair's comparisons to the window, metrics, examples and evidence. */
+  record(pair: CapturedAnswerPair, compared: Compared): ComparisonResult | null {
     // A client that walked away leaves an incomplete primary answer: there is nothing fair to compare.
     if (pair.primary.error === 'client_aborted') return null;
+    if (!this.noiseKnown) {
+      if (compared.baseline !== null || pair.route.shadow.baselinePercent === 0) this.noiseKnown = true;
+      else if (this.warmup.length < WARMUP_PAIRS && (this.warmup.length === 0 || this.limits.now() - this.warmup[0].since < WARMUP_MS)) {
+        this.warmup.push({ pair: withoutBodies(pair), compared, since: this.warmup[0]?.since ?? this.limits.now() });
+        return null;
+      } else this.noiseKnown = true; // no baseline in time (they keep failing): judge without one
+      const result = this.judge(pair, compared);
+      for (const held of this.warmup.splice(0)) this.judge(held.pair, held.compared);
+      return result;
+    }
+    return this.judge(pair, compared);
+  }
+
+  private judge(pair: CapturedAnswerPair, compared: Compared): ComparisonResult | null {
     const at = this.limits.now();
     const slice = this.window.current(at);
     const legacy = pair.primaryIsNew ? pair.shadow : pair.primary;
@@ -97,12 +146,10 @@ export class RouteAnalysis {
     if (ok(candidate)) slice.new.observe(candidate.seconds);
     this.evidence.answer('legacy', failed(legacy), ok(legacy) ? legacy.seconds : null);
     this.evidence.answer('new', failed(candidate), ok(candidate) ? candidate.seconds : null);
-    const ctx = { route: this.name, method: pair.method, path: pair.path };
-    // The rules of the snapshot the request started on, compiled once when that config was loaded.
     const rules = pair.route.rules;
 
-    if (pair.baseline !== null && ok(pair.primary) && ok(pair.baseline)) {
-      const base = compareResponses(captured(pair.primary), captured(pair.baseline), rules.baseline, ctx);
+    const base = compared.baseline;
+    if (base !== null) {
       slice.baselineComparisons++;
       for (const [name, kinds] of this.group(slice, base.differences)) {
         slice.field(name).noiseHits++;
@@ -116,18 +163,14 @@ export class RouteAnalysis {
       slice.statusPairs.set(key, (slice.statusPairs.get(key) ?? 0) + 1);
       pair.route.metrics.statusPair(legacy.status, candidate.status);
     }
-    let comparison: Comparison;
     if (!ok(legacy) || !ok(candidate)) {
       const side = !ok(legacy) ? 'legacy' : 'new';
       const answer = side === 'legacy' ? legacy : candidate;
       return this.finish(slice, pair, 'error', `${side} backend ${answer.error ?? 'failed'}`);
     }
-    try {
-      comparison = compareResponses(captured(legacy), captured(candidate), rules.shadow, ctx);
-    } catch (err) {
-      // compare/ is meant never to throw; if it does, the evidence says "could not compare", not "match".
-      return this.finish(slice, pair, 'error', `compare_failed: ${(err as Error).message}`);
-    }
+    const comparison = compared.main;
+    // compare/ is meant never to throw; if it does, the evidence says "could not compare", not "match".
+    if (comparison === null) return this.finish(slice, pair, 'error', compared.failure ?? 'compare_failed');
     if (comparison.result === 'error') return this.finish(slice, pair, 'error', comparison.error ?? 'compare_error');
     if (comparison.result === 'match') return this.finish(slice, pair, 'match');
 

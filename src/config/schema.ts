@@ -5,6 +5,7 @@
  * Route-level `shadow` and `compare` are partial: they are merged over `defaults.*` and then over the
  * built-in defaults by `resolve.ts`, so this file keeps them without defaults of their own.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseDuration, parseSize } from './units.js';
@@ -266,7 +267,23 @@ export const shadowLimitsSchema = z.strictObject({
   timeout: timeout.default(5_000),
   /** Connection cap of the separate pools used for mirrored calls. */
   connections: z.number().int().min(1).max(10_000).default(64),
+  /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */
+  compareWorkers: z.number().int().min(0).max(64).default(defaultCompareWorkers()),
+  /** Bytes of captured answers waiting for (or in) comparison; mirrors past it are skipped as overload. */
+  compareQueueBytes: size.default(32 * 1024 * 1024),
+  /** Event-loop bounds past which new mirrors are skipped as overload (see docs/metrics.md). */
+  shedAt: z
+    .strictObject({
+      eventLoopDelay: duration.default(50),
+      utilisation: z.number().min(0).max(1).default(0.95),
+    })
+    .default({ eventLoopDelay: 50, utilisation: 0.95 }),
 });
+
+/** One core stays with the event loop; a few workers are enough for the rest (more only add memory). */
+export function defaultCompareWorkers(): number {
+  return Math.max(0, Math.min(4, availableParallelism() - 1));
+}
 
 const credentialSchema = z.union([
   z.strictObject({ header: z.string().min(1) }),

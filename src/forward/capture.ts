@@ -21,7 +21,7 @@ export class BodyCapture {
   private readonly chunks: Buffer[] = [];
   private size = 0;
   truncated = false;
-  private readonly limit: number;
+  readonly limit: number;
 
   constructor(limit: number) {
     this.limit = limit;
@@ -44,6 +44,18 @@ export class BodyCapture {
   }
 
   body(): Buffer {
-    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+    if (this.chunks.length === 1) return this.chunks[0];
+    const body = Buffer.concat(this.chunks, this.size);
+    // Only a fresh, unpooled copy may be moved to a comparison worker without copying it again.
+    if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) OWNED.add(body.buffer);
+    return body;
   }
+}
+
+/** Backing stores made by `BodyCapture` alone: nothing else (a socket, Buffer's pool) shares them. */
+const OWNED = new WeakSet<ArrayBufferLike>();
+
+/** Whether `body` may be transferred to a worker (its memory then leaves this thread). */
+export function ownsBacking(body: Buffer): boolean {
+  return OWNED.has(body.buffer);
 }

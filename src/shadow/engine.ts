@@ -45,7 +45,16 @@ export interface ShadowEngineDeps {
   /** Receives both answers (and the baseline, if any) once all have arrived. */
   onPair: (pair: CapturedAnswerPair) => void;
   breaker?: Partial<BreakerOptions>;
+  /** Says when the proxy's own event loop is too busy to take more mirrors (skipped as overload). */
+  shed?: { admit(): boolean };
+  /**
+   * Room in the comparison queue, reserved before a mirror is sent: a mirror that could not be
+   * compared is not sent at all, so it is counted once (as overload), never sent and then dropped.
+   */
+  comparisons?: { reserve(): boolean; unreserve(): void };
 }
+
+const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
 
 /** A route's exact samplers, kept by route name so a reload keeps their counters running. */
 class RouteSampling {
@@ -53,9 +62,18 @@ class RouteSampling {
   readonly baseline: ExactRatio;
   /** The settings object the samplers were last checked against (one per loaded config). */
   settings: Route['shadow'];
+  /**
+   * Per target backend: a mirror pair whose answer ran past the capture cap cannot be compared, so
+   * further mirrors of the route are skipped (`body_too_large`) for a cool-down that doubles up to
+   * 30 s; one probe then checks whether answers fit again. This keeps an oversize answer from
+   * costing a cut connection and a reconnect on every request.
+   */
+  readonly oversize: { legacy: ShadowBreaker; new: ShadowBreaker };
 
-  constructor(settings: Route['shadow']) {
+  constructor(settings: Route['shadow'], now: () => number) {
     this.settings = settings;
+    const oversize = { ...OVERSIZE_BREAKER, now };
+    this.oversize = { legacy: new ShadowBreaker(oversize), new: new ShadowBreaker(oversize) };
     this.shadow = new ExactRatio(settings.percent);
     this.baseline = new ExactRatio(settings.baselinePercent);
   }
@@ -94,7 +112,7 @@ export class ShadowEngine {
   private samplingOf(route: Route): RouteSampling {
     let sampling = this.sampling.get(route.name);
     if (sampling === undefined) {
-      sampling = new RouteSampling(route.shadow);
+      sampling = new RouteSampling(route.shadow, this.deps.breaker?.now ?? Date.now);
       this.sampling.set(route.name, sampling);
     } else if (sampling.settings !== route.shadow) {
       sampling.follow(route.shadow);
@@ -125,17 +143,32 @@ export class ShadowEngine {
       route.metrics.shadowSkipped('body_too_large');
       return null;
     }
-    if (this.inFlight >= this.deps.maxInFlight) {
+    if (this.inFlight >= this.deps.maxInFlight || (this.deps.shed !== undefined && !this.deps.shed.admit())) {
       route.metrics.shadowSkipped('overload');
       return null;
     }
-    const admission = this.breakers[primaryIsNew ? 'legacy' : 'new'].allow();
+    const comparisons = this.deps.comparisons;
+    if (comparisons !== undefined && !comparisons.reserve()) {
+      route.metrics.shadowSkipped('overload');
+      return null;
+    }
+    const target = primaryIsNew ? 'legacy' : 'new';
+    const sizeAdmission = sampling.oversize[target].allow();
+    if (sizeAdmission === Admission.Refused) {
+      comparisons?.unreserve();
+      route.metrics.shadowSkipped('body_too_large');
+      return null;
+    }
+    const admission = this.breakers[target].allow();
     if (admission === Admission.Refused) {
+      // The size probe was not used: give it back, so the next mirror may probe.
+      if (sizeAdmission === Admission.Probe) sampling.oversize[target].record(false, true);
+      comparisons?.unreserve();
       route.metrics.shadowSkipped('shadow_down');
       return null;
     }
     this.inFlight++;
-    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe);
+    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
@@ -153,7 +186,9 @@ export class ShadowEngine {
     shadowTarget.dispatcher.dispatch(
       dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, body: req.body, intent: intent('mirror') }),
       new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
-        this.breakers[shadowTarget.name].record(answer.status > 0, job.probe);
+        // A connection broken mid-body is a failure too: a backend that resets every answer would
+        // otherwise cost a new connection per mirror, forever.
+        this.breakers[shadowTarget.name].record(answer.status > 0 && answer.error === undefined, job.probe);
         job.onShadow(answer);
       }),
     );
@@ -167,6 +202,14 @@ export class ShadowEngine {
   }
 
   complete(pair: CapturedAnswerPair): void {
+    const sampling = this.sampling.get(pair.route.name);
+    if (sampling !== undefined) {
+      const oversize = pair.primary.truncated || pair.shadow.truncated || (pair.baseline?.truncated ?? false);
+      const breaker = sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'];
+      // Only a pair that got whole answers says the route fits again; failures say nothing about size.
+      if (oversize || (pair.shadow.error === undefined && pair.primary.error === undefined)) breaker.record(!oversize, pair.sizeProbe ?? false);
+      else if (pair.sizeProbe === true) breaker.record(false, true);
+    }
     // The pair's path is kept (examples, recent errors): a credential in the query never is.
     this.deps.onPair(this.deps.credentialQuery.length ? { ...pair, path: redactTarget(pair.path, this.deps.credentialQuery) } : pair);
   }
@@ -177,6 +220,8 @@ export class MirrorJob {
   readonly wantsBaseline: boolean;
   /** This mirror is the one probe of an open circuit breaker. */
   readonly probe: boolean;
+  /** This mirror is the one probe of its route's oversize cool-down. */
+  readonly sizeProbe: boolean;
   private readonly engine: ShadowEngine;
   private primary: UpstreamAnswer | null = null;
   private shadow: UpstreamAnswer | null = null;
@@ -184,11 +229,12 @@ export class MirrorJob {
   private request: MirrorRequest | null = null;
   private waiting: number;
 
-  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean, probe: boolean) {
+  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean, probe: boolean, sizeProbe: boolean) {
     this.engine = engine;
     this.route = route;
     this.wantsBaseline = wantsBaseline;
     this.probe = probe;
+    this.sizeProbe = sizeProbe;
     this.waiting = wantsBaseline ? 3 : 2;
   }
 
@@ -230,6 +276,7 @@ export class MirrorJob {
       primary: this.primary!,
       shadow: this.shadow!,
       baseline: this.baseline,
+      sizeProbe: this.sizeProbe,
     });
   }
 }

@@ -12,4 +12,6 @@ export interface CapturedAnswerPair {
   shadow: UpstreamAnswer;
   /** A second answer of the primary backend to the same request, when this pair samples noise. */
   baseline: UpstreamAnswer | null;
+  /** This pair was the probe of its route's oversize cool-down (see ShadowEngine). */
+  sizeProbe?: boolean;
 }

@@ -27,7 +27,10 @@ export interface InProcessProxy extends App {
 }
 
 export async function startProxy(raw: Record<string, unknown>, options: AppOptions = {}): Promise<InProcessProxy> {
-  const config = validateConfig(raw, 'test config');
+  // Tests share one busy event loop (vitest, the test's own backends): load shedding would skip
+  // mirrors at random. Tests of shedding turn it on themselves.
+  const shadow = { shedAt: { eventLoopDelay: 0, utilisation: 1 }, ...((raw.shadow as Record<string, unknown> | undefined) ?? {}) };
+  const config = validateConfig({ ...raw, shadow }, 'test config');
   await loadTransforms(config);
   const logs: string[] = [];
   const sink = new Writable({

@@ -1,0 +1,48 @@
+/**
+ * A comparison worker's entry point (see workers.ts). It keeps each route's compiled rules, loads
+ * transform modules itself by path (functions cannot cross threads), and answers every `compare`
+ * message with the plain comparisons of that pair. Runs from dist/ only: `npm run build` makes it.
+ */
+import { pathToFileURL } from 'node:url';
+import { parentPort } from 'node:worker_threads';
+import type { CompareSettings, TransformFn } from '../config/load.js';
+import { comparePair, compileRouteRules, type PairInput, type PairRules } from './compare-pair.js';
+import type { WorkerReply, WorkerRequest } from './workers.js';
+
+const rules = new Map<string, Promise<PairRules>>();
+
+async function compile(settings: CompareSettings): Promise<PairRules> {
+  if (settings.transformPath === undefined) return compileRouteRules(settings);
+  const mod = (await import(pathToFileURL(settings.transformPath).href)) as { default?: unknown };
+  if (typeof mod.default !== 'function') throw new Error(`transform ${settings.transformPath} has no default export function`);
+  return compileRouteRules({ ...settings, transform: mod.default as TransformFn });
+}
+
+/** `key` names the rule set (one per route and loaded config); `pair.route` is the route's name. */
+async function compare(id: number, key: string, pair: PairInput): Promise<void> {
+  let reply: WorkerReply;
+  try {
+    const compiled = rules.get(key);
+    if (compiled === undefined) throw new Error(`no rules for route ${pair.route}`);
+    // Structured clone delivers plain Uint8Arrays; compare/ expects Buffers (same memory, no copy).
+    for (const answer of [pair.primary, pair.shadow, pair.baseline]) {
+      if (answer !== null) answer.body = Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
+    }
+    reply = { id, compared: comparePair(pair, await compiled) };
+  } catch (err) {
+    reply = { id, compared: { baseline: null, main: null, failure: `compare_failed: ${(err as Error).message}` } };
+  }
+  parentPort!.postMessage(reply);
+}
+
+parentPort!.on('message', (msg: WorkerRequest) => {
+  if (msg.type === 'rules') {
+    const compiled = compile(msg.settings);
+    compiled.catch(() => undefined); // reported per comparison
+    rules.set(msg.route, compiled);
+  } else if (msg.type === 'forget') {
+    rules.delete(msg.route);
+  } else {
+    void compare(msg.id, msg.route, msg.pair);
+  }
+});

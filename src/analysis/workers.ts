@@ -1,0 +1,186 @@
+/**
+ * A pool of comparison workers: the CPU of decoding (zlib included), normalising and diffing leaves
+ * the proxy's event loop. The main thread sends a pair's answers with their bodies *transferred*
+ * (moved, not copied, when the capture owns its memory) and gets plain comparisons back, which it
+ * applies to the window (`RouteAnalysis.record`).
+ *
+ * Rules go to a worker as settings, once per loaded config (keyed by the settings object of the
+ * snapshot the request started on), just before the first comparison that needs them; the worker
+ * compiles them and imports transform modules by path itself. Messages to one worker are ordered,
+ * so the rules are always there before the comparison.
+ *
+ * The worker is the compiled `dist/analysis/compare-worker.js`. Under vitest this module runs from
+ * `src/` (TypeScript a Worker cannot load), so it points at the dist/ build next to it, which
+ * `npm test` builds first; without that file the pool reports itself unavailable and the analysis
+ * compares on the main thread.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { CompareSettings } from '../config/load.js';
+import { ownsBacking } from '../forward/capture.js';
+import type { Compared, PairAnswer, PairInput } from './compare-pair.js';
+
+export type WorkerRequest =
+  | { type: 'rules'; route: string; settings: CompareSettings }
+  | { type: 'forget'; route: string }
+  | { type: 'compare'; id: number; route: string; pair: PairInput };
+
+export interface WorkerReply {
+  id: number;
+  compared: Compared;
+}
+
+/** Comparisons handed to one worker at a time: enough to keep it busy, few enough to stay bounded. */
+const PER_WORKER = 4;
+/** A worker that dies is replaced this many times at most, then the pool gives up (main thread). */
+const MAX_RESTARTS = 5;
+
+export function workerFile(): URL | null {
+  const here = new URL('./compare-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  const dist = new URL(here.href.replace(/\/src\/analysis\/compare-worker\.js$/, '/dist/analysis/compare-worker.js'));
+  return existsSync(fileURLToPath(dist)) ? dist : null;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, (compared: Compared) => void>;
+  /** Rule keys this worker has compiled. */
+  known: Set<string>;
+}
+
+/** Rule keys live as long as the settings object (a config snapshot) they were made for. */
+const ruleKeys = new WeakMap<CompareSettings, string>();
+let nextRuleKey = 1;
+
+function ruleKey(settings: CompareSettings): string {
+  let key = ruleKeys.get(settings);
+  if (key === undefined) {
+    key = `r${nextRuleKey++}`;
+    ruleKeys.set(settings, key);
+  }
+  return key;
+}
+
+/** Rule sets a worker keeps before it forgets the oldest (reloads make new ones). */
+const MAX_RULES_PER_WORKER = 256;
+
+/** Functions cannot cross threads: the worker loads the transform again from `transformPath`. */
+function portable(settings: CompareSettings): CompareSettings {
+  const { transform: _fn, ...rest } = settings;
+  return rest;
+}
+
+export class ComparePool {
+  private readonly slots: Slot[] = [];
+  private nextId = 1;
+  private restarts = 0;
+  private closed = false;
+
+  private started = false;
+
+  constructor(
+    private readonly workers: number,
+    private readonly file: URL,
+  ) {}
+
+  /** How many comparisons the pool takes at once. */
+  get capacity(): number {
+    return this.workers * PER_WORKER;
+  }
+
+  /** False once workers kept dying and the pool gave up (the analysis then compares on its own thread). */
+  get usable(): boolean {
+    return !this.closed && (!this.started || this.slots.length > 0);
+  }
+
+  /**
+   * Workers start with the first comparison that needs one: a proxy whose answers are all small
+   * (compared on the main thread) never pays for their threads and memory.
+   */
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (let i = 0; i < this.workers; i++) this.slots.push(this.spawn());
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(this.file);
+    // The pool must never keep a stopping proxy alive.
+    worker.unref();
+    const slot: Slot = { worker, pending: new Map(), known: new Set() };
+    worker.on('message', (reply: WorkerReply) => {
+      const done = slot.pending.get(reply.id);
+      slot.pending.delete(reply.id);
+      done?.(reply.compared);
+    });
+    const fail = (why: string): void => {
+      const idx = this.slots.indexOf(slot);
+      if (idx === -1) return;
+      this.slots.splice(idx, 1);
+      for (const done of slot.pending.values()) done({ baseline: null, main: null, failure: `compare_failed: ${why}` });
+      slot.pending.clear();
+      if (!this.closed && this.restarts < MAX_RESTARTS) {
+        this.restarts++;
+        this.slots.push(this.spawn());
+      }
+    };
+    worker.on('error', (err) => fail(`comparison worker failed: ${err.message}`));
+    worker.on('exit', () => fail('comparison worker exited'));
+    return slot;
+  }
+
+  /** Compares one pair in a worker, under `settings` (the route's, in the snapshot the request started on). */
+  compare(pair: PairInput, settings: CompareSettings): Promise<Compared> {
+    this.start();
+    let best: Slot | null = null;
+    for (const slot of this.slots) if (best === null || slot.pending.size < best.pending.size) best = slot;
+    if (best === null) return Promise.resolve({ baseline: null, main: null, failure: 'compare_failed: no comparison worker' });
+    const id = this.nextId++;
+    const key = ruleKey(settings);
+    if (!best.known.has(key)) {
+      if (best.known.size >= MAX_RULES_PER_WORKER) {
+        const oldest = best.known.values().next().value as string;
+        best.known.delete(oldest);
+        best.worker.postMessage({ type: 'forget', route: oldest } satisfies WorkerRequest);
+      }
+      best.known.add(key);
+      best.worker.postMessage({ type: 'rules', route: key, settings: portable(settings) } satisfies WorkerRequest);
+    }
+    const transfer: ArrayBuffer[] = [];
+    const message: WorkerRequest = {
+      type: 'compare',
+      id,
+      route: key,
+      pair: { ...pair, primary: movable(pair.primary, transfer), shadow: movable(pair.shadow, transfer), baseline: pair.baseline === null ? null : movable(pair.baseline, transfer) },
+    };
+    const slot = best;
+    return new Promise((resolve) => {
+      slot.pending.set(id, resolve);
+      slot.worker.postMessage(message, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}
+
+/**
+ * The answer with a body the worker may take: the captured Buffer itself when the capture owns its
+ * memory (it is moved, and reads as empty here afterwards), else one copy into fresh memory (a
+ * single-chunk body may still be queued on the client's socket, so it must not move).
+ */
+function movable(answer: PairAnswer, transfer: ArrayBuffer[]): PairAnswer {
+  const body = answer.body;
+  if (body.length === 0) return { status: answer.status, headers: answer.headers, body, truncated: answer.truncated, error: answer.error };
+  let owned: Uint8Array;
+  if (ownsBacking(body) && body.buffer instanceof ArrayBuffer && !transfer.includes(body.buffer)) owned = body;
+  else owned = new Uint8Array(body);
+  transfer.push(owned.buffer as ArrayBuffer);
+  // Structured clone turns a Buffer into a plain Uint8Array; compare/ reads bytes either way.
+  return { status: answer.status, headers: answer.headers, body: owned as Buffer, truncated: answer.truncated, error: answer.error };
+}

@@ -1,0 +1,366 @@
+/**
+ * The mirror never costs the client: faulty mirror backends of every kind, comparison workers, the
+ * bounded comparison queue and load shedding. Behaviour only (answers, counters, memory); timing
+ * targets live in bench/.
+ */
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { ComparisonQueue } from '../src/analysis/queue.js';
+import { LoadShedder } from '../src/shadow/load.js';
+import type { CapturedAnswerPair } from '../src/shadow/pair.js';
+import { deadPort, startBackend, waitFor, type Handler } from './helpers/backend.js';
+import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+
+process.env.CUTOVER_ISOLATION_TOKEN = 't';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+const expected = { id: 7, name: 'widget', price: 12.5 };
+
+function json(res: http.ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(value));
+}
+
+async function backend(handler: Handler): Promise<string> {
+  const b = await startBackend(handler);
+  cleanups.push(() => b.close());
+  return b.url;
+}
+
+/** A TCP server that is not HTTP at all: it answers every connection with bytes and hangs up. */
+async function garbageServer(): Promise<string> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.end(Buffer.from('\u0000\u00ffSSH-2.0-not-http\r\n\r\n\u0001\u0002garbage'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function proxy(legacy: string, next: string, extra: Record<string, unknown> = {}): Promise<InProcessProxy> {
+  const p = await startProxy(
+    baseConfig(legacy, next, {
+      admin: { host: '127.0.0.1', port: 0, tokenEnv: 'CUTOVER_ISOLATION_TOKEN' },
+      defaults: { shadow: { baselinePercent: 0 }, compare: { maxBodyBytes: '64kb' } },
+      routes: [{ name: 'w', match: { path: '/w' } }],
+      ...extra,
+    }),
+  );
+  cleanups.push(() => p.close(100));
+  return p;
+}
+
+async function scrape(p: InProcessProxy): Promise<string> {
+  const res = await request(`${p.adminUrl}/metrics`);
+  return res.body.text();
+}
+
+function sum(text: string, pattern: RegExp): number {
+  let total = 0;
+  for (const line of text.split('\n')) if (pattern.test(line)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return total;
+}
+
+function skipped(text: string, reason: string): number {
+  return sum(text, new RegExp(`^cutover_shadow_skipped_total\\{route="w",reason="${reason}"\\}`));
+}
+
+/** Sends `n` requests, `concurrency` at a time; every client answer must be the legacy one, whole. */
+async function load(p: InProcessProxy, n: number, concurrency: number, want: unknown = expected): Promise<void> {
+  let sent = 0;
+  const worker = async (): Promise<void> => {
+    while (sent < n) {
+      sent++;
+      const res = await request(`${p.dataUrl}/w`);
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.json()).toEqual(want);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** Every request was either compared or skipped for a counted reason: the accounting closes. */
+async function accountedFor(p: InProcessProxy, n: number): Promise<string> {
+  return waitFor(
+    async () => {
+      const text = await scrape(p);
+      const compared = sum(text, /^cutover_comparisons_total\{route="w"/);
+      const notCompared = sum(text, /^cutover_shadow_skipped_total\{route="w"/);
+      return compared + notCompared === n ? text : null;
+    },
+    15_000,
+    `${n} requests to be compared or counted as skipped`,
+  );
+}
+
+const used = (): number => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+
+describe('faulty mirrors never touch the client, and every mirror not compared is counted', () => {
+  const N = 60;
+
+  it('answers 10 MB (announced): read up to nothing, then skipped for a cool-down as body_too_large', async () => {
+    const big = Buffer.alloc(10 * 1024 * 1024, 'a');
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': big.length });
+      res.end(big);
+    });
+    const p = await proxy(legacy, next);
+    const before = used();
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    // A few pairs were in flight together before the first came back oversize; the rest are skipped.
+    expect(skipped(text, 'body_too_large')).toBeGreaterThanOrEqual(N - 10);
+    expect(sum(text, /^cutover_comparisons_total\{route="w",result="error"\}/)).toBeGreaterThan(0);
+    // Sixty 10 MB answers would be 600 MB; what the proxy keeps is bounded by the cap.
+    expect(used() - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('answers 10 MB (chunked, no length): stops at the cap and skips the route for a cool-down', async () => {
+    const chunk = Buffer.alloc(256 * 1024, 'b');
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      let left = 40;
+      const more = (): void => {
+        while (left > 0) {
+          left--;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      res.on('error', () => undefined);
+      more();
+    });
+    const p = await proxy(legacy, next);
+    const before = used();
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    expect(skipped(text, 'body_too_large')).toBeGreaterThanOrEqual(N - 10);
+    expect(used() - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('resets mid-body: counted as failures, then the breaker skips it as shadow_down', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 1000 });
+      res.write('{"id": 7, "na');
+      setImmediate(() => res.socket?.destroy());
+    });
+    const p = await proxy(legacy, next);
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
+    expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow",outcome="error"\}/)).toBeGreaterThanOrEqual(5);
+  });
+
+  it('hangs: mirrors pile up to the in-flight bound and the rest are skipped as overload', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend(() => undefined); // never answers
+    const p = await proxy(legacy, next, { shadow: { maxInFlight: 8, timeout: '1s' } });
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    expect(skipped(text, 'overload') + skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 8);
+    expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow",outcome="timeout"\}/)).toBeGreaterThan(0);
+  });
+
+  it('slow (200 ms): the client does not wait; what does not fit in flight is skipped as overload', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend((_req, res) => void setTimeout(() => json(res, 200, expected), 200));
+    const p = await proxy(legacy, next, { shadow: { maxInFlight: 4 } });
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    expect(skipped(text, 'overload')).toBeGreaterThan(0);
+    expect(sum(text, /^cutover_comparisons_total\{route="w",result="match"\}/)).toBeGreaterThan(0);
+  });
+
+  it('refuses connections: the breaker opens and the rest are skipped as shadow_down', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const p = await proxy(legacy, `http://127.0.0.1:${await deadPort()}`);
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
+  });
+
+  it('answers bytes that are not HTTP: errors, then shadow_down', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const p = await proxy(legacy, await garbageServer());
+    await load(p, N, 4);
+    const text = await accountedFor(p, N);
+    expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
+    expect(sum(text, /^cutover_comparisons_total\{route="w",result="error"\}/)).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe('the comparison queue', () => {
+  it('sends no mirror it has no room to compare: skipped once as overload, never sent and dropped', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    let mirrors = 0;
+    const next = await backend((_req, res) => {
+      mirrors++;
+      setTimeout(() => json(res, 200, expected), 100);
+    });
+    const p = await startProxy(
+      baseConfig(legacy, next, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'w', match: { path: '/w' } }] }),
+      { analysis: { queueLimit: 2, workers: 0 } },
+    );
+    cleanups.push(() => p.close(100));
+    await load(p, 20, 5);
+    const text = await accountedFor(p, 20);
+    // Every mirror the shadow backend received was compared; every other request is one overload skip.
+    expect(sum(text, /^cutover_comparisons_total\{route="w"/)).toBe(mirrors);
+    expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow"/)).toBe(mirrors);
+    expect(skipped(text, 'overload')).toBe(20 - mirrors);
+    expect(mirrors).toBeLessThan(20);
+  });
+
+  const answer = (bytes: number) => ({ outcome: '2xx' as const, status: 200, headers: {}, body: Buffer.alloc(bytes), truncated: false, seconds: 0 });
+  const pair = (bytes: number): CapturedAnswerPair =>
+    ({ route: { name: 'r' }, method: 'GET', path: '/', primaryIsNew: false, primary: answer(bytes), shadow: answer(bytes), baseline: null }) as unknown as CapturedAnswerPair;
+
+  it('is bounded by bytes, queued and being compared, until the comparison is done', async () => {
+    const finish: (() => void)[] = [];
+    const dropped: CapturedAnswerPair[] = [];
+    const queue = new ComparisonQueue({ count: 100, bytes: 1_000, sliceMs: 5 }, () => new Promise<void>((r) => finish.push(r)), (p) => dropped.push(p));
+    expect(queue.reserve()).toBe(true);
+    queue.submit(pair(300), true); // 600 bytes held
+    expect(queue.reserve()).toBe(true);
+    queue.submit(pair(300), true); // 1 200 bytes held: over the bound
+    expect(queue.reserve()).toBe(false);
+    queue.submit(pair(10));
+    expect(dropped).toHaveLength(1);
+    await waitFor(() => finish.length === 2, 2_000, 'both comparisons to start');
+    expect(queue.reserve()).toBe(false); // still held while being compared
+    finish.splice(0).forEach((f) => f());
+    await waitFor(() => queue.pending === 0, 2_000, 'the comparisons to finish');
+    expect(queue.reserve()).toBe(true);
+  });
+
+  it('drains in time-boxed slices, yielding to the event loop between them', async () => {
+    let processed = 0;
+    const busy = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    const queue = new ComparisonQueue({ count: 100, bytes: 1e9, sliceMs: 5 }, () => {
+      busy(3);
+      processed++;
+    }, () => undefined);
+    for (let i = 0; i < 20; i++) queue.submit(pair(1));
+    // One turn later (a setImmediate queued after the drain's runs after its first slice) not all are done.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(processed).toBeGreaterThan(0);
+    expect(processed).toBeLessThan(20);
+    await waitFor(() => processed === 20, 5_000, 'the rest of the queue');
+  });
+});
+
+describe('comparison workers', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cutover-workers-'));
+  const file = join(dir, 'thread.mjs');
+  // The transform says which thread ran it, so the answer shows where the comparison happened.
+  writeFileSync(file, "import { isMainThread } from 'node:worker_threads';\nexport default (legacy, candidate) => ({ legacy, candidate: { ...candidate, thread: isMainThread ? 'main' : 'worker' } });\n");
+
+  async function threadOf(workers: number, padding = 0): Promise<unknown> {
+    const pad = 'p'.repeat(padding);
+    const legacy = await backend((_req, res) => json(res, 200, { ...expected, pad }));
+    // Byte-different answers: equal ones take the byte-equal fast path and never reach the transform.
+    const next = await backend((_req, res) => json(res, 200, { ...expected, pad, price: 13 }));
+    const p = await proxy(legacy, next, {
+      shadow: { compareWorkers: workers, shedAt: { eventLoopDelay: 0, utilisation: 1 } },
+      routes: [{ name: 'w', match: { path: '/w' }, compare: { transform: file } }],
+    });
+    expect(p.analysis.inWorkers).toBe(workers > 0);
+    await load(p, 3, 1, { ...expected, pad });
+    const text = await accountedFor(p, 3);
+    expect(sum(text, /^cutover_comparisons_total\{route="w",result="mismatch"\}/)).toBe(3);
+    const res = await request(`${p.adminUrl}/api/routes/w/diffs`, { headers: { authorization: 'Bearer t' } });
+    const report = (await res.body.json()) as { fields: { field: string; examples: { new?: unknown }[] }[] };
+    return report.fields.find((f) => f.field === '$.thread')?.examples[0]?.new;
+  }
+
+  it('run the comparison (and the transform, loaded by path) off the main thread', async () => {
+    expect(await threadOf(1, 20_000)).toBe('worker');
+  });
+
+  it('leave small pairs on the main thread, where they cost less than the hand-over', async () => {
+    expect(await threadOf(1, 0)).toBe('main');
+  });
+
+  it('compareWorkers: 0 compares on the main thread', async () => {
+    expect(await threadOf(0, 20_000)).toBe('main');
+  });
+});
+
+describe('load shedding', () => {
+  const spin = (ms: number): void => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
+
+  it('a busy loop sends fewer mirrors, but never fewer than half', async () => {
+    const shed = new LoadShedder({ eventLoopDelay: 0, utilisation: 0.5 });
+    cleanups.push(async () => shed.close());
+    // Busy nearly all the time for ~10 samples: the admitted share steps down to its floor.
+    for (let i = 0; i < 12; i++) {
+      spin(95);
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    let admitted = 0;
+    for (let i = 0; i < 100; i++) if (shed.admit()) admitted++;
+    expect(admitted).toBeGreaterThanOrEqual(50);
+    expect(admitted).toBeLessThan(100);
+  });
+
+  it('one hiccup sheds nothing', async () => {
+    const shed = new LoadShedder({ eventLoopDelay: 20, utilisation: 1 });
+    cleanups.push(async () => shed.close());
+    await new Promise((r) => setTimeout(r, 200)); // the delay monitor is running
+    spin(150);
+    await waitFor(() => shed.lastDelayMs > 20, 2_000, 'the sample that saw the hiccup');
+    expect(shed.admit()).toBe(true);
+  });
+
+  it('skips new mirrors as overload while the event loop is late, and clients still get their answers', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend((_req, res) => json(res, 200, expected));
+    const p = await proxy(legacy, next, { shadow: { shedAt: { eventLoopDelay: '20ms', utilisation: 1 } } });
+    const busy = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    await waitFor(
+      async () => {
+        // Late by far more than the bound, sample after sample (one hiccup sheds nothing).
+        for (let i = 0; i < 3; i++) {
+          busy(150);
+          await new Promise((r) => setTimeout(r, 0)); // lets the overdue sample run
+        }
+        await load(p, 1, 1);
+        return skipped(await scrape(p), 'overload') > 0;
+      },
+      10_000,
+      'a mirror shed as overload',
+    );
+  });
+});
