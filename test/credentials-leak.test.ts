@@ -26,34 +26,44 @@ import { spawnProxy } from './helpers/proxy.js';
 
 const secret = (what: string) => `LEAK${what}${randomBytes(8).toString('hex')}`;
 
+/** Unique secrets for every place a client or an upstream can put one, written where config reads them. */
+function plantSecrets(fingerprintKey: string) {
+  const planted = {
+    header: secret('hdr'),
+    bearer: secret('bearer'),
+    cookie: secret('cookie'),
+    query: secret('query'),
+    basicPassword: secret('basic'),
+    clientSecret: secret('clientsecret'),
+    accessToken: secret('accesstoken'),
+    mappingHeader: secret('mapping'),
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'cutover-leak-'));
+  writeFileSync(join(dir, 'client.secret'), `${planted.clientSecret}\n`);
+  writeFileSync(join(dir, 'partner.value'), planted.mappingHeader);
+  writeFileSync(join(dir, 'fp.key'), fingerprintKey);
+  return { planted, dir };
+}
+
+/** The token endpoint: first the planted token, then (mode `echo`) errors that echo the secret back. */
+async function startLeakyTokenEndpoint(planted: { accessToken: string; clientSecret: string }) {
+  const state = { mode: 'ok' as 'ok' | 'echo' };
+  const backend = await startBackend((_req, res, body) => {
+    res.setHeader('content-type', 'application/json');
+    if (state.mode === 'ok') {
+      res.end(JSON.stringify({ access_token: planted.accessToken, token_type: 'Bearer', expires_in: 3600 }));
+      return;
+    }
+    res.statusCode = 400;
+    res.end(JSON.stringify({ error: planted.clientSecret, error_description: `bad ${body.toString()}` }));
+  });
+  return Object.assign(state, { url: backend.url, close: backend.close });
+}
+
 describe('credential values never leave the credential modules', () => {
   it('scans inventory JSON and CSV, the persisted store, logs, metrics, errors and problems', async () => {
-    const planted = {
-      header: secret('hdr'),
-      bearer: secret('bearer'),
-      cookie: secret('cookie'),
-      query: secret('query'),
-      basicPassword: secret('basic'),
-      clientSecret: secret('clientsecret'),
-      accessToken: secret('accesstoken'),
-      mappingHeader: secret('mapping'),
-    };
-    const dir = mkdtempSync(join(tmpdir(), 'cutover-leak-'));
-    writeFileSync(join(dir, 'client.secret'), `${planted.clientSecret}\n`);
-    writeFileSync(join(dir, 'partner.value'), planted.mappingHeader);
-    writeFileSync(join(dir, 'fp.key'), 'leak-test-key');
-
-    // The token endpoint: first a token, then errors that echo the secret back (it must not be repeated).
-    let tokenMode: 'ok' | 'echo' = 'ok';
-    const tokenEndpoint = await startBackend((_req, res, body) => {
-      res.setHeader('content-type', 'application/json');
-      if (tokenMode === 'ok') {
-        res.end(JSON.stringify({ access_token: planted.accessToken, token_type: 'Bearer', expires_in: 3600 }));
-        return;
-      }
-      res.statusCode = 400;
-      res.end(JSON.stringify({ error: planted.clientSecret, error_description: `bad ${body.toString()}` }));
-    });
+    const { planted, dir } = plantSecrets('leak-test-key');
+    const tokenEndpoint = await startLeakyTokenEndpoint(planted);
 
     const logLines: string[] = [];
     const logger = createLogger('trace', { write: (s: string) => void logLines.push(s) });
@@ -106,7 +116,7 @@ describe('credential values never leave the credential modules', () => {
     const header = await outbound.headerFor();
     expect(header?.[1]).toBe(`Bearer ${planted.accessToken}`);
     outbound.purge(undefined, header);
-    tokenMode = 'echo';
+    tokenEndpoint.mode = 'echo';
     const err = (await outbound.headerFor().catch((e: unknown) => e)) as TokenUnavailableError;
     expect(err).toBeInstanceOf(TokenUnavailableError);
     logger.error({ err }, 'token unavailable');
@@ -152,36 +162,12 @@ describe('credential values never leave the credential modules', () => {
 
 describe('credential values never leave the running proxy', () => {
   it('scans every byte a `cutover run` child writes: stdout, stderr, state and audit files, every admin answer', async () => {
-    const planted = {
-      header: secret('hdr'),
-      bearer: secret('bearer'),
-      cookie: secret('cookie'),
-      query: secret('query'),
-      basicPassword: secret('basic'),
-      clientSecret: secret('clientsecret'),
-      accessToken: secret('accesstoken'),
-      mappingHeader: secret('mapping'),
-      bodyField: secret('bodyfield'),
-      answerField: secret('answerfield'),
-    };
-    const dir = mkdtempSync(join(tmpdir(), 'cutover-leak-run-'));
-    writeFileSync(join(dir, 'client.secret'), `${planted.clientSecret}\n`);
-    writeFileSync(join(dir, 'partner.value'), planted.mappingHeader);
-    writeFileSync(join(dir, 'fp.key'), 'leak-run-key');
+    const { planted: base, dir } = plantSecrets('leak-run-key');
+    const planted = { ...base, bodyField: secret('bodyfield'), answerField: secret('answerfield') };
     const operatorToken = `op-${randomBytes(24).toString('hex')}`;
     writeFileSync(join(dir, 'operator.token'), operatorToken);
     const fp = createFingerprinter('leak-run-key');
-
-    let tokenMode: 'ok' | 'echo' = 'ok';
-    const tokenEndpoint = await startBackend((_req, res, body) => {
-      res.setHeader('content-type', 'application/json');
-      if (tokenMode === 'ok') {
-        res.end(JSON.stringify({ access_token: planted.accessToken, token_type: 'Bearer', expires_in: 3600 }));
-        return;
-      }
-      res.statusCode = 400;
-      res.end(JSON.stringify({ error: planted.clientSecret, error_description: `bad ${body.toString()}` }));
-    });
+    const tokenEndpoint = await startLeakyTokenEndpoint(planted);
     // Both backends answer with a sensitive field whose values differ, so the diffs have it to redact.
     let newRefuses = false;
     const next = await startBackend((_req, res) => {
@@ -236,7 +222,7 @@ describe('credential values never leave the running proxy', () => {
       }
       // new refuses the token: purge, and the token endpoint now echoes the secret back in its errors.
       newRefuses = true;
-      tokenMode = 'echo';
+      tokenEndpoint.mode = 'echo';
       const refused = await request(`${child.dataUrl}/w`, { headers: { 'x-api-key': planted.header } });
       expect(refused.statusCode).toBe(502);
       admin.tokenUnavailable = await refused.body.text();
