@@ -225,6 +225,27 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
   });
 });
 
+describe('a static credential toward new', () => {
+  it('new receives the configured header, or a mapped credential\'s own header, and never the legacy key', async () => {
+    const w = (world = await startWorld());
+    const plain = await startBackend();
+    writeFileSync(join(dir, 'service.key'), 'svc-key-of-cutover\n');
+    writeFileSync(join(dir, 'partner-b.key'), 'svc-key-of-partner-b');
+    const raw = wiredConfig(w, { weight: 100, shadow: { percent: 0 } }, { mappings: [{ fingerprint: fp(KEY_B), header: { name: 'x-service-key', valueFile: join(dir, 'partner-b.key') } }] });
+    (raw.backends as Record<string, unknown>).new = { url: plain.url, auth: { type: 'static', header: 'x-service-key', valueFile: join(dir, 'service.key') } };
+    proxy = await startProxy(raw);
+    try {
+      expect((await call(proxy, KEY_A)).status).toBe(200);
+      expect((await call(proxy, KEY_B)).status).toBe(200);
+      expect(plain.received.map((r) => r.headers['x-service-key'])).toEqual(['svc-key-of-cutover', 'svc-key-of-partner-b']);
+      expect(plain.received.every((r) => r.headers['x-api-key'] === undefined)).toBe(true);
+      expect(w.tokens.received).toHaveLength(0);
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
 describe('legacy credentials in the running proxy', () => {
   it('a revoked fingerprint gets 401 problem+json and reaches no backend; a reload revokes another live', async () => {
     const w = (world = await startWorld());
