@@ -6,6 +6,9 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/load.js';
 import { createAdminServer, type AdminRoutes } from './admin/server.js';
+import { registerCredentialRoutes } from './admin/credentials.js';
+import { connectOptionsFor, Credentials } from './credentials/index.js';
+import { outboundAuthInterceptor } from './credentials/outbound/interceptor.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
 import { createCutover, type Cutover } from './cutover/index.js';
 import { MemoryStore } from './cutover/store.js';
@@ -49,6 +52,8 @@ export interface App {
   store: MemoryStore;
   /** The cutover controller: steps, gates, levers, audit log, report (its admin routes are registered). */
   cutover: Cutover;
+  /** Legacy credentials (inventory, revocation, mappings) and the backends' own credentials. */
+  credentials: Credentials;
   /** Loads the config again; a bad file keeps the running one. */
   reload(trigger: string): Promise<ReloadOutcome>;
   proxy: ProxyServer;
@@ -80,9 +85,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const snapshots = new Snapshots(config, telemetry, store.snapshot());
   store.onChange((state) => snapshots.applyWeights(state));
   const routes = snapshots.current().routes;
-  // How each backend's requests are shaped (forward/shaping.ts); per-backend outbound auth
-  // (`outbound` interceptors) and TLS (`connect`) join here, for live and shadow pools alike.
-  const shaping = (_backend: BackendName): UpstreamShaping => ({ legacyCredentials: config.credentials.legacy });
+  // The fingerprint key may be created only by a lone replica (file or memory store, not a fleet's shared one).
+  const credentials = await Credentials.create(config, { store, telemetry, logger, createKey: true });
+  // How each backend's requests are shaped (forward/shaping.ts): the proxy's own credential toward
+  // it (`outbound`) and its TLS (`connect`), for live, mirror, baseline and upgrade calls alike.
+  const shaping = (backend: BackendName): UpstreamShaping => ({
+    legacyCredentials: config.credentials.legacy,
+    outbound: [outboundAuthInterceptor(backend, credentials.outbound[backend])],
+    connect: connectOptionsFor(config.backends[backend]) as Record<string, unknown> | undefined,
+  });
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
   // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout, maxPending: 0 };
@@ -117,15 +128,20 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             analysis.submitReserved(pair);
           },
   });
-  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, bypassed: () => cutover.controller.bypassed() });
+  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, credentials, bypassed: () => cutover.controller.bypassed() });
   const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
+  // Revocations, mappings and locations follow a reload; the backends' own credentials need a restart.
+  reloader.onSwap((next) => credentials.reload(next));
   reloader.onSwap((next) => {
     cutover.reload(next).catch((err: unknown) => logger.error({ err }, 'the cutover controller did not take the reloaded config'));
   });
   const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
-  const leverRoutes = (app: FastifyInstance): void => cutover.register(app, () => snapshots.current().hash);
-  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, [...(options.adminRoutes ?? []), leverRoutes]);
+  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, [
+    ...(options.adminRoutes ?? []),
+    (app) => registerCredentialRoutes(app, { inventory: credentials.inventory }),
+    (app) => cutover.register(app, () => snapshots.current().hash),
+  ]);
 
   try {
     // A gateway takes bursts of new connections: a short accept queue turns a burst into resets.
@@ -138,6 +154,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     }
   } catch (err) {
     await cutover.close();
+    await credentials.close();
     await store.close();
     throw err;
   }
@@ -166,6 +183,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       shed.close();
       await cutover.close();
       await analysis.close();
+      // Before the store: the inventory's last changes are written through it.
+      await credentials.close();
       await store.close();
       logger.info('cutover stopped');
       logger.flush?.();
@@ -173,5 +192,5 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return closing;
   };
 
-  return { dataUrl, adminUrl, admin, telemetry, snapshots, store, cutover, reload, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, admin, telemetry, snapshots, store, cutover, credentials, reload, proxy, analysis, shadow, logger, close };
 }

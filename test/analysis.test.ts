@@ -114,8 +114,11 @@ describe('noise warm-up', () => {
     expect(analysis.process(pair(10, false))).toBeNull();
     expect(analysis.process(pair(20, false))).toBeNull();
     expect(analysis.diffs('r')!.comparisons.total).toBe(0);
+    // A write is never replayed, so it has no baseline to wait for.
+    expect(analysis.process({ ...pair(30, false), method: 'POST', shadow: answer('{"requestId":30,"a":2}') })).toBe('mismatch');
+    expect(analysis.diffs('r')!.comparisons.total).toBe(1);
     expect(analysis.process(pair(0, true))).toBe('noise');
-    expect(analysis.diffs('r')!.comparisons).toMatchObject({ total: 3, noise: 3, mismatch: 0 });
+    expect(analysis.diffs('r')!.comparisons).toMatchObject({ total: 4, noise: 3, mismatch: 1 });
     const text = await telemetry.exposition();
     expect(text).not.toMatch(/cutover_mismatch_fields_total\{route="r",field="\$\.requestId"/);
     expect(text).toMatch(/cutover_comparisons_total\{route="r",result="noise"\} 3/);

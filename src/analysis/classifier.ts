@@ -8,6 +8,7 @@ import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
 import { comparePair, type Compared } from './compare-pair.js';
+import { SAFE_METHODS } from '../shadow/methods.js';
 import { RouteEvidenceLog } from './evidence.js';
 import { ExampleStore } from './examples.js';
 import type { ErrorExample, StoredExample } from './report.js';
@@ -38,9 +39,6 @@ const WARMUP_PAIRS = 64;
 const WARMUP_MS = 10_000;
 
 const NO_BODY = Buffer.alloc(0);
-
-/** Only these are ever replayed for a baseline (see ShadowEngine.plan): other pairs never wait for one. */
-const BASELINE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** What `record` reads of a pair once it is compared: everything but the bodies. */
 function withoutBodies(pair: CapturedAnswerPair): CapturedAnswerPair {
@@ -127,8 +125,8 @@ export class RouteAnalysis {
   record(pair: CapturedAnswerPair, compared: Compared): ComparisonResult | null {
     // A client that walked away leaves an incomplete primary answer: there is nothing fair to compare.
     if (pair.primary.error === 'client_aborted') return null;
-    // An unsafe request (a mirrored POST) never carries a baseline: waiting would hold it for nothing.
-    if (!this.noiseKnown && BASELINE_METHODS.has(pair.method)) {
+    // Unsafe methods are never replayed (a second POST is a second order): they have nothing to wait for.
+    if (!this.noiseKnown && SAFE_METHODS.has(pair.method)) {
       if (compared.baseline !== null || pair.route.shadow.baselinePercent === 0) this.noiseKnown = true;
       else if (this.warmup.length < WARMUP_PAIRS && (this.warmup.length === 0 || this.limits.now() - this.warmup[0].since < WARMUP_MS)) {
         this.warmup.push({ pair: withoutBodies(pair), compared, since: this.warmup[0]?.since ?? this.limits.now() });
