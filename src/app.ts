@@ -109,7 +109,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const shed = new LoadShedder(config.shadow.shedAt);
   // The store's weights are the one source: the controller writes them, and its onWeight only asks
   // the live table to take them again (0 everywhere while the bypass is on, even before the store has it).
-  const cutover = await createCutover(config, { store, analysis, telemetry, logger, onWeight: () => snapshots.applyWeights(store.snapshot()) });
+  const cutover = await createCutover(config, {
+    store,
+    analysis,
+    telemetry,
+    logger,
+    onWeight: () => snapshots.applyWeights(store.snapshot()),
+    stragglers: (complete) => credentials.inventory.stragglers(complete),
+  });
   snapshots.followBypass(() => cutover.controller.bypassed(), store.snapshot());
   const onPair = options.onPair;
   const shadow = new ShadowEngine({

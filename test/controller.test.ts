@@ -228,22 +228,27 @@ describe('controller: rollback', () => {
   });
 
   it('rolls back on a slower new backend (latency gate) and on new errors', async () => {
-    const r = await rig({ settings: { holdIntervals: 1, failureThreshold: 2 }, routes: [{ name: 'slow' }, { name: 'errs' }] });
+    const r = await rig({ settings: { holdIntervals: 1, failureThreshold: 2 }, routes: [{ name: 'slow' }, { name: 'errs' }, { name: 'both' }] });
     await r.step((t) => {
       t.add('slow', 100);
       t.add('errs', 100);
+      t.add('both', 100);
     });
     for (let i = 0; i < 2; i++) {
       await r.step((t) => {
         t.add('slow', 100, { newSlowdown: 2 });
         t.add('errs', 100, { newErrorShare: 0.2 });
+        // A 5xx from new is also a status mismatch: the rollback is named after the cause, the errors.
+        t.add('both', 100, { newErrorShare: 0.2, mismatchShare: 0.2 });
       });
     }
     expect(state(r, 'slow').state).toBe('rolled_back');
     expect(state(r, 'errs').state).toBe('rolled_back');
+    expect(state(r, 'both').state).toBe('rolled_back');
     const text = await r.scrape();
     expect(text).toContain('cutover_rollbacks_total{route="slow",reason="maxLatencyRatio"} 1');
     expect(text).toContain('cutover_rollbacks_total{route="errs",reason="maxErrorRateIncrease"} 1');
+    expect(text).toContain('cutover_rollbacks_total{route="both",reason="maxErrorRateIncrease"} 1');
   });
 });
 

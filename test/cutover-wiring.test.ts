@@ -149,3 +149,40 @@ describe('the runbooks in dashboards/alerts.yaml', () => {
     expect(text).toContain('POST /api/bypass');
   });
 });
+
+describe('readiness report: the revocation to-do list', () => {
+  it('names a legacy credential still used on a route after its cutover completed, by fingerprint only', async () => {
+    const legacy = await startBackend();
+    const next = await startBackend();
+    const p = await startProxy(
+      baseConfig(legacy.url, next.url, {
+        admin: { host: '127.0.0.1', port: 0, tokenFile: tokenFile() },
+        cutover: { interval: '100ms', holdIntervals: 1, gates: { minComparisons: 20, maxMismatchRate: 0.2 } },
+        routes: [{ name: 'api', match: { path: '/api/*' }, shadow: { percent: 100, baselinePercent: 0 } }],
+      }),
+    );
+    cleanup.push(() => p.close(500), () => legacy.close(), () => next.close());
+    const use = async (key?: string) => {
+      const res = await request(`${p.dataUrl}/api/orders`, { headers: key === undefined ? {} : { 'x-api-key': key } });
+      await res.body.dump();
+      expect(res.statusCode).toBe(200);
+    };
+    await use('key-before-completion');
+    expect((await admin(p, 'POST', '/api/routes/api/promote', { full: true, reason: 'done' })).status).toBe(200);
+    // At 100% the controller completes the route once its gates pass on fresh evidence.
+    await waitFor(async () => {
+      await use();
+      const state = (await admin(p, 'GET', '/api/state')).json as { routes: { route: string; state: string }[] };
+      return state.routes.find((r) => r.route === 'api')?.state === 'complete';
+    }, 20_000, 'the route to complete');
+    await use('still-used-after-completion');
+    const report = (await admin(p, 'GET', '/api/report')).json as { stragglers: { fingerprint: string; routes: string[]; requests: number }[] };
+    expect(report.stragglers).toHaveLength(1);
+    expect(report.stragglers[0]).toMatchObject({ routes: ['api'], requests: 1 });
+    expect(report.stragglers[0].fingerprint).toMatch(/^fp_[0-9a-f]{16}$/);
+    const markdown = await (await request(`${p.adminUrl}/api/report?format=markdown`, { headers: { authorization: `Bearer ${TOKEN}` } })).body.text();
+    expect(markdown).toContain('revocation to-do');
+    expect(markdown).toContain(report.stragglers[0].fingerprint);
+    expect(JSON.stringify(report) + markdown).not.toContain('still-used-after-completion');
+  });
+});

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
 import type { AuditLog } from '../cutover/audit.js';
 import { LeverError, type Controller } from '../cutover/controller.js';
-import { buildReport, renderMarkdown, type ReportFieldInput } from '../cutover/report.js';
+import { buildReport, renderMarkdown, type ReportFieldInput, type ReportStraggler } from '../cutover/report.js';
 import { callerOf } from './auth.js';
 
 export interface LeverDeps {
@@ -17,6 +17,8 @@ export interface LeverDeps {
   configHash: () => string;
   /** The analysis's differing fields of a route (see `fieldsFromDiffs`), for the report. */
   fields?: (route: string) => ReportFieldInput[] | undefined;
+  /** The credential inventory's stragglers on complete routes, for the report's revocation to-do list. */
+  stragglers?: (complete: ReadonlyMap<string, number>) => ReportStraggler[];
 }
 
 /** Longest reason kept in the audit log. */
@@ -118,7 +120,7 @@ export function registerLeverRoutes(app: FastifyInstance, deps: LeverDeps): void
   app.get<{ Querystring: { format?: string } }>('/api/report', viewer, async (request, reply) => {
     const format = request.query.format ?? 'json';
     if (format !== 'json' && format !== 'markdown') return badRequest(reply, '"format" must be json or markdown.');
-    const report = buildReport(await controller.reportInput({ configHash: deps.configHash(), fields: deps.fields }));
+    const report = buildReport(await controller.reportInput({ configHash: deps.configHash(), fields: deps.fields, stragglers: deps.stragglers }));
     if (format === 'markdown') return reply.type('text/markdown; charset=utf-8').send(renderMarkdown(report));
     return report;
   });

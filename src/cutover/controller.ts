@@ -13,7 +13,7 @@ import { CutoverError } from '../errors.js';
 import type { Config } from '../config/load.js';
 import type { CutoverMetrics } from '../telemetry/metrics.js';
 import { AUDIT_MEMORY, type AuditEntry, type AuditLog, type AuditPosition } from './audit.js';
-import type { ReportFieldInput, ReportInput, ReportRollback } from './report.js';
+import type { ReportFieldInput, ReportInput, ReportRollback, ReportStraggler } from './report.js';
 import { check as runCheck } from './gates.js';
 import type { GateCheck, GateResult, GateThresholds, GlobalState, EvidenceSource, RouteState, RouteStateName, StateStore } from './types.js';
 
@@ -348,11 +348,11 @@ export class Controller {
         if (observe) return next;
         if (next.failures >= this.settings.failureThreshold && current.weight === 0) {
           // Shadow only: no client reaches new, so there is nothing to roll back. Hold, and say why.
-          const gate = check.gates.find((g) => g.verdict === 'fail');
+          const gate = decidingGate(check.gates);
           return { ...next, reason: `holding in shadow: ${next.failures} failing checks in a row (${gate?.gate ?? 'a gate'})` };
         }
         if (next.failures >= this.settings.failureThreshold) {
-          const gate = check.gates.find((g) => g.verdict === 'fail');
+          const gate = decidingGate(check.gates);
           action = { kind: 'rollback', gate: gate?.gate ?? 'unknown', why: `${next.failures} failing checks in a row: ${gate?.detail ?? ''}`.trim() };
           return this.rolledBack(next, now, 'controller', action.why);
         }
@@ -647,8 +647,15 @@ export class Controller {
   }
 
   /** What the readiness report needs, from the store, the evidence and the audit log's rollbacks. */
-  async reportInput(opts: { configHash: string; fields?: (route: string) => ReportFieldInput[] | undefined }): Promise<ReportInput> {
+  async reportInput(opts: {
+    configHash: string;
+    fields?: (route: string) => ReportFieldInput[] | undefined;
+    /** Credentials still seen on the given complete routes since they completed (epoch ms). */
+    stragglers?: (complete: ReadonlyMap<string, number>) => ReportStraggler[];
+  }): Promise<ReportInput> {
     const view = this.view();
+    const stored = this.deps.store.snapshot().routes;
+    const complete = new Map(view.routes.filter((r) => r.state === 'complete').map((r) => [r.route, stored[r.route]?.changedAt ?? 0] as const));
     const audit = await this.deps.audit.read(AUDIT_MEMORY);
     const rollbacks: ReportRollback[] = audit.filter((e) => e.action === 'rollback').map((e) => ({ route: e.route, at: e.when, who: e.who, reason: e.why }));
     return {
@@ -663,12 +670,25 @@ export class Controller {
         fields: opts.fields?.(r.route),
       })),
       rollbacks,
+      stragglers: opts.stragglers?.(complete),
       configHash: opts.configHash,
       bypass: view.bypass.bypass,
       mode: view.mode,
       now: this.deps.now(),
     };
   }
+}
+
+/**
+ * The failing gate a rollback is named after. A 5xx from new is both an error and a status mismatch:
+ * the error gate names the cause, so it goes first; then content, then latency.
+ */
+const GATE_PRIORITY = ['maxErrorRateIncrease', 'maxMismatchRate', 'maxLatencyRatio'];
+
+function decidingGate(gates: readonly GateResult[]): GateResult | undefined {
+  const failing = gates.filter((g) => g.verdict === 'fail');
+  const rank = (g: GateResult) => (GATE_PRIORITY.indexOf(g.gate) + GATE_PRIORITY.length + 1) % (GATE_PRIORITY.length + 1);
+  return failing.sort((a, b) => rank(a) - rank(b))[0];
 }
 
 /** The controller's settings and routes from a loaded config (what the lead wires in app.ts). */

@@ -9,7 +9,7 @@ import type { Config } from '../config/load.js';
 import type { Telemetry } from '../telemetry/metrics.js';
 import { AuditLog } from './audit.js';
 import { Controller, controllerConfig, type ControllerLogger, type WeightListener } from './controller.js';
-import { fieldsFromDiffs } from './report.js';
+import { fieldsFromDiffs, type ReportStraggler } from './report.js';
 import type { EvidenceSource, StateStore } from './types.js';
 
 export interface CutoverDeps {
@@ -20,6 +20,8 @@ export interface CutoverDeps {
   logger?: ControllerLogger;
   /** Applies a route's effective weight in the proxy (0 while bypass is on). */
   onWeight: WeightListener;
+  /** The credential inventory's stragglers (see `Inventory.stragglers`), for the readiness report. */
+  stragglers?: (complete: ReadonlyMap<string, number>) => ReportStraggler[];
   now?: () => number;
 }
 
@@ -60,6 +62,7 @@ export async function createCutover(config: Config, deps: CutoverDeps): Promise<
           const diffs = deps.analysis.diffs(route);
           return diffs && fieldsFromDiffs(diffs);
         },
+        stragglers: deps.stragglers,
       });
     },
     async reload(next) {

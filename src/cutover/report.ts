@@ -43,8 +43,20 @@ export interface ReportRollback {
   reason: string;
 }
 
+/** A legacy credential still seen on a route after that route's cutover completed: revoke it, or find its owner. */
+export interface ReportStraggler {
+  fingerprint: string;
+  scheme: string;
+  routes: string[];
+  /** Epoch ms. */
+  lastSeen: number;
+  requests: number;
+}
+
 export interface ReportInput {
   routes: ReportRouteInput[];
+  /** From the credential inventory; absent when the proxy keeps none. */
+  stragglers?: ReportStraggler[];
   rollbacks: ReportRollback[];
   configHash: string;
   bypass: boolean;
@@ -88,6 +100,8 @@ export interface Report {
   mode: 'auto' | 'observe';
   bypass: boolean;
   routes: RouteReport[];
+  /** The revocation to-do list: legacy credentials still in use on routes whose cutover is complete. */
+  stragglers: (Omit<ReportStraggler, 'lastSeen'> & { lastSeen: string })[];
 }
 
 /** Fields shown per route. */
@@ -175,6 +189,7 @@ export function buildReport(input: ReportInput): Report {
     mode: input.mode,
     bypass: input.bypass,
     routes,
+    stragglers: (input.stragglers ?? []).map((s) => ({ ...s, lastSeen: new Date(s.lastSeen).toISOString() })),
   };
 }
 
@@ -247,6 +262,11 @@ export function renderMarkdown(report: Report): string {
       for (const b of r.rollbacks) out.push(`- ${b.at} by ${b.who}: ${b.reason}`);
       out.push('');
     }
+  }
+  if (report.stragglers.length) {
+    out.push('', '## Legacy credentials still in use on completed routes (revocation to-do)', '');
+    out.push('| fingerprint | scheme | routes | requests | last seen |', '| --- | --- | --- | --- | --- |');
+    for (const s of report.stragglers) out.push(`| \`${s.fingerprint}\` | ${s.scheme} | ${s.routes.join(', ')} | ${s.requests} | ${s.lastSeen} |`);
   }
   return `${out.join('\n').trimEnd()}\n`;
 }
