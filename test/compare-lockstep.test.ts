@@ -272,6 +272,8 @@ describe('lockstep fast path', () => {
     // Outside the window, nothing: a difference in the window is reported at its full path.
     const got = fast(a, c, rulesOf());
     expect(got.differences.map((d) => `${d.path} ${d.field} ${d.kind}`)).toEqual(["$.doc.items[1].tags[0] $.doc.items[].tags[] value"]);
+    // A number cut by the shared prefix (`12` → `123`) is read whole, inside its container.
+    expect(findWindow(Buffer.from(padded('{"meta":{"v":12,"w":3},"n":1}')), Buffer.from(padded('{"meta":{"v":123,"w":3},"n":1}')))?.keys).toEqual(['doc', 'meta']);
     // Not taken where it could not be equivalent.
     expect(findWindow(Buffer.from('{"meta":{"v":1},"meta":{"v":1}}'.padEnd(600)), Buffer.from('{"meta":{"v":2},"meta":{"v":1}}'.padEnd(600)))).toBeUndefined();
     expect(findWindow(Buffer.from(padded('{"a":1}')), Buffer.from(padded('{"a":2}')))?.keys).toEqual(['doc']);

@@ -16,15 +16,14 @@ const MAX_SHARE = 0.5;
 /** Below this the full path costs a few µs: the scan would not pay for itself. */
 const MIN_BODY_BYTES = 512;
 
+/** Containers deeper than this are left to the full path (which walks any depth); it keeps the scan small. */
+const MAX_DEPTH = 64;
+
+// What run() stopped at.
 const ERR = -1;
 const STOP = 0;
 const END = 1;
-const OPEN = 2;
-const CLOSE = 3;
-const KEY = 4;
-const SCALAR = 5;
-const NUMBER = 6;
-const PUNCT = 7;
+const CLOSED = 2;
 
 // What the tokenizer expects next.
 const S_VALUE = 0;
@@ -35,203 +34,257 @@ const S_COLON = 4;
 const S_AFTER = 5;
 const S_DONE = 6;
 
-/** JSON's four whitespace bytes. */
-function isWs(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+/**
+ * A strict JSON tokenizer's state over UTF-8 bytes (their validity is checked apart, with isUtf8).
+ * It keeps only the open containers: kind, offset, and the key or index being read in each.
+ */
+interface Scan {
+  buf: Buffer;
+  pos: number;
+  state: number;
+  depth: number;
+  /** 1 = array, 0 = object, per open container. */
+  isArr: Uint8Array;
+  open: Int32Array;
+  index: Int32Array;
+  keyStart: Int32Array;
+  keyEnd: Int32Array;
+  /** Offset of the last closing bracket read. */
+  closedAt: number;
+  /** Offset of the first wide number read, or -1. */
+  wideAt: number;
+  /** Phase 3: objects below this depth are the window's ancestors, and `path` their keys (raw). */
+  ancestors: number;
+  path: (string | undefined)[];
+  keys: PathKey[];
 }
 
-function isHex(c: number): boolean {
-  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70);
+function newScan(buf: Buffer): Scan {
+  return {
+    buf,
+    pos: 0,
+    state: S_VALUE,
+    depth: 0,
+    isArr: new Uint8Array(MAX_DEPTH),
+    open: new Int32Array(MAX_DEPTH),
+    index: new Int32Array(MAX_DEPTH),
+    keyStart: new Int32Array(MAX_DEPTH),
+    keyEnd: new Int32Array(MAX_DEPTH),
+    closedAt: -1,
+    wideAt: -1,
+    ancestors: 0,
+    path: [],
+    keys: [],
+  };
+}
+
+function cloneScan(sc: Scan, buf: Buffer): Scan {
+  return { ...sc, buf, isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
+}
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+
+/** End (exclusive) of the valid string whose quote is at t, or -1. */
+function stringEnd(buf: Buffer, t: number): number {
+  let j = t + 1;
+  for (;;) {
+    let c = buf[j];
+    // The hot loop: plain bytes (anything but a quote, a backslash or a control byte).
+    while (c > 0x5c || (c >= 0x20 && c !== 0x22 && c !== 0x5c)) c = buf[++j];
+    if (c === 0x22) return j + 1;
+    if (c !== 0x5c) return -1; // a control byte, or the end of the body
+    const e = buf[j + 1];
+    if (e === 0x75) {
+      if (!(isHex(buf[j + 2]) && isHex(buf[j + 3]) && isHex(buf[j + 4]) && isHex(buf[j + 5]))) return -1;
+      j += 6;
+    } else if (e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) j += 2;
+    else return -1;
+  }
+}
+
+/** `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`: end (exclusive), or -1. */
+function numberEnd(buf: Buffer, t: number): number {
+  let i = t;
+  if (buf[i] === 0x2d) i++;
+  const d0 = buf[i];
+  if (d0 === 0x30) i++;
+  else if (d0 >= 0x31 && d0 <= 0x39) {
+    i++;
+    while (isDigit(buf[i])) i++;
+  } else return -1;
+  if (buf[i] === 0x2e) {
+    i++;
+    if (!isDigit(buf[i])) return -1;
+    while (isDigit(buf[i])) i++;
+  }
+  if (buf[i] === 0x65 || buf[i] === 0x45) {
+    i++;
+    if (buf[i] === 0x2b || buf[i] === 0x2d) i++;
+    if (!isDigit(buf[i])) return -1;
+    while (isDigit(buf[i])) i++;
+  }
+  return i;
+}
+
+function literalEnd(buf: Buffer, t: number, c: number): number {
+  if (c === 0x74) return buf[t + 1] === 0x72 && buf[t + 2] === 0x75 && buf[t + 3] === 0x65 ? t + 4 : -1;
+  if (c === 0x66) return buf[t + 1] === 0x61 && buf[t + 2] === 0x6c && buf[t + 3] === 0x73 && buf[t + 4] === 0x65 ? t + 5 : -1;
+  if (c === 0x6e) return buf[t + 1] === 0x75 && buf[t + 2] === 0x6c && buf[t + 3] === 0x6c ? t + 4 : -1;
+  return -1;
 }
 
 /**
- * A strict JSON tokenizer over UTF-8 bytes (their validity is checked apart, with isUtf8) that keeps
- * only the open containers: their kind, offset, and the key or index currently being read in each.
+ * Reads tokens strictly. Stops (STOP, pos at the token's start) at a token that does not end before
+ * `limit` (for numbers and literals, the byte that ends them must be before it too: `12` may go on
+ * as `123`); after the closing bracket that brings the depth down to `stopDepth` (CLOSED); at the
+ * end of the body (END); or at anything invalid (ERR). With `ancestors`, a key of an ancestor that
+ * repeats the window's is ERR (JSON.parse keeps the last one).
  */
-class Scanner {
-  buf: Buffer;
-  pos = 0;
-  state = S_VALUE;
-  depth = 0;
-  /** 1 = array, 0 = object, per open container. */
-  isArr: number[] = [];
-  open: number[] = [];
-  index: number[] = [];
-  keyStart: number[] = [];
-  keyEnd: number[] = [];
-  tokStart = 0;
-  tokEnd = 0;
-
-  constructor(buf: Buffer) {
-    this.buf = buf;
-  }
-
-  clone(buf: Buffer): Scanner {
-    const s = new Scanner(buf);
-    s.pos = this.pos;
-    s.state = this.state;
-    s.depth = this.depth;
-    s.isArr = this.isArr.slice(0, this.depth);
-    s.open = this.open.slice(0, this.depth);
-    s.index = this.index.slice(0, this.depth);
-    s.keyStart = this.keyStart.slice(0, this.depth);
-    s.keyEnd = this.keyEnd.slice(0, this.depth);
-    return s;
-  }
-
-  private afterValue(): void {
-    this.state = this.depth === 0 ? S_DONE : S_AFTER;
-  }
-
-  /**
-   * Reads one token. With `limit`, a token is taken only when it (and, for numbers and literals,
-   * the byte that ends it) lies before `limit`; otherwise STOP, with pos left at its start.
-   */
-  next(limit: number): number {
-    const buf = this.buf;
-    const len = buf.length;
-    let i = this.pos;
-    while (i < len && isWs(buf[i])) i++;
-    this.pos = i;
-    if (i >= len) return END;
+function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): number {
+  const buf = sc.buf;
+  const len = buf.length;
+  const { isArr, index, keyStart, keyEnd } = sc;
+  let i = sc.pos;
+  let state = sc.state;
+  let depth = sc.depth;
+  let code: number;
+  for (;;) {
+    let c = buf[i];
+    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+    if (i >= len) {
+      code = END;
+      break;
+    }
     const t = i;
-    const c = buf[i];
-    this.tokStart = t;
-    const st = this.state;
-    if (st === S_AFTER) {
+    if (state === S_AFTER) {
       if (c === 0x2c) {
-        if (t + 1 > limit) return STOP;
-        const d = this.depth - 1;
-        if (this.isArr[d]) {
-          this.index[d]++;
-          this.state = S_VALUE;
-        } else this.state = S_KEY;
-        this.pos = this.tokEnd = t + 1;
-        return PUNCT;
+        if (t + 1 > limit) {
+          code = STOP;
+          break;
+        }
+        if (isArr[depth - 1]) {
+          index[depth - 1]++;
+          state = S_VALUE;
+        } else state = S_KEY;
+        i = t + 1;
+        continue;
       }
-      if (c === 0x5d || c === 0x7d) return this.close(c, t, limit);
-      return ERR;
-    }
-    if (st === S_COLON) {
-      if (c !== 0x3a) return ERR;
-      if (t + 1 > limit) return STOP;
-      this.state = S_VALUE;
-      this.pos = this.tokEnd = t + 1;
-      return PUNCT;
-    }
-    if (st === S_KEY_OR_CLOSE || st === S_KEY) {
-      if (c === 0x7d && st === S_KEY_OR_CLOSE) return this.close(c, t, limit);
-      if (c !== 0x22) return ERR;
-      const end = this.string(t, limit);
-      if (end < 0) return end === -2 ? STOP : ERR;
-      const d = this.depth - 1;
-      this.keyStart[d] = t;
-      this.keyEnd[d] = end;
-      this.state = S_COLON;
-      this.pos = this.tokEnd = end;
-      return KEY;
-    }
-    if (st === S_DONE) return ERR;
-    // S_VALUE or S_VALUE_OR_CLOSE
-    if (c === 0x5d && st === S_VALUE_OR_CLOSE) return this.close(c, t, limit);
-    if (c === 0x7b || c === 0x5b) {
-      if (t + 1 > limit) return STOP;
-      const d = this.depth++;
-      const arr = c === 0x5b ? 1 : 0;
-      this.isArr[d] = arr;
-      this.open[d] = t;
-      this.index[d] = 0;
-      this.keyStart[d] = -1;
-      this.keyEnd[d] = -1;
-      this.state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
-      this.pos = this.tokEnd = t + 1;
-      return OPEN;
-    }
-    let end: number;
-    let kind = SCALAR;
-    if (c === 0x22) {
-      end = this.string(t, limit);
-      if (end < 0) return end === -2 ? STOP : ERR;
-    } else {
-      if (c === 0x2d || (c >= 48 && c <= 57)) {
-        end = this.number(t);
-        kind = NUMBER;
-      } else if (c === 0x74) end = this.literal(t, 'true');
-      else if (c === 0x66) end = this.literal(t, 'false');
-      else if (c === 0x6e) end = this.literal(t, 'null');
-      else return ERR;
-      if (end < 0) return ERR;
-      // The byte that ends a number or a literal must be shared too: `12` may go on as `123`.
-      if (end >= limit) return STOP;
-    }
-    this.afterValue();
-    this.pos = this.tokEnd = end;
-    return kind;
-  }
-
-  private close(c: number, t: number, limit: number): number {
-    const d = this.depth - 1;
-    if (d < 0 || (c === 0x5d) !== (this.isArr[d] === 1)) return ERR;
-    if (t + 1 > limit) return STOP;
-    this.depth = d;
-    this.afterValue();
-    this.pos = this.tokEnd = t + 1;
-    return CLOSE;
-  }
-
-  /** End (exclusive) of the string at t; -1 invalid, -2 it does not end before limit. */
-  private string(t: number, limit: number): number {
-    const buf = this.buf;
-    const len = buf.length;
-    let i = t + 1;
-    for (;;) {
-      if (i >= len) return -1;
-      const c = buf[i];
+      if (c !== 0x5d && c !== 0x7d) {
+        code = ERR;
+        break;
+      }
+    } else if (state === S_COLON) {
+      if (c !== 0x3a) {
+        code = ERR;
+        break;
+      }
+      if (t + 1 > limit) {
+        code = STOP;
+        break;
+      }
+      state = S_VALUE;
+      i = t + 1;
+      continue;
+    } else if (state === S_KEY || (state === S_KEY_OR_CLOSE && c !== 0x7d)) {
+      const end = c === 0x22 ? stringEnd(buf, t) : -1;
+      if (end < 0) {
+        code = ERR;
+        break;
+      }
+      if (end > limit) {
+        code = STOP;
+        break;
+      }
+      if (checkKeys && depth <= sc.ancestors && repeatsPathKey(sc, depth - 1, t, end)) {
+        code = ERR;
+        break;
+      }
+      keyStart[depth - 1] = t;
+      keyEnd[depth - 1] = end;
+      state = S_COLON;
+      i = end;
+      continue;
+    } else if (state === S_DONE) {
+      code = ERR;
+      break;
+    } else if (state === S_KEY_OR_CLOSE) {
+      // `}` of an empty object: the closing bracket below
+    } else if (c === 0x7b || c === 0x5b) {
+      // S_VALUE, S_VALUE_OR_CLOSE: a container opens
+      if (t + 1 > limit) {
+        code = STOP;
+        break;
+      }
+      if (depth >= MAX_DEPTH) {
+        code = ERR;
+        break;
+      }
+      const arr = c === 0x5b;
+      isArr[depth] = arr ? 1 : 0;
+      sc.open[depth] = t;
+      index[depth] = 0;
+      depth++;
+      state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
+      i = t + 1;
+      continue;
+    } else if (c !== 0x5d || state !== S_VALUE_OR_CLOSE) {
+      // S_VALUE, S_VALUE_OR_CLOSE: a scalar
+      let end: number;
       if (c === 0x22) {
-        if (i + 1 > limit) return -2;
-        return i + 1;
+        end = stringEnd(buf, t);
+        if (end > limit) {
+          code = STOP;
+          break;
+        }
+      } else {
+        end = c === 0x2d || isDigit(c) ? numberEnd(buf, t) : literalEnd(buf, t, c);
+        if (end >= limit) {
+          code = end < 0 ? ERR : STOP;
+          break;
+        }
+        if (end > 0 && c !== 0x74 && c !== 0x66 && c !== 0x6e && sc.wideAt < 0 && isWideToken(buf, t, end)) sc.wideAt = t;
       }
-      if (c < 0x20) return -1;
-      if (c === 0x5c) {
-        const e = buf[i + 1];
-        if (e === 0x75) {
-          if (!(isHex(buf[i + 2]) && isHex(buf[i + 3]) && isHex(buf[i + 4]) && isHex(buf[i + 5]))) return -1;
-          i += 6;
-        } else if (e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) i += 2;
-        else return -1;
-      } else i++;
+      if (end < 0) {
+        code = ERR;
+        break;
+      }
+      state = depth === 0 ? S_DONE : S_AFTER;
+      i = end;
+      continue;
+    }
+    // A closing bracket, expected in this state: it must match the open container.
+    if (depth === 0 || (c === 0x5d) !== (isArr[depth - 1] === 1)) {
+      code = ERR;
+      break;
+    }
+    if (t + 1 > limit) {
+      code = STOP;
+      break;
+    }
+    depth--;
+    if (depth < sc.ancestors) sc.ancestors = depth;
+    state = depth === 0 ? S_DONE : S_AFTER;
+    i = t + 1;
+    sc.closedAt = t;
+    if (depth <= stopDepth) {
+      code = CLOSED;
+      break;
     }
   }
+  sc.pos = i;
+  sc.state = state;
+  sc.depth = depth;
+  return code;
+}
 
-  /** `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`; end (exclusive) or -1. */
-  private number(t: number): number {
-    const buf = this.buf;
-    let i = t;
-    if (buf[i] === 0x2d) i++;
-    const d0 = buf[i];
-    if (d0 === 0x30) i++;
-    else if (d0 >= 0x31 && d0 <= 0x39) {
-      i++;
-      while (buf[i] >= 0x30 && buf[i] <= 0x39) i++;
-    } else return -1;
-    if (buf[i] === 0x2e) {
-      i++;
-      if (!(buf[i] >= 0x30 && buf[i] <= 0x39)) return -1;
-      while (buf[i] >= 0x30 && buf[i] <= 0x39) i++;
-    }
-    if (buf[i] === 0x65 || buf[i] === 0x45) {
-      i++;
-      if (buf[i] === 0x2b || buf[i] === 0x2d) i++;
-      if (!(buf[i] >= 0x30 && buf[i] <= 0x39)) return -1;
-      while (buf[i] >= 0x30 && buf[i] <= 0x39) i++;
-    }
-    return i;
-  }
-
-  private literal(t: number, word: string): number {
-    for (let k = 0; k < word.length; k++) if (this.buf[t + k] !== word.charCodeAt(k)) return -1;
-    return t + word.length;
-  }
+/** Whether the key at [t, end) in the ancestor object at level f is the window's key there. */
+function repeatsPathKey(sc: Scan, f: number, t: number, end: number): boolean {
+  const raw = sc.path[f];
+  if (raw === undefined) return false;
+  const k = sc.buf.toString('latin1', t, end);
+  if (k === raw) return true;
+  return (k.includes('\\') || raw.includes('\\')) && keyText(sc.buf, t, end) === sc.keys[f];
 }
 
 /** A number the walk would note as wide (beyond ±2^53): then the verdict may rest on number texts. */
@@ -304,85 +357,48 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   const midEndB = lb - s;
 
   // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
-  const sc = new Scanner(a);
-  let wideAt = -1;
-  for (;;) {
-    const tok = sc.next(p);
-    if (tok === STOP) break;
-    if (tok === ERR || tok === END) return undefined;
-    if (tok === NUMBER && wideAt < 0 && isWideToken(a, sc.tokStart, sc.tokEnd)) wideAt = sc.tokStart;
-  }
+  const sc = newScan(a);
+  if (run(sc, p, -1, false) !== STOP) return undefined;
   // Only the root open: the difference touches the root, which is the full path's work.
   if (sc.depth < 2) return undefined;
 
-  // Phase 2: from the innermost open container outwards, find where it closes on each side.
-  const sa = sc.clone(a);
-  const sb = sc.clone(b);
+  // Phase 2: from the innermost open container outwards, find where it closes on each side. Each
+  // side reads on only as far as the container could stay within the budget.
+  const sa = cloneScan(sc, a);
+  const sb = cloneScan(sc, b);
   for (let j = sc.depth - 1; j >= 1; j--) {
     const start = sc.open[j];
     if (midEndA - start + (midEndB - start) > budget) return undefined; // this and every outer one are too big
-    if (wideAt >= 0 && wideAt < start) return undefined;
-    const endA = closeOf(sa, j);
-    const endB = closeOf(sb, j);
-    if (endA < 0 || endB < 0) return undefined;
+    if (sc.wideAt >= 0 && sc.wideAt < start) return undefined;
+    if (run(sa, start + budget - (midEndB - start), j, false) !== CLOSED) return undefined;
+    const endA = sa.closedAt;
+    if (run(sb, start + budget - (endA - start), j, false) !== CLOSED) return undefined;
+    const endB = sb.closedAt;
     if (endA - start + 1 + (endB - start + 1) > budget) return undefined;
     // Both closing brackets at one place in the shared suffix: what follows is the same bytes.
     if (endA < midEndA || endB < midEndB || endA - midEndA !== endB - midEndB) continue;
 
     const keys: PathKey[] = [];
-    const raw: (string | undefined)[] = [];
+    const path: (string | undefined)[] = [];
     for (let f = 0; f < j; f++) {
       if (sc.isArr[f]) {
         keys.push(sc.index[f]);
-        raw.push(undefined);
+        path.push(undefined);
       } else {
         keys.push(keyText(a, sc.keyStart[f], sc.keyEnd[f]));
-        raw.push(a.toString('latin1', sc.keyStart[f], sc.keyEnd[f]));
+        path.push(a.toString('latin1', sc.keyStart[f], sc.keyEnd[f]));
       }
     }
-    return restIsPlain(sa, j, endA, keys, raw) ? { start, endA, endB, keys } : undefined;
+    // Phase 3: the legacy body after the window, strictly to its end (the candidate's is the same
+    // bytes), with the ancestors' later keys checked against the window's path.
+    sa.wideAt = -1;
+    sa.ancestors = j;
+    sa.path = path;
+    sa.keys = keys;
+    if (run(sa, Infinity, -1, true) !== END || sa.state !== S_DONE || sa.wideAt >= 0) return undefined;
+    return { start, endA, endB, keys };
   }
   return undefined;
-}
-
-/** Scans on until the container at depth j closes; the offset of its closing bracket, or -1. */
-function closeOf(sc: Scanner, j: number): number {
-  while (sc.depth > j) {
-    const tok = sc.next(Infinity);
-    if (tok === ERR || tok === END) return -1;
-  }
-  return sc.tokStart;
-}
-
-/**
- * Phase 3: the legacy body after the container, strictly to its end. The ancestors' keys met there
- * must not repeat the path's key at their level, and no number there may be wide.
- */
-function restIsPlain(sa: Scanner, j: number, endA: number, keys: PathKey[], raw: (string | undefined)[]): boolean {
-  // closeOf left the scanner just past the container, with its ancestors open.
-  const sc = sa;
-  const buf = sc.buf;
-  if (sc.depth !== j || sc.pos !== endA + 1) return false;
-  // Containers below this depth are still the ancestors; deeper ones are their other members.
-  let ancestors = j;
-  for (;;) {
-    const tok = sc.next(Infinity);
-    if (tok === END) return sc.state === S_DONE;
-    if (tok === ERR) return false;
-    if (tok === CLOSE) {
-      if (sc.depth < ancestors) ancestors = sc.depth;
-    } else if (tok === KEY) {
-      const f = sc.depth - 1;
-      if (f < ancestors && f < j) {
-        const r = raw[f];
-        const k = buf.toString('latin1', sc.tokStart, sc.tokEnd);
-        if (k === r) return false;
-        if ((k.includes('\\') || r!.includes('\\')) && keyText(buf, sc.tokStart, sc.tokEnd) === keys[f]) return false;
-      }
-    } else if (tok === NUMBER) {
-      if (isWideToken(buf, sc.tokStart, sc.tokEnd)) return false;
-    }
-  }
 }
 
 export interface LockstepRules {
