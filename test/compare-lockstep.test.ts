@@ -266,17 +266,21 @@ describe('lockstep fast path', () => {
     const a = padded('{"meta":{"requestId":"r-1","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["c"]}]}');
     const b = padded('{"meta":{"requestId":"r-22","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["c"]}]}');
     const w = findWindow(Buffer.from(a), Buffer.from(b));
-    expect(w?.keys).toEqual(['doc', 'meta']);
+    expect(w?.keys).toEqual(['doc', 'meta', 'requestId']);
     const c = padded('{"meta":{"requestId":"r-1","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["d"]}]}');
-    expect(findWindow(Buffer.from(a), Buffer.from(c))?.keys).toEqual(['doc', 'items', 1, 'tags']);
+    expect(findWindow(Buffer.from(a), Buffer.from(c))?.keys).toEqual(['doc', 'items', 1, 'tags', 0]);
     // Outside the window, nothing: a difference in the window is reported at its full path.
     const got = fast(a, c, rulesOf());
     expect(got.differences.map((d) => `${d.path} ${d.field} ${d.kind}`)).toEqual(["$.doc.items[1].tags[0] $.doc.items[].tags[] value"]);
     // A number cut by the shared prefix (`12` → `123`) is read whole, inside its container.
-    expect(findWindow(Buffer.from(padded('{"meta":{"v":12,"w":3},"n":1}')), Buffer.from(padded('{"meta":{"v":123,"w":3},"n":1}')))?.keys).toEqual(['doc', 'meta']);
+    expect(findWindow(Buffer.from(padded('{"meta":{"v":12,"w":3},"n":1}')), Buffer.from(padded('{"meta":{"v":123,"w":3},"n":1}')))?.keys).toEqual(['doc', 'meta', 'v']);
+    // A key renamed: the object holding it.
+    expect(findWindow(Buffer.from(padded('{"meta":{"v":1,"w":3},"n":1}')), Buffer.from(padded('{"meta":{"u":1,"w":3},"n":1}')))?.keys).toEqual(['doc', 'meta']);
     // Not taken where it could not be equivalent.
     expect(findWindow(Buffer.from('{"meta":{"v":1},"meta":{"v":1}}'.padEnd(600)), Buffer.from('{"meta":{"v":2},"meta":{"v":1}}'.padEnd(600)))).toBeUndefined();
-    expect(findWindow(Buffer.from(padded('{"a":1}')), Buffer.from(padded('{"a":2}')))?.keys).toEqual(['doc']);
-    expect(findWindow(Buffer.from(`{"a":1,"p":"${'x'.repeat(600)}"}`), Buffer.from(`{"a":2,"p":"${'x'.repeat(600)}"}`))).toBeUndefined();
+    // A member of the root is a window of its own; the root itself never is.
+    expect(findWindow(Buffer.from(padded('{"a":1}')), Buffer.from(padded('{"a":2}')))?.keys).toEqual(['doc', 'a']);
+    expect(findWindow(Buffer.from(`{"a":1,"p":"${'x'.repeat(600)}"}`), Buffer.from(`{"a":2,"p":"${'x'.repeat(600)}"}`))?.keys).toEqual(['a']);
+    expect(findWindow(Buffer.from(`{"a":1,"p":"${'x'.repeat(600)}"}`), Buffer.from(`{"a":1,"q":"${'x'.repeat(600)}"}`))).toBeUndefined();
   });
 });

@@ -1,8 +1,8 @@
 /**
  * The lockstep fast path for JSON bodies that differ in a small span (a noisy `meta.requestId`, one
  * changed field). The two bodies are P + X + R and P + Y + R with a shared prefix P and suffix R; a
- * strict tokenizer (no values built) finds the smallest container holding the differing span on
- * both sides, checks that everything outside it is valid JSON that cannot change the answer, and
+ * strict tokenizer (no values built) finds the smallest value (a member, an element, or a container)
+ * below the root holding the differing span on both sides, checks that everything outside it is valid JSON that cannot change the answer, and
  * only that container is parsed and walked, from its own path and matcher state. Anything it is not
  * sure about returns undefined and the caller takes the full path; test/compare-lockstep.test.ts
  * holds the two to the same answers.
@@ -251,6 +251,12 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
       }
       state = depth === 0 ? S_DONE : S_AFTER;
       i = end;
+      if (depth <= stopDepth) {
+        // The one value asked for was a scalar.
+        sc.closedAt = end - 1;
+        code = CLOSED;
+        break;
+      }
       continue;
     }
     // A closing bracket, expected in this state: it must match the open container.
@@ -329,18 +335,19 @@ function keyText(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start + 1, end - 1);
 }
 
-/** The container both differing spans lie in: its offsets on each side and its path from the root. */
+/** The value both differing spans lie in: its offsets on each side and its path from the root. */
 export interface Window {
   start: number;
-  /** Offset of its closing bracket in the legacy body. */
+  /** Offset of its last byte in the legacy body. */
   endA: number;
-  /** Offset of its closing bracket in the candidate body. */
+  /** Offset of its last byte in the candidate body. */
   endB: number;
   keys: PathKey[];
 }
 
 /**
- * Finds the smallest container, below the root, that holds every differing byte of both bodies
+ * Finds the smallest value below the root (the one the differing span starts in, else an enclosing
+ * container) that holds every differing byte of both bodies
  * (which are valid UTF-8 and differ), such that the bodies are valid JSON outside it, no key on its
  * path is repeated later in its object (JSON.parse keeps the last), and no number outside it is
  * wide (the walk would then read number texts across the whole body). Undefined otherwise.
@@ -359,28 +366,29 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
   const sc = newScan(a);
   if (run(sc, p, -1, false) !== STOP) return undefined;
-  // Only the root open: the difference touches the root, which is the full path's work.
-  if (sc.depth < 2) return undefined;
+  if (sc.depth < 1) return undefined;
 
-  // Phase 2: from the innermost open container outwards, find where it closes on each side. Each
-  // side reads on only as far as the container could stay within the budget.
+  // Phase 2: candidate windows from the innermost outwards: the value the differing span starts in
+  // (when the prefix stopped at a value), then each open container but the root. Each side reads on
+  // only as far as the window could stay within the budget.
   const sa = cloneScan(sc, a);
   const sb = cloneScan(sc, b);
-  for (let j = sc.depth - 1; j >= 1; j--) {
-    const start = sc.open[j];
+  const atValue = sc.state === S_VALUE || sc.state === S_VALUE_OR_CLOSE;
+  for (let level = atValue ? sc.depth : sc.depth - 1; level >= 1; level--) {
+    const start = level === sc.depth ? sc.pos : sc.open[level];
     if (midEndA - start + (midEndB - start) > budget) return undefined; // this and every outer one are too big
     if (sc.wideAt >= 0 && sc.wideAt < start) return undefined;
-    if (run(sa, start + budget - (midEndB - start), j, false) !== CLOSED) return undefined;
+    if (run(sa, start + budget - (midEndB - start), level, false) !== CLOSED) return undefined;
     const endA = sa.closedAt;
-    if (run(sb, start + budget - (endA - start), j, false) !== CLOSED) return undefined;
+    if (run(sb, start + budget - (endA - start), level, false) !== CLOSED) return undefined;
     const endB = sb.closedAt;
     if (endA - start + 1 + (endB - start + 1) > budget) return undefined;
-    // Both closing brackets at one place in the shared suffix: what follows is the same bytes.
-    if (endA < midEndA || endB < midEndB || endA - midEndA !== endB - midEndB) continue;
+    // The window ends at one place in the shared suffix on both sides: what follows is the same bytes.
+    if (endA + 1 < midEndA || endB + 1 < midEndB || endA - midEndA !== endB - midEndB) continue;
 
     const keys: PathKey[] = [];
     const path: (string | undefined)[] = [];
-    for (let f = 0; f < j; f++) {
+    for (let f = 0; f < level; f++) {
       if (sc.isArr[f]) {
         keys.push(sc.index[f]);
         path.push(undefined);
@@ -392,7 +400,7 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
     // Phase 3: the legacy body after the window, strictly to its end (the candidate's is the same
     // bytes), with the ancestors' later keys checked against the window's path.
     sa.wideAt = -1;
-    sa.ancestors = j;
+    sa.ancestors = level;
     sa.path = path;
     sa.keys = keys;
     if (run(sa, Infinity, -1, true) !== END || sa.state !== S_DONE || sa.wideAt >= 0) return undefined;
