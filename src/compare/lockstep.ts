@@ -304,14 +304,19 @@ function isWideToken(buf: Buffer, start: number, end: number): boolean {
   return !(v <= Number.MAX_SAFE_INTEGER && v >= -Number.MAX_SAFE_INTEGER);
 }
 
+/** Native compares over growing chunks, then halving ones inside the first differing chunk, then bytes. */
 function commonPrefix(a: Buffer, b: Buffer): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
-  // Native compares over growing chunks, then bytes: a few calls even for a megabyte.
-  for (let chunk = 64; i < n; chunk = Math.min(chunk * 2, 65536)) {
+  let chunk = 64;
+  for (; i < n; chunk = Math.min(chunk * 2, 65536)) {
     const e = Math.min(n, i + chunk);
     if (a.compare(b, i, e, i, e) !== 0) break;
     i = e;
+  }
+  for (chunk >>= 1; chunk >= 32 && i < n; chunk >>= 1) {
+    const e = Math.min(n, i + chunk);
+    if (a.compare(b, i, e, i, e) === 0) i = e;
   }
   while (i < n && a[i] === b[i]) i++;
   return i;
@@ -321,10 +326,15 @@ function commonSuffix(a: Buffer, b: Buffer, max: number): number {
   const la = a.length;
   const lb = b.length;
   let k = 0;
-  for (let chunk = 64; k < max; chunk = Math.min(chunk * 2, 65536)) {
+  let chunk = 64;
+  for (; k < max; chunk = Math.min(chunk * 2, 65536)) {
     const e = Math.min(max, k + chunk);
     if (a.compare(b, lb - e, lb - k, la - e, la - k) !== 0) break;
     k = e;
+  }
+  for (chunk >>= 1; chunk >= 32 && k < max; chunk >>= 1) {
+    const e = Math.min(max, k + chunk);
+    if (a.compare(b, lb - e, lb - k, la - e, la - k) === 0) k = e;
   }
   while (k < max && a[la - 1 - k] === b[lb - 1 - k]) k++;
   return k;
@@ -371,11 +381,14 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   // Phase 2: candidate windows from the innermost outwards: the value the differing span starts in
   // (when the prefix stopped at a value), then each open container but the root. Each side reads on
   // only as far as the window could stay within the budget.
-  const sa = cloneScan(sc, a);
+  // The legacy side reads on in sc itself: it only ever changes the containers it is still inside.
+  const sa = sc;
   const sb = cloneScan(sc, b);
+  const depth = sc.depth;
+  const valueAt = sc.pos;
   const atValue = sc.state === S_VALUE || sc.state === S_VALUE_OR_CLOSE;
-  for (let level = atValue ? sc.depth : sc.depth - 1; level >= 1; level--) {
-    const start = level === sc.depth ? sc.pos : sc.open[level];
+  for (let level = atValue ? depth : depth - 1; level >= 1; level--) {
+    const start = level === depth ? valueAt : sc.open[level];
     if (midEndA - start + (midEndB - start) > budget) return undefined; // this and every outer one are too big
     if (sc.wideAt >= 0 && sc.wideAt < start) return undefined;
     if (run(sa, start + budget - (midEndB - start), level, false) !== CLOSED) return undefined;
