@@ -20,6 +20,9 @@ import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Telemetry, type BackendName } from './telemetry/metrics.js';
 
+/** The data listener's accept queue (the kernel caps it at net.core.somaxconn). */
+const LISTEN_BACKLOG = 4096;
+
 export interface AppOptions {
   logger?: Logger;
   /** Collect prom-client's process metrics (default true). */
@@ -113,7 +116,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   let ready = false;
   const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, options.adminRoutes);
 
-  await proxy.app.listen({ host: config.listen.host, port: config.listen.port });
+  // A gateway takes bursts of new connections: a short accept queue turns a burst into resets.
+  await proxy.app.listen({ host: config.listen.host, port: config.listen.port, backlog: LISTEN_BACKLOG });
   try {
     await admin.listen({ host: config.admin.host, port: config.admin.port });
   } catch (err) {

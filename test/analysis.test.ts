@@ -13,6 +13,8 @@ describe('analysis queue', () => {
   it('counts pairs dropped for a full comparison queue against their own route only', async () => {
     const config = validateConfig({
       backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      // These pairs carry no baseline replay: with baselines on, the first ones would wait for one.
+      defaults: { shadow: { baselinePercent: 0 } },
       routes: [
         { name: 'busy', match: { path: '/busy' } },
         { name: 'calm', match: { path: '/calm' } },
@@ -33,6 +35,8 @@ describe('evidence for the controller', () => {
   function setup() {
     const config = validateConfig({
       backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      // These pairs carry no baseline replay: with baselines on, the first ones would wait for one.
+      defaults: { shadow: { baselinePercent: 0 } },
       routes: [{ name: 'r', match: { path: '/r' } }, { name: 'keep', match: { path: '/keep' } }],
     });
     const telemetry = new Telemetry({ defaultMetrics: false });
@@ -92,5 +96,31 @@ describe('evidence for the controller', () => {
     expect(analysis.diffs('keep')!.comparisons.total).toBe(1);
     expect(analysis.evidence('keep', 0).mismatches).toBe(1);
     expect(analysis.diffs('r')).toBeUndefined();
+  });
+});
+
+describe('noise warm-up', () => {
+  it('judges pairs that arrive before the first baseline only after it, so a per-call field is noise from the start', async () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [{ name: 'r', match: { path: '/r' }, shadow: { baselinePercent: 10 } }],
+    });
+    const telemetry = new Telemetry({ defaultMetrics: false });
+    const routes = new RouteTable(config.routes, config.defaults, telemetry);
+    const analysis = new Analysis(routes);
+    const body = (id: number) => answer(`{"requestId":${id},"a":1}`);
+    const pair = (n: number, baseline: boolean) => ({ route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: body(n), shadow: body(n + 1), baseline: baseline ? body(n + 2) : null });
+    // Two mirrors beat the first one, which carries the baseline: they wait for it.
+    expect(analysis.process(pair(10, false))).toBeNull();
+    expect(analysis.process(pair(20, false))).toBeNull();
+    expect(analysis.diffs('r')!.comparisons.total).toBe(0);
+    // A write is never replayed, so it has no baseline to wait for.
+    expect(analysis.process({ ...pair(30, false), method: 'POST', shadow: answer('{"requestId":30,"a":2}') })).toBe('mismatch');
+    expect(analysis.diffs('r')!.comparisons.total).toBe(1);
+    expect(analysis.process(pair(0, true))).toBe('noise');
+    expect(analysis.diffs('r')!.comparisons).toMatchObject({ total: 4, noise: 3, mismatch: 1 });
+    const text = await telemetry.exposition();
+    expect(text).not.toMatch(/cutover_mismatch_fields_total\{route="r",field="\$\.requestId"/);
+    expect(text).toMatch(/cutover_comparisons_total\{route="r",result="noise"\} 3/);
   });
 });

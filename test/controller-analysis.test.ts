@@ -19,6 +19,8 @@ describe('controller over the real analysis', () => {
   it('advances on matching answers, rolls back on a planted difference, and the report names the field', async () => {
     const config = validateConfig({
       backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      // These pairs carry no baseline replay: with baselines on, the first ones would wait for one.
+      defaults: { shadow: { baselinePercent: 0 } },
       cutover: { steps: [0, 10, 100], holdIntervals: 1, failureThreshold: 2, gates: { minComparisons: 100, maxMismatchRate: 0.05 } },
       routes: [{ name: 'r', match: { path: '/r' } }],
     });
@@ -67,6 +69,8 @@ describe('createCutover (what the app wires)', () => {
     const { default: Fastify } = await import('fastify');
     const config = validateConfig({
       backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      // These pairs carry no baseline replay: with baselines on, the first ones would wait for one.
+      defaults: { shadow: { baselinePercent: 0 } },
       routes: [
         { name: 'a', match: { path: '/a' }, weight: 5 },
         { name: 'b', match: { path: '/b' } },

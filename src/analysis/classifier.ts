@@ -8,6 +8,7 @@ import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
 import { comparePair, type Compared } from './compare-pair.js';
+import { SAFE_METHODS } from '../shadow/methods.js';
 import { RouteEvidenceLog } from './evidence.js';
 import { ExampleStore } from './examples.js';
 import type { ErrorExample, StoredExample } from './report.js';
@@ -33,6 +34,22 @@ function failed(answer: UpstreamAnswer): boolean {
 }
 
 
+/** Pairs that may wait for a route's first baseline, and for how long at most. */
+const WARMUP_PAIRS = 64;
+const WARMUP_MS = 10_000;
+
+const NO_BODY = Buffer.alloc(0);
+
+/** What `record` reads of a pair once it is compared: everything but the bodies. */
+function withoutBodies(pair: CapturedAnswerPair): CapturedAnswerPair {
+  return {
+    ...pair,
+    primary: { ...pair.primary, body: NO_BODY },
+    shadow: { ...pair.shadow, body: NO_BODY },
+    baseline: pair.baseline === null ? null : { ...pair.baseline, body: NO_BODY },
+  };
+}
+
 /** Everything the analysis keeps for one route, by route name: a config reload keeps it. */
 export class RouteAnalysis {
   readonly window: RouteWindow;
@@ -41,6 +58,14 @@ export class RouteAnalysis {
   readonly evidence: RouteEvidenceLog;
   /** Pairs of this route dropped because the comparison queue was full. */
   dropped = 0;
+  /**
+   * Until the route's first baseline comparison is recorded, nothing is known about noise, and a
+   * field that differs on every call (a request id) would be judged real. Mirrors complete out of
+   * order, so the first pair (which always carries a baseline) is often not the first to arrive:
+   * the pairs that beat it wait here, bodies dropped, and are judged right after it.
+   */
+  private readonly warmup: { pair: CapturedAnswerPair; compared: Compared; since: number }[] = [];
+  private noiseKnown = false;
 
   constructor(
     readonly name: string,
@@ -100,6 +125,21 @@ export class RouteAnalysis {
   record(pair: CapturedAnswerPair, compared: Compared): ComparisonResult | null {
     // A client that walked away leaves an incomplete primary answer: there is nothing fair to compare.
     if (pair.primary.error === 'client_aborted') return null;
+    // Unsafe methods are never replayed (a second POST is a second order): they have nothing to wait for.
+    if (!this.noiseKnown && SAFE_METHODS.has(pair.method)) {
+      if (compared.baseline !== null || pair.route.shadow.baselinePercent === 0) this.noiseKnown = true;
+      else if (this.warmup.length < WARMUP_PAIRS && (this.warmup.length === 0 || this.limits.now() - this.warmup[0].since < WARMUP_MS)) {
+        this.warmup.push({ pair: withoutBodies(pair), compared, since: this.warmup[0]?.since ?? this.limits.now() });
+        return null;
+      } else this.noiseKnown = true; // no baseline in time (they keep failing): judge without one
+      const result = this.judge(pair, compared);
+      for (const held of this.warmup.splice(0)) this.judge(held.pair, held.compared);
+      return result;
+    }
+    return this.judge(pair, compared);
+  }
+
+  private judge(pair: CapturedAnswerPair, compared: Compared): ComparisonResult | null {
     const at = this.limits.now();
     const slice = this.window.current(at);
     const legacy = pair.primaryIsNew ? pair.shadow : pair.primary;

@@ -207,24 +207,37 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
   private headers: IncomingHttpHeaders = NO_HEADERS;
   private readonly capture: BodyCapture;
   private settled = false;
-  private deadline: NodeJS.Timeout | null = null;
+  private controller: Controller | null = null;
+  private readonly deadline: NodeJS.Timeout;
 
   constructor(
     private readonly backend: BackendName,
     private readonly role: Role,
     private readonly metrics: RouteMetrics,
     captureLimit: number,
-    /** Hard budget for the whole exchange: a backend that drips bytes forever still ends here. */
-    private readonly deadlineMs: number,
+    /**
+     * Hard budget for the whole exchange, from dispatch: a mirror still waiting for a pooled
+     * connection, or a backend that drips bytes forever, ends here and frees its mirror slot.
+     */
+    deadlineMs: number,
     private readonly onSettled: OnSettled,
   ) {
     this.capture = new BodyCapture(captureLimit);
+    this.deadline = setTimeout(this.onDeadline, deadlineMs);
+    this.deadline.unref();
   }
 
+  private readonly onDeadline = (): void => {
+    const err = new DeadlineError();
+    // Still queued: settle now; undici calls onRequestStart later, which aborts before sending.
+    if (this.controller === null) this.settle(err);
+    else this.controller.abort(err);
+  };
+
   onRequestStart(controller: Controller): void {
+    this.controller = controller;
     this.clock.onSocket(this.metrics, this.backend, this.role);
-    this.deadline = setTimeout(() => controller.abort(new DeadlineError()), this.deadlineMs);
-    this.deadline.unref();
+    if (this.settled) controller.abort(new DeadlineError());
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -261,7 +274,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
   private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
-    if (this.deadline !== null) clearTimeout(this.deadline);
+    clearTimeout(this.deadline);
     const seconds = this.clock.seconds();
     const outcome = err === undefined ? outcomeOf(this.status) : err instanceof DeadlineError || isTimeout(err) ? 'timeout' : 'error';
     this.metrics.request(this.backend, this.role, outcome, seconds);

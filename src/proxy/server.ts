@@ -11,7 +11,7 @@ import type { ServerResponse } from 'node:http';
 import { problem, PROBLEM_TYPE, sendProblem, writeRawProblem, type Problem } from '../problem.js';
 import { clientAddress, TrustedProxies, type ForwardedContext } from '../forward/headers.js';
 import type { OutboundIntent } from '../forward/shaping.js';
-import { canonicalTarget, isTargetProblem } from '../routing/canonical.js';
+import { canonicalPath, canonicalTarget, isTargetProblem } from '../routing/canonical.js';
 import type { RejectReason } from '../telemetry/metrics.js';
 import { ClientExchange, dispatchOptions, type OnSettled } from '../forward/exchange.js';
 import type { Upstream } from '../forward/upstream.js';
@@ -269,7 +269,12 @@ export class ProxyServer {
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
     if (error instanceof BodyRejectedError) {
       const raw = request.raw;
-      if (error.reason !== null) this.deps.snapshots.current().routes.resolve(raw.method ?? 'GET', (raw.url ?? '/').split('?', 1)[0]).route.metrics.rejected(error.reason);
+      if (error.reason !== null) {
+        // Counted under the route the canonical path resolves to, as the request itself would have been.
+        const path = canonicalPath((raw.url ?? '/').split('?', 1)[0]);
+        const routes = this.deps.snapshots.current().routes;
+        (path === null ? routes.other : routes.resolve(raw.method ?? 'GET', path).route).metrics.rejected(error.reason);
+      }
       const title = error.statusCode === 408 ? 'Request timeout' : error.statusCode === 413 ? 'Payload too large' : 'Request bodies buffer full';
       // The rest of this body is not read: the connection cannot carry another request.
       void reply

@@ -13,12 +13,11 @@ import type { UpstreamAnswer } from '../forward/capture.js';
 import type { ForwardedContext } from '../forward/headers.js';
 import { redactTarget } from '../forward/shaping.js';
 import type { Upstream } from '../forward/upstream.js';
+import { SAFE_METHODS } from './methods.js';
 import { ExactRatio } from '../routing/ratio.js';
 import { Admission, ShadowBreaker, type BreakerOptions } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
 
-/** Methods mirrored without `shadow.unsafe` (RFC 9110 §9.2.1 safe methods). */
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface MirrorRequest {
   primaryIsNew: boolean;

@@ -382,6 +382,22 @@ describe('held: request smuggling', () => {
     expect(after).not.toContain('/random/');
   });
 
+  it('concurrent-3000: 3,000 requests at once on 3,000 connections are each answered with their own backend answer', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { backends: { legacy: { url: legacy.url, connections: 128, maxPending: 10_000 }, new: { url: legacy.url } }, routes: [WIDGETS] }));
+    const { Agent } = await import('undici');
+    const clients = new Agent({ connections: 3_000, pipelining: 0 });
+    defer(() => clients.close());
+    const answers = await Promise.all(
+      Array.from({ length: 3_000 }, async (_, i) => {
+        const res = await request(`${p.dataUrl}/v1/widgets/${i}`, { dispatcher: clients, headersTimeout: 60_000, bodyTimeout: 60_000 });
+        return { status: res.statusCode, url: ((await res.body.json()) as { url: string }).url, i };
+      }),
+    );
+    expect(answers.filter((a) => a.status !== 200 || a.url !== `/v1/widgets/${a.i}`)).toEqual([]);
+    expect(legacy.received.filter((r) => r.headers['x-cutover-shadow'] === undefined)).toHaveLength(3_000);
+  }, 60_000);
+
   it('slow-headers: a client trickling its headers does not hold up other clients', async () => {
     const legacy = await backend();
     const p = await proxy(baseConfig(legacy.url, legacy.url));
