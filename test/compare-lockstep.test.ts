@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { BUILTIN_COMPARE, type CompareSettings } from '../src/config/load.js';
 import { compareResponses, compileRules, type Captured, type Comparison, type CompiledRules } from '../src/compare/index.js';
 import { findWindow } from '../src/compare/lockstep.js';
+import { prng } from '../src/demo/backends.js';
 
 const ctx = { route: 'r', method: 'GET', path: '/x' };
 
@@ -37,17 +38,6 @@ function padded(inner: string): string {
 // ---- a seeded generator of JSON texts that keeps number texts and duplicate keys as written ----
 
 type Node = { t: 'num'; text: string } | { t: 'str'; v: string } | { t: 'lit'; v: 'true' | 'false' | 'null' } | { t: 'arr'; items: Node[] } | { t: 'obj'; entries: [string, Node][] };
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KEYS = ['id', 'name', 'meta', 'requestId', 'items', 'tags', 'price', 'etag', 'updatedAt', 'a', 'b', 'with "quote"', 'back\\slash', 'é', '1', '__proto__', 'x y'];
 const NUMBERS = ['0', '1', '-1', '12', '123', '1.0', '1.5', '0.1', '1e5', '-0', '3.14159', '2.50', '100', '1E2', '0.0000001', '-12.5e-3'];
@@ -194,7 +184,7 @@ const RULE_SETS: [string, Partial<CompareSettings>][] = [
 
 describe('lockstep fast path', () => {
   it('gives the full path answer on thousands of random documents and edits', () => {
-    const r = mulberry32(20261129);
+    const r = prng(20261129);
     let windows = 0;
     let cases = 0;
     const compiled = RULE_SETS.map(([name, over]) => [name, rulesOf(over)] as const);
