@@ -252,6 +252,33 @@ describe('lockstep fast path', () => {
     });
   }
 
+  const big = `"lines":[${Array.from({ length: 40 }, (_, i) => `{"line":${i},"note":"order line ${i}"}`).join(',')}]`;
+  const rootRuns: [string, string, string, Partial<CompareSettings>?][] = [
+    ['a field near the top and meta after it', `{"id":1,"price":12.5,"meta":{"requestId":"a"},${big}}`, `{"id":1,"price":"12.50","meta":{"requestId":"b"},${big}}`],
+    ['the same, meta ignored', `{"id":1,"price":12.5,"meta":{"requestId":"a"},${big}}`, `{"id":1,"price":"12.50","meta":{"requestId":"b"},${big}}`, { ignore: ['$.meta.requestId'] }],
+    ['a member added and one removed', `{"id":1,"a":1,"m":0,"z":2,${big}}`, `{"id":1,"b":1,"m":0,"y":2,${big}}`],
+    ['a key of the run repeated outside it', `{"id":1,"a":1,"m":0,"z":2,${big},"a":5}`, `{"id":1,"a":2,"m":0,"z":3,${big},"a":5}`],
+    ['a key of the run repeated before it', `{"a":5,"id":1,"a":1,"m":0,"z":2,${big}}`, `{"a":5,"id":1,"a":2,"m":0,"z":3,${big}}`],
+    ['numbers written two ways in two members', `{"id":1,"v":1,"m":0,"w":2.0,${big}}`, `{"id":1,"v":1.0,"m":0,"w":2,${big}}`],
+    ['a root array is never split', `[1,0,2,${big.slice(8)}]`, `[3,0,4,${big.slice(8)}]`],
+  ];
+  for (const [name, a, b, over] of rootRuns) {
+    it(`agrees on a run of root members: ${name}`, () => {
+      const rules = rulesOf(over);
+      expect(fast(a, b, rules)).toEqual(full(a, b, rules));
+    });
+  }
+
+  it('compares a run of root members when the differences are far apart', () => {
+    const [, a, b] = rootRuns[0];
+    const w = findWindow(Buffer.from(a), Buffer.from(b));
+    expect(w?.outside).toEqual(['id', 'lines']);
+    expect(a.slice(w!.start, w!.endA + 1)).toBe(`"price":12.5,"meta":{"requestId":"a"}`);
+    const [, ra, rb] = rootRuns[3];
+    // Found, but the comparison gives way: "a" is also outside the run (it is checked once parsed).
+    expect(findWindow(Buffer.from(ra), Buffer.from(rb))?.outside).toEqual(['id', 'lines', 'a']);
+  });
+
   it('parses only the container that holds the difference, named by its path', () => {
     const a = padded('{"meta":{"requestId":"r-1","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["c"]}]}');
     const b = padded('{"meta":{"requestId":"r-22","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["c"]}]}');

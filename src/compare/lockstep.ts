@@ -57,6 +57,8 @@ interface Scan {
   ancestors: number;
   path: (string | undefined)[];
   keys: PathKey[];
+  /** Start and end offsets of every key read in the root object. */
+  rootKeys: number[];
 }
 
 function newScan(buf: Buffer): Scan {
@@ -75,11 +77,12 @@ function newScan(buf: Buffer): Scan {
     ancestors: 0,
     path: [],
     keys: [],
+    rootKeys: [],
   };
 }
 
 function cloneScan(sc: Scan, buf: Buffer): Scan {
-  return { ...sc, buf, isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
+  return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
 }
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
@@ -200,6 +203,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
         code = ERR;
         break;
       }
+      if (depth === 1) sc.rootKeys.push(t, end);
       keyStart[depth - 1] = t;
       keyEnd[depth - 1] = end;
       state = S_COLON;
@@ -353,6 +357,11 @@ export interface Window {
   /** Offset of its last byte in the candidate body. */
   endB: number;
   keys: PathKey[];
+  /**
+   * Set when the window is a run of members of the root object rather than one value: the keys of
+   * the root's other members, which the run's keys must not repeat.
+   */
+  outside?: string[];
 }
 
 /**
@@ -377,6 +386,8 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   const sc = newScan(a);
   if (run(sc, p, -1, false) !== STOP) return undefined;
   if (sc.depth < 1) return undefined;
+  const state1 = sc.state;
+  const rootKeyAt = sc.keyStart[0];
 
   // Phase 2: candidate windows from the innermost outwards: the value the differing span starts in
   // (when the prefix stopped at a value), then each open container but the root. Each side reads on
@@ -419,7 +430,38 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
     if (run(sa, Infinity, -1, true) !== END || sa.state !== S_DONE || sa.wideAt >= 0) return undefined;
     return { start, endA, endB, keys };
   }
-  return undefined;
+  return rootMembers(sc, sb, atValue || depth >= 2 || state1 === S_COLON ? rootKeyAt : valueAt, atValue || depth >= 2, midEndA, midEndB, budget);
+}
+
+/**
+ * The last candidate: differences in several members of a root object (a changed field near the
+ * top and a noisy `meta` further on in a big answer). The window is the run of members from the
+ * one the differing span starts in to the first member end that lies at one place in the shared
+ * suffix on both sides; it is compared as an object of its own, which the walk reads as it would
+ * the root's members, provided no key of the run is also a key outside it.
+ */
+function rootMembers(sa: Scan, sb: Scan, first: number, read: boolean, midEndA: number, midEndB: number, budget: number): Window | undefined {
+  const a = sa.buf;
+  if (sa.isArr[0] || first < 0 || a[first] !== 0x22) return undefined;
+  if (sa.wideAt >= 0 && sa.wideAt < first) return undefined;
+  // Each side ends a member at a time (CLOSED at depth 1); the root closing ends the search.
+  const member = (sc: Scan, limit: number): number => (run(sc, limit, 1, false) === CLOSED && sc.depth === 1 ? sc.closedAt : -1);
+  let endA = read ? sa.closedAt : member(sa, first + budget);
+  let endB = read ? sb.closedAt : member(sb, first + budget);
+  if (read && (sa.depth !== 1 || sb.depth !== 1 || sa.state !== S_AFTER || sb.state !== S_AFTER)) return undefined;
+  for (;;) {
+    if (endA < 0 || endB < 0 || endA - first + 1 + (endB - first + 1) > budget) return undefined;
+    if (endA + 1 >= midEndA && endB + 1 >= midEndB && endA - midEndA === endB - midEndB) break;
+    if (endA - midEndA < endB - midEndB) endA = member(sa, first + budget - (endB - first));
+    else endB = member(sb, first + budget - (endA - first));
+  }
+  sa.wideAt = -1;
+  sa.ancestors = 0;
+  if (run(sa, Infinity, -1, false) !== END || sa.state !== S_DONE || sa.wideAt >= 0) return undefined;
+  const outside: string[] = [];
+  const rk = sa.rootKeys;
+  for (let i = 0; i < rk.length; i += 2) if (rk[i] < first || rk[i] > endA) outside.push(keyText(a, rk[i], rk[i + 1]));
+  return { start: first, endA, endB, keys: [], outside };
 }
 
 export interface LockstepRules {
@@ -447,8 +489,9 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
     if (st.length !== 0 && (flagsOf(m, st) & IGNORE) !== 0) ignored = true;
     node = { parent: node, key: k };
   }
-  const lt = lb.toString('utf8', w.start, w.endA + 1);
-  const ct = cb.toString('utf8', w.start, w.endB + 1);
+  const members = w.outside !== undefined;
+  const lt = members ? `{${lb.toString('utf8', w.start, w.endA + 1)}}` : lb.toString('utf8', w.start, w.endA + 1);
+  const ct = members ? `{${cb.toString('utf8', w.start, w.endB + 1)}}` : cb.toString('utf8', w.start, w.endB + 1);
   let lv: unknown;
   let cv: unknown;
   try {
@@ -456,6 +499,11 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
     cv = JSON.parse(ct);
   } catch {
     return undefined;
+  }
+  if (members) {
+    // A key both in the run and outside it: JSON.parse would keep only the last of the whole body.
+    const outside = new Set(w.outside);
+    for (const v of [lv, cv]) for (const k of Object.keys(v as object)) if (outside.has(k)) return undefined;
   }
   if (ignored) return { capped: false };
   const base: WalkBase = { s: st, node };
