@@ -344,6 +344,18 @@ function commonSuffix(a: Buffer, b: Buffer, max: number): number {
   return k;
 }
 
+/** Opening and closing brackets in [from, to), as one number (opening ones in the high part). */
+function brackets(buf: Buffer, from: number, to: number): number {
+  let open = 0;
+  let close = 0;
+  for (let i = from; i < to; i++) {
+    const c = buf[i];
+    if (c === 0x7b || c === 0x5b) open++;
+    else if (c === 0x7d || c === 0x5d) close++;
+  }
+  return open * 0x200000 + close;
+}
+
 function keyText(buf: Buffer, start: number, end: number): string {
   for (let i = start + 1; i < end - 1; i++) if (buf[i] === 0x5c) return JSON.parse(buf.toString('utf8', start, end)) as string;
   return buf.toString('utf8', start + 1, end - 1);
@@ -381,6 +393,12 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   // The differing spans end here on each side; a container holding them starts before p.
   const midEndA = la - s;
   const midEndB = lb - s;
+
+  // Differing spans with brackets in different numbers change the shape of a container (a record
+  // inserted into a list), so the window would be that container, mostly too big to pay for the
+  // scan: give way before scanning anything. (Brackets inside strings count too; this only decides
+  // whether to try.)
+  if (brackets(a, p, midEndA) !== brackets(b, p, midEndB)) return undefined;
 
   // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
   const sc = newScan(a);
