@@ -6,6 +6,9 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/load.js';
 import { createAdminServer, type AdminRoutes } from './admin/server.js';
+import { registerCredentialRoutes } from './admin/credentials.js';
+import { connectOptionsFor, Credentials } from './credentials/index.js';
+import { outboundAuthInterceptor } from './credentials/outbound/interceptor.js';
 import { Analysis, type AnalysisOptions } from './analysis/analysis.js';
 import { MemoryStore } from './cutover/store.js';
 import { FileStore } from './cutover/store-file.js';
@@ -46,6 +49,8 @@ export interface App {
   snapshots: Snapshots;
   /** The state store: live weights and route states by route name. */
   store: MemoryStore;
+  /** Legacy credentials (inventory, revocation, mappings) and the backends' own credentials. */
+  credentials: Credentials;
   /** Loads the config again; a bad file keeps the running one. */
   reload(trigger: string): Promise<ReloadOutcome>;
   proxy: ProxyServer;
@@ -77,9 +82,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const snapshots = new Snapshots(config, telemetry, store.snapshot());
   store.onChange((state) => snapshots.applyWeights(state));
   const routes = snapshots.current().routes;
-  // How each backend's requests are shaped (forward/shaping.ts); per-backend outbound auth
-  // (`outbound` interceptors) and TLS (`connect`) join here, for live and shadow pools alike.
-  const shaping = (_backend: BackendName): UpstreamShaping => ({ legacyCredentials: config.credentials.legacy });
+  // The fingerprint key may be created only by a lone replica (file or memory store, not a fleet's shared one).
+  const credentials = await Credentials.create(config, { store, telemetry, logger, createKey: true });
+  // How each backend's requests are shaped (forward/shaping.ts): the proxy's own credential toward
+  // it (`outbound`) and its TLS (`connect`), for live, mirror, baseline and upgrade calls alike.
+  const shaping = (backend: BackendName): UpstreamShaping => ({
+    legacyCredentials: config.credentials.legacy,
+    outbound: [outboundAuthInterceptor(backend, credentials.outbound[backend])],
+    connect: connectOptionsFor(config.backends[backend]) as Record<string, unknown> | undefined,
+  });
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
   // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.
   const shadowLimits = { connections: config.shadow.connections, timeout: config.shadow.timeout, maxPending: 0 };
@@ -110,11 +121,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             analysis.submitReserved(pair);
           },
   });
-  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger });
+  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, credentials });
   const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
+  // Revocations, mappings and locations follow a reload; the backends' own credentials need a restart.
+  reloader.onSwap((next) => credentials.reload(next));
   const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
-  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, options.adminRoutes);
+  const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, [
+    ...(options.adminRoutes ?? []),
+    (app) => registerCredentialRoutes(app, { inventory: credentials.inventory }),
+  ]);
 
   // A gateway takes bursts of new connections: a short accept queue turns a burst into resets.
   await proxy.app.listen({ host: config.listen.host, port: config.listen.port, backlog: LISTEN_BACKLOG });
@@ -148,6 +164,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await Promise.all([shadowPools.legacy.destroy(), shadowPools.new.destroy()]);
       shed.close();
       await analysis.close();
+      // Before the store: the inventory's last changes are written through it.
+      await credentials.close();
       await store.close();
       logger.info('cutover stopped');
       logger.flush?.();
@@ -155,5 +173,5 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return closing;
   };
 
-  return { dataUrl, adminUrl, admin, telemetry, snapshots, store, reload, proxy, analysis, shadow, logger, close };
+  return { dataUrl, adminUrl, admin, telemetry, snapshots, store, credentials, reload, proxy, analysis, shadow, logger, close };
 }

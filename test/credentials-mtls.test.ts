@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config/load.js';
 import { connectOptionsFor } from '../src/credentials/outbound/index.js';
 import { ConfigError } from '../src/errors.js';
+import { startBackend, waitFor } from './helpers/backend.js';
+import { baseConfig, startProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cutover-mtls-'));
 const f = (name: string) => join(dir, name);
@@ -118,5 +120,35 @@ describe('mTLS toward a backend (certificates made by openssl)', () => {
     expect(problems).toContain('backends.legacy.tls: the backend url is not https://, so tls settings would not be used');
     expect(problems).toContain('backends.new.tls: give certFile and keyFile together');
     expect(problems.some((p) => p.startsWith('backends.new.tls.caFile: cannot read'))).toBe(true);
+  });
+});
+
+describe('mTLS through the running proxy', () => {
+  it('live and mirrored requests reach an https backend that requires the client certificate', async () => {
+    const legacy = await startBackend();
+    const tls = { certFile: f('client.crt'), keyFile: f('client.key'), caFile: f('ca.crt'), serverName: 'legacy.internal' };
+    const config = (weight: number) =>
+      baseConfig(legacy.url, good.url, {
+        backends: { legacy: { url: legacy.url }, new: { url: good.url, tls } },
+        routes: [{ name: 'm', match: { path: '/m' }, weight, shadow: { percent: 100, baselinePercent: 0 } }],
+        cutover: { state: { store: 'memory' } },
+      });
+    const before = good.clients.length;
+    let proxy = await startProxy(config(100));
+    try {
+      const res = await request(`${proxy.dataUrl}/m`);
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toBe('hello over mTLS');
+      expect(good.clients.length).toBe(before + 1);
+      await proxy.close(100);
+      // The mirror pool (weight 0: new only gets mirrors) has the certificate too.
+      proxy = await startProxy(config(0));
+      expect((await request(`${proxy.dataUrl}/m`)).statusCode).toBe(200);
+      await waitFor(() => good.clients.length === before + 2, 5_000, 'the mirror over mTLS');
+      expect(good.clients.slice(before)).toEqual(['cutover-proxy', 'cutover-proxy']);
+    } finally {
+      await proxy.close(100);
+      await legacy.close();
+    }
   });
 });

@@ -14,6 +14,8 @@ import {
 } from '../src/demo/backends.js';
 import { DEFAULT_DEMO_CONFIG, runDemo, sumByLabel } from '../src/demo/index.js';
 import { startTraffic } from '../src/demo/traffic.js';
+import { DEMO_INTEGRATIONS, demoApiKeyFor, provideDemoSecrets } from '../src/demo/credentials.js';
+import { createFingerprinter } from '../src/credentials/fingerprint.js';
 
 const agent = new Agent({ connections: 4 });
 afterAll(() => agent.close());
@@ -297,6 +299,7 @@ describe('sumByLabel', () => {
 
 describe('config/demo.yaml', () => {
   it('is a valid config with the documented routes, the rename mapping, and noise left to the baselines on safe routes', async () => {
+    provideDemoSecrets();
     const config = await loadConfig(DEFAULT_DEMO_CONFIG);
     expect(config.listen.port).toBe(8080);
     expect(config.admin).toMatchObject({ host: '127.0.0.1', port: 9090 });
@@ -329,7 +332,7 @@ describe('runDemo', () => {
     let stopped = false;
     try {
       expect(demo.config.backends.legacy.url).toBe(demo.urls.legacy);
-      const res = await call(`${demo.urls.proxy}/v1/orders/1001`, { headers: { 'x-client-id': 'acme' } });
+      const res = await call(`${demo.urls.proxy}/v1/orders/1001`, { headers: { 'x-client-id': 'acme', 'x-api-key': demoApiKeyFor('acme') } });
       expect(res.status).toBe(200);
       // Weight 0 on get-order: legacy answers, in its own spelling.
       expect(res.json.customer_name).toEqual(expect.any(String));
@@ -412,6 +415,20 @@ describe('runDemo', () => {
       expect(sumByLabel(scrape, 'cutover_comparisons_total', 'route')['get-order']).toBeGreaterThan(0);
       expect([...fields(scrape, 'get-order')].filter((f) => /customer/i.test(f))).toEqual([]);
       expect([...fields(scrape, 'create-order')].filter((f) => f.startsWith('$.meta'))).toEqual([]);
+
+      // Credentials: v2 got cutover's own token and never an integration's key; the inventory
+      // lists the integrations the traffic used, by fingerprint.
+      expect(demo.credentials.legacyKeysAtNew()).toBe(0);
+      expect(demo.credentials.refused()).toEqual({ legacy: 0, new: 0 });
+      expect(demo.credentials.endpoint.issued()).toBe(1);
+      const inventory = await call(`${demo.urls.admin}/api/credentials`, { headers: { authorization: `Bearer ${demo.config.adminToken}` } });
+      expect(inventory.status).toBe(200);
+      const fp = createFingerprinter(process.env.CUTOVER_DEMO_FINGERPRINT_KEY!);
+      const listed = (inventory.json.credentials as { fingerprint: string; requests: number; legacyAccepted: boolean | null }[]).map((c) => c.fingerprint);
+      const integrations = new Set(DEMO_INTEGRATIONS.map((i) => fp(i.key)));
+      expect(listed.length).toBeGreaterThanOrEqual(3);
+      for (const f of listed) expect(integrations.has(f), f).toBe(true);
+      expect(inventory.text).not.toMatch(new RegExp(DEMO_INTEGRATIONS.map((i) => i.key).join('|')));
     } finally {
       await demo.stop();
     }

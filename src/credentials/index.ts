@@ -69,7 +69,10 @@ export class Credentials {
   inspect(headers: HeaderSource, url: string | undefined): RequestCredential {
     const found = extractCredential(headers, url, this.locations);
     const fingerprint = found === null ? null : this.fingerprint(found.value);
-    return { fingerprint, scheme: found?.scheme ?? null, decision: this.policy.decideNewPath(fingerprint), mapping: this.policy.mappingFor(fingerprint) };
+    let decision = this.policy.decideNewPath(fingerprint);
+    // A key legacy refuses is never lent new's own identity: legacy answers it (and keeps refusing).
+    if (decision === 'allowed' && fingerprint !== null && this.inventory.legacyRejected(fingerprint)) decision = 'legacy_only';
+    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint) };
   }
 
   /**

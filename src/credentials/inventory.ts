@@ -107,6 +107,12 @@ export class CredentialInventory {
   /** Keys legacy has not answered yet (served by new only), least recently seen first. */
   private readonly unjudged = new Map<string, Entry>();
   private readonly rejected: RejectedSummary = { requests: 0, lastSeen: null, byRoute: {} };
+  /**
+   * Fingerprints legacy refused and never accepted, least recently refused first: kept in memory
+   * only (never listed or persisted) and bounded like the pools, so `legacyRejected` can keep them
+   * off the new backend.
+   */
+  private readonly refused = new Map<string, true>();
   private evicted = 0;
   private evictedUnjudged = 0;
   private readonly maxCredentials: number;
@@ -144,9 +150,13 @@ export class CredentialInventory {
       entry = this.unjudged.get(s.fingerprint);
       pool = this.unjudged;
     }
+    if (acceptedNow) this.refused.delete(s.fingerprint);
     if (rejectedNow && pool === this.unjudged) {
       // Never accepted and now refused: a wrong key, counted with the others, not kept.
       if (entry !== undefined) this.unjudged.delete(s.fingerprint);
+      this.refused.delete(s.fingerprint);
+      if (this.refused.size >= this.maxCredentials) this.refused.delete(this.refused.keys().next().value as string);
+      this.refused.set(s.fingerprint, true);
       const r = this.rejected;
       r.requests++;
       r.lastSeen = at;
@@ -227,6 +237,14 @@ export class CredentialInventory {
   list(): InventoryDocument {
     const credentials = [...this.all()].sort((a, b) => b.lastSeen - a.lastSeen).map(toRecord);
     return { version: 1, credentials, rejected: { ...this.rejected, byRoute: { ...this.rejected.byRoute } }, evicted: this.evicted, evictedUnjudged: this.evictedUnjudged };
+  }
+
+  /**
+   * Whether legacy's latest answer to this credential was a refusal (401/403). Such a key must not
+   * be served by new under new's own identity: it stays on legacy, which keeps refusing it. O(1).
+   */
+  legacyRejected(fingerprint: string): boolean {
+    return this.refused.has(fingerprint) || this.entries.get(fingerprint)?.legacyAccepted === false;
   }
 
   get(fingerprint: string): CredentialRecord | undefined {

@@ -108,7 +108,12 @@ export interface DemoBackendOptions {
   newPort?: number;
   /** Seeds the catalogue; both backends always share it. */
   seed?: number;
+  /** Checks each call's credential first (src/demo/credentials.ts): a reply refuses it. */
+  guard?: DemoGuard;
 }
+
+/** A backend's credential check: null lets the call through, else the reply to send instead. */
+export type DemoGuard = (backend: DemoBackendName, req: IncomingMessage) => { status: number; body: unknown } | null;
 
 // ---------------------------------------------------------------------------------------------
 // The catalogue: deterministic from the seed, shared by both backends.
@@ -530,7 +535,7 @@ function badRequest(message: string): Reply {
 
 const MAX_REQUEST_BODY = 64 * 1024;
 
-function startOne(name: DemoBackendName, host: string, port: number, catalogue: Catalogue): Promise<DemoBackend> {
+function startOne(name: DemoBackendName, host: string, port: number, catalogue: Catalogue, guard?: DemoGuard): Promise<DemoBackend> {
   const handler = new Handler(name, catalogue);
   const pendingDelays = new Set<NodeJS.Timeout>();
 
@@ -557,6 +562,11 @@ function startOne(name: DemoBackendName, host: string, port: number, catalogue: 
     req.on('end', () => {
       if (tooLarge) {
         send(req, res, { status: 413, body: { error: 'payload_too_large', message: `bodies are limited to ${MAX_REQUEST_BODY} bytes` } });
+        return;
+      }
+      const refused = guard?.(name, req);
+      if (refused) {
+        send(req, res, refused);
         return;
       }
       const url = new URL(req.url ?? '/', 'http://demo.invalid');
@@ -605,12 +615,12 @@ function startOne(name: DemoBackendName, host: string, port: number, catalogue: 
 
 /** Starts the legacy (v1) and new (v2) demo backends; close() stops both. */
 export async function startDemoBackends(options: DemoBackendOptions = {}): Promise<DemoBackends> {
-  const { host = '127.0.0.1', legacyPort = 0, newPort = 0, seed = 20240611 } = options;
+  const { host = '127.0.0.1', legacyPort = 0, newPort = 0, seed = 20240611, guard } = options;
   const catalogue = buildCatalogue(seed);
-  const legacy = await startOne('legacy', host, legacyPort, catalogue);
+  const legacy = await startOne('legacy', host, legacyPort, catalogue, guard);
   let candidate: DemoBackend;
   try {
-    candidate = await startOne('new', host, newPort, catalogue);
+    candidate = await startOne('new', host, newPort, catalogue, guard);
   } catch (err) {
     await legacy.close();
     throw err;

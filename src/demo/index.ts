@@ -11,9 +11,11 @@ import { loadConfig, type Config } from '../config/load.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { PLANTED_DIFFERENCES, startDemoBackends, type DemoBackends } from './backends.js';
 import { startTraffic, type Traffic, type TrafficOptions } from './traffic.js';
+import { DEMO_INTEGRATIONS, demoApiKeyFor, provideDemoSecrets, startDemoCredentials, type DemoCredentials } from './credentials.js';
 
 export { PLANTED_DIFFERENCES, startDemoBackends } from './backends.js';
 export { startTraffic } from './traffic.js';
+export { DEMO_INTEGRATIONS, demoApiKeyFor } from './credentials.js';
 
 /** config/demo.yaml, found from this module in both src/demo and dist/demo. */
 export const DEFAULT_DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
@@ -23,6 +25,8 @@ export interface DemoPorts {
   admin?: number;
   legacy?: number;
   new?: number;
+  /** The bundled OAuth2 token endpoint; when other ports are given and this one is not, a free one. */
+  token?: number;
 }
 
 export interface DemoOptions {
@@ -57,6 +61,8 @@ export interface DemoHandle {
   /** The config the proxy runs with (ports resolved). */
   config: Config;
   backends: DemoBackends;
+  /** The token endpoint of v2 and the backends' credential checks. */
+  credentials: DemoCredentials;
   app: App;
   /** Null when started with traffic: false. */
   traffic: Traffic | null;
@@ -105,11 +111,12 @@ function banner(urls: DemoUrls, trafficLine: string, token: string): string {
     `  health     GET ${urls.healthz}`,
     '',
     'Try:',
-    `  curl -s ${urls.proxy}/v1/widgets/2`,
-    `  curl -s -H 'x-client-id: acme' ${urls.proxy}/v1/orders/1001`,
+    `  curl -s -H 'x-api-key: ${DEMO_INTEGRATIONS[0].key}' ${urls.proxy}/v1/widgets/2`,
+    `  curl -s -H 'x-client-id: acme' ${urls.proxy}/v1/orders/1001 -H 'x-api-key: ${demoApiKeyFor('acme')}'`,
     `  curl -s ${urls.metrics} | grep -E '^cutover_(comparisons|mismatch_fields)_total'`,
     `  curl -s -H 'authorization: Bearer ${token}' ${urls.admin}/api/routes/get-widget/diffs`,
     '     (the diffs API: each differing field, its kinds, noise rate and redacted examples; this token lives only as long as the demo)',
+    ...credentialLines(urls, token),
     '',
     `Planted v1→v2 differences: ${planted}.`,
     trafficLine,
@@ -119,16 +126,26 @@ function banner(urls: DemoUrls, trafficLine: string, token: string): string {
 
 /** Starts the demo and returns once everything listens; the caller stops it. */
 export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
+  // config/demo.yaml reads v2's client secret from the environment: this run's is put there first.
+  provideDemoSecrets();
   const loaded = await loadConfig(options.config ?? DEFAULT_DEMO_CONFIG);
   const ports = options.ports ?? {};
   const out = options.out ?? process.stdout;
   const quiet = options.quiet ?? false;
 
-  const backends = await startDemoBackends({
-    host: hostOf(loaded.backends.legacy.url),
-    legacyPort: ports.legacy ?? portOf(loaded.backends.legacy.url),
-    newPort: ports.new ?? portOf(loaded.backends.new.url),
-  });
+  const credentials = await startDemoTokenEndpoint(loaded, ports, options.ports !== undefined);
+  let backends: DemoBackends;
+  try {
+    backends = await startDemoBackends({
+      host: hostOf(loaded.backends.legacy.url),
+      legacyPort: ports.legacy ?? portOf(loaded.backends.legacy.url),
+      newPort: ports.new ?? portOf(loaded.backends.new.url),
+      guard: credentials.guard,
+    });
+  } catch (err) {
+    await credentials.endpoint.close();
+    throw err;
+  }
 
   // The proxy must talk to the ports the backends really got (they may have been 0).
   // The demo's admin API gets a token for this run only, so the diffs API can be tried at once.
@@ -141,7 +158,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
     admin: { ...loaded.admin, port: ports.admin ?? loaded.admin.port },
     backends: {
       legacy: { ...loaded.backends.legacy, url: backends.legacy.url },
-      new: { ...loaded.backends.new, url: backends.new.url },
+      new: { ...loaded.backends.new, url: backends.new.url, auth: demoAuth(loaded, credentials) },
     },
   };
 
@@ -151,6 +168,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
     app = await startApp(config, logger ? { logger } : {});
   } catch (err) {
     await backends.close();
+    await credentials.endpoint.close();
     throw err;
   }
 
@@ -207,12 +225,35 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoHandle> {
         await app.close(2_000);
       } finally {
         await backends.close();
+        await credentials.endpoint.close();
       }
     })();
     return stopping;
   };
 
-  return { urls, config, backends, app, traffic, stop };
+  return { urls, config, backends, credentials, app, traffic, stop };
+}
+
+/** The token endpoint on the port of `backends.new.auth.tokenUrl` (a free one when the caller picks ports). */
+async function startDemoTokenEndpoint(loaded: Config, ports: DemoPorts, portsGiven: boolean): Promise<DemoCredentials> {
+  const auth = loaded.backends.new.auth;
+  const tokenUrl = auth.type === 'oauth2-client-credentials' ? auth.tokenUrl : 'http://127.0.0.1:9103/oauth/token';
+  return startDemoCredentials(hostOf(tokenUrl), ports.token ?? (portsGiven ? 0 : portOf(tokenUrl)));
+}
+
+/** v2's auth pointed at the token endpoint's real port (it may have been 0). */
+function demoAuth(loaded: Config, credentials: DemoCredentials): Config['backends']['new']['auth'] {
+  const auth = loaded.backends.new.auth;
+  return auth.type === 'oauth2-client-credentials' ? { ...auth, tokenUrl: credentials.endpoint.tokenUrl } : auth;
+}
+
+/** The banner lines about credentials: an integration's key on v1, the inventory on the admin API. */
+function credentialLines(urls: DemoUrls, token: string): string[] {
+  return [
+    '     (v1 takes an integration key; toward v2 cutover strips it and sends its own OAuth2 token instead)',
+    `  curl -s -H 'authorization: Bearer ${token}' ${urls.admin}/api/credentials?format=csv`,
+    '     (the legacy keys still in use, as fingerprints: who must move before v1 can be switched off)',
+  ];
 }
 
 async function statusLine(metricsUrl: string, traffic: Traffic | null): Promise<string> {

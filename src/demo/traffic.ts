@@ -6,6 +6,7 @@
  */
 import { Agent, request } from 'undici';
 import { DEMO_CUSTOMERS, ORDER_IDS, WIDGET_COUNT, prng } from './backends.js';
+import { demoApiKeyFor } from './credentials.js';
 
 export interface TrafficOptions {
   /** The proxy's data URL, e.g. http://127.0.0.1:8080. */
@@ -95,6 +96,11 @@ function planCall(rand: () => number, clientId: string, sequence: number): Plann
   return { method: 'GET', path: '/healthz' };
 }
 
+/** Each client sends its integration's legacy key, as v1 requires (src/demo/credentials.ts). */
+function legacyCredential(clientId: string): Record<string, string> {
+  return { 'x-api-key': demoApiKeyFor(clientId) };
+}
+
 const clamp = (value: number, min: number, max: number): number => Math.min(max, Math.max(min, value));
 
 /** How long stop() lets in-flight requests finish before cutting them. */
@@ -130,6 +136,7 @@ export function startTraffic(options: TrafficOptions): Traffic {
         method: call.method,
         headers: {
           'x-client-id': clientId,
+          ...legacyCredential(clientId),
           'user-agent': 'cutover-demo-traffic',
           ...(call.body ? { 'content-type': 'application/json' } : {}),
         },

@@ -12,6 +12,7 @@ import { BodyCapture, type UpstreamAnswer } from './capture.js';
 import { downstreamHeaders } from './headers.js';
 import { isTimeout, type Upstream } from './upstream.js';
 import type { OutboundIntent, ShapedDispatchOptions } from './shaping.js';
+import { TokenUnavailableError, tokenUnavailableProblem } from '../credentials/outbound/errors.js';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -157,7 +158,11 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
       this.settle(err);
       return;
     }
-    if (this.res.headersSent) {
+    if (err instanceof TokenUnavailableError && !this.res.headersSent) {
+      // Nothing was sent upstream: the proxy could not get its own credential for this backend.
+      this.res.setHeader('retry-after', String(Math.max(1, Math.ceil((err.retryAt - Date.now()) / 1000))));
+      sendProblem(this.res, tokenUnavailableProblem(err));
+    } else if (this.res.headersSent) {
       // Mid-body failure: the only honest signal left is to cut the connection.
       this.res.destroy();
     } else {

@@ -35,6 +35,7 @@
 import type { Dispatcher } from 'undici';
 import type { CredentialLocation } from '../config/schema.js';
 import type { BackendName } from '../telemetry/metrics.js';
+import type { OutboundMapping } from '../credentials/outbound/index.js';
 import { credentialHeaderNames, shadowHeaders, upstreamHeaders, type ForwardedContext } from './headers.js';
 
 export type OutboundKind = 'live' | 'mirror' | 'baseline' | 'upgrade';
@@ -47,6 +48,8 @@ export interface OutboundIntent {
   ctx: ForwardedContext;
   /** The route lets the client's legacy credential through to the new backend. */
   forwardCredentials: boolean;
+  /** The identity toward new mapped to the client's legacy credential (credentials.mappings), if any. */
+  mapping?: OutboundMapping;
 }
 
 export interface ShapedDispatchOptions extends Dispatcher.DispatchOptions {
@@ -124,7 +127,8 @@ export function shapingInterceptor(options: ShapingOptions): Dispatcher.Dispatch
       const q = path.indexOf('?');
       if (q !== -1) path = path.slice(0, q) + rewriteQuery(path.slice(q), stripQuery);
     }
-    return dispatch({ ...rest, path: options.basePath + path, headers }, handler);
+    // The intent stays on the options: the outbound interceptors after this one read it (undici ignores it).
+    return dispatch({ ...rest, cutover: intent, path: options.basePath + path, headers } as ShapedDispatchOptions, handler);
   };
 }
 

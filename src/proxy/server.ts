@@ -22,6 +22,7 @@ import type { Logger } from '../telemetry/logger.js';
 import { Tunnels } from './upgrade.js';
 import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
+import { revokedProblem, type CredentialInventory, type CredentialSighting, type Credentials, type RequestCredential } from '../credentials/index.js';
 
 /** Methods the proxy relays, for the Allow header of `OPTIONS *`. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
@@ -47,6 +48,14 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
+/** `next`, then the inventory told of this credential's sighting once the live answer's status is known. */
+function inventoried(next: OnSettled | null, inventory: CredentialInventory, sighting: Omit<CredentialSighting, 'status'>): OnSettled {
+  return (answer) => {
+    next?.(answer);
+    inventory.record({ ...sighting, status: answer.status });
+  };
+}
+
 export interface Upstreams {
   legacy: Upstream;
   new: Upstream;
@@ -66,6 +75,8 @@ interface Decision {
   toNew: boolean;
   primary: Upstream;
   intent: OutboundIntent;
+  /** The request's legacy credential (fingerprint, what it may do); null without credential wiring. */
+  credential: RequestCredential | null;
 }
 
 interface Rejection {
@@ -88,6 +99,8 @@ export interface ProxyDeps {
   upstreams: Upstreams;
   shadow: ShadowEngine | null;
   logger: Logger;
+  /** Legacy credentials: revocation, mappings toward new, the inventory (credentials/index.ts). */
+  credentials?: Credentials | null;
 }
 
 export class ProxyServer {
@@ -195,15 +208,19 @@ export class ProxyServer {
     if (unsafe) {
       return { route, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'A path parameter holds an encoded separator or a dot-segment; send the plain value.') };
     }
+    // Once per request, synchronous: fingerprint, revocation and the identity toward new.
+    const credential = this.deps.credentials?.inspect(req.rawHeaders, req.url) ?? null;
+    if (credential?.decision === 'revoked') return { route, reason: 'revoked', problem: revokedProblem() };
     const ctx = this.forwardedContext(req, target.authority);
     const clientIp = this.needsClientIp ? clientAddress(ctx, req.headers['x-forwarded-for'], this.trusted) : ctx.peer;
     const key = this.sticky === null ? undefined : this.sticky(req.headers, clientIp, query);
-    const toNew = !this.bypass && route !== routes.other && route.servesNew(key);
+    const newAllowed = credential === null || credential.decision === 'allowed';
+    const toNew = !this.bypass && newAllowed && route !== routes.other && route.servesNew(key);
     const primary = toNew ? upstreams.new : upstreams.legacy;
     const legacyPath = path + query;
     let newPath: string | undefined;
-    const intent: OutboundIntent = { kind: 'live', rawHeaders: req.rawHeaders, ctx, forwardCredentials: route.forwardCredentials };
-    return { method, path, legacyPath, newPath: () => (newPath ??= route.newPath(match, path, query)), route, ctx, clientIp, toNew, primary, intent };
+    const intent: OutboundIntent = { kind: 'live', rawHeaders: req.rawHeaders, ctx, forwardCredentials: route.forwardCredentials, mapping: credential?.mapping };
+    return { method, path, legacyPath, newPath: () => (newPath ??= route.newPath(match, path, query)), route, ctx, clientIp, toNew, primary, intent, credential };
   }
 
   private reject(res: ServerResponse, rejection: Rejection): void {
@@ -237,7 +254,7 @@ export class ProxyServer {
       this.reject(res, decision);
       return;
     }
-    const { method, path, legacyPath, route, clientIp, toNew, primary, intent } = decision;
+    const { method, path, legacyPath, route, clientIp, toNew, primary, intent, credential } = decision;
     // Checked before planning a mirror: a refused request takes no mirror slot.
     if (primary.saturated()) {
       route.metrics.rejected('saturated');
@@ -247,8 +264,15 @@ export class ProxyServer {
     }
     const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
-    const job = shadow === null || this.bypass ? null : shadow.plan(route, method, body, toNew);
+    // A credential new may not serve (unmapped under requireMapping, refused by legacy) is not mirrored to new either.
+    const legacyOnly = credential !== null && credential.decision !== 'allowed';
+    if (legacyOnly && shadow !== null && !this.bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
+    const job = shadow === null || this.bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew);
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
+    const inventory = this.deps.credentials?.inventory;
+    if (inventory !== undefined && credential?.fingerprint && credential.scheme) {
+      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
+    }
     if (this.accessLog) {
       const toJob = onSettled;
       // The query string stays out of the log: it carries tokens and personal data too often.
@@ -263,7 +287,7 @@ export class ProxyServer {
     const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
     primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? decision.newPath() : legacyPath, body, intent }), exchange);
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
-    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: decision.newPath(), rawHeaders: req.rawHeaders, ctx: decision.ctx, body });
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: decision.newPath(), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
   };
 
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {

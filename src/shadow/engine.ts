@@ -11,6 +11,7 @@ import type { CapturedAnswerPair } from './pair.js';
 import { CapturingExchange, dispatchOptions } from '../forward/exchange.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { ForwardedContext } from '../forward/headers.js';
+import type { OutboundMapping } from '../credentials/outbound/index.js';
 import { redactTarget } from '../forward/shaping.js';
 import type { Upstream } from '../forward/upstream.js';
 import { SAFE_METHODS } from './methods.js';
@@ -29,6 +30,8 @@ export interface MirrorRequest {
   rawHeaders: readonly string[];
   ctx: ForwardedContext;
   body: Buffer | null;
+  /** The identity toward new mapped to the client's legacy credential, if any. */
+  mapping?: OutboundMapping;
 }
 
 export interface ShadowEngineDeps {
@@ -177,7 +180,7 @@ export class ShadowEngine {
     const route = job.route;
     const shadowTarget = req.primaryIsNew ? pools.legacy : pools.new;
     // What each backend receives (credentials, markers, X-Forwarded-*) is decided by its shaping layer.
-    const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials });
+    const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials, mapping: req.mapping });
     const limit = route.compare.maxBodyBytes;
     shadowTarget.dispatcher.dispatch(
       dispatchOptions(shadowTarget, { method: req.method, path: req.primaryIsNew ? req.legacyPath : req.newPath, body: req.body, intent: intent('mirror') }),

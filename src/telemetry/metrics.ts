@@ -12,16 +12,16 @@ export type BackendName = 'legacy' | 'new';
 export type Role = 'primary' | 'shadow';
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
-export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down';
+export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped';
 /** Why the proxy answered a request itself instead of forwarding it. */
-export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host';
+export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'revoked';
 
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
-const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down'];
-const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host'];
+const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped'];
+const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'revoked'];
 
 const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
 

@@ -1,0 +1,170 @@
+/**
+ * The proxy's own credential on the wire: an undici compose interceptor placed in the
+ * upstream-shaping layer (forward/shaping.ts `ShapingOptions.outbound`), so live, mirrored,
+ * baseline and upgrade requests to a backend all carry it.
+ *
+ * Per request: the header comes from `cachedHeader()` synchronously when it is at hand (static
+ * value, cached token); only a miss awaits `headerFor()`, and a failure there reaches the caller's
+ * handler as `onResponseError(null, TokenUnavailableError)` (the client path answers 502
+ * `TOKEN_UNAVAILABLE`, a mirror is counted as an error). On a 401 from the upstream the token is
+ * purged; an idempotent request whose body is a buffer (or none) is sent once more with a fresh one.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { BackendName } from '../../telemetry/metrics.js';
+import type { ShapedDispatchOptions } from '../../forward/shaping.js';
+import { retryOnceAfter, type Header, type OutboundAuth, type OutboundMapping } from './index.js';
+
+type Controller = Dispatcher.DispatchController;
+type Handler = Dispatcher.DispatchHandler;
+
+/** `headers` (a flat name/value list) with every field named like `header` replaced by it. */
+export function withHeader(headers: Dispatcher.DispatchOptions['headers'], header: Header): string[] {
+  const [name, value] = header;
+  const flat = Array.isArray(headers) ? (headers as string[]) : [];
+  const out: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i].toLowerCase() !== name) out.push(flat[i], flat[i + 1]);
+  out.push(name, value);
+  return out;
+}
+
+/** A body that can be sent twice: none, or bytes held in memory (the proxy buffers bodies). */
+function replayable(body: Dispatcher.DispatchOptions['body']): boolean {
+  return body === null || body === undefined || typeof body === 'string' || body instanceof Uint8Array;
+}
+
+/**
+ * The controller the caller's handler holds across a retry: it always acts on the current attempt,
+ * so an abort, pause or resume during the second attempt reaches the second request.
+ */
+class StableController implements Controller {
+  current: Controller | null = null;
+  private abortedWith: Error | null = null;
+  get aborted(): boolean {
+    return this.abortedWith !== null || (this.current?.aborted ?? false);
+  }
+  get paused(): boolean {
+    return this.current?.paused ?? false;
+  }
+  get reason(): Error | null {
+    return this.abortedWith ?? this.current?.reason ?? null;
+  }
+  abort(reason: Error): void {
+    this.abortedWith = reason;
+    this.current?.abort(reason);
+  }
+  pause(): void {
+    this.current?.pause();
+  }
+  resume(): void {
+    this.current?.resume();
+  }
+  /** A new attempt got its socket: abort it at once when the caller already gave up. */
+  attach(controller: Controller): void {
+    this.current = controller;
+    if (this.abortedWith !== null) controller.abort(this.abortedWith);
+  }
+}
+
+/**
+ * Watches one request's answers: a 401 purges the header it was sent with, and when a retry is
+ * allowed the 401 is swallowed (its body drained) and the request sent again through `resend`; the
+ * caller's handler then sees only the second answer, through one stable controller.
+ */
+class AuthRetryHandler implements Handler {
+  private readonly stable = new StableController();
+  private started = false;
+  /** Set while the swallowed 401's body drains; the retry goes out at its end. */
+  private retrying = false;
+  private retried = false;
+  /** The header the current attempt carries (what a 401 purges). */
+  sent: Header | null = null;
+
+  constructor(
+    private readonly inner: Handler,
+    private readonly auth: OutboundAuth,
+    private readonly mapping: OutboundMapping | undefined,
+    private readonly canRetry: boolean,
+    private readonly resend: () => void,
+  ) {}
+
+  onRequestStart(controller: Controller, context: unknown): void {
+    this.stable.attach(controller);
+    if (this.started) return;
+    this.started = true;
+    this.inner.onRequestStart?.(this.stable, context);
+  }
+
+  onRequestUpgrade(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    this.inner.onRequestUpgrade?.(this.stable, statusCode, headers, socket);
+  }
+
+  onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode === 401) {
+      this.auth.purge(this.mapping, this.sent);
+      if (this.canRetry && !this.retried) {
+        this.retrying = true;
+        return;
+      }
+    }
+    this.inner.onResponseStart?.(this.stable, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(_controller: Controller, chunk: Buffer): void {
+    if (this.retrying) return;
+    this.inner.onResponseData?.(this.stable, chunk);
+  }
+
+  onResponseEnd(_controller: Controller, trailers: IncomingHttpHeaders): void {
+    if (this.retrying) {
+      this.retrying = false;
+      this.retried = true;
+      if (this.stable.aborted) this.inner.onResponseError?.(this.stable, this.stable.reason ?? new Error('aborted'));
+      else this.resend();
+      return;
+    }
+    this.inner.onResponseEnd?.(this.stable, trailers);
+  }
+
+  onResponseError(_controller: Controller | null, err: Error): void {
+    this.inner.onResponseError?.(this.stable, err);
+  }
+}
+
+/**
+ * The interceptor for one backend. Toward `new`, the request's credential mapping (from
+ * `OutboundIntent.mapping`) picks the identity; toward `legacy` only the backend's own auth applies.
+ */
+export function outboundAuthInterceptor(backend: BackendName, auth: OutboundAuth): Dispatcher.DispatcherComposeInterceptor {
+  const oauth2 = auth.kind === 'oauth2-client-credentials';
+  return (dispatch) => (opts, handler) => {
+    const intent = (opts as Partial<ShapedDispatchOptions>).cutover;
+    const mapping = backend === 'new' ? intent?.mapping : undefined;
+    if (auth.kind === 'none' && mapping?.header === undefined) return dispatch(opts, handler);
+    const send = (header: Header | null, h: Handler): boolean => dispatch(header === null ? opts : { ...opts, headers: withHeader(opts.headers, header) }, h);
+    if (!oauth2) return send(auth.cachedHeader(mapping), handler);
+    const canRetry = intent?.kind !== 'upgrade' && retryOnceAfter(auth, opts.method, 401, false) && replayable(opts.body);
+    const watch: AuthRetryHandler = new AuthRetryHandler(handler, auth, mapping, canRetry, () => void fetchAndSend());
+    // Only a token cache miss gets here: one refresh is in flight however many requests wait on it.
+    const fetchAndSend = async (): Promise<void> => {
+      let header: Header | null;
+      try {
+        header = auth.cachedHeader(mapping) ?? (await auth.headerFor(mapping));
+      } catch (err) {
+        // Nothing was sent, so there is no controller yet; every caller's handler copes with null.
+        watch.onResponseError(null, err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      watch.sent = header;
+      send(header, watch);
+    };
+    const cached = auth.cachedHeader(mapping);
+    if (cached === null) {
+      void fetchAndSend();
+      return true;
+    }
+    watch.sent = cached;
+    return send(cached, watch);
+  };
+}
