@@ -14,7 +14,8 @@ import type { RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import type { ComparisonResult } from '../telemetry/metrics.js';
 import { RouteAnalysis } from './classifier.js';
-import { ComparisonQueue, pairBytes } from './queue.js';
+import { ComparisonQueue } from './queue.js';
+import { decodedPairBytes } from './size.js';
 import { ComparePool, workerFile } from './workers.js';
 import { buildDiffsReport, type DiffsReport } from './report.js';
 
@@ -37,7 +38,7 @@ export interface AnalysisOptions {
   /** Main-thread time per turn spent draining the queue, in milliseconds. */
   sliceMs: number;
   /**
-   * Pairs smaller than this (all answers together) are compared on the main thread even with workers:
+   * Pairs smaller than this (all answers together, decoded: see size.ts) are compared on the main thread even with workers:
    * handing a few KB to a worker (structured clone, a fresh ArrayBuffer per body, two messages) costs
    * the main thread more than comparing them (measured by CPU profile: postMessage ~8% of the main
    * thread at 2.4 KB bodies, against ~13% of a worker for the comparisons themselves).
@@ -77,7 +78,7 @@ export class Analysis implements EvidenceSource {
     const limits = { count: this.options.queueLimit, bytes: this.options.queueBytes, sliceMs: this.options.sliceMs };
     const inline = (pair: CapturedAnswerPair): void => void this.process(pair);
     const inlineBytes = this.options.inlineBytes;
-    const processor = this.pool === null ? inline : (pair: CapturedAnswerPair) => (pairBytes(pair) < inlineBytes ? inline(pair) : this.offload(pair));
+    const processor = this.pool === null ? inline : (pair: CapturedAnswerPair) => (decodedPairBytes(pair) < inlineBytes ? inline(pair) : this.offload(pair));
     this.queue = new ComparisonQueue(limits, processor, (pair) => {
       const ra = this.byName.get(pair.route.name);
       if (ra !== undefined) ra.dropped++;

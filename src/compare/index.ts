@@ -10,6 +10,7 @@ import type { CompareSettings, TransformFn } from '../config/load.js';
 import { charsetOf, decodeBody, encodingsOf, headerValue, kindFromContentType, sniffKind } from './decode.js';
 import { isUtf8 } from 'node:buffer';
 import { MAX_DIFFERENCES, TooComplexError, diffJson, diffNumberTexts, preview, type WalkContext } from './json.js';
+import { lockstepJson } from './lockstep.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
 import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
 import { redactDifference as redactWith, redactValue as redactValueWith } from './redact.js';
@@ -268,6 +269,11 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
     return done(differences, 'json');
   }
   const charset = textCharset(lb, cb, contentType);
+  // Mostly equal bodies: parse and walk only the container their differences lie in.
+  if (charset === 'utf8' && rules.mappings.length === 0 && !rules.transform) {
+    const fast = lockstepJson(lb, cb, rules, differences);
+    if (fast) return done(differences, 'json', fast.capped || differences.length > MAX_DIFFERENCES);
+  }
   const lt = toText(lb, charset);
   const ct = toText(cb, charset);
   const lp = parseJson(lt);

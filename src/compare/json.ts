@@ -312,10 +312,19 @@ function emit(ctx: WalkContext, node: PathNode | null, kind: DiffKind, values: {
   ctx.out.push(d);
 }
 
-/** Compares two parsed bodies and appends their differences to ctx.out. */
-export function diffJson(legacy: unknown, candidate: unknown, ctx: WalkContext): void {
+/**
+ * Where a walk starts: the root, or (for the lockstep fast path) one container inside the bodies,
+ * given by its matcher state and its path node, so rules and paths come out as from the root.
+ */
+export interface WalkBase {
+  s: readonly number[];
+  node: PathNode | null;
+}
+
+/** Compares two parsed bodies (or two values at `base`) and appends their differences to ctx.out. */
+export function diffJson(legacy: unknown, candidate: unknown, ctx: WalkContext, base?: WalkBase): void {
   const m = ctx.m;
-  const stack: Frame[] = [{ a: legacy, b: candidate, s: m.initial, node: null }];
+  const stack: Frame[] = [{ a: legacy, b: candidate, s: base ? base.s : m.initial, node: base ? base.node : null }];
   const children: Frame[] = [];
   while (stack.length && !ctx.capped) {
     const f = stack.pop()!;
@@ -729,6 +738,7 @@ export function diffNumberTexts(
   candidate: unknown,
   ctx: WalkContext,
   formatMatters: boolean,
+  base?: WalkBase,
 ): void {
   const la = hasLossyNumber(legacyText) ? lossyNumbers(legacyText) : undefined;
   const ca = hasLossyNumber(candidateText) ? lossyNumbers(candidateText) : undefined;
@@ -749,7 +759,7 @@ export function diffNumberTexts(
       if (kind === 'format' && !formatMatters) continue;
       // Finite equal floats within any tolerance stay equal; infinities (1e400) never are.
       if (kind === 'value' && Number.isFinite(a) && (ctx.tolerance.absolute > 0 || ctx.tolerance.relative > 0)) continue;
-      const node = nodeOf(keys, ctx);
+      const node = nodeOf(keys, ctx, base);
       if (node === undefined) continue;
       emit(ctx, node, kind === 'format' ? 'number_format' : 'value', { legacy: ta, candidate: tb });
     }
@@ -776,9 +786,9 @@ function valueAt(root: unknown, keys: readonly PathKey[]): unknown {
 }
 
 /** The path node for keys, or undefined when a rule ignores it or an array on the way is unordered. */
-function nodeOf(keys: readonly PathKey[], ctx: WalkContext): PathNode | null | undefined {
-  let s = ctx.m.initial;
-  let node: PathNode | null = null;
+function nodeOf(keys: readonly PathKey[], ctx: WalkContext, base?: WalkBase): PathNode | null | undefined {
+  let s = base ? base.s : ctx.m.initial;
+  let node: PathNode | null = base ? base.node : null;
   for (const k of keys) {
     if (s.length !== 0 && typeof k === 'number' && flagsOf(ctx.m, s) & UNORDERED) return undefined;
     s = step(ctx.m, s, k);

@@ -1,0 +1,536 @@
+/**
+ * The lockstep fast path for JSON bodies that differ in a small span (a noisy `meta.requestId`, one
+ * changed field). The two bodies are P + X + R and P + Y + R with a shared prefix P and suffix R; a
+ * strict tokenizer (no values built) finds the smallest value (a member, an element, or a container)
+ * below the root holding the differing span on both sides, checks that everything outside it is valid JSON that cannot change the answer, and
+ * only that container is parsed and walked, from its own path and matcher state. Anything it is not
+ * sure about returns undefined and the caller takes the full path; test/compare-lockstep.test.ts
+ * holds the two to the same answers.
+ */
+import { diffJson, diffNumberTexts, type WalkBase, type WalkContext } from './json.js';
+import { IGNORE, UNORDERED, flagsOf, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
+import type { Difference } from './types.js';
+
+/** The container is parsed only when both its texts together are at most this share of both bodies. */
+const MAX_SHARE = 0.5;
+/** Below this the full path costs a few µs: the scan would not pay for itself. */
+const MIN_BODY_BYTES = 512;
+
+/** Containers deeper than this are left to the full path (which walks any depth); it keeps the scan small. */
+const MAX_DEPTH = 64;
+
+// What run() stopped at.
+const ERR = -1;
+const STOP = 0;
+const END = 1;
+const CLOSED = 2;
+
+// What the tokenizer expects next.
+const S_VALUE = 0;
+const S_VALUE_OR_CLOSE = 1;
+const S_KEY_OR_CLOSE = 2;
+const S_KEY = 3;
+const S_COLON = 4;
+const S_AFTER = 5;
+const S_DONE = 6;
+
+/**
+ * A strict JSON tokenizer's state over UTF-8 bytes (their validity is checked apart, with isUtf8).
+ * It keeps only the open containers: kind, offset, and the key or index being read in each.
+ */
+interface Scan {
+  buf: Buffer;
+  pos: number;
+  state: number;
+  depth: number;
+  /** 1 = array, 0 = object, per open container. */
+  isArr: Uint8Array;
+  open: Int32Array;
+  index: Int32Array;
+  keyStart: Int32Array;
+  keyEnd: Int32Array;
+  /** Offset of the last closing bracket read. */
+  closedAt: number;
+  /** Offset of the first wide number read, or -1. */
+  wideAt: number;
+  /** Phase 3: objects below this depth are the window's ancestors, and `path` their keys (raw). */
+  ancestors: number;
+  path: (string | undefined)[];
+  keys: PathKey[];
+  /** Start and end offsets of every key read in the root object. */
+  rootKeys: number[];
+}
+
+function newScan(buf: Buffer): Scan {
+  return {
+    buf,
+    pos: 0,
+    state: S_VALUE,
+    depth: 0,
+    isArr: new Uint8Array(MAX_DEPTH),
+    open: new Int32Array(MAX_DEPTH),
+    index: new Int32Array(MAX_DEPTH),
+    keyStart: new Int32Array(MAX_DEPTH),
+    keyEnd: new Int32Array(MAX_DEPTH),
+    closedAt: -1,
+    wideAt: -1,
+    ancestors: 0,
+    path: [],
+    keys: [],
+    rootKeys: [],
+  };
+}
+
+function cloneScan(sc: Scan, buf: Buffer): Scan {
+  return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
+}
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+
+/** End (exclusive) of the valid string whose quote is at t, or -1. */
+function stringEnd(buf: Buffer, t: number): number {
+  let j = t + 1;
+  for (;;) {
+    let c = buf[j];
+    // The hot loop: plain bytes (anything but a quote, a backslash or a control byte).
+    while (c > 0x5c || (c >= 0x20 && c !== 0x22 && c !== 0x5c)) c = buf[++j];
+    if (c === 0x22) return j + 1;
+    if (c !== 0x5c) return -1; // a control byte, or the end of the body
+    const e = buf[j + 1];
+    if (e === 0x75) {
+      if (!(isHex(buf[j + 2]) && isHex(buf[j + 3]) && isHex(buf[j + 4]) && isHex(buf[j + 5]))) return -1;
+      j += 6;
+    } else if (e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) j += 2;
+    else return -1;
+  }
+}
+
+/** `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`: end (exclusive), or -1. */
+function numberEnd(buf: Buffer, t: number): number {
+  let i = t;
+  if (buf[i] === 0x2d) i++;
+  const d0 = buf[i];
+  if (d0 === 0x30) i++;
+  else if (d0 >= 0x31 && d0 <= 0x39) {
+    i++;
+    while (isDigit(buf[i])) i++;
+  } else return -1;
+  if (buf[i] === 0x2e) {
+    i++;
+    if (!isDigit(buf[i])) return -1;
+    while (isDigit(buf[i])) i++;
+  }
+  if (buf[i] === 0x65 || buf[i] === 0x45) {
+    i++;
+    if (buf[i] === 0x2b || buf[i] === 0x2d) i++;
+    if (!isDigit(buf[i])) return -1;
+    while (isDigit(buf[i])) i++;
+  }
+  return i;
+}
+
+function literalEnd(buf: Buffer, t: number, c: number): number {
+  if (c === 0x74) return buf[t + 1] === 0x72 && buf[t + 2] === 0x75 && buf[t + 3] === 0x65 ? t + 4 : -1;
+  if (c === 0x66) return buf[t + 1] === 0x61 && buf[t + 2] === 0x6c && buf[t + 3] === 0x73 && buf[t + 4] === 0x65 ? t + 5 : -1;
+  if (c === 0x6e) return buf[t + 1] === 0x75 && buf[t + 2] === 0x6c && buf[t + 3] === 0x6c ? t + 4 : -1;
+  return -1;
+}
+
+/**
+ * Reads tokens strictly. Stops (STOP, pos at the token's start) at a token that does not end before
+ * `limit` (for numbers and literals, the byte that ends them must be before it too: `12` may go on
+ * as `123`); after the closing bracket that brings the depth down to `stopDepth` (CLOSED); at the
+ * end of the body (END); or at anything invalid (ERR). With `ancestors`, a key of an ancestor that
+ * repeats the window's is ERR (JSON.parse keeps the last one).
+ */
+function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): number {
+  const buf = sc.buf;
+  const len = buf.length;
+  const { isArr, index, keyStart, keyEnd } = sc;
+  let i = sc.pos;
+  let state = sc.state;
+  let depth = sc.depth;
+  let code: number;
+  for (;;) {
+    let c = buf[i];
+    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+    if (i >= len) {
+      code = END;
+      break;
+    }
+    const t = i;
+    if (state === S_AFTER) {
+      if (c === 0x2c) {
+        if (t + 1 > limit) {
+          code = STOP;
+          break;
+        }
+        if (isArr[depth - 1]) {
+          index[depth - 1]++;
+          state = S_VALUE;
+        } else state = S_KEY;
+        i = t + 1;
+        continue;
+      }
+      if (c !== 0x5d && c !== 0x7d) {
+        code = ERR;
+        break;
+      }
+    } else if (state === S_COLON) {
+      if (c !== 0x3a) {
+        code = ERR;
+        break;
+      }
+      if (t + 1 > limit) {
+        code = STOP;
+        break;
+      }
+      state = S_VALUE;
+      i = t + 1;
+      continue;
+    } else if (state === S_KEY || (state === S_KEY_OR_CLOSE && c !== 0x7d)) {
+      const end = c === 0x22 ? stringEnd(buf, t) : -1;
+      if (end < 0) {
+        code = ERR;
+        break;
+      }
+      if (end > limit) {
+        code = STOP;
+        break;
+      }
+      if (checkKeys && depth <= sc.ancestors && repeatsPathKey(sc, depth - 1, t, end)) {
+        code = ERR;
+        break;
+      }
+      if (depth === 1) sc.rootKeys.push(t, end);
+      keyStart[depth - 1] = t;
+      keyEnd[depth - 1] = end;
+      state = S_COLON;
+      i = end;
+      continue;
+    } else if (state === S_DONE) {
+      code = ERR;
+      break;
+    } else if (state === S_KEY_OR_CLOSE) {
+      // `}` of an empty object: the closing bracket below
+    } else if (c === 0x7b || c === 0x5b) {
+      // S_VALUE, S_VALUE_OR_CLOSE: a container opens
+      if (t + 1 > limit) {
+        code = STOP;
+        break;
+      }
+      if (depth >= MAX_DEPTH) {
+        code = ERR;
+        break;
+      }
+      const arr = c === 0x5b;
+      isArr[depth] = arr ? 1 : 0;
+      sc.open[depth] = t;
+      index[depth] = 0;
+      depth++;
+      state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
+      i = t + 1;
+      continue;
+    } else if (c !== 0x5d || state !== S_VALUE_OR_CLOSE) {
+      // S_VALUE, S_VALUE_OR_CLOSE: a scalar
+      let end: number;
+      if (c === 0x22) {
+        end = stringEnd(buf, t);
+        if (end > limit) {
+          code = STOP;
+          break;
+        }
+      } else {
+        end = c === 0x2d || isDigit(c) ? numberEnd(buf, t) : literalEnd(buf, t, c);
+        if (end >= limit) {
+          code = end < 0 ? ERR : STOP;
+          break;
+        }
+        if (end > 0 && c !== 0x74 && c !== 0x66 && c !== 0x6e && sc.wideAt < 0 && isWideToken(buf, t, end)) sc.wideAt = t;
+      }
+      if (end < 0) {
+        code = ERR;
+        break;
+      }
+      state = depth === 0 ? S_DONE : S_AFTER;
+      i = end;
+      if (depth <= stopDepth) {
+        // The one value asked for was a scalar.
+        sc.closedAt = end - 1;
+        code = CLOSED;
+        break;
+      }
+      continue;
+    }
+    // A closing bracket, expected in this state: it must match the open container.
+    if (depth === 0 || (c === 0x5d) !== (isArr[depth - 1] === 1)) {
+      code = ERR;
+      break;
+    }
+    if (t + 1 > limit) {
+      code = STOP;
+      break;
+    }
+    depth--;
+    if (depth < sc.ancestors) sc.ancestors = depth;
+    state = depth === 0 ? S_DONE : S_AFTER;
+    i = t + 1;
+    sc.closedAt = t;
+    if (depth <= stopDepth) {
+      code = CLOSED;
+      break;
+    }
+  }
+  sc.pos = i;
+  sc.state = state;
+  sc.depth = depth;
+  return code;
+}
+
+/** Whether the key at [t, end) in the ancestor object at level f is the window's key there. */
+function repeatsPathKey(sc: Scan, f: number, t: number, end: number): boolean {
+  const raw = sc.path[f];
+  if (raw === undefined) return false;
+  const k = sc.buf.toString('latin1', t, end);
+  if (k === raw) return true;
+  return (k.includes('\\') || raw.includes('\\')) && keyText(sc.buf, t, end) === sc.keys[f];
+}
+
+/** A number the walk would note as wide (beyond ±2^53): then the verdict may rest on number texts. */
+function isWideToken(buf: Buffer, start: number, end: number): boolean {
+  if (end - start < 16) {
+    let exp = false;
+    for (let i = start; i < end; i++) if (buf[i] === 0x65 || buf[i] === 0x45) exp = true;
+    if (!exp) return false;
+  }
+  const v = Number(buf.toString('latin1', start, end));
+  return !(v <= Number.MAX_SAFE_INTEGER && v >= -Number.MAX_SAFE_INTEGER);
+}
+
+/** Native compares over growing chunks, then halving ones inside the first differing chunk, then bytes. */
+function commonPrefix(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  let chunk = 64;
+  for (; i < n; chunk = Math.min(chunk * 2, 65536)) {
+    const e = Math.min(n, i + chunk);
+    if (a.compare(b, i, e, i, e) !== 0) break;
+    i = e;
+  }
+  for (chunk >>= 1; chunk >= 32 && i < n; chunk >>= 1) {
+    const e = Math.min(n, i + chunk);
+    if (a.compare(b, i, e, i, e) === 0) i = e;
+  }
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+function commonSuffix(a: Buffer, b: Buffer, max: number): number {
+  const la = a.length;
+  const lb = b.length;
+  let k = 0;
+  let chunk = 64;
+  for (; k < max; chunk = Math.min(chunk * 2, 65536)) {
+    const e = Math.min(max, k + chunk);
+    if (a.compare(b, lb - e, lb - k, la - e, la - k) !== 0) break;
+    k = e;
+  }
+  for (chunk >>= 1; chunk >= 32 && k < max; chunk >>= 1) {
+    const e = Math.min(max, k + chunk);
+    if (a.compare(b, lb - e, lb - k, la - e, la - k) === 0) k = e;
+  }
+  while (k < max && a[la - 1 - k] === b[lb - 1 - k]) k++;
+  return k;
+}
+
+/** Opening and closing brackets in [from, to), as one number (opening ones in the high part). */
+function brackets(buf: Buffer, from: number, to: number): number {
+  let open = 0;
+  let close = 0;
+  for (let i = from; i < to; i++) {
+    const c = buf[i];
+    if (c === 0x7b || c === 0x5b) open++;
+    else if (c === 0x7d || c === 0x5d) close++;
+  }
+  return open * 0x200000 + close;
+}
+
+function keyText(buf: Buffer, start: number, end: number): string {
+  for (let i = start + 1; i < end - 1; i++) if (buf[i] === 0x5c) return JSON.parse(buf.toString('utf8', start, end)) as string;
+  return buf.toString('utf8', start + 1, end - 1);
+}
+
+/** The value both differing spans lie in: its offsets on each side and its path from the root. */
+export interface Window {
+  start: number;
+  /** Offset of its last byte in the legacy body. */
+  endA: number;
+  /** Offset of its last byte in the candidate body. */
+  endB: number;
+  keys: PathKey[];
+  /**
+   * Set when the window is a run of members of the root object rather than one value: the keys of
+   * the root's other members, which the run's keys must not repeat.
+   */
+  outside?: string[];
+}
+
+/**
+ * Finds the smallest value below the root (the one the differing span starts in, else an enclosing
+ * container) that holds every differing byte of both bodies
+ * (which are valid UTF-8 and differ), such that the bodies are valid JSON outside it, no key on its
+ * path is repeated later in its object (JSON.parse keeps the last), and no number outside it is
+ * wide (the walk would then read number texts across the whole body). Undefined otherwise.
+ */
+export function findWindow(a: Buffer, b: Buffer): Window | undefined {
+  const la = a.length;
+  const lb = b.length;
+  if (la + lb < MIN_BODY_BYTES) return undefined;
+  const p = commonPrefix(a, b);
+  const s = commonSuffix(a, b, Math.min(la, lb) - p);
+  const budget = (la + lb) * MAX_SHARE;
+  // The differing spans end here on each side; a container holding them starts before p.
+  const midEndA = la - s;
+  const midEndB = lb - s;
+
+  // Differing spans with brackets in different numbers change the shape of a container (a record
+  // inserted into a list), so the window would be that container, mostly too big to pay for the
+  // scan: give way before scanning anything. (Brackets inside strings count too; this only decides
+  // whether to try.)
+  if (brackets(a, p, midEndA) !== brackets(b, p, midEndB)) return undefined;
+
+  // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
+  const sc = newScan(a);
+  if (run(sc, p, -1, false) !== STOP) return undefined;
+  if (sc.depth < 1) return undefined;
+  const state1 = sc.state;
+  const rootKeyAt = sc.keyStart[0];
+
+  // Phase 2: candidate windows from the innermost outwards: the value the differing span starts in
+  // (when the prefix stopped at a value), then each open container but the root. Each side reads on
+  // only as far as the window could stay within the budget.
+  // The legacy side reads on in sc itself: it only ever changes the containers it is still inside.
+  const sa = sc;
+  const sb = cloneScan(sc, b);
+  const depth = sc.depth;
+  const valueAt = sc.pos;
+  const atValue = sc.state === S_VALUE || sc.state === S_VALUE_OR_CLOSE;
+  for (let level = atValue ? depth : depth - 1; level >= 1; level--) {
+    const start = level === depth ? valueAt : sc.open[level];
+    if (midEndA - start + (midEndB - start) > budget) return undefined; // this and every outer one are too big
+    if (sc.wideAt >= 0 && sc.wideAt < start) return undefined;
+    if (run(sa, start + budget - (midEndB - start), level, false) !== CLOSED) return undefined;
+    const endA = sa.closedAt;
+    if (run(sb, start + budget - (endA - start), level, false) !== CLOSED) return undefined;
+    const endB = sb.closedAt;
+    if (endA - start + 1 + (endB - start + 1) > budget) return undefined;
+    // The window ends at one place in the shared suffix on both sides: what follows is the same bytes.
+    if (endA + 1 < midEndA || endB + 1 < midEndB || endA - midEndA !== endB - midEndB) continue;
+
+    const keys: PathKey[] = [];
+    const path: (string | undefined)[] = [];
+    for (let f = 0; f < level; f++) {
+      if (sc.isArr[f]) {
+        keys.push(sc.index[f]);
+        path.push(undefined);
+      } else {
+        keys.push(keyText(a, sc.keyStart[f], sc.keyEnd[f]));
+        path.push(a.toString('latin1', sc.keyStart[f], sc.keyEnd[f]));
+      }
+    }
+    // Phase 3: the legacy body after the window, strictly to its end (the candidate's is the same
+    // bytes), with the ancestors' later keys checked against the window's path.
+    sa.wideAt = -1;
+    sa.ancestors = level;
+    sa.path = path;
+    sa.keys = keys;
+    if (run(sa, Infinity, -1, true) !== END || sa.state !== S_DONE || sa.wideAt >= 0) return undefined;
+    return { start, endA, endB, keys };
+  }
+  return rootMembers(sc, sb, atValue || depth >= 2 || state1 === S_COLON ? rootKeyAt : valueAt, atValue || depth >= 2, midEndA, midEndB, budget);
+}
+
+/**
+ * The last candidate: differences in several members of a root object (a changed field near the
+ * top and a noisy `meta` further on in a big answer). The window is the run of members from the
+ * one the differing span starts in to the first member end that lies at one place in the shared
+ * suffix on both sides; it is compared as an object of its own, which the walk reads as it would
+ * the root's members, provided no key of the run is also a key outside it.
+ */
+function rootMembers(sa: Scan, sb: Scan, first: number, read: boolean, midEndA: number, midEndB: number, budget: number): Window | undefined {
+  const a = sa.buf;
+  if (sa.isArr[0] || first < 0 || a[first] !== 0x22) return undefined;
+  if (sa.wideAt >= 0 && sa.wideAt < first) return undefined;
+  // Each side ends a member at a time (CLOSED at depth 1); the root closing ends the search.
+  const member = (sc: Scan, limit: number): number => (run(sc, limit, 1, false) === CLOSED && sc.depth === 1 ? sc.closedAt : -1);
+  let endA = read ? sa.closedAt : member(sa, first + budget);
+  let endB = read ? sb.closedAt : member(sb, first + budget);
+  if (read && (sa.depth !== 1 || sb.depth !== 1 || sa.state !== S_AFTER || sb.state !== S_AFTER)) return undefined;
+  for (;;) {
+    if (endA < 0 || endB < 0 || endA - first + 1 + (endB - first + 1) > budget) return undefined;
+    if (endA + 1 >= midEndA && endB + 1 >= midEndB && endA - midEndA === endB - midEndB) break;
+    if (endA - midEndA < endB - midEndB) endA = member(sa, first + budget - (endB - first));
+    else endB = member(sb, first + budget - (endA - first));
+  }
+  sa.wideAt = -1;
+  sa.ancestors = 0;
+  if (run(sa, Infinity, -1, false) !== END || sa.state !== S_DONE || sa.wideAt >= 0) return undefined;
+  const outside: string[] = [];
+  const rk = sa.rootKeys;
+  for (let i = 0; i < rk.length; i += 2) if (rk[i] < first || rk[i] > endA) outside.push(keyText(a, rk[i], rk[i + 1]));
+  return { start: first, endA, endB, keys: [], outside };
+}
+
+export interface LockstepRules {
+  body: PathMatcher;
+  tolerance: { absolute: number; relative: number };
+  numberFormat: 'strict' | 'lenient';
+}
+
+/**
+ * Compares two differing UTF-8 JSON bodies through their differing container only, appending to
+ * `out` what the full path would; returns whether the list was capped, or undefined when the full
+ * path must answer. The caller has already ruled out mappings and transforms.
+ */
+export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
+  const w = findWindow(lb, cb);
+  if (w === undefined) return undefined;
+  const m = rules.body;
+  let st = m.initial;
+  let node: PathNode | null = null;
+  let ignored = st.length !== 0 && (flagsOf(m, st) & IGNORE) !== 0;
+  for (const k of w.keys) {
+    // An unordered array matches its elements by value, not by place: the full walk must decide.
+    if (typeof k === 'number' && st.length !== 0 && (flagsOf(m, st) & UNORDERED) !== 0) return undefined;
+    st = step(m, st, k);
+    if (st.length !== 0 && (flagsOf(m, st) & IGNORE) !== 0) ignored = true;
+    node = { parent: node, key: k };
+  }
+  const members = w.outside !== undefined;
+  const lt = members ? `{${lb.toString('utf8', w.start, w.endA + 1)}}` : lb.toString('utf8', w.start, w.endA + 1);
+  const ct = members ? `{${cb.toString('utf8', w.start, w.endB + 1)}}` : cb.toString('utf8', w.start, w.endB + 1);
+  let lv: unknown;
+  let cv: unknown;
+  try {
+    lv = JSON.parse(lt);
+    cv = JSON.parse(ct);
+  } catch {
+    return undefined;
+  }
+  if (members) {
+    // A key both in the run and outside it: JSON.parse would keep only the last of the whole body.
+    const outside = new Set(w.outside);
+    for (const v of [lv, cv]) for (const k of Object.keys(v as object)) if (outside.has(k)) return undefined;
+  }
+  if (ignored) return { capped: false };
+  const base: WalkBase = { s: st, node };
+  const walk: WalkContext = { m, tolerance: rules.tolerance, out, capped: false, work: 0 };
+  const before = out.length;
+  diffJson(lv, cv, walk, base);
+  // As on the full path (see compareJson); outside the window every number text is shared.
+  if (!walk.capped && (out.length === before || walk.wideNumbers === true)) {
+    diffNumberTexts(lt, ct, lv, cv, walk, rules.numberFormat === 'strict', base);
+  }
+  return { capped: walk.capped };
+}

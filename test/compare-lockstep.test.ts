@@ -1,0 +1,303 @@
+/**
+ * The lockstep fast path must give exactly the full path's answer. The full path is forced with an
+ * identity transform (a transform turns the fast path off and changes nothing else), and both
+ * Comparisons (result, every difference with its paths and example values, error, cap) must be
+ * equal, over thousands of seeded random documents and small mutations, and over targeted cases.
+ */
+import { describe, expect, it } from 'vitest';
+import { BUILTIN_COMPARE, type CompareSettings } from '../src/config/load.js';
+import { compareResponses, compileRules, type Captured, type Comparison, type CompiledRules } from '../src/compare/index.js';
+import { findWindow } from '../src/compare/lockstep.js';
+import { prng } from '../src/demo/backends.js';
+
+const ctx = { route: 'r', method: 'GET', path: '/x' };
+
+function rulesOf(over: Partial<CompareSettings> = {}): CompiledRules {
+  return compileRules({ ...BUILTIN_COMPARE, ...over });
+}
+
+function cap(text: string): Captured {
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(text), truncated: false };
+}
+
+const identity = (legacy: unknown, candidate: unknown): { legacy: unknown; candidate: unknown } => ({ legacy, candidate });
+
+function full(a: string, b: string, rules: CompiledRules): Comparison {
+  return compareResponses(cap(a), cap(b), { ...rules, transform: identity, transformName: 'identity' }, ctx);
+}
+
+function fast(a: string, b: string, rules: CompiledRules): Comparison {
+  return compareResponses(cap(a), cap(b), rules, ctx);
+}
+
+/** Pads a document past the fast path's minimum size without changing what differs. */
+function padded(inner: string): string {
+  return `{"pad":"${'p'.repeat(600)}","doc":${inner}}`;
+}
+
+// ---- a seeded generator of JSON texts that keeps number texts and duplicate keys as written ----
+
+type Node = { t: 'num'; text: string } | { t: 'str'; v: string } | { t: 'lit'; v: 'true' | 'false' | 'null' } | { t: 'arr'; items: Node[] } | { t: 'obj'; entries: [string, Node][] };
+
+const KEYS = ['id', 'name', 'meta', 'requestId', 'items', 'tags', 'price', 'etag', 'updatedAt', 'a', 'b', 'with "quote"', 'back\\slash', 'é', '1', '__proto__', 'x y'];
+const NUMBERS = ['0', '1', '-1', '12', '123', '1.0', '1.5', '0.1', '1e5', '-0', '3.14159', '2.50', '100', '1E2', '0.0000001', '-12.5e-3'];
+/** Beyond ±2^53: rarer, since one outside the window sends the comparison down the full path. */
+const WIDE = ['9007199254740993', '9007199254740992', '12345678901234567890', '1e400'];
+
+function number(r: () => number): Node {
+  return { t: 'num', text: r() < 0.05 ? WIDE[Math.floor(r() * WIDE.length)] : NUMBERS[Math.floor(r() * NUMBERS.length)] };
+}
+const STRINGS = ['', 'a', 'abc', 'say "hi"', 'back\\slash', 'line\nbreak', 'é', '😀', '\u2028', 'tab\t', 'req-1', 'req-2', '2024-05-01T12:00:00Z', 'x'.repeat(30)];
+
+function gen(r: () => number, depth: number): Node {
+  const roll = r();
+  if (depth <= 0 || roll < 0.45) {
+    const k = r();
+    if (k < 0.4) return number(r);
+    if (k < 0.85) return { t: 'str', v: STRINGS[Math.floor(r() * STRINGS.length)] };
+    return { t: 'lit', v: (['true', 'false', 'null'] as const)[Math.floor(r() * 3)] };
+  }
+  if (roll < 0.7) {
+    const n = Math.floor(r() * 5);
+    // Sometimes an array of records with ids, which the walk aligns by identity.
+    if (r() < 0.4) return { t: 'arr', items: Array.from({ length: n + 1 }, (_, i) => ({ t: 'obj', entries: [['id', { t: 'num', text: String(i + 1) }], ['name', gen(r, depth - 2)]] }) as Node) };
+    return { t: 'arr', items: Array.from({ length: n }, () => gen(r, depth - 1)) };
+  }
+  const n = Math.floor(r() * 5);
+  const entries: [string, Node][] = [];
+  const used = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const k = KEYS[Math.floor(r() * KEYS.length)];
+    if (used.has(k)) continue;
+    used.add(k);
+    entries.push([k, gen(r, depth - 1)]);
+  }
+  return { t: 'obj', entries };
+}
+
+function write(n: Node, pretty: boolean, indent = ''): string {
+  const nl = pretty ? `\n${indent}  ` : '';
+  const end = pretty ? `\n${indent}` : '';
+  switch (n.t) {
+    case 'num':
+      return n.text;
+    case 'str':
+      return JSON.stringify(n.v);
+    case 'lit':
+      return n.v;
+    case 'arr':
+      return n.items.length ? `[${n.items.map((x) => nl + write(x, pretty, `${indent}  `)).join(',')}${end}]` : '[]';
+    case 'obj':
+      return n.entries.length ? `{${n.entries.map(([k, v]) => `${nl}${JSON.stringify(k)}:${pretty ? ' ' : ''}${write(v, pretty, `${indent}  `)}`).join(',')}${end}}` : '{}';
+  }
+}
+
+/** Every node with the container holding it, so a mutation can pick any place. */
+function places(root: Node): { parent: Node | null; at: number; node: Node }[] {
+  const out: { parent: Node | null; at: number; node: Node }[] = [{ parent: null, at: -1, node: root }];
+  for (let i = 0; i < out.length; i++) {
+    const n = out[i].node;
+    if (n.t === 'arr') n.items.forEach((c, at) => out.push({ parent: n, at, node: c }));
+    else if (n.t === 'obj') n.entries.forEach(([, c], at) => out.push({ parent: n, at, node: c }));
+  }
+  return out;
+}
+
+function replace(parent: Node, at: number, node: Node): void {
+  if (parent.t === 'arr') parent.items[at] = node;
+  else if (parent.t === 'obj') parent.entries[at] = [parent.entries[at][0], node];
+}
+
+/** One small random edit, in place. */
+function mutate(root: Node, r: () => number): void {
+  // The root is left alone: a difference there is the full path's by definition.
+  const all = places(root).slice(1);
+  const pick = all[Math.floor(r() * all.length)];
+  const { parent, at, node } = pick;
+  const op = Math.floor(r() * 10);
+  const containers = all.filter((p) => p.node.t === 'arr' || p.node.t === 'obj');
+  if (containers.length === 0) return;
+  const c = containers[Math.floor(r() * containers.length)].node;
+  switch (op) {
+    case 0: // change a scalar's value
+      if (parent && node.t === 'num') replace(parent, at, r() < 0.5 ? { t: 'num', text: `${node.text}3` } : number(r));
+      else if (parent && node.t === 'str') replace(parent, at, { t: 'str', v: r() < 0.5 ? `${node.v}"x` : STRINGS[Math.floor(r() * STRINGS.length)] });
+      else if (parent) replace(parent, at, gen(r, 0));
+      return;
+    case 1: // change a type
+      if (parent) replace(parent, at, node.t === 'str' ? { t: 'num', text: '1' } : { t: 'str', v: '1' });
+      return;
+    case 2: // add a key or an element
+      if (c.t === 'obj') c.entries.splice(Math.floor(r() * (c.entries.length + 1)), 0, [KEYS[Math.floor(r() * KEYS.length)], gen(r, 1)]);
+      else if (c.t === 'arr') c.items.splice(Math.floor(r() * (c.items.length + 1)), 0, c.items.length && r() < 0.5 ? c.items[0] : gen(r, 1));
+      return;
+    case 3: // remove a key or an element
+      if (c.t === 'obj' && c.entries.length) c.entries.splice(Math.floor(r() * c.entries.length), 1);
+      else if (c.t === 'arr' && c.items.length) c.items.splice(Math.floor(r() * c.items.length), 1);
+      return;
+    case 4: // reorder keys or elements
+      if (c.t === 'obj') c.entries.reverse();
+      else if (c.t === 'arr') c.items.reverse();
+      return;
+    case 5: // rename a key
+      if (c.t === 'obj' && c.entries.length) {
+        const i = Math.floor(r() * c.entries.length);
+        c.entries[i] = [`${c.entries[i][0]}${r() < 0.5 ? '"' : '2'}`, c.entries[i][1]];
+      }
+      return;
+    case 6: // a number written another way, or a wide number moved by one
+      if (parent && node.t === 'num') replace(parent, at, { t: 'num', text: node.text.includes('.') ? `${node.text}0` : node.text === '9007199254740993' ? '9007199254740992' : `${node.text}.0` });
+      return;
+    case 7: // a duplicate key later in an object (JSON.parse keeps the last)
+      if (c.t === 'obj' && c.entries.length) c.entries.push([c.entries[0][0], gen(r, 1)]);
+      return;
+    case 8: // the noisy field of real answers
+      if (c.t === 'obj') c.entries.push(['requestId', { t: 'str', v: `req-${Math.floor(r() * 1000)}` }]);
+      return;
+    default: // invalid JSON now and then
+      if (parent && r() < 0.3) replace(parent, at, { t: 'lit', v: 'tru' as 'true' });
+      else if (parent) replace(parent, at, { t: 'num', text: r() < 0.5 ? '01' : '1.' });
+  }
+}
+
+/** A container, so that most edits land below the root. */
+function genContainer(r: () => number, depth: number): Node {
+  for (;;) {
+    const n = gen(r, depth);
+    if (n.t === 'obj' || n.t === 'arr') return n;
+  }
+}
+
+function clone(n: Node): Node {
+  return structuredClone(n);
+}
+
+const RULE_SETS: [string, Partial<CompareSettings>][] = [
+  ['none', {}],
+  ['ignore', { ignore: ['$.doc.meta.requestId', '$..etag', '$.doc.items[*].name', '$..requestId'] }],
+  ['ignore a container', { ignore: ['$.doc.meta', '$.doc.a'] }],
+  ['unordered', { unordered: ['$.doc.tags', '$..items', '$.doc'] }],
+  ['tolerance', { tolerance: { absolute: 0.01, relative: 0 } }],
+  ['lenient numbers', { numberFormat: 'lenient' }],
+  ['sensitive', { sensitive: ['$.doc.name', 'price'] }],
+];
+
+describe('lockstep fast path', () => {
+  it('gives the full path answer on thousands of random documents and edits', () => {
+    const r = prng(20261129);
+    let windows = 0;
+    let cases = 0;
+    const compiled = RULE_SETS.map(([name, over]) => [name, rulesOf(over)] as const);
+    for (let i = 0; i < 4000; i++) {
+      const doc: Node = { t: 'obj', entries: [['pad', { t: 'str', v: 'p'.repeat(1500) }], ['doc', genContainer(r, 5)], ['tail', gen(r, 3)]] };
+      const edited = clone(doc);
+      const edits = 1 + Math.floor(r() * 2);
+      for (let e = 0; e < edits; e++) mutate(edited, r);
+      const pretty = r() < 0.2;
+      const a = write(doc, pretty);
+      const b = write(edited, pretty);
+      if (a === b) continue;
+      if (findWindow(Buffer.from(a), Buffer.from(b))) windows++;
+      for (const [name, rules] of compiled) {
+        cases++;
+        const got = fast(a, b, rules);
+        const want = full(a, b, rules);
+        if (JSON.stringify(got) !== JSON.stringify(want)) {
+          // The case that broke, in full, so it can be pasted into a targeted test.
+          expect({ rules: name, a, b, got }).toEqual({ rules: name, a, b, got: want });
+        }
+      }
+    }
+    expect(cases).toBeGreaterThan(20_000);
+    // The fast path must actually answer most of these, or the equality above proves nothing.
+    expect(windows).toBeGreaterThan(1000);
+  });
+
+  const targeted: [string, string, string, Partial<CompareSettings>?][] = [
+    ['escaped quote in a string', '{"meta":{"note":"say \\"hi\\""},"n":1}', '{"meta":{"note":"say \\"ho\\""},"n":1}'],
+    ['a quote escaped on one side only', '{"meta":{"note":"a\\"b","x":"c"},"n":1}', '{"meta":{"note":"a","b":"x","x":"c"},"n":1}'],
+    ['number grows at the boundary', '{"meta":{"v":12,"w":3},"n":1}', '{"meta":{"v":123,"w":3},"n":1}'],
+    ['number shrinks at the boundary', '{"meta":{"v":123},"n":1}', '{"meta":{"v":12},"n":1}'],
+    ['1 becomes 1.0', '{"meta":{"v":1},"n":1}', '{"meta":{"v":1.0},"n":1}'],
+    ['1 becomes 1.0, lenient', '{"meta":{"v":1},"n":1}', '{"meta":{"v":1.0},"n":1}', { numberFormat: 'lenient' }],
+    ['wide integer moved by one', '{"meta":{"v":9007199254740993},"n":1}', '{"meta":{"v":9007199254740992},"n":1}'],
+    ['wide number outside, 1 → 1.0 inside', '{"big":9007199254740993,"meta":{"v":1,"w":2},"n":1}', '{"big":9007199254740993,"meta":{"v":1.0,"w":3},"n":1}'],
+    ['key name changed', '{"meta":{"name":1},"n":1}', '{"meta":{"nome":1},"n":1}'],
+    ['key name with an escape', '{"meta":{"a\\"b":1},"n":1}', '{"meta":{"a\\"c":1},"n":1}'],
+    ['difference at the root', '{"a":1,"b":2}', '{"a":1,"b":3}'],
+    ['first element of an array', '{"items":[{"id":1,"v":1},{"id":2,"v":2}]}', '{"items":[{"id":1,"v":9},{"id":2,"v":2}]}'],
+    ['last element of an array', '{"items":[{"id":1,"v":1},{"id":2,"v":2}]}', '{"items":[{"id":1,"v":1},{"id":2,"v":9}]}'],
+    ['element inserted', '{"items":[{"id":1},{"id":2}],"n":1}', '{"items":[{"id":1},{"id":3},{"id":2}],"n":1}'],
+    ['element removed at the end', '{"items":[1,2,3],"n":1}', '{"items":[1,2],"n":1}'],
+    ['ignored changed path', '{"meta":{"requestId":"r-1","page":1},"n":1}', '{"meta":{"requestId":"r-2","page":1},"n":1}', { ignore: ['$.doc.meta.requestId'] }],
+    ['ignored ancestor', '{"meta":{"requestId":"r-1"},"n":1}', '{"meta":{"requestId":"r-2"},"n":1}', { ignore: ['$.doc.meta'] }],
+    ['recursive ignore', '{"meta":{"etag":"1"},"n":1}', '{"meta":{"etag":"2"},"n":1}', { ignore: ['$..etag'] }],
+    ['unordered ancestor', '{"tags":[{"v":1},{"v":2}],"n":1}', '{"tags":[{"v":2},{"v":2}],"n":1}', { unordered: ['$.doc.tags'] }],
+    ['duplicate key after the window', '{"meta":{"v":1},"meta":{"v":1}}', '{"meta":{"v":2},"meta":{"v":1}}'],
+    ['duplicate key written with an escape', '{"meta":{"v":1},"m\\u0065ta":{"v":1}}', '{"meta":{"v":2},"m\\u0065ta":{"v":1}}'],
+    ['invalid JSON outside', '{"meta":{"v":1},"n":01}', '{"meta":{"v":2},"n":01}'],
+    ['invalid JSON inside, one side', '{"meta":{"v":1},"n":1}', '{"meta":{"v":tru},"n":1}'],
+    ['type change to a container', '{"meta":{"v":1},"n":1}', '{"meta":{"v":[1]},"n":1}'],
+    ['unicode around the change', '{"meta":{"v":"é😀a"},"n":1}', '{"meta":{"v":"é😀b"},"n":1}'],
+    ['tolerance covers it', '{"meta":{"v":1.001},"n":1}', '{"meta":{"v":1.002},"n":1}', { tolerance: { absolute: 0.01, relative: 0 } }],
+    ['sensitive path', '{"user":{"password":"a"},"n":1}', '{"user":{"password":"b"},"n":1}', { sensitive: ['$.doc.user.password'] }],
+    ['trailing garbage', '{"meta":{"v":1},"n":1}', '{"meta":{"v":2},"n":1}x'],
+  ];
+  for (const [name, a0, b0, over] of targeted) {
+    it(`agrees: ${name}`, () => {
+      const rules = rulesOf(over);
+      const a = padded(a0);
+      const b = padded(b0);
+      expect(fast(a, b, rules)).toEqual(full(a, b, rules));
+    });
+  }
+
+  const big = `"lines":[${Array.from({ length: 40 }, (_, i) => `{"line":${i},"note":"order line ${i}"}`).join(',')}]`;
+  const rootRuns: [string, string, string, Partial<CompareSettings>?][] = [
+    ['a field near the top and meta after it', `{"id":1,"price":12.5,"meta":{"requestId":"a"},${big}}`, `{"id":1,"price":"12.50","meta":{"requestId":"b"},${big}}`],
+    ['the same, meta ignored', `{"id":1,"price":12.5,"meta":{"requestId":"a"},${big}}`, `{"id":1,"price":"12.50","meta":{"requestId":"b"},${big}}`, { ignore: ['$.meta.requestId'] }],
+    ['a member added and one removed', `{"id":1,"a":1,"m":0,"z":2,${big}}`, `{"id":1,"b":1,"m":0,"y":2,${big}}`],
+    ['a key of the run repeated outside it', `{"id":1,"a":1,"m":0,"z":2,${big},"a":5}`, `{"id":1,"a":2,"m":0,"z":3,${big},"a":5}`],
+    ['a key of the run repeated before it', `{"a":5,"id":1,"a":1,"m":0,"z":2,${big}}`, `{"a":5,"id":1,"a":2,"m":0,"z":3,${big}}`],
+    ['numbers written two ways in two members', `{"id":1,"v":1,"m":0,"w":2.0,${big}}`, `{"id":1,"v":1.0,"m":0,"w":2,${big}}`],
+    ['a root array is never split', `[1,0,2,${big.slice(8)}]`, `[3,0,4,${big.slice(8)}]`],
+  ];
+  for (const [name, a, b, over] of rootRuns) {
+    it(`agrees on a run of root members: ${name}`, () => {
+      const rules = rulesOf(over);
+      expect(fast(a, b, rules)).toEqual(full(a, b, rules));
+    });
+  }
+
+  it('compares a run of root members when the differences are far apart', () => {
+    const [, a, b] = rootRuns[0];
+    const w = findWindow(Buffer.from(a), Buffer.from(b));
+    expect(w?.outside).toEqual(['id', 'lines']);
+    expect(a.slice(w!.start, w!.endA + 1)).toBe(`"price":12.5,"meta":{"requestId":"a"}`);
+    const [, ra, rb] = rootRuns[3];
+    // Found, but the comparison gives way: "a" is also outside the run (it is checked once parsed).
+    expect(findWindow(Buffer.from(ra), Buffer.from(rb))?.outside).toEqual(['id', 'lines', 'a']);
+  });
+
+  it('parses only the container that holds the difference, named by its path', () => {
+    const a = padded('{"meta":{"requestId":"r-1","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["c"]}]}');
+    const b = padded('{"meta":{"requestId":"r-22","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["c"]}]}');
+    const w = findWindow(Buffer.from(a), Buffer.from(b));
+    expect(w?.keys).toEqual(['doc', 'meta', 'requestId']);
+    const c = padded('{"meta":{"requestId":"r-1","page":1},"items":[{"id":1,"tags":["a","b"]},{"id":2,"tags":["d"]}]}');
+    expect(findWindow(Buffer.from(a), Buffer.from(c))?.keys).toEqual(['doc', 'items', 1, 'tags', 0]);
+    // Outside the window, nothing: a difference in the window is reported at its full path.
+    const got = fast(a, c, rulesOf());
+    expect(got.differences.map((d) => `${d.path} ${d.field} ${d.kind}`)).toEqual(["$.doc.items[1].tags[0] $.doc.items[].tags[] value"]);
+    // A number cut by the shared prefix (`12` → `123`) is read whole, inside its container.
+    expect(findWindow(Buffer.from(padded('{"meta":{"v":12,"w":3},"n":1}')), Buffer.from(padded('{"meta":{"v":123,"w":3},"n":1}')))?.keys).toEqual(['doc', 'meta', 'v']);
+    // A key renamed: the object holding it.
+    expect(findWindow(Buffer.from(padded('{"meta":{"v":1,"w":3},"n":1}')), Buffer.from(padded('{"meta":{"u":1,"w":3},"n":1}')))?.keys).toEqual(['doc', 'meta']);
+    // Not taken where it could not be equivalent.
+    expect(findWindow(Buffer.from('{"meta":{"v":1},"meta":{"v":1}}'.padEnd(600)), Buffer.from('{"meta":{"v":2},"meta":{"v":1}}'.padEnd(600)))).toBeUndefined();
+    // A member of the root is a window of its own; the root itself never is.
+    expect(findWindow(Buffer.from(padded('{"a":1}')), Buffer.from(padded('{"a":2}')))?.keys).toEqual(['doc', 'a']);
+    expect(findWindow(Buffer.from(`{"a":1,"p":"${'x'.repeat(600)}"}`), Buffer.from(`{"a":2,"p":"${'x'.repeat(600)}"}`))?.keys).toEqual(['a']);
+    expect(findWindow(Buffer.from(`{"a":1,"p":"${'x'.repeat(600)}"}`), Buffer.from(`{"a":1,"q":"${'x'.repeat(600)}"}`))).toBeUndefined();
+  });
+});
