@@ -135,4 +135,18 @@ describe('noise warm-up', () => {
     expect(analysis.process(pair)).toBe('match');
     expect(analysis.diffs('w')!.comparisons.total).toBe(1);
   });
+
+  it('judges what waited at the deadline when no baseline comes (traffic stopped)', async () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [{ name: 'r', match: { path: '/r' }, shadow: { baselinePercent: 10 } }],
+    });
+    const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+    const analysis = new Analysis(routes, { warmupMs: 100 });
+    const pair = { route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: answer('{"a":1}'), shadow: answer('{"a":2}'), baseline: null };
+    expect(analysis.process(pair)).toBeNull();
+    const start = Date.now();
+    while (analysis.diffs('r')!.comparisons.total === 0 && Date.now() - start < 5_000) await new Promise((r) => setTimeout(r, 20));
+    expect(analysis.diffs('r')!.comparisons).toMatchObject({ total: 1, mismatch: 1 });
+  });
 });

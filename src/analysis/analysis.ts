@@ -22,6 +22,8 @@ import { buildDiffsReport, type DiffsReport } from './report.js';
 export type { DiffsReport, Example, ErrorExample, FieldReport, LatencyReport } from './report.js';
 
 export interface AnalysisOptions {
+  /** How long pairs completing before a route's first baseline may wait for it (docs/compare.md, Warm-up). */
+  warmupMs: number;
   /** Length of the sliding window the rates are computed over. */
   windowMs: number;
   /** The window is kept as this many slices, dropped one at a time as they age out. */
@@ -60,6 +62,7 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
   inlineBytes: 16 * 1024,
   noise: DEFAULT_NOISE_THRESHOLDS,
   now: Date.now,
+  warmupMs: 5_000,
 };
 
 export class Analysis implements EvidenceSource {

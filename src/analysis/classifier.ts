@@ -22,6 +22,8 @@ export interface ClassifierLimits {
   windowMs: number;
   noise: NoiseThresholds;
   now: () => number;
+  /** How long pairs may wait for a route's first baseline (see `warmup`). */
+  warmupMs: number;
 }
 
 function ok(answer: UpstreamAnswer): boolean {
@@ -34,9 +36,8 @@ function failed(answer: UpstreamAnswer): boolean {
 }
 
 
-/** Pairs that may wait for a route's first baseline, and for how long at most. */
+/** Pairs that may wait for a route's first baseline. */
 const WARMUP_PAIRS = 64;
-const WARMUP_MS = 10_000;
 
 const NO_BODY = Buffer.alloc(0);
 
@@ -66,6 +67,7 @@ export class RouteAnalysis {
    */
   private readonly warmup: { pair: CapturedAnswerPair; compared: Compared; since: number }[] = [];
   private noiseKnown = false;
+  private warmupTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly name: string,
@@ -127,16 +129,31 @@ export class RouteAnalysis {
     if (pair.primary.error === 'client_aborted') return null;
     // Unsafe methods are never replayed (a second POST is a second order): they have nothing to wait for.
     if (!this.noiseKnown && SAFE_METHODS.has(pair.method)) {
-      if (compared.baseline !== null || pair.route.shadow.baselinePercent === 0) this.noiseKnown = true;
-      else if (this.warmup.length < WARMUP_PAIRS && (this.warmup.length === 0 || this.limits.now() - this.warmup[0].since < WARMUP_MS)) {
+      // The pair that carries the first baseline ends the wait, even when that replay failed: the
+      // next ones come at baselinePercent, and the wait is for the first, not for a good one.
+      if (pair.baseline !== null || pair.route.shadow.baselinePercent === 0) this.noiseKnown = true;
+      else if (this.warmup.length < WARMUP_PAIRS && (this.warmup.length === 0 || this.limits.now() - this.warmup[0].since < this.limits.warmupMs)) {
+        if (this.warmup.length === 0) {
+          // Traffic may stop before the baseline comes: what waits is judged at the deadline anyway.
+          this.warmupTimer = setTimeout(() => this.endWarmup(), this.limits.warmupMs);
+          this.warmupTimer.unref();
+        }
         this.warmup.push({ pair: withoutBodies(pair), compared, since: this.warmup[0]?.since ?? this.limits.now() });
         return null;
-      } else this.noiseKnown = true; // no baseline in time (they keep failing): judge without one
+      }
       const result = this.judge(pair, compared);
-      for (const held of this.warmup.splice(0)) this.judge(held.pair, held.compared);
+      this.endWarmup();
       return result;
     }
     return this.judge(pair, compared);
+  }
+
+  /** Judges what waited for the first baseline; from now on pairs are judged as they come. */
+  private endWarmup(): void {
+    this.noiseKnown = true;
+    if (this.warmupTimer !== null) clearTimeout(this.warmupTimer);
+    this.warmupTimer = null;
+    for (const held of this.warmup.splice(0)) this.judge(held.pair, held.compared);
   }
 
   private judge(pair: CapturedAnswerPair, compared: Compared): ComparisonResult | null {
