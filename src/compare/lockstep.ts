@@ -388,7 +388,13 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   const lb = b.length;
   if (la + lb < MIN_BODY_BYTES) return undefined;
   const p = commonPrefix(a, b);
-  const s = commonSuffix(a, b, Math.min(la, lb) - p);
+  return findWindowAt(a, b, p, commonSuffix(a, b, Math.min(la, lb) - p));
+}
+
+/** findWindow, given the shared prefix p and suffix s. */
+function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | undefined {
+  const la = a.length;
+  const lb = b.length;
   const budget = (la + lb) * MAX_SHARE;
   // The differing spans end here on each side; a container holding them starts before p.
   const midEndA = la - s;
@@ -482,6 +488,127 @@ function rootMembers(sa: Scan, sb: Scan, first: number, read: boolean, midEndA: 
   return { start: first, endA, endB, keys: [], outside };
 }
 
+/**
+ * The root object's members that differ, as two object texts: what the full walk would meet
+ * outside the members byte-equal on both sides. `members` counts the legacy members left out.
+ */
+export interface MemberWindows {
+  legacy: string;
+  candidate: string;
+  members: number;
+}
+
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/**
+ * For differences spread over a big root object (a price near the top, `meta` and an added field
+ * after a long list): every legacy member is tokenized once, to find its span; the candidate is
+ * then read member by member in lockstep, and a member whose bytes (with the delimiter before it)
+ * are the legacy one's is confirmed by a native compare, never tokenized. Only candidate members
+ * that differ are tokenized, paired by key, and kept with their legacy partners. The walk of the two
+ * kept objects then reports what the full walk would: keys are unique on both sides (else
+ * undefined), so pairing by key is JSON.parse's; Object.keys orders a subset as it orders the whole;
+ * a member byte-equal on both sides is equal under every rule and adds no difference. Undefined
+ * when the bodies are not a valid root object each, keys repeat, a kept member would push both
+ * texts past `budget` bytes, or a wide number lies in a member left out.
+ */
+export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberWindows | undefined {
+  const la = a.length;
+  const lb = b.length;
+  let f = 0;
+  while (isSpace(a[f])) f++;
+  if (a[f] !== 0x7b) return undefined;
+  // The legacy members: key start, value end (exclusive), decoded key, and any wide number.
+  const sa = newScan(a);
+  const keyAt: number[] = [];
+  const ends: number[] = [];
+  const names: string[] = [];
+  const wide: boolean[] = [];
+  const index = new Map<string, number>();
+  for (;;) {
+    if (run(sa, Infinity, 1, false) !== CLOSED) return undefined;
+    if (sa.depth === 0) break;
+    const name = keyText(a, sa.keyStart[0], sa.keyEnd[0]);
+    if (index.has(name)) return undefined;
+    index.set(name, names.length);
+    keyAt.push(sa.keyStart[0]);
+    ends.push(sa.pos);
+    names.push(name);
+    wide.push(sa.wideAt >= 0);
+    sa.wideAt = -1;
+  }
+  if (run(sa, Infinity, -1, false) !== END || sa.state !== S_DONE) return undefined;
+  const n = names.length;
+
+  let g = 0;
+  while (isSpace(b[g])) g++;
+  if (b[g] !== 0x7b) return undefined;
+  const kept = new Uint8Array(n).fill(1);
+  const seen = new Set<string>();
+  const sb = newScan(b);
+  const keptB: number[] = [];
+  let used = 0;
+  let q = 0;
+  let i = 0;
+  for (;;) {
+    // The legacy member i with the bytes before it (the opening brace or the comma), or the end.
+    const from = i === 0 ? 0 : ends[i - 1];
+    const to = i < n ? ends[i] : la;
+    const len = to - from;
+    if (q + len <= lb && (i < n || q + len === lb) && a.compare(b, q, q + len, from, to) === 0) {
+      if (i === n) break;
+      if (wide[i] || seen.has(names[i])) return undefined;
+      seen.add(names[i]);
+      kept[i] = 0;
+      q += len;
+      i++;
+      continue;
+    }
+    // A candidate member that differs (or the end of the candidate's root): tokenize it.
+    sb.pos = q;
+    sb.state = q === 0 ? S_VALUE : S_AFTER;
+    sb.depth = q === 0 ? 0 : 1;
+    sb.isArr[0] = 0;
+    sb.rootKeys.length = 0;
+    if (run(sb, q + (budget - used), 1, false) !== CLOSED) return undefined;
+    if (sb.depth === 0) {
+      if (run(sb, Infinity, -1, false) !== END || sb.state !== S_DONE) return undefined;
+      break;
+    }
+    const ks = sb.keyStart[0];
+    const name = keyText(b, ks, sb.keyEnd[0]);
+    if (seen.has(name)) return undefined;
+    seen.add(name);
+    const j = index.get(name);
+    if (j !== undefined && j >= i) {
+      // Members i … j-1 may come later in the candidate, or be missing: they stay kept.
+      i = j + 1;
+      if (sb.pos - ks === ends[j] - keyAt[j] && a.compare(b, ks, sb.pos, keyAt[j], ends[j]) === 0) {
+        if (wide[j]) return undefined;
+        kept[j] = 0;
+        q = sb.pos;
+        continue;
+      }
+    }
+    keptB.push(ks, sb.pos);
+    used += sb.pos - ks + 1;
+    if (used > budget) return undefined;
+    q = sb.pos;
+  }
+  const legacy: string[] = [];
+  let members = 0;
+  for (let k = 0; k < n; k++) {
+    if (kept[k]) {
+      used += ends[k] - keyAt[k] + 1;
+      legacy.push(a.toString('utf8', keyAt[k], ends[k]));
+    } else members++;
+  }
+  if (used > budget) return undefined;
+  const candidate: string[] = [];
+  for (let k = 0; k < keptB.length; k += 2) candidate.push(b.toString('utf8', keptB[k], keptB[k + 1]));
+  return { legacy: `{${legacy.join(',')}}`, candidate: `{${candidate.join(',')}}`, members };
+}
+
 export interface LockstepRules {
   body: PathMatcher;
   tolerance: { absolute: number; relative: number };
@@ -494,7 +621,18 @@ export interface LockstepRules {
  * path must answer. The caller has already ruled out mappings and transforms.
  */
 export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
-  const w = findWindow(lb, cb);
+  const la = lb.length;
+  const lc = cb.length;
+  if (la + lc < MIN_BODY_BYTES) return undefined;
+  const p = commonPrefix(lb, cb);
+  const s = commonSuffix(lb, cb, Math.min(la, lc) - p);
+  const budget = (la + lc) * MAX_SHARE;
+  // Any one window holds the whole differing span: past the budget, only several windows can pay.
+  if (la - s - p + (lc - s - p) > budget) {
+    const mw = rootMemberWindows(lb, cb, budget);
+    return mw === undefined ? undefined : walkWindow(mw.legacy, mw.candidate, rules, rules.body.initial, null, out);
+  }
+  const w = findWindowAt(lb, cb, p, s);
   if (w === undefined) return undefined;
   const m = rules.body;
   let st = m.initial;
@@ -524,8 +662,25 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
     for (const v of [lv, cv]) for (const k of Object.keys(v as object)) if (outside.has(k)) return undefined;
   }
   if (ignored) return { capped: false };
+  return walkParsed(lt, ct, lv, cv, rules, st, node, out);
+}
+
+/** Parses two window texts and walks them from the root (the root members' windows). */
+function walkWindow(lt: string, ct: string, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } | undefined {
+  let lv: unknown;
+  let cv: unknown;
+  try {
+    lv = JSON.parse(lt);
+    cv = JSON.parse(ct);
+  } catch {
+    return undefined;
+  }
+  return walkParsed(lt, ct, lv, cv, rules, st, node, out);
+}
+
+function walkParsed(lt: string, ct: string, lv: unknown, cv: unknown, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } {
   const base: WalkBase = { s: st, node };
-  const walk: WalkContext = { m, tolerance: rules.tolerance, out, capped: false, work: 0 };
+  const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out, capped: false, work: 0 };
   const before = out.length;
   diffJson(lv, cv, walk, base);
   // As on the full path (see compareJson); outside the window every number text is shared.
