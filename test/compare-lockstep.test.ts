@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_COMPARE, type CompareSettings } from '../src/config/load.js';
 import { compareResponses, compileRules, type Captured, type Comparison, type CompiledRules } from '../src/compare/index.js';
-import { findWindow } from '../src/compare/lockstep.js';
+import { findWindow, planLockstep } from '../src/compare/lockstep.js';
 import { prng } from '../src/demo/backends.js';
 
 const ctx = { route: 'r', method: 'GET', path: '/x' };
@@ -213,6 +213,66 @@ describe('lockstep fast path', () => {
     expect(windows).toBeGreaterThan(1000);
   });
 
+  it('gives the full path answer when both ends of a big root object change (several windows)', () => {
+    const r = prng(20261130);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+    let members = 0;
+    let tried = 0;
+    let cases = 0;
+    const compiled = RULE_SETS.map(([name, over]) => [name, rulesOf(over)] as const);
+    /** An edit of one root member at an end of the object: its value, its key, or the member itself. */
+    const edit = (root: { t: 'obj'; entries: [string, Node][] }, from: number, to: number): void => {
+      const at = from + Math.floor(r() * Math.max(1, to - from));
+      const op = Math.floor(r() * 8);
+      const e = root.entries;
+      if (at > e.length || (at === e.length && op !== 1)) return;
+      if (op === 0) e[at] = [e[at][0], gen(r, 2)];
+      else if (op === 1) e.splice(at, 0, [r() < 0.2 ? pick(KEYS) : `${pick(KEYS)}+`, gen(r, 1)]); // now and then a key already there
+      else if (op === 2) e.splice(at, 1);
+      else if (op === 3 && at + 1 < to && at + 1 < e.length) [e[at], e[at + 1]] = [e[at + 1], e[at]];
+      else if (op === 4) e[at] = [`${e[at][0]}2`, e[at][1]];
+      else if (op === 5 && e[at][1].t !== 'obj' && e[at][1].t !== 'arr') e[at] = [e[at][0], { t: 'num', text: r() < 0.5 ? '1.0' : pick(WIDE) }];
+      else {
+        const holder: Node = { t: 'obj', entries: [['v', e[at][1]]] };
+        mutate(holder, r);
+        e[at] = [e[at][0], (holder as { entries: [string, Node][] }).entries[0]?.[1] ?? gen(r, 0)];
+      }
+    };
+    for (let i = 0; i < 1500; i++) {
+      const keys = [...KEYS].sort(() => r() - 0.5);
+      const head: [string, Node][] = keys.slice(0, 2 + Math.floor(r() * 4)).map((k) => [k, gen(r, 3)]);
+      const tail: [string, Node][] = keys.slice(8, 9 + Math.floor(r() * 4)).map((k) => [k, gen(r, 3)]);
+      // The long middle that both sides share, as the order lines of the bench's documents.
+      const lines: Node = { t: 'arr', items: Array.from({ length: 30 + Math.floor(r() * 30) }, (_, n) => ({ t: 'obj', entries: [['line', { t: 'num', text: String(n) }], ['note', { t: 'str', v: 'order line with a note' }], ['qty', { t: 'num', text: pick(NUMBERS) }]] }) as Node) };
+      const doc = { t: 'obj' as const, entries: [...head, ['lines', lines] as [string, Node], ...tail] };
+      const edited = clone(doc) as typeof doc;
+      edit(edited, 0, head.length);
+      const tailFrom = edited.entries.findIndex(([k]) => k === 'lines') + 1;
+      edit(edited, tailFrom, edited.entries.length + 1);
+      if (r() < 0.3) edit(edited, 0, edited.entries.length);
+      if (r() < 0.05) edited.entries.push(['lines', gen(r, 1)]); // a repeated key far from the first
+      const pretty = r() < 0.2;
+      const a = write(doc, pretty);
+      const b = write(edited, pretty);
+      if (a === b) continue;
+      tried++;
+      const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+      if (plan && "members" in plan) members++;
+      for (const [name, rules] of compiled) {
+        cases++;
+        const got = fast(a, b, rules);
+        const want = full(a, b, rules);
+        if (JSON.stringify(got) !== JSON.stringify(want)) {
+          expect({ rules: name, a, b, got }).toEqual({ rules: name, a, b, got: want });
+        }
+      }
+    }
+    expect(cases).toBeGreaterThan(7000);
+    // A good share of these must go through the member windows (the rest meet a wide number, a
+    // repeated key or invalid JSON outside them, and take the full path), or this proves nothing.
+    expect(members).toBeGreaterThan(tried / 4);
+  });
+
   const targeted: [string, string, string, Partial<CompareSettings>?][] = [
     ['escaped quote in a string', '{"meta":{"note":"say \\"hi\\""},"n":1}', '{"meta":{"note":"say \\"ho\\""},"n":1}'],
     ['a quote escaped on one side only', '{"meta":{"note":"a\\"b","x":"c"},"n":1}', '{"meta":{"note":"a","b":"x","x":"c"},"n":1}'],
@@ -277,6 +337,28 @@ describe('lockstep fast path', () => {
     const [, ra, rb] = rootRuns[3];
     // Found, but the comparison gives way: "a" is also outside the run (it is checked once parsed).
     expect(findWindow(Buffer.from(ra), Buffer.from(rb))?.outside).toEqual(['id', 'lines', 'a']);
+  });
+
+  it('compares only the differing root members of a document changed at both ends', () => {
+    // The shape of bench/backend.mjs's legacy and new documents: a type and a value changed near
+    // the top, an order, a removed link, meta, and a field added after the long list of lines.
+    const lines = Array.from({ length: 60 }, (_, i) => ({ line: i, sku: `SKU-${i}`, qty: 1 + (i % 9), unitPrice: i * 1.25, note: 'sturdy compact steel' }));
+    const legacy = { id: 7, sku: 'SKU-7', price: 12.5, status: 'active', tags: ['a', 'b'], links: { self: '/items/7', legacyHref: '/cgi?id=7' }, meta: { servedBy: 'legacy-1', requestId: 'r-1' }, lines };
+    const candidate = { ...legacy, price: '12.50', status: 'ACTIVE', tags: ['b', 'a'], links: { self: '/items/7' }, meta: { servedBy: 'new-1', requestId: 'r-2' }, lines, schemaVersion: 2 };
+    const a = JSON.stringify(legacy);
+    const b = JSON.stringify(candidate);
+    const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+    expect(plan && 'members' in plan ? plan.members : undefined).toEqual({
+      legacy: JSON.stringify({ price: 12.5, status: 'active', tags: ['a', 'b'], links: legacy.links, meta: legacy.meta }),
+      candidate: JSON.stringify({ price: '12.50', status: 'ACTIVE', tags: ['b', 'a'], links: candidate.links, meta: candidate.meta, schemaVersion: 2 }),
+      members: 3,
+    });
+    for (const over of [{}, { ignore: ['$.meta.requestId'] }, { unordered: ['$.tags'] }]) {
+      const rules = rulesOf(over);
+      const got = fast(a, b, rules);
+      expect(got).toEqual(full(a, b, rules));
+      expect(got.differences.map((d) => `${d.kind} ${d.path}`)).toContain('extra $.schemaVersion');
+    }
   });
 
   it('parses only the container that holds the difference, named by its path', () => {

@@ -620,20 +620,28 @@ export interface LockstepRules {
  * `out` what the full path would; returns whether the list was capped, or undefined when the full
  * path must answer. The caller has already ruled out mappings and transforms.
  */
-export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
-  const la = lb.length;
-  const lc = cb.length;
-  if (la + lc < MIN_BODY_BYTES) return undefined;
-  const p = commonPrefix(lb, cb);
-  const s = commonSuffix(lb, cb, Math.min(la, lc) - p);
-  const budget = (la + lc) * MAX_SHARE;
+/** What the fast path will parse: one window, or the root members that differ; undefined: the full path. */
+export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { members: MemberWindows } | undefined {
+  const la = a.length;
+  const lb = b.length;
+  if (la + lb < MIN_BODY_BYTES) return undefined;
+  const p = commonPrefix(a, b);
+  const s = commonSuffix(a, b, Math.min(la, lb) - p);
+  const budget = (la + lb) * MAX_SHARE;
   // Any one window holds the whole differing span: past the budget, only several windows can pay.
-  if (la - s - p + (lc - s - p) > budget) {
-    const mw = rootMemberWindows(lb, cb, budget);
-    return mw === undefined ? undefined : walkWindow(mw.legacy, mw.candidate, rules, rules.body.initial, null, out);
+  if (la - s - p + (lb - s - p) > budget) {
+    const members = rootMemberWindows(a, b, budget);
+    return members && { members };
   }
-  const w = findWindowAt(lb, cb, p, s);
-  if (w === undefined) return undefined;
+  const window = findWindowAt(a, b, p, s);
+  return window && { window };
+}
+
+export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
+  const plan = planLockstep(lb, cb);
+  if (plan === undefined) return undefined;
+  if ('members' in plan) return walkWindow(plan.members.legacy, plan.members.candidate, rules, rules.body.initial, null, out);
+  const w = plan.window;
   const m = rules.body;
   let st = m.initial;
   let node: PathNode | null = null;
