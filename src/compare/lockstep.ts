@@ -44,11 +44,11 @@ interface Scan {
   state: number;
   depth: number;
   /** 1 = array, 0 = object, per open container. */
-  isArr: Uint8Array;
-  open: Int32Array;
-  index: Int32Array;
-  keyStart: Int32Array;
-  keyEnd: Int32Array;
+  isArr: number[];
+  open: number[];
+  index: number[];
+  keyStart: number[];
+  keyEnd: number[];
   /** Offset of the last closing bracket read. */
   closedAt: number;
   /** Offset of the first wide number read, or -1. */
@@ -61,17 +61,20 @@ interface Scan {
   rootKeys: number[];
 }
 
+const zeros = (): number[] => new Array<number>(MAX_DEPTH).fill(0);
+
 function newScan(buf: Buffer): Scan {
   return {
     buf,
     pos: 0,
     state: S_VALUE,
     depth: 0,
-    isArr: new Uint8Array(MAX_DEPTH),
-    open: new Int32Array(MAX_DEPTH),
-    index: new Int32Array(MAX_DEPTH),
-    keyStart: new Int32Array(MAX_DEPTH),
-    keyEnd: new Int32Array(MAX_DEPTH),
+    // Plain arrays: a typed array costs more to allocate than a small body costs to scan.
+    isArr: zeros(),
+    open: zeros(),
+    index: zeros(),
+    keyStart: zeros(),
+    keyEnd: zeros(),
     closedAt: -1,
     wideAt: -1,
     ancestors: 0,
