@@ -89,6 +89,15 @@ describe('cutover admin clients (child processes against a real admin server)', 
     const j = await cutover(['report', '--json', ...admin()]);
     expect(j.code).toBe(3);
     expect(JSON.parse(j.stdout)).toMatchObject({ verdict: 'NOT READY', configHash: 'cafe1234' });
+    // One route's report: only its section, and its own verdict.
+    const one = await cutover(['report', '--route', 'get-widget', '--json', ...admin()]);
+    expect(JSON.parse(one.stdout).routes.map((x: { route: string }) => x.route)).toEqual(['get-widget']);
+    const md = await cutover(['report', '--route', 'get-widget', ...admin()]);
+    expect(md.stdout).toContain('## get-widget');
+    expect(md.stdout).not.toContain('## list-widgets');
+    const unknown = await cutover(['report', '--route', 'nope', ...admin()]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/nope/);
   });
 
   it('exit 2 on bad usage, 1 on runtime failures, each one sentence', async () => {

@@ -45,7 +45,11 @@ const CONTRACT_METRICS = new Set([
   'cutover_config_reloads_total',
   'cutover_config_info',
   'cutover_state_store_up',
+  // The credential inventory's (src/credentials/inventory.ts).
+  'cutover_legacy_credentials_active',
 ]);
+/** Proxy-wide metrics without a route label: dashboards filter them by $job instead of $route. */
+const ROUTELESS_METRICS = new Set(['cutover_legacy_credentials_active']);
 const CONTRACT_HISTOGRAMS = ['cutover_request_duration_seconds', 'cutover_upstream_queue_seconds'];
 /** prom-client default metrics and Prometheus' own `up`. */
 const PROCESS_METRICS = new Set([
@@ -58,8 +62,8 @@ const PROCESS_METRICS = new Set([
 ]);
 const VALID_UNITS = new Set(['reqps', 'ops', 'percentunit', 'percent', 's', 'ms', 'bytes', 'short', 'none']);
 const PANEL_TYPES = new Set(['timeseries', 'stat', 'table', 'gauge', 'bargauge', 'text']);
-const ROWS = ['Cutover', 'Traffic', 'Correctness', 'Latency', 'Shadow health', 'Process'];
-const ALERTS = ['CutoverMismatchRateHigh', 'CutoverNewBackendErrorRateAboveLegacy', 'CutoverShadowOverload', 'CutoverShadowBackendDown', 'CutoverProxyDown'];
+const ROWS = ['Cutover', 'Cutover controller', 'Traffic', 'Correctness', 'Latency', 'Shadow health', 'Credentials', 'Process'];
+const ALERTS = ['CutoverMismatchRateHigh', 'CutoverNewBackendErrorRateAboveLegacy', 'CutoverShadowOverload', 'CutoverShadowBackendDown', 'CutoverProxyDown', 'CutoverRolledBack'];
 const RECORDS = [
   'route:cutover_mismatch_ratio:rate5m',
   'route_backend_role:cutover_error_ratio:rate5m',
@@ -217,7 +221,7 @@ describe.skipIf(SKIP_PROMETHEUS)('rule files', () => {
     expect(res.code, res.stdout + res.stderr).toBe(0);
   });
 
-  it('define the five alerts, each with for, severity, summary, description and a runbook saying what to do', () => {
+  it('define the six alerts, each with for, severity, summary, description and a runbook saying what to do', () => {
     expect(alertRules.map((r) => r.alert).sort()).toEqual([...ALERTS].sort());
     for (const rule of alertRules) {
       const name = rule.alert as string;
@@ -240,6 +244,8 @@ describe.skipIf(SKIP_PROMETHEUS)('rule files', () => {
     const down = byName.get('CutoverProxyDown')?.expr ?? '';
     expect(down).toContain('up{job=~".*cutover.*"} == 0');
     expect(down).toContain('absent(up{job=~".*cutover.*"})');
+    // A person's own `cutover rollback` is not news to them; only the controller's rollbacks alert.
+    expect(byName.get('CutoverRolledBack')?.expr).toMatch(/increase\(cutover_rollbacks_total\{reason!="manual"\}\[10m\]\)/);
   });
 
   it('record the fleet gate series under level:metric:operations names', () => {
@@ -298,7 +304,7 @@ describe('dashboard JSON (Grafana file provisioning)', () => {
     }
   });
 
-  it('has the six rows in order', () => {
+  it('has the eight rows in order', () => {
     const rows = dashboard.panels.filter((p) => p.type === 'row');
     expect(rows.map((r) => r.title)).toEqual(ROWS);
   });
@@ -354,6 +360,13 @@ describe('dashboard JSON (Grafana file provisioning)', () => {
       ['Latency', 'p50 by backend', /histogram_quantile\(0\.5, sum by \(le, backend\) /],
       ['Latency', 'p99 by backend', /histogram_quantile\(0\.99, sum by \(le, backend\) /],
       ['Latency', 'p99 ratio new/legacy', /histogram_quantile\(0\.99, [^\n]*backend="new"[^\n]* \/ histogram_quantile\(0\.99, [^\n]*backend="legacy"/],
+      ['Cutover controller', 'state per route', /max by \(route, state\) \(cutover_state\{[^}]*\}\) == 1/],
+      ['Cutover controller', 'stage per route', /max by \(route\) \(cutover_stage\{/],
+      ['Cutover controller', 'weight per route', /max by \(route\) \(cutover_traffic_weight\{/],
+      ['Cutover controller', 'gate verdicts', /by \(route, gate\) \(cutover_gate_status\{/],
+      ['Cutover controller', 'rollbacks in the range', /sum by \(route, reason\) \(increase\(cutover_rollbacks_total\{[^}]*\}\[\$__range\]\)\)/],
+      ['Credentials', 'legacy credentials by window', /max by \(window\) \(cutover_legacy_credentials_active\{/],
+      ['Credentials', 'refused requests by reason', /sum by \(reason\) \(rate\(cutover_rejected_requests_total\{/],
       ['Shadow health', 'skipped by reason', /sum by \(reason\) \(rate\(cutover_shadow_skipped_total\{/],
       ['Shadow health', 'shadow errors', /cutover_requests_total\{[^}]*role="shadow",outcome=~"5xx\|timeout\|error"/],
       ['Process', 'event-loop lag', /nodejs_eventloop_lag_p99_seconds\{/],
@@ -365,6 +378,14 @@ describe('dashboard JSON (Grafana file provisioning)', () => {
     const table = queryPanels.find((p) => p.targets?.some((t) => t.expr.includes('cutover_mismatch_fields_total')));
     expect(table?.type).toBe('table');
     expect(table?.targets?.[0]).toMatchObject({ instant: true, format: 'table' });
+
+    // The gate grid reads as words, not numbers: 1 pass, 0 fail, -1 no data.
+    const grid = queryPanels.find((p) => p.targets?.some((t) => t.expr.includes('cutover_gate_status')));
+    expect(grid?.type).toBe('table');
+    expect(grid?.targets?.[0]).toMatchObject({ instant: true, format: 'table' });
+    const mappings = (grid?.fieldConfig?.defaults as { mappings?: Array<{ type: string; options: Record<string, { text: string }> }> } | undefined)?.mappings ?? [];
+    const texts = Object.fromEntries(mappings.filter((m) => m.type === 'value').flatMap((m) => Object.entries(m.options).map(([v, o]) => [v, o.text])));
+    expect(texts).toEqual({ '1': 'pass', '0': 'fail', '-1': 'no data' });
   });
 
   it('aggregates every rate with sum by, computes quantiles from summed buckets and filters cutover metrics by $route', () => {
@@ -379,7 +400,8 @@ describe('dashboard JSON (Grafana file provisioning)', () => {
       const wellFormed = expr.match(/histogram_quantile\(0?\.\d+, sum by \(le(?:, \w+)*\) \(rate\(\w+_bucket\{/g)?.length ?? 0;
       expect(wellFormed, `${where}: histogram_quantile(q, sum by (le, ...) (rate(..._bucket...)))`).toBe(quantiles);
       for (const sel of expr.match(/\bcutover_\w+(?:\{[^}]*\})?/g) ?? []) {
-        expect(sel, `${where}: ${sel} filtered by route`).toContain('route=~"$route"');
+        if (ROUTELESS_METRICS.has(sel.replace(/\{.*$/, ''))) expect(sel, `${where}: ${sel} filtered by job`).toContain('job=~"$job"');
+        else expect(sel, `${where}: ${sel} filtered by route`).toContain('route=~"$route"');
       }
     }
   });
@@ -409,7 +431,7 @@ describe('metric names', () => {
     expect(unknown).toEqual([]);
     // Names that arrive with later features must not be stubbed in yet.
     const all = used.map((u) => u.expr).join('\n');
-    expect(all).not.toMatch(/cutover_(legacy_credentials|credential_requests|token_fetches)/);
+    expect(all).not.toMatch(/cutover_(credential_requests|token_fetches)/);
   });
 });
 
@@ -419,8 +441,8 @@ describe('docs/metrics.md', () => {
     for (const name of PROCESS_METRICS) expect(metricsDoc, name).toContain(`\`${name}\``);
     for (const r of recordingRules) expect(metricsDoc, r.record).toContain(`\`${r.record}\``);
     for (const r of alertRules) expect(metricsDoc, `${r.alert} runbook`).toContain(`**${r.alert}**`);
-    // The controller's and credentials' metrics are announced, not documented as if present.
-    expect(metricsDoc).toMatch(/Arriving with later features[\s\S]*cutover_gate_status/);
+    // The dashboard's controller and credential panels are described where the dashboard is.
+    expect(metricsDoc).toMatch(/Cutover controller[\s\S]*cutover_gate_status/);
     expect(docExprs.length).toBeGreaterThanOrEqual(10);
   });
 });
@@ -457,9 +479,21 @@ async function startTelemetryExporter(): Promise<{ target: string; close(): Prom
       route.mismatchField('$.price', 'type');
       route.mismatchField('$.items', 'order');
       route.statusPair(200, 404);
+      route.rejected('saturated');
       for (const reason of ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass'] as const) route.shadowSkipped(reason);
     }
     other.request('legacy', 'primary', '2xx', 0.01);
+    // The controller's and the credential inventory's gauges, and a rollback now and then.
+    for (const [i, name] of ['get-widget', 'list-widgets'].entries()) {
+      telemetry.cutover.stage(name, scrapes % 4);
+      telemetry.cutover.state(name, i === 0 ? 'shifting' : 'rolled_back');
+      telemetry.cutover.gate(name, 'minComparisons', 'pass');
+      telemetry.cutover.gate(name, 'maxMismatchRate', i === 0 ? 'pass' : 'fail');
+      telemetry.cutover.gate(name, 'maxLatencyRatio', 'no_data');
+    }
+    if (scrapes % 3 === 0) telemetry.cutover.rollback('list-widgets', 'maxMismatchRate');
+    telemetry.credentials.setActive('1h', 3);
+    telemetry.credentials.setActive('24h', 5);
   };
 
   const server: Server = createServer((req, res) => {

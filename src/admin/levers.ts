@@ -117,10 +117,19 @@ export function registerLeverRoutes(app: FastifyInstance, deps: LeverDeps): void
     return { entries: await deps.audit.read(limit) };
   });
 
-  app.get<{ Querystring: { format?: string } }>('/api/report', viewer, async (request, reply) => {
+  app.get<{ Querystring: { format?: string; route?: string } }>('/api/report', viewer, async (request, reply) => {
     const format = request.query.format ?? 'json';
     if (format !== 'json' && format !== 'markdown') return badRequest(reply, '"format" must be json or markdown.');
-    const report = buildReport(await controller.reportInput({ configHash: deps.configHash(), fields: deps.fields, stragglers: deps.stragglers }));
+    const input = await controller.reportInput({ configHash: deps.configHash(), fields: deps.fields, stragglers: deps.stragglers });
+    const only = request.query.route;
+    if (only !== undefined) {
+      // One route's report: its verdict, rollbacks and stragglers only.
+      if (!input.routes.some((r) => r.route === only)) return send(reply, problem(404, 'UNKNOWN_ROUTE', 'Unknown route', `No route is named "${only}"; see GET /api/state for the routes.`));
+      input.routes = input.routes.filter((r) => r.route === only);
+      input.rollbacks = input.rollbacks.filter((r) => r.route === only);
+      input.stragglers = input.stragglers?.filter((s) => s.routes.includes(only)).map((s) => ({ ...s, routes: [only] }));
+    }
+    const report = buildReport(input);
     if (format === 'markdown') return reply.type('text/markdown; charset=utf-8').send(renderMarkdown(report));
     return report;
   });

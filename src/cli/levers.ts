@@ -17,7 +17,7 @@ export const LEVER_USAGE = `  status   [--route R]            every route: state
   rollback --route R              back to step 0 (weight 0), paused
   weight N --route R              set the weight by hand (pauses the controller for the route)
   bypass   on|off                 emergency: all live traffic to legacy, mirroring off
-  report   [--json]               readiness report; exit 3 when NOT READY
+  report   [--route R] [--json]   readiness report (of one route with --route); exit 3 when NOT READY
 
 lever client options:
   --admin URL       admin API (default http://127.0.0.1:9090 or $CUTOVER_ADMIN_URL)
@@ -240,12 +240,13 @@ async function run(command: string, argv: string[], io: Out): Promise<number> {
     }
     case 'report': {
       // One request either way, so the verdict and what is printed are the same report.
+      const only = route ? `route=${encodeURIComponent(route)}` : '';
       if (values.json) {
-        const { json } = await call(settings, 'GET', '/api/report');
+        const { json } = await call(settings, 'GET', `/api/report${only ? `?${only}` : ''}`);
         print(json, '');
         return (json as { ready?: boolean }).ready === true ? EXIT_OK : EXIT_NOT_READY;
       }
-      const { text } = await call(settings, 'GET', '/api/report?format=markdown');
+      const { text } = await call(settings, 'GET', `/api/report?format=markdown${only ? `&${only}` : ''}`);
       io.out(text);
       return /^# Cutover readiness: READY$/m.test(text) ? EXIT_OK : EXIT_NOT_READY;
     }
