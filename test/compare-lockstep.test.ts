@@ -329,6 +329,31 @@ describe('lockstep fast path', () => {
     });
   }
 
+  // Differences at both ends of a long shared middle: the member windows, or the full path.
+  const mid = `"lines":[${Array.from({ length: 60 }, (_, i) => `{"line":${i},"note":"order line ${i}"}`).join(',')}]`;
+  const bothEnds: [string, string, string, boolean, Partial<CompareSettings>?][] = [
+    ['a number that goes on past the legacy member', `{"v":12,${mid},"w":1}`, `{"v":123,${mid},"w":2}`, true],
+    ['the last member\'s number goes on', `{"v":1,${mid},"w":12}`, `{"v":2,${mid},"w":123}`, true],
+    ['a member removed at each end', `{"v":1,"x":0,${mid},"w":1,"y":0}`, `{"x":0,${mid},"y":0}`, true],
+    ['root members reordered', `{"v":1,"x":0,${mid},"w":1}`, `{"x":0,"v":2,${mid},"w":2}`, true],
+    ['a key repeated in the candidate', `{"v":1,${mid},"w":1}`, `{"v":2,${mid},"w":2,"v":3}`, false],
+    ['a key written with an escape on one side', `{"v":1,${mid},"w":1}`, `{"\\u0076":2,${mid},"w":2}`, true],
+    ['a wide number in the shared middle', `{"v":1,"big":9007199254740993,${mid},"w":1}`, `{"v":1.0,"big":9007199254740993,${mid},"w":1}`, false],
+    ['invalid JSON in the shared middle', `{"v":1,${mid.replace('"line":7', '"line":07')},"w":1}`, `{"v":2,${mid.replace('"line":7', '"line":07')},"w":2}`, false],
+    ['trailing bytes after the candidate', `{"v":1,${mid},"w":1}`, `{"v":2,${mid},"w":2} x`, false],
+    ['numbers written two ways at both ends', `{"v":1,${mid},"w":2.50}`, `{"v":1.0,${mid},"w":2.5}`, true],
+    ['integer-like keys, which Object.keys puts first', `{"b":1,"2":1,${mid},"1":1,"a":1}`, `{"b":2,"2":2,${mid},"1":2,"a":2}`, true],
+    ['ignored at one end', `{"meta":{"requestId":"a"},${mid},"w":1}`, `{"meta":{"requestId":"b"},${mid},"w":2}`, true, { ignore: ['$.meta.requestId'] }],
+  ];
+  for (const [name, a, b, taken, over] of bothEnds) {
+    it(`agrees at both ends of a big root object: ${name}`, () => {
+      const rules = rulesOf(over);
+      expect(fast(a, b, rules)).toEqual(full(a, b, rules));
+      const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+      expect(plan !== undefined && 'members' in plan).toBe(taken);
+    });
+  }
+
   it('compares a run of root members when the differences are far apart', () => {
     const [, a, b] = rootRuns[0];
     const w = findWindow(Buffer.from(a), Buffer.from(b));

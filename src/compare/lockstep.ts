@@ -502,6 +502,7 @@ export interface MemberWindows {
 }
 
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const endsValue = (c: number): boolean => c === 0x2c || c === 0x7d || isSpace(c);
 
 /**
  * For differences spread over a big root object (a price near the top, `meta` and an added field
@@ -521,48 +522,65 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
   let f = 0;
   while (isSpace(a[f])) f++;
   if (a[f] !== 0x7b) return undefined;
-  // The legacy members: key start, value end (exclusive), decoded key, and any wide number.
+  let g = 0;
+  while (isSpace(b[g])) g++;
+  if (b[g] !== 0x7b) return undefined;
+  // The legacy members, tokenized as the candidate needs them: key start, value end (exclusive),
+  // decoded key, any wide number, and whether the member is kept for the walk.
   const sa = newScan(a);
   const keyAt: number[] = [];
   const ends: number[] = [];
   const names: string[] = [];
   const wide: boolean[] = [];
+  const kept: boolean[] = [];
   const index = new Map<string, number>();
-  for (;;) {
-    if (run(sa, Infinity, 1, false) !== CLOSED) return undefined;
-    if (sa.depth === 0) break;
+  let aDone = false;
+  /** One more legacy member: 1, or 0 at the end of a valid body, or -1 (invalid, a repeated key). */
+  const next = (): number => {
+    if (aDone) return 0;
+    if (run(sa, Infinity, 1, false) !== CLOSED) return -1;
+    if (sa.depth === 0) {
+      aDone = true;
+      return run(sa, Infinity, -1, false) === END && sa.state === S_DONE ? 0 : -1;
+    }
     const name = keyText(a, sa.keyStart[0], sa.keyEnd[0]);
-    if (index.has(name)) return undefined;
+    if (index.has(name)) return -1;
     index.set(name, names.length);
     keyAt.push(sa.keyStart[0]);
     ends.push(sa.pos);
     names.push(name);
     wide.push(sa.wideAt >= 0);
+    kept.push(true);
     sa.wideAt = -1;
-  }
-  if (run(sa, Infinity, -1, false) !== END || sa.state !== S_DONE) return undefined;
-  const n = names.length;
+    return 1;
+  };
+  const rest = (): boolean => {
+    let c: number;
+    while ((c = next()) > 0);
+    return c === 0;
+  };
 
-  let g = 0;
-  while (isSpace(b[g])) g++;
-  if (b[g] !== 0x7b) return undefined;
-  const kept = new Uint8Array(n).fill(1);
   const seen = new Set<string>();
   const sb = newScan(b);
   const keptB: number[] = [];
+  // Bytes of both texts to be parsed, counted as soon as a member is sure to be kept.
   let used = 0;
   let q = 0;
   let i = 0;
   for (;;) {
+    if (i === names.length && next() < 0) return undefined;
     // The legacy member i with the bytes before it (the opening brace or the comma), or the end.
+    const last = i === names.length;
     const from = i === 0 ? 0 : ends[i - 1];
-    const to = i < n ? ends[i] : la;
+    const to = last ? la : ends[i];
     const len = to - from;
-    if (q + len <= lb && (i < n || q + len === lb) && a.compare(b, q, q + len, from, to) === 0) {
-      if (i === n) break;
+    // The value must end there in the candidate too (`,`, `}` or a space follows), or `12` would be
+    // confirmed where `123` stands.
+    if (q + len <= lb && (last ? q + len === lb : endsValue(b[q + len])) && a.compare(b, q, q + len, from, to) === 0) {
+      if (last) break;
       if (wide[i] || seen.has(names[i])) return undefined;
       seen.add(names[i]);
-      kept[i] = 0;
+      kept[i] = false;
       q += len;
       i++;
       continue;
@@ -582,31 +600,38 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
     const name = keyText(b, ks, sb.keyEnd[0]);
     if (seen.has(name)) return undefined;
     seen.add(name);
-    const j = index.get(name);
+    let j = i < names.length && names[i] === name ? i : index.get(name);
+    if (j === undefined) {
+      if (!rest()) return undefined;
+      j = index.get(name);
+    }
     if (j !== undefined && j >= i) {
-      // Members i … j-1 may come later in the candidate, or be missing: they stay kept.
+      // Members i … j-1 come later in the candidate or not at all: they are kept.
+      for (; i < j; i++) used += ends[i] - keyAt[i] + 1;
       i = j + 1;
       if (sb.pos - ks === ends[j] - keyAt[j] && a.compare(b, ks, sb.pos, keyAt[j], ends[j]) === 0) {
         if (wide[j]) return undefined;
-        kept[j] = 0;
+        kept[j] = false;
         q = sb.pos;
         continue;
       }
+      used += ends[j] - keyAt[j] + 1;
     }
     keptB.push(ks, sb.pos);
     used += sb.pos - ks + 1;
     if (used > budget) return undefined;
     q = sb.pos;
   }
+  // The legacy members after the last one the candidate reached are kept; all must be valid.
+  if (!rest()) return undefined;
+  for (; i < names.length; i++) used += ends[i] - keyAt[i] + 1;
+  if (used > budget) return undefined;
   const legacy: string[] = [];
   let members = 0;
-  for (let k = 0; k < n; k++) {
-    if (kept[k]) {
-      used += ends[k] - keyAt[k] + 1;
-      legacy.push(a.toString('utf8', keyAt[k], ends[k]));
-    } else members++;
+  for (let k = 0; k < names.length; k++) {
+    if (kept[k]) legacy.push(a.toString('utf8', keyAt[k], ends[k]));
+    else members++;
   }
-  if (used > budget) return undefined;
   const candidate: string[] = [];
   for (let k = 0; k < keptB.length; k += 2) candidate.push(b.toString('utf8', keptB[k], keptB[k + 1]));
   return { legacy: `{${legacy.join(',')}}`, candidate: `{${candidate.join(',')}}`, members };
@@ -618,11 +643,6 @@ export interface LockstepRules {
   numberFormat: 'strict' | 'lenient';
 }
 
-/**
- * Compares two differing UTF-8 JSON bodies through their differing container only, appending to
- * `out` what the full path would; returns whether the list was capped, or undefined when the full
- * path must answer. The caller has already ruled out mappings and transforms.
- */
 /** What the fast path will parse: one window, or the root members that differ; undefined: the full path. */
 export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { members: MemberWindows } | undefined {
   const la = a.length;
@@ -640,6 +660,11 @@ export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { membe
   return window && { window };
 }
 
+/**
+ * Compares two differing UTF-8 JSON bodies through their differing container (or root members)
+ * only, appending to `out` what the full path would; returns whether the list was capped, or
+ * undefined when the full path must answer. The caller has already ruled out mappings and transforms.
+ */
 export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
   const plan = planLockstep(lb, cb);
   if (plan === undefined) return undefined;
