@@ -684,14 +684,9 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
   const members = w.outside !== undefined;
   const lt = members ? `{${lb.toString('utf8', w.start, w.endA + 1)}}` : lb.toString('utf8', w.start, w.endA + 1);
   const ct = members ? `{${cb.toString('utf8', w.start, w.endB + 1)}}` : cb.toString('utf8', w.start, w.endB + 1);
-  let lv: unknown;
-  let cv: unknown;
-  try {
-    lv = JSON.parse(lt);
-    cv = JSON.parse(ct);
-  } catch {
-    return undefined;
-  }
+  const parsed = parseBoth(lt, ct);
+  if (parsed === undefined) return undefined;
+  const [lv, cv] = parsed;
   if (members) {
     // A key both in the run and outside it: JSON.parse would keep only the last of the whole body.
     const outside = new Set(w.outside);
@@ -701,17 +696,18 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
   return walkParsed(lt, ct, lv, cv, rules, st, node, out);
 }
 
-/** Parses two window texts and walks them from the root (the root members' windows). */
-function walkWindow(lt: string, ct: string, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } | undefined {
-  let lv: unknown;
-  let cv: unknown;
+function parseBoth(lt: string, ct: string): [unknown, unknown] | undefined {
   try {
-    lv = JSON.parse(lt);
-    cv = JSON.parse(ct);
+    return [JSON.parse(lt), JSON.parse(ct)];
   } catch {
     return undefined;
   }
-  return walkParsed(lt, ct, lv, cv, rules, st, node, out);
+}
+
+/** Parses two window texts and walks them from the root (the root members' windows). */
+function walkWindow(lt: string, ct: string, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } | undefined {
+  const parsed = parseBoth(lt, ct);
+  return parsed && walkParsed(lt, ct, parsed[0], parsed[1], rules, st, node, out);
 }
 
 function walkParsed(lt: string, ct: string, lv: unknown, cv: unknown, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } {
