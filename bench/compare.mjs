@@ -16,6 +16,7 @@ import { pathToFileURL } from 'node:url';
 import jsonDiff from 'json-diff';
 import microdiff from 'microdiff';
 import { compareResponses, compileRules } from '../dist/compare/index.js';
+import { itemDocument } from './lib/item-doc.mjs';
 
 const ctx = { route: 'bench', method: 'GET', path: '/bench' };
 const settings = {
@@ -46,6 +47,13 @@ function widgetPage() {
   };
 }
 
+/** One of bench/backend.mjs's answers, with its per-answer request id filled in. */
+function backendDoc(flavor, padTo, requestId) {
+  const doc = itemDocument(1, flavor, padTo);
+  doc.meta.requestId = requestId;
+  return doc;
+}
+
 const captured = (value) => ({ status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(value)), truncated: false });
 
 function cases() {
@@ -68,6 +76,9 @@ function cases() {
     { name: '500 items, 1 inserted', legacy: { items }, candidate: { items: inserted } },
     { name: 'noisy meta in 1 MB', legacy: big, candidate: noisy },
     { name: 'one field in 1 MB', legacy: big, candidate: oneField },
+    // bench/backend.mjs's legacy and new answers (the load runs' bodies): differences at both ends.
+    { name: 'backend legacy vs new 2.4 KB', legacy: backendDoc('legacy', 0, 'legacy-1-1'), candidate: backendDoc('new', 0, 'new-1-1') },
+    { name: 'backend legacy vs new 940 KB', legacy: backendDoc('legacy', 940_000, 'legacy-1-1'), candidate: backendDoc('new', 940_000, 'new-1-1') },
   ];
 }
 

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_COMPARE, type CompareSettings } from '../src/config/load.js';
 import { compareResponses, compileRules, type Captured, type Comparison, type CompiledRules } from '../src/compare/index.js';
-import { findWindow } from '../src/compare/lockstep.js';
+import { findWindow, planLockstep } from '../src/compare/lockstep.js';
 import { prng } from '../src/demo/backends.js';
 
 const ctx = { route: 'r', method: 'GET', path: '/x' };
@@ -182,6 +182,19 @@ const RULE_SETS: [string, Partial<CompareSettings>][] = [
   ['sensitive', { sensitive: ['$.doc.name', 'price'] }],
 ];
 
+/** Asserts fast = full under each rule set; returns how many comparisons that was. */
+function agreeUnderEveryRuleSet(a: string, b: string, compiled: readonly (readonly [string, CompiledRules])[]): number {
+  for (const [name, rules] of compiled) {
+    const got = fast(a, b, rules);
+    const want = full(a, b, rules);
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      // The case that broke, in full, so it can be pasted into a targeted test.
+      expect({ rules: name, a, b, got }).toEqual({ rules: name, a, b, got: want });
+    }
+  }
+  return compiled.length;
+}
+
 describe('lockstep fast path', () => {
   it('gives the full path answer on thousands of random documents and edits', () => {
     const r = prng(20261129);
@@ -198,19 +211,64 @@ describe('lockstep fast path', () => {
       const b = write(edited, pretty);
       if (a === b) continue;
       if (findWindow(Buffer.from(a), Buffer.from(b))) windows++;
-      for (const [name, rules] of compiled) {
-        cases++;
-        const got = fast(a, b, rules);
-        const want = full(a, b, rules);
-        if (JSON.stringify(got) !== JSON.stringify(want)) {
-          // The case that broke, in full, so it can be pasted into a targeted test.
-          expect({ rules: name, a, b, got }).toEqual({ rules: name, a, b, got: want });
-        }
-      }
+      cases += agreeUnderEveryRuleSet(a, b, compiled);
     }
     expect(cases).toBeGreaterThan(20_000);
     // The fast path must actually answer most of these, or the equality above proves nothing.
     expect(windows).toBeGreaterThan(1000);
+  });
+
+  it('gives the full path answer when both ends of a big root object change (several windows)', () => {
+    const r = prng(20261130);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+    let members = 0;
+    let tried = 0;
+    let cases = 0;
+    const compiled = RULE_SETS.map(([name, over]) => [name, rulesOf(over)] as const);
+    /** An edit of one root member at an end of the object: its value, its key, or the member itself. */
+    const edit = (root: { t: 'obj'; entries: [string, Node][] }, from: number, to: number): void => {
+      const at = from + Math.floor(r() * Math.max(1, to - from));
+      const op = Math.floor(r() * 8);
+      const e = root.entries;
+      if (at > e.length || (at === e.length && op !== 1)) return;
+      if (op === 0) e[at] = [e[at][0], gen(r, 2)];
+      else if (op === 1) e.splice(at, 0, [r() < 0.2 ? pick(KEYS) : `${pick(KEYS)}+`, gen(r, 1)]); // now and then a key already there
+      else if (op === 2) e.splice(at, 1);
+      else if (op === 3 && at + 1 < to && at + 1 < e.length) [e[at], e[at + 1]] = [e[at + 1], e[at]];
+      else if (op === 4) e[at] = [`${e[at][0]}2`, e[at][1]];
+      else if (op === 5 && e[at][1].t !== 'obj' && e[at][1].t !== 'arr') e[at] = [e[at][0], { t: 'num', text: r() < 0.5 ? '1.0' : pick(WIDE) }];
+      else {
+        const holder: Node = { t: 'obj', entries: [['v', e[at][1]]] };
+        mutate(holder, r);
+        e[at] = [e[at][0], (holder as { entries: [string, Node][] }).entries[0]?.[1] ?? gen(r, 0)];
+      }
+    };
+    for (let i = 0; i < 1500; i++) {
+      const keys = [...KEYS].sort(() => r() - 0.5);
+      const head: [string, Node][] = keys.slice(0, 2 + Math.floor(r() * 4)).map((k) => [k, gen(r, 3)]);
+      const tail: [string, Node][] = keys.slice(8, 9 + Math.floor(r() * 4)).map((k) => [k, gen(r, 3)]);
+      // The long middle that both sides share, as the order lines of the bench's documents.
+      const lines: Node = { t: 'arr', items: Array.from({ length: 30 + Math.floor(r() * 30) }, (_, n) => ({ t: 'obj', entries: [['line', { t: 'num', text: String(n) }], ['note', { t: 'str', v: 'order line with a note' }], ['qty', { t: 'num', text: pick(NUMBERS) }]] }) as Node) };
+      const doc = { t: 'obj' as const, entries: [...head, ['lines', lines] as [string, Node], ...tail] };
+      const edited = clone(doc) as typeof doc;
+      edit(edited, 0, head.length);
+      const tailFrom = edited.entries.findIndex(([k]) => k === 'lines') + 1;
+      edit(edited, tailFrom, edited.entries.length + 1);
+      if (r() < 0.3) edit(edited, 0, edited.entries.length);
+      if (r() < 0.05) edited.entries.push(['lines', gen(r, 1)]); // a repeated key far from the first
+      const pretty = r() < 0.2;
+      const a = write(doc, pretty);
+      const b = write(edited, pretty);
+      if (a === b) continue;
+      tried++;
+      const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+      if (plan && 'members' in plan) members++;
+      cases += agreeUnderEveryRuleSet(a, b, compiled);
+    }
+    expect(cases).toBeGreaterThan(7000);
+    // A good share of these must go through the member windows (the rest meet a wide number, a
+    // repeated key or invalid JSON outside them, and take the full path), or this proves nothing.
+    expect(members).toBeGreaterThan(tried / 4);
   });
 
   const targeted: [string, string, string, Partial<CompareSettings>?][] = [
@@ -269,6 +327,31 @@ describe('lockstep fast path', () => {
     });
   }
 
+  // Differences at both ends of a long shared middle: the member windows, or the full path.
+  const mid = `"lines":[${Array.from({ length: 60 }, (_, i) => `{"line":${i},"note":"order line ${i}"}`).join(',')}]`;
+  const bothEnds: [string, string, string, boolean, Partial<CompareSettings>?][] = [
+    ['a number that goes on past the legacy member', `{"v":12,${mid},"w":1}`, `{"v":123,${mid},"w":2}`, true],
+    ['the last member\'s number goes on', `{"v":1,${mid},"w":12}`, `{"v":2,${mid},"w":123}`, true],
+    ['a member removed at each end', `{"v":1,"x":0,${mid},"w":1,"y":0}`, `{"x":0,${mid},"y":0}`, true],
+    ['root members reordered', `{"v":1,"x":0,${mid},"w":1}`, `{"x":0,"v":2,${mid},"w":2}`, true],
+    ['a key repeated in the candidate', `{"v":1,${mid},"w":1}`, `{"v":2,${mid},"w":2,"v":3}`, false],
+    ['a key written with an escape on one side', `{"v":1,${mid},"w":1}`, `{"\\u0076":2,${mid},"w":2}`, true],
+    ['a wide number in the shared middle', `{"v":1,"big":9007199254740993,${mid},"w":1}`, `{"v":1.0,"big":9007199254740993,${mid},"w":1}`, false],
+    ['invalid JSON in the shared middle', `{"v":1,${mid.replace('"line":7', '"line":07')},"w":1}`, `{"v":2,${mid.replace('"line":7', '"line":07')},"w":2}`, false],
+    ['trailing bytes after the candidate', `{"v":1,${mid},"w":1}`, `{"v":2,${mid},"w":2} x`, false],
+    ['numbers written two ways at both ends', `{"v":1,${mid},"w":2.50}`, `{"v":1.0,${mid},"w":2.5}`, true],
+    ['integer-like keys, which Object.keys puts first', `{"b":1,"2":1,${mid},"1":1,"a":1}`, `{"b":2,"2":2,${mid},"1":2,"a":2}`, true],
+    ['ignored at one end', `{"meta":{"requestId":"a"},${mid},"w":1}`, `{"meta":{"requestId":"b"},${mid},"w":2}`, true, { ignore: ['$.meta.requestId'] }],
+  ];
+  for (const [name, a, b, taken, over] of bothEnds) {
+    it(`agrees at both ends of a big root object: ${name}`, () => {
+      const rules = rulesOf(over);
+      expect(fast(a, b, rules)).toEqual(full(a, b, rules));
+      const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+      expect(plan !== undefined && 'members' in plan).toBe(taken);
+    });
+  }
+
   it('compares a run of root members when the differences are far apart', () => {
     const [, a, b] = rootRuns[0];
     const w = findWindow(Buffer.from(a), Buffer.from(b));
@@ -277,6 +360,28 @@ describe('lockstep fast path', () => {
     const [, ra, rb] = rootRuns[3];
     // Found, but the comparison gives way: "a" is also outside the run (it is checked once parsed).
     expect(findWindow(Buffer.from(ra), Buffer.from(rb))?.outside).toEqual(['id', 'lines', 'a']);
+  });
+
+  it('compares only the differing root members of a document changed at both ends', () => {
+    // The shape of bench/backend.mjs's legacy and new documents: a type and a value changed near
+    // the top, an order, a removed link, meta, and a field added after the long list of lines.
+    const lines = Array.from({ length: 60 }, (_, i) => ({ line: i, sku: `SKU-${i}`, qty: 1 + (i % 9), unitPrice: i * 1.25, note: 'sturdy compact steel' }));
+    const legacy = { id: 7, sku: 'SKU-7', price: 12.5, status: 'active', tags: ['a', 'b'], links: { self: '/items/7', legacyHref: '/cgi?id=7' }, meta: { servedBy: 'legacy-1', requestId: 'r-1' }, lines };
+    const candidate = { ...legacy, price: '12.50', status: 'ACTIVE', tags: ['b', 'a'], links: { self: '/items/7' }, meta: { servedBy: 'new-1', requestId: 'r-2' }, lines, schemaVersion: 2 };
+    const a = JSON.stringify(legacy);
+    const b = JSON.stringify(candidate);
+    const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+    expect(plan && 'members' in plan ? plan.members : undefined).toEqual({
+      legacy: JSON.stringify({ price: 12.5, status: 'active', tags: ['a', 'b'], links: legacy.links, meta: legacy.meta }),
+      candidate: JSON.stringify({ price: '12.50', status: 'ACTIVE', tags: ['b', 'a'], links: candidate.links, meta: candidate.meta, schemaVersion: 2 }),
+      members: 3,
+    });
+    for (const over of [{}, { ignore: ['$.meta.requestId'] }, { unordered: ['$.tags'] }]) {
+      const rules = rulesOf(over);
+      const got = fast(a, b, rules);
+      expect(got).toEqual(full(a, b, rules));
+      expect(got.differences.map((d) => `${d.kind} ${d.path}`)).toContain('extra $.schemaVersion');
+    }
   });
 
   it('parses only the container that holds the difference, named by its path', () => {

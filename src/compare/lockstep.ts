@@ -44,11 +44,11 @@ interface Scan {
   state: number;
   depth: number;
   /** 1 = array, 0 = object, per open container. */
-  isArr: Uint8Array;
-  open: Int32Array;
-  index: Int32Array;
-  keyStart: Int32Array;
-  keyEnd: Int32Array;
+  isArr: number[];
+  open: number[];
+  index: number[];
+  keyStart: number[];
+  keyEnd: number[];
   /** Offset of the last closing bracket read. */
   closedAt: number;
   /** Offset of the first wide number read, or -1. */
@@ -61,17 +61,20 @@ interface Scan {
   rootKeys: number[];
 }
 
+const zeros = (): number[] => new Array<number>(MAX_DEPTH).fill(0);
+
 function newScan(buf: Buffer): Scan {
   return {
     buf,
     pos: 0,
     state: S_VALUE,
     depth: 0,
-    isArr: new Uint8Array(MAX_DEPTH),
-    open: new Int32Array(MAX_DEPTH),
-    index: new Int32Array(MAX_DEPTH),
-    keyStart: new Int32Array(MAX_DEPTH),
-    keyEnd: new Int32Array(MAX_DEPTH),
+    // Plain arrays: a typed array costs more to allocate than a small body costs to scan.
+    isArr: zeros(),
+    open: zeros(),
+    index: zeros(),
+    keyStart: zeros(),
+    keyEnd: zeros(),
     closedAt: -1,
     wideAt: -1,
     ancestors: 0,
@@ -388,7 +391,13 @@ export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   const lb = b.length;
   if (la + lb < MIN_BODY_BYTES) return undefined;
   const p = commonPrefix(a, b);
-  const s = commonSuffix(a, b, Math.min(la, lb) - p);
+  return findWindowAt(a, b, p, commonSuffix(a, b, Math.min(la, lb) - p));
+}
+
+/** findWindow, given the shared prefix p and suffix s. */
+function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | undefined {
+  const la = a.length;
+  const lb = b.length;
   const budget = (la + lb) * MAX_SHARE;
   // The differing spans end here on each side; a container holding them starts before p.
   const midEndA = la - s;
@@ -482,20 +491,185 @@ function rootMembers(sa: Scan, sb: Scan, first: number, read: boolean, midEndA: 
   return { start: first, endA, endB, keys: [], outside };
 }
 
+/**
+ * The root object's members that differ, as two object texts: what the full walk would meet
+ * outside the members byte-equal on both sides. `members` counts the legacy members left out.
+ */
+export interface MemberWindows {
+  legacy: string;
+  candidate: string;
+  members: number;
+}
+
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const endsValue = (c: number): boolean => c === 0x2c || c === 0x7d || isSpace(c);
+
+/**
+ * For differences spread over a big root object (a price near the top, `meta` and an added field
+ * after a long list): every legacy member is tokenized once, to find its span; the candidate is
+ * then read member by member in lockstep, and a member whose bytes (with the delimiter before it)
+ * are the legacy one's is confirmed by a native compare, never tokenized. Only candidate members
+ * that differ are tokenized, paired by key, and kept with their legacy partners. The walk of the two
+ * kept objects then reports what the full walk would: keys are unique on both sides (else
+ * undefined), so pairing by key is JSON.parse's; Object.keys orders a subset as it orders the whole;
+ * a member byte-equal on both sides is equal under every rule and adds no difference. Undefined
+ * when the bodies are not a valid root object each, keys repeat, a kept member would push both
+ * texts past `budget` bytes, or a wide number lies in a member left out.
+ */
+export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberWindows | undefined {
+  const la = a.length;
+  const lb = b.length;
+  let f = 0;
+  while (isSpace(a[f])) f++;
+  if (a[f] !== 0x7b) return undefined;
+  let g = 0;
+  while (isSpace(b[g])) g++;
+  if (b[g] !== 0x7b) return undefined;
+  // The legacy members, tokenized as the candidate needs them: key start, value end (exclusive),
+  // decoded key, any wide number, and whether the member is kept for the walk.
+  const sa = newScan(a);
+  const keyAt: number[] = [];
+  const ends: number[] = [];
+  const names: string[] = [];
+  const wide: boolean[] = [];
+  const kept: boolean[] = [];
+  const index = new Map<string, number>();
+  let aDone = false;
+  /** One more legacy member: 1, or 0 at the end of a valid body, or -1 (invalid, a repeated key). */
+  const next = (): number => {
+    if (aDone) return 0;
+    if (run(sa, Infinity, 1, false) !== CLOSED) return -1;
+    if (sa.depth === 0) {
+      aDone = true;
+      return run(sa, Infinity, -1, false) === END && sa.state === S_DONE ? 0 : -1;
+    }
+    const name = keyText(a, sa.keyStart[0], sa.keyEnd[0]);
+    if (index.has(name)) return -1;
+    index.set(name, names.length);
+    keyAt.push(sa.keyStart[0]);
+    ends.push(sa.pos);
+    names.push(name);
+    wide.push(sa.wideAt >= 0);
+    kept.push(true);
+    sa.wideAt = -1;
+    return 1;
+  };
+  const rest = (): boolean => {
+    let c: number;
+    while ((c = next()) > 0);
+    return c === 0;
+  };
+
+  const seen = new Set<string>();
+  const sb = newScan(b);
+  const keptB: number[] = [];
+  // Bytes of both texts to be parsed, counted as soon as a member is sure to be kept.
+  let used = 0;
+  let q = 0;
+  let i = 0;
+  for (;;) {
+    if (i === names.length && next() < 0) return undefined;
+    // The legacy member i with the bytes before it (the opening brace or the comma), or the end.
+    const last = i === names.length;
+    const from = i === 0 ? 0 : ends[i - 1];
+    const to = last ? la : ends[i];
+    const len = to - from;
+    // The value must end there in the candidate too (`,`, `}` or a space follows), or `12` would be
+    // confirmed where `123` stands.
+    if (q + len <= lb && (last ? q + len === lb : endsValue(b[q + len])) && a.compare(b, q, q + len, from, to) === 0) {
+      if (last) break;
+      if (wide[i] || seen.has(names[i])) return undefined;
+      seen.add(names[i]);
+      kept[i] = false;
+      q += len;
+      i++;
+      continue;
+    }
+    // A candidate member that differs (or the end of the candidate's root): tokenize it.
+    sb.pos = q;
+    sb.state = q === 0 ? S_VALUE : S_AFTER;
+    sb.depth = q === 0 ? 0 : 1;
+    sb.isArr[0] = 0;
+    sb.rootKeys.length = 0;
+    if (run(sb, q + (budget - used), 1, false) !== CLOSED) return undefined;
+    if (sb.depth === 0) {
+      if (run(sb, Infinity, -1, false) !== END || sb.state !== S_DONE) return undefined;
+      break;
+    }
+    const ks = sb.keyStart[0];
+    const name = keyText(b, ks, sb.keyEnd[0]);
+    if (seen.has(name)) return undefined;
+    seen.add(name);
+    let j = i < names.length && names[i] === name ? i : index.get(name);
+    if (j === undefined) {
+      if (!rest()) return undefined;
+      j = index.get(name);
+    }
+    if (j !== undefined && j >= i) {
+      // Members i … j-1 come later in the candidate or not at all: they are kept.
+      for (; i < j; i++) used += ends[i] - keyAt[i] + 1;
+      i = j + 1;
+      if (sb.pos - ks === ends[j] - keyAt[j] && a.compare(b, ks, sb.pos, keyAt[j], ends[j]) === 0) {
+        if (wide[j]) return undefined;
+        kept[j] = false;
+        q = sb.pos;
+        continue;
+      }
+      used += ends[j] - keyAt[j] + 1;
+    }
+    keptB.push(ks, sb.pos);
+    used += sb.pos - ks + 1;
+    if (used > budget) return undefined;
+    q = sb.pos;
+  }
+  // The legacy members after the last one the candidate reached are kept; all must be valid.
+  if (!rest()) return undefined;
+  for (; i < names.length; i++) used += ends[i] - keyAt[i] + 1;
+  if (used > budget) return undefined;
+  const legacy: string[] = [];
+  let members = 0;
+  for (let k = 0; k < names.length; k++) {
+    if (kept[k]) legacy.push(a.toString('utf8', keyAt[k], ends[k]));
+    else members++;
+  }
+  const candidate: string[] = [];
+  for (let k = 0; k < keptB.length; k += 2) candidate.push(b.toString('utf8', keptB[k], keptB[k + 1]));
+  return { legacy: `{${legacy.join(',')}}`, candidate: `{${candidate.join(',')}}`, members };
+}
+
 export interface LockstepRules {
   body: PathMatcher;
   tolerance: { absolute: number; relative: number };
   numberFormat: 'strict' | 'lenient';
 }
 
+/** What the fast path will parse: one window, or the root members that differ; undefined: the full path. */
+export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { members: MemberWindows } | undefined {
+  const la = a.length;
+  const lb = b.length;
+  if (la + lb < MIN_BODY_BYTES) return undefined;
+  const p = commonPrefix(a, b);
+  const s = commonSuffix(a, b, Math.min(la, lb) - p);
+  const budget = (la + lb) * MAX_SHARE;
+  // Any one window holds the whole differing span: past the budget, only several windows can pay.
+  if (la - s - p + (lb - s - p) > budget) {
+    const members = rootMemberWindows(a, b, budget);
+    return members && { members };
+  }
+  const window = findWindowAt(a, b, p, s);
+  return window && { window };
+}
+
 /**
- * Compares two differing UTF-8 JSON bodies through their differing container only, appending to
- * `out` what the full path would; returns whether the list was capped, or undefined when the full
- * path must answer. The caller has already ruled out mappings and transforms.
+ * Compares two differing UTF-8 JSON bodies through their differing container (or root members)
+ * only, appending to `out` what the full path would; returns whether the list was capped, or
+ * undefined when the full path must answer. The caller has already ruled out mappings and transforms.
  */
 export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
-  const w = findWindow(lb, cb);
-  if (w === undefined) return undefined;
+  const plan = planLockstep(lb, cb);
+  if (plan === undefined) return undefined;
+  if ('members' in plan) return walkWindow(plan.members.legacy, plan.members.candidate, rules, rules.body.initial, null, out);
+  const w = plan.window;
   const m = rules.body;
   let st = m.initial;
   let node: PathNode | null = null;
@@ -510,22 +684,35 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
   const members = w.outside !== undefined;
   const lt = members ? `{${lb.toString('utf8', w.start, w.endA + 1)}}` : lb.toString('utf8', w.start, w.endA + 1);
   const ct = members ? `{${cb.toString('utf8', w.start, w.endB + 1)}}` : cb.toString('utf8', w.start, w.endB + 1);
-  let lv: unknown;
-  let cv: unknown;
-  try {
-    lv = JSON.parse(lt);
-    cv = JSON.parse(ct);
-  } catch {
-    return undefined;
-  }
+  const parsed = parseBoth(lt, ct);
+  if (parsed === undefined) return undefined;
+  const [lv, cv] = parsed;
   if (members) {
     // A key both in the run and outside it: JSON.parse would keep only the last of the whole body.
     const outside = new Set(w.outside);
     for (const v of [lv, cv]) for (const k of Object.keys(v as object)) if (outside.has(k)) return undefined;
   }
   if (ignored) return { capped: false };
+  return walkParsed(lt, ct, lv, cv, rules, st, node, out);
+}
+
+function parseBoth(lt: string, ct: string): [unknown, unknown] | undefined {
+  try {
+    return [JSON.parse(lt), JSON.parse(ct)];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Parses two window texts and walks them from the root (the root members' windows). */
+function walkWindow(lt: string, ct: string, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } | undefined {
+  const parsed = parseBoth(lt, ct);
+  return parsed && walkParsed(lt, ct, parsed[0], parsed[1], rules, st, node, out);
+}
+
+function walkParsed(lt: string, ct: string, lv: unknown, cv: unknown, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } {
   const base: WalkBase = { s: st, node };
-  const walk: WalkContext = { m, tolerance: rules.tolerance, out, capped: false, work: 0 };
+  const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out, capped: false, work: 0 };
   const before = out.length;
   diffJson(lv, cv, walk, base);
   // As on the full path (see compareJson); outside the window every number text is shared.
