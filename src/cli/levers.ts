@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { clientSettings, type ClientSettings } from '../config/client.js';
 
-export const LEVER_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'report']);
+export const LEVER_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'reload', 'report']);
 
 export const LEVER_USAGE = `  status   [--route R]            every route: state, step, weight, gates
   promote  --route R [--full]     next step (or straight to 100% with --full)
@@ -17,6 +17,7 @@ export const LEVER_USAGE = `  status   [--route R]            every route: state
   rollback --route R              back to step 0 (weight 0), paused
   weight N --route R              set the weight by hand (pauses the controller for the route)
   bypass   on|off                 emergency: all live traffic to legacy, mirroring off
+  reload                          load the running proxy's config file again (also: SIGHUP to its process)
   report   [--route R] [--json]   readiness report (of one route with --route); exit 3 when NOT READY
 
 lever client options:
@@ -74,7 +75,11 @@ interface StateJson {
   routes: RouteJson[];
 }
 
-async function call(settings: ClientSettings, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ json: unknown; text: string }> {
+/**
+ * One admin API call. A 4xx/5xx answer becomes a one-sentence failure (exit 1); with `refused`, an
+ * answer that refuses what was asked (409, 422: a bad config file) exits with that code instead.
+ */
+async function call(settings: ClientSettings, method: 'GET' | 'POST', path: string, body?: unknown, opts: { refused?: { exit: number; prefix: string } } = {}): Promise<{ json: unknown; text: string }> {
   const url = `${settings.admin}${path}`;
   let res;
   try {
@@ -104,9 +109,12 @@ async function call(settings: ClientSettings, method: 'GET' | 'POST', path: stri
     }
   }
   if (res.statusCode >= 400) {
-    const detail = (json as { detail?: string } | undefined)?.detail;
+    const answer = json as { detail?: string; problems?: unknown[] } | undefined;
+    // A refused config lists every problem, one a line, each naming its path.
+    const problems = Array.isArray(answer?.problems) ? answer.problems.map((p) => `\n  ${String(p)}`).join('') : '';
     const hint = res.statusCode === 401 ? ' Pass --token-file or set CUTOVER_ADMIN_TOKEN.' : '';
-    throw new ClientFailure(`${detail ?? `The admin API answered ${res.statusCode}.`}${hint}`, EXIT_RUNTIME);
+    const refused = opts.refused !== undefined && (res.statusCode === 409 || res.statusCode === 422) ? opts.refused : undefined;
+    throw new ClientFailure(`${refused?.prefix ?? ''}${answer?.detail ?? `The admin API answered ${res.statusCode}.`}${problems}${hint}`, refused?.exit ?? EXIT_RUNTIME);
   }
   return { json, text };
 }
@@ -236,6 +244,13 @@ async function run(command: string, argv: string[], io: Out): Promise<number> {
       if (on !== 'on' && on !== 'off') throw usage('"bypass" needs on or off');
       const { json } = await call(settings, 'POST', '/api/bypass', { on: on === 'on', ...reason });
       print(json, on === 'on' ? 'bypass ON: all live traffic goes to legacy, mirroring is off, the controller is paused' : 'bypass off: weights and mirroring are back');
+      return EXIT_OK;
+    }
+    case 'reload': {
+      // 0 reloaded (or unchanged), 2 the file was refused (every problem listed), 1 the API could not be asked.
+      const { json } = await call(settings, 'POST', '/api/reload', undefined, { refused: { exit: EXIT_USAGE, prefix: 'reload refused: ' } });
+      const { status, version, hash, routes } = json as { status: string; version: number; hash: string; routes: string[] };
+      print(json, `cutover: config ${status}: version ${version}, hash ${hash}, ${routes.length} route${routes.length === 1 ? '' : 's'}`);
       return EXIT_OK;
     }
     case 'report': {

@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { LEVER_COMMANDS, LEVER_USAGE, runLeverCommand } from './levers.js';
-import { reloadCommand } from './client.js';
 import { maskUrls } from '../config/mask.js';
 
 const USAGE = `usage: cutover <command> [options]
@@ -18,16 +17,12 @@ commands:
   run   --config FILE   run the proxy and its admin port until SIGTERM/SIGINT
   check --config FILE   validate a config: a summary and exit 0, or every problem and exit 2
   demo  [--config FILE] sample legacy + new backends, the proxy and gentle traffic
-  reload [--admin URL] [--token-file F]
-                        load the running proxy's config file again (also: SIGHUP to its process)
   fingerprint [--config FILE]
                         read a legacy key from stdin, print its fingerprint (fp_…) under the config's key
 ${LEVER_USAGE}
 
 options:
   --config FILE   config file (YAML or JSON); defaults to $CUTOVER_CONFIG
-  --admin URL     the admin API, for client commands (default http://127.0.0.1:9090)
-  --token-file F  file holding the admin token, for client commands
   --debug         print stack traces with errors
   --help          this text`;
 
@@ -97,8 +92,6 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       config: { type: 'string' },
-      admin: { type: 'string' },
-      'token-file': { type: 'string' },
       debug: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -132,12 +125,6 @@ async function main(argv: string[]): Promise<number> {
       onSignals(() => demo.stop());
       return -1;
     }
-    case 'reload':
-      return reloadCommand(
-        { admin: values.admin, tokenFile: values['token-file'] },
-        (text) => process.stdout.write(text),
-        (text) => process.stderr.write(text),
-      );
     case 'fingerprint': {
       const { fingerprintCommand } = await import('./fingerprint.js');
       process.stdout.write(`${await fingerprintCommand(await requireConfig(values.config), process.stdin)}\n`);
