@@ -7,7 +7,7 @@ import { isRealDifference, type DiffKind, type Difference, type NoiseThresholds 
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult } from '../telemetry/metrics.js';
-import { comparePair, type Compared } from './compare-pair.js';
+import { answered, comparePair, type Compared } from './compare-pair.js';
 import { SAFE_METHODS } from '../shadow/methods.js';
 import { RouteEvidenceLog } from './evidence.js';
 import { ExampleStore } from './examples.js';
@@ -26,15 +26,10 @@ export interface ClassifierLimits {
   warmupMs: number;
 }
 
-function ok(answer: UpstreamAnswer): boolean {
-  return answer.error === undefined && answer.status > 0;
-}
-
 /** 5xx, timeouts and connection errors: what the error-rate gate counts. */
 function failed(answer: UpstreamAnswer): boolean {
   return answer.outcome === '5xx' || answer.outcome === 'timeout' || answer.outcome === 'error';
 }
-
 
 /** Pairs that may wait for a route's first baseline. */
 const WARMUP_PAIRS = 64;
@@ -161,10 +156,10 @@ export class RouteAnalysis {
     const slice = this.window.current(at);
     const legacy = pair.primaryIsNew ? pair.shadow : pair.primary;
     const candidate = pair.primaryIsNew ? pair.primary : pair.shadow;
-    if (ok(legacy)) slice.legacy.observe(legacy.seconds);
-    if (ok(candidate)) slice.new.observe(candidate.seconds);
-    this.evidence.answer('legacy', failed(legacy), ok(legacy) ? legacy.seconds : null);
-    this.evidence.answer('new', failed(candidate), ok(candidate) ? candidate.seconds : null);
+    if (answered(legacy)) slice.legacy.observe(legacy.seconds);
+    if (answered(candidate)) slice.new.observe(candidate.seconds);
+    this.evidence.answer('legacy', failed(legacy), answered(legacy) ? legacy.seconds : null);
+    this.evidence.answer('new', failed(candidate), answered(candidate) ? candidate.seconds : null);
     const rules = pair.route.rules;
 
     const base = compared.baseline;
@@ -177,13 +172,13 @@ export class RouteAnalysis {
     }
 
     slice.comparisons++;
-    if (ok(legacy) && ok(candidate)) {
+    if (answered(legacy) && answered(candidate)) {
       const key = `${statusLabel(legacy.status)} ${statusLabel(candidate.status)}`;
       slice.statusPairs.set(key, (slice.statusPairs.get(key) ?? 0) + 1);
       pair.route.metrics.statusPair(legacy.status, candidate.status);
     }
-    if (!ok(legacy) || !ok(candidate)) {
-      const side = !ok(legacy) ? 'legacy' : 'new';
+    if (!answered(legacy) || !answered(candidate)) {
+      const side = !answered(legacy) ? 'legacy' : 'new';
       const answer = side === 'legacy' ? legacy : candidate;
       return this.finish(slice, pair, 'error', `${side} backend ${answer.error ?? 'failed'}`);
     }
