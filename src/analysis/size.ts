@@ -4,19 +4,11 @@
  * main thread, where its synchronous inflate and parse would stall the client's turn.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { encodingsOf } from '../compare/decode.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 
 /** JSON and text compress about this much or better with deflate and brotli; used where no size is written down. */
 const ASSUMED_RATIO = 8;
-
-function codings(headers: IncomingHttpHeaders): string[] {
-  const raw = headers['content-encoding'];
-  if (raw === undefined) return [];
-  return (Array.isArray(raw) ? raw.join(',') : raw)
-    .split(',')
-    .map((e) => e.trim().toLowerCase())
-    .filter((e) => e !== '' && e !== 'identity');
-}
 
 /**
  * The decoded size of one answer's body: as captured when not encoded; a lone gzip writes it in its
@@ -27,7 +19,7 @@ export function decodedBytes(answer: { headers: IncomingHttpHeaders; body: Buffe
   const body = answer.body;
   const n = body.length;
   if (n === 0) return 0;
-  const list = codings(answer.headers);
+  const list = encodingsOf(answer.headers);
   if (list.length === 0) return n;
   if (list.length === 1 && (list[0] === 'gzip' || list[0] === 'x-gzip') && n >= 18 && body[0] === 0x1f && body[1] === 0x8b) {
     return Math.max(n, body.readUInt32LE(n - 4));
