@@ -3,7 +3,7 @@
  * as it ages out. A slice holds counts by result, per-field mismatch and noise counts, and latency
  * histograms of both backends.
  */
-import type { DiffKind } from '../compare/index.js';
+import type { DiffKind, FieldRates } from '../compare/index.js';
 import type { ComparisonResult } from '../telemetry/metrics.js';
 import { LatencyHistogram } from './latency.js';
 
@@ -45,14 +45,6 @@ export class Slice {
   }
 }
 
-/** Counts over the live slices, for the noise classifier. */
-export interface FieldRates {
-  mismatches: number;
-  comparisons: number;
-  noiseHits: number;
-  baselineComparisons: number;
-}
-
 export class RouteWindow {
   private readonly slices: Slice[];
 
@@ -81,6 +73,7 @@ export class RouteWindow {
     return this.slices.filter((s) => s.id > currentId - n && s.id <= currentId);
   }
 
+  /** Counts over the live slices, for the noise classifier. */
   rates(live: readonly Slice[], field: string): FieldRates {
     let mismatches = 0;
     let comparisons = 0;
