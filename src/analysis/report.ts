@@ -6,7 +6,7 @@
 import { boundName, isRealDifference, redactDifference, type CompiledRules, type DiffKind, type Difference, type NoiseThresholds } from '../compare/index.js';
 import type { ComparisonResult } from '../telemetry/metrics.js';
 import { LatencyHistogram } from './latency.js';
-import type { Slice } from './window.js';
+import type { FieldSlice, Slice } from './window.js';
 
 export interface Example {
   at: string;
@@ -140,7 +140,7 @@ export function buildDiffsReport(input: ReportInput): DiffsReport {
   let comparisons = 0;
   let baselineComparisons = 0;
   const pairs = new Map<string, number>();
-  const fields = new Map<string, { mismatches: number; noiseHits: number; kinds: Partial<Record<DiffKind, number>> }>();
+  const fields = new Map<string, FieldSlice>();
   for (const s of input.live) {
     comparisons += s.comparisons;
     baselineComparisons += s.baselineComparisons;
