@@ -1,0 +1,34 @@
+/**
+ * The controller's evidence log of one route: bounded in seconds kept and latency samples, without
+ * losing a count when old seconds fold into the carried total.
+ */
+import { describe, expect, it } from 'vitest';
+import { MAX_SECONDS, RouteEvidenceLog } from '../src/analysis/evidence.js';
+
+describe('route evidence log', () => {
+  it('keeps at most MAX_SECONDS per-second buckets, folding older ones without losing counts, and a bounded reservoir', () => {
+    let now = 0;
+    const log = new RouteEvidenceLog('r', () => now, 50, () => 0.5);
+    const seconds = MAX_SECONDS + 500;
+    for (let s = 0; s < seconds; s++) {
+      now = s * 1000;
+      log.answer('legacy', false, 0.01);
+      log.answer('new', s % 2 === 0, s % 2 === 0 ? null : 0.02);
+      log.comparison(s % 10 === 0);
+    }
+    // Reads the private map on purpose: its size is the bound under test.
+    expect((log as unknown as { seconds: Map<number, unknown> }).seconds.size).toBe(MAX_SECONDS);
+    const all = log.read(0);
+    expect(all.comparisons).toBe(seconds);
+    expect(all.mismatches).toBe(seconds / 10);
+    expect(all.legacy).toMatchObject({ requests: seconds, errors: 0 });
+    expect(all.new).toMatchObject({ requests: seconds, errors: seconds / 2 });
+    expect(all.legacy.latencies).toHaveLength(50);
+    expect(all.new.latencies).toHaveLength(50);
+
+    // A later start forgets what came before it, carried total included.
+    const recent = log.read((seconds - 10) * 1000);
+    expect(recent.comparisons).toBe(10);
+    expect(recent.legacy.requests).toBe(10);
+  });
+});
