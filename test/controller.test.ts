@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MEMORY, AuditLog } from '../src/cutover/audit.js';
-import { Controller, LeverError, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
+import { Controller, LeverError, MAX_WEBHOOKS_IN_FLIGHT, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
 import { MemoryStore } from '../src/cutover/store.js';
 import type { GateThresholds } from '../src/cutover/types.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
@@ -224,6 +224,23 @@ describe('controller: rollback', () => {
     const deadline = Date.now() + 5_000;
     while (r.controller.webhookFailures === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(r.controller.webhookFailures).toBe(1);
+    hanging.closeAllConnections();
+  });
+
+  it('bounds rollback webhooks in flight: past MAX_WEBHOOKS_IN_FLIGHT they are dropped and counted, not queued', async () => {
+    let arrived = 0;
+    const hanging = http.createServer(() => {
+      arrived++;
+    });
+    servers.push(hanging);
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const webhook = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
+    const r = await rig({ settings: { webhook, webhookTimeoutMs: 30_000 } });
+    for (let i = 0; i < MAX_WEBHOOKS_IN_FLIGHT + 3; i++) await r.controller.rollback('r', { who: 'ops' });
+    expect(r.controller.webhooksDropped).toBe(3);
+    const deadline = Date.now() + 5_000;
+    while (arrived < MAX_WEBHOOKS_IN_FLIGHT && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(arrived).toBe(MAX_WEBHOOKS_IN_FLIGHT);
     hanging.closeAllConnections();
   });
 
