@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLog } from '../src/cutover/audit.js';
-import { Controller, LeverError, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
+import { AUDIT_MEMORY, AuditLog } from '../src/cutover/audit.js';
+import { Controller, LeverError, MAX_WEBHOOKS_IN_FLIGHT, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
 import { MemoryStore } from '../src/cutover/store.js';
 import type { GateThresholds } from '../src/cutover/types.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
@@ -227,6 +227,23 @@ describe('controller: rollback', () => {
     hanging.closeAllConnections();
   });
 
+  it('bounds rollback webhooks in flight: past MAX_WEBHOOKS_IN_FLIGHT they are dropped and counted, not queued', async () => {
+    let arrived = 0;
+    const hanging = http.createServer(() => {
+      arrived++;
+    });
+    servers.push(hanging);
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const webhook = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
+    const r = await rig({ settings: { webhook, webhookTimeoutMs: 30_000 } });
+    for (let i = 0; i < MAX_WEBHOOKS_IN_FLIGHT + 3; i++) await r.controller.rollback('r', { who: 'ops' });
+    expect(r.controller.webhooksDropped).toBe(3);
+    const deadline = Date.now() + 5_000;
+    while (arrived < MAX_WEBHOOKS_IN_FLIGHT && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(arrived).toBe(MAX_WEBHOOKS_IN_FLIGHT);
+    hanging.closeAllConnections();
+  });
+
   it('rolls back on a slower new backend (latency gate) and on new errors', async () => {
     const r = await rig({ settings: { holdIntervals: 1, failureThreshold: 2 }, routes: [{ name: 'slow' }, { name: 'errs' }, { name: 'both' }] });
     await r.step((t) => {
@@ -396,5 +413,28 @@ describe('controller: sequencing and levers', () => {
     expect(store.snapshot().routes.r.weight).toBe(10);
     controller.stop();
     expect(scheduled).toBeUndefined();
+  });
+});
+
+describe('audit log bounds', () => {
+  const entry = (i: number) => ({ when: new Date(i).toISOString(), who: 'test', route: 'r', action: 'weight', from: null, to: null, why: `#${i}` });
+
+  it('without a file: reads at most AUDIT_MEMORY entries, the latest ones, oldest first', async () => {
+    const audit = new AuditLog();
+    for (let i = 0; i < AUDIT_MEMORY + 5; i++) await audit.append(entry(i));
+    const read = await audit.read(AUDIT_MEMORY + 50);
+    expect(read).toHaveLength(AUDIT_MEMORY);
+    expect(read[0].why).toBe('#5');
+    expect(read.at(-1)?.why).toBe(`#${AUDIT_MEMORY + 4}`);
+    expect((await audit.read(3)).map((e) => e.why)).toEqual([`#${AUDIT_MEMORY + 2}`, `#${AUDIT_MEMORY + 3}`, `#${AUDIT_MEMORY + 4}`]);
+  });
+
+  it('reads the latest entries from the file, at most AUDIT_MEMORY', async () => {
+    const audit = new AuditLog(join(mkdtempSync(join(tmpdir(), 'cutover-audit-')), 'audit.jsonl'));
+    for (let i = 0; i < AUDIT_MEMORY + 5; i++) void audit.append(entry(i));
+    await audit.flush();
+    const read = await audit.read(AUDIT_MEMORY + 50);
+    expect(read).toHaveLength(AUDIT_MEMORY);
+    expect(read.at(-1)?.why).toBe(`#${AUDIT_MEMORY + 4}`);
   });
 });

@@ -1,8 +1,7 @@
 /**
- * `cutover status | promote | pause | resume | rollback | weight N | bypass on|off | report`: thin
- * clients of the controller's admin API (like `kubectl argo rollouts`). `cutover reload` lives with
- * the reload work (src/cli/client.ts on the shape branch). Exit 0 ok, 1 runtime failure (the
- * admin API unreachable or refusing), 2 bad usage, 3 for `report` when NOT READY.
+ * `cutover status | promote | pause | resume | rollback | weight N | bypass on|off | reload | report`:
+ * thin clients of the admin API (like `kubectl argo rollouts`). Exit 0 ok, 1 runtime failure (the
+ * admin API unreachable or refusing), 2 bad usage (and a refused reload), 3 for `report` when NOT READY.
  */
 import { parseArgs } from 'node:util';
 import { request } from 'undici';

@@ -17,18 +17,6 @@ export interface ValueSource {
   env?: string;
 }
 
-function oneSource(file: string | undefined, env: string | undefined, where: string, fileKey: string, envKey: string, problems: string[]): void {
-  if (file && env) problems.push(`${where}: give ${fileKey} or ${envKey}, not both`);
-  else if (!file && !env) problems.push(`${where}: give ${fileKey} or ${envKey}`);
-  else if (file) {
-    try {
-      accessSync(file, constants.R_OK);
-    } catch (err) {
-      problems.push(`${where}.${fileKey}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  } else if (env && !process.env[env]?.trim()) problems.push(`${where}.${envKey}: environment variable ${env} is not set`);
-}
-
 function readable(file: string | undefined, where: string, problems: string[]): void {
   if (!file) return;
   try {
@@ -36,6 +24,13 @@ function readable(file: string | undefined, where: string, problems: string[]): 
   } catch (err) {
     problems.push(`${where}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+}
+
+function oneSource(file: string | undefined, env: string | undefined, where: string, fileKey: string, envKey: string, problems: string[]): void {
+  if (file && env) problems.push(`${where}: give ${fileKey} or ${envKey}, not both`);
+  else if (!file && !env) problems.push(`${where}: give ${fileKey} or ${envKey}`);
+  else if (file) readable(file, `${where}.${fileKey}`, problems);
+  else if (env && !process.env[env]?.trim()) problems.push(`${where}.${envKey}: environment variable ${env} is not set`);
 }
 
 /** Makes every credential file path absolute, relative to the config file's directory (in place). */

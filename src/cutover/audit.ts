@@ -1,7 +1,7 @@
 /**
  * The audit log: every weight or state change, by the controller or a person, as one JSON line at
  * `cutover.audit.path` (when, who, route, from, to, why). Appends are serialised so lines never
- * interleave; the latest entries are also kept in memory (bounded) so the log reads without a file.
+ * interleave. Without a path the latest entries are kept in memory instead (bounded).
  */
 import { appendFile, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -38,7 +38,7 @@ export class AuditLog {
   private readonly recent: AuditEntry[] = [];
   private tail: Promise<void> = Promise.resolve();
   private dirReady = false;
-  /** Entries that could not be written to the file (kept in memory still). */
+  /** Entries that could not be written to the file (logged through `onError`). */
   failedWrites = 0;
 
   constructor(
@@ -48,10 +48,13 @@ export class AuditLog {
 
   /** Appends one entry; resolves when it is on disk (callers need not wait). Never rejects. */
   append(entry: AuditEntry): Promise<void> {
-    this.recent.push(entry);
-    if (this.recent.length > AUDIT_MEMORY) this.recent.splice(0, this.recent.length - AUDIT_MEMORY);
     const path = this.path;
-    if (path === undefined) return Promise.resolve();
+    if (path === undefined) {
+      // Without a file the memory is the log; with one, `read` reads the file and never this list.
+      this.recent.push(entry);
+      if (this.recent.length > AUDIT_MEMORY) this.recent.splice(0, this.recent.length - AUDIT_MEMORY);
+      return Promise.resolve();
+    }
     const line = `${JSON.stringify(entry)}\n`;
     this.tail = this.tail.then(async () => {
       try {

@@ -653,27 +653,27 @@ export class Controller {
     /** Credentials still seen on the given complete routes since they completed (epoch ms). */
     stragglers?: (complete: ReadonlyMap<string, number>) => ReportStraggler[];
   }): Promise<ReportInput> {
-    const view = this.view();
-    const stored = this.deps.store.snapshot().routes;
-    const complete = new Map(view.routes.filter((r) => r.state === 'complete').map((r) => [r.route, stored[r.route]?.changedAt ?? 0] as const));
+    const snap = this.deps.store.snapshot();
+    const states = [...this.routes.values()].map((r) => snap.routes[r.name] ?? this.seed(r));
+    const complete = new Map(states.filter((s) => s.state === 'complete').map((s) => [s.route, s.changedAt] as const));
     const audit = await this.deps.audit.read(AUDIT_MEMORY);
     const rollbacks: ReportRollback[] = audit.filter((e) => e.action === 'rollback').map((e) => ({ route: e.route, at: e.when, who: e.who, reason: e.why }));
     return {
-      routes: view.routes.map((r) => ({
-        route: r.route,
-        state: r.state,
-        weight: r.weight,
-        step: r.step,
-        since: r.since,
-        evidence: this.deps.evidence.evidence(r.route, r.since),
-        gates: r.gates,
-        fields: opts.fields?.(r.route),
+      routes: states.map((s) => ({
+        route: s.route,
+        state: s.state,
+        weight: s.weight,
+        step: s.step,
+        since: s.since,
+        evidence: this.deps.evidence.evidence(s.route, s.since),
+        gates: s.history.at(-1)?.gates ?? [],
+        fields: opts.fields?.(s.route),
       })),
       rollbacks,
       stragglers: opts.stragglers?.(complete),
       configHash: opts.configHash,
-      bypass: view.bypass.bypass,
-      mode: view.mode,
+      bypass: this.bypassed(),
+      mode: this.settings.mode,
       now: this.deps.now(),
     };
   }

@@ -10,8 +10,6 @@
 /** Where a route is in its cutover (the `state` label of `cutover_state`). */
 export type RouteStateName = 'shadow' | 'shifting' | 'paused' | 'rolled_back' | 'complete';
 
-export const ROUTE_STATES: readonly RouteStateName[] = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'];
-
 /** A gate's verdict: pass, fail, or not enough data to say (never a failure). */
 export type GateVerdict = 'pass' | 'fail' | 'no_data';
 

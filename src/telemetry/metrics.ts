@@ -166,6 +166,11 @@ class Family<S extends Scalar | Buckets> {
   }
 }
 
+/** A family of counters or gauges (every family but the histograms). */
+function scalarFamily(name: string, help: string, type: 'counter' | 'gauge', labelNames: readonly string[]): Family<Scalar> {
+  return new Family(name, help, type, labelNames, (l) => new Scalar(l));
+}
+
 interface Series {
   outcomes: Record<Outcome, Scalar>;
   duration: Buckets;
@@ -278,15 +283,14 @@ export type CredentialWindow = '1h' | '24h';
 
 /** The credential metrics: outbound token fetches, legacy credential use, and the inventory's gauge. */
 export class CredentialMetrics {
-  readonly tokenFetchesTotal = new Family('cutover_token_fetches_total', 'Calls to a backend\'s OAuth2 token endpoint, by backend and result (ok, error).', 'counter', ['backend', 'result'], (l) => new Scalar(l));
-  readonly credentialRequestsTotal = new Family(
+  readonly tokenFetchesTotal = scalarFamily('cutover_token_fetches_total', 'Calls to a backend\'s OAuth2 token endpoint, by backend and result (ok, error).', 'counter', ['backend', 'result']);
+  readonly credentialRequestsTotal = scalarFamily(
     'cutover_credential_requests_total',
     'Requests carrying a legacy credential, by route, where it was found (scheme) and the backend that served the request.',
     'counter',
     ['route', 'scheme', 'backend'],
-    (l) => new Scalar(l),
   );
-  readonly legacyActive = new Family('cutover_legacy_credentials_active', 'Distinct legacy credentials seen within the window (1h, 24h).', 'gauge', ['window'], (l) => new Scalar(l));
+  readonly legacyActive = scalarFamily('cutover_legacy_credentials_active', 'Distinct legacy credentials seen within the window (1h, 24h).', 'gauge', ['window']);
   readonly families = [this.tokenFetchesTotal, this.credentialRequestsTotal, this.legacyActive];
 
   /** A recorder of one backend's token fetches; both series exist from the start, at 0. */
@@ -308,12 +312,11 @@ export class CredentialMetrics {
 export class Telemetry {
   /** prom-client's registry, for its default process and Node.js metrics only. */
   readonly registry = new client.Registry();
-  readonly requestsTotal = new Family(
+  readonly requestsTotal = scalarFamily(
     'cutover_requests_total',
     'Upstream requests made by the proxy, by route, backend, role (primary: its answer went to the client; shadow: mirrored) and outcome (status class, timeout or connection error).',
     'counter',
     ['route', 'backend', 'role', 'outcome'],
-    (l) => new Scalar(l),
   );
   readonly requestDuration = new Family(
     'cutover_request_duration_seconds',
@@ -322,51 +325,45 @@ export class Telemetry {
     ['route', 'backend', 'role'],
     (l) => new Buckets(l, DURATION_BUCKETS),
   );
-  readonly comparisonsTotal = new Family(
+  readonly comparisonsTotal = scalarFamily(
     'cutover_comparisons_total',
     'Comparisons of a primary answer with its mirrored answer: match, mismatch (a real difference), noise (only fields that also differ between two calls to the same backend), error (could not compare).',
     'counter',
     ['route', 'result'],
-    (l) => new Scalar(l),
   );
-  readonly mismatchFieldsTotal = new Family(
+  readonly mismatchFieldsTotal = scalarFamily(
     'cutover_mismatch_fields_total',
     'Differing fields found by comparisons, by route, normalised field path (at most 50 per route, then _other) and kind of difference.',
     'counter',
     ['route', 'field', 'kind'],
-    (l) => new Scalar(l),
   );
-  readonly shadowSkippedTotal = new Family(
+  readonly shadowSkippedTotal = scalarFamily(
     'cutover_shadow_skipped_total',
     'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (too many mirrors in flight or comparisons queued), bypass, shadow_down (the shadow backend keeps failing; its circuit breaker is open).',
     'counter',
     ['route', 'reason'],
-    (l) => new Scalar(l),
   );
-  readonly statusPairsTotal = new Family(
+  readonly statusPairsTotal = scalarFamily(
     'cutover_status_pairs_total',
     'Compared pairs by route and the status each backend answered (legacy, new): the common codes exactly (200, 404, …), others as their class (4xx). Series appear as pairs are seen.',
     'counter',
     ['route', 'legacy', 'new'],
-    (l) => new Scalar(l),
   );
-  readonly trafficWeight = new Family('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route'], (l) => new Scalar(l));
-  readonly cutoverStage = new Family('cutover_stage', 'Index into cutover.steps of the step each route is at.', 'gauge', ['route'], (l) => new Scalar(l));
-  readonly cutoverState = new Family(
+  readonly trafficWeight = scalarFamily('cutover_traffic_weight', 'Percent of live traffic (0-100) served by the new backend, by route.', 'gauge', ['route']);
+  readonly cutoverStage = scalarFamily('cutover_stage', 'Index into cutover.steps of the step each route is at.', 'gauge', ['route']);
+  readonly cutoverState = scalarFamily(
     'cutover_state',
     'Where each route is in its cutover: 1 for its current state (shadow, shifting, paused, rolled_back, complete), 0 for the others.',
     'gauge',
     ['route', 'state'],
-    (l) => new Scalar(l),
   );
-  readonly gateStatus = new Family(
+  readonly gateStatus = scalarFamily(
     'cutover_gate_status',
     "Each gate's verdict at the route's latest check: 1 pass, 0 fail, -1 inconclusive (not enough data).",
     'gauge',
     ['route', 'gate'],
-    (l) => new Scalar(l),
   );
-  readonly rollbacksTotal = new Family('cutover_rollbacks_total', 'Rollbacks to step 0, by route and reason (the failing gate, or manual).', 'counter', ['route', 'reason'], (l) => new Scalar(l));
+  readonly rollbacksTotal = scalarFamily('cutover_rollbacks_total', 'Rollbacks to step 0, by route and reason (the failing gate, or manual).', 'counter', ['route', 'reason']);
   readonly upstreamQueue = new Family(
     'cutover_upstream_queue_seconds',
     'Time an upstream request waited for a pooled connection (including connecting) before it was sent, by backend and role. Not part of cutover_request_duration_seconds.',
@@ -374,15 +371,14 @@ export class Telemetry {
     ['backend', 'role'],
     (l) => new Buckets(l, QUEUE_BUCKETS),
   );
-  readonly configReloadsTotal = new Family('cutover_config_reloads_total', 'Config reloads (SIGHUP, POST /api/reload, cutover reload) by result: ok, or error (the running config was kept).', 'counter', ['result'], (l) => new Scalar(l));
-  readonly configInfo = new Family('cutover_config_info', 'The loaded config, by hash of its validated content (1 for the loaded one).', 'gauge', ['hash'], (l) => new Scalar(l));
-  readonly stateStoreUp = new Family('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', [], (l) => new Scalar(l));
-  readonly rejectedRequestsTotal = new Family(
+  readonly configReloadsTotal = scalarFamily('cutover_config_reloads_total', 'Config reloads (SIGHUP, POST /api/reload, cutover reload) by result: ok, or error (the running config was kept).', 'counter', ['result']);
+  readonly configInfo = scalarFamily('cutover_config_info', 'The loaded config, by hash of its validated content (1 for the loaded one).', 'gauge', ['hash']);
+  readonly stateStoreUp = scalarFamily('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', []);
+  readonly rejectedRequestsTotal = scalarFamily(
     'cutover_rejected_requests_total',
     'Requests the proxy answered itself instead of forwarding, by route and reason: body_timeout (408, the body came too slowly), body_buffer_full (503, too many body bytes buffered at once), saturated (503, the backend pool queue is full), bad_path (400: a path that cannot be made canonical, or a route parameter holding a separator or dot-segment), bad_host (400: two Host headers or a malformed authority).',
     'counter',
     ['route', 'reason'],
-    (l) => new Scalar(l),
   );
   private readonly families = [
     this.requestsTotal,
