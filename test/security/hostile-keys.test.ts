@@ -3,24 +3,16 @@
  * /metrics, stored paths or the diffs answer grow with them. Keys are cut (with a hash suffix so
  * distinct long keys stay distinct) where paths are made; examples are bounded when rendered.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { boundName, MAX_KEY_CHARS } from '../../src/compare/index.js';
-import { startBackend, waitFor, type TestBackend } from '../helpers/backend.js';
-import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/backend.js';
+import { baseConfig } from '../helpers/proxy.js';
+import { scoped } from '../helpers/scoped.js';
 
 const TOKEN = 'hostile-keys-token';
 process.env.CUTOVER_TEST_HOSTILE_TOKEN = TOKEN;
 
-let legacy: TestBackend | null = null;
-let next: TestBackend | null = null;
-let proxy: InProcessProxy | null = null;
-
-afterEach(async () => {
-  await proxy?.close(100);
-  await legacy?.close();
-  await next?.close();
-  proxy = legacy = next = null;
-});
+const scope = scoped();
 
 const MB = 1024 * 1024;
 
@@ -45,17 +37,17 @@ describe('answers with 1 MB keys', () => {
   it('keep /metrics and the diffs answer small', async () => {
     // Each answer carries its own 1 MB key on both sides, with different values (a value mismatch),
     // plus a key only the new side has (an extra field) and a 1 MB string value.
-    legacy = await startBackend((req, res) => {
+    const legacy = await scope.backend((req, res) => {
       const i = Number(req.url!.split('/').pop());
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ [hugeKey(i)]: 1, note: 'x'.repeat(MB) }));
     });
-    next = await startBackend((req, res) => {
+    const next = await scope.backend((req, res) => {
       const i = Number(req.url!.split('/').pop());
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ [hugeKey(i)]: 2, [`extra ${hugeKey(i)}`]: true, note: 'y'.repeat(MB) }));
     });
-    proxy = await startProxy(
+    const proxy = await scope.proxy(
       baseConfig(legacy.url, next.url, {
         admin: { host: '127.0.0.1', port: 0, tokenEnv: 'CUTOVER_TEST_HOSTILE_TOKEN' },
         routes: [{ name: 'keys', match: { path: '/v1/keys/:id' }, shadow: { percent: 100 }, compare: { maxBodyBytes: '4mib' } }],
@@ -67,11 +59,11 @@ describe('answers with 1 MB keys', () => {
       expect(res.status).toBe(200);
       await res.arrayBuffer();
     }
-    const comparisons = (): number => proxy!.analysis.diffs('keys')?.comparisons.total ?? 0;
+    const comparisons = (): number => proxy.analysis.diffs('keys')?.comparisons.total ?? 0;
     // Every mirror is either compared or, when the comparison queue's byte bound is full (3 MB pairs on
     // a busy box), skipped as overload: wait for all of them to be accounted for.
     const overload = async (): Promise<number> => {
-      const m = /^cutover_shadow_skipped_total\{route="keys",reason="overload"\} (\d+)$/m.exec(await (await fetch(`${proxy!.adminUrl}/metrics`)).text());
+      const m = /^cutover_shadow_skipped_total\{route="keys",reason="overload"\} (\d+)$/m.exec(await (await fetch(`${proxy.adminUrl}/metrics`)).text());
       return m === null ? 0 : Number(m[1]);
     };
     await waitFor(async () => comparisons() + (await overload()) >= ANSWERS, 30_000, 'every pair to be compared or counted');
@@ -93,8 +85,11 @@ describe('answers with 1 MB keys', () => {
       for (const e of f.examples) {
         expect(e.location.length).toBeLessThanOrEqual(1024);
         expect(JSON.stringify(e.legacy ?? null).length).toBeLessThanOrEqual(1026);
+        expect(JSON.stringify(e.new ?? null).length).toBeLessThanOrEqual(1026);
       }
     }
+    // The bounds above were checked on real examples, not on an empty list.
+    expect(report.fields.flatMap((f) => f.examples).length).toBeGreaterThan(0);
     // 60 answers × 2 MB of keys: the answers stay well under a megabyte each.
     expect(metrics.length).toBeLessThan(256 * 1024);
     expect(text.length).toBeLessThan(1024 * 1024);

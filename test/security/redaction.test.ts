@@ -31,6 +31,16 @@ describe('credential names', () => {
     expect(redactValue('visible', `$['${name}']`, rules)).toBe('visible');
   });
 
+  it('hides Bearer/Basic values and JWTs inside string values of plainly named fields', () => {
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJl';
+    expect(redactValue('sent Bearer abcdef123456 upstream', '$.message', rules)).toBe(`sent ${REDACTED} upstream`);
+    expect(redactValue(`token was ${jwt}`, '$.note', rules)).toBe(`token was ${REDACTED}`);
+    expect(redactValue({ note: 'Basic dXNlcjpwYXNz', items: [jwt, 'plain'] }, '$', rules)).toEqual({ note: REDACTED, items: [REDACTED, 'plain'] });
+    expect(redactValue('Basic dXNlcjpwYXNz', 'header:x-upstream-note', rules)).toBe(REDACTED);
+    // Words alone are not credentials.
+    expect(redactValue('the Bearer of news', '$.message', rules)).toBe('the Bearer of news');
+  });
+
   it.each(['x-api-key', 'X-Auth-Token', 'authorization', 'cookie', 'x-session-id', 'x-client-secret'])('redacts the header %s', (name) => {
     expect(redactValue('value-123', `header:${name}`, rules)).toBe(REDACTED);
   });

@@ -74,12 +74,17 @@ describe('slow request bodies', () => {
     expect(trickle.text()).toMatch(/^HTTP\/1\.1 408 /);
     expect(trickle.text()).toMatch(/content-type: application\/problem\+json/i);
     expect(trickle.text()).toContain('"code":"REQUEST_TIMEOUT"');
+    // The whole-request budget answered, not the idle one (the trickle never pauses 500 ms).
+    expect(trickle.text()).toContain('was not received within 1000 ms');
+    expect(trickleMs).toBeGreaterThanOrEqual(900);
     await trickle.closed; // the connection is closed: the rest of the body is never read
 
     // An encoded spelling of the same path is counted under its route, as routing would see it.
     const stalled = await rawClient(proxy.dataUrl, postHead(1000, '/v%31//upload') + 'x'.repeat(500));
     await waitFor(() => stalled.text().includes('\r\n\r\n{'), 10_000, 'the stalled client to get an answer');
     expect(stalled.text()).toMatch(/^HTTP\/1\.1 408 /);
+    // The idle budget answered, before the 1 s whole-request budget would have.
+    expect(stalled.text()).toContain('body paused for more than 500 ms');
     await stalled.closed;
 
     expect(backend.received).toHaveLength(0);
