@@ -3,7 +3,7 @@
  * worker unchanged. It takes plain answers and compiled rules and returns plain comparisons; the
  * "record" half (`RouteAnalysis.record`) applies them to the route's window on the main thread.
  */
-import { compareResponses, compileRules, type Captured, type Comparison } from '../compare/index.js';
+import { baselineRules, compareResponses, compileRules, type Captured, type Comparison } from '../compare/index.js';
 import type { CompareSettings, RouteRules } from '../config/load.js';
 
 /** What the compare half needs of one answer (structured-clone friendly). */
@@ -33,10 +33,8 @@ export interface Compared {
 
 /** For a worker, which gets settings (functions cannot cross threads) and compiles them itself. */
 export function compileRouteRules(compare: CompareSettings): PairRules {
-  return {
-    shadow: compileRules(compare),
-    baseline: compileRules({ ...compare, mappings: [], transform: undefined, transformPath: undefined }),
-  };
+  const shadow = compileRules(compare);
+  return { shadow, baseline: baselineRules(shadow) };
 }
 
 export function answered(answer: PairAnswer): boolean {

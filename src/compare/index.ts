@@ -54,6 +54,14 @@ function parseAll(list: readonly string[], where: string): Segment[][] {
   return list.map((p, i) => parsePath(p, `${where}[${i}]`));
 }
 
+/**
+ * The rules for a baseline pair (two answers of one backend): the same compiled matchers, without the
+ * mapping or transform that turn new's contract into legacy's.
+ */
+export function baselineRules(shadow: CompiledRules): CompiledRules {
+  return Object.freeze({ ...shadow, mappings: [], transform: undefined, transformName: 'transform' });
+}
+
 /** Throws PathSyntaxError (code CUTOVER_BAD_COMPARE_PATH) naming the rule that does not parse. */
 export function compileRules(settings: CompareSettings): CompiledRules {
   const ignoreHeaders = new Set(settings.ignoreHeaders.map((h) => h.toLowerCase()));

@@ -9,7 +9,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { compileRules, type CompiledRules } from '../compare/index.js';
+import { baselineRules, compileRules, type CompiledRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { DEFAULT_GATES } from '../cutover/gates.js';
 import type { GateThresholds } from '../cutover/types.js';
@@ -314,7 +314,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
 
 /** The baseline rules share the compiled matchers; they only leave out the mapping and transform. */
 function routeRules(shadow: CompiledRules): RouteRules {
-  return { shadow, baseline: Object.freeze({ ...shadow, mappings: [], transform: undefined, transformName: 'transform' }) };
+  return { shadow, baseline: baselineRules(shadow) };
 }
 
 const EMPTY_RULES = routeRules(compileRules(BUILTIN_COMPARE));
