@@ -48,11 +48,16 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
-/** `next`, then the inventory told of this credential's sighting once the live answer's status is known. */
-function inventoried(next: OnSettled | null, inventory: CredentialInventory, sighting: Omit<CredentialSighting, 'status'>): OnSettled {
+/**
+ * `next`, then the inventory told of this credential's sighting once the live answer's status is
+ * known. The sighting is this request's own object (the inventory keeps no reference to it), so
+ * the status is filled in rather than copied into a new one.
+ */
+function inventoried(next: OnSettled | null, inventory: CredentialInventory, sighting: CredentialSighting): OnSettled {
   return (answer) => {
     next?.(answer);
-    inventory.record({ ...sighting, status: answer.status });
+    sighting.status = answer.status;
+    inventory.record(sighting);
   };
 }
 
@@ -277,7 +282,7 @@ export class ProxyServer {
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
     const inventory = this.deps.credentials?.inventory;
     if (inventory !== undefined && credential?.fingerprint && credential.scheme) {
-      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
+      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, status: 0, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
     }
     if (this.accessLog) {
       const toJob = onSettled;
