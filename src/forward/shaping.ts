@@ -36,7 +36,8 @@ import type { Dispatcher } from 'undici';
 import type { CredentialLocation } from '../config/schema.js';
 import type { BackendName } from '../telemetry/metrics.js';
 import type { OutboundMapping } from '../credentials/outbound/index.js';
-import { credentialHeaderNames, shadowHeaders, upstreamHeaders, type ForwardedContext } from './headers.js';
+import { credentialHeaderNames, credentialQueryNames } from '../credentials/extract.js';
+import { shadowHeaders, upstreamHeaders, type ForwardedContext } from './headers.js';
 
 export type OutboundKind = 'live' | 'mirror' | 'baseline' | 'upgrade';
 
@@ -66,11 +67,6 @@ export interface ShapingOptions {
   outbound?: readonly Dispatcher.DispatcherComposeInterceptor[];
   /** Per-backend connection options (e.g. TLS client certificate), merged into the pool's `connect`. */
   connect?: Record<string, unknown>;
-}
-
-/** Query parameter names that carry a legacy credential, per the config. */
-export function credentialQueryNames(locations: readonly CredentialLocation[]): string[] {
-  return locations.flatMap((loc) => ('query' in loc ? [loc.query] : []));
 }
 
 function paramName(pair: string): string {
