@@ -72,8 +72,11 @@ interface Decision {
   path: string;
   /** Canonical path and query, as legacy receives it. */
   legacyPath: string;
-  /** The same call in the new API's shape (`rewrite.path`), computed only when needed. */
-  newPath: () => string;
+  /** The route match and query `newPathOf` rewrites from. */
+  match: RegExpExecArray | null;
+  query: string;
+  /** The same call in the new API's shape (`rewrite.path`): read it through `newPathOf`, which fills it when first needed. */
+  newPath?: string;
   route: Route;
   ctx: ForwardedContext;
   clientIp: string;
@@ -88,6 +91,11 @@ interface Rejection {
   route: Route;
   problem: Problem;
   reason: RejectReason;
+}
+
+/** The call in the new API's shape, rewritten once per request and only when asked for (no closure per request). */
+function newPathOf(d: Decision): string {
+  return (d.newPath ??= d.route.newPath(d.match, d.path, d.query));
 }
 
 function hostValues(raw: readonly string[]): string[] {
@@ -226,9 +234,8 @@ export class ProxyServer {
     const toNew = !this.bypassed() && newAllowed && route !== routes.other && route.servesNew(key);
     const primary = toNew ? upstreams.new : upstreams.legacy;
     const legacyPath = path + query;
-    let newPath: string | undefined;
     const intent: OutboundIntent = { kind: 'live', rawHeaders: req.rawHeaders, ctx, forwardCredentials: route.forwardCredentials, mapping: credential?.mapping };
-    return { method, path, legacyPath, newPath: () => (newPath ??= route.newPath(match, path, query)), route, ctx, clientIp, toNew, primary, intent, credential };
+    return { method, path, legacyPath, match, query, newPath: undefined, route, ctx, clientIp, toNew, primary, intent, credential };
   }
 
   private reject(res: ServerResponse, rejection: Rejection): void {
@@ -296,9 +303,9 @@ export class ProxyServer {
       };
     }
     const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
-    primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? decision.newPath() : legacyPath, body, intent }), exchange);
+    primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
-    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: decision.newPath(), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
   };
 
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
@@ -339,7 +346,7 @@ export class ProxyServer {
       return;
     }
     const { method, legacyPath, toNew, primary, intent } = decision;
-    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? decision.newPath() : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, (err) =>
+    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
     );
   };
