@@ -15,7 +15,7 @@ import { MemoryStore } from './cutover/store.js';
 import { FileStore } from './cutover/store-file.js';
 import { Reloader, type ReloadOutcome } from './reload.js';
 import { Snapshots } from './proxy/snapshot.js';
-import { credentialQueryNames } from './forward/shaping.js';
+import { credentialQueryNames } from './credentials/extract.js';
 import { Upstream, type UpstreamShaping } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
 import { ShadowEngine } from './shadow/engine.js';

@@ -2,7 +2,7 @@
  * RFC 9457 problem details, for every error the proxy or the admin API answers with itself.
  * `code` is a stable extension member scripts can match on; `detail` is one sentence for a person.
  */
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 export const PROBLEM_TYPE = 'application/problem+json';
@@ -27,12 +27,10 @@ export function sendProblem(res: ServerResponse, p: Problem): void {
   res.end(body);
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable' };
-
 /** Writes a problem as a whole HTTP/1.1 response to a raw socket (no server response exists) and closes it. */
 export function writeRawProblem(socket: Duplex, p: Problem): void {
   const body = JSON.stringify(p);
   socket.end(
-    `HTTP/1.1 ${p.status} ${STATUS_TEXT[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
   );
 }

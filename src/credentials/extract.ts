@@ -69,6 +69,29 @@ function readBearer(authorization: string | undefined): string | undefined {
   return authorization.slice(7).trim() || undefined;
 }
 
+/** The header (lower-case) a location carries its credential in; undefined for a query parameter. */
+export function locationHeader(loc: LegacyLocation): string | undefined {
+  if ('header' in loc) return loc.header.toLowerCase();
+  if ('bearer' in loc || 'basic' in loc) return 'authorization';
+  if ('cookie' in loc) return 'cookie';
+  return undefined;
+}
+
+/** Header names that carry a legacy credential (lower-case): what is stripped toward new. */
+export function credentialHeaderNames(locations: readonly LegacyLocation[]): Set<string> {
+  const names = new Set<string>();
+  for (const loc of locations) {
+    const name = locationHeader(loc);
+    if (name !== undefined) names.add(name);
+  }
+  return names;
+}
+
+/** Query parameter names that carry a legacy credential: stripped toward new, masked in anything stored. */
+export function credentialQueryNames(locations: readonly LegacyLocation[]): string[] {
+  return locations.flatMap((loc) => ('query' in loc ? [loc.query] : []));
+}
+
 /** The client's legacy credential and where it was found, or null. `url` is the request target (path and query). */
 export function extractCredential(headers: HeaderSource, url: string | undefined, locations: readonly LegacyLocation[]): ExtractedCredential | null {
   for (const loc of locations) {
@@ -76,19 +99,19 @@ export function extractCredential(headers: HeaderSource, url: string | undefined
     let scheme: CredentialScheme;
     if ('header' in loc) {
       scheme = 'header';
-      value = headerValue(headers, loc.header.toLowerCase());
+      value = headerValue(headers, locationHeader(loc)!);
     } else if ('bearer' in loc) {
       scheme = 'bearer';
-      value = readBearer(headerValue(headers, 'authorization'));
+      value = readBearer(headerValue(headers, locationHeader(loc)!));
     } else if ('cookie' in loc) {
       scheme = 'cookie';
-      value = readCookie(headerValue(headers, 'cookie'), loc.cookie);
+      value = readCookie(headerValue(headers, locationHeader(loc)!), loc.cookie);
     } else if ('query' in loc) {
       scheme = 'query';
       value = readQuery(url, loc.query);
     } else {
       scheme = 'basic';
-      value = readBasic(headerValue(headers, 'authorization'));
+      value = readBasic(headerValue(headers, locationHeader(loc)!));
     }
     if (value) return { scheme, value };
   }

@@ -7,7 +7,6 @@
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { CredentialLocation } from '../config/schema.js';
 
 /** Hop-by-hop fields, plus `expect` (undici rejects it; the proxy answers 100-continue itself). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect']);
@@ -54,18 +53,6 @@ export class TrustedProxies {
     if (ip.startsWith('::ffff:') && isIPv4(ip.slice(7))) ip = ip.slice(7);
     return this.list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
   }
-}
-
-/** Header names that carry a legacy credential, per the config (lower-case). */
-export function credentialHeaderNames(locations: readonly CredentialLocation[]): Set<string> {
-  const names = new Set<string>();
-  for (const loc of locations) {
-    if ('header' in loc) names.add(loc.header.toLowerCase());
-    else if ('bearer' in loc || 'basic' in loc) names.add('authorization');
-    else if ('cookie' in loc) names.add('cookie');
-    // Query credentials are not headers: the shaping layer strips them from the request target.
-  }
-  return names;
 }
 
 /**

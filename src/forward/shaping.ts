@@ -36,7 +36,8 @@ import type { Dispatcher } from 'undici';
 import type { CredentialLocation } from '../config/schema.js';
 import type { BackendName } from '../telemetry/metrics.js';
 import type { OutboundMapping } from '../credentials/outbound/index.js';
-import { credentialHeaderNames, shadowHeaders, upstreamHeaders, type ForwardedContext } from './headers.js';
+import { credentialHeaderNames, credentialQueryNames } from '../credentials/extract.js';
+import { shadowHeaders, upstreamHeaders, type ForwardedContext } from './headers.js';
 
 export type OutboundKind = 'live' | 'mirror' | 'baseline' | 'upgrade';
 
@@ -66,11 +67,6 @@ export interface ShapingOptions {
   outbound?: readonly Dispatcher.DispatcherComposeInterceptor[];
   /** Per-backend connection options (e.g. TLS client certificate), merged into the pool's `connect`. */
   connect?: Record<string, unknown>;
-}
-
-/** Query parameter names that carry a legacy credential, per the config. */
-export function credentialQueryNames(locations: readonly CredentialLocation[]): string[] {
-  return locations.flatMap((loc) => ('query' in loc ? [loc.query] : []));
 }
 
 function paramName(pair: string): string {
@@ -117,18 +113,19 @@ export function shapingInterceptor(options: ShapingOptions): Dispatcher.Dispatch
   const stripQuery = credentialQueryNames(options.legacyCredentials);
   const towardNew = options.backend === 'new';
   return (dispatch) => (opts, handler) => {
-    const { cutover: intent, ...rest } = opts as ShapedDispatchOptions;
+    const intent = (opts as ShapedDispatchOptions).cutover;
     if (intent === undefined) throw new Error('cutover: an upstream request was dispatched without an OutboundIntent');
     const strip = towardNew && !intent.forwardCredentials;
     const shadow = intent.kind === 'mirror' || intent.kind === 'baseline';
     const headers = (shadow ? shadowHeaders : upstreamHeaders)(intent.rawHeaders, intent.ctx, strip ? stripHeaders : null);
-    let path = rest.path;
+    let path = opts.path;
     if (strip && stripQuery.length) {
       const q = path.indexOf('?');
       if (q !== -1) path = path.slice(0, q) + rewriteQuery(path.slice(q), stripQuery);
     }
-    // The intent stays on the options: the outbound interceptors after this one read it (undici ignores it).
-    return dispatch({ ...rest, cutover: intent, path: options.basePath + path, headers } as ShapedDispatchOptions, handler);
+    // One copy of the caller's options (not a rest-destructure and a second spread). The intent
+    // stays on them: the outbound interceptors after this one read it (undici ignores it).
+    return dispatch({ ...opts, path: options.basePath + path, headers }, handler);
   };
 }
 

@@ -48,11 +48,16 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
-/** `next`, then the inventory told of this credential's sighting once the live answer's status is known. */
-function inventoried(next: OnSettled | null, inventory: CredentialInventory, sighting: Omit<CredentialSighting, 'status'>): OnSettled {
+/**
+ * `next`, then the inventory told of this credential's sighting once the live answer's status is
+ * known. The sighting is this request's own object (the inventory keeps no reference to it), so
+ * the status is filled in rather than copied into a new one.
+ */
+function inventoried(next: OnSettled | null, inventory: CredentialInventory, sighting: CredentialSighting): OnSettled {
   return (answer) => {
     next?.(answer);
-    inventory.record({ ...sighting, status: answer.status });
+    sighting.status = answer.status;
+    inventory.record(sighting);
   };
 }
 
@@ -67,8 +72,11 @@ interface Decision {
   path: string;
   /** Canonical path and query, as legacy receives it. */
   legacyPath: string;
-  /** The same call in the new API's shape (`rewrite.path`), computed only when needed. */
-  newPath: () => string;
+  /** The route match and query `newPathOf` rewrites from. */
+  match: RegExpExecArray | null;
+  query: string;
+  /** The same call in the new API's shape (`rewrite.path`): read it through `newPathOf`, which fills it when first needed. */
+  newPath?: string;
   route: Route;
   ctx: ForwardedContext;
   clientIp: string;
@@ -83,6 +91,11 @@ interface Rejection {
   route: Route;
   problem: Problem;
   reason: RejectReason;
+}
+
+/** The call in the new API's shape, rewritten once per request and only when asked for (no closure per request). */
+function newPathOf(d: Decision): string {
+  return (d.newPath ??= d.route.newPath(d.match, d.path, d.query));
 }
 
 function hostValues(raw: readonly string[]): string[] {
@@ -221,9 +234,8 @@ export class ProxyServer {
     const toNew = !this.bypassed() && newAllowed && route !== routes.other && route.servesNew(key);
     const primary = toNew ? upstreams.new : upstreams.legacy;
     const legacyPath = path + query;
-    let newPath: string | undefined;
     const intent: OutboundIntent = { kind: 'live', rawHeaders: req.rawHeaders, ctx, forwardCredentials: route.forwardCredentials, mapping: credential?.mapping };
-    return { method, path, legacyPath, newPath: () => (newPath ??= route.newPath(match, path, query)), route, ctx, clientIp, toNew, primary, intent, credential };
+    return { method, path, legacyPath, match, query, newPath: undefined, route, ctx, clientIp, toNew, primary, intent, credential };
   }
 
   private reject(res: ServerResponse, rejection: Rejection): void {
@@ -277,7 +289,7 @@ export class ProxyServer {
     let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
     const inventory = this.deps.credentials?.inventory;
     if (inventory !== undefined && credential?.fingerprint && credential.scheme) {
-      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
+      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, status: 0, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
     }
     if (this.accessLog) {
       const toJob = onSettled;
@@ -291,9 +303,9 @@ export class ProxyServer {
       };
     }
     const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
-    primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? decision.newPath() : legacyPath, body, intent }), exchange);
+    primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
-    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: decision.newPath(), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
   };
 
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
@@ -334,7 +346,7 @@ export class ProxyServer {
       return;
     }
     const { method, legacyPath, toNew, primary, intent } = decision;
-    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? decision.newPath() : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, (err) =>
+    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
     );
   };

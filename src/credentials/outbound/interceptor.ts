@@ -18,6 +18,12 @@ import { retryOnceAfter, type Header, type OutboundAuth, type OutboundMapping } 
 
 type Controller = Dispatcher.DispatchController;
 type Handler = Dispatcher.DispatchHandler;
+type Dispatch = (opts: Dispatcher.DispatchOptions, handler: Handler) => boolean;
+
+/** `opts` sent on, with `header` in place of any field of that name (no copy when there is none). */
+function sendWith(dispatch: Dispatch, opts: Dispatcher.DispatchOptions, header: Header | null, handler: Handler): boolean {
+  return dispatch(header === null ? opts : { ...opts, headers: withHeader(opts.headers, header) }, handler);
+}
 
 /** `headers` (a flat name/value list) with every field named like `header` replaced by it. */
 export function withHeader(headers: Dispatcher.DispatchOptions['headers'], header: Header): string[] {
@@ -82,12 +88,32 @@ class AuthRetryHandler implements Handler {
   sent: Header | null = null;
 
   constructor(
+    private readonly dispatch: Dispatch,
+    private readonly opts: Dispatcher.DispatchOptions,
     private readonly inner: Handler,
     private readonly auth: OutboundAuth,
     private readonly mapping: OutboundMapping | undefined,
     private readonly canRetry: boolean,
-    private readonly resend: () => void,
   ) {}
+
+  /** Sends the request with `header` (the one a 401 on this attempt purges). */
+  send(header: Header | null): boolean {
+    this.sent = header;
+    return sendWith(this.dispatch, this.opts, header, this);
+  }
+
+  /** On a token cache miss (or the retry): one refresh is in flight however many requests wait on it. */
+  async fetchAndSend(): Promise<void> {
+    let header: Header | null;
+    try {
+      header = this.auth.cachedHeader(this.mapping) ?? (await this.auth.headerFor(this.mapping));
+    } catch (err) {
+      // Nothing was sent, so there is no controller yet; every caller's handler copes with null.
+      this.onResponseError(null, err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    this.send(header);
+  }
 
   onRequestStart(controller: Controller, context: unknown): void {
     this.stable.attach(controller);
@@ -121,7 +147,7 @@ class AuthRetryHandler implements Handler {
       this.retrying = false;
       this.retried = true;
       if (this.stable.aborted) this.inner.onResponseError?.(this.stable, this.stable.reason ?? new Error('aborted'));
-      else this.resend();
+      else void this.fetchAndSend();
       return;
     }
     this.inner.onResponseEnd?.(this.stable, trailers);
@@ -142,29 +168,14 @@ export function outboundAuthInterceptor(backend: BackendName, auth: OutboundAuth
     const intent = (opts as Partial<ShapedDispatchOptions>).cutover;
     const mapping = backend === 'new' ? intent?.mapping : undefined;
     if (auth.kind === 'none' && mapping?.header === undefined) return dispatch(opts, handler);
-    const send = (header: Header | null, h: Handler): boolean => dispatch(header === null ? opts : { ...opts, headers: withHeader(opts.headers, header) }, h);
-    if (!oauth2) return send(auth.cachedHeader(mapping), handler);
+    if (!oauth2) return sendWith(dispatch, opts, auth.cachedHeader(mapping), handler);
     const canRetry = intent?.kind !== 'upgrade' && retryOnceAfter(auth, opts.method, 401, false) && replayable(opts.body);
-    const watch: AuthRetryHandler = new AuthRetryHandler(handler, auth, mapping, canRetry, () => void fetchAndSend());
-    // Only a token cache miss gets here: one refresh is in flight however many requests wait on it.
-    const fetchAndSend = async (): Promise<void> => {
-      let header: Header | null;
-      try {
-        header = auth.cachedHeader(mapping) ?? (await auth.headerFor(mapping));
-      } catch (err) {
-        // Nothing was sent, so there is no controller yet; every caller's handler copes with null.
-        watch.onResponseError(null, err instanceof Error ? err : new Error(String(err)));
-        return;
-      }
-      watch.sent = header;
-      send(header, watch);
-    };
+    const watch = new AuthRetryHandler(dispatch, opts, handler, auth, mapping, canRetry);
     const cached = auth.cachedHeader(mapping);
     if (cached === null) {
-      void fetchAndSend();
+      void watch.fetchAndSend();
       return true;
     }
-    watch.sent = cached;
-    return send(cached, watch);
+    return watch.send(cached);
   };
 }
