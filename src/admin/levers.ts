@@ -4,11 +4,12 @@
  * `config.role` (viewer reads, operator pulls levers). Errors are problem+json.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
+import { problem } from '../problem.js';
 import type { AuditLog } from '../cutover/audit.js';
 import { LeverError, type Controller } from '../cutover/controller.js';
 import { buildReport, renderMarkdown, type ReportFieldInput, type ReportStraggler } from '../cutover/report.js';
 import { callerOf } from './auth.js';
+import { sendProblem } from './server.js';
 
 export interface LeverDeps {
   controller: Controller;
@@ -31,12 +32,8 @@ function callerName(request: FastifyRequest): string {
   return callerOf(request)?.name ?? 'unknown';
 }
 
-function send(reply: FastifyReply, p: Problem): FastifyReply {
-  return reply.code(p.status).type(PROBLEM_TYPE).send(p);
-}
-
 function badRequest(reply: FastifyReply, detail: string): FastifyReply {
-  return send(reply, problem(400, 'BAD_REQUEST', 'Bad request', detail));
+  return sendProblem(reply, problem(400, 'BAD_REQUEST', 'Bad request', detail));
 }
 
 /** The body as an object ({} when absent), or a sentence saying what is wrong. */
@@ -57,7 +54,7 @@ function reasonOf(body: Record<string, unknown>): string | undefined | Error {
 function leverFailure(reply: FastifyReply, err: unknown): FastifyReply {
   if (err instanceof LeverError) {
     const titles: Record<string, string> = { UNKNOWN_ROUTE: 'Unknown route', ALREADY_COMPLETE: 'Already complete', PAUSE_STEP: 'At a pause step', BAD_WEIGHT: 'Bad weight' };
-    return send(reply, problem(err.status, err.code, titles[err.code] ?? 'Lever refused', err.message));
+    return sendProblem(reply, problem(err.status, err.code, titles[err.code] ?? 'Lever refused', err.message));
   }
   throw err;
 }
@@ -124,7 +121,7 @@ export function registerLeverRoutes(app: FastifyInstance, deps: LeverDeps): void
     const only = request.query.route;
     if (only !== undefined) {
       // One route's report: its verdict, rollbacks and stragglers only.
-      if (!input.routes.some((r) => r.route === only)) return send(reply, problem(404, 'UNKNOWN_ROUTE', 'Unknown route', `No route is named "${only}"; see GET /api/state for the routes.`));
+      if (!input.routes.some((r) => r.route === only)) return sendProblem(reply, problem(404, 'UNKNOWN_ROUTE', 'Unknown route', `No route is named "${only}"; see GET /api/state for the routes.`));
       input.routes = input.routes.filter((r) => r.route === only);
       input.rollbacks = input.rollbacks.filter((r) => r.route === only);
       input.stragglers = input.stragglers?.filter((s) => s.routes.includes(only)).map((s) => ({ ...s, routes: [only] }));
