@@ -76,8 +76,11 @@ describe('a hanging backend path', () => {
     // a connection and run out a second budget. The margin is wide on purpose (a loaded machine).
     const slowest = Math.max(...filled.filter((a) => a.status === 504).map((a) => a.ms));
     expect(slowest).toBeLessThan(3_500);
-    // Most queued requests expired before a connection freed up, so they never reached the backend.
-    expect(backend.received.filter((r) => r.url.startsWith('/hang')).length).toBeLessThan(CONNECTIONS + 50);
+    // Whether a queued request is written before its own deadline fires races with the running ones'
+    // (same budget, dispatched a few ms apart; under CI load all 50 were sent once): how many reach the
+    // backend is not asserted here. That a request still queued at its budget is never sent is asserted
+    // deterministically in test/exchange-deadline.test.ts (live and mirror).
+    expect(backend.received.filter((r) => r.url.startsWith('/hang')).length).toBeLessThanOrEqual(CONNECTIONS + 50);
 
     const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
     expect(text).toMatch(new RegExp(`cutover_rejected_requests_total\\{route="hang",reason="saturated"\\} ${saturated.length}\\n`));
