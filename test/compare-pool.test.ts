@@ -3,12 +3,13 @@
  * (as "could not compare", never left hanging, which would hold their queue place forever), the
  * worker is replaced a bounded number of times, and then the pool says it is no longer usable.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ComparePool } from '../src/analysis/workers.js';
+import { ComparePool, workerFile } from '../src/analysis/workers.js';
+import { defaultCompareWorkers } from '../src/config/schema.js';
 import type { PairInput } from '../src/analysis/compare-pair.js';
 import type { CompareSettings } from '../src/config/load.js';
 
@@ -37,5 +38,43 @@ describe('comparison worker pool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  /** The nice value of every thread of this process (field 19 of /proc/self/task/T/stat), by thread id. */
+  function niceByThread(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+      } catch {
+        // the thread ended while we looked
+      }
+    }
+    return out;
+  }
+
+  it.runIf(process.platform === 'linux')('runs its workers at the lowest priority, so comparisons only take the CPU the event loop leaves', async () => {
+    const file = workerFile();
+    expect(file, 'dist/analysis/compare-worker.js: run `npm run build`').not.toBeNull();
+    const before = new Set(niceByThread().keys());
+    const pool = new ComparePool(1, file!);
+    try {
+      const real = { headers: [], ignoreHeaders: [], ignore: [], unordered: [], tolerance: { absolute: 0, relative: 0 }, mappings: [], sensitive: [], maxBodyBytes: 1024 } as unknown as CompareSettings;
+      const compared = await pool.compare(pair(), real);
+      expect(compared.main?.result).toBe('match');
+      const now = niceByThread();
+      // The main thread keeps its priority; the worker's own thread (one of those that appeared) is at nice 19.
+      expect(now.get(process.pid)).toBe(0);
+      const added = [...now].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
+      expect(added).toContain(19);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('is on by default even with one core (a low-priority worker takes nothing from the event loop)', () => {
+    expect(defaultCompareWorkers()).toBeGreaterThanOrEqual(1);
+    expect(defaultCompareWorkers()).toBeLessThanOrEqual(4);
   });
 });

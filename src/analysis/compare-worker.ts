@@ -3,11 +3,25 @@
  * transform modules itself by path (functions cannot cross threads), and answers every `compare`
  * message with the plain comparisons of that pair. Runs from dist/ only: `npm run build` makes it.
  */
+import { constants, setPriority } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parentPort } from 'node:worker_threads';
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { comparePair, compileRouteRules, type PairInput, type PairRules } from './compare-pair.js';
 import type { WorkerReply, WorkerRequest } from './workers.js';
+
+/**
+ * Comparisons take only the CPU the proxy's own thread leaves over. On Linux a thread's nice value is
+ * its own (setpriority on the calling thread), so this worker runs at the lowest priority while the
+ * event loop that serves clients keeps its own: on a host with no spare core the kernel runs the
+ * client path first, the comparison queue fills, and new mirrors are skipped as `overload` (counted)
+ * instead of clients waiting. Elsewhere (or where it is not allowed) the worker runs as it is.
+ */
+try {
+  setPriority(constants.priority.PRIORITY_LOW);
+} catch {
+  // not allowed or not supported: normal priority
+}
 
 const rules = new Map<string, Promise<PairRules>>();
 

@@ -280,9 +280,13 @@ export const shadowLimitsSchema = z.strictObject({
     .default({ eventLoopDelay: 50, utilisation: 0.95 }),
 });
 
-/** One core stays with the event loop; a few workers are enough for the rest (more only add memory). */
+/**
+ * One core stays with the event loop; a few workers are enough for the rest (more only add memory).
+ * A one-core host still gets one: it runs at the lowest priority (compare-worker.ts), so it only
+ * takes the time the event loop leaves, where comparing on the main thread would take turns from it.
+ */
 export function defaultCompareWorkers(): number {
-  return Math.max(0, Math.min(4, availableParallelism() - 1));
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 
 const credentialSchema = z.union([
