@@ -129,6 +129,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
+    this.capture?.expect(Number(headers['content-length']));
     try {
       this.res.writeHead(statusCode, statusMessage || undefined, downstreamHeaders(headers));
     } catch {
@@ -255,7 +256,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
       this.capture.truncated = true;
       this.settle(undefined);
       controller.abort(new TruncatedError());
-    }
+    } else this.capture.expect(length);
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
