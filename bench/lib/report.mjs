@@ -79,12 +79,20 @@ export function mergeRounds(roundRows) {
     statusCodes: undefined,
     proxyCpu: first.proxyCpu ? { usPerRequest: med((r) => r.proxyCpu?.usPerRequest), coresUsed: med((r) => r.proxyCpu?.coresUsed) } : null,
     rssMB: { start: first.rssMB.start, afterWarmup: first.rssMB.afterWarmup, peak: maxOf(roundRows.map((r) => r.rssMB.peak)), end: last.rssMB.end, hwm: maxOf(roundRows.map((r) => r.rssMB.hwm)), samples: sum2(roundRows.map((r) => r.rssMB.samples)) },
-    proxyCounters: undefined,
+    proxyCounters: sumCounters(roundRows.map((r) => r.proxyCounters)),
     medianOf: roundRows.length,
     rounds: roundRows,
   };
 }
 const sum2 = (xs) => xs.reduce((a, b) => a + (b ?? 0), 0);
+
+/** The proxy's counters of every round added up (shares then weigh each mirror once); undefined if a round has none. */
+function sumCounters(list) {
+  if (list.some((c) => !c || c.error)) return undefined;
+  const total = {};
+  for (const counters of list) for (const [k, v] of Object.entries(counters)) total[k] = (total[k] ?? 0) + v;
+  return total;
+}
 
 const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0 ? Math.round((a / b) * 1000) / 1000 : null);
 
