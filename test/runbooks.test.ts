@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRoutesOf } from '../src/admin/server.js';
+import { configSchema, routeSchema } from '../src/config/schema.js';
 import { startBackend, type TestBackend } from './helpers/backend.js';
 import { baseConfig, CLI, startProxy, type InProcessProxy } from './helpers/proxy.js';
 
@@ -43,6 +44,26 @@ function shape(path: string): string {
     .replace(/:[A-Za-z_]+/g, ':p')
     .replace(/\/[A-Z](?=\/|$)/g, '/:p')
     .replace(/[.,;:)]+$/, '');
+}
+
+/** Config keys a runbook names as levers: `shadow.maxInFlight`, `the route's shadow.percent`, `compare.maxBodyBytes`. */
+function configKeysIn(text: string): string[] {
+  const found = new Set<string>();
+  for (const m of text.matchAll(/(?<![\w$.])((?:shadow|compare|cutover|credentials|listen|admin|state|defaults)(?:\.[a-zA-Z][a-zA-Z0-9]*)+)/g)) found.add(m[1]);
+  // File names (`compare.md`, `cutover.json`) are not keys.
+  return [...found].filter((k) => !/\.(md|json|ya?ml|ts|js)$/.test(k));
+}
+
+/** The zod object or value a dotted key leads to in `schema`, or undefined when some part is not a key there. */
+function keyIn(schema: unknown, key: string): unknown {
+  let at = schema as { def?: { type?: string; innerType?: unknown; shape?: Record<string, unknown> } } | undefined;
+  for (const part of key.split('.')) {
+    while (at?.def !== undefined && (at.def.type === 'default' || at.def.type === 'optional' || at.def.type === 'nullable' || at.def.type === 'prefault')) at = at.def.innerType as typeof at;
+    const shape = at?.def?.type === 'object' ? at.def.shape : undefined;
+    if (shape === undefined || !Object.hasOwn(shape, part)) return undefined;
+    at = shape[part] as typeof at;
+  }
+  return at;
 }
 
 /** `/api/routes/:p/promote|pause` names two paths. */
@@ -97,6 +118,15 @@ describe('runbooks and docs name only what exists', () => {
     expect(checked).toBeGreaterThan(3);
     const wiredNow = [...NOT_YET_WIRED.keys()].filter((k) => routes.some((r) => `${r.method} ${r.path}` === k));
     expect(wiredNow, 'registered now: remove from NOT_YET_WIRED').toEqual([]);
+    expect(missing).toEqual([]);
+  });
+
+  it('every config key a runbook names as a lever is a key of the config (top level, or a route\'s)', () => {
+    const text = readFileSync(join(ROOT, 'dashboards/alerts.yaml'), 'utf8') + readFileSync(join(ROOT, 'docs/metrics.md'), 'utf8');
+    const keys = configKeysIn(text);
+    // The levers the overload runbook names, so the scan itself is known to work.
+    expect(keys).toEqual(expect.arrayContaining(['shadow.maxInFlight', 'shadow.compareWorkers', 'shadow.compareQueueBytes', 'shadow.shedAt', 'shadow.percent']));
+    const missing = keys.filter((key) => keyIn(configSchema, key) === undefined && keyIn(routeSchema, key) === undefined);
     expect(missing).toEqual([]);
   });
 });
