@@ -15,12 +15,16 @@ import type { WorkerReply, WorkerRequest } from './workers.js';
  * its own (setpriority on the calling thread), so this worker runs at the lowest priority while the
  * event loop that serves clients keeps its own: on a host with no spare core the kernel runs the
  * client path first, the comparison queue fills, and new mirrors are skipped as `overload` (counted)
- * instead of clients waiting. Elsewhere (or where it is not allowed) the worker runs as it is.
+ * instead of clients waiting. In a container, nice ranks threads within the container's own CPU
+ * share; on a shared host, other busy processes come first too (fewer pairs compared, all counted).
  */
-try {
-  setPriority(constants.priority.PRIORITY_LOW);
-} catch {
-  // not allowed or not supported: normal priority
+if (process.platform === 'linux') {
+  // Only where a thread's nice value is its own: elsewhere (macOS) it would slow the event loop too.
+  try {
+    setPriority(constants.priority.PRIORITY_LOW);
+  } catch {
+    // not allowed here: normal priority
+  }
 }
 
 const rules = new Map<string, Promise<PairRules>>();
