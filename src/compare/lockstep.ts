@@ -88,7 +88,6 @@ function cloneScan(sc: Scan, buf: Buffer): Scan {
   return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
 }
 
-const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
 /** End (exclusive) of the valid string whose quote is at t, or -1. */
@@ -109,30 +108,6 @@ function stringEnd(buf: Buffer, t: number): number {
   }
 }
 
-/** `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`: end (exclusive), or -1. */
-function numberEnd(buf: Buffer, t: number): number {
-  let i = t;
-  if (buf[i] === 0x2d) i++;
-  const d0 = buf[i];
-  if (d0 === 0x30) i++;
-  else if (d0 >= 0x31 && d0 <= 0x39) {
-    i++;
-    while (isDigit(buf[i])) i++;
-  } else return -1;
-  if (buf[i] === 0x2e) {
-    i++;
-    if (!isDigit(buf[i])) return -1;
-    while (isDigit(buf[i])) i++;
-  }
-  if (buf[i] === 0x65 || buf[i] === 0x45) {
-    i++;
-    if (buf[i] === 0x2b || buf[i] === 0x2d) i++;
-    if (!isDigit(buf[i])) return -1;
-    while (isDigit(buf[i])) i++;
-  }
-  return i;
-}
-
 function literalEnd(buf: Buffer, t: number, c: number): number {
   if (c === 0x74) return buf[t + 1] === 0x72 && buf[t + 2] === 0x75 && buf[t + 3] === 0x65 ? t + 4 : -1;
   if (c === 0x66) return buf[t + 1] === 0x61 && buf[t + 2] === 0x6c && buf[t + 3] === 0x73 && buf[t + 4] === 0x65 ? t + 5 : -1;
@@ -150,123 +125,198 @@ function literalEnd(buf: Buffer, t: number, c: number): number {
 function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): number {
   const buf = sc.buf;
   const len = buf.length;
-  const { isArr, index, keyStart, keyEnd } = sc;
+  const { isArr, open, index, keyStart, keyEnd } = sc;
+  // The tokenizer's whole state lives in locals while it reads (property writes per token cost more
+  // than the reading itself) and is written back once.
   let i = sc.pos;
   let state = sc.state;
   let depth = sc.depth;
+  let ancestors = sc.ancestors;
+  let closedAt = sc.closedAt;
+  let wideAt = sc.wideAt;
+  // Keys deeper than this are only validated: the root's are recorded, the ancestors' checked.
+  const keyDepth = checkKeys && ancestors > 1 ? ancestors : 1;
   let code: number;
-  for (;;) {
-    let c = buf[i];
-    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
-    if (i >= len) {
-      code = END;
-      break;
-    }
-    const t = i;
-    if (state === S_AFTER) {
-      if (c === 0x2c) {
-        if (t + 1 > limit) {
-          code = STOP;
-          break;
+  let c = 0;
+  let t = 0;
+  loop: for (;;) {
+    // A closing bracket reached from any state that takes one breaks out of this block.
+    close: {
+      // Each case reads one token and falls through to the state that follows it, so a member
+      // (key, colon, value, comma) costs one dispatch. A byte past the end is undefined, which
+      // takes no branch but the one that tells the end (END) from an invalid byte (ERR).
+      switch (state) {
+        case S_KEY_OR_CLOSE:
+        case S_KEY: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          t = i;
+          if (c !== 0x22) {
+            if (c === 0x7d && state === S_KEY_OR_CLOSE) break close;
+            code = i >= len ? END : ERR;
+            break loop;
+          }
+          const end = stringEnd(buf, t);
+          if (end < 0) {
+            code = ERR;
+            break loop;
+          }
+          if (end > limit) {
+            code = STOP;
+            break loop;
+          }
+          if (depth <= keyDepth) {
+            if (checkKeys && depth <= ancestors && repeatsPathKey(sc, depth - 1, t, end)) {
+              code = ERR;
+              break loop;
+            }
+            if (depth === 1) sc.rootKeys.push(t, end);
+          }
+          keyStart[depth - 1] = t;
+          keyEnd[depth - 1] = end;
+          state = S_COLON;
+          i = end;
         }
-        if (isArr[depth - 1]) {
-          index[depth - 1]++;
+        // falls through
+        case S_COLON: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          if (c !== 0x3a) {
+            code = i >= len ? END : ERR;
+            break loop;
+          }
+          if (i + 1 > limit) {
+            code = STOP;
+            break loop;
+          }
           state = S_VALUE;
-        } else state = S_KEY;
-        i = t + 1;
-        continue;
-      }
-      if (c !== 0x5d && c !== 0x7d) {
-        code = ERR;
-        break;
-      }
-    } else if (state === S_COLON) {
-      if (c !== 0x3a) {
-        code = ERR;
-        break;
-      }
-      if (t + 1 > limit) {
-        code = STOP;
-        break;
-      }
-      state = S_VALUE;
-      i = t + 1;
-      continue;
-    } else if (state === S_KEY || (state === S_KEY_OR_CLOSE && c !== 0x7d)) {
-      const end = c === 0x22 ? stringEnd(buf, t) : -1;
-      if (end < 0) {
-        code = ERR;
-        break;
-      }
-      if (end > limit) {
-        code = STOP;
-        break;
-      }
-      if (checkKeys && depth <= sc.ancestors && repeatsPathKey(sc, depth - 1, t, end)) {
-        code = ERR;
-        break;
-      }
-      if (depth === 1) sc.rootKeys.push(t, end);
-      keyStart[depth - 1] = t;
-      keyEnd[depth - 1] = end;
-      state = S_COLON;
-      i = end;
-      continue;
-    } else if (state === S_DONE) {
-      code = ERR;
-      break;
-    } else if (state === S_KEY_OR_CLOSE) {
-      // `}` of an empty object: the closing bracket below
-    } else if (c === 0x7b || c === 0x5b) {
-      // S_VALUE, S_VALUE_OR_CLOSE: a container opens
-      if (t + 1 > limit) {
-        code = STOP;
-        break;
-      }
-      if (depth >= MAX_DEPTH) {
-        code = ERR;
-        break;
-      }
-      const arr = c === 0x5b;
-      isArr[depth] = arr ? 1 : 0;
-      sc.open[depth] = t;
-      index[depth] = 0;
-      depth++;
-      state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
-      i = t + 1;
-      continue;
-    } else if (c !== 0x5d || state !== S_VALUE_OR_CLOSE) {
-      // S_VALUE, S_VALUE_OR_CLOSE: a scalar
-      let end: number;
-      if (c === 0x22) {
-        end = stringEnd(buf, t);
-        if (end > limit) {
-          code = STOP;
-          break;
+          i++;
         }
-      } else {
-        end = c === 0x2d || isDigit(c) ? numberEnd(buf, t) : literalEnd(buf, t, c);
-        if (end >= limit) {
-          code = end < 0 ? ERR : STOP;
-          break;
+        // falls through
+        case S_VALUE:
+        case S_VALUE_OR_CLOSE: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          t = i;
+          let end: number;
+          if (c === 0x22) {
+            end = stringEnd(buf, t);
+            if (end > limit) {
+              code = STOP;
+              break loop;
+            }
+            if (end < 0) {
+              code = ERR;
+              break loop;
+            }
+          } else if (c === 0x7b || c === 0x5b) {
+            if (t + 1 > limit) {
+              code = STOP;
+              break loop;
+            }
+            if (depth >= MAX_DEPTH) {
+              code = ERR;
+              break loop;
+            }
+            const arr = c === 0x5b;
+            isArr[depth] = arr ? 1 : 0;
+            open[depth] = t;
+            index[depth] = 0;
+            depth++;
+            state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
+            i = t + 1;
+            continue loop;
+          } else if (c === 0x5d && state === S_VALUE_OR_CLOSE) {
+            break close;
+          } else {
+            // `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`, or a literal.
+            end = -1;
+            let exp = false;
+            if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+              let j = c === 0x2d ? t + 1 : t;
+              let d = buf[j];
+              if (d === 0x30) d = buf[++j];
+              else if (d >= 0x31 && d <= 0x39) {
+                do d = buf[++j];
+                while (d >= 0x30 && d <= 0x39);
+              } else j = -1;
+              if (j >= 0 && d === 0x2e) {
+                d = buf[++j];
+                if (d >= 0x30 && d <= 0x39) {
+                  do d = buf[++j];
+                  while (d >= 0x30 && d <= 0x39);
+                } else j = -1;
+              }
+              if (j >= 0 && (d === 0x65 || d === 0x45)) {
+                exp = true;
+                d = buf[++j];
+                if (d === 0x2b || d === 0x2d) d = buf[++j];
+                if (d >= 0x30 && d <= 0x39) {
+                  do d = buf[++j];
+                  while (d >= 0x30 && d <= 0x39);
+                } else j = -1;
+              }
+              end = j;
+            } else if (c === 0x74 || c === 0x66 || c === 0x6e) end = literalEnd(buf, t, c);
+            else if (i >= len) {
+              code = END;
+              break loop;
+            }
+            if (end >= limit) {
+              code = end < 0 ? ERR : STOP;
+              break loop;
+            }
+            if (end < 0) {
+              code = ERR;
+              break loop;
+            }
+            if (wideAt < 0 && c !== 0x74 && c !== 0x66 && c !== 0x6e && (exp || end - t >= 16) && isWideToken(buf, t, end)) wideAt = t;
+          }
+          i = end;
+          if (depth <= stopDepth) {
+            // The one value asked for was a scalar.
+            state = depth === 0 ? S_DONE : S_AFTER;
+            closedAt = end - 1;
+            code = CLOSED;
+            break loop;
+          }
+          if (depth === 0) {
+            state = S_DONE;
+            continue loop;
+          }
+          state = S_AFTER;
         }
-        if (end > 0 && c !== 0x74 && c !== 0x66 && c !== 0x6e && sc.wideAt < 0 && isWideToken(buf, t, end)) sc.wideAt = t;
+        // falls through
+        case S_AFTER: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          t = i;
+          if (c === 0x2c) {
+            if (t + 1 > limit) {
+              code = STOP;
+              break loop;
+            }
+            if (isArr[depth - 1]) {
+              index[depth - 1]++;
+              state = S_VALUE;
+            } else state = S_KEY;
+            i = t + 1;
+            continue loop;
+          }
+          if (c === 0x5d || c === 0x7d) break close;
+          code = i >= len ? END : ERR;
+          break loop;
+        }
+        default: {
+          // S_DONE: only spaces may follow.
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          code = i >= len ? END : ERR;
+          break loop;
+        }
       }
-      if (end < 0) {
-        code = ERR;
-        break;
-      }
-      state = depth === 0 ? S_DONE : S_AFTER;
-      i = end;
-      if (depth <= stopDepth) {
-        // The one value asked for was a scalar.
-        sc.closedAt = end - 1;
-        code = CLOSED;
-        break;
-      }
-      continue;
     }
-    // A closing bracket, expected in this state: it must match the open container.
+    // A closing bracket at t, expected in this state: it must match the open container.
     if (depth === 0 || (c === 0x5d) !== (isArr[depth - 1] === 1)) {
       code = ERR;
       break;
@@ -276,10 +326,10 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
       break;
     }
     depth--;
-    if (depth < sc.ancestors) sc.ancestors = depth;
+    if (depth < ancestors) ancestors = depth;
     state = depth === 0 ? S_DONE : S_AFTER;
     i = t + 1;
-    sc.closedAt = t;
+    closedAt = t;
     if (depth <= stopDepth) {
       code = CLOSED;
       break;
@@ -288,6 +338,9 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
   sc.pos = i;
   sc.state = state;
   sc.depth = depth;
+  sc.ancestors = ancestors;
+  sc.closedAt = closedAt;
+  sc.wideAt = wideAt;
   return code;
 }
 
