@@ -90,12 +90,21 @@ function cloneScan(sc: Scan, buf: Buffer): Scan {
 
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
+/** 1 for the bytes a string holds as they are: not a quote, a backslash or a control byte. */
+const PLAIN = new Uint8Array(256).fill(1, 0x20);
+PLAIN[0x22] = 0;
+PLAIN[0x5c] = 0;
+
 /** End (exclusive) of the valid string whose quote is at t, or -1. */
 function stringEnd(buf: Buffer, t: number): number {
+  const last4 = buf.length - 4;
   let j = t + 1;
   for (;;) {
+    // The hot loop: plain bytes (anything but a quote, a backslash or a control byte), four at a
+    // time while four are left (a byte past the end is undefined, which the table must not see),
+    // then one at a time.
+    while (j <= last4 && (PLAIN[buf[j]] & PLAIN[buf[j + 1]] & PLAIN[buf[j + 2]] & PLAIN[buf[j + 3]]) !== 0) j += 4;
     let c = buf[j];
-    // The hot loop: plain bytes (anything but a quote, a backslash or a control byte).
     while (c > 0x5c || (c >= 0x20 && c !== 0x22 && c !== 0x5c)) c = buf[++j];
     if (c === 0x22) return j + 1;
     if (c !== 0x5c) return -1; // a control byte, or the end of the body
@@ -125,6 +134,11 @@ function literalEnd(buf: Buffer, t: number, c: number): number {
 function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): number {
   const buf = sc.buf;
   const len = buf.length;
+  // The limit as two integers no token end can pass unless it crosses the limit (it may be
+  // Infinity or fractional, which would make every comparison a float one): a token ending at
+  // `end` crosses it when end > past, a number or literal when end > pastNumber.
+  const past = limit > len ? len + 1 : Math.floor(limit);
+  const pastNumber = limit > len ? len + 1 : Math.ceil(limit) - 1;
   const { isArr, open, index, keyStart, keyEnd } = sc;
   // The tokenizer's whole state lives in locals while it reads (property writes per token cost more
   // than the reading itself) and is written back once.
@@ -161,7 +175,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
             code = ERR;
             break loop;
           }
-          if (end > limit) {
+          if (end > past) {
             code = STOP;
             break loop;
           }
@@ -185,7 +199,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
             code = i >= len ? END : ERR;
             break loop;
           }
-          if (i + 1 > limit) {
+          if (i + 1 > past) {
             code = STOP;
             break loop;
           }
@@ -201,7 +215,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
           let end: number;
           if (c === 0x22) {
             end = stringEnd(buf, t);
-            if (end > limit) {
+            if (end > past) {
               code = STOP;
               break loop;
             }
@@ -210,7 +224,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
               break loop;
             }
           } else if (c === 0x7b || c === 0x5b) {
-            if (t + 1 > limit) {
+            if (t + 1 > past) {
               code = STOP;
               break loop;
             }
@@ -231,14 +245,17 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
           } else {
             // `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`, or a literal.
             end = -1;
-            let exp = false;
+            // Only a number with 16 integer digits or more, or an exponent, can be beyond ±2^53.
+            let maybeWide = false;
             if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
               let j = c === 0x2d ? t + 1 : t;
               let d = buf[j];
               if (d === 0x30) d = buf[++j];
               else if (d >= 0x31 && d <= 0x39) {
+                const from = j;
                 do d = buf[++j];
                 while (d >= 0x30 && d <= 0x39);
+                maybeWide = j - from >= 16;
               } else j = -1;
               if (j >= 0 && d === 0x2e) {
                 d = buf[++j];
@@ -248,7 +265,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
                 } else j = -1;
               }
               if (j >= 0 && (d === 0x65 || d === 0x45)) {
-                exp = true;
+                maybeWide = true;
                 d = buf[++j];
                 if (d === 0x2b || d === 0x2d) d = buf[++j];
                 if (d >= 0x30 && d <= 0x39) {
@@ -262,7 +279,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
               code = END;
               break loop;
             }
-            if (end >= limit) {
+            if (end > pastNumber) {
               code = end < 0 ? ERR : STOP;
               break loop;
             }
@@ -270,7 +287,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
               code = ERR;
               break loop;
             }
-            if (wideAt < 0 && c !== 0x74 && c !== 0x66 && c !== 0x6e && (exp || end - t >= 16) && isWideToken(buf, t, end)) wideAt = t;
+            if (maybeWide && wideAt < 0 && isWide(buf, t, end)) wideAt = t;
           }
           i = end;
           if (depth <= stopDepth) {
@@ -292,7 +309,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
           if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
           t = i;
           if (c === 0x2c) {
-            if (t + 1 > limit) {
+            if (t + 1 > past) {
               code = STOP;
               break loop;
             }
@@ -321,7 +338,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
       code = ERR;
       break;
     }
-    if (t + 1 > limit) {
+    if (t + 1 > past) {
       code = STOP;
       break;
     }
@@ -354,12 +371,7 @@ function repeatsPathKey(sc: Scan, f: number, t: number, end: number): boolean {
 }
 
 /** A number the walk would note as wide (beyond ±2^53): then the verdict may rest on number texts. */
-function isWideToken(buf: Buffer, start: number, end: number): boolean {
-  if (end - start < 16) {
-    let exp = false;
-    for (let i = start; i < end; i++) if (buf[i] === 0x65 || buf[i] === 0x45) exp = true;
-    if (!exp) return false;
-  }
+function isWide(buf: Buffer, start: number, end: number): boolean {
   const v = Number(buf.toString('latin1', start, end));
   return !(v <= Number.MAX_SAFE_INTEGER && v >= -Number.MAX_SAFE_INTEGER);
 }
