@@ -47,8 +47,8 @@ interface Scan {
   isArr: number[];
   open: number[];
   index: number[];
+  /** Where the key being read starts (its end is found again when needed: see keyEndAt). */
   keyStart: number[];
-  keyEnd: number[];
   /** Offset of the last closing bracket read. */
   closedAt: number;
   /** Offset of the first wide number read, or -1. */
@@ -74,7 +74,6 @@ function newScan(buf: Buffer): Scan {
     open: zeros(),
     index: zeros(),
     keyStart: zeros(),
-    keyEnd: zeros(),
     closedAt: -1,
     wideAt: -1,
     ancestors: 0,
@@ -85,7 +84,7 @@ function newScan(buf: Buffer): Scan {
 }
 
 function cloneScan(sc: Scan, buf: Buffer): Scan {
-  return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
+  return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice() };
 }
 
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
@@ -139,7 +138,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
   // `end` crosses it when end > past, a number or literal when end > pastNumber.
   const past = limit > len ? len + 1 : Math.floor(limit);
   const pastNumber = limit > len ? len + 1 : Math.ceil(limit) - 1;
-  const { isArr, open, index, keyStart, keyEnd } = sc;
+  const { isArr, open, index, keyStart } = sc;
   // The tokenizer's whole state lives in locals while it reads (property writes per token cost more
   // than the reading itself) and is written back once.
   let i = sc.pos;
@@ -148,6 +147,10 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
   let ancestors = sc.ancestors;
   let closedAt = sc.closedAt;
   let wideAt = sc.wideAt;
+  // After a scalar at this depth or above, the scan either stops or the root is done.
+  const floor = stopDepth > 0 ? stopDepth : 0;
+  // Whether the innermost open container is an array (isArr's last entry, read at each comma).
+  let inArr = depth > 0 ? isArr[depth - 1] : 0;
   // Keys deeper than this are only validated: the root's are recorded, the ancestors' checked.
   const keyDepth = checkKeys && ancestors > 1 ? ancestors : 1;
   let code: number;
@@ -187,7 +190,6 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
             if (depth === 1) sc.rootKeys.push(t, end);
           }
           keyStart[depth - 1] = t;
-          keyEnd[depth - 1] = end;
           state = S_COLON;
           i = end;
         }
@@ -233,7 +235,8 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
               break loop;
             }
             const arr = c === 0x5b;
-            isArr[depth] = arr ? 1 : 0;
+            inArr = arr ? 1 : 0;
+            isArr[depth] = inArr;
             open[depth] = t;
             index[depth] = 0;
             depth++;
@@ -290,14 +293,14 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
             if (maybeWide && wideAt < 0 && isWide(buf, t, end)) wideAt = t;
           }
           i = end;
-          if (depth <= stopDepth) {
-            // The one value asked for was a scalar.
-            state = depth === 0 ? S_DONE : S_AFTER;
-            closedAt = end - 1;
-            code = CLOSED;
-            break loop;
-          }
-          if (depth === 0) {
+          if (depth <= floor) {
+            if (depth <= stopDepth) {
+              // The one value asked for was a scalar.
+              state = depth === 0 ? S_DONE : S_AFTER;
+              closedAt = end - 1;
+              code = CLOSED;
+              break loop;
+            }
             state = S_DONE;
             continue loop;
           }
@@ -313,7 +316,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
               code = STOP;
               break loop;
             }
-            if (isArr[depth - 1]) {
+            if (inArr) {
               index[depth - 1]++;
               state = S_VALUE;
             } else state = S_KEY;
@@ -334,7 +337,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
       }
     }
     // A closing bracket at t, expected in this state: it must match the open container.
-    if (depth === 0 || (c === 0x5d) !== (isArr[depth - 1] === 1)) {
+    if (depth === 0 || (c === 0x5d) !== (inArr === 1)) {
       code = ERR;
       break;
     }
@@ -343,6 +346,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
       break;
     }
     depth--;
+    inArr = depth > 0 ? isArr[depth - 1] : 0;
     if (depth < ancestors) ancestors = depth;
     state = depth === 0 ? S_DONE : S_AFTER;
     i = t + 1;
@@ -359,6 +363,11 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
   sc.closedAt = closedAt;
   sc.wideAt = wideAt;
   return code;
+}
+
+/** End (exclusive) of the key being read at level f, a string the scan has found valid. */
+function keyEndAt(sc: Scan, f: number): number {
+  return stringEnd(sc.buf, sc.keyStart[f]);
 }
 
 /** Whether the key at [t, end) in the ancestor object at level f is the window's key there. */
@@ -509,8 +518,9 @@ function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | unde
         keys.push(sc.index[f]);
         path.push(undefined);
       } else {
-        keys.push(keyText(a, sc.keyStart[f], sc.keyEnd[f]));
-        path.push(a.toString('latin1', sc.keyStart[f], sc.keyEnd[f]));
+        const end = keyEndAt(sc, f);
+        keys.push(keyText(a, sc.keyStart[f], end));
+        path.push(a.toString('latin1', sc.keyStart[f], end));
       }
     }
     // Phase 3: the legacy body after the window, strictly to its end (the candidate's is the same
@@ -608,7 +618,7 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
       aDone = true;
       return run(sa, Infinity, -1, false) === END && sa.state === S_DONE ? 0 : -1;
     }
-    const name = keyText(a, sa.keyStart[0], sa.keyEnd[0]);
+    const name = keyText(a, sa.keyStart[0], keyEndAt(sa, 0));
     if (index.has(name)) return -1;
     index.set(name, names.length);
     keyAt.push(sa.keyStart[0]);
@@ -662,7 +672,7 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
       break;
     }
     const ks = sb.keyStart[0];
-    const name = keyText(b, ks, sb.keyEnd[0]);
+    const name = keyText(b, ks, keyEndAt(sb, 0));
     if (seen.has(name)) return undefined;
     seen.add(name);
     let j = i < names.length && names[i] === name ? i : index.get(name);
