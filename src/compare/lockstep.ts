@@ -3,7 +3,8 @@
  * changed field). The two bodies are P + X + R and P + Y + R with a shared prefix P and suffix R; a
  * strict tokenizer (no values built) finds the smallest value (a member, an element, or a container)
  * below the root holding the differing span on both sides, checks that everything outside it is valid JSON that cannot change the answer, and
- * only that container is parsed and walked, from its own path and matcher state. Anything it is not
+ * only that container is parsed and walked, from its own path and matcher state. Values whose insides
+ * cannot matter (most of a big body) are only checked, by a leaner loop than the tokenizer's. Anything it is not
  * sure about returns undefined and the caller takes the full path; test/compare-lockstep.test.ts
  * holds the two to the same answers.
  */
@@ -116,6 +117,39 @@ function stringEnd(buf: Buffer, t: number): number {
   }
 }
 
+/**
+ * `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?` at t: its end (exclusive), or -1; or the end's
+ * complement (below -1) when it may be beyond ±2^53, which only a number with 16 integer digits or
+ * more, or an exponent, can be (the one case worth parsing it to see).
+ */
+function numberEnd(buf: Buffer, t: number): number {
+  let j = buf[t] === 0x2d ? t + 1 : t;
+  let maybeWide = false;
+  let d = buf[j];
+  if (d === 0x30) d = buf[++j];
+  else if (d >= 0x31 && d <= 0x39) {
+    const from = j;
+    do d = buf[++j];
+    while (d >= 0x30 && d <= 0x39);
+    maybeWide = j - from >= 16;
+  } else return -1;
+  if (d === 0x2e) {
+    d = buf[++j];
+    if (!(d >= 0x30 && d <= 0x39)) return -1;
+    do d = buf[++j];
+    while (d >= 0x30 && d <= 0x39);
+  }
+  if (d === 0x65 || d === 0x45) {
+    maybeWide = true;
+    d = buf[++j];
+    if (d === 0x2b || d === 0x2d) d = buf[++j];
+    if (!(d >= 0x30 && d <= 0x39)) return -1;
+    do d = buf[++j];
+    while (d >= 0x30 && d <= 0x39);
+  }
+  return maybeWide ? ~j : j;
+}
+
 function literalEnd(buf: Buffer, t: number, c: number): number {
   if (c === 0x74) return buf[t + 1] === 0x72 && buf[t + 2] === 0x75 && buf[t + 3] === 0x65 ? t + 4 : -1;
   if (c === 0x66) return buf[t + 1] === 0x61 && buf[t + 2] === 0x6c && buf[t + 3] === 0x73 && buf[t + 4] === 0x65 ? t + 5 : -1;
@@ -123,14 +157,84 @@ function literalEnd(buf: Buffer, t: number, c: number): number {
   return -1;
 }
 
+/** The kinds of the containers skipContainer is inside (a closing bracket, per level). */
+const closers = new Uint8Array(MAX_DEPTH);
+
+/**
+ * Offset of the bracket that closes the container opened at t (the depth-th one open), when all it
+ * holds is valid and no number in it may be wide; -1 otherwise, or when a token in it (the closing
+ * bracket too) does not end before `past` (see run), or when it nests deeper than MAX_DEPTH. A lean
+ * reading of what run would read, for the containers whose insides the caller does not look at: no
+ * state is kept but the brackets; at -1 run reads the container itself, to the exact outcome (the
+ * error, the stop or the wide number) and state.
+ */
+function skipContainer(buf: Buffer, t: number, depth: number, past: number): number {
+  let i = t + 1;
+  let top = 0;
+  let closer = buf[t] + 2; // `[` + 2 is `]`, `{` + 2 is `}`
+  // At the start of a container's content, where it may close at once.
+  let first = true;
+  // Where an object's key comes (a string, then a colon).
+  let key = closer === 0x7d;
+  let c: number;
+  for (;;) {
+    c = buf[i];
+    if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+    if (!first || c !== closer) {
+      if (c === 0x22) {
+        i = stringEnd(buf, i);
+        if (i < 0) return -1;
+        if (key) {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          if (c !== 0x3a) return -1;
+          i++;
+          key = false;
+          first = false;
+          continue;
+        }
+      } else if (key) return -1;
+      else if (c === 0x7b || c === 0x5b) {
+        if (depth + top >= MAX_DEPTH) return -1;
+        closers[top++] = closer;
+        closer = c + 2;
+        first = true;
+        key = c === 0x7b;
+        i++;
+        continue;
+      } else {
+        i = c === 0x2d || (c >= 0x30 && c <= 0x39) ? numberEnd(buf, i) : literalEnd(buf, i, c);
+        if (i < 0) return -1;
+      }
+    }
+    first = false;
+    // After a value (or at an empty container's end): closing brackets, then a comma.
+    for (;;) {
+      c = buf[i];
+      if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+      if (i >= past) return -1;
+      if (c === 0x2c) break;
+      if (c !== closer) return -1;
+      if (top === 0) return i;
+      closer = closers[--top];
+      i++;
+    }
+    key = closer === 0x7d;
+    i++;
+  }
+}
+
 /**
  * Reads tokens strictly. Stops (STOP, pos at the token's start) at a token that does not end before
  * `limit` (for numbers and literals, the byte that ends them must be before it too: `12` may go on
  * as `123`); after the closing bracket that brings the depth down to `stopDepth` (CLOSED); at the
  * end of the body (END); or at anything invalid (ERR). With `ancestors`, a key of an ancestor that
- * repeats the window's is ERR (JSON.parse keeps the last one).
+ * repeats the window's is ERR (JSON.parse keeps the last one). With `whole`, a container whose
+ * insides the caller does not look at (below stopDepth and the keys it records or checks) is read
+ * by skipContainer, to the same outcome; without it, as when the scan is meant to stop inside one,
+ * where skipContainer would only read up to the limit in vain before run read it again.
  */
-function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): number {
+function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean, whole = true): number {
   const buf = sc.buf;
   const len = buf.length;
   // The limit as two integers no token end can pass unless it crosses the limit (it may be
@@ -151,8 +255,12 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
   const floor = stopDepth > 0 ? stopDepth : 0;
   // Whether the innermost open container is an array (isArr's last entry, read at each comma).
   let inArr = depth > 0 ? isArr[depth - 1] : 0;
-  // Keys deeper than this are only validated: the root's are recorded, the ancestors' checked.
-  const keyDepth = checkKeys && ancestors > 1 ? ancestors : 1;
+  // Keys deeper than this are only validated: the root's are recorded, the ancestors' checked (it
+  // follows `ancestors` down).
+  let keyDepth = checkKeys && ancestors > 1 ? ancestors : 1;
+  // Containers opened below this depth and keyDepth hold nothing the caller reads (no key recorded
+  // or checked, no stop), only their extent and validity.
+  const skipFrom = whole ? stopDepth : MAX_DEPTH;
   let code: number;
   let c = 0;
   let t = 0;
@@ -240,43 +348,29 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
             open[depth] = t;
             index[depth] = 0;
             depth++;
+            if (depth > skipFrom && depth > keyDepth) {
+              const e = skipContainer(buf, t, depth, past);
+              if (e >= 0) {
+                // Its closing bracket, which the code below reads as it would have.
+                t = e;
+                c = buf[e];
+                break close;
+              }
+            }
             state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
             i = t + 1;
             continue loop;
           } else if (c === 0x5d && state === S_VALUE_OR_CLOSE) {
             break close;
           } else {
-            // `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`, or a literal.
             end = -1;
-            // Only a number with 16 integer digits or more, or an exponent, can be beyond ±2^53.
             let maybeWide = false;
             if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
-              let j = c === 0x2d ? t + 1 : t;
-              let d = buf[j];
-              if (d === 0x30) d = buf[++j];
-              else if (d >= 0x31 && d <= 0x39) {
-                const from = j;
-                do d = buf[++j];
-                while (d >= 0x30 && d <= 0x39);
-                maybeWide = j - from >= 16;
-              } else j = -1;
-              if (j >= 0 && d === 0x2e) {
-                d = buf[++j];
-                if (d >= 0x30 && d <= 0x39) {
-                  do d = buf[++j];
-                  while (d >= 0x30 && d <= 0x39);
-                } else j = -1;
-              }
-              if (j >= 0 && (d === 0x65 || d === 0x45)) {
+              end = numberEnd(buf, t);
+              if (end < -1) {
+                end = ~end;
                 maybeWide = true;
-                d = buf[++j];
-                if (d === 0x2b || d === 0x2d) d = buf[++j];
-                if (d >= 0x30 && d <= 0x39) {
-                  do d = buf[++j];
-                  while (d >= 0x30 && d <= 0x39);
-                } else j = -1;
               }
-              end = j;
             } else if (c === 0x74 || c === 0x66 || c === 0x6e) end = literalEnd(buf, t, c);
             else if (i >= len) {
               code = END;
@@ -347,7 +441,10 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
     }
     depth--;
     inArr = depth > 0 ? isArr[depth - 1] : 0;
-    if (depth < ancestors) ancestors = depth;
+    if (depth < ancestors) {
+      ancestors = depth;
+      if (keyDepth > 1) keyDepth = depth > 1 ? depth : 1;
+    }
     state = depth === 0 ? S_DONE : S_AFTER;
     i = t + 1;
     closedAt = t;
@@ -485,7 +582,7 @@ function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | unde
 
   // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
   const sc = newScan(a);
-  if (run(sc, p, -1, false) !== STOP) return undefined;
+  if (run(sc, p, -1, false, false) !== STOP) return undefined;
   if (sc.depth < 1) return undefined;
   const state1 = sc.state;
   const rootKeyAt = sc.keyStart[0];
