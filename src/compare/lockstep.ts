@@ -231,8 +231,8 @@ function skipContainer(buf: Buffer, t: number, depth: number, past: number): num
  * end of the body (END); or at anything invalid (ERR). With `ancestors`, a key of an ancestor that
  * repeats the window's is ERR (JSON.parse keeps the last one). With `whole`, a container whose
  * insides the caller does not look at (below stopDepth and the keys it records or checks) is read
- * by skipContainer, to the same outcome; without it, as when the scan is meant to stop inside one,
- * where skipContainer would only read up to the limit in vain before run read it again.
+ * by skipContainer, to the same outcome. A scan meant to stop inside containers (the shared prefix)
+ * goes without: skipContainer would read each one holding the limit up to it, in vain.
  */
 function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean, whole = true): number {
   const buf = sc.buf;
