@@ -352,6 +352,104 @@ describe('lockstep fast path', () => {
     });
   }
 
+  // Values the tokenizer reads whole (skipContainer): a root member left out of the member windows,
+  // a container below the window's ancestors after it, and one inside a window read to its end.
+  // Whatever such a value holds, the fast path must give way exactly where run() would.
+  // The last entry: whether a wide number there leaves the fast path on (the window's own are walked).
+  const wholeShapes: [string, (v: string, k: number) => string, 'members' | 'window', boolean][] = [
+    ['a root member between the member windows', (v, k) => `{"v":${k},"big":${v},${mid},"w":${k}}`, 'members', false],
+    ['a container after the window', (v, k) => `{"meta":{"v":${k}},"rest":{"deep":${v}},"pad":"${'p'.repeat(600)}"}`, 'window', false],
+    ['a container inside the window', (v, k) => `{"a":{"v${k}":1,"deep":${v}},"pad":"${'p'.repeat(600)}"}`, 'window', true],
+  ];
+  const planned = (a: string, b: string, kind: 'members' | 'window'): boolean => {
+    const plan = planLockstep(Buffer.from(a), Buffer.from(b));
+    return plan !== undefined && kind in plan;
+  };
+  const deep = (n: number): string => `${'['.repeat(n)}${']'.repeat(n)}`;
+  // The last entry: 'ok', 'wide' (valid, with a number beyond ±2^53) or false (invalid, or too deep).
+  const whole: [string, string, 'ok' | 'wide' | false][] = [
+    ['valid', '{"x":[1,-2.5e3,"s\\"\\u00e9",true,false,null,{},[],{"y":{"z":[0]}}],"k":"v"}', 'ok'],
+    ['nested as deep as the scan goes', `{"x":${deep(60)}}`, 'ok'],
+    ['nested deeper than MAX_DEPTH', `{"x":${deep(70)}}`, false],
+    ['a wide integer', '{"x":[1,9007199254740993]}', 'wide'],
+    ['a wide negative integer', '{"x":{"y":-12345678901234567890}}', 'wide'],
+    ['a wide exponent', '{"x":[1e400]}', 'wide'],
+    ['16 integer digits, not wide', '{"x":[1000000000000000.5,-0.12345678901234567890]}', 'ok'],
+    ['a bad escape', '{"x":["a\\qb"]}', false],
+    ['a short \\u escape', '{"x":["\\u12"]}', false],
+    ['a control byte in a string', '{"x":["a\u0001b"]}', false],
+    ['a raw newline in a key', '{"x":{"a\nb":1}}', false],
+    ['an unclosed bracket', '{"x":[1,2}', false],
+    ['a stray closing bracket', '{"x":[1,2]]}', false],
+    ['a mismatched bracket', '{"x":{"y":1]}', false],
+    ['a trailing comma in an array', '{"x":[1,2,]}', false],
+    ['a trailing comma in an object', '{"x":{"y":1,}}', false],
+    ['a leading comma', '{"x":[,1]}', false],
+    ['a missing comma', '{"x":[1 2]}', false],
+    ['a missing colon', '{"x":{"y" 1}}', false],
+    ['a missing value', '{"x":{"y":}}', false],
+    ['a key that is not a string', '{"x":{y:1}}', false],
+    ['a value without a key', '{"x":{"a":[],2}}', false],
+    ['a leading zero', '{"x":[01]}', false],
+    ['a lone minus', '{"x":[-]}', false],
+    ['a number ending in a dot', '{"x":[1.]}', false],
+    ['an exponent without digits', '{"x":[1e]}', false],
+    ['an exponent sign without digits', '{"x":[1e+]}', false],
+    ['a plus sign', '{"x":[+1]}', false],
+    ['a bad literal', '{"x":[tru]}', false],
+    ['a literal run on', '{"x":[nulll]}', false],
+    ['a single-quoted string', "{\"x\":['a']}", false],
+  ];
+  for (const [shape, doc, kind, wideOk] of wholeShapes) {
+    for (const [name, v, what] of whole) {
+      it(`agrees when ${shape} holds ${name}`, () => {
+        const a = doc(v, 1);
+        const b = doc(v, 2);
+        expect(fast(a, b, rulesOf())).toEqual(full(a, b, rulesOf()));
+        // Taken exactly when the value is valid and has no wide number: else this proves nothing.
+        expect(planned(a, b, kind)).toBe(what === 'ok' || (what === 'wide' && wideOk));
+      });
+    }
+  }
+
+  it('gives the full path answer when a value read whole is corrupted anywhere', () => {
+    const r = prng(20261201);
+    const EDITS = ['', '"', '\\', ',', ':', '[', ']', '{', '}', '0', '-', '.', 'e', 'E', '+', '\u0001', '\n', ' ', 'x', 't', 'n', '1', '\\u', '9007199254740993'];
+    const compiled = [['none', rulesOf()] as const];
+    let invalid = 0;
+    let taken = 0;
+    for (let i = 0; i < 1500; i++) {
+      const v = write(genContainer(r, 5), r() < 0.2);
+      let bad: string;
+      const brackets = [...v.matchAll(/[[\]{}]/g)].map((m) => m.index);
+      if (r() < 0.25 && brackets.length > 2) {
+        // A bracket of the other kind: still balanced in number, so only matching can tell.
+        const at = brackets[1 + Math.floor(r() * (brackets.length - 2))];
+        bad = v.slice(0, at) + ({ '[': '{', '{': '[', ']': '}', '}': ']' } as Record<string, string>)[v[at]] + v.slice(at + 1);
+      } else {
+        const at = Math.floor(r() * (v.length + 1));
+        bad = v.slice(0, at) + EDITS[Math.floor(r() * EDITS.length)] + v.slice(at + (r() < 0.5 ? 1 : 0));
+      }
+      let ok = true;
+      try {
+        JSON.parse(bad);
+      } catch {
+        ok = false;
+        invalid++;
+      }
+      const [, doc, kind] = wholeShapes[i % wholeShapes.length];
+      const a = doc(bad, 1);
+      const b = doc(bad, 2);
+      const plan = planned(a, b, kind);
+      // Never taken over invalid JSON; the walk decides the rest.
+      if (!ok) expect(plan).toBe(false);
+      if (plan) taken++;
+      agreeUnderEveryRuleSet(a, b, compiled);
+    }
+    expect(invalid).toBeGreaterThan(500);
+    expect(taken).toBeGreaterThan(300);
+  });
+
   it('compares a run of root members when the differences are far apart', () => {
     const [, a, b] = rootRuns[0];
     const w = findWindow(Buffer.from(a), Buffer.from(b));

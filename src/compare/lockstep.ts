@@ -3,7 +3,8 @@
  * changed field). The two bodies are P + X + R and P + Y + R with a shared prefix P and suffix R; a
  * strict tokenizer (no values built) finds the smallest value (a member, an element, or a container)
  * below the root holding the differing span on both sides, checks that everything outside it is valid JSON that cannot change the answer, and
- * only that container is parsed and walked, from its own path and matcher state. Anything it is not
+ * only that container is parsed and walked, from its own path and matcher state. Values whose insides
+ * cannot matter (most of a big body) are only checked, by a leaner loop than the tokenizer's. Anything it is not
  * sure about returns undefined and the caller takes the full path; test/compare-lockstep.test.ts
  * holds the two to the same answers.
  */
@@ -47,8 +48,8 @@ interface Scan {
   isArr: number[];
   open: number[];
   index: number[];
+  /** Where the key being read starts (its end is found again when needed: see keyEndAt). */
   keyStart: number[];
-  keyEnd: number[];
   /** Offset of the last closing bracket read. */
   closedAt: number;
   /** Offset of the first wide number read, or -1. */
@@ -74,7 +75,6 @@ function newScan(buf: Buffer): Scan {
     open: zeros(),
     index: zeros(),
     keyStart: zeros(),
-    keyEnd: zeros(),
     closedAt: -1,
     wideAt: -1,
     ancestors: 0,
@@ -85,18 +85,26 @@ function newScan(buf: Buffer): Scan {
 }
 
 function cloneScan(sc: Scan, buf: Buffer): Scan {
-  return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice(), keyEnd: sc.keyEnd.slice() };
+  return { ...sc, buf, rootKeys: sc.rootKeys.slice(), isArr: sc.isArr.slice(), open: sc.open.slice(), index: sc.index.slice(), keyStart: sc.keyStart.slice() };
 }
 
-const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+
+/** 1 for the bytes a string holds as they are: not a quote, a backslash or a control byte. */
+const PLAIN = new Uint8Array(256).fill(1, 0x20);
+PLAIN[0x22] = 0;
+PLAIN[0x5c] = 0;
 
 /** End (exclusive) of the valid string whose quote is at t, or -1. */
 function stringEnd(buf: Buffer, t: number): number {
+  const last4 = buf.length - 4;
   let j = t + 1;
   for (;;) {
+    // The hot loop: plain bytes (anything but a quote, a backslash or a control byte), four at a
+    // time while four are left (a byte past the end is undefined, which the table must not see),
+    // then one at a time.
+    while (j <= last4 && (PLAIN[buf[j]] & PLAIN[buf[j + 1]] & PLAIN[buf[j + 2]] & PLAIN[buf[j + 3]]) !== 0) j += 4;
     let c = buf[j];
-    // The hot loop: plain bytes (anything but a quote, a backslash or a control byte).
     while (c > 0x5c || (c >= 0x20 && c !== 0x22 && c !== 0x5c)) c = buf[++j];
     if (c === 0x22) return j + 1;
     if (c !== 0x5c) return -1; // a control byte, or the end of the body
@@ -109,28 +117,37 @@ function stringEnd(buf: Buffer, t: number): number {
   }
 }
 
-/** `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`: end (exclusive), or -1. */
+/**
+ * `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?` at t: its end (exclusive), or -1; or the end's
+ * complement (below -1) when it may be beyond ±2^53, which only a number with 16 integer digits or
+ * more, or an exponent, can be (the one case worth parsing it to see).
+ */
 function numberEnd(buf: Buffer, t: number): number {
-  let i = t;
-  if (buf[i] === 0x2d) i++;
-  const d0 = buf[i];
-  if (d0 === 0x30) i++;
-  else if (d0 >= 0x31 && d0 <= 0x39) {
-    i++;
-    while (isDigit(buf[i])) i++;
+  let j = buf[t] === 0x2d ? t + 1 : t;
+  let maybeWide = false;
+  let d = buf[j];
+  if (d === 0x30) d = buf[++j];
+  else if (d >= 0x31 && d <= 0x39) {
+    const from = j;
+    do d = buf[++j];
+    while (d >= 0x30 && d <= 0x39);
+    maybeWide = j - from >= 16;
   } else return -1;
-  if (buf[i] === 0x2e) {
-    i++;
-    if (!isDigit(buf[i])) return -1;
-    while (isDigit(buf[i])) i++;
+  if (d === 0x2e) {
+    d = buf[++j];
+    if (!(d >= 0x30 && d <= 0x39)) return -1;
+    do d = buf[++j];
+    while (d >= 0x30 && d <= 0x39);
   }
-  if (buf[i] === 0x65 || buf[i] === 0x45) {
-    i++;
-    if (buf[i] === 0x2b || buf[i] === 0x2d) i++;
-    if (!isDigit(buf[i])) return -1;
-    while (isDigit(buf[i])) i++;
+  if (d === 0x65 || d === 0x45) {
+    maybeWide = true;
+    d = buf[++j];
+    if (d === 0x2b || d === 0x2d) d = buf[++j];
+    if (!(d >= 0x30 && d <= 0x39)) return -1;
+    do d = buf[++j];
+    while (d >= 0x30 && d <= 0x39);
   }
-  return i;
+  return maybeWide ? ~j : j;
 }
 
 function literalEnd(buf: Buffer, t: number, c: number): number {
@@ -140,146 +157,297 @@ function literalEnd(buf: Buffer, t: number, c: number): number {
   return -1;
 }
 
+/** The kinds of the containers skipContainer is inside (a closing bracket, per level). */
+const closers = new Uint8Array(MAX_DEPTH);
+
+/**
+ * Offset of the bracket that closes the container opened at t (the depth-th one open), when all it
+ * holds is valid and no number in it may be wide; -1 otherwise, or when a token in it (the closing
+ * bracket too) does not end before `past` (see run), or when it nests deeper than MAX_DEPTH. A lean
+ * reading of what run would read, for the containers whose insides the caller does not look at: no
+ * state is kept but the brackets; at -1 run reads the container itself, to the exact outcome (the
+ * error, the stop or the wide number) and state.
+ */
+function skipContainer(buf: Buffer, t: number, depth: number, past: number): number {
+  let i = t + 1;
+  let top = 0;
+  let closer = buf[t] + 2; // `[` + 2 is `]`, `{` + 2 is `}`
+  // At the start of a container's content, where it may close at once.
+  let first = true;
+  // Where an object's key comes (a string, then a colon).
+  let key = closer === 0x7d;
+  let c: number;
+  for (;;) {
+    c = buf[i];
+    if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+    if (!first || c !== closer) {
+      if (c === 0x22) {
+        i = stringEnd(buf, i);
+        if (i < 0) return -1;
+        if (key) {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          if (c !== 0x3a) return -1;
+          i++;
+          key = false;
+          first = false;
+          continue;
+        }
+      } else if (key) return -1;
+      else if (c === 0x7b || c === 0x5b) {
+        if (depth + top >= MAX_DEPTH) return -1;
+        closers[top++] = closer;
+        closer = c + 2;
+        first = true;
+        key = c === 0x7b;
+        i++;
+        continue;
+      } else {
+        i = c === 0x2d || (c >= 0x30 && c <= 0x39) ? numberEnd(buf, i) : literalEnd(buf, i, c);
+        if (i < 0) return -1;
+      }
+    }
+    first = false;
+    // After a value (or at an empty container's end): closing brackets, then a comma.
+    for (;;) {
+      c = buf[i];
+      if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+      if (i >= past) return -1;
+      if (c === 0x2c) break;
+      if (c !== closer) return -1;
+      if (top === 0) return i;
+      closer = closers[--top];
+      i++;
+    }
+    key = closer === 0x7d;
+    i++;
+  }
+}
+
 /**
  * Reads tokens strictly. Stops (STOP, pos at the token's start) at a token that does not end before
  * `limit` (for numbers and literals, the byte that ends them must be before it too: `12` may go on
  * as `123`); after the closing bracket that brings the depth down to `stopDepth` (CLOSED); at the
  * end of the body (END); or at anything invalid (ERR). With `ancestors`, a key of an ancestor that
- * repeats the window's is ERR (JSON.parse keeps the last one).
+ * repeats the window's is ERR (JSON.parse keeps the last one). With `whole`, a container whose
+ * insides the caller does not look at (below stopDepth and the keys it records or checks) is read
+ * by skipContainer, to the same outcome. A scan meant to stop inside containers (the shared prefix)
+ * goes without: skipContainer would read each one holding the limit up to it, in vain.
  */
-function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): number {
+function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean, whole = true): number {
   const buf = sc.buf;
   const len = buf.length;
-  const { isArr, index, keyStart, keyEnd } = sc;
+  // The limit as two integers no token end can pass unless it crosses the limit (it may be
+  // Infinity or fractional, which would make every comparison a float one): a token ending at
+  // `end` crosses it when end > past, a number or literal when end > pastNumber.
+  const past = limit > len ? len + 1 : Math.floor(limit);
+  const pastNumber = limit > len ? len + 1 : Math.ceil(limit) - 1;
+  const { isArr, open, index, keyStart } = sc;
+  // The tokenizer's whole state lives in locals while it reads (property writes per token cost more
+  // than the reading itself) and is written back once.
   let i = sc.pos;
   let state = sc.state;
   let depth = sc.depth;
+  let ancestors = sc.ancestors;
+  let closedAt = sc.closedAt;
+  let wideAt = sc.wideAt;
+  // After a scalar at this depth or above, the scan either stops or the root is done.
+  const floor = stopDepth > 0 ? stopDepth : 0;
+  // Whether the innermost open container is an array (isArr's last entry, read at each comma).
+  let inArr = depth > 0 ? isArr[depth - 1] : 0;
+  // Keys deeper than this are only validated: the root's are recorded, the ancestors' checked (it
+  // follows `ancestors` down).
+  let keyDepth = checkKeys && ancestors > 1 ? ancestors : 1;
+  // Containers opened below this depth and keyDepth hold nothing the caller reads (no key recorded
+  // or checked, no stop), only their extent and validity.
+  const skipFrom = whole ? stopDepth : MAX_DEPTH;
   let code: number;
-  for (;;) {
-    let c = buf[i];
-    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
-    if (i >= len) {
-      code = END;
-      break;
-    }
-    const t = i;
-    if (state === S_AFTER) {
-      if (c === 0x2c) {
-        if (t + 1 > limit) {
-          code = STOP;
-          break;
+  let c = 0;
+  let t = 0;
+  loop: for (;;) {
+    // A closing bracket reached from any state that takes one breaks out of this block.
+    close: {
+      // Each case reads one token and falls through to the state that follows it, so a member
+      // (key, colon, value, comma) costs one dispatch. A byte past the end is undefined, which
+      // takes no branch but the one that tells the end (END) from an invalid byte (ERR).
+      switch (state) {
+        case S_KEY_OR_CLOSE:
+        case S_KEY: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          t = i;
+          if (c !== 0x22) {
+            if (c === 0x7d && state === S_KEY_OR_CLOSE) break close;
+            code = i >= len ? END : ERR;
+            break loop;
+          }
+          const end = stringEnd(buf, t);
+          if (end < 0) {
+            code = ERR;
+            break loop;
+          }
+          if (end > past) {
+            code = STOP;
+            break loop;
+          }
+          if (depth <= keyDepth) {
+            if (checkKeys && depth <= ancestors && repeatsPathKey(sc, depth - 1, t, end)) {
+              code = ERR;
+              break loop;
+            }
+            if (depth === 1) sc.rootKeys.push(t, end);
+          }
+          keyStart[depth - 1] = t;
+          state = S_COLON;
+          i = end;
         }
-        if (isArr[depth - 1]) {
-          index[depth - 1]++;
+        // falls through
+        case S_COLON: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          if (c !== 0x3a) {
+            code = i >= len ? END : ERR;
+            break loop;
+          }
+          if (i + 1 > past) {
+            code = STOP;
+            break loop;
+          }
           state = S_VALUE;
-        } else state = S_KEY;
-        i = t + 1;
-        continue;
+          i++;
+        }
+        // falls through
+        case S_VALUE:
+        case S_VALUE_OR_CLOSE: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          t = i;
+          let end: number;
+          if (c === 0x22) {
+            end = stringEnd(buf, t);
+            if (end > past) {
+              code = STOP;
+              break loop;
+            }
+            if (end < 0) {
+              code = ERR;
+              break loop;
+            }
+          } else if (c === 0x7b || c === 0x5b) {
+            if (t + 1 > past) {
+              code = STOP;
+              break loop;
+            }
+            if (depth >= MAX_DEPTH) {
+              code = ERR;
+              break loop;
+            }
+            const arr = c === 0x5b;
+            inArr = arr ? 1 : 0;
+            isArr[depth] = inArr;
+            open[depth] = t;
+            index[depth] = 0;
+            depth++;
+            if (depth > skipFrom && depth > keyDepth) {
+              const e = skipContainer(buf, t, depth, past);
+              if (e >= 0) {
+                // Its closing bracket, which the code below reads as it would have.
+                t = e;
+                c = buf[e];
+                break close;
+              }
+            }
+            state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
+            i = t + 1;
+            continue loop;
+          } else if (c === 0x5d && state === S_VALUE_OR_CLOSE) {
+            break close;
+          } else {
+            end = -1;
+            let maybeWide = false;
+            if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+              end = numberEnd(buf, t);
+              if (end < -1) {
+                end = ~end;
+                maybeWide = true;
+              }
+            } else if (c === 0x74 || c === 0x66 || c === 0x6e) end = literalEnd(buf, t, c);
+            else if (i >= len) {
+              code = END;
+              break loop;
+            }
+            if (end > pastNumber) {
+              code = end < 0 ? ERR : STOP;
+              break loop;
+            }
+            if (end < 0) {
+              code = ERR;
+              break loop;
+            }
+            if (maybeWide && wideAt < 0 && isWide(buf, t, end)) wideAt = t;
+          }
+          i = end;
+          if (depth <= floor) {
+            if (depth <= stopDepth) {
+              // The one value asked for was a scalar.
+              state = depth === 0 ? S_DONE : S_AFTER;
+              closedAt = end - 1;
+              code = CLOSED;
+              break loop;
+            }
+            state = S_DONE;
+            continue loop;
+          }
+          state = S_AFTER;
+        }
+        // falls through
+        case S_AFTER: {
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          t = i;
+          if (c === 0x2c) {
+            if (t + 1 > past) {
+              code = STOP;
+              break loop;
+            }
+            if (inArr) {
+              index[depth - 1]++;
+              state = S_VALUE;
+            } else state = S_KEY;
+            i = t + 1;
+            continue loop;
+          }
+          if (c === 0x5d || c === 0x7d) break close;
+          code = i >= len ? END : ERR;
+          break loop;
+        }
+        default: {
+          // S_DONE: only spaces may follow.
+          c = buf[i];
+          if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
+          code = i >= len ? END : ERR;
+          break loop;
+        }
       }
-      if (c !== 0x5d && c !== 0x7d) {
-        code = ERR;
-        break;
-      }
-    } else if (state === S_COLON) {
-      if (c !== 0x3a) {
-        code = ERR;
-        break;
-      }
-      if (t + 1 > limit) {
-        code = STOP;
-        break;
-      }
-      state = S_VALUE;
-      i = t + 1;
-      continue;
-    } else if (state === S_KEY || (state === S_KEY_OR_CLOSE && c !== 0x7d)) {
-      const end = c === 0x22 ? stringEnd(buf, t) : -1;
-      if (end < 0) {
-        code = ERR;
-        break;
-      }
-      if (end > limit) {
-        code = STOP;
-        break;
-      }
-      if (checkKeys && depth <= sc.ancestors && repeatsPathKey(sc, depth - 1, t, end)) {
-        code = ERR;
-        break;
-      }
-      if (depth === 1) sc.rootKeys.push(t, end);
-      keyStart[depth - 1] = t;
-      keyEnd[depth - 1] = end;
-      state = S_COLON;
-      i = end;
-      continue;
-    } else if (state === S_DONE) {
+    }
+    // A closing bracket at t, expected in this state: it must match the open container.
+    if (depth === 0 || (c === 0x5d) !== (inArr === 1)) {
       code = ERR;
       break;
-    } else if (state === S_KEY_OR_CLOSE) {
-      // `}` of an empty object: the closing bracket below
-    } else if (c === 0x7b || c === 0x5b) {
-      // S_VALUE, S_VALUE_OR_CLOSE: a container opens
-      if (t + 1 > limit) {
-        code = STOP;
-        break;
-      }
-      if (depth >= MAX_DEPTH) {
-        code = ERR;
-        break;
-      }
-      const arr = c === 0x5b;
-      isArr[depth] = arr ? 1 : 0;
-      sc.open[depth] = t;
-      index[depth] = 0;
-      depth++;
-      state = arr ? S_VALUE_OR_CLOSE : S_KEY_OR_CLOSE;
-      i = t + 1;
-      continue;
-    } else if (c !== 0x5d || state !== S_VALUE_OR_CLOSE) {
-      // S_VALUE, S_VALUE_OR_CLOSE: a scalar
-      let end: number;
-      if (c === 0x22) {
-        end = stringEnd(buf, t);
-        if (end > limit) {
-          code = STOP;
-          break;
-        }
-      } else {
-        end = c === 0x2d || isDigit(c) ? numberEnd(buf, t) : literalEnd(buf, t, c);
-        if (end >= limit) {
-          code = end < 0 ? ERR : STOP;
-          break;
-        }
-        if (end > 0 && c !== 0x74 && c !== 0x66 && c !== 0x6e && sc.wideAt < 0 && isWideToken(buf, t, end)) sc.wideAt = t;
-      }
-      if (end < 0) {
-        code = ERR;
-        break;
-      }
-      state = depth === 0 ? S_DONE : S_AFTER;
-      i = end;
-      if (depth <= stopDepth) {
-        // The one value asked for was a scalar.
-        sc.closedAt = end - 1;
-        code = CLOSED;
-        break;
-      }
-      continue;
     }
-    // A closing bracket, expected in this state: it must match the open container.
-    if (depth === 0 || (c === 0x5d) !== (isArr[depth - 1] === 1)) {
-      code = ERR;
-      break;
-    }
-    if (t + 1 > limit) {
+    if (t + 1 > past) {
       code = STOP;
       break;
     }
     depth--;
-    if (depth < sc.ancestors) sc.ancestors = depth;
+    inArr = depth > 0 ? isArr[depth - 1] : 0;
+    if (depth < ancestors) {
+      ancestors = depth;
+      if (keyDepth > 1) keyDepth = depth > 1 ? depth : 1;
+    }
     state = depth === 0 ? S_DONE : S_AFTER;
     i = t + 1;
-    sc.closedAt = t;
+    closedAt = t;
     if (depth <= stopDepth) {
       code = CLOSED;
       break;
@@ -288,7 +456,15 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean): nu
   sc.pos = i;
   sc.state = state;
   sc.depth = depth;
+  sc.ancestors = ancestors;
+  sc.closedAt = closedAt;
+  sc.wideAt = wideAt;
   return code;
+}
+
+/** End (exclusive) of the key being read at level f, a string the scan has found valid. */
+function keyEndAt(sc: Scan, f: number): number {
+  return stringEnd(sc.buf, sc.keyStart[f]);
 }
 
 /** Whether the key at [t, end) in the ancestor object at level f is the window's key there. */
@@ -301,12 +477,7 @@ function repeatsPathKey(sc: Scan, f: number, t: number, end: number): boolean {
 }
 
 /** A number the walk would note as wide (beyond ±2^53): then the verdict may rest on number texts. */
-function isWideToken(buf: Buffer, start: number, end: number): boolean {
-  if (end - start < 16) {
-    let exp = false;
-    for (let i = start; i < end; i++) if (buf[i] === 0x65 || buf[i] === 0x45) exp = true;
-    if (!exp) return false;
-  }
+function isWide(buf: Buffer, start: number, end: number): boolean {
   const v = Number(buf.toString('latin1', start, end));
   return !(v <= Number.MAX_SAFE_INTEGER && v >= -Number.MAX_SAFE_INTEGER);
 }
@@ -411,7 +582,7 @@ function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | unde
 
   // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
   const sc = newScan(a);
-  if (run(sc, p, -1, false) !== STOP) return undefined;
+  if (run(sc, p, -1, false, false) !== STOP) return undefined;
   if (sc.depth < 1) return undefined;
   const state1 = sc.state;
   const rootKeyAt = sc.keyStart[0];
@@ -444,8 +615,9 @@ function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | unde
         keys.push(sc.index[f]);
         path.push(undefined);
       } else {
-        keys.push(keyText(a, sc.keyStart[f], sc.keyEnd[f]));
-        path.push(a.toString('latin1', sc.keyStart[f], sc.keyEnd[f]));
+        const end = keyEndAt(sc, f);
+        keys.push(keyText(a, sc.keyStart[f], end));
+        path.push(a.toString('latin1', sc.keyStart[f], end));
       }
     }
     // Phase 3: the legacy body after the window, strictly to its end (the candidate's is the same
@@ -543,7 +715,7 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
       aDone = true;
       return run(sa, Infinity, -1, false) === END && sa.state === S_DONE ? 0 : -1;
     }
-    const name = keyText(a, sa.keyStart[0], sa.keyEnd[0]);
+    const name = keyText(a, sa.keyStart[0], keyEndAt(sa, 0));
     if (index.has(name)) return -1;
     index.set(name, names.length);
     keyAt.push(sa.keyStart[0]);
@@ -597,7 +769,7 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
       break;
     }
     const ks = sb.keyStart[0];
-    const name = keyText(b, ks, sb.keyEnd[0]);
+    const name = keyText(b, ks, keyEndAt(sb, 0));
     if (seen.has(name)) return undefined;
     seen.add(name);
     let j = i < names.length && names[i] === name ? i : index.get(name);
