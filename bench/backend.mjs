@@ -35,10 +35,12 @@ const flavor = args.flavor === 'new' ? 'new' : 'legacy';
 const delayMs = Number(args.delay) || 0;
 
 function item(id) {
-  // Split around the request-id placeholder once and encoded once: each answer is then the two
-  // stored halves around a few bytes of id, never a 1 MB string to join, measure and encode again.
+  // Split around the request-id placeholder once; each answer is then the two halves around its id.
   const [head, tail] = JSON.stringify(itemDocument(id, flavor, padTo)).split('\\u0000RID\\u0000');
-  return { head: Buffer.from(head), tail: Buffer.from(tail) };
+  // Small answers are one string joined per answer (Node sends headers and body in one write); big
+  // ones are encoded once and sent as the stored Buffers, never a 1 MB string to join, measure and
+  // encode again per answer (that cost more than the proxy under test).
+  return head.length + tail.length < 65_536 ? { head, tail } : { head: Buffer.from(head), tail: Buffer.from(tail) };
 }
 
 const cache = new Map();
@@ -69,15 +71,25 @@ function answer(req, res) {
   }
   served++;
   const { head, tail } = bodyFor(Number(m[1]));
-  const id = Buffer.from(`${flavor}-${process.pid}-${served}`);
+  const id = `${flavor}-${process.pid}-${served}`;
+  if (typeof head === 'string') {
+    const body = `${head}${id}${tail}`;
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      'x-backend': flavor,
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
   res.writeHead(200, {
     'content-type': 'application/json; charset=utf-8',
-    'content-length': head.length + id.length + tail.length,
+    'content-length': head.length + Buffer.byteLength(id) + tail.length,
     'cache-control': 'no-store',
     'x-backend': flavor,
   });
   if (req.method === 'HEAD') res.end();
-  else if (head.length + tail.length < 65_536) res.end(Buffer.concat([head, id, tail]));
   else {
     // Big bodies go out as the stored halves themselves (one writev), not a fresh copy per answer.
     res.cork();
