@@ -4,7 +4,7 @@
  * until the end and joined), and that buffer may move to a comparison worker as it is.
  */
 import { describe, expect, it } from 'vitest';
-import { BodyCapture, ownsBacking } from '../src/forward/capture.js';
+import { BodyCapture, CaptureBuffers, captureBuffers, ownsBacking } from '../src/forward/capture.js';
 
 const chunks = (total: number, size: number): Buffer[] => {
   const out: Buffer[] = [];
@@ -25,7 +25,8 @@ describe('BodyCapture', () => {
     expect(body.equals(expected)).toBe(true);
     expect(capture.truncated).toBe(false);
     expect(body.byteOffset).toBe(0);
-    expect(body.buffer.byteLength).toBe(1_000_000);
+    // Its buffer is of the body's size class (reused for the next answer of about that size).
+    expect(body.buffer.byteLength).toBe(CaptureBuffers.classOf(1_000_000));
     expect(ownsBacking(body)).toBe(true);
   });
 
@@ -63,5 +64,54 @@ describe('BodyCapture', () => {
     small.add(chunk);
     // One small chunk is kept as it is: copying it would cost more than it saves.
     expect(small.body()).toBe(chunk);
+  });
+
+  it('takes its buffer from the pool when one of its class was given back', () => {
+    const first = new BodyCapture(4 * 1024 * 1024);
+    first.expect(900_000);
+    first.add(Buffer.alloc(900_000, 1));
+    const body = first.body();
+    const before = captureBuffers.reused;
+    captureBuffers.give(body.buffer as ArrayBuffer);
+    const second = new BodyCapture(4 * 1024 * 1024);
+    second.expect(910_000);
+    const next = Buffer.alloc(910_000, 2);
+    second.add(next);
+    expect(captureBuffers.reused).toBe(before + 1);
+    const again = second.body();
+    expect(again.length).toBe(910_000);
+    expect(again.equals(next)).toBe(true);
+  });
+});
+
+describe('CaptureBuffers', () => {
+  it('rounds a length up to its class: eight per power of two, never more than 1/8 over', () => {
+    for (const length of [65_536, 65_537, 100_000, 940_000, 1_000_000, 1_048_576, 3_000_001]) {
+      const size = CaptureBuffers.classOf(length);
+      expect(size).toBeGreaterThanOrEqual(length);
+      expect(size).toBeLessThanOrEqual(length * 1.125 + 1);
+      expect(CaptureBuffers.classOf(size)).toBe(size);
+    }
+  });
+
+  it('hands a buffer given back out again, keeps only class-sized ones, and stays within its bounds', () => {
+    const pool = new CaptureBuffers(3 * 1024 * 1024, 2);
+    const a = pool.take(1_000_000);
+    expect(a.length).toBe(CaptureBuffers.classOf(1_000_000));
+    pool.give(a.buffer as ArrayBuffer);
+    expect(pool.held).toBe(a.length);
+    const b = pool.take(999_000);
+    expect(pool.reused).toBe(1);
+    expect(b.buffer).toBe(a.buffer);
+    expect(pool.held).toBe(0);
+    // Not a class size (a copy made elsewhere), or too small to matter: not kept.
+    pool.give(new ArrayBuffer(1_000_000));
+    pool.give(new ArrayBuffer(4096));
+    expect(pool.held).toBe(0);
+    // Bounded by count (2) and bytes (3 MiB).
+    for (let i = 0; i < 4; i++) pool.give(new ArrayBuffer(CaptureBuffers.classOf(1_000_000)));
+    expect(pool.held).toBe(2 * CaptureBuffers.classOf(1_000_000));
+    pool.give(new ArrayBuffer(CaptureBuffers.classOf(2_000_000)));
+    expect(pool.held).toBe(2 * CaptureBuffers.classOf(1_000_000));
   });
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ComparePool, workerFile } from '../src/analysis/workers.js';
+import { BodyCapture, captureBuffers } from '../src/forward/capture.js';
 import { defaultCompareWorkers } from '../src/config/schema.js';
 import type { PairInput } from '../src/analysis/compare-pair.js';
 import type { CompareSettings } from '../src/config/load.js';
@@ -108,5 +109,31 @@ describe('comparison worker pool', () => {
     const out = JSON.parse(execFileSync(process.execPath, [path], { encoding: 'utf8', timeout: 60_000 })) as { growthMB: number; mismatches: number };
     expect(out.mismatches).toBe(150);
     expect(out.growthMB).toBeLessThan(80);
+  });
+
+  it('gives the bodies it compared back to the capture pool, so the next big answers are captured into them', async () => {
+    const file = workerFile();
+    expect(file).not.toBeNull();
+    const pool = new ComparePool(1, file!);
+    const settings = { headers: [], ignoreHeaders: [], ignore: [], unordered: [], tolerance: { absolute: 0, relative: 0 }, mappings: [], sensitive: [], maxBodyBytes: 4e6 } as unknown as CompareSettings;
+    const captured = (n: number): { status: number; headers: Record<string, string>; body: Buffer; truncated: boolean } => {
+      const text = Buffer.from(JSON.stringify({ n, pad: 'p'.repeat(300_000) }));
+      const capture = new BodyCapture(4 * 1024 * 1024);
+      capture.expect(text.length);
+      capture.add(text);
+      return { status: 200, headers: { 'content-type': 'application/json' }, body: capture.body(), truncated: false };
+    };
+    try {
+      const held = captureBuffers.held;
+      const compared = await pool.compare({ route: 'r', method: 'GET', path: '/x', primaryIsNew: false, primary: captured(1), shadow: captured(2), baseline: null }, settings);
+      expect(compared.main?.result).toBe('mismatch');
+      // Both bodies came back and wait in the pool for the next captures.
+      expect(captureBuffers.held).toBeGreaterThanOrEqual(held + 2 * 300_000);
+      const reused = captureBuffers.reused;
+      captured(3);
+      expect(captureBuffers.reused).toBe(reused + 1);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -50,14 +50,15 @@ async function compare(id: number, key: string, pair: PairInput): Promise<void> 
   } catch (err) {
     reply = { id, compared: { baseline: null, main: null, failure: `compare_failed: ${(err as Error).message}` } };
   }
-  // The bodies go back with the answer. Left here they would wait for this thread's own GC, which
-  // its few allocations seldom run: tens of MB of dead 1 MB bodies. The main thread's frequent young
-  // collections free them within milliseconds.
+  // The bodies go back with the answer: the main thread captures the next answers into them
+  // (forward/capture.ts). Left here they would wait for this thread's own GC, which its few
+  // allocations seldom run: tens of MB of dead 1 MB bodies.
   const bodies: ArrayBuffer[] = [];
   for (const answer of [pair.primary, pair.shadow, pair.baseline]) {
     const backing = answer?.body.buffer;
     if (backing instanceof ArrayBuffer && backing.byteLength > 0 && !bodies.includes(backing)) bodies.push(backing);
   }
+  reply.bodies = bodies;
   parentPort!.postMessage(reply, bodies);
 }
 

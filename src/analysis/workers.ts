@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { CompareSettings } from '../config/load.js';
-import { ownsBacking } from '../forward/capture.js';
+import { captureBuffers, ownsBacking } from '../forward/capture.js';
 import type { Compared, PairAnswer, PairInput } from './compare-pair.js';
 
 export type WorkerRequest =
@@ -29,6 +29,8 @@ export type WorkerRequest =
 export interface WorkerReply {
   id: number;
   compared: Compared;
+  /** The pair's body buffers, moved back to be captured into again. */
+  bodies?: ArrayBuffer[];
 }
 
 /** Comparisons handed to one worker at a time: enough to keep it busy, few enough to stay bounded. */
@@ -111,6 +113,7 @@ export class ComparePool {
     worker.unref();
     const slot: Slot = { worker, pending: new Map(), known: new Set() };
     worker.on('message', (reply: WorkerReply) => {
+      if (reply.bodies !== undefined) for (const body of reply.bodies) captureBuffers.give(body);
       const done = slot.pending.get(reply.id);
       slot.pending.delete(reply.id);
       done?.(reply.compared);

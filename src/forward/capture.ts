@@ -20,6 +20,66 @@ export interface UpstreamAnswer {
 /** Announced bodies from this size on are copied into one buffer as they arrive (below, one chunk is usual). */
 const WHOLE_FROM = 64 * 1024;
 
+/**
+ * Big capture buffers, used again. Each mirrored 1 MB answer used to allocate two fresh 1 MB
+ * buffers (the primary's copy and the mirror's): hundreds of MB a second of external memory at load,
+ * which makes V8 run full collections every few dozen milliseconds (seconds of GC helper CPU per ten
+ * seconds in the 1 MB bench) and the kernel map and fault in fresh pages. Bodies that a comparison
+ * worker sends back (workers.ts) come here and are handed out again for the next answer of their
+ * size class. Classes are eight per power of two (at most 1/8 larger than asked); the pool is
+ * bounded by count and bytes and takes only buffers of an exact class size, which only
+ * `BodyCapture` makes.
+ */
+export class CaptureBuffers {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private bytes = 0;
+  private count = 0;
+  /** Buffers handed out again instead of allocated (for tests and the curious). */
+  reused = 0;
+
+  constructor(
+    private readonly maxBytes = 32 * 1024 * 1024,
+    private readonly maxCount = 64,
+  ) {}
+
+  /** The class a body of `length` bytes is given a buffer of. */
+  static classOf(length: number): number {
+    const step = 2 ** Math.max(0, Math.floor(Math.log2(length)) - 3);
+    return Math.ceil(length / step) * step;
+  }
+
+  /** A buffer of at least `length` bytes (its class size): one given back, else a fresh one. */
+  take(length: number): Buffer {
+    const size = CaptureBuffers.classOf(length);
+    const ab = this.free.get(size)?.pop();
+    if (ab === undefined) return Buffer.allocUnsafeSlow(size);
+    this.bytes -= size;
+    this.count--;
+    this.reused++;
+    return Buffer.from(ab, 0, size);
+  }
+
+  /** Takes back a buffer nobody uses any more (moved back from a worker); dropped when full or of no class. */
+  give(ab: ArrayBuffer): void {
+    const size = ab.byteLength;
+    if (size < WHOLE_FROM || CaptureBuffers.classOf(size) !== size) return;
+    if (this.bytes + size > this.maxBytes || this.count >= this.maxCount) return;
+    let list = this.free.get(size);
+    if (list === undefined) this.free.set(size, (list = []));
+    list.push(ab);
+    this.bytes += size;
+    this.count++;
+  }
+
+  /** Bytes held for reuse. */
+  get held(): number {
+    return this.bytes;
+  }
+}
+
+/** The process's pool: captures on the main thread take from it, returned worker bodies fill it. */
+export const captureBuffers = new CaptureBuffers();
+
 export class BodyCapture {
   private readonly chunks: Buffer[] = [];
   /** The body's own buffer when its length was announced (`expect`): chunks are copied in and let go at once. */
@@ -38,7 +98,7 @@ export class BodyCapture {
    * held the body twice at its peak). undici refuses a body longer than announced.
    */
   expect(length: number): void {
-    if (this.size === 0 && this.whole === null && length >= WHOLE_FROM && length <= this.limit) this.whole = Buffer.allocUnsafeSlow(length);
+    if (this.size === 0 && this.whole === null && length >= WHOLE_FROM && length <= this.limit) this.whole = captureBuffers.take(length).subarray(0, length);
   }
 
   add(chunk: Buffer): void {
@@ -71,9 +131,10 @@ export class BodyCapture {
   body(): Buffer {
     const whole = this.whole;
     if (whole !== null) {
-      if (this.size < whole.length) return whole.subarray(0, this.size); // cut short: never the unwritten rest
+      // Its buffer is the capture's alone (it may be a little longer than the body: its size class).
       OWNED.add(whole.buffer);
-      return whole;
+      // Cut short: never the unwritten rest.
+      return this.size < whole.length ? whole.subarray(0, this.size) : whole;
     }
     if (this.chunks.length === 1) return this.chunks[0];
     const body = Buffer.concat(this.chunks, this.size);
