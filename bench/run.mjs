@@ -364,6 +364,8 @@ async function runScenario(scenario, backends, opts, tmp) {
   }
   if (scenario.proxy === 'http-proxy') {
     const { child, url } = await startHttpProxy(backends.urls.legacy, opts);
+    // The baseline is a proxy under test like the others: on the same core(s) as cutover and nginx.
+    pin(child.pid, opts.pins?.proxy);
     try {
       const row = { ...base, target: url, pid: child.pid, ...(await measure(scenario, url, child.pid, opts)) };
       if (!child.running) throw new Error(`http-proxy exited during the run\n${child.tail()}`);
