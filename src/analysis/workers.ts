@@ -2,7 +2,8 @@
  * A pool of comparison workers: the CPU of decoding (zlib included), normalising and diffing leaves
  * the proxy's event loop. The main thread sends a pair's answers with their bodies *transferred*
  * (moved, not copied, when the capture owns its memory) and gets plain comparisons back, which it
- * applies to the window (`RouteAnalysis.record`).
+ * applies to the window (`RouteAnalysis.record`), with the body buffers moved back for the next
+ * captures (`captureBuffers`). Workers run at the lowest priority (compare-worker.ts).
  *
  * Rules go to a worker as settings, once per loaded config (keyed by the settings object of the
  * snapshot the request started on), just before the first comparison that needs them; the worker
