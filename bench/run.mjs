@@ -523,7 +523,9 @@ async function main() {
     }
     await stopAll();
     rmSync(tmp, { recursive: true, force: true });
-    return;
+    // Something of the load or the scrapes (a keep-alive socket, a timer) kept a finished soak
+    // alive for minutes; the run is over, so it ends here.
+    process.exit(process.exitCode ?? 0);
   }
 
   const machine = machineInfo();
