@@ -315,13 +315,14 @@ async function scrapeCutoverCounters(adminUrl) {
       sums[key] = (sums[key] ?? 0) + value;
     };
     for (const line of text.split('\n')) {
-      const m = /^(cutover_(?:requests_total|comparisons_total|shadow_skipped_total))\{([^}]*)\}\s+([0-9.eE+-]+)/.exec(line);
+      const m = /^(cutover_(?:requests_total|comparisons_total|shadow_skipped_total|shadow_overload_total))\{([^}]*)\}\s+([0-9.eE+-]+)/.exec(line);
       if (!m) continue;
       const labels = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
       const value = Number(m[3]);
       if (labels.route !== 'get-item') continue; // the readiness probe's path is route `other`
       if (m[1] === 'cutover_requests_total') add(`requests.${labels.role}.${labels.outcome}`, value);
       else if (m[1] === 'cutover_comparisons_total') add(`comparisons.${labels.result}`, value);
+      else if (m[1] === 'cutover_shadow_overload_total') add(`overloadBy.${labels.cause}`, value);
       else add(`shadowSkipped.${labels.reason}`, value);
     }
     return sums;

@@ -37,6 +37,8 @@ const CONTRACT_METRICS = new Set([
   'cutover_traffic_weight',
   'cutover_rejected_requests_total',
   'cutover_status_pairs_total',
+  // Which bound an overload skip hit (an addition: the isolation work's).
+  'cutover_shadow_overload_total',
   // The controller's (src/cutover/controller.ts).
   'cutover_stage',
   'cutover_state',

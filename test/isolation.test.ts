@@ -84,6 +84,11 @@ function skipped(text: string, reason: string): number {
   return sum(text, new RegExp(`^cutover_shadow_skipped_total\\{route="w",reason="${reason}"\\}`));
 }
 
+/** Overload skips by the bound they hit (cutover_shadow_overload_total). */
+function overloadBy(text: string, cause: 'in_flight' | 'comparison_queue' | 'event_loop'): number {
+  return sum(text, new RegExp(`^cutover_shadow_overload_total\\{route="w",cause="${cause}"\\}`));
+}
+
 /** Sends `n` requests, `concurrency` at a time; every client answer must be the legacy one, whole. */
 async function load(p: InProcessProxy, n: number, concurrency: number, want: unknown = expected): Promise<void> {
   let sent = 0;
@@ -190,6 +195,9 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     await load(p, N, 4);
     const text = await accountedFor(p, N);
     expect(skipped(text, 'overload')).toBeGreaterThan(0);
+    // Each overload skip names its bound; here the slots of slow mirrors are what runs out.
+    expect(overloadBy(text, 'in_flight')).toBeGreaterThan(0);
+    expect(overloadBy(text, 'in_flight') + overloadBy(text, 'comparison_queue') + overloadBy(text, 'event_loop')).toBe(skipped(text, 'overload'));
     expect(sum(text, /^cutover_comparisons_total\{route="w",result="match"\}/)).toBeGreaterThan(0);
   });
 
@@ -230,6 +238,8 @@ describe('the comparison queue', () => {
     expect(sum(text, /^cutover_comparisons_total\{route="w"/)).toBe(mirrors);
     expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow"/)).toBe(mirrors);
     expect(skipped(text, 'overload')).toBe(20 - mirrors);
+    expect(overloadBy(text, 'comparison_queue')).toBe(20 - mirrors);
+    expect(overloadBy(text, 'in_flight') + overloadBy(text, 'event_loop')).toBe(0);
     expect(mirrors).toBeLessThan(20);
   });
 
@@ -357,7 +367,7 @@ describe('load shedding', () => {
           await new Promise((r) => setTimeout(r, 0)); // lets the overdue sample run
         }
         await load(p, 1, 1);
-        return skipped(await scrape(p), 'overload') > 0;
+        return overloadBy(await scrape(p), 'event_loop') > 0;
       },
       10_000,
       'a mirror shed as overload',

@@ -85,7 +85,7 @@ export class Analysis implements EvidenceSource {
     this.queue = new ComparisonQueue(limits, processor, (pair) => {
       const ra = this.byName.get(pair.route.name);
       if (ra !== undefined) ra.dropped++;
-      pair.route.metrics.shadowSkipped('overload');
+      pair.route.metrics.shadowOverload('comparison_queue');
     });
     if (this.pool !== null) this.queue.maxRunning = this.pool.capacity;
     this.configure(routes);

@@ -142,13 +142,17 @@ export class ShadowEngine {
       route.metrics.shadowSkipped('body_too_large');
       return null;
     }
-    if (this.inFlight >= this.deps.maxInFlight || (this.deps.shed !== undefined && !this.deps.shed.admit())) {
-      route.metrics.shadowSkipped('overload');
+    if (this.inFlight >= this.deps.maxInFlight) {
+      route.metrics.shadowOverload('in_flight');
+      return null;
+    }
+    if (this.deps.shed !== undefined && !this.deps.shed.admit()) {
+      route.metrics.shadowOverload('event_loop');
       return null;
     }
     const comparisons = this.deps.comparisons;
     if (comparisons !== undefined && !comparisons.reserve()) {
-      route.metrics.shadowSkipped('overload');
+      route.metrics.shadowOverload('comparison_queue');
       return null;
     }
     const target = primaryIsNew ? 'legacy' : 'new';

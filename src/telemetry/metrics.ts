@@ -13,6 +13,8 @@ export type Role = 'primary' | 'shadow';
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
 export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped';
+/** Which bound an `overload` skip hit: mirrors in flight, the comparison queue, or the busy event loop. */
+export type OverloadCause = 'in_flight' | 'comparison_queue' | 'event_loop';
 /** Why the proxy answered a request itself instead of forwarding it. */
 export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'revoked';
 
@@ -21,6 +23,7 @@ const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped'];
+const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
 const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'revoked'];
 
 const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
@@ -182,6 +185,7 @@ export class RouteMetrics {
   private readonly series: Record<BackendName, Record<Role, Series>>;
   private readonly comparisons: Record<ComparisonResult, Scalar>;
   private readonly skipped: Record<SkipReason, Scalar>;
+  private readonly overloads: Record<OverloadCause, Scalar>;
   private readonly weight: Scalar;
   private readonly rejections: Record<RejectReason, Scalar>;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
@@ -208,6 +212,7 @@ export class RouteMetrics {
     this.series = series;
     this.comparisons = Object.fromEntries(COMPARISON_RESULTS.map((r) => [r, comparisonsTotal.series(route, r)])) as Record<ComparisonResult, Scalar>;
     this.skipped = Object.fromEntries(SKIP_REASONS.map((r) => [r, shadowSkippedTotal.series(route, r)])) as Record<SkipReason, Scalar>;
+    this.overloads = Object.fromEntries(OVERLOAD_CAUSES.map((c) => [c, telemetry.shadowOverloadTotal.series(route, c)])) as Record<OverloadCause, Scalar>;
     this.weight = trafficWeight.series(route);
     this.rejections = Object.fromEntries(REJECT_REASONS.map((r) => [r, telemetry.rejectedRequestsTotal.series(route, r)])) as Record<RejectReason, Scalar>;
   }
@@ -230,6 +235,12 @@ export class RouteMetrics {
 
   shadowSkipped(reason: SkipReason): void {
     this.skipped[reason].value++;
+  }
+
+  /** A mirror skipped as `overload`, counted under that reason and under the bound it hit. */
+  shadowOverload(cause: OverloadCause): void {
+    this.skipped.overload.value++;
+    this.overloads[cause].value++;
   }
 
   /** Counts one mismatching field; past MAX_FIELDS_PER_ROUTE distinct fields they fold into `_other`. */
@@ -339,9 +350,15 @@ export class Telemetry {
   );
   readonly shadowSkippedTotal = scalarFamily(
     'cutover_shadow_skipped_total',
-    'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (too many mirrors in flight or comparisons queued), bypass, shadow_down (the shadow backend keeps failing; its circuit breaker is open).',
+    'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (no room: see cutover_shadow_overload_total for which bound), bypass, shadow_down (the shadow backend keeps failing; its circuit breaker is open).',
     'counter',
     ['route', 'reason'],
+  );
+  readonly shadowOverloadTotal = scalarFamily(
+    'cutover_shadow_overload_total',
+    'Mirrors skipped as overload (cutover_shadow_skipped_total{reason="overload"}), by route and the bound they hit: in_flight (shadow.maxInFlight mirrors running), comparison_queue (the comparison queue full by count or shadow.compareQueueBytes), event_loop (the proxy\'s own event loop late or busy: shadow.shedAt).',
+    'counter',
+    ['route', 'cause'],
   );
   readonly statusPairsTotal = scalarFamily(
     'cutover_status_pairs_total',
@@ -386,6 +403,7 @@ export class Telemetry {
     this.comparisonsTotal,
     this.mismatchFieldsTotal,
     this.shadowSkippedTotal,
+    this.shadowOverloadTotal,
     this.trafficWeight,
     this.statusPairsTotal,
     this.upstreamQueue,
