@@ -1,7 +1,8 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
+import { firstWsMessage } from './helpers/ws.js';
 import { deadPort, startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
 
@@ -176,13 +177,7 @@ describe('forwarding', () => {
     });
     cleanups.push(async () => wss.close());
     const p = await proxy(baseConfig(legacy.url, legacy.url));
-    const ws = new WebSocket(`${p.dataUrl.replace('http', 'ws')}/socket?room=1`);
-    const reply = await new Promise<string>((resolve, reject) => {
-      ws.on('open', () => ws.send('hello'));
-      ws.on('message', (data) => resolve(String(data)));
-      ws.on('error', reject);
-    });
-    ws.close();
+    const reply = await firstWsMessage(p.dataUrl, '/socket?room=1', { send: 'hello' });
     expect(reply).toBe('echo:hello');
     expect(seenHeaders[0]['x-forwarded-for']).toBe('127.0.0.1');
   });
@@ -211,12 +206,7 @@ describe('sticky upgrades', () => {
     for (let i = 1; i <= 12; i++) {
       const headers = { 'x-forwarded-for': `198.51.100.${i}` };
       const http = (await rawRequest(`${p.dataUrl}/live`, { headers })).body;
-      const ws = new WebSocket(`${p.dataUrl.replace('http', 'ws')}/live`, { headers });
-      const overWs = await new Promise<string>((resolve, reject) => {
-        ws.on('message', (data) => resolve(String(data)));
-        ws.on('error', reject);
-      });
-      ws.close();
+      const overWs = await firstWsMessage(p.dataUrl, '/live', { headers });
       expect(overWs, `client 198.51.100.${i}`).toBe(http);
       seen.add(http);
     }

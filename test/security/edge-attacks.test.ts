@@ -7,7 +7,8 @@ import http from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
+import { firstWsMessage } from '../helpers/ws.js';
 import { sendProblem } from '../../src/admin/server.js';
 import { waitFor } from '../helpers/backend.js';
 import { scoped } from '../helpers/scoped.js';
@@ -58,13 +59,7 @@ describe('row 2: upgrade tunnel smuggling', () => {
         routes: [{ name: 'chat', match: { path: '/chat/:room' }, weight: 100 }],
       }),
     );
-    const ws = new WebSocket(`${p.dataUrl.replace('http', 'ws')}/cha%74/r1?api_key=S3CR3T&x=1`, { headers: { 'x-api-key': 'S3CR3T', host: 'shop.example' } });
-    const reply = await new Promise<string>((resolve, reject) => {
-      ws.on('open', () => ws.send('hi'));
-      ws.on('message', (d) => resolve(String(d)));
-      ws.on('error', reject);
-    });
-    ws.close();
+    const reply = await firstWsMessage(p.dataUrl, '/cha%74/r1?api_key=S3CR3T&x=1', { headers: { 'x-api-key': 'S3CR3T', host: 'shop.example' }, send: 'hi' });
     expect(reply).toBe('echo:hi');
     expect(seen[0].url).toBe('/chat/r1?x=1');
     expect(seen[0].headers.host).toBe('shop.example');
