@@ -77,6 +77,8 @@ describe('comparison worker pool', () => {
   it('is on by default even with one core (a low-priority worker takes nothing from the event loop)', () => {
     expect(defaultCompareWorkers()).toBeGreaterThanOrEqual(1);
     expect(defaultCompareWorkers()).toBeLessThanOrEqual(4);
+    // By core count: this machine's alone would not tell one core apart from two.
+    expect([1, 2, 3, 8, 64].map((cores) => defaultCompareWorkers(cores))).toEqual([1, 1, 2, 4, 4]);
   });
 
   // Left in the worker, compared bodies waited for the worker's own GC, which its few allocations

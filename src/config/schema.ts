@@ -285,8 +285,8 @@ export const shadowLimitsSchema = z.strictObject({
  * A one-core host still gets one: it runs at the lowest priority (compare-worker.ts), so it only
  * takes the time the event loop leaves, where comparing on the main thread would take turns from it.
  */
-export function defaultCompareWorkers(): number {
-  return Math.max(1, Math.min(4, availableParallelism() - 1));
+export function defaultCompareWorkers(cores = availableParallelism()): number {
+  return Math.max(1, Math.min(4, cores - 1));
 }
 
 const credentialSchema = z.union([
