@@ -27,7 +27,12 @@ describe('analysis queue', () => {
     for (let i = 0; i < 5; i++) analysis.submit(pair('busy'));
     expect(analysis.diffs('busy')!.droppedForOverload).toBe(3);
     expect(analysis.diffs('calm')!.droppedForOverload).toBe(0);
-    expect(await telemetry.exposition()).toMatch(/cutover_shadow_skipped_total\{route="busy",reason="overload"\} 3/);
+    const scrape = await telemetry.exposition();
+    expect(scrape).toMatch(/cutover_shadow_skipped_total\{route="busy",reason="overload"\} 3/);
+    // Counted under the bound it hit (the comparison queue), and against no other route.
+    expect(scrape).toMatch(/cutover_shadow_overload_total\{route="busy",cause="comparison_queue"\} 3/);
+    expect(scrape).toMatch(/cutover_shadow_overload_total\{route="busy",cause="in_flight"\} 0/);
+    expect(scrape).toMatch(/cutover_shadow_overload_total\{route="calm",cause="comparison_queue"\} 0/);
   });
 });
 

@@ -11,6 +11,7 @@
 import { request } from 'undici';
 import { CutoverError } from '../errors.js';
 import type { Config } from '../config/load.js';
+import { DEFAULT_STEPS } from '../config/schema.js';
 import type { CutoverMetrics } from '../telemetry/metrics.js';
 import { AUDIT_MEMORY, type AuditEntry, type AuditLog, type AuditPosition } from './audit.js';
 import type { ReportFieldInput, ReportInput, ReportRollback, ReportStraggler } from './report.js';
@@ -74,7 +75,6 @@ export interface RollbackEvent {
   detail: string;
 }
 
-export const DEFAULT_STEPS: Step[] = [0, 1, 5, 25, 50, 100];
 /** Checks kept per route in the store. */
 export const HISTORY_LIMIT = 10;
 /** Webhook POSTs in flight at once; more are dropped (and counted) rather than queued without bound. */

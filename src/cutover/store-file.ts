@@ -13,8 +13,7 @@
  * The Redis store (fleet) will follow the same shape: `version` is the fencing token a writer checks
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { mkdirSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError } from '../errors.js';
 import { freshSnapshot, MemoryStore } from './store.js';
@@ -101,7 +100,7 @@ export class FileStore extends MemoryStore {
   /** Temp file, fsync, rename, fsync the directory: the rename is the commit. */
   protected override async persist(next: StoreSnapshot): Promise<void> {
     try {
-      mkdirSync(dirname(this.path), { recursive: true });
+      await mkdir(dirname(this.path), { recursive: true });
       const file = await open(this.tempPath, 'w', 0o600);
       try {
         await file.writeFile(JSON.stringify(next));
