@@ -46,6 +46,21 @@ describe('shadow circuit breaker', () => {
     expect(b.allow()).toBe(Admission.Probe);
   });
 
+  it('takes a probe back that judged nothing: the next mirror may probe at once, the cool-down unchanged', () => {
+    let now = 0;
+    const b = new ShadowBreaker({ threshold: 1, initialMs: 1_000, maxMs: 8_000, now: () => now });
+    b.record(false, false);
+    now = 1_000;
+    expect(b.allow()).toBe(Admission.Probe);
+    b.release(); // e.g. the other breaker refused the mirror, so it was never sent
+    expect(b.allow()).toBe(Admission.Probe);
+    b.record(false, true); // a real probe failure doubles the cool-down from 1 s, not from a refund
+    now = 2_999;
+    expect(b.allow()).toBe(Admission.Refused);
+    now = 3_000;
+    expect(b.allow()).toBe(Admission.Probe);
+  });
+
   it('caps the cool-down', () => {
     let now = 0;
     const b = new ShadowBreaker({ threshold: 1, initialMs: 1_000, maxMs: 2_000, now: () => now });

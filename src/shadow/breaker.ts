@@ -48,6 +48,14 @@ export class ShadowBreaker {
   }
 
   /**
+   * Gives back a probe that judged nothing: it was not sent after all, or its call failed for a
+   * reason this breaker does not weigh. The next mirror may probe, with no longer a cool-down.
+   */
+  release(): void {
+    this.probing = false;
+  }
+
+  /**
    * Records how a mirrored call ended: whether the backend answered at all, and whether that call
    * was the probe. Any answer closes the breaker. While it is open, only the probe's failure counts:
    * a mirror sent before the breaker opened and failing late says nothing new.

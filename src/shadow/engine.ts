@@ -165,7 +165,7 @@ export class ShadowEngine {
     const admission = this.breakers[target].allow();
     if (admission === Admission.Refused) {
       // The size probe was not used: give it back, so the next mirror may probe.
-      if (sizeAdmission === Admission.Probe) sampling.oversize[target].record(false, true);
+      if (sizeAdmission === Admission.Probe) sampling.oversize[target].release();
       comparisons?.unreserve();
       route.metrics.shadowSkipped('shadow_down');
       return null;
@@ -211,7 +211,7 @@ export class ShadowEngine {
       const breaker = sampling.oversize[pair.primaryIsNew ? 'legacy' : 'new'];
       // Only a pair that got whole answers says the route fits again; failures say nothing about size.
       if (oversize || (pair.shadow.error === undefined && pair.primary.error === undefined)) breaker.record(!oversize, pair.sizeProbe ?? false);
-      else if (pair.sizeProbe === true) breaker.record(false, true);
+      else if (pair.sizeProbe === true) breaker.release();
     }
     // The pair's path is kept (examples, recent errors): a credential in the query never is.
     this.deps.onPair(this.deps.credentialQuery.length ? { ...pair, path: redactTarget(pair.path, this.deps.credentialQuery) } : pair);
