@@ -70,7 +70,7 @@ function readBearer(authorization: string | undefined): string | undefined {
 }
 
 /** The header (lower-case) a location carries its credential in; undefined for a query parameter. */
-export function locationHeader(loc: LegacyLocation): string | undefined {
+function locationHeader(loc: LegacyLocation): string | undefined {
   if ('header' in loc) return loc.header.toLowerCase();
   if ('bearer' in loc || 'basic' in loc) return 'authorization';
   if ('cookie' in loc) return 'cookie';

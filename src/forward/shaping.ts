@@ -108,7 +108,7 @@ export function redactTarget(target: string, names: readonly string[]): string {
 }
 
 /** The interceptor that turns an intent into the upstream request for one backend. */
-export function shapingInterceptor(options: ShapingOptions): Dispatcher.DispatcherComposeInterceptor {
+function shapingInterceptor(options: ShapingOptions): Dispatcher.DispatcherComposeInterceptor {
   const stripHeaders = credentialHeaderNames(options.legacyCredentials);
   const stripQuery = credentialQueryNames(options.legacyCredentials);
   const towardNew = options.backend === 'new';

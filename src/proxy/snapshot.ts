@@ -20,8 +20,6 @@ export interface Snapshot {
   readonly hash: string;
   readonly config: Config;
   readonly routes: RouteTable;
-  /** Epoch ms when this snapshot went live. */
-  readonly loadedAt: number;
 }
 
 export class Snapshots {
@@ -68,7 +66,7 @@ export class Snapshots {
   private build(config: Config, state: Pick<StoreSnapshot, 'routes'>, version: number): Snapshot {
     const routes = new RouteTable(config.routes, config.defaults, this.telemetry);
     weigh(routes, state, this.bypassed());
-    return Object.freeze({ version, hash: config.hash, config, routes, loadedAt: Date.now() });
+    return Object.freeze({ version, hash: config.hash, config, routes });
   }
 }
 

@@ -107,11 +107,6 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
 export class Tunnels {
   private readonly open = new Set<Duplex>();
 
-  /** Tunnels (and upgrade requests still waiting for their answer) right now. */
-  get size(): number {
-    return this.open.size;
-  }
-
   /** Sends the upgrade request through the backend's shaped dispatcher; splices on 101 only. */
   start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, onError: (err: Error) => void): void {
     this.open.add(client);

@@ -25,8 +25,16 @@ export interface RequestTarget {
 
 export type TargetProblem = { problem: 'BAD_PATH' | 'BAD_HOST'; detail: string };
 
-const UNRESERVED = /[A-Za-z0-9\-._~]/;
 const HEX = '0123456789ABCDEF';
+/** A character `normaliseEncoding` would change: a `%`, a `\`, a control, space or non-ASCII character. */
+const NEEDS_NORMALISING = /[%\\\x00-\x20\x7f-\uffff]/;
+/** A capture that may not be substituted: an encoded separator, or a `.`/`..` segment. */
+const UNSAFE_CAPTURE = /%2F|%5C|(?:^|\/)\.\.?(?:\/|$)/i;
+
+/** Whether the byte is an unreserved character (RFC 3986 §2.3): A-Z a-z 0-9 - . _ ~ */
+function isUnreserved(b: number): boolean {
+  return (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || (b >= 48 && b <= 57) || b === 45 || b === 46 || b === 95 || b === 126;
+}
 
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -37,6 +45,8 @@ function hexValue(c: number): number {
 
 /** Percent-encoding normalised as described above; null when a `%` is not followed by two hex digits. */
 function normaliseEncoding(raw: string): string | null {
+  // The usual path has nothing to change: no string is rebuilt for it.
+  if (!NEEDS_NORMALISING.test(raw)) return raw;
   let out = '';
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
@@ -45,8 +55,7 @@ function normaliseEncoding(raw: string): string | null {
       const lo = hexValue(raw.charCodeAt(i + 2));
       if (hi < 0 || lo < 0) return null;
       const byte = hi * 16 + lo;
-      const ch = String.fromCharCode(byte);
-      out += UNRESERVED.test(ch) ? ch : `%${HEX[hi]}${HEX[lo]}`;
+      out += isUnreserved(byte) ? String.fromCharCode(byte) : `%${HEX[hi]}${HEX[lo]}`;
       i += 2;
     } else if (c === 92 /* \ */) {
       out += '%5C';
@@ -61,6 +70,8 @@ function normaliseEncoding(raw: string): string | null {
 
 /** Dot-segments resolved and empty segments dropped; a trailing "/" is kept. */
 function resolveSegments(path: string): string {
+  // Without an empty or dot-segment there is nothing to resolve: the path is already its result.
+  if (!path.includes('//') && !path.includes('/.')) return path;
   const parts = path.split('/');
   const out: string[] = [];
   let trailing = false;
@@ -132,8 +143,6 @@ export function isTargetProblem(t: RequestTarget | TargetProblem): t is TargetPr
  * dot-segment; a `/` only in a trailing `*`.
  */
 export function captureIsSafe(value: string, star: boolean): boolean {
-  if (/%2F|%5C/i.test(value)) return false;
   if (!star && value.includes('/')) return false;
-  for (const seg of value.split('/')) if (seg === '.' || seg === '..') return false;
-  return true;
+  return !UNSAFE_CAPTURE.test(value);
 }

@@ -26,7 +26,7 @@ function sendWith(dispatch: Dispatch, opts: Dispatcher.DispatchOptions, header: 
 }
 
 /** `headers` (a flat name/value list) with every field named like `header` replaced by it. */
-export function withHeader(headers: Dispatcher.DispatchOptions['headers'], header: Header): string[] {
+function withHeader(headers: Dispatcher.DispatchOptions['headers'], header: Header): string[] {
   const [name, value] = header;
   const flat = Array.isArray(headers) ? (headers as string[]) : [];
   const out: string[] = [];
