@@ -10,6 +10,7 @@ import type { CompareSettings, TransformFn } from '../config/load.js';
 import { charsetOf, decodeBody, encodingsOf, headerValue, kindFromContentType, sniffKind } from './decode.js';
 import { isUtf8 } from 'node:buffer';
 import { MAX_DIFFERENCES, TooComplexError, diffJson, diffNumberTexts, preview, type WalkContext } from './json.js';
+import type { KnownSpans } from './known.js';
 import { lockstepJson } from './lockstep.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
 import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
@@ -23,6 +24,7 @@ export { isDynamicKey, PathSyntaxError } from './path.js';
 export { MAX_DIFFERENCES } from './json.js';
 export { REDACTED } from './redact.js';
 export { boundName, MAX_KEY_CHARS, MAX_PATH_CHARS } from './bound.js';
+export { KnownSpans, type KnownSpansStats } from './known.js';
 
 /** Precomputed matchers of one route; build once with compileRules and share freely (read-only). */
 export interface CompiledRules {
@@ -178,7 +180,11 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false; er
   }
 }
 
-export function compareResponses(legacy: Captured, candidate: Captured, rules: CompiledRules, ctx: CompareContext): Comparison {
+/**
+ * `known` is the calling thread's store of big JSON values already read (see known.ts): optional,
+ * it only saves time, never changes the answer.
+ */
+export function compareResponses(legacy: Captured, candidate: Captured, rules: CompiledRules, ctx: CompareContext, known?: KnownSpans): Comparison {
   const differences: Difference[] = [];
   const contentType = headerValue(legacy.headers, 'content-type') ?? headerValue(candidate.headers, 'content-type');
   if (legacy.status !== candidate.status) {
@@ -220,7 +226,7 @@ export function compareResponses(legacy: Captured, candidate: Captured, rules: C
   const kind = declared ?? sniffKind(lb.length ? lb : cb);
 
   try {
-    if (kind === 'json') return compareJson(lb, cb, contentType, differences, rules, ctx);
+    if (kind === 'json') return compareJson(lb, cb, contentType, differences, rules, ctx, known);
     if (kind === 'text') return compareText(lb, cb, contentType, differences);
     if (!lb.equals(cb)) differences.push(emptiness(lb, cb) ?? sideDiff('value', digest(lb), digest(cb)));
     return done(differences, 'binary');
@@ -270,7 +276,7 @@ function compareText(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   return done(differences, 'text');
 }
 
-function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, differences: Difference[], rules: CompiledRules, ctx: CompareContext): Comparison {
+function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, differences: Difference[], rules: CompiledRules, ctx: CompareContext, known: KnownSpans | undefined): Comparison {
   const empty = emptiness(lb, cb);
   if (empty) {
     differences.push(empty);
@@ -279,7 +285,7 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   const charset = textCharset(lb, cb, contentType);
   // Mostly equal bodies: parse and walk only the container their differences lie in.
   if (charset === 'utf8' && rules.mappings.length === 0 && !rules.transform) {
-    const fast = lockstepJson(lb, cb, rules, differences);
+    const fast = lockstepJson(lb, cb, rules, differences, known);
     if (fast) return done(differences, 'json', fast.capped || differences.length > MAX_DIFFERENCES);
   }
   const lt = toText(lb, charset);

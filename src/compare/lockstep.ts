@@ -9,6 +9,7 @@
  * holds the two to the same answers.
  */
 import { diffJson, diffNumberTexts, type WalkBase, type WalkContext } from './json.js';
+import { KNOWN_MIN_BYTES, LOOKUP_AFTER_BYTES, type KnownSpans } from './known.js';
 import { IGNORE, UNORDERED, flagsOf, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
 import type { Difference } from './types.js';
 
@@ -60,11 +61,13 @@ interface Scan {
   keys: PathKey[];
   /** Start and end offsets of every key read in the root object. */
   rootKeys: number[];
+  /** Big values read before (see known.ts), or undefined. */
+  known: KnownSpans | undefined;
 }
 
 const zeros = (): number[] => new Array<number>(MAX_DEPTH).fill(0);
 
-function newScan(buf: Buffer): Scan {
+function newScan(buf: Buffer, known: KnownSpans | undefined): Scan {
   return {
     buf,
     pos: 0,
@@ -81,6 +84,7 @@ function newScan(buf: Buffer): Scan {
     path: [],
     keys: [],
     rootKeys: [],
+    known,
   };
 }
 
@@ -168,9 +172,14 @@ const closers = new Uint8Array(MAX_DEPTH);
  * state is kept but the brackets; at -1 run reads the container itself, to the exact outcome (the
  * error, the stop or the wide number) and state.
  */
-function skipContainer(buf: Buffer, t: number, depth: number, past: number): number {
+function skipContainer(buf: Buffer, t: number, depth: number, past: number, known: KnownSpans | undefined): number {
   let i = t + 1;
   let top = 0;
+  // How deep it nests below its own bracket, for `known`.
+  let nesting = 0;
+  // With big values kept, one still open this far on is looked up there, once (small values are
+  // read faster than they are looked up); the rest of the time this is `past`.
+  let stop = known !== undefined && known.size > 0 && t + LOOKUP_AFTER_BYTES < past ? t + LOOKUP_AFTER_BYTES : past;
   let closer = buf[t] + 2; // `[` + 2 is `]`, `{` + 2 is `}`
   // At the start of a container's content, where it may close at once.
   let first = true;
@@ -196,6 +205,7 @@ function skipContainer(buf: Buffer, t: number, depth: number, past: number): num
       } else if (key) return -1;
       else if (c === 0x7b || c === 0x5b) {
         if (depth + top >= MAX_DEPTH) return -1;
+        if (top >= nesting) nesting = top + 1;
         closers[top++] = closer;
         closer = c + 2;
         first = true;
@@ -212,10 +222,18 @@ function skipContainer(buf: Buffer, t: number, depth: number, past: number): num
     for (;;) {
       c = buf[i];
       if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
-      if (i >= past) return -1;
+      if (i >= stop) {
+        if (stop === past) return -1;
+        stop = past;
+        const e = known!.lookup(buf, t, depth, past, MAX_DEPTH);
+        if (e >= 0) return e;
+      }
       if (c === 0x2c) break;
       if (c !== closer) return -1;
-      if (top === 0) return i;
+      if (top === 0) {
+        if (known !== undefined && i - t >= KNOWN_MIN_BYTES) known.offer(buf, t, i, nesting);
+        return i;
+      }
       closer = closers[--top];
       i++;
     }
@@ -349,7 +367,7 @@ function run(sc: Scan, limit: number, stopDepth: number, checkKeys: boolean, who
             index[depth] = 0;
             depth++;
             if (depth > skipFrom && depth > keyDepth) {
-              const e = skipContainer(buf, t, depth, past);
+              const e = skipContainer(buf, t, depth, past, sc.known);
               if (e >= 0) {
                 // Its closing bracket, which the code below reads as it would have.
                 t = e;
@@ -557,16 +575,16 @@ export interface Window {
  * path is repeated later in its object (JSON.parse keeps the last), and no number outside it is
  * wide (the walk would then read number texts across the whole body). Undefined otherwise.
  */
-export function findWindow(a: Buffer, b: Buffer): Window | undefined {
+export function findWindow(a: Buffer, b: Buffer, known?: KnownSpans): Window | undefined {
   const la = a.length;
   const lb = b.length;
   if (la + lb < MIN_BODY_BYTES) return undefined;
   const p = commonPrefix(a, b);
-  return findWindowAt(a, b, p, commonSuffix(a, b, Math.min(la, lb) - p));
+  return findWindowAt(a, b, p, commonSuffix(a, b, Math.min(la, lb) - p), known);
 }
 
 /** findWindow, given the shared prefix p and suffix s. */
-function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | undefined {
+function findWindowAt(a: Buffer, b: Buffer, p: number, s: number, known: KnownSpans | undefined): Window | undefined {
   const la = a.length;
   const lb = b.length;
   const budget = (la + lb) * MAX_SHARE;
@@ -581,7 +599,7 @@ function findWindowAt(a: Buffer, b: Buffer, p: number, s: number): Window | unde
   if (brackets(a, p, midEndA) !== brackets(b, p, midEndB)) return undefined;
 
   // Phase 1: the shared prefix, strictly, up to the token that reaches into the differing span.
-  const sc = newScan(a);
+  const sc = newScan(a, known);
   if (run(sc, p, -1, false, false) !== STOP) return undefined;
   if (sc.depth < 1) return undefined;
   const state1 = sc.state;
@@ -688,7 +706,7 @@ const endsValue = (c: number): boolean => c === 0x2c || c === 0x7d || isSpace(c)
  * when the bodies are not a valid root object each, keys repeat, a kept member would push both
  * texts past `budget` bytes, or a wide number lies in a member left out.
  */
-export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberWindows | undefined {
+export function rootMemberWindows(a: Buffer, b: Buffer, budget: number, known?: KnownSpans): MemberWindows | undefined {
   const la = a.length;
   const lb = b.length;
   let f = 0;
@@ -699,7 +717,7 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
   if (b[g] !== 0x7b) return undefined;
   // The legacy members, tokenized as the candidate needs them: key start, value end (exclusive),
   // decoded key, any wide number, and whether the member is kept for the walk.
-  const sa = newScan(a);
+  const sa = newScan(a, known);
   const keyAt: number[] = [];
   const ends: number[] = [];
   const names: string[] = [];
@@ -733,7 +751,7 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number): MemberW
   };
 
   const seen = new Set<string>();
-  const sb = newScan(b);
+  const sb = newScan(b, known);
   const keptB: number[] = [];
   // Bytes of both texts to be parsed, counted as soon as a member is sure to be kept.
   let used = 0;
@@ -815,8 +833,11 @@ export interface LockstepRules {
   numberFormat: 'strict' | 'lenient';
 }
 
-/** What the fast path will parse: one window, or the root members that differ; undefined: the full path. */
-export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { members: MemberWindows } | undefined {
+/**
+ * What the fast path will parse: one window, or the root members that differ; undefined: the full
+ * path. With `known`, big values read before are recognised rather than read again (known.ts).
+ */
+export function planLockstep(a: Buffer, b: Buffer, known?: KnownSpans): { window: Window } | { members: MemberWindows } | undefined {
   const la = a.length;
   const lb = b.length;
   if (la + lb < MIN_BODY_BYTES) return undefined;
@@ -825,10 +846,10 @@ export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { membe
   const budget = (la + lb) * MAX_SHARE;
   // Any one window holds the whole differing span: past the budget, only several windows can pay.
   if (la - s - p + (lb - s - p) > budget) {
-    const members = rootMemberWindows(a, b, budget);
+    const members = rootMemberWindows(a, b, budget, known);
     return members && { members };
   }
-  const window = findWindowAt(a, b, p, s);
+  const window = findWindowAt(a, b, p, s, known);
   return window && { window };
 }
 
@@ -837,8 +858,8 @@ export function planLockstep(a: Buffer, b: Buffer): { window: Window } | { membe
  * only, appending to `out` what the full path would; returns whether the list was capped, or
  * undefined when the full path must answer. The caller has already ruled out mappings and transforms.
  */
-export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): { capped: boolean } | undefined {
-  const plan = planLockstep(lb, cb);
+export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[], known?: KnownSpans): { capped: boolean } | undefined {
+  const plan = planLockstep(lb, cb, known);
   if (plan === undefined) return undefined;
   if ('members' in plan) return walkWindow(plan.members.legacy, plan.members.candidate, rules, rules.body.initial, null, out);
   const w = plan.window;
