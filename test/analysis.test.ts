@@ -36,6 +36,26 @@ describe('analysis queue', () => {
   });
 });
 
+describe('big values on the main thread', () => {
+  it('keeps the big values of answers compared on the main thread (no workers), and recognises them', () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [{ name: 'r', match: { path: '/r' } }],
+    });
+    const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+    const analysis = new Analysis(routes, { workers: 0 });
+    const lines = JSON.stringify(Array.from({ length: 3000 }, (_, i) => ({ line: i, note: 'sturdy steel housing' })));
+    for (let k = 0; k < 4; k++) {
+      const pair = { route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: answer(`{"id":"a${k}","lines":${lines}}`), shadow: answer(`{"id":"b${k}","lines":${lines}}`), baseline: null };
+      expect(analysis.process(pair)).toBe('mismatch');
+    }
+    const [main] = analysis.spans();
+    expect(main).toMatchObject({ entries: 1 });
+    expect(main!.hits).toBeGreaterThanOrEqual(2);
+  });
+});
+
 describe('evidence for the controller', () => {
   function setup() {
     const config = validateConfig({

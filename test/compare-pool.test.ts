@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { ComparePool, workerFile } from '../src/analysis/workers.js';
 import { BodyCapture, captureBuffers } from '../src/forward/capture.js';
 import { defaultCompareWorkers } from '../src/config/schema.js';
+import { hash32 } from '../src/routing/hash.js';
 import type { PairInput } from '../src/analysis/compare-pair.js';
 import type { CompareSettings } from '../src/config/load.js';
 
@@ -104,6 +105,30 @@ describe('comparison worker pool', () => {
       const reused = captureBuffers.reused;
       captured(3);
       expect(captureBuffers.reused).toBe(reused + 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('sends the pairs of one path to one worker, which recognises the big values they repeat (compare/known.ts)', async () => {
+    const file = workerFile();
+    expect(file).not.toBeNull();
+    const pool = new ComparePool(2, file!, 16 * 1024 * 1024);
+    const settings = { headers: [], ignoreHeaders: [], ignore: [], unordered: [], tolerance: { absolute: 0, relative: 0 }, mappings: [], sensitive: [], maxBodyBytes: 4e6 } as unknown as CompareSettings;
+    const lines = Array.from({ length: 3000 }, (_, i) => ({ line: i, note: 'sturdy steel housing' }));
+    const answer = (id: string) => ({ status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ meta: { requestId: id }, lines })), truncated: false });
+    // A path whose worker is the second: the least busy one (the first, on a tie) would not tell.
+    const path = ['/orders/1', '/orders/2', '/orders/3', '/orders/4'].find((p) => hash32(p) % 2 === 1)!;
+    try {
+      for (let k = 0; k < 4; k++) {
+        const compared = await pool.compare({ route: 'r', method: 'GET', path, primaryIsNew: false, primary: answer(`a${k}`), shadow: answer(`b${k}`), baseline: null }, settings);
+        expect(compared.main?.differences.map((d) => d.path)).toEqual(['$.meta.requestId']);
+      }
+      const [first, second] = pool.spans();
+      expect(first).toBeNull();
+      // Read twice (kept the second time), then recognised at each later comparison.
+      expect(second).toMatchObject({ entries: 1 });
+      expect(second!.hits).toBeGreaterThanOrEqual(2);
     } finally {
       await pool.close();
     }

@@ -8,7 +8,7 @@
  * Bounds: the queue, the fields tracked per route, the examples per field, and the window itself. What
  * does not fit is counted, never silently dropped.
  */
-import { DEFAULT_NOISE_THRESHOLDS, type NoiseThresholds } from '../compare/index.js';
+import { DEFAULT_NOISE_THRESHOLDS, KnownSpans, type KnownSpansStats, type NoiseThresholds } from '../compare/index.js';
 import type { EvidenceSource, RouteEvidence } from '../cutover/types.js';
 import type { RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
@@ -46,6 +46,11 @@ export interface AnalysisOptions {
    * thread at 2.4 KB bodies, against ~13% of a worker for the comparisons themselves).
    */
   inlineBytes: number;
+  /**
+   * Bytes of big JSON values kept so that a value read before is recognised by a native compare
+   * rather than read again (compare/known.ts): per process, split between the comparison workers.
+   */
+  knownBytes: number;
   noise: NoiseThresholds;
   now: () => number;
 }
@@ -60,6 +65,7 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
   workers: 0,
   sliceMs: 5,
   inlineBytes: 16 * 1024,
+  knownBytes: 16 * 1024 * 1024,
   noise: DEFAULT_NOISE_THRESHOLDS,
   now: Date.now,
   warmupMs: 5_000,
@@ -72,12 +78,16 @@ export class Analysis implements EvidenceSource {
   private readonly sliceMs: number;
   /** Null when comparing on the main thread (configured so, or no worker build to run). */
   private readonly pool: ComparePool | null;
+  /** The main thread's big values already read, when it compares them (no workers). */
+  private readonly known: KnownSpans | undefined;
 
   constructor(routes: RouteTable, options: Partial<AnalysisOptions> = {}) {
     this.options = { ...DEFAULT_ANALYSIS, ...options };
     this.sliceMs = Math.max(1, Math.floor(this.options.windowMs / this.options.slices));
     const file = this.options.workers > 0 ? workerFile() : null;
-    this.pool = file === null ? null : new ComparePool(this.options.workers, file);
+    this.pool = file === null ? null : new ComparePool(this.options.workers, file, this.options.knownBytes);
+    // With workers the main thread compares only small pairs, where no value is big enough to keep.
+    this.known = this.pool === null && this.options.knownBytes > 0 ? new KnownSpans(this.options.knownBytes) : undefined;
     const limits = { count: this.options.queueLimit, bytes: this.options.queueBytes, sliceMs: this.options.sliceMs };
     const inline = (pair: CapturedAnswerPair): void => void this.process(pair);
     const inlineBytes = this.options.inlineBytes;
@@ -108,6 +118,14 @@ export class Analysis implements EvidenceSource {
     const compared = this.pool.usable ? await this.pool.compare({ ...pair, route: pair.route.name }, pair.route.compare) : ra.compare(pair);
     ra.record(pair, compared);
   };
+
+  /**
+   * The big values kept by each thread that compares them (compare/known.ts): the main thread's
+   * when it compares them, else each worker's as of its last answer (null before one).
+   */
+  spans(): (KnownSpansStats | null)[] {
+    return this.known !== undefined ? [this.known.stats()] : (this.pool?.spans() ?? []);
+  }
 
   /** Stops the comparison workers. */
   close(): Promise<void> {
@@ -147,7 +165,7 @@ export class Analysis implements EvidenceSource {
   /** Compares one pair and records what it shows. Public for tests that want no event-loop hop. */
   process(pair: CapturedAnswerPair): ComparisonResult | null {
     const ra = this.byName.get(pair.route.name);
-    return ra === undefined ? null : ra.process(pair);
+    return ra === undefined ? null : ra.process(pair, this.known);
   }
 
   /** The diffs report of one route over the current window, or undefined for an unknown route. */

@@ -5,10 +5,11 @@
  */
 import { constants, setPriority } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
+import { KnownSpans } from '../compare/index.js';
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { comparePair, compileRouteRules, type PairInput, type PairRules } from './compare-pair.js';
-import type { WorkerReply, WorkerRequest } from './workers.js';
+import type { WorkerData, WorkerReply, WorkerRequest } from './workers.js';
 
 /**
  * Comparisons take only the CPU the proxy's own thread leaves over. On Linux a thread's nice value is
@@ -28,6 +29,8 @@ if (process.platform === 'linux') {
 }
 
 const rules = new Map<string, Promise<PairRules>>();
+/** This thread's big values already read: a value that comes back is recognised, not read again. */
+const known = new KnownSpans((workerData as WorkerData | null)?.knownBytes ?? 0);
 
 async function compile(settings: CompareSettings): Promise<PairRules> {
   if (settings.transformPath === undefined) return compileRouteRules(settings);
@@ -46,7 +49,7 @@ async function compare(id: number, key: string, pair: PairInput): Promise<void> 
     for (const answer of [pair.primary, pair.shadow, pair.baseline]) {
       if (answer !== null) answer.body = Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
     }
-    reply = { id, compared: comparePair(pair, await compiled) };
+    reply = { id, compared: comparePair(pair, await compiled, known) };
   } catch (err) {
     reply = { id, compared: { baseline: null, main: null, failure: `compare_failed: ${(err as Error).message}` } };
   }
@@ -59,6 +62,7 @@ async function compare(id: number, key: string, pair: PairInput): Promise<void> 
     if (backing instanceof ArrayBuffer && backing.byteLength > 0 && !bodies.includes(backing)) bodies.push(backing);
   }
   reply.bodies = bodies;
+  reply.spans = known.stats();
   parentPort!.postMessage(reply, bodies);
 }
 

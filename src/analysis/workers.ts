@@ -18,8 +18,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { KnownSpansStats } from '../compare/index.js';
 import type { CompareSettings } from '../config/load.js';
 import { captureBuffers, ownsBacking } from '../forward/capture.js';
+import { hash32 } from '../routing/hash.js';
 import type { Compared, PairAnswer, PairInput } from './compare-pair.js';
 
 export type WorkerRequest =
@@ -27,15 +29,22 @@ export type WorkerRequest =
   | { type: 'forget'; route: string }
   | { type: 'compare'; id: number; route: string; pair: PairInput };
 
+/** What a worker is started with. */
+export interface WorkerData {
+  knownBytes: number;
+}
+
 export interface WorkerReply {
   id: number;
   compared: Compared;
   /** The pair's body buffers, moved back to be captured into again. */
   bodies?: ArrayBuffer[];
+  /** The worker's big values kept, after this comparison. */
+  spans?: KnownSpansStats;
 }
 
 /** Comparisons handed to one worker at a time: enough to keep it busy, few enough to stay bounded. */
-const PER_WORKER = 4;
+const PER_WORKER = 16;
 /** A worker that dies is replaced this many times at most, then the pool gives up (main thread). */
 const MAX_RESTARTS = 5;
 
@@ -50,7 +59,9 @@ interface Slot {
   worker: Worker;
   pending: Map<number, (compared: Compared) => void>;
   /** Rule keys this worker has compiled. */
-  known: Set<string>;
+  rules: Set<string>;
+  /** The worker's big values kept (compare/known.ts), as of its last answer. */
+  spans: KnownSpansStats | null;
 }
 
 /** Rule keys live as long as the settings object (a config snapshot) they were made for. */
@@ -83,9 +94,11 @@ export class ComparePool {
 
   private started = false;
 
+  /** `knownBytes`: the bytes of big values the workers keep (compare/known.ts), split between them. */
   constructor(
     private readonly workers: number,
     private readonly file: URL,
+    private readonly knownBytes = 0,
   ) {}
 
   /** How many comparisons the pool takes at once. */
@@ -109,12 +122,13 @@ export class ComparePool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(this.file);
+    const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), known: new Set() };
+    const slot: Slot = { worker, pending: new Map(), rules: new Set(), spans: null };
     worker.on('message', (reply: WorkerReply) => {
       if (reply.bodies !== undefined) for (const body of reply.bodies) captureBuffers.give(body);
+      if (reply.spans !== undefined) slot.spans = reply.spans;
       const done = slot.pending.get(reply.id);
       slot.pending.delete(reply.id);
       done?.(reply.compared);
@@ -141,15 +155,19 @@ export class ComparePool {
     let best: Slot | null = null;
     for (const slot of this.slots) if (best === null || slot.pending.size < best.pending.size) best = slot;
     if (best === null) return Promise.resolve({ baseline: null, main: null, failure: 'compare_failed: no comparison worker' });
+    // A path keeps to one worker while that one is at most one comparison busier than the least busy:
+    // the big values its answers repeat are then kept by one worker (compare/known.ts), not by each.
+    const home = this.slots[hash32(pair.path) % this.slots.length];
+    if (home.pending.size <= best.pending.size + 1) best = home;
     const id = this.nextId++;
     const key = ruleKey(settings);
-    if (!best.known.has(key)) {
-      if (best.known.size >= MAX_RULES_PER_WORKER) {
-        const oldest = best.known.values().next().value as string;
-        best.known.delete(oldest);
+    if (!best.rules.has(key)) {
+      if (best.rules.size >= MAX_RULES_PER_WORKER) {
+        const oldest = best.rules.values().next().value as string;
+        best.rules.delete(oldest);
         best.worker.postMessage({ type: 'forget', route: oldest } satisfies WorkerRequest);
       }
-      best.known.add(key);
+      best.rules.add(key);
       best.worker.postMessage({ type: 'rules', route: key, settings: portable(settings) } satisfies WorkerRequest);
     }
     const transfer: ArrayBuffer[] = [];
@@ -164,6 +182,11 @@ export class ComparePool {
       slot.pending.set(id, resolve);
       slot.worker.postMessage(message, transfer);
     });
+  }
+
+  /** Each live worker's big values kept (compare/known.ts), as of its last answer; null before one. */
+  spans(): (KnownSpansStats | null)[] {
+    return this.slots.map((s) => s.spans);
   }
 
   async close(): Promise<void> {
