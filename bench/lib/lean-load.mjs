@@ -7,8 +7,8 @@
 // returns the shape of runLoad (load.mjs), so rows and ratios read the same. Bounded by duration
 // and by a per-request timeout; answers without Content-Length (chunked) count as errors.
 import net from 'node:net';
+import { latencyBuffer, latencySummary, round3 } from './load.mjs';
 
-const MAX_SAMPLES = 4_000_000;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 /**
@@ -17,7 +17,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, paths }) {
   const { hostname, port } = new URL(url);
   const requests = paths.map((p) => Buffer.from(`GET ${p} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n\r\n`));
-  const latencies = new Float64Array(Math.min(MAX_SAMPLES, Math.ceil(durationS * 100_000) + 1000));
+  const latencies = latencyBuffer(durationS);
   const stats = { count: 0, dropped: 0, sent: 0, bytes: 0, non2xx: 0, errors: 0, timeouts: 0, statusCodes: {} };
   const start = performance.now();
   const endAt = start + durationS * 1000;
@@ -96,26 +96,13 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
   await Promise.race([Promise.all(Array.from({ length: connections }, client)), guard]);
   const elapsedS = (performance.now() - start) / 1000;
   const count = stats.count;
-  const sorted = latencies.subarray(0, count).sort();
-  const pct = (p) => (count ? round3(sorted[Math.min(count - 1, Math.ceil((p / 100) * count) - 1)]) : null);
-  let sum = 0;
-  for (let i = 0; i < count; i++) sum += sorted[i];
   return {
     durationS: round3(elapsedS),
     requests: count,
     sent: stats.sent,
     rps: elapsedS > 0 ? Math.round(count / elapsedS) : 0,
     bytesPerSec: elapsedS > 0 ? Math.round(stats.bytes / elapsedS) : 0,
-    latencyMs: {
-      p50: pct(50),
-      p90: pct(90),
-      p99: pct(99),
-      p999: pct(99.9),
-      max: count ? round3(sorted[count - 1]) : null,
-      mean: count ? round3(sum / count) : null,
-      samples: count,
-      dropped: stats.dropped,
-    },
+    latencyMs: latencySummary(latencies, count, stats.dropped),
     generator: 'lean',
     non2xx: stats.non2xx,
     statusCodes: stats.statusCodes,
@@ -124,5 +111,3 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
     resets: 0,
   };
 }
-
-const round3 = (x) => Math.round(x * 1000) / 1000;

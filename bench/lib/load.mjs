@@ -15,7 +15,7 @@ export const ITEM_PATHS = Array.from({ length: 16 }, (_, i) => `/items/${1000 + 
  * @param {{ url: string, connections: number, durationS: number, timeoutS?: number }} opts
  */
 export async function runLoad({ url, connections, durationS, timeoutS = 10 }) {
-  const latencies = new Float64Array(Math.min(MAX_SAMPLES, Math.ceil(durationS * 100_000) + 1000));
+  const latencies = latencyBuffer(durationS);
   let count = 0;
   let dropped = 0;
   const instance = autocannon({
@@ -38,26 +38,13 @@ export async function runLoad({ url, connections, durationS, timeoutS = 10 }) {
   } finally {
     clearTimeout(guard);
   }
-  const sorted = latencies.subarray(0, count).sort();
-  const pct = (p) => (count ? round3(sorted[Math.min(count - 1, Math.ceil((p / 100) * count) - 1)]) : null);
-  let sum = 0;
-  for (let i = 0; i < count; i++) sum += sorted[i];
   return {
     durationS: result.duration,
     requests: result.requests.total,
     sent: result.requests.sent,
     rps: result.duration > 0 ? Math.round(result.requests.total / result.duration) : 0,
     bytesPerSec: result.duration > 0 ? Math.round(result.throughput.total / result.duration) : 0,
-    latencyMs: {
-      p50: pct(50),
-      p90: pct(90),
-      p99: pct(99),
-      p999: pct(99.9),
-      max: count ? round3(sorted[count - 1]) : null,
-      mean: count ? round3(sum / count) : null,
-      samples: count,
-      dropped,
-    },
+    latencyMs: latencySummary(latencies, count, dropped),
     autocannonLatencyMs: { p50: result.latency.p50, p99: result.latency.p99, p999: result.latency.p99_9 },
     non2xx: result.non2xx,
     statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, { count: n }]) => [code, n])),
@@ -67,4 +54,27 @@ export async function runLoad({ url, connections, durationS, timeoutS = 10 }) {
   };
 }
 
-const round3 = (x) => Math.round(x * 1000) / 1000;
+/** Room for every latency of a run of durationS seconds (up to 100,000 req/s), bounded. */
+export function latencyBuffer(durationS) {
+  return new Float64Array(Math.min(MAX_SAMPLES, Math.ceil(durationS * 100_000) + 1000));
+}
+
+/** Percentiles, max and mean of the first `count` latencies (sorted in place), in ms. */
+export function latencySummary(latencies, count, dropped) {
+  const sorted = latencies.subarray(0, count).sort();
+  const pct = (p) => (count ? round3(sorted[Math.min(count - 1, Math.ceil((p / 100) * count) - 1)]) : null);
+  let sum = 0;
+  for (let i = 0; i < count; i++) sum += sorted[i];
+  return {
+    p50: pct(50),
+    p90: pct(90),
+    p99: pct(99),
+    p999: pct(99.9),
+    max: count ? round3(sorted[count - 1]) : null,
+    mean: count ? round3(sum / count) : null,
+    samples: count,
+    dropped,
+  };
+}
+
+export const round3 = (x) => Math.round(x * 1000) / 1000;
