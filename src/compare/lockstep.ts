@@ -4,9 +4,10 @@
  * strict tokenizer (no values built) finds the smallest value (a member, an element, or a container)
  * below the root holding the differing span on both sides, checks that everything outside it is valid JSON that cannot change the answer, and
  * only that container is parsed and walked, from its own path and matcher state. Values whose insides
- * cannot matter (most of a big body) are only checked, by a leaner loop than the tokenizer's. Anything it is not
+ * cannot matter (most of a big body) are only checked, by a leaner loop than the tokenizer's, or
+ * recognised as values checked before (known.ts). Anything it is not
  * sure about returns undefined and the caller takes the full path; test/compare-lockstep.test.ts
- * holds the two to the same answers.
+ * holds the two to the same answers (test/compare-known.test.ts, with and without kept values).
  */
 import { diffJson, diffNumberTexts, type WalkBase, type WalkContext } from './json.js';
 import { KNOWN_MIN_BYTES, LOOKUP_AFTER_BYTES, type KnownSpans } from './known.js';
@@ -170,7 +171,9 @@ const closers = new Uint8Array(MAX_DEPTH);
  * bracket too) does not end before `past` (see run), or when it nests deeper than MAX_DEPTH. A lean
  * reading of what run would read, for the containers whose insides the caller does not look at: no
  * state is kept but the brackets; at -1 run reads the container itself, to the exact outcome (the
- * error, the stop or the wide number) and state.
+ * error, the stop or the wide number) and state. With `known`, a big container whose bytes are a kept
+ * value's ends where that value does (its reading would be the same), and one read whole here is
+ * offered to be kept.
  */
 function skipContainer(buf: Buffer, t: number, depth: number, past: number, known: KnownSpans | undefined): number {
   let i = t + 1;
