@@ -3,8 +3,8 @@
  * worker unchanged. It takes plain answers and compiled rules and returns plain comparisons; the
  * "record" half (`RouteAnalysis.record`) applies them to the route's window on the main thread.
  */
-import { baselineRules, compareResponses, compileRules, type Captured, type Comparison, type KnownSpans } from '../compare/index.js';
-import type { CompareSettings, RouteRules } from '../config/load.js';
+import { compareResponses, compileRules, routeRules, type Captured, type Comparison, type KnownSpans, type RouteRules } from '../compare/index.js';
+import type { CompareSettings } from '../config/load.js';
 
 /** What the compare half needs of one answer (structured-clone friendly). */
 export interface PairAnswer extends Captured {
@@ -21,7 +21,7 @@ export interface PairInput {
   baseline: PairAnswer | null;
 }
 
-/** The same shape as a route's compiled rules (config/load.ts `RouteRules`). */
+/** A route's compiled rules (compare/index.ts `RouteRules`, as config/load.ts compiles them). */
 export type PairRules = RouteRules;
 
 /** The comparisons of one pair; `failure` when compare/ threw (it is meant never to). */
@@ -33,8 +33,7 @@ export interface Compared {
 
 /** For a worker, which gets settings (functions cannot cross threads) and compiles them itself. */
 export function compileRouteRules(compare: CompareSettings): PairRules {
-  const shadow = compileRules(compare);
-  return { shadow, baseline: baselineRules(shadow) };
+  return routeRules(compileRules(compare));
 }
 
 export function answered(answer: PairAnswer): boolean {

@@ -64,6 +64,18 @@ export function baselineRules(shadow: CompiledRules): CompiledRules {
   return Object.freeze({ ...shadow, mappings: [], transform: undefined, transformName: 'transform' });
 }
 
+/** A route's rules for the two comparisons of a pair. */
+export interface RouteRules {
+  shadow: CompiledRules;
+  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
+  baseline: CompiledRules;
+}
+
+/** The baseline rules share the compiled matchers; they only leave out the mapping and transform. */
+export function routeRules(shadow: CompiledRules): RouteRules {
+  return { shadow, baseline: baselineRules(shadow) };
+}
+
 /** Throws PathSyntaxError (code CUTOVER_BAD_COMPARE_PATH) naming the rule that does not parse. */
 export function compileRules(settings: CompareSettings): CompiledRules {
   const ignoreHeaders = new Set(settings.ignoreHeaders.map((h) => h.toLowerCase()));

@@ -9,7 +9,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { baselineRules, compileRules, type CompiledRules } from '../compare/index.js';
+import { compileRules, routeRules, type CompiledRules, type RouteRules } from '../compare/index.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { DEFAULT_GATES } from '../cutover/gates.js';
 import type { GateThresholds } from '../cutover/types.js';
@@ -46,11 +46,7 @@ export interface CompareSettings {
 }
 
 /** A route's comparison rules, compiled once when the config is loaded. */
-export interface RouteRules {
-  shadow: CompiledRules;
-  /** For baseline pairs: both answers come from one backend, so no mapping or transform applies. */
-  baseline: CompiledRules;
-}
+export type { RouteRules };
 
 export interface RouteSettings {
   name: string;
@@ -310,11 +306,6 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     hash: createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 12),
     statePath: resolvePath(configDir, raw.cutover.state.path),
   };
-}
-
-/** The baseline rules share the compiled matchers; they only leave out the mapping and transform. */
-function routeRules(shadow: CompiledRules): RouteRules {
-  return { shadow, baseline: baselineRules(shadow) };
 }
 
 const EMPTY_RULES = routeRules(compileRules(BUILTIN_COMPARE));
