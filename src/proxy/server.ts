@@ -302,8 +302,15 @@ export class ProxyServer {
         );
       };
     }
-    const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
-    primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
+    try {
+      const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
+      primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
+    } catch (err) {
+      // Nothing was sent (undici reports its own errors to the handler; this is for anything
+      // before it): the mirror's places go back, and the error answers the client as any other.
+      job?.abandon();
+      throw err;
+    }
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
     if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
   };

@@ -171,12 +171,24 @@ export class ShadowEngine {
       return null;
     }
     this.inFlight++;
-    return new MirrorJob(this, route, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
+    return new MirrorJob(this, route, target, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
   release(): void {
     this.inFlight--;
+  }
+
+  /**
+   * Gives back what plan() took for a job that is never sent (the primary's dispatch threw): its
+   * in-flight place, its comparison place and any probe it was given, which would otherwise stay
+   * taken for good (with enough of them, every later mirror would be skipped as overload).
+   */
+  abandon(job: MirrorJob): void {
+    this.inFlight--;
+    this.deps.comparisons?.unreserve();
+    if (job.probe) this.breakers[job.target].release();
+    if (job.sizeProbe) this.samplingOf(job.route).oversize[job.target].release();
   }
 
   dispatch(job: MirrorJob, req: MirrorRequest): void {
@@ -220,6 +232,8 @@ export class ShadowEngine {
 
 export class MirrorJob {
   readonly route: Route;
+  /** The backend the mirror goes to. */
+  readonly target: 'legacy' | 'new';
   readonly wantsBaseline: boolean;
   /** This mirror is the one probe of an open circuit breaker. */
   readonly probe: boolean;
@@ -232,9 +246,10 @@ export class MirrorJob {
   private request: MirrorRequest | null = null;
   private waiting: number;
 
-  constructor(engine: ShadowEngine, route: Route, wantsBaseline: boolean, probe: boolean, sizeProbe: boolean) {
+  constructor(engine: ShadowEngine, route: Route, target: 'legacy' | 'new', wantsBaseline: boolean, probe: boolean, sizeProbe: boolean) {
     this.engine = engine;
     this.route = route;
+    this.target = target;
     this.wantsBaseline = wantsBaseline;
     this.probe = probe;
     this.sizeProbe = sizeProbe;
@@ -250,6 +265,15 @@ export class MirrorJob {
     this.request = req;
     this.engine.dispatch(this, req);
   }
+
+  /** This job will never be sent: what plan() took goes back (once; nothing once it was sent). */
+  abandon(): void {
+    if (this.request !== null || this.abandoned) return;
+    this.abandoned = true;
+    this.engine.abandon(this);
+  }
+
+  private abandoned = false;
 
   readonly onPrimary = (answer: UpstreamAnswer): void => {
     this.primary = answer;
