@@ -194,7 +194,7 @@ export class ShadowEngine {
   dispatch(job: MirrorJob, req: MirrorRequest): void {
     const { pools, timeout } = this.deps;
     const route = job.route;
-    const shadowTarget = req.primaryIsNew ? pools.legacy : pools.new;
+    const shadowTarget = pools[job.target];
     // What each backend receives (credentials, markers, X-Forwarded-*) is decided by its shaping layer.
     const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials, mapping: req.mapping });
     const limit = route.compare.maxBodyBytes;
@@ -245,6 +245,7 @@ export class MirrorJob {
   private baseline: UpstreamAnswer | null = null;
   private request: MirrorRequest | null = null;
   private waiting: number;
+  private abandoned = false;
 
   constructor(engine: ShadowEngine, route: Route, target: 'legacy' | 'new', wantsBaseline: boolean, probe: boolean, sizeProbe: boolean) {
     this.engine = engine;
@@ -272,8 +273,6 @@ export class MirrorJob {
     this.abandoned = true;
     this.engine.abandon(this);
   }
-
-  private abandoned = false;
 
   readonly onPrimary = (answer: UpstreamAnswer): void => {
     this.primary = answer;
