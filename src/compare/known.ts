@@ -50,8 +50,8 @@ export class KnownSpans {
   private readonly sightings: string[] = [];
   private held = 0;
   private clock = 0;
-  hits = 0;
-  misses = 0;
+  private hits = 0;
+  private misses = 0;
 
   /** `maxBytes` bounds the copies kept (0 keeps none). */
   constructor(readonly maxBytes: number) {}

@@ -578,12 +578,12 @@ export interface Window {
  * path is repeated later in its object (JSON.parse keeps the last), and no number outside it is
  * wide (the walk would then read number texts across the whole body). Undefined otherwise.
  */
-export function findWindow(a: Buffer, b: Buffer, known?: KnownSpans): Window | undefined {
+export function findWindow(a: Buffer, b: Buffer): Window | undefined {
   const la = a.length;
   const lb = b.length;
   if (la + lb < MIN_BODY_BYTES) return undefined;
   const p = commonPrefix(a, b);
-  return findWindowAt(a, b, p, commonSuffix(a, b, Math.min(la, lb) - p), known);
+  return findWindowAt(a, b, p, commonSuffix(a, b, Math.min(la, lb) - p), undefined);
 }
 
 /** findWindow, given the shared prefix p and suffix s. */
