@@ -59,6 +59,12 @@ export const SCENARIOS = [
   { name: 'nginx-mirror-hang', label: 'nginx mirror, mirror never answers', proxy: 'nginx', shadowTo: 'hang', fault: true },
   { name: 'passthrough-1mb', label: 'cutover 0% shadow, ~940 KB bodies, 20 clients', proxy: 'cutover', shadowPercent: 0, legacy: 'legacy1mb', shadowTo: 'new1mb', connections: 20, minDurationS: 3, lean: true },
   { name: 'shadow-1mb', label: 'cutover 100% shadow + compare, ~940 KB bodies, 20 clients', proxy: 'cutover', shadowPercent: 100, legacy: 'legacy1mb', shadowTo: 'new1mb', connections: 20, minDurationS: 3, lean: true },
+  // The same pair at a load the proxy carries: requests come at a fixed rate (a quarter of the
+  // passthrough-1mb row's req/s in the same round) whether or not answers are back. The closed rows
+  // above run the proxy's core flat out, where any mirror costs throughput and so p50; these show
+  // what a mirror costs a client at a quarter of that load, and how many mirrors are compared there.
+  { name: 'passthrough-1mb-open', label: 'cutover 0% shadow, ~940 KB bodies, fixed rate: ¼ of passthrough-1mb', proxy: 'cutover', shadowPercent: 0, legacy: 'legacy1mb', shadowTo: 'new1mb', connections: 20, minDurationS: 5, lean: true, openShare: { of: 'passthrough-1mb', share: 0.25 } },
+  { name: 'shadow-1mb-open', label: 'cutover 100% shadow + compare, ~940 KB bodies, fixed rate: ¼ of passthrough-1mb', proxy: 'cutover', shadowPercent: 100, legacy: 'legacy1mb', shadowTo: 'new1mb', connections: 20, minDurationS: 5, lean: true, openShare: { of: 'passthrough-1mb', share: 0.25 } },
 ];
 
 /** How each backend name is started (bench/backend.mjs arguments); `dead` is a port with nothing on it. */
@@ -198,6 +204,8 @@ async function startHttpProxy(target, opts) {
 }
 
 function nginxBinary() {
+  // CUTOVER_BENCH_NGINX=none runs the bench as on a machine without nginx (its rows are skipped).
+  if (process.env.CUTOVER_BENCH_NGINX === 'none') return null;
   for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/local/sbin'])) {
     const file = join(dir, 'nginx');
     if (dir && existsSync(file)) return file;
@@ -345,7 +353,8 @@ async function measure(scenario, url, pid, opts) {
   const durationS = Math.max(opts.durationS, scenario.minDurationS ?? 0);
   // Big answers are read by the lean client (lib/lean-load.mjs): autocannon costs more CPU per 1 MB
   // answer than the proxy, on a machine whose cores the proxy and backends share with it.
-  const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS }) : runLoad;
+  const rate = scenario.openShare ? opts.openRate(scenario) : undefined;
+  const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS, rate }) : runLoad;
   if (opts.warmupS > 0) await load1({ url, connections, durationS: opts.warmupS });
   const rssWarm = pid ? readStatus(pid).rssMB : null;
   const cpuBefore = pid ? readCpuMs(pid) : null;
@@ -364,6 +373,7 @@ async function measure(scenario, url, pid, opts) {
 
 async function runScenario(scenario, backends, opts, tmp) {
   const base = { scenario: scenario.name, label: scenario.label, proxy: scenario.proxy };
+  if (scenario.openShare && !opts.openRate?.(scenario)) return { ...base, skipped: `needs the ${scenario.openShare.of} row in the same round (its req/s sets the rate)` };
   if (scenario.proxy === 'none') {
     return { ...base, target: backends.urls.legacy, ...(await measure(scenario, backends.urls.legacy, null, opts)) };
   }
@@ -549,8 +559,15 @@ async function main() {
     // Rounds interleave the scenarios (A B C, A B C, ...) so that a burst of noise from elsewhere on
     // the machine lands on all of them alike; each row then reports the median over its rounds.
     const perScenario = new Map(opts.scenarios.map((s) => [s.name, []]));
+    const skipped = new Set();
     for (let round = 1; round <= opts.rounds; round++) {
+      // Fixed-rate rows take their rate from a closed row of this same round.
+      opts.openRate = ({ openShare }) => {
+        const base = perScenario.get(openShare.of)?.[round - 1];
+        return base && !base.error && !base.skipped && base.rps > 0 ? Math.max(1, Math.round(base.rps * openShare.share)) : undefined;
+      };
       for (const [i, scenario] of opts.scenarios.entries()) {
+        if (skipped.has(scenario.name)) continue;
         if (i > 0 || round > 1) await sleep(opts.quick ? 200 : 1000); // let the previous scenario's sockets close
         log(`▶ ${scenario.name}${opts.rounds > 1 ? ` (round ${round}/${opts.rounds})` : ''}: ${scenario.label}`);
         let row;
@@ -564,7 +581,8 @@ async function main() {
         if (row.skipped) log(`  skipped: ${row.skipped}`);
         else if (row.error) log(`  ERROR: ${row.error}`);
         else log(`  ${row.rps} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, non-2xx ${row.non2xx}, errors ${row.errors}${row.rssMB.peak !== null ? `, RSS peak ${row.rssMB.peak} MB` : ''}${row.proxyCpu ? `, ${row.proxyCpu.usPerRequest} µs CPU/req` : ''}`);
-        if (row.skipped) break; // the same reason holds for every round
+        // The same reason holds in every round: the scenario is not tried again (the others go on).
+        if (row.skipped) skipped.add(scenario.name);
       }
     }
     for (const roundRows of perScenario.values()) rows.push(mergeRounds(roundRows));

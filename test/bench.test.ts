@@ -35,6 +35,8 @@ const scenarios = [
   'nginx-mirror-hang',
   'passthrough-1mb',
   'shadow-1mb',
+  'passthrough-1mb-open',
+  'shadow-1mb-open',
 ];
 const nginxInstalled = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx'].some((f) => existsSync(f));
 
@@ -62,9 +64,9 @@ interface Report {
   processes: { name: string; pid: number }[];
 }
 
-function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT' }, (err, stdout, stderr) => {
+    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT', env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolvePromise({ code, stdout, stderr });
     });
@@ -139,7 +141,16 @@ describe('bench/run.mjs', () => {
     expect((big['shadowSkipped.body_too_large'] ?? 0) + (big['shadowSkipped.overload'] ?? 0)).toBeGreaterThan(0);
     expect(stdout).toMatch(/^(PASS|MISS|SKIP) 1 MB bodies: client p50/m);
     // The 1 MB rows are read by the lean client (autocannon cost more CPU per answer than the proxy).
-    for (const name of ['passthrough-1mb', 'shadow-1mb']) expect((report.rows.find((r) => r.scenario === name) as { generator?: string } | undefined)?.generator, name).toBe('lean');
+    for (const name of ['passthrough-1mb', 'shadow-1mb', 'passthrough-1mb-open', 'shadow-1mb-open']) expect((report.rows.find((r) => r.scenario === name) as { generator?: string } | undefined)?.generator, name).toBe('lean');
+    // The fixed-rate rows run at a quarter of the closed 0% row's req/s, and say so.
+    const closed = report.rows.find((r) => r.scenario === 'passthrough-1mb') as { rps: number };
+    for (const name of ['passthrough-1mb-open', 'shadow-1mb-open']) {
+      const row = report.rows.find((r) => r.scenario === name) as { offeredRps?: number; sent: number };
+      expect(row.offeredRps, name).toBe(Math.max(1, Math.round(closed.rps * 0.25)));
+      // Open load sends on a schedule: about rate × duration requests, not as many as the proxy takes.
+      expect(row.sent, name).toBeLessThanOrEqual(Math.ceil((row.offeredRps ?? 0) * 5) + 1);
+    }
+    expect(stdout).toMatch(/^(PASS|MISS|SKIP) 1 MB bodies at ¼ load: client p50/m);
 
     expect(stdout).toContain('| direct |');
     expect(stdout).toContain('| http-proxy |');
@@ -150,6 +161,19 @@ describe('bench/run.mjs', () => {
     expect(pids.length).toBeGreaterThanOrEqual(scenarios.length); // backends + one per proxy
     expect(await waitUntilGone(pids, 5000)).toEqual([]);
   }, 300_000);
+
+  it('goes on past a peer that is not installed: its rows are skipped, the rest are measured', async () => {
+    const out = join(dir, 'no-nginx.json');
+    const names = ['direct', 'nginx', 'nginx-mirror', 'passthrough'];
+    const { code, stderr } = await run(['--quick', '--duration', '0.5', '--warmup', '0', '--scenario', names.join(','), '--out', out], 60_000, { CUTOVER_BENCH_NGINX: 'none' });
+    expect(code, stderr).toBe(0);
+    const report = JSON.parse(readFileSync(out, 'utf8')) as Report;
+    expect(report.rows.map((r) => r.scenario)).toEqual(names);
+    for (const row of report.rows) {
+      if (row.proxy === 'nginx') expect(row.skipped).toMatch(/nginx not installed/);
+      else expect(row.requests, row.scenario).toBeGreaterThan(0);
+    }
+  }, 90_000);
 
   it('--soak runs the shadow scenario at steady load and samples RSS and event-loop delay', async () => {
     const out = join(dir, 'soak.json');

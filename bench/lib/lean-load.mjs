@@ -12,9 +12,14 @@ import { latencyBuffer, latencySummary, round3 } from './load.mjs';
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 /**
- * @param {{ url: string, connections: number, durationS: number, timeoutS?: number, paths: string[] }} opts
+ * With `rate`, the load is open: request i is due at start + i / rate seconds whether or not earlier
+ * answers came back, a free connection sends it at its due time, and its latency counts from that
+ * time (a request that waited for a connection waited like a client would). Without it, each
+ * connection sends its next request as soon as its answer is in (closed loop: as fast as the proxy goes).
+ *
+ * @param {{ url: string, connections: number, durationS: number, timeoutS?: number, paths: string[], rate?: number }} opts
  */
-export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, paths }) {
+export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, paths, rate }) {
   const { hostname, port } = new URL(url);
   const requests = paths.map((p) => Buffer.from(`GET ${p} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n\r\n`));
   const latencies = latencyBuffer(durationS);
@@ -35,9 +40,25 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
         socket.destroy();
         resolve();
       };
+      // The request this connection sends next, and when it is due (open load only).
+      let claimed = -1;
       const send = () => {
-        if (performance.now() >= endAt) return finish();
-        sentAt = performance.now();
+        const now = performance.now();
+        if (now >= endAt) return finish();
+        if (rate) {
+          if (claimed < 0) claimed = next++;
+          const due = start + (claimed * 1000) / rate;
+          if (due >= endAt) return finish();
+          if (due > now + 0.5) {
+            clearTimeout(timer);
+            timer = setTimeout(send, due - now);
+            return;
+          }
+          sentAt = due;
+        } else {
+          claimed = next++;
+          sentAt = now;
+        }
         stats.sent++;
         remaining = -1;
         head = null;
@@ -46,7 +67,8 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
           stats.timeouts++;
           finish();
         }, timeoutS * 1000);
-        socket.write(requests[next++ % requests.length]);
+        socket.write(requests[claimed % requests.length]);
+        claimed = -1;
       };
       const done = () => {
         const ms = performance.now() - sentAt;
@@ -104,6 +126,8 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
     bytesPerSec: elapsedS > 0 ? Math.round(stats.bytes / elapsedS) : 0,
     latencyMs: latencySummary(latencies, count, stats.dropped),
     generator: 'lean',
+    // Open load: requests due in the window that no connection got to send (a backlog at the end).
+    ...(rate ? { offeredRps: rate, unsent: Math.max(0, Math.floor(rate * durationS) - stats.sent) } : {}),
     non2xx: stats.non2xx,
     statusCodes: stats.statusCodes,
     errors: stats.errors,

@@ -21,7 +21,7 @@ export const TARGETS = {
 export function isolationPairs(rows) {
   const pairs = [];
   for (const r of rows) {
-    if (r.proxy === 'cutover' && r.scenario.startsWith('shadow-') && r.scenario !== 'shadow-1mb') pairs.push([r.scenario, 'shadow']);
+    if (r.proxy === 'cutover' && r.scenario.startsWith('shadow-') && !r.scenario.startsWith('shadow-1mb')) pairs.push([r.scenario, 'shadow']);
     if (r.proxy === 'nginx' && r.scenario.startsWith('nginx-mirror-')) pairs.push([r.scenario, 'nginx-mirror']);
   }
   return pairs;
@@ -131,6 +131,8 @@ export function computeRatios(rows) {
   const nginxMirror = usable(by['nginx-mirror']) ? by['nginx-mirror'] : null;
   const big0 = usable(by['passthrough-1mb']) ? by['passthrough-1mb'] : null;
   const big100 = usable(by['shadow-1mb']) ? by['shadow-1mb'] : null;
+  const open0 = usable(by['passthrough-1mb-open']) ? by['passthrough-1mb-open'] : null;
+  const open100 = usable(by['shadow-1mb-open']) ? by['shadow-1mb-open'] : null;
   const fullSpeed = {
     shadowCpuVsPassthrough: pass && shadow ? ratio(shadow.proxyCpu?.usPerRequest, pass.proxyCpu?.usPerRequest) : null,
     shadowRpsVsNginxMirror: shadow && nginxMirror ? ratio(shadow.rps, nginxMirror.rps) : null,
@@ -138,6 +140,11 @@ export function computeRatios(rows) {
     bigBodyP50Vs0: big0 && big100 ? ratio(big100.latencyMs.p50, big0.latencyMs.p50) : null,
     bigBodyP99Vs0: big0 && big100 ? ratio(big100.latencyMs.p99, big0.latencyMs.p99) : null,
     bigBodyComparedShare: big100 ? comparedShare(big100.proxyCounters) : null,
+    // The same at a fixed rate, a quarter of the closed 0% row's req/s (the proxy is not flat out).
+    bigBodyOpenRps: open100?.offeredRps ?? open0?.offeredRps ?? null,
+    bigBodyOpenP50Vs0: open0 && open100 ? ratio(open100.latencyMs.p50, open0.latencyMs.p50) : null,
+    bigBodyOpenP90Vs0: open0 && open100 ? ratio(open100.latencyMs.p90, open0.latencyMs.p90) : null,
+    bigBodyOpenComparedShare: open100 ? comparedShare(open100.proxyCounters) : null,
   };
   return { perScenario, shadowIsolation, fullSpeed };
 }
@@ -167,6 +174,8 @@ export function checkTargets(rows, ratios) {
   }
   add('1 MB bodies: client p50 at 100% shadow ≤ 1.25× 0% shadow', ratios.fullSpeed?.bigBodyP50Vs0, TARGETS.bigBodyP50VsNoShadow, '<=', '×', 'needs passthrough-1mb and shadow-1mb rows');
   add('1 MB bodies: share of mirrors compared ≥ 0.5', ratios.fullSpeed?.bigBodyComparedShare, TARGETS.bigBodyComparedShare, '>=', '×', 'needs the shadow-1mb row and its counters');
+  add('1 MB bodies at ¼ load: client p50 at 100% shadow ≤ 1.25× 0% shadow', ratios.fullSpeed?.bigBodyOpenP50Vs0, TARGETS.bigBodyP50VsNoShadow, '<=', '×', 'needs passthrough-1mb, passthrough-1mb-open and shadow-1mb-open rows');
+  add('1 MB bodies at ¼ load: share of mirrors compared ≥ 0.5', ratios.fullSpeed?.bigBodyOpenComparedShare, TARGETS.bigBodyComparedShare, '>=', '×', 'needs the shadow-1mb-open row and its counters');
   const cutoverRows = rows.filter((r) => r.proxy === 'cutover' && usable(r));
   const peak = cutoverRows.length ? Math.max(...cutoverRows.map((r) => Math.max(r.rssMB.peak ?? 0, r.rssMB.hwm ?? 0))) : null;
   add('cutover peak RSS < 256 MB', peak || null, TARGETS.proxyRssMB, '<', ' MB', 'needs a cutover row with RSS (Linux)');
@@ -211,7 +220,8 @@ export function markdown(report) {
     lines.push('');
     lines.push(
       `Full speed: shadowed CPU/req × pass-through ${fmt(full.shadowCpuVsPassthrough)}, shadow req/s × nginx+mirror ${fmt(full.shadowRpsVsNginxMirror)}, pass-through req/s × nginx ${fmt(full.passthroughRpsVsNginx)}; ` +
-        `1 MB bodies: p50 at 100% × 0% shadow ${fmt(full.bigBodyP50Vs0)}, p99 ${fmt(full.bigBodyP99Vs0)}, share of mirrors compared ${fmt(full.bigBodyComparedShare)}.`,
+        `1 MB bodies: p50 at 100% × 0% shadow ${fmt(full.bigBodyP50Vs0)}, p99 ${fmt(full.bigBodyP99Vs0)}, share of mirrors compared ${fmt(full.bigBodyComparedShare)}; ` +
+        `at a fixed ${fmtInt(full.bigBodyOpenRps)} req/s (¼ of that 0% row): p50 × ${fmt(full.bigBodyOpenP50Vs0)}, p90 × ${fmt(full.bigBodyOpenP90Vs0)}, share compared ${fmt(full.bigBodyOpenComparedShare)}.`,
     );
   }
   const counted = rows.filter((r) => r.proxyCounters && !r.proxyCounters.error && Object.keys(r.proxyCounters).length);
