@@ -198,8 +198,15 @@ async function bodyBytes(url) {
 // ---------------------------------------------------------------------------------------------
 // Proxies under test
 
+/**
+ * The heap a user's cutover runs with: on Node with process.execve it restarts itself with this flag
+ * (src/cli/heap.ts), elsewhere the README has node started with it (as `npm start` does). The bench
+ * passes it on the command line on every Node, and gives http-proxy, the other Node proxy, the same.
+ */
+const NODE_PROXY_FLAGS = ['--initial-old-space-size=128'];
+
 async function startHttpProxy(target, opts) {
-  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose });
+  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: NODE_PROXY_FLAGS });
   return { child, url: `http://127.0.0.1:${child.ready.port}` };
 }
 
@@ -298,7 +305,7 @@ async function startCutover(scenario, urls, opts, tmp) {
     const config = cutoverConfig(scenario, urls, ports);
     const file = join(tmp, `cutover-${scenario.name}.yaml`);
     writeFileSync(file, `# written by bench/run.mjs (JSON is valid YAML)\n${JSON.stringify(config, null, 2)}\n`);
-    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT });
+    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...NODE_PROXY_FLAGS, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT });
     pin(child.pid, opts.pins?.proxy);
     const url = `http://127.0.0.1:${ports.listen}`;
     try {
@@ -613,6 +620,7 @@ async function main() {
         slowShadowDelayMs: SLOW_MS,
         httpProxyAgent: { keepAlive: true, maxSockets: 256 },
         cutoverCli: relative(ROOT, opts.cli),
+        nodeProxyFlags: NODE_PROXY_FLAGS,
         pinned: opts.pins,
         nginx: nginxBinary(),
       },

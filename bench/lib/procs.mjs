@@ -85,8 +85,8 @@ function waitForMessage(child, type, timeoutMs) {
 }
 
 /** Forks one of our own scripts and waits for its { type: 'ready', ... } message. */
-export async function startScript(name, script, args, { verbose = false, timeoutMs = 10_000, env } = {}) {
-  const proc = fork(script, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: env ?? process.env });
+export async function startScript(name, script, args, { verbose = false, timeoutMs = 10_000, env, execArgv } = {}) {
+  const proc = fork(script, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: env ?? process.env, ...(execArgv ? { execArgv } : {}) });
   const child = new Child(name, proc, { verbose });
   try {
     child.ready = await waitForMessage(child, 'ready', timeoutMs);

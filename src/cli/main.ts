@@ -10,6 +10,7 @@ import { configPathFromEnv, loadConfig, type Config } from '../config/load.js';
 import { ConfigError, CutoverError } from '../errors.js';
 import { LEVER_COMMANDS, LEVER_USAGE, runLeverCommand } from './levers.js';
 import { maskUrls } from '../config/mask.js';
+import { sizeHeap } from './heap.js';
 
 const USAGE = `usage: cutover <command> [options]
 
@@ -109,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const config = await requireConfig(values.config);
+      // Before anything is opened: this may restart the process with the heap it needs (heap.ts).
+      sizeHeap();
       // Loaded here so the admin clients start without the proxy's modules.
       const { startApp } = await import('../app.js');
       const path = configPathFromEnv(values.config)!;
@@ -120,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     }
     case 'demo': {
+      sizeHeap();
       const { runDemo } = await import('../demo/index.js');
       const demo = await runDemo({ config: values.config ?? packagePath('config/demo.yaml') });
       onSignals(() => demo.stop());

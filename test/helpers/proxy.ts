@@ -66,10 +66,10 @@ export function writeConfig(raw: Record<string, unknown>): string {
   return file;
 }
 
-/** Runs `cutover run` in its own process and waits for it to print its URLs. */
-export async function spawnProxy(raw: Record<string, unknown>): Promise<ChildProxy> {
+/** Runs `cutover run` in its own process (with `nodeArgs` before the script) and waits for it to print its URLs. */
+export async function spawnProxy(raw: Record<string, unknown>, { nodeArgs = [], env }: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ChildProxy> {
   const file = writeConfig(raw);
-  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   let out = '';
   let err = '';
   child.stdout!.on('data', (c) => (out += c));

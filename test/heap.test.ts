@@ -1,0 +1,70 @@
+/**
+ * The proxy's heap sizing (src/cli/heap.ts): where Node can replace its own process image, `cutover
+ * run` restarts itself once with an initial old space big enough that 1 MB bodies do not set off a
+ * full collection every ~100 ms; a flag given by hand wins, and the opt-out is honoured. Checked on
+ * the real process: its command line in /proc, its PID, and an answer through it.
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, TUNED_ENV } from '../src/cli/heap.js';
+import { startBackend } from './helpers/backend.js';
+import { baseConfig, spawnProxy, type ChildProxy } from './helpers/proxy.js';
+
+const canRestart = typeof (process as unknown as { execve?: unknown }).execve === 'function';
+const linux = process.platform === 'linux';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function cmdline(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+}
+
+async function proxy(options: Parameters<typeof spawnProxy>[1] = {}): Promise<ChildProxy> {
+  const legacy = await startBackend();
+  const next = await startBackend();
+  cleanups.push(() => legacy.close(), () => next.close());
+  const p = await spawnProxy(baseConfig(legacy.url, next.url), options);
+  cleanups.push(() => p.stop());
+  const res = await request(`${p.dataUrl}/items/1`);
+  expect(res.statusCode).toBe(200);
+  await res.body.dump();
+  return p;
+}
+
+describe('heapSizing', () => {
+  const execve = () => undefined;
+  it('restarts only where Node can, and only once', () => {
+    expect(heapSizing([], {}, execve)).toBe('restart');
+    expect(heapSizing([], {}, undefined)).toBe('unsupported');
+    expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toBe('off');
+  });
+  it('leaves a flag given by hand (either spelling) and the opt-out alone', () => {
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toBe('given');
+    expect(heapSizing(['--initial_old_space_size=64'], {}, execve)).toBe('given');
+    expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toBe('restart');
+    expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, execve)).toBe('off');
+  });
+});
+
+describe.runIf(linux)('cutover run', () => {
+  it(canRestart ? 'restarts itself in place with the initial old space (same PID), then serves' : 'runs with the flag when node is started with it (this Node cannot restart itself)', async () => {
+    const p = await proxy(canRestart ? {} : { nodeArgs: [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`] });
+    const args = cmdline(p.child.pid!);
+    expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`]);
+    expect(args).toContain('run');
+  });
+
+  it('does not add a second flag when node was started with one', async () => {
+    const p = await proxy({ nodeArgs: [`${OLD_SPACE_FLAG}=64`] });
+    expect(cmdline(p.child.pid!).filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=64`]);
+  });
+
+  it(`keeps Node's defaults under ${OPT_OUT_ENV}=off`, async () => {
+    const p = await proxy({ env: { ...process.env, [OPT_OUT_ENV]: 'off' } });
+    expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG))).toBe(false);
+  });
+});
