@@ -1,14 +1,16 @@
 /**
  * The V8 heap setting a proxy of big bodies needs, applied before the proxy starts.
  *
- * V8 counts the external memory allocated since its last full collection (socket read buffers,
- * captured bodies: 1 MB per 1 MB answer read) against the old generation's limit, and that limit
- * starts at about twice the live heap (~45 MB here). With ~1 MB answers the limit is reached every
- * few dozen requests, so V8 runs a full collection every ~100 ms: GC helper threads take about as
+ * With ~1 MB answers V8 runs a full collection every ~100 ms. Our reading of its traces
+ * (`--trace-incremental-marking`): the old generation's live size stays ~22 MB under a limit of
+ * ~45 MB, yet marking starts again and again, by task, by allocation limit and by external memory
+ * pressure; the memory bodies are read into (socket read buffers, 1 MB per 1 MB answer, outside the
+ * JS heap) is what is allocated at that rate. Whatever the exact rule, GC helper threads take about as
  * much CPU as the proxy itself, and clients wait on the collector's pauses. Measured (bench, 1 MB
  * bodies, one core): 111 full collections in 12 s of pass-through on Node 20, 12 with an initial old
  * space of 128 MB, and client p50 at 20 clients 25.7 → 17.1 ms; at a quarter of that load with every
- * mirror compared, p50 10.8 → 3.0 ms on Node 24. The live heap is unchanged; RSS rose ~10 MB.
+ * mirror compared, p50 10.8 → 3.0 ms on Node 24. The live heap is unchanged; RSS peaks rose 13–35 MB
+ * in the bench (shadow-1mb 252 MB).
  *
  * The limit can only be set when the process starts (`--initial-old-space-size`, which NODE_OPTIONS
  * refuses), so where Node can replace its own process image (`process.execve`, Node ≥ 23.11) the
