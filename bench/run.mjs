@@ -331,6 +331,10 @@ async function scrapeCutoverCounters(adminUrl) {
       sums[key] = (sums[key] ?? 0) + value;
     };
     for (const line of text.split('\n')) {
+      // Garbage collections by kind (prom-client's default metric): a full collection every few
+      // requests hid behind the 1 MB rows' numbers for sessions; counted here, it shows per row.
+      const gc = /^nodejs_gc_duration_seconds_count\{kind="(\w+)"\}\s+([0-9.eE+-]+)/.exec(line);
+      if (gc) add(`gc.${gc[1]}`, Number(gc[2]));
       const m = /^(cutover_(?:requests_total|comparisons_total|shadow_skipped_total|shadow_overload_total))\{([^}]*)\}\s+([0-9.eE+-]+)/.exec(line);
       if (!m) continue;
       const labels = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));

@@ -133,6 +133,8 @@ describe('bench/run.mjs', () => {
     // The proxy's own metrics agree that it served the load (scraped from its admin port).
     const passthrough = report.rows.find((r) => r.scenario === 'passthrough');
     expect(passthrough?.proxyCounters?.['requests.primary.2xx']).toBeGreaterThanOrEqual(passthrough?.requests ?? Infinity);
+    // …and how often its garbage collector ran, by kind (young-generation collections always run under load).
+    expect(passthrough?.proxyCounters?.['gc.minor']).toBeGreaterThan(0);
     // Ratios come from the same run: every proxied row is compared with http-proxy and with direct.
     expect(report.ratios.perScenario['http-proxy'].rpsVsHttpProxy).toBe(1);
     expect(report.ratios.perScenario['http-proxy'].rpsVsDirect).toBeGreaterThan(0);
