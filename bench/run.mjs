@@ -364,8 +364,7 @@ async function measure(scenario, url, pid, opts) {
   const durationS = Math.max(opts.durationS, scenario.minDurationS ?? 0);
   // Big answers are read by the lean client (lib/lean-load.mjs): autocannon costs more CPU per 1 MB
   // answer than the proxy, on a machine whose cores the proxy and backends share with it.
-  const rate = scenario.openShare ? opts.openRate(scenario) : undefined;
-  const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS, rate }) : runLoad;
+  const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS, rate: opts.rate }) : runLoad;
   if (opts.warmupS > 0) await load1({ url, connections, durationS: opts.warmupS });
   const rssWarm = pid ? readStatus(pid).rssMB : null;
   const cpuBefore = pid ? readCpuMs(pid) : null;
@@ -384,7 +383,7 @@ async function measure(scenario, url, pid, opts) {
 
 async function runScenario(scenario, backends, opts, tmp) {
   const base = { scenario: scenario.name, label: scenario.label, proxy: scenario.proxy };
-  if (scenario.openShare && !opts.openRate?.(scenario)) return { ...base, skipped: `needs the ${scenario.openShare.of} row in the same round (its req/s sets the rate)` };
+  if (scenario.openShare && !opts.rate) return { ...base, skipped: `needs the ${scenario.openShare.of} row in the same round (its req/s sets the rate)` };
   if (scenario.proxy === 'none') {
     return { ...base, target: backends.urls.legacy, ...(await measure(scenario, backends.urls.legacy, null, opts)) };
   }
@@ -571,19 +570,19 @@ async function main() {
     // the machine lands on all of them alike; each row then reports the median over its rounds.
     const perScenario = new Map(opts.scenarios.map((s) => [s.name, []]));
     const skipped = new Set();
+    /** A fixed-rate row's rate: its share of a closed row's req/s in the same round (undefined without one). */
+    const openRate = ({ of, share }, round) => {
+      const base = perScenario.get(of)?.[round - 1];
+      return base && !base.error && !base.skipped && base.rps > 0 ? Math.max(1, Math.round(base.rps * share)) : undefined;
+    };
     for (let round = 1; round <= opts.rounds; round++) {
-      // Fixed-rate rows take their rate from a closed row of this same round.
-      opts.openRate = ({ openShare }) => {
-        const base = perScenario.get(openShare.of)?.[round - 1];
-        return base && !base.error && !base.skipped && base.rps > 0 ? Math.max(1, Math.round(base.rps * openShare.share)) : undefined;
-      };
       for (const [i, scenario] of opts.scenarios.entries()) {
         if (skipped.has(scenario.name)) continue;
         if (i > 0 || round > 1) await sleep(opts.quick ? 200 : 1000); // let the previous scenario's sockets close
         log(`▶ ${scenario.name}${opts.rounds > 1 ? ` (round ${round}/${opts.rounds})` : ''}: ${scenario.label}`);
         let row;
         try {
-          row = await runScenario(scenario, backends, opts, tmp);
+          row = await runScenario(scenario, backends, scenario.openShare ? { ...opts, rate: openRate(scenario.openShare, round) } : opts, tmp);
         } catch (err) {
           row = { scenario: scenario.name, label: scenario.label, proxy: scenario.proxy, error: err.message };
         }

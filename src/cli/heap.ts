@@ -37,14 +37,10 @@ export function heapSizing(execArgv: readonly string[], env: NodeJS.ProcessEnv, 
   return typeof execve === 'function' ? 'restart' : 'unsupported';
 }
 
-/**
- * Restarts this process with the old-space flag when it should and can (never returns then);
- * otherwise says why it did not.
- */
-export function sizeHeap(): Exclude<HeapSizing, 'restart'> {
+/** Restarts this process with the old-space flag when it should and can (never returns then). */
+export function sizeHeap(): void {
   const execve = (process as unknown as { execve?: Execve }).execve;
-  const decision = heapSizing(process.execArgv, process.env, execve);
-  if (decision !== 'restart') return decision;
+  if (heapSizing(process.execArgv, process.env, execve) !== 'restart') return;
   execve!.call(process, process.execPath, [process.execPath, `${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, [TUNED_ENV]: '1' });
   throw new Error('unreachable: process.execve returned');
 }
