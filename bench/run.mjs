@@ -46,6 +46,11 @@ export const SCENARIOS = [
   { name: 'nginx-mirror', label: 'nginx proxy_pass + mirror', proxy: 'nginx', shadowTo: 'new' },
   { name: 'passthrough', label: 'cutover pass-through (weight 0, no shadow)', proxy: 'cutover', shadowPercent: 0, shadowTo: 'new' },
   { name: 'shadow', label: 'cutover 100% shadow + compare', proxy: 'cutover', shadowPercent: 100, shadowTo: 'new' },
+  // The same with the load shedder off: flat out, the row above compares about half the requests
+  // (shadow.shedAt, by design), so its CPU per request is not what a shadowed request costs. The
+  // full-speed targets (CPU per shadowed request, req/s against nginx mirroring every request) are
+  // read from this row, where every mirror is sent and compared.
+  { name: 'shadow-all', label: 'cutover 100% shadow + compare, shedding off: every mirror compared', proxy: 'cutover', shadowPercent: 100, shadowTo: 'new', noShedding: true },
   { name: 'shadow-slow', label: `cutover 100% shadow, shadow backend +${SLOW_MS} ms`, proxy: 'cutover', shadowPercent: 100, shadowTo: 'slow', fault: true },
   { name: 'shadow-dead', label: 'cutover 100% shadow, shadow backend refuses connections', proxy: 'cutover', shadowPercent: 100, shadowTo: 'dead', fault: true },
   { name: 'shadow-big', label: 'cutover 100% shadow, shadow answers 10 MB', proxy: 'cutover', shadowPercent: 100, shadowTo: 'big', fault: true },
@@ -292,6 +297,7 @@ function cutoverConfig(scenario, urls, ports) {
     backends: { legacy: { url: urls[scenario.legacy ?? 'legacy'] }, new: { url: urls[scenario.shadowTo] } },
     log: { level: 'warn' },
     defaults: { shadow: { percent: scenario.shadowPercent } },
+    ...(scenario.noShedding ? { shadow: { shedAt: { utilisation: 1, eventLoopDelay: 0 } } } : {}),
     routes: [{ name: 'get-item', match: { methods: ['GET'], path: '/items/:id' }, weight: 0 }],
   };
 }

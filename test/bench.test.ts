@@ -22,6 +22,7 @@ const scenarios = [
   'nginx-mirror',
   'passthrough',
   'shadow',
+  'shadow-all',
   'shadow-slow',
   'shadow-dead',
   'shadow-big',
@@ -143,6 +144,12 @@ describe('bench/run.mjs', () => {
     for (const fault of ['shadow-big', 'shadow-reset', 'shadow-hang', 'shadow-slow', 'shadow-dead', 'shadow-garbage']) {
       expect(report.targets.map((t) => t.name)).toContain(`${fault} client req/s ≥ 0.75× shadow`);
     }
+    // The full-speed figures come from the row that sheds nothing: every mirror there was compared.
+    const every = report.rows.find((r) => r.scenario === 'shadow-all')?.proxyCounters ?? {};
+    expect(every['comparisons.mismatch'] ?? 0).toBeGreaterThan(0);
+    expect(every['overloadBy.event_loop']).toBe(0);
+    expect(report.targets.map((t) => t.name)).toContain('shadowed CPU µs/req ≤ 2.0× pass-through (every mirror compared)');
+    expect(report.targets.map((t) => t.name)).not.toContain('shadow-all client req/s ≥ 0.75× shadow');
     const big = report.rows.find((r) => r.scenario === 'shadow-big')?.proxyCounters ?? {};
     expect((big['shadowSkipped.body_too_large'] ?? 0) + (big['shadowSkipped.overload'] ?? 0)).toBeGreaterThan(0);
     expect(stdout).toMatch(/^(PASS|MISS|SKIP) 1 MB bodies: client p50/m);
