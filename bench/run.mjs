@@ -204,11 +204,11 @@ async function bodyBytes(url) {
 // Proxies under test
 
 /**
- * The heap a user's cutover runs with: on Node with process.execve it restarts itself with this flag
- * (src/cli/heap.ts), elsewhere the README has node started with it (as `npm start` does). The bench
- * passes it on the command line on every Node, and gives http-proxy, the other Node proxy, the same.
+ * The heap a user's cutover runs with: on Node with process.execve it restarts itself with these
+ * flags (src/cli/heap.ts), elsewhere the README has node started with them (as `npm start` does). The
+ * bench passes them on the command line on every Node, and gives http-proxy, the other Node proxy, the same.
  */
-const NODE_PROXY_FLAGS = ['--initial-old-space-size=128'];
+const NODE_PROXY_FLAGS = ['--initial-old-space-size=128', '--max-semi-space-size=16'];
 
 async function startHttpProxy(target, opts) {
   const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: NODE_PROXY_FLAGS });

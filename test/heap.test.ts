@@ -1,13 +1,14 @@
 /**
  * The proxy's heap sizing (src/cli/heap.ts): where Node can replace its own process image, `cutover
  * run` restarts itself once with an initial old space big enough that 1 MB bodies do not set off a
- * full collection every ~100 ms; a flag given by hand wins, and the opt-out is honoured. Checked on
+ * full collection every ~100 ms, and a young generation capped where Node 20 caps it; a flag given by
+ * hand wins, and the opt-out is honoured. Checked on
  * the real process: its command line in /proc, its PID, and an answer through it.
  */
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, TUNED_ENV } from '../src/cli/heap.js';
+import { HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, TUNED_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy, type ChildProxy } from './helpers/proxy.js';
 
@@ -37,34 +38,41 @@ async function proxy(options: Parameters<typeof spawnProxy>[1] = {}): Promise<Ch
 
 describe('heapSizing', () => {
   const execve = () => undefined;
+  const both = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`];
   it('restarts only where Node can, and only once', () => {
-    expect(heapSizing([], {}, execve)).toBe('restart');
-    expect(heapSizing([], {}, undefined)).toBe('unsupported');
-    expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toBe('off');
+    expect(HEAP_FLAGS).toEqual(both);
+    expect(heapSizing([], {}, execve)).toEqual({ action: 'restart', flags: both });
+    expect(heapSizing([], {}, undefined)).toEqual({ action: 'unsupported' });
+    expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
   });
-  it('leaves a flag given by hand (either spelling) and the opt-out alone', () => {
-    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toBe('given');
-    expect(heapSizing(['--initial_old_space_size=64'], {}, execve)).toBe('given');
-    expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toBe('restart');
-    expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, execve)).toBe('off');
+  it('leaves each flag given by hand (either spelling, command line or NODE_OPTIONS) and the opt-out alone', () => {
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [both[1]] });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'given' });
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32` }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toEqual({ action: 'restart', flags: both });
+    expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, execve)).toEqual({ action: 'off' });
   });
 });
 
 describe.runIf(linux)('cutover run', () => {
   it(canRestart ? 'restarts itself in place with the initial old space (same PID), then serves' : 'runs with the flag when node is started with it (this Node cannot restart itself)', async () => {
-    const p = await proxy(canRestart ? {} : { nodeArgs: [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`] });
+    const p = await proxy(canRestart ? {} : { nodeArgs: [...HEAP_FLAGS] });
     const args = cmdline(p.child.pid!);
     expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`]);
+    expect(args.filter((a) => a.startsWith(SEMI_SPACE_FLAG))).toEqual([`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`]);
     expect(args).toContain('run');
   });
 
   it('does not add a second flag when node was started with one', async () => {
     const p = await proxy({ nodeArgs: [`${OLD_SPACE_FLAG}=64`] });
-    expect(cmdline(p.child.pid!).filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=64`]);
+    const args = cmdline(p.child.pid!);
+    expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=64`]);
+    // The other one is still added where the process can restart itself.
+    expect(args.filter((a) => a.startsWith(SEMI_SPACE_FLAG))).toEqual(canRestart ? [`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`] : []);
   });
 
   it(`keeps Node's defaults under ${OPT_OUT_ENV}=off`, async () => {
     const p = await proxy({ env: { ...process.env, [OPT_OUT_ENV]: 'off' } });
-    expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG))).toBe(false);
+    expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG) || a.startsWith(SEMI_SPACE_FLAG))).toBe(false);
   });
 });

@@ -1,46 +1,65 @@
 /**
- * The V8 heap setting a proxy of big bodies needs, applied before the proxy starts.
+ * The V8 heap settings a proxy needs, applied before the proxy starts.
  *
- * With ~1 MB answers V8 runs a full collection every ~100 ms. Our reading of its traces
- * (`--trace-incremental-marking`): the old generation's live size stays ~22 MB under a limit of
- * ~45 MB, yet marking starts again and again, by task, by allocation limit and by external memory
- * pressure; the memory bodies are read into (socket read buffers, 1 MB per 1 MB answer, outside the
- * JS heap) is what is allocated at that rate. Whatever the exact rule, GC helper threads take about as
- * much CPU as the proxy itself, and clients wait on the collector's pauses. Measured (bench, 1 MB
- * bodies, one core): 111 full collections in 12 s of pass-through on Node 20, 12 with an initial old
- * space of 128 MB, and client p50 at 20 clients 25.7 → 17.1 ms; at a quarter of that load with every
- * mirror compared, p50 10.8 → 3.0 ms on Node 24. The live heap is unchanged; RSS peaks rose 13–35 MB
- * in the bench (shadow-1mb 252 MB).
+ * - **Initial old space, 128 MB.** With ~1 MB answers V8 runs a full collection every ~100 ms. Our
+ *   reading of its traces (`--trace-incremental-marking`): the old generation's live size stays
+ *   ~22 MB under a limit of ~45 MB, yet marking starts again and again, by task, by allocation limit
+ *   and by external memory pressure; the memory bodies are read into (socket read buffers, 1 MB per
+ *   1 MB answer, outside the JS heap) is what is allocated at that rate. Whatever the exact rule, GC
+ *   helper threads take about as much CPU as the proxy itself, and clients wait on the collector's
+ *   pauses. Measured (bench, 1 MB bodies, one core): 111 full collections in 12 s of pass-through on
+ *   Node 20, 12 with an initial old space of 128 MB, and client p50 at 20 clients 25.7 → 17.1 ms; at
+ *   a quarter of that load with every mirror compared, p50 10.8 → 3.0 ms on Node 24. The live heap is
+ *   unchanged; RSS peaks rose 13–35 MB in the bench (shadow-1mb 252 MB).
+ * - **Semi-space at most 16 MB.** Node 24's V8 lets the young generation grow to 128 MB (two 64 MB
+ *   semi-spaces; Node 20's stop at 16 MB each), and a proxy allocating at full speed grows it all the
+ *   way: 100 % shadow of 5 KB answers at 50 connections, RSS high-water mark 255 MB in 10 s and 330 MB
+ *   after ten minutes. Capped at Node 20's 16 MB: 176 MB, with the same CPU per request (four
+ *   interleaved runs each, median 166 µs both) and no change with 1 MB bodies.
  *
- * The limit can only be set when the process starts (`--initial-old-space-size`, which NODE_OPTIONS
- * refuses), so where Node can replace its own process image (`process.execve`, Node ≥ 23.11) the
- * long-running commands restart themselves once with it: same PID, same stdio, same arguments.
- * Elsewhere (Node 20, 22) start node with the flag yourself, as `npm start` does. A flag already
- * given wins; `CUTOVER_NODE_TUNING=off` leaves Node's defaults alone.
+ * These can only be set when the process starts (NODE_OPTIONS refuses `--initial-old-space-size`),
+ * so where Node can replace its own process image (`process.execve`, Node ≥ 23.11) the long-running
+ * commands restart themselves once with them: same PID, same stdio, same arguments. Elsewhere (Node
+ * 20, 22) start node with the flags yourself, as `npm start` does. A flag already given (on the
+ * command line or in NODE_OPTIONS) wins; `CUTOVER_NODE_TUNING=off` leaves Node's defaults alone.
  */
 
 export const OLD_SPACE_FLAG = '--initial-old-space-size';
 export const OLD_SPACE_MB = 128;
+export const SEMI_SPACE_FLAG = '--max-semi-space-size';
+export const SEMI_SPACE_MB = 16;
+/** What the proxy starts with, each unless given by hand. */
+export const HEAP_FLAGS: readonly string[] = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`];
 /** Set in the environment of the restarted process: it never restarts twice. */
 export const TUNED_ENV = 'CUTOVER_NODE_TUNED';
 export const OPT_OUT_ENV = 'CUTOVER_NODE_TUNING';
 
-export type HeapSizing = 'given' | 'off' | 'unsupported' | 'restart';
+export type HeapSizing = { action: 'given' | 'off' | 'unsupported' } | { action: 'restart'; flags: string[] };
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
 
-/** What to do about the old generation's initial size in this process. */
-export function heapSizing(execArgv: readonly string[], env: NodeJS.ProcessEnv, execve: unknown): HeapSizing {
-  // V8 takes its flags with dashes or underscores alike.
-  if (execArgv.some((a) => a.replace(/_/g, '-').split('=', 1)[0] === OLD_SPACE_FLAG)) return 'given';
-  if (env[OPT_OUT_ENV] === 'off' || env[TUNED_ENV] !== undefined) return 'off';
-  return typeof execve === 'function' ? 'restart' : 'unsupported';
+/** A V8 flag's name as V8 reads it: dashes or underscores alike, without its value. */
+const flagName = (arg: string): string => arg.replace(/_/g, '-').split('=', 1)[0];
+
+/** The flags of HEAP_FLAGS not already given on the command line or in NODE_OPTIONS. */
+export function missingHeapFlags(execArgv: readonly string[], env: NodeJS.ProcessEnv): string[] {
+  const given = new Set([...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].map(flagName));
+  return HEAP_FLAGS.filter((f) => !given.has(flagName(f)));
 }
 
-/** Restarts this process with the old-space flag when it should and can (never returns then). */
+/** What to do about the heap's sizes in this process. */
+export function heapSizing(execArgv: readonly string[], env: NodeJS.ProcessEnv, execve: unknown): HeapSizing {
+  const flags = missingHeapFlags(execArgv, env);
+  if (flags.length === 0) return { action: 'given' };
+  if (env[OPT_OUT_ENV] === 'off' || env[TUNED_ENV] !== undefined) return { action: 'off' };
+  return typeof execve === 'function' ? { action: 'restart', flags } : { action: 'unsupported' };
+}
+
+/** Restarts this process with the heap flags it lacks when it should and can (never returns then). */
 export function sizeHeap(): void {
   const execve = (process as unknown as { execve?: Execve }).execve;
-  if (heapSizing(process.execArgv, process.env, execve) !== 'restart') return;
-  execve!.call(process, process.execPath, [process.execPath, `${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, [TUNED_ENV]: '1' });
+  const sizing = heapSizing(process.execArgv, process.env, execve);
+  if (sizing.action !== 'restart') return;
+  execve!.call(process, process.execPath, [process.execPath, ...sizing.flags, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, [TUNED_ENV]: '1' });
   throw new Error('unreachable: process.execve returned');
 }
