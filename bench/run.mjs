@@ -204,14 +204,19 @@ async function bodyBytes(url) {
 // Proxies under test
 
 /**
- * The heap a user's cutover runs with: on Node with process.execve it restarts itself with these
- * flags (src/cli/heap.ts), elsewhere the README has node started with them (as `npm start` does). The
- * bench passes them on the command line on every Node, and gives http-proxy, the other Node proxy, the same.
+ * The heap flags a user's cutover runs with, read from the build under test (its cli/heap.js, the
+ * list src/cli/heap.ts applies): on Node with process.execve it restarts itself with them, elsewhere
+ * the README has node started with them (as `npm start` does). The bench passes them on the command
+ * line on every Node, and gives http-proxy, the other Node proxy, the same. A build from before
+ * they existed gets none, as its users did.
  */
-const NODE_PROXY_FLAGS = ['--initial-old-space-size=128', '--max-semi-space-size=16'];
+async function heapFlagsOf(cli) {
+  const file = join(dirname(cli), 'heap.js');
+  return existsSync(file) ? [...(await import(pathToFileURL(file).href)).HEAP_FLAGS] : [];
+}
 
 async function startHttpProxy(target, opts) {
-  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: NODE_PROXY_FLAGS });
+  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: opts.nodeFlags });
   return { child, url: `http://127.0.0.1:${child.ready.port}` };
 }
 
@@ -311,7 +316,7 @@ async function startCutover(scenario, urls, opts, tmp) {
     const config = cutoverConfig(scenario, urls, ports);
     const file = join(tmp, `cutover-${scenario.name}.yaml`);
     writeFileSync(file, `# written by bench/run.mjs (JSON is valid YAML)\n${JSON.stringify(config, null, 2)}\n`);
-    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...NODE_PROXY_FLAGS, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT });
+    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...opts.nodeFlags, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT });
     pin(child.pid, opts.pins?.proxy);
     const url = `http://127.0.0.1:${ports.listen}`;
     try {
@@ -531,6 +536,7 @@ async function soak(opts, tmp) {
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   opts.pins = pinning();
+  opts.nodeFlags = await heapFlagsOf(opts.cli);
   const tmp = mkdtempSync(join(os.tmpdir(), 'cutover-bench-'));
   let stopping = false;
   const cleanupAndExit = async (code, why) => {
@@ -629,7 +635,7 @@ async function main() {
         slowShadowDelayMs: SLOW_MS,
         httpProxyAgent: { keepAlive: true, maxSockets: 256 },
         cutoverCli: relative(ROOT, opts.cli),
-        nodeProxyFlags: NODE_PROXY_FLAGS,
+        nodeProxyFlags: opts.nodeFlags,
         pinned: opts.pins,
         nginx: nginxBinary(),
       },

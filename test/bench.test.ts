@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HEAP_FLAGS } from '../src/cli/heap.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runner = join(root, 'bench', 'run.mjs');
@@ -59,10 +60,12 @@ interface Row {
   generator?: string;
   offeredRps?: number;
   sent?: number;
+  /** The config a cutover row ran with (JSON of the YAML written for it). */
+  config?: { shadow?: { shedAt?: unknown } };
 }
 interface Report {
   machine: { cpus: number; node: string; date: string };
-  params: { quick: boolean; connections: number; scenarios: string[] };
+  params: { quick: boolean; connections: number; scenarios: string[]; nodeProxyFlags: string[] };
   rows: Row[];
   ratios: { perScenario: Record<string, { rpsVsHttpProxy: number | null; rpsVsDirect: number | null }> };
   targets: { name: string; verdict: string }[];
@@ -111,6 +114,8 @@ describe('bench/run.mjs', () => {
     expect(report.machine.cpus).toBeGreaterThan(0);
     expect(report.machine.node).toBe(process.version);
     expect(report.params).toMatchObject({ quick: true, connections: 50, scenarios });
+    // The proxies run with the heap flags the build under test gives itself (src/cli/heap.ts), not a copy of them.
+    expect(report.params.nodeProxyFlags).toEqual([...HEAP_FLAGS]);
     expect(report.rows.map((r) => r.scenario)).toEqual(scenarios);
     for (const row of report.rows) {
       expect(row.error, `${row.scenario}: ${row.error}`).toBeUndefined();
@@ -145,6 +150,7 @@ describe('bench/run.mjs', () => {
       expect(report.targets.map((t) => t.name)).toContain(`${fault} client req/s ≥ 0.75× shadow`);
     }
     // The full-speed figures come from the row that sheds nothing: every mirror there was compared.
+    expect(report.rows.find((r) => r.scenario === 'shadow-all')?.config?.shadow?.shedAt).toEqual({ utilisation: 1, eventLoopDelay: 0 });
     const every = report.rows.find((r) => r.scenario === 'shadow-all')?.proxyCounters ?? {};
     expect(every['comparisons.mismatch'] ?? 0).toBeGreaterThan(0);
     expect(every['overloadBy.event_loop']).toBe(0);

@@ -45,6 +45,10 @@ describe('heapSizing', () => {
     expect(heapSizing([], {}, undefined)).toEqual({ action: 'unsupported' });
     expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
   });
+  it('is what `npm start` passes (Node 20 and 22 cannot restart themselves)', () => {
+    const start = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    expect(start.split(/\s+/).filter((a) => a.startsWith('--'))).toEqual(HEAP_FLAGS);
+  });
   it('leaves each flag given by hand (either spelling, command line or NODE_OPTIONS) and the opt-out alone', () => {
     expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [both[1]] });
     expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'given' });

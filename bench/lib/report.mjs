@@ -136,13 +136,21 @@ export function computeRatios(rows) {
   const big100 = usable(by['shadow-1mb']) ? by['shadow-1mb'] : null;
   const open0 = usable(by['passthrough-1mb-open']) ? by['passthrough-1mb-open'] : null;
   const open100 = usable(by['shadow-1mb-open']) ? by['shadow-1mb-open'] : null;
+  // One row's full-speed figures: CPU per request × pass-through's, req/s × nginx mirror's, share compared.
+  const speed = (row) => ({
+    cpu: pass && row ? ratio(row.proxyCpu?.usPerRequest, pass.proxyCpu?.usPerRequest) : null,
+    rps: row && nginxMirror ? ratio(row.rps, nginxMirror.rps) : null,
+    share: row ? comparedShare(row.proxyCounters) : null,
+  });
+  const all = speed(every);
+  const shed = speed(shadow);
   const fullSpeed = {
-    shadowCpuVsPassthrough: pass && every ? ratio(every.proxyCpu?.usPerRequest, pass.proxyCpu?.usPerRequest) : null,
-    shadowRpsVsNginxMirror: every && nginxMirror ? ratio(every.rps, nginxMirror.rps) : null,
-    shadowComparedShare: every ? comparedShare(every.proxyCounters) : null,
-    shedShadowCpuVsPassthrough: pass && shadow ? ratio(shadow.proxyCpu?.usPerRequest, pass.proxyCpu?.usPerRequest) : null,
-    shedShadowRpsVsNginxMirror: shadow && nginxMirror ? ratio(shadow.rps, nginxMirror.rps) : null,
-    shedShadowComparedShare: shadow ? comparedShare(shadow.proxyCounters) : null,
+    shadowCpuVsPassthrough: all.cpu,
+    shadowRpsVsNginxMirror: all.rps,
+    shadowComparedShare: all.share,
+    shedShadowCpuVsPassthrough: shed.cpu,
+    shedShadowRpsVsNginxMirror: shed.rps,
+    shedShadowComparedShare: shed.share,
     passthroughRpsVsNginx: pass && usable(by.nginx) ? ratio(pass.rps, by.nginx.rps) : null,
     bigBodyP50Vs0: big0 && big100 ? ratio(big100.latencyMs.p50, big0.latencyMs.p50) : null,
     bigBodyP99Vs0: big0 && big100 ? ratio(big100.latencyMs.p99, big0.latencyMs.p99) : null,

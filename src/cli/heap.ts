@@ -42,7 +42,7 @@ type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
 const flagName = (arg: string): string => arg.replace(/_/g, '-').split('=', 1)[0];
 
 /** The flags of HEAP_FLAGS not already given on the command line or in NODE_OPTIONS. */
-export function missingHeapFlags(execArgv: readonly string[], env: NodeJS.ProcessEnv): string[] {
+function missingHeapFlags(execArgv: readonly string[], env: NodeJS.ProcessEnv): string[] {
   const given = new Set([...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].map(flagName));
   return HEAP_FLAGS.filter((f) => !given.has(flagName(f)));
 }
