@@ -78,6 +78,11 @@ export async function startWorld(): Promise<World> {
     }
     res.end(JSON.stringify({ id: 1, from: 'new' }));
   });
+  // Legacy takes WebSocket-style upgrades with the same keys.
+  legacy.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket) => {
+    const key = req.headers['x-api-key'];
+    socket.end(key === KEY_A || key === KEY_B ? 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n' : 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
+  });
   return {
     tokens,
     legacy,
@@ -107,6 +112,23 @@ export function wiredConfig(w: World, route: Record<string, unknown>, credential
 async function call(proxy: { dataUrl: string }, key: string | null, method: 'GET' | 'POST' = 'GET', path = '/v1/w/1'): Promise<{ status: number; type: string; body: string }> {
   const res = await request(`${proxy.dataUrl}${path}`, { method, headers: { ...(key === null ? {} : { 'x-api-key': key }), 'user-agent': 'partner-bot/1.0' }, body: method === 'POST' ? '{"a":1}' : undefined });
   return { status: res.statusCode, type: String(res.headers['content-type'] ?? ''), body: await res.body.text() };
+}
+
+/** An upgrade request with a legacy key: the status of the answer (101 when spliced). */
+function upgrade(proxy: { dataUrl: string }, key: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${proxy.dataUrl}/v1/w/3`, { headers: { connection: 'upgrade', upgrade: 'test', 'x-api-key': key, 'user-agent': 'partner-bot/1.0' }, agent: false });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve(res.statusCode!);
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 async function scrape(proxy: InProcessProxy): Promise<string> {
@@ -312,6 +334,9 @@ describe('legacy credentials in the running proxy', () => {
     const t0 = Date.now();
     for (let i = 0; i < 3; i++) expect((await call(proxy, KEY_A)).status).toBe(200);
     expect((await call(proxy, KEY_B)).status).toBe(200);
+    // A WebSocket-style integration on a legacy key is in the inventory too: its key must not be
+    // revoked while it still connects.
+    expect(await upgrade(proxy, KEY_B)).toBe(101);
     const auth = { authorization: 'Bearer viewer-token-0123456789abcdef-0123456789abcdef' };
     const json = await waitFor(async () => {
       const res = await request(`${proxy!.adminUrl}/api/credentials`, { headers: auth });
@@ -320,6 +345,10 @@ describe('legacy credentials in the running proxy', () => {
     });
     const a = json.credentials.find((c) => c.fingerprint === fp(KEY_A))!;
     expect(a).toMatchObject({ requests: 3, backends: { legacy: 3, new: 0 }, legacyAccepted: true, lastUserAgent: 'partner-bot/1.0', lastClient: '127.0.0.1' });
+    await waitFor(async () => {
+      const doc = (await (await request(`${proxy!.adminUrl}/api/credentials`, { headers: auth })).body.json()) as { credentials: { fingerprint: string; requests: number }[] };
+      return doc.credentials.find((c) => c.fingerprint === fp(KEY_B))?.requests === 2;
+    }, 5_000, 'the upgrade in the inventory');
     expect(Object.keys(a.routes)).toEqual(['w']);
     expect(Date.parse(a.firstSeen)).toBeGreaterThanOrEqual(t0 - 1000);
     expect(Date.parse(a.lastSeen)).toBeGreaterThanOrEqual(Date.parse(a.firstSeen));
@@ -329,7 +358,8 @@ describe('legacy credentials in the running proxy', () => {
     expect(csv).toContain(fp(KEY_B));
     expect(csv).not.toContain(KEY_A);
     const text = await scrape(proxy);
-    expect(metric(text, 'cutover_credential_requests_total', 'route="w",scheme="header",backend="legacy"')).toBe(4);
+    // Four requests and the upgrade.
+    expect(metric(text, 'cutover_credential_requests_total', 'route="w",scheme="header",backend="legacy"')).toBe(5);
     // No token: the admin API refuses.
     expect((await request(`${proxy.adminUrl}/api/credentials`)).statusCode).toBe(401);
   });

@@ -183,6 +183,70 @@ describe('forwarding', () => {
   });
 });
 
+/** A raw upgrade request: resolves with the 101, or with the status of any other answer. */
+function upgradeRequest(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { headers: { connection: 'upgrade', upgrade: 'test', ...headers }, agent: false });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode!, body: '' });
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function scrape(p: InProcessProxy): Promise<string> {
+  return (await request(`${p.adminUrl}/metrics`)).body.text();
+}
+
+/** A sample's value, or 0 when the series is absent. */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+describe('upgrades are counted like requests', () => {
+  const route = (name: string) => ({ defaults: { shadow: { percent: 0 } }, log: { level: 'info', access: true }, routes: [{ name, match: { path: '/socket' }, weight: 0 }] });
+  const series = (route: string, outcome: string) => `cutover_requests_total{route="${route}",backend="legacy",role="primary",outcome="${outcome}"}`;
+  const accessLine = (p: InProcessProxy) => waitFor(() => p.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'request'), 5_000, 'the access log line');
+
+  it('a WebSocket handshake: 2xx, its time up to the 101, and an access log line', async () => {
+    const legacy = await backend();
+    const wss = new WebSocketServer({ server: legacy.server });
+    wss.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo:${String(data)}`)));
+    cleanups.push(async () => wss.close());
+    const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
+    expect(await firstWsMessage(p.dataUrl, '/socket', { send: 'hi' })).toBe('echo:hi');
+    const text = await scrape(p);
+    expect(sample(text, series('ws', '2xx'))).toBe(1);
+    expect(sample(text, 'cutover_request_duration_seconds_count{route="ws",backend="legacy",role="primary"}')).toBe(1);
+    expect(sample(text, 'cutover_upstream_queue_seconds_count{backend="legacy",role="primary"}')).toBe(1);
+    expect(await accessLine(p)).toMatchObject({ route: 'ws', method: 'GET', path: '/socket', backend: 'legacy', status: 101, outcome: '2xx', upgrade: true });
+  });
+
+  it('a backend that refuses the upgrade: its status class; one that is down: error and 502', async () => {
+    const legacy = await backend();
+    legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:net').Socket) => socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno'));
+    const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
+    expect(await upgradeRequest(`${p.dataUrl}/socket`)).toEqual({ status: 403, body: 'no' });
+    await waitFor(async () => sample(await scrape(p), series('ws', '4xx')) === 1, 5_000, 'the 4xx counted');
+
+    const dead = `http://127.0.0.1:${await deadPort()}`;
+    const q = await proxy(baseConfig(dead, dead, route('down')));
+    const down = await upgradeRequest(`${q.dataUrl}/socket`);
+    expect(down.status).toBe(502);
+    expect(JSON.parse(down.body)).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', backend: 'legacy' });
+    await waitFor(async () => sample(await scrape(q), series('down', 'error')) === 1, 5_000, 'the error counted');
+  });
+});
+
 describe('sticky upgrades', () => {
   it('sends a client\'s WebSocket to the backend its HTTP calls go to, behind a trusted proxy with sticky ip', async () => {
     const named = async (name: string): Promise<TestBackend> => {

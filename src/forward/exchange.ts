@@ -7,7 +7,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { problem, sendProblem } from '../problem.js';
-import { outcomeOf, type BackendName, type RouteMetrics, type Role } from '../telemetry/metrics.js';
+import { outcomeOf, type BackendName, type Outcome, type RouteMetrics, type Role } from '../telemetry/metrics.js';
 import { BodyCapture, type UpstreamAnswer } from './capture.js';
 import { downstreamHeaders } from './headers.js';
 import { isTimeout, type Upstream } from './upstream.js';
@@ -24,7 +24,7 @@ export class ClientAbortedError extends Error {
 }
 
 const NO_HEADERS: IncomingHttpHeaders = {};
-const EMPTY = Buffer.alloc(0);
+export const EMPTY = Buffer.alloc(0);
 
 export interface ExchangeRequest {
   method: string;
@@ -48,7 +48,7 @@ function elapsed(start: number): number {
  * the time spent waiting for a pooled connection (and connecting) is measured apart: otherwise a
  * small mirror pool makes a healthy backend look slow next to the live one.
  */
-class ExchangeClock {
+export class ExchangeClock {
   private readonly dispatched = performance.now();
   private sent = 0;
 
@@ -185,10 +185,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     clearTimeout(this.deadline);
     this.upstream.inFlight--;
     const seconds = this.clock.seconds();
-    const aborted = err instanceof ClientAbortedError || this.clientGone;
-    const outcome = err === undefined ? outcomeOf(this.status) : isTimeout(err) ? 'timeout' : 'error';
-    // A client that walks away is not the backend's failure: it is not counted against it.
-    if (!aborted) this.metrics.request(this.upstream.name, 'primary', outcome, seconds);
+    const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
     if (this.onSettled !== null) {
       this.onSettled({
         outcome,
@@ -197,10 +194,22 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
         body: this.capture?.body() ?? EMPTY,
         truncated: this.capture?.truncated ?? false,
         seconds,
-        error: aborted ? 'client_aborted' : err === undefined ? undefined : outcome,
+        error,
       });
     }
   }
+}
+
+/**
+ * The end of a live exchange (a request or an upgrade), counted for its backend as `primary`; the
+ * outcome, and the answer's `error` reason. A client that walks away is not the backend's failure:
+ * it is not counted against it, and its reason is `client_aborted`.
+ */
+export function recordLive(metrics: RouteMetrics, backend: BackendName, seconds: number, status: number, err: Error | undefined, clientGone: boolean): { outcome: Outcome; error: string | undefined } {
+  const aborted = err instanceof ClientAbortedError || clientGone;
+  const outcome: Outcome = err === undefined ? outcomeOf(status) : isTimeout(err) ? 'timeout' : 'error';
+  if (!aborted) metrics.request(backend, 'primary', outcome, seconds);
+  return { outcome, error: aborted ? 'client_aborted' : err === undefined ? undefined : outcome };
 }
 
 /**

@@ -238,6 +238,32 @@ export class ProxyServer {
     return { method, path, legacyPath, match, query, newPath: undefined, route, ctx, clientIp, toNew, primary, intent, credential };
   }
 
+  /**
+   * What a live exchange's end is told to, after `first` (the mirror job's, if any): the credential
+   * inventory (the sighting with the live answer's status) and the access log. Requests and
+   * upgrades alike.
+   */
+  private settledHooks(req: IncomingMessage, decision: Decision, first: OnSettled | null, what: { mirrored: boolean } | { upgrade: true }): OnSettled | null {
+    const { route, primary, credential, clientIp, method, path } = decision;
+    let onSettled = first;
+    const inventory = this.deps.credentials?.inventory;
+    if (inventory !== undefined && credential?.fingerprint && credential.scheme) {
+      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, status: 0, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
+    }
+    if (this.accessLog) {
+      const before = onSettled;
+      // The query string stays out of the log: it carries tokens and personal data too often.
+      onSettled = (answer) => {
+        before?.(answer);
+        this.deps.logger.info(
+          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...what },
+          'request',
+        );
+      };
+    }
+    return onSettled;
+  }
+
   private reject(res: ServerResponse, rejection: Rejection): void {
     rejection.route.metrics.rejected(rejection.reason);
     res.setHeader('connection', 'close');
@@ -269,7 +295,7 @@ export class ProxyServer {
       this.reject(res, decision);
       return;
     }
-    const { method, path, legacyPath, route, clientIp, toNew, primary, intent, credential } = decision;
+    const { method, legacyPath, route, toNew, primary, intent, credential } = decision;
     // Checked before planning a mirror: a refused request takes no mirror slot.
     if (primary.saturated()) {
       route.metrics.rejected('saturated');
@@ -286,22 +312,7 @@ export class ProxyServer {
     const legacyOnly = credential !== null && credential.decision !== 'allowed';
     if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
     const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew);
-    let onSettled: OnSettled | null = job === null ? null : job.onPrimary;
-    const inventory = this.deps.credentials?.inventory;
-    if (inventory !== undefined && credential?.fingerprint && credential.scheme) {
-      onSettled = inventoried(onSettled, inventory, { fingerprint: credential.fingerprint, scheme: credential.scheme, route: route.name, backend: primary.name, status: 0, client: this.needsClientIp ? clientIp : clientAddress(decision.ctx, req.headers['x-forwarded-for'], this.trusted), userAgent: req.headers['user-agent'] });
-    }
-    if (this.accessLog) {
-      const toJob = onSettled;
-      // The query string stays out of the log: it carries tokens and personal data too often.
-      onSettled = (answer) => {
-        toJob?.(answer);
-        this.deps.logger.info(
-          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, mirrored: job !== null },
-          'request',
-        );
-      };
-    }
+    const onSettled = this.settledHooks(req, decision, job === null ? null : job.onPrimary, { mirrored: job !== null });
     try {
       const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
       primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
@@ -352,8 +363,9 @@ export class ProxyServer {
       writeRawProblem(socket, decision.problem);
       return;
     }
-    const { method, legacyPath, toNew, primary, intent } = decision;
-    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, (err) =>
+    const { method, legacyPath, toNew, primary, intent, route } = decision;
+    const onSettled = this.settledHooks(req, decision, null, { upgrade: true });
+    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, route.metrics, onSettled, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
     );
   };

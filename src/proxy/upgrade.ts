@@ -5,16 +5,20 @@
  * `Connection: close` and both sides are closed, so a backend that ignores the upgrade can never
  * leave a raw tunnel that later requests would ride unchecked.
  *
- * Upgrades are never mirrored: a second live socket would double every message. Open tunnels are
- * tracked, so a drain can cut them at its deadline.
+ * Upgrades are never mirrored: a second live socket would double every message. Each is counted
+ * like a live request (`cutover_requests_total`, its duration up to the 101, the wait for a pooled
+ * connection), and its credential goes into the inventory, so a WebSocket integration still on a
+ * legacy key shows up before the key is revoked. Open tunnels are tracked, so a drain can cut them
+ * at its deadline.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { problem, writeRawProblem } from '../problem.js';
-import { dispatchOptions, type ExchangeRequest } from '../forward/exchange.js';
+import { ClientAbortedError, dispatchOptions, EMPTY, ExchangeClock, recordLive, type ExchangeRequest, type OnSettled } from '../forward/exchange.js';
 import { downstreamHeaders } from '../forward/headers.js';
 import { isTimeout, type Upstream } from '../forward/upstream.js';
+import type { RouteMetrics } from '../telemetry/metrics.js';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -30,13 +34,20 @@ function headerLines(headers: IncomingHttpHeaders | Record<string, unknown>): st
 
 class UpgradeExchange implements Dispatcher.DispatchHandler {
   private controller: Controller | null = null;
+  private readonly clock = new ExchangeClock();
   private headSent = false;
   private spliced = false;
+  private status = 0;
+  private headers: IncomingHttpHeaders = {};
+  private settled = false;
+  private clientGone = false;
 
   constructor(
     private readonly client: Duplex,
     private readonly head: Buffer,
     private readonly upstream: Upstream,
+    private readonly metrics: RouteMetrics,
+    private readonly onSettled: OnSettled | null,
     private readonly report: (err: Error) => void,
   ) {
     client.once('close', this.onClientClose);
@@ -44,19 +55,29 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   private readonly onClientClose = (): void => {
-    if (!this.spliced) this.controller?.abort(new Error('the client closed the connection'));
+    if (this.spliced) return;
+    this.clientGone = true;
+    this.controller?.abort(new ClientAbortedError());
   };
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
-    if (this.client.destroyed) controller.abort(new Error('the client closed the connection'));
+    this.clock.onSocket(this.metrics, this.upstream.name, 'primary');
+    if (this.client.destroyed) {
+      this.clientGone = true;
+      controller.abort(new ClientAbortedError());
+    }
   }
 
   onRequestUpgrade(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
     this.spliced = true;
+    this.status = statusCode;
+    this.headers = headers;
     const client = this.client;
     if (client.destroyed) {
       socket.destroy();
+      this.clientGone = true;
+      this.settle(undefined);
       return;
     }
     // undici hands the raw header object over; Connection/Upgrade are the tunnel's own here.
@@ -68,10 +89,14 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     client.on('close', () => socket.destroy());
     socket.pipe(client);
     client.pipe(socket);
+    // The exchange is the handshake: its time runs to the 101, not over the tunnel's life.
+    this.settle(undefined);
   }
 
   onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     if (statusCode < 200) return;
+    this.status = statusCode;
+    this.headers = headers;
     // Not a 101: relay the answer as an ordinary one and close, never splice.
     const out = downstreamHeaders(headers);
     this.client.write(`HTTP/1.1 ${statusCode} ${statusMessage || ''}\r\n${headerLines(out)}connection: close\r\n\r\n`);
@@ -85,6 +110,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     this.client.end();
     this.client.once('finish', () => this.client.destroy());
+    this.settle(undefined);
   }
 
   onResponseError(_controller: Controller, err: Error): void {
@@ -99,7 +125,17 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     } else {
       this.client.destroy();
     }
-    this.report(err);
+    this.settle(err);
+    if (!(err instanceof ClientAbortedError)) this.report(err);
+  }
+
+  /** Counted like a live request (metrics, then the inventory and access log through `onSettled`). */
+  private settle(err: Error | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    const seconds = this.clock.seconds();
+    const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
+    this.onSettled?.({ outcome, status: this.status, headers: this.headers, body: EMPTY, truncated: false, seconds, error });
   }
 }
 
@@ -108,12 +144,12 @@ export class Tunnels {
   private readonly open = new Set<Duplex>();
 
   /** Sends the upgrade request through the backend's shaped dispatcher; splices on 101 only. */
-  start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, onError: (err: Error) => void): void {
+  start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, metrics: RouteMetrics, onSettled: OnSettled | null, onError: (err: Error) => void): void {
     this.open.add(client);
     client.once('close', () => this.open.delete(client));
     const options = { ...dispatchOptions(upstream, request), upgrade: req.headers.upgrade ?? 'websocket' };
     // Destroying the client side (destroyAll) takes the backend side with it: they are paired.
-    upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, onError));
+    upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, metrics, onSettled, onError));
   }
 
   /** Cuts every tunnel (the drain deadline). */
