@@ -245,6 +245,49 @@ describe('upgrades are counted like requests', () => {
     expect(JSON.parse(down.body)).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', backend: 'legacy' });
     await waitFor(async () => sample(await scrape(q), series('down', 'error')) === 1, 5_000, 'the error counted');
   });
+
+  it('a client that leaves during the handshake aborts it, and is not counted against the backend', async () => {
+    const legacy = await backend();
+    const held: import('node:net').Socket[] = [];
+    legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:net').Socket) => held.push(socket));
+    cleanups.push(async () => held.forEach((s) => s.destroy()));
+    const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
+    const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'test' }, agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    await waitFor(() => held.length === 1, 5_000, 'the upgrade at the backend');
+    req.destroy();
+    // The proxy notices at once (the backend would hold the handshake for its whole timeout) and
+    // lets go of the backend's connection.
+    expect(await accessLine(p)).toMatchObject({ route: 'ws', outcome: 'aborted', upgrade: true });
+    await waitFor(() => held[0].destroyed || held[0].readableEnded, 5_000, 'the backend side closed');
+    const text = await scrape(p);
+    for (const outcome of ['2xx', '4xx', '5xx', 'error', 'timeout']) expect(sample(text, series('ws', outcome)), outcome).toBe(0);
+  });
+
+  it('bytes a client sends before the 101 reach the backend through the tunnel', async () => {
+    const legacy = await backend();
+    const got: Buffer[] = [];
+    legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+      if (head.length) got.push(head);
+      socket.on('data', (c: Buffer) => got.push(c));
+      cleanups.push(async () => socket.destroy());
+      // Late, so the client's early bytes reach the proxy before the 101 does.
+      setTimeout(() => socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n'), 150);
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
+    const net = await import('node:net');
+    const { port } = new URL(p.dataUrl);
+    const sock = net.connect(Number(port), '127.0.0.1');
+    cleanups.push(async () => sock.destroy());
+    sock.write('GET /socket HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 30));
+    sock.write('early');
+    let reply = '';
+    sock.on('data', (c: Buffer) => (reply += String(c)));
+    await waitFor(() => reply.startsWith('HTTP/1.1 101'), 5_000, 'the 101');
+    await waitFor(() => Buffer.concat(got).toString() === 'early', 5_000, 'the early bytes at the backend');
+  });
 });
 
 describe('sticky upgrades', () => {

@@ -51,6 +51,10 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     private readonly report: (err: Error) => void,
   ) {
     client.once('close', this.onClientClose);
+    // The server's sockets are half-open: a client that leaves during the handshake ends its side
+    // and the socket never closes by itself, so without this its request would hold the backend
+    // until the timeout and then be counted against it.
+    client.once('end', this.onClientClose);
     client.on('error', () => undefined);
   }
 
@@ -59,6 +63,11 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.clientGone = true;
     this.controller?.abort(new ClientAbortedError());
   };
+
+  /** The handshake is over: the client socket is the tunnel's (or closing) from here. */
+  private endHandshake(): void {
+    this.client.off('end', this.onClientClose);
+  }
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
@@ -73,8 +82,9 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.spliced = true;
     this.status = statusCode;
     this.headers = headers;
+    this.endHandshake();
     const client = this.client;
-    if (client.destroyed) {
+    if (client.destroyed || this.clientGone) {
       socket.destroy();
       this.clientGone = true;
       this.settle(undefined);
@@ -97,6 +107,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
+    this.endHandshake();
     // Not a 101: relay the answer as an ordinary one and close, never splice.
     const out = downstreamHeaders(headers);
     this.client.write(`HTTP/1.1 ${statusCode} ${statusMessage || ''}\r\n${headerLines(out)}connection: close\r\n\r\n`);
@@ -114,7 +125,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Controller, err: Error): void {
-    if (!this.headSent && !this.client.destroyed) {
+    if (!this.headSent && !this.client.destroyed && !this.clientGone) {
       const backend = this.upstream.name;
       writeRawProblem(
         this.client,
