@@ -53,11 +53,18 @@ const maxOf = (xs) => {
 /**
  * One row from the rounds of one scenario: medians of throughput, latency percentiles and CPU;
  * sums of counts (so one bad round's errors are never hidden); the worst memory; every round kept.
+ * A round that broke breaks the row (the run must say so). A round skipped for a reason of its own
+ * round (a fixed-rate row whose closed row failed in that round, so it had no rate) leaves the
+ * measured rounds standing, and `skippedRounds` says how many there were.
  */
-export function mergeRounds(roundRows) {
-  if (roundRows.length === 1) return roundRows[0];
-  const failed = roundRows.find((r) => r.error || r.skipped);
-  if (failed) return { ...failed, rounds: roundRows };
+export function mergeRounds(allRounds) {
+  if (allRounds.length === 1) return allRounds[0];
+  const broken = allRounds.find((r) => r.error);
+  if (broken) return { ...broken, rounds: allRounds };
+  const roundRows = allRounds.filter((r) => !r.skipped);
+  if (roundRows.length === 0) return { ...allRounds[0], rounds: allRounds };
+  const skippedRounds = allRounds.length - roundRows.length;
+  if (roundRows.length === 1) return { ...roundRows[0], rounds: allRounds, ...(skippedRounds ? { skippedRounds } : {}) };
   const first = roundRows[0];
   const last = roundRows[roundRows.length - 1];
   const sum = (key) => roundRows.reduce((acc, r) => acc + (r[key] ?? 0), 0);
@@ -81,7 +88,8 @@ export function mergeRounds(roundRows) {
     rssMB: { start: first.rssMB.start, afterWarmup: first.rssMB.afterWarmup, peak: maxOf(roundRows.map((r) => r.rssMB.peak)), end: last.rssMB.end, hwm: maxOf(roundRows.map((r) => r.rssMB.hwm)), samples: sum2(roundRows.map((r) => r.rssMB.samples)) },
     proxyCounters: sumCounters(roundRows.map((r) => r.proxyCounters)),
     medianOf: roundRows.length,
-    rounds: roundRows,
+    rounds: allRounds,
+    ...(skippedRounds ? { skippedRounds } : {}),
   };
 }
 const sum2 = (xs) => xs.reduce((a, b) => a + (b ?? 0), 0);
