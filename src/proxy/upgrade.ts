@@ -72,7 +72,8 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Controller): void {
     this.controller = controller;
     this.clock.onSocket(this.metrics, this.upstream.name, 'primary');
-    if (this.client.destroyed) {
+    // Gone while the request waited for a pooled connection: it is never sent.
+    if (this.client.destroyed || this.clientGone) {
       this.clientGone = true;
       controller.abort(new ClientAbortedError());
     }
