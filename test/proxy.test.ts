@@ -265,6 +265,35 @@ describe('upgrades are counted like requests', () => {
     for (const outcome of ['2xx', '4xx', '5xx', 'error', 'timeout']) expect(sample(text, series('ws', outcome)), outcome).toBe(0);
   });
 
+  it('a client that leaves while its upgrade waits for a pooled connection is never sent on', async () => {
+    const legacy = await backend();
+    const held: import('node:net').Socket[] = [];
+    legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:net').Socket) => held.push(socket));
+    cleanups.push(async () => held.forEach((s) => s.destroy()));
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { ...route('ws'), backends: { legacy: { url: legacy.url, connections: 1 }, new: { url: legacy.url } } }));
+    const open = (): http.ClientRequest => {
+      const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'test' }, agent: false });
+      req.on('error', () => undefined);
+      req.on('upgrade', (_res, socket) => socket.destroy());
+      req.end();
+      return req;
+    };
+    open();
+    await waitFor(() => held.length === 1, 5_000, 'the first upgrade at the backend');
+    // The pool's one connection is taken: the second waits in the proxy, then its client leaves.
+    const second = open();
+    await new Promise((r) => setTimeout(r, 100));
+    second.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    // The first handshake ends and frees the pool's place: the second, its client gone, is dropped
+    // there (counted as aborted), and nothing else reaches the backend.
+    held[0].write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n');
+    await waitFor(() => p.logs.some((l) => JSON.parse(l).status === 101), 5_000, 'the first spliced');
+    await waitFor(() => p.logs.some((l) => JSON.parse(l).outcome === 'aborted'), 5_000, 'the second counted as aborted');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(held).toHaveLength(1);
+  });
+
   it('bytes a client sends before the 101 reach the backend through the tunnel', async () => {
     const legacy = await backend();
     const got: Buffer[] = [];
