@@ -28,9 +28,10 @@ export function sendProblem(res: ServerResponse, p: Problem): void {
 }
 
 /** Writes a problem as a whole HTTP/1.1 response to a raw socket (no server response exists) and closes it. */
-export function writeRawProblem(socket: Duplex, p: Problem): void {
+export function writeRawProblem(socket: Duplex, p: Problem, retryAfterS?: number): void {
   const body = JSON.stringify(p);
+  const retry = retryAfterS === undefined ? '' : `retry-after: ${retryAfterS}\r\n`;
   socket.end(
-    `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retry}connection: close\r\n\r\n${body}`,
   );
 }

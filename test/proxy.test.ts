@@ -294,6 +294,34 @@ describe('upgrades are counted like requests', () => {
     expect(held).toHaveLength(1);
   });
 
+  it('handshakes hold their place in the backend pool: past its queue, an upgrade gets 503 problem+json', async () => {
+    const legacy = await backend();
+    const held: import('node:net').Socket[] = [];
+    legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:net').Socket) => held.push(socket));
+    cleanups.push(async () => held.forEach((s) => s.destroy()));
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { ...route('ws'), backends: { legacy: { url: legacy.url, connections: 1, maxPending: 1 }, new: { url: legacy.url } } }));
+    const waiting: http.ClientRequest[] = [];
+    const open = (): void => {
+      const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'test' }, agent: false });
+      req.on('error', () => undefined);
+      req.end();
+      waiting.push(req);
+    };
+    cleanups.push(async () => waiting.forEach((r) => r.destroy()));
+    // One handshake at the backend, then one queued behind it in the pool.
+    open();
+    await waitFor(() => held.length === 1, 5_000, 'the first upgrade at the backend');
+    open();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(held).toHaveLength(1);
+    const third = await upgradeRequest(`${p.dataUrl}/socket`);
+    expect(third.status).toBe(503);
+    expect(JSON.parse(third.body)).toMatchObject({ code: 'UPSTREAM_SATURATED', backend: 'legacy' });
+    expect(sample(await scrape(p), 'cutover_rejected_requests_total{route="ws",reason="saturated"}')).toBe(1);
+    // A plain request meets the same full queue.
+    expect((await rawRequest(`${p.dataUrl}/socket`)).status).toBe(503);
+  });
+
   it('bytes a client sends before the 101 reach the backend through the tunnel', async () => {
     const legacy = await backend();
     const got: Buffer[] = [];

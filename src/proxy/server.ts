@@ -48,6 +48,10 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
+function saturatedProblem(primary: Upstream): Problem {
+  return problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name });
+}
+
 /**
  * `next`, then the inventory told of this credential's sighting once the live answer's status is
  * known. The sighting is this request's own object (the inventory keeps no reference to it), so
@@ -300,7 +304,7 @@ export class ProxyServer {
     if (primary.saturated()) {
       route.metrics.rejected('saturated');
       res.setHeader('retry-after', '1');
-      sendProblem(res, problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name }));
+      sendProblem(res, saturatedProblem(primary));
       return;
     }
     const { shadow } = this.deps;
@@ -364,6 +368,12 @@ export class ProxyServer {
       return;
     }
     const { method, legacyPath, toNew, primary, intent, route } = decision;
+    // A handshake waits for a pooled connection like any request: refused the same way when the queue is full.
+    if (primary.saturated()) {
+      route.metrics.rejected('saturated');
+      writeRawProblem(socket, saturatedProblem(primary), 1);
+      return;
+    }
     const onSettled = this.settledHooks(req, decision, null, { upgrade: true });
     this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, route.metrics, onSettled, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),

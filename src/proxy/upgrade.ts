@@ -50,6 +50,9 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     private readonly onSettled: OnSettled | null,
     private readonly report: (err: Error) => void,
   ) {
+    // A handshake holds a pooled connection until the 101 (or its failure): it counts toward the
+    // backend's saturation as any live request does.
+    upstream.inFlight++;
     client.once('close', this.onClientClose);
     // The server's sockets are half-open: a client that leaves during the handshake ends its side
     // and the socket never closes by itself, so without this its request would hold the backend
@@ -145,6 +148,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
+    this.upstream.inFlight--;
     const seconds = this.clock.seconds();
     const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
     this.onSettled?.({ outcome, status: this.status, headers: this.headers, body: EMPTY, truncated: false, seconds, error });
