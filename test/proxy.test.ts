@@ -347,6 +347,49 @@ describe('upgrades are counted like requests', () => {
   });
 });
 
+describe('the drain', () => {
+  it('a request or an upgrade arriving on an open connection once the drain began gets 503 DRAINING, counted by route', async () => {
+    const releases: (() => void)[] = [];
+    const legacy = await backend((req, res) => {
+      if (req.url === '/slow') releases.push(() => res.end('slow'));
+      else res.end('ok');
+    });
+    const p = await startProxy(baseConfig(legacy.url, legacy.url, { defaults: { shadow: { percent: 0 } }, routes: [{ name: 'plain', match: { path: '/plain' } }, { name: 'ws', match: { path: '/socket' } }, { name: 'slow', match: { path: '/slow' } }] }));
+    let closed = false;
+    cleanups.push(async () => {
+      if (!closed) await p.close(100);
+    });
+    const net = await import('node:net');
+    const { port } = new URL(p.dataUrl);
+    // Two connections kept busy by a slow request each, so the drain does not close them at once.
+    const replies = ['', ''];
+    const socks = [0, 1].map((i) => {
+      const sock = net.connect(Number(port), '127.0.0.1');
+      sock.on('data', (c: Buffer) => (replies[i] += String(c)));
+      sock.on('error', () => undefined);
+      sock.write('GET /slow HTTP/1.1\r\nhost: x\r\n\r\n');
+      return sock;
+    });
+    cleanups.push(async () => socks.forEach((s) => s.destroy()));
+    await waitFor(() => releases.length === 2, 5_000, 'both slow requests at the backend');
+    const closing = p.close(5_000);
+    await new Promise((r) => setTimeout(r, 50));
+    // Once the drain has begun, each connection sends one more: a request, and an upgrade.
+    socks[0].write('GET /plain HTTP/1.1\r\nhost: x\r\n\r\n');
+    socks[1].write('GET /socket HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    for (const release of releases) release();
+    await waitFor(() => replies.every((r) => r.includes('"code":"DRAINING"')), 5_000, 'both answered DRAINING');
+    await closing;
+    closed = true;
+    const text = await p.telemetry.exposition();
+    expect(sample(text, 'cutover_rejected_requests_total{route="plain",reason="draining"}')).toBe(1);
+    expect(sample(text, 'cutover_rejected_requests_total{route="ws",reason="draining"}')).toBe(1);
+    // Nothing but the slow requests reached the backend.
+    expect(releases).toHaveLength(2);
+  });
+});
+
 describe('sticky upgrades', () => {
   it('sends a client\'s WebSocket to the backend its HTTP calls go to, behind a trusted proxy with sticky ip', async () => {
     const named = async (name: string): Promise<TestBackend> => {

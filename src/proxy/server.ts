@@ -48,6 +48,9 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
+/** Requests that arrive on open connections once the drain has begun (SIGTERM, a close). */
+const DRAINING = problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.');
+
 function saturatedProblem(primary: Upstream): Problem {
   return problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name });
 }
@@ -288,13 +291,12 @@ export class ProxyServer {
       }
       return;
     }
-    if (this.draining) {
-      res.setHeader('connection', 'close');
-      sendProblem(res, problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.'));
-      return;
-    }
     // One snapshot for the whole request: a reload swaps the next one in for later requests only.
     const decision = this.decide(req, this.deps.snapshots.current());
+    if (this.draining) {
+      this.reject(res, { route: decision.route, reason: 'draining', problem: DRAINING });
+      return;
+    }
     if ('problem' in decision) {
       this.reject(res, decision);
       return;
@@ -362,6 +364,12 @@ export class ProxyServer {
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const decision = this.decide(req, this.deps.snapshots.current());
+    // No new tunnel once the drain has begun: it would only be cut at the deadline.
+    if (this.draining) {
+      decision.route.metrics.rejected('draining');
+      writeRawProblem(socket, DRAINING);
+      return;
+    }
     if ('problem' in decision) {
       decision.route.metrics.rejected(decision.reason);
       writeRawProblem(socket, decision.problem);
