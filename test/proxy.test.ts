@@ -322,6 +322,38 @@ describe('upgrades are counted like requests', () => {
     expect((await rawRequest(`${p.dataUrl}/socket`)).status).toBe(503);
   });
 
+  it('an upgrade pipelined behind a request still being answered waits for that answer', async () => {
+    const releases: (() => void)[] = [];
+    const legacy = await backend((req, res) => {
+      if (req.url === '/slow') releases.push(() => res.end('slow-body'));
+      else res.end('ok');
+    });
+    const wss = new WebSocketServer({ server: legacy.server });
+    wss.on('connection', (socket) => socket.send('hello-over-ws'));
+    cleanups.push(async () => wss.close());
+    const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
+    const net = await import('node:net');
+    const sock = net.connect(Number(new URL(p.dataUrl).port), '127.0.0.1');
+    cleanups.push(async () => sock.destroy());
+    let got = '';
+    sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    sock.write(
+      'GET /slow HTTP/1.1\r\nhost: x\r\n\r\n' +
+        'GET /socket HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    await waitFor(() => releases.length === 1, 5_000, 'the slow request at the backend');
+    await new Promise((r) => setTimeout(r, 100));
+    // Nothing may overtake the first answer, and the handshake has not reached the backend yet.
+    expect(got).toBe('');
+    expect(legacy.received.map((r) => r.url)).toEqual(['/slow']);
+    releases[0]();
+    await waitFor(() => got.includes('hello-over-ws'), 5_000, 'the tunnel');
+    const answer = got.indexOf('HTTP/1.1 200');
+    const switched = got.indexOf('HTTP/1.1 101');
+    expect(answer).toBe(0);
+    expect(switched).toBeGreaterThan(got.indexOf('slow-body'));
+  });
+
   it('bytes a client sends before the 101 reach the backend through the tunnel', async () => {
     const legacy = await backend();
     const got: Buffer[] = [];

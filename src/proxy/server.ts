@@ -363,6 +363,10 @@ export class ProxyServer {
   };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    afterResponses(socket, () => this.upgrade(req, socket, head));
+  };
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const decision = this.decide(req, this.deps.snapshots.current());
     // No new tunnel once the drain has begun: it would only be cut at the deadline.
     if (this.draining) {
@@ -386,5 +390,27 @@ export class ProxyServer {
     this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, route.metrics, onSettled, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
     );
-  };
+  }
+}
+
+/**
+ * Runs `start` once the connection has no response left to write. Node hands an upgrade over as
+ * soon as it parses it, even when the client pipelined it behind requests still being answered on
+ * the same connection; starting the tunnel then would put the 101 and the tunnel's bytes ahead of
+ * those answers (and their bytes into the tunnel). Node keeps the response being written on the
+ * socket (`_httpMessage`: not in its docs, but how http.Server has attached responses to sockets
+ * since its beginning, on Node 20 and 24 alike); the pipelined ones after it are attached in turn.
+ * A client that leaves meanwhile gets nothing started.
+ */
+function afterResponses(socket: Duplex, start: () => void): void {
+  const writing = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (writing === null || writing === undefined) {
+    start();
+    return;
+  }
+  writing.once('close', () =>
+    setImmediate(() => {
+      if (!socket.destroyed) afterResponses(socket, start);
+    }),
+  );
 }
