@@ -280,9 +280,10 @@ describe('upgrades are counted like requests', () => {
     };
     open();
     await waitFor(() => held.length === 1, 5_000, 'the first upgrade at the backend');
-    // The pool's one connection is taken: the second waits in the proxy, then its client leaves.
+    // The pool's one connection is taken: the second waits in the proxy (given time to get there on a
+    // busy machine), then its client leaves.
     const second = open();
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
     second.destroy();
     await new Promise((r) => setTimeout(r, 100));
     // The first handshake ends and frees the pool's place: the second, its client gone, is dropped
@@ -312,7 +313,7 @@ describe('upgrades are counted like requests', () => {
     open();
     await waitFor(() => held.length === 1, 5_000, 'the first upgrade at the backend');
     open();
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
     expect(held).toHaveLength(1);
     const third = await upgradeRequest(`${p.dataUrl}/socket`);
     expect(third.status).toBe(503);
@@ -409,7 +410,7 @@ describe('the drain', () => {
     // Once the drain has begun, each connection sends one more: a request, and an upgrade.
     socks[0].write('GET /plain HTTP/1.1\r\nhost: x\r\n\r\n');
     socks[1].write('GET /socket HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
     for (const release of releases) release();
     await waitFor(() => replies.every((r) => r.includes('"code":"DRAINING"')), 5_000, 'both answered DRAINING');
     await closing;
