@@ -595,7 +595,7 @@ async function main() {
         let row;
         const rate = scenario.openShare ? openRate(scenario.openShare, round) : undefined;
         try {
-          row = await runScenario(scenario, backends, scenario.openShare ? { ...opts, rate } : opts, tmp);
+          row = await runScenario(scenario, backends, { ...opts, rate }, tmp);
         } catch (err) {
           row = { scenario: scenario.name, label: scenario.label, proxy: scenario.proxy, error: err.message };
         }

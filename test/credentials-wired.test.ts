@@ -13,6 +13,7 @@ import { createFingerprinter } from '../src/credentials/fingerprint.js';
 import { validateConfig } from '../src/config/load.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy, startProxy, type ChildProxy, type InProcessProxy } from './helpers/proxy.js';
+import { upgradeRequest } from './helpers/ws.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cutover-wired-'));
 const secretFile = join(dir, 'client.secret');
@@ -112,23 +113,6 @@ export function wiredConfig(w: World, route: Record<string, unknown>, credential
 async function call(proxy: { dataUrl: string }, key: string | null, method: 'GET' | 'POST' = 'GET', path = '/v1/w/1'): Promise<{ status: number; type: string; body: string }> {
   const res = await request(`${proxy.dataUrl}${path}`, { method, headers: { ...(key === null ? {} : { 'x-api-key': key }), 'user-agent': 'partner-bot/1.0' }, body: method === 'POST' ? '{"a":1}' : undefined });
   return { status: res.statusCode, type: String(res.headers['content-type'] ?? ''), body: await res.body.text() };
-}
-
-/** An upgrade request with a legacy key: the status of the answer (101 when spliced). */
-function upgrade(proxy: { dataUrl: string }, key: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.dataUrl}/v1/w/3`, { headers: { connection: 'upgrade', upgrade: 'test', 'x-api-key': key, 'user-agent': 'partner-bot/1.0' }, agent: false });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      resolve(res.statusCode!);
-    });
-    req.on('response', (res) => {
-      res.resume();
-      resolve(res.statusCode!);
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 async function scrape(proxy: InProcessProxy): Promise<string> {
@@ -336,7 +320,7 @@ describe('legacy credentials in the running proxy', () => {
     expect((await call(proxy, KEY_B)).status).toBe(200);
     // A WebSocket-style integration on a legacy key is in the inventory too: its key must not be
     // revoked while it still connects.
-    expect(await upgrade(proxy, KEY_B)).toBe(101);
+    expect((await upgradeRequest(`${proxy.dataUrl}/v1/w/3`, { 'x-api-key': KEY_B, 'user-agent': 'partner-bot/1.0' })).status).toBe(101);
     const auth = { authorization: 'Bearer viewer-token-0123456789abcdef-0123456789abcdef' };
     const json = await waitFor(async () => {
       const res = await request(`${proxy!.adminUrl}/api/credentials`, { headers: auth });

@@ -64,7 +64,6 @@ export function mergeRounds(allRounds) {
   const roundRows = allRounds.filter((r) => !r.skipped);
   if (roundRows.length === 0) return { ...allRounds[0], rounds: allRounds };
   const skippedRounds = allRounds.length - roundRows.length;
-  if (roundRows.length === 1) return { ...roundRows[0], rounds: allRounds, ...(skippedRounds ? { skippedRounds } : {}) };
   const first = roundRows[0];
   const last = roundRows[roundRows.length - 1];
   const sum = (key) => roundRows.reduce((acc, r) => acc + (r[key] ?? 0), 0);

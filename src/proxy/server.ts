@@ -247,10 +247,10 @@ export class ProxyServer {
 
   /**
    * What a live exchange's end is told to, after `first` (the mirror job's, if any): the credential
-   * inventory (the sighting with the live answer's status) and the access log. Requests and
-   * upgrades alike.
+   * inventory (the sighting with the live answer's status) and the access log. Requests (mirrored
+   * or not) and upgrades alike.
    */
-  private settledHooks(req: IncomingMessage, decision: Decision, first: OnSettled | null, what: { mirrored: boolean } | { upgrade: true }): OnSettled | null {
+  private settledHooks(req: IncomingMessage, decision: Decision, first: OnSettled | null, live: 'request' | 'mirrored' | 'upgrade'): OnSettled | null {
     const { route, primary, credential, clientIp, method, path } = decision;
     let onSettled = first;
     const inventory = this.deps.credentials?.inventory;
@@ -263,7 +263,7 @@ export class ProxyServer {
       onSettled = (answer) => {
         before?.(answer);
         this.deps.logger.info(
-          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...what },
+          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...(live === 'upgrade' ? { upgrade: true } : { mirrored: live === 'mirrored' }) },
           'request',
         );
       };
@@ -318,7 +318,7 @@ export class ProxyServer {
     const legacyOnly = credential !== null && credential.decision !== 'allowed';
     if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
     const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew);
-    const onSettled = this.settledHooks(req, decision, job === null ? null : job.onPrimary, { mirrored: job !== null });
+    const onSettled = job === null ? this.settledHooks(req, decision, null, 'request') : this.settledHooks(req, decision, job.onPrimary, 'mirrored');
     try {
       const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
       primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
@@ -386,7 +386,7 @@ export class ProxyServer {
       writeRawProblem(socket, saturatedProblem(primary), 1);
       return;
     }
-    const onSettled = this.settledHooks(req, decision, null, { upgrade: true });
+    const onSettled = this.settledHooks(req, decision, null, 'upgrade');
     this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, route.metrics, onSettled, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
     );
