@@ -31,4 +31,19 @@ describe('route evidence log', () => {
     expect(recent.comparisons).toBe(10);
     expect(recent.legacy.requests).toBe(10);
   });
+
+  it('counts requests not mirrored by reason since the start it is read from, carried seconds included', () => {
+    let now = 0;
+    const log = new RouteEvidenceLog('r', () => now);
+    expect(log.read(0).notMirrored).toEqual({});
+    for (let s = 0; s < MAX_SECONDS + 10; s++) {
+      now = s * 1000;
+      log.skipped('upgrade');
+      if (s % 2 === 0) log.skipped('sampled_out');
+    }
+    // Old seconds folded into the carried total still count when the whole log is asked for.
+    expect(log.read(0).notMirrored).toEqual({ upgrade: MAX_SECONDS + 10, sampled_out: (MAX_SECONDS + 10) / 2 });
+    // A later start forgets what came before it.
+    expect(log.read((MAX_SECONDS + 6) * 1000).notMirrored).toEqual({ upgrade: 4, sampled_out: 2 });
+  });
 });

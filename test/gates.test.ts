@@ -70,6 +70,19 @@ describe('minComparisons', () => {
     expect(minComparisonsGate(evidence({ comparisons: 199 }), DEFAULT_GATES).verdict).toBe('no_data');
     expect(minComparisonsGate(evidence({ comparisons: 200 }), DEFAULT_GATES).verdict).toBe('pass');
   });
+
+  it('says why it holds: the requests not mirrored by reason, and the lever for the commonest', () => {
+    const ws = minComparisonsGate({ ...evidence({ comparisons: 0 }), route: 'live feed', notMirrored: { sampled_out: 3, upgrade: 40 } }, DEFAULT_GATES);
+    expect(ws.verdict).toBe('no_data');
+    expect(ws.detail).toContain('Meanwhile 43 requests were not mirrored (upgrade 40, sampled_out 3).');
+    expect(ws.detail).toContain('upgrades are never mirrored');
+    expect(ws.detail).toContain('POST /api/routes/live%20feed/promote');
+    const post = minComparisonsGate({ ...evidence({ comparisons: 12 }), notMirrored: { unsafe_method: 1 } }, DEFAULT_GATES);
+    expect(post.detail).toContain('Meanwhile 1 request was not mirrored (unsafe_method 1). Unsafe methods are mirrored only with shadow.unsafe: true');
+    // Nothing skipped, or enough comparisons: the plain sentence.
+    expect(minComparisonsGate(evidence({ comparisons: 12 }), DEFAULT_GATES).detail).toBe('Only 12 of the 200 comparisons needed since the last weight change; holding.');
+    expect(minComparisonsGate({ ...evidence({ comparisons: 200 }), notMirrored: { upgrade: 9 } }, DEFAULT_GATES).detail).not.toContain('not mirrored');
+  });
 });
 
 describe('maxMismatchRate (Wilson upper bound)', () => {

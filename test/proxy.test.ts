@@ -1,4 +1,7 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { WebSocketServer } from 'ws';
@@ -210,6 +213,48 @@ describe('upgrades are counted like requests', () => {
     expect(sample(text, 'cutover_request_duration_seconds_count{route="ws",backend="legacy",role="primary"}')).toBe(1);
     expect(sample(text, 'cutover_upstream_queue_seconds_count{backend="legacy",role="primary"}')).toBe(1);
     expect(await accessLine(p)).toMatchObject({ route: 'ws', method: 'GET', path: '/socket', backend: 'legacy', status: 101, outcome: '2xx', upgrade: true });
+  });
+
+  it('an upgrade is never mirrored and counted so (comparisons + skipped = requests); a route of upgrades says why its gates hold', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    for (const b of [legacy, next]) {
+      const wss = new WebSocketServer({ server: b.server });
+      wss.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo:${String(data)}`)));
+      cleanups.push(async () => wss.close());
+    }
+    const tokenDir = mkdtempSync(join(tmpdir(), 'cutover-upgrade-gates-'));
+    writeFileSync(join(tokenDir, 'token'), 'upgrade-gates-token\n');
+    const p = await proxy(
+      baseConfig(legacy.url, next.url, {
+        admin: { host: '127.0.0.1', port: 0, tokenFile: join(tokenDir, 'token') },
+        cutover: { interval: '100ms' },
+        routes: [{ name: 'ws', match: { path: '/socket' }, weight: 0, shadow: { percent: 100 } }],
+      }),
+    );
+    // One plain request, mirrored and compared; two handshakes, never mirrored.
+    const plain = await request(`${p.dataUrl}/socket`);
+    await plain.body.dump();
+    expect(await firstWsMessage(p.dataUrl, '/socket', { send: 'a' })).toBe('echo:a');
+    expect(await firstWsMessage(p.dataUrl, '/socket', { send: 'b' })).toBe('echo:b');
+    await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="ws",result="match"}') === 1, 5_000, 'the plain request compared');
+    const text = await scrape(p);
+    expect(sample(text, 'cutover_shadow_skipped_total{route="ws",reason="upgrade"}')).toBe(2);
+    const sum = (prefix: string) => text.split('\n').filter((l) => l.startsWith(prefix)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+    expect(sum('cutover_requests_total{route="ws",backend="legacy",role="primary"')).toBe(3);
+    expect(sum('cutover_comparisons_total{route="ws"') + sum('cutover_shadow_skipped_total{route="ws"')).toBe(3);
+    // No handshake reached new: only the plain request's mirror did.
+    expect(next.received).toHaveLength(1);
+
+    // The controller holds the route for want of comparisons, and says why and what to do.
+    const gate = await waitFor(async () => {
+      const res = await request(`${p.adminUrl}/api/state`, { headers: { authorization: 'Bearer upgrade-gates-token' } });
+      const state = (await res.body.json()) as { routes: { route: string; gates: { gate: string; detail: string }[] }[] };
+      return state.routes.find((r) => r.route === 'ws')?.gates.find((g) => g.gate === 'minComparisons' && g.detail.includes('upgrade 2'));
+    }, 5_000, 'a check that saw the upgrades');
+    expect(gate!.detail).toContain('Only 1 of the 200 comparisons needed');
+    expect(gate!.detail).toContain('not mirrored (upgrade 2)');
+    expect(gate!.detail).toContain('POST /api/routes/ws/promote');
   });
 
   it('a backend that refuses the upgrade: its status class; one that is down: error and 502', async () => {

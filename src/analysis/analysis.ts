@@ -141,7 +141,10 @@ export class Analysis implements EvidenceSource {
     const keep = new Set<string>();
     for (const route of routes.routes) {
       keep.add(route.name);
-      if (!this.byName.has(route.name)) this.byName.set(route.name, new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options));
+      let ra = this.byName.get(route.name);
+      if (ra === undefined) this.byName.set(route.name, (ra = new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options)));
+      // The route's skips reach its evidence, so the controller can say why a route short of comparisons holds.
+      route.metrics.observeSkips(ra.evidence);
     }
     for (const name of this.byName.keys()) if (!keep.has(name)) this.byName.delete(name);
   }

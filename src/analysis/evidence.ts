@@ -10,11 +10,15 @@
  * `MAX_SECONDS` per-second buckets (older ones fold into one carried total, used only when the whole
  * log is asked for), and a reservoir of latency samples per backend.
  *
+ * Requests not mirrored are counted by reason, in the same per-second buckets, so a route that holds
+ * for want of comparisons can say why (sampled out, unsafe methods, upgrades, overload...).
+ *
  * Latency samples are a bounded reservoir per backend (uniform over the period), so a two-sample
  * test sees the distributions, not a single quantile. They are upstream latencies from the moment a
  * request got a pooled connection (`forward/exchange.ts`), so pool queueing never biases them.
  */
 import type { RouteEvidence } from '../cutover/types.js';
+import { SKIP_REASONS, type SkipReason, type SkipSink } from '../telemetry/metrics.js';
 
 export const EVIDENCE_SAMPLES = 2_000;
 /** Per-second buckets kept before the oldest fold into a carried total (one hour). */
@@ -58,6 +62,8 @@ class Counts {
   legacyErrors = 0;
   newRequests = 0;
   newErrors = 0;
+  /** Requests not mirrored, by index in SKIP_REASONS; only made in a second that has some. */
+  skips: number[] | null = null;
 
   add(o: Counts): void {
     this.comparisons += o.comparisons;
@@ -66,10 +72,16 @@ class Counts {
     this.legacyErrors += o.legacyErrors;
     this.newRequests += o.newRequests;
     this.newErrors += o.newErrors;
+    if (o.skips !== null) {
+      const skips = (this.skips ??= new Array<number>(SKIP_REASONS.length).fill(0));
+      for (let i = 0; i < skips.length; i++) skips[i] += o.skips[i];
+    }
   }
 }
 
-export class RouteEvidenceLog {
+const SKIP_INDEX = new Map(SKIP_REASONS.map((r, i) => [r, i]));
+
+export class RouteEvidenceLog implements SkipSink {
   private since = 0;
   /** Counts by second (epoch ms / 1000, floored), in insertion order. */
   private seconds = new Map<number, Counts>();
@@ -123,6 +135,12 @@ export class RouteEvidenceLog {
     if (realMismatch) c.mismatches++;
   }
 
+  /** A request of the route that was not mirrored (told by its RouteMetrics, see Analysis.configure). */
+  skipped(reason: SkipReason): void {
+    const c = this.bucket(this.now());
+    (c.skips ??= new Array<number>(SKIP_REASONS.length).fill(0))[SKIP_INDEX.get(reason)!]++;
+  }
+
   /** Forgets everything before `since` (to the second for counts, exactly for latency samples). */
   private restart(since: number): void {
     this.since = since;
@@ -143,6 +161,8 @@ export class RouteEvidenceLog {
     total.add(this.carried);
     for (const c of this.seconds.values()) total.add(c);
     const latencies = (r: Reservoir) => r.samples.map((s) => s.seconds);
+    const notMirrored: Record<string, number> = {};
+    for (let i = 0; total.skips !== null && i < SKIP_REASONS.length; i++) if (total.skips[i] > 0) notMirrored[SKIP_REASONS[i]] = total.skips[i];
     return {
       route: this.route,
       since: this.since,
@@ -150,6 +170,7 @@ export class RouteEvidenceLog {
       mismatches: total.mismatches,
       legacy: { requests: total.legacyRequests, errors: total.legacyErrors, latencies: latencies(this.legacy) },
       new: { requests: total.newRequests, errors: total.newErrors, latencies: latencies(this.next) },
+      notMirrored,
     };
   }
 }

@@ -139,6 +139,29 @@ function ms(seconds: number | null): string {
   return seconds === null ? 'n/a' : `${(seconds * 1000).toFixed(seconds < 0.01 ? 2 : 1)} ms`;
 }
 
+/** What an operator can do about the commonest reason a route's requests were not mirrored. */
+const SKIP_ADVICE: Readonly<Record<string, string>> = {
+  upgrade:
+    'WebSocket and other upgrades are never mirrored (a tunnel cannot be replayed to a second backend), so a route that carries only them gathers no comparisons: judge it by its live outcomes and promote it by hand (POST /api/routes/{route}/promote).',
+  unsafe_method: 'Unsafe methods are mirrored only with shadow.unsafe: true (for a new backend that may receive writes twice).',
+  sampled_out: 'Raise the route\'s shadow.percent to gather comparisons sooner.',
+  overload: 'The proxy had no room for mirrors (cutover_shadow_overload_total says which bound): give it CPU or lower shadow.percent.',
+  shadow_down: 'The mirror target keeps failing: its circuit breaker is open.',
+  body_too_large: 'Bodies are over shadow.maxBodyBytes, or answers over compare.maxBodyBytes.',
+  unmapped: 'Credentials new may not serve are not mirrored: map them (credentials.mappings).',
+  bypass: 'Bypass is on: nothing is mirrored until it is turned off (POST /api/bypass).',
+};
+
+/** Why a route short of comparisons holds, from its requests not mirrored since the step began. */
+function notMirroredDetail(e: RouteEvidence): string {
+  const reasons = Object.entries(e.notMirrored ?? {}).sort((a, b) => b[1] - a[1]);
+  if (reasons.length === 0) return '';
+  const total = reasons.reduce((sum, [, n]) => sum + n, 0);
+  const [top] = reasons[0];
+  const advice = SKIP_ADVICE[top]?.replace('{route}', encodeURIComponent(e.route));
+  return ` Meanwhile ${total} request${total === 1 ? ' was' : 's were'} not mirrored (${reasons.map(([r, n]) => `${r} ${n}`).join(', ')}).${advice === undefined ? '' : ` ${advice}`}`;
+}
+
 export function minComparisonsGate(e: RouteEvidence, t: GateThresholds): GateResult {
   const enough = e.comparisons >= t.minComparisons;
   return {
@@ -148,7 +171,7 @@ export function minComparisonsGate(e: RouteEvidence, t: GateThresholds): GateRes
     threshold: t.minComparisons,
     detail: enough
       ? `${e.comparisons} comparisons since the last weight change, at least the ${t.minComparisons} needed.`
-      : `Only ${e.comparisons} of the ${t.minComparisons} comparisons needed since the last weight change; holding.`,
+      : `Only ${e.comparisons} of the ${t.minComparisons} comparisons needed since the last weight change; holding.${notMirroredDetail(e)}`,
   };
 }
 

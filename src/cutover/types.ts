@@ -103,6 +103,11 @@ export interface RouteEvidence {
   /** `latencies` are seconds, one per request (unbiased timers; a bounded sample is fine). */
   legacy: { requests: number; errors: number; latencies: number[] };
   new: { requests: number; errors: number; latencies: number[] };
+  /**
+   * Requests of the route not mirrored in the same period, by reason (`cutover_shadow_skipped_total`'s
+   * reasons, those with none left out): why a route short of comparisons holds. Absent: not known.
+   */
+  notMirrored?: Readonly<Record<string, number>>;
 }
 
 export interface EvidenceSource {

@@ -386,6 +386,10 @@ export class ProxyServer {
       writeRawProblem(socket, saturatedProblem(primary), 1);
       return;
     }
+    // Never mirrored (a tunnel's bytes cannot be replayed to a second backend), and counted so, as a
+    // request would be: comparisons + skipped = requests holds, and a route that carries only
+    // upgrades says why its gates hold.
+    if (this.deps.shadow !== null && route.settings !== undefined) route.metrics.shadowSkipped(this.bypassed() ? 'bypass' : 'upgrade');
     const onSettled = this.settledHooks(req, decision, null, 'upgrade');
     this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, route.metrics, onSettled, (err) =>
       this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),

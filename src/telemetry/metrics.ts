@@ -12,7 +12,7 @@ export type BackendName = 'legacy' | 'new';
 export type Role = 'primary' | 'shadow';
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
-export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped';
+export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped' | 'upgrade';
 /** Which bound an `overload` skip hit: mirrors in flight, the comparison queue, or the busy event loop. */
 export type OverloadCause = 'in_flight' | 'comparison_queue' | 'event_loop';
 /** Why the proxy answered a request itself instead of forwarding it. */
@@ -22,7 +22,12 @@ export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeou
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
-const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped'];
+export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped', 'upgrade'];
+
+/** Told of every request of a route that is not mirrored (the controller's evidence keeps why a route holds). */
+export interface SkipSink {
+  skipped(reason: SkipReason): void;
+}
 const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
 const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'revoked', 'draining'];
 
@@ -193,6 +198,7 @@ export class RouteMetrics {
   /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
   private readonly statusPairs = new Map<string, Scalar>();
   private readonly telemetry: Telemetry;
+  private skipSink: SkipSink | null = null;
 
   constructor(telemetry: Telemetry, route: string) {
     this.telemetry = telemetry;
@@ -235,12 +241,18 @@ export class RouteMetrics {
 
   shadowSkipped(reason: SkipReason): void {
     this.skipped[reason].value++;
+    this.skipSink?.skipped(reason);
   }
 
   /** A mirror skipped as `overload`, counted under that reason and under the bound it hit. */
   shadowOverload(cause: OverloadCause): void {
-    this.skipped.overload.value++;
+    this.shadowSkipped('overload');
     this.overloads[cause].value++;
+  }
+
+  /** Where skips are told besides the counter (the route's evidence log; one per route, the last set wins). */
+  observeSkips(sink: SkipSink | null): void {
+    this.skipSink = sink;
   }
 
   /** Counts one mismatching field; past MAX_FIELDS_PER_ROUTE distinct fields they fold into `_other`. */
@@ -350,7 +362,7 @@ export class Telemetry {
   );
   readonly shadowSkippedTotal = scalarFamily(
     'cutover_shadow_skipped_total',
-    'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (no room: see cutover_shadow_overload_total for which bound), bypass, shadow_down (the shadow backend keeps failing; its circuit breaker is open).',
+    'Requests not mirrored, by route and reason: sampled_out, unsafe_method, body_too_large, overload (no room: see cutover_shadow_overload_total for which bound), bypass, shadow_down (the shadow backend keeps failing; its circuit breaker is open), unmapped (a credential new may not serve), upgrade (a WebSocket or other upgrade: a tunnel is never mirrored).',
     'counter',
     ['route', 'reason'],
   );
