@@ -14,6 +14,7 @@ import { validateConfig } from '../src/config/load.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy, startProxy, type ChildProxy, type InProcessProxy } from './helpers/proxy.js';
 import { upgradeRequest } from './helpers/ws.js';
+import { sample, scrape } from './helpers/metrics.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cutover-wired-'));
 const secretFile = join(dir, 'client.secret');
@@ -115,15 +116,6 @@ async function call(proxy: { dataUrl: string }, key: string | null, method: 'GET
   return { status: res.statusCode, type: String(res.headers['content-type'] ?? ''), body: await res.body.text() };
 }
 
-async function scrape(proxy: InProcessProxy): Promise<string> {
-  return proxy.telemetry.exposition();
-}
-
-function metric(text: string, name: string, labels: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((p) => l.includes(p)));
-  return line === undefined ? Number.NaN : Number(line.split(' ').pop());
-}
-
 let world: World | null = null;
 let proxy: InProcessProxy | null = null;
 let child: ChildProxy | null = null;
@@ -188,7 +180,7 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
     expect(answers.every((a) => a.status === 200)).toBe(true);
     expect(w.tokens.issued).toBe(1);
     expect(w.tokens.received).toHaveLength(1);
-    expect(metric(await scrape(proxy), 'cutover_token_fetches_total', 'backend="new",result="ok"')).toBe(1);
+    expect(sample(await scrape(proxy), 'cutover_token_fetches_total{backend="new",result="ok"}')).toBe(1);
   });
 
   it('an upstream 401 purges the token: a GET is retried once with a fresh one, a POST is not', async () => {
@@ -226,7 +218,7 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
 
     proxy = await startProxy(wiredConfig(w, { weight: 0 }));
     expect((await call(proxy, KEY_A)).status).toBe(200);
-    await waitFor(async () => metric(await scrape(proxy!), 'cutover_requests_total', 'route="w",backend="new",role="shadow",outcome="error"') === 1, 5_000, 'the mirror error');
+    await waitFor(async () => sample(await scrape(proxy!), 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="error"}') === 1, 5_000, 'the mirror error');
     expect(w.next.received).toHaveLength(0);
   });
 });
@@ -266,7 +258,7 @@ describe('legacy credentials in the running proxy', () => {
     expect(w.legacy.received).toHaveLength(0);
     expect(w.next.received).toHaveLength(0);
     expect((await call(proxy, KEY_B)).status).toBe(200);
-    expect(metric(await scrape(proxy), 'cutover_rejected_requests_total', 'route="w",reason="revoked"')).toBe(1);
+    expect(sample(await scrape(proxy), 'cutover_rejected_requests_total{route="w",reason="revoked"}')).toBe(1);
 
     current = wiredConfig(w, { weight: 0 }, { revoked: [fp(KEY_A), fp(KEY_B)] });
     const outcome = await proxy.reload('test');
@@ -274,7 +266,7 @@ describe('legacy credentials in the running proxy', () => {
     const legacyBefore = w.legacy.received.length;
     expect((await call(proxy, KEY_B)).status).toBe(401);
     expect(w.legacy.received.length).toBe(legacyBefore);
-    expect(metric(await scrape(proxy), 'cutover_rejected_requests_total', 'route="w",reason="revoked"')).toBe(2);
+    expect(sample(await scrape(proxy), 'cutover_rejected_requests_total{route="w",reason="revoked"}')).toBe(2);
   });
 
   it('requireMapping: an unmapped key is served by legacy only, a mapped one by new under its own scope', async () => {
@@ -290,7 +282,7 @@ describe('legacy credentials in the running proxy', () => {
     expect(w.next.received).toHaveLength(1);
     expect(w.tokens.received).toHaveLength(1);
     expect(w.tokens.received[0].body.toString()).toContain('scope=partner-b');
-    expect(metric(await scrape(proxy), 'cutover_shadow_skipped_total', 'route="w",reason="unmapped"')).toBe(1);
+    expect(sample(await scrape(proxy), 'cutover_shadow_skipped_total{route="w",reason="unmapped"}')).toBe(1);
   });
 
   it('a key legacy rejects is never served by new under its own identity', async () => {
@@ -343,7 +335,7 @@ describe('legacy credentials in the running proxy', () => {
     expect(csv).not.toContain(KEY_A);
     const text = await scrape(proxy);
     // Four requests and the upgrade.
-    expect(metric(text, 'cutover_credential_requests_total', 'route="w",scheme="header",backend="legacy"')).toBe(5);
+    expect(sample(text, 'cutover_credential_requests_total{route="w",scheme="header",backend="legacy"}')).toBe(5);
     // No token: the admin API refuses.
     expect((await request(`${proxy.adminUrl}/api/credentials`)).statusCode).toBe(401);
   });

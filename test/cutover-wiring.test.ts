@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
 import { validateConfig } from '../src/config/load.js';
+import { sample, scrape } from './helpers/metrics.js';
 
 const TOKEN = 'wiring-operator-token';
 let cleanup: (() => Promise<void>)[] = [];
@@ -56,9 +57,7 @@ async function get(p: InProcessProxy, n: number): Promise<void> {
 }
 
 async function skippedForBypass(p: InProcessProxy): Promise<number> {
-  const text = await (await request(`${p.adminUrl}/metrics`)).body.text();
-  const m = /^cutover_shadow_skipped_total\{route="api",reason="bypass"\} (\d+)/m.exec(text);
-  return m ? Number(m[1]) : 0;
+  return sample(await scrape(p), 'cutover_shadow_skipped_total{route="api",reason="bypass"}');
 }
 
 describe('the controller in the running proxy', () => {
@@ -80,7 +79,7 @@ describe('the controller in the running proxy', () => {
     const state = (await admin(p, 'GET', '/api/state')).json as { bypass: { bypass: boolean }; routes: { weight: number; effectiveWeight: number }[] };
     expect(state.bypass.bypass).toBe(true);
     expect(state.routes[0]).toMatchObject({ weight: 100, effectiveWeight: 0 });
-    expect(await (await request(`${p.adminUrl}/metrics`)).body.text()).toMatch(/^cutover_traffic_weight\{route="api"\} 0$/m);
+    expect(await scrape(p)).toMatch(/^cutover_traffic_weight\{route="api"\} 0$/m);
 
     expect((await admin(p, 'POST', '/api/bypass', { on: false })).status).toBe(200);
     await get(p, 3);

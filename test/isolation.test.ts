@@ -15,6 +15,7 @@ import { LoadShedder } from '../src/shadow/load.js';
 import type { CapturedAnswerPair } from '../src/shadow/pair.js';
 import { deadPort, startBackend, waitFor, type Handler } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+import { sample, scrape, total } from './helpers/metrics.js';
 
 process.env.CUTOVER_ISOLATION_TOKEN = 't';
 
@@ -69,24 +70,14 @@ async function proxy(legacy: string, next: string, extra: Record<string, unknown
   return p;
 }
 
-async function scrape(p: InProcessProxy): Promise<string> {
-  const res = await request(`${p.adminUrl}/metrics`);
-  return res.body.text();
-}
-
-function sum(text: string, pattern: RegExp): number {
-  let total = 0;
-  for (const line of text.split('\n')) if (pattern.test(line)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return total;
-}
 
 function skipped(text: string, reason: string): number {
-  return sum(text, new RegExp(`^cutover_shadow_skipped_total\\{route="w",reason="${reason}"\\}`));
+  return sample(text, `cutover_shadow_skipped_total{route="w",reason="${reason}"}`);
 }
 
 /** Overload skips by the bound they hit (cutover_shadow_overload_total). */
 function overloadBy(text: string, cause: 'in_flight' | 'comparison_queue' | 'event_loop'): number {
-  return sum(text, new RegExp(`^cutover_shadow_overload_total\\{route="w",cause="${cause}"\\}`));
+  return sample(text, `cutover_shadow_overload_total{route="w",cause="${cause}"}`);
 }
 
 /** Sends `n` requests, `concurrency` at a time; every client answer must be the legacy one, whole. */
@@ -108,8 +99,8 @@ async function accountedFor(p: InProcessProxy, n: number): Promise<string> {
   return waitFor(
     async () => {
       const text = await scrape(p);
-      const compared = sum(text, /^cutover_comparisons_total\{route="w"/);
-      const notCompared = sum(text, /^cutover_shadow_skipped_total\{route="w"/);
+      const compared = total(text, 'cutover_comparisons_total{route="w"');
+      const notCompared = total(text, 'cutover_shadow_skipped_total{route="w"');
       return compared + notCompared === n ? text : null;
     },
     15_000,
@@ -135,7 +126,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     const text = await accountedFor(p, N);
     // A few pairs were in flight together before the first came back oversize; the rest are skipped.
     expect(skipped(text, 'body_too_large')).toBeGreaterThanOrEqual(N - 10);
-    expect(sum(text, /^cutover_comparisons_total\{route="w",result="error"\}/)).toBeGreaterThan(0);
+    expect(sample(text, 'cutover_comparisons_total{route="w",result="error"}')).toBeGreaterThan(0);
     // Sixty 10 MB answers would be 600 MB; what the proxy keeps is bounded by the cap.
     expect(used() - before).toBeLessThan(64 * 1024 * 1024);
   });
@@ -175,7 +166,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     await load(p, N, 4);
     const text = await accountedFor(p, N);
     expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
-    expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow",outcome="error"\}/)).toBeGreaterThanOrEqual(5);
+    expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="error"}')).toBeGreaterThanOrEqual(5);
   });
 
   it('hangs: mirrors pile up to the in-flight bound and the rest are skipped as overload', async () => {
@@ -185,7 +176,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     await load(p, N, 4);
     const text = await accountedFor(p, N);
     expect(skipped(text, 'overload') + skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 8);
-    expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow",outcome="timeout"\}/)).toBeGreaterThan(0);
+    expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBeGreaterThan(0);
   });
 
   it('slow (200 ms): the client does not wait; what does not fit in flight is skipped as overload', async () => {
@@ -198,7 +189,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     // Each overload skip names its bound; here the slots of slow mirrors are what runs out.
     expect(overloadBy(text, 'in_flight')).toBeGreaterThan(0);
     expect(overloadBy(text, 'in_flight') + overloadBy(text, 'comparison_queue') + overloadBy(text, 'event_loop')).toBe(skipped(text, 'overload'));
-    expect(sum(text, /^cutover_comparisons_total\{route="w",result="match"\}/)).toBeGreaterThan(0);
+    expect(sample(text, 'cutover_comparisons_total{route="w",result="match"}')).toBeGreaterThan(0);
   });
 
   it('refuses connections: the breaker opens and the rest are skipped as shadow_down', async () => {
@@ -215,7 +206,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     await load(p, N, 4);
     const text = await accountedFor(p, N);
     expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
-    expect(sum(text, /^cutover_comparisons_total\{route="w",result="error"\}/)).toBeGreaterThanOrEqual(5);
+    expect(sample(text, 'cutover_comparisons_total{route="w",result="error"}')).toBeGreaterThanOrEqual(5);
   });
 });
 
@@ -235,8 +226,8 @@ describe('the comparison queue', () => {
     await load(p, 20, 5);
     const text = await accountedFor(p, 20);
     // Every mirror the shadow backend received was compared; every other request is one overload skip.
-    expect(sum(text, /^cutover_comparisons_total\{route="w"/)).toBe(mirrors);
-    expect(sum(text, /^cutover_requests_total\{route="w",backend="new",role="shadow"/)).toBe(mirrors);
+    expect(total(text, 'cutover_comparisons_total{route="w"')).toBe(mirrors);
+    expect(total(text, 'cutover_requests_total{route="w",backend="new",role="shadow"')).toBe(mirrors);
     expect(skipped(text, 'overload')).toBe(20 - mirrors);
     expect(overloadBy(text, 'comparison_queue')).toBe(20 - mirrors);
     expect(overloadBy(text, 'in_flight') + overloadBy(text, 'event_loop')).toBe(0);
@@ -303,7 +294,7 @@ describe('comparison workers', () => {
     expect(p.analysis.inWorkers).toBe(workers > 0);
     await load(p, 3, 1, { ...expected, pad });
     const text = await accountedFor(p, 3);
-    expect(sum(text, /^cutover_comparisons_total\{route="w",result="mismatch"\}/)).toBe(3);
+    expect(sample(text, 'cutover_comparisons_total{route="w",result="mismatch"}')).toBe(3);
     const res = await request(`${p.adminUrl}/api/routes/w/diffs`, { headers: { authorization: 'Bearer t' } });
     const report = (await res.body.json()) as { fields: { field: string; examples: { new?: unknown }[] }[] };
     return report.fields.find((f) => f.field === '$.thread')?.examples[0]?.new;

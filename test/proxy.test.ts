@@ -8,6 +8,7 @@ import { WebSocketServer } from 'ws';
 import { firstWsMessage, upgradeRequest } from './helpers/ws.js';
 import { deadPort, startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+import { sample, scrape, total } from './helpers/metrics.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -186,16 +187,6 @@ describe('forwarding', () => {
   });
 });
 
-async function scrape(p: InProcessProxy): Promise<string> {
-  return (await request(`${p.adminUrl}/metrics`)).body.text();
-}
-
-/** A sample's value, or 0 when the series is absent. */
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
 describe('upgrades are counted like requests', () => {
   const route = (name: string) => ({ defaults: { shadow: { percent: 0 } }, log: { level: 'info', access: true }, routes: [{ name, match: { path: '/socket' }, weight: 0 }] });
   const series = (route: string, outcome: string) => `cutover_requests_total{route="${route}",backend="legacy",role="primary",outcome="${outcome}"}`;
@@ -240,9 +231,8 @@ describe('upgrades are counted like requests', () => {
     await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="ws",result="match"}') === 1, 5_000, 'the plain request compared');
     const text = await scrape(p);
     expect(sample(text, 'cutover_shadow_skipped_total{route="ws",reason="upgrade"}')).toBe(2);
-    const sum = (prefix: string) => text.split('\n').filter((l) => l.startsWith(prefix)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
-    expect(sum('cutover_requests_total{route="ws",backend="legacy",role="primary"')).toBe(3);
-    expect(sum('cutover_comparisons_total{route="ws"') + sum('cutover_shadow_skipped_total{route="ws"')).toBe(3);
+    expect(total(text, 'cutover_requests_total{route="ws",backend="legacy",role="primary"')).toBe(3);
+    expect(total(text, 'cutover_comparisons_total{route="ws"') + total(text, 'cutover_shadow_skipped_total{route="ws"')).toBe(3);
     // No handshake reached new: only the plain request's mirror did.
     expect(next.received).toHaveLength(1);
 

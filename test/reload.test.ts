@@ -12,6 +12,7 @@ import type { RouteState } from '../src/cutover/types.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, CLI, spawnProxy } from './helpers/proxy.js';
+import { sample, scrape, total } from './helpers/metrics.js';
 
 const TOKEN = 'reload-test-token';
 
@@ -58,16 +59,6 @@ async function start(raw: Record<string, unknown>): Promise<Fixture> {
   const app = await startApp(config, { logger: createLogger('info', sink), defaultMetrics: false, reloadConfig: () => loadConfig(file) });
   cleanups.push(() => app.close(100));
   return { app, file, logs, write };
-}
-
-function counter(scrape: string, series: string): number {
-  const escaped = series.replace(/[{}"=,]/g, (c) => `\\${c}`);
-  const m = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(scrape);
-  return m === null ? 0 : Number(m[1]);
-}
-
-async function scrape(app: App): Promise<string> {
-  return (await request(`${app.adminUrl}/metrics`)).body.text();
 }
 
 function routes(extra: { compareIgnore?: string[]; seedA?: number; withC?: boolean } = {}): Record<string, unknown>[] {
@@ -151,13 +142,13 @@ describe('hot reload', () => {
     const reqs = (await f.app.analysis.diffs('a'))!.comparisons.total + f.app.analysis.diffs('b')!.comparisons.total;
     await waitFor(() => f.app.analysis.diffs('a')!.comparisons.total + f.app.analysis.diffs('b')!.comparisons.total === sent, 10_000, `all ${sent} comparisons (have ${reqs})`);
     const text = await scrape(f.app);
-    const compared = ['a', 'b'].reduce((n, r) => n + ['match', 'mismatch', 'noise', 'error'].reduce((m, res) => m + counter(text, `cutover_comparisons_total{route="${r}",result="${res}"}`), 0), 0);
+    const compared = total(text, 'cutover_comparisons_total{route="a"') + total(text, 'cutover_comparisons_total{route="b"');
     expect(compared).toBe(sent);
-    expect(counter(text, 'cutover_shadow_skipped_total{route="a",reason="overload"}') + counter(text, 'cutover_shadow_skipped_total{route="b",reason="overload"}')).toBe(0);
-    expect(counter(text, 'cutover_config_reloads_total{result="ok"}')).toBe(ok);
-    expect(counter(text, 'cutover_config_reloads_total{result="error"}')).toBe(refused);
+    expect(sample(text, 'cutover_shadow_skipped_total{route="a",reason="overload"}') + sample(text, 'cutover_shadow_skipped_total{route="b",reason="overload"}')).toBe(0);
+    expect(sample(text, 'cutover_config_reloads_total{result="ok"}')).toBe(ok);
+    expect(sample(text, 'cutover_config_reloads_total{result="error"}')).toBe(refused);
     expect(text.match(/^cutover_config_info\{/gm)).toHaveLength(1);
-    expect(counter(text, `cutover_config_info{hash="${f.app.snapshots.current().hash}"}`)).toBe(1);
+    expect(sample(text, `cutover_config_info{hash="${f.app.snapshots.current().hash}"}`)).toBe(1);
     expect(text).toMatch(/^cutover_traffic_weight\{route="a"\} 100$/m);
     const refusals = f.logs.filter((l) => l.includes('config reload refused'));
     expect(refusals).toHaveLength(refused);
@@ -248,15 +239,14 @@ describe('hot reload', () => {
     const base = baseConfig(legacy.url, next.url, { admin: { host: '127.0.0.1', port: 0, tokenFile } });
     const p = await spawnProxy({ ...base, routes: routes() });
     cleanups.push(() => p.stop());
-    const metricsText = async () => (await request(`${p.adminUrl}/metrics`)).body.text();
     const hashOf = (text: string) => /^cutover_config_info\{hash="([0-9a-f]+)"\} 1$/m.exec(text)?.[1];
-    const first = hashOf(await metricsText());
+    const first = hashOf(await scrape(p));
     expect(first).toMatch(/^[0-9a-f]{12}$/);
 
     writeFileSync(p.file, stringify({ ...base, routes: routes({ withC: true }) }));
     p.child.kill('SIGHUP');
-    await waitFor(async () => counter(await metricsText(), 'cutover_config_reloads_total{result="ok"}') === 1, 10_000, 'the SIGHUP reload');
-    expect(hashOf(await metricsText())).not.toBe(first);
+    await waitFor(async () => sample(await scrape(p), 'cutover_config_reloads_total{result="ok"}') === 1, 10_000, 'the SIGHUP reload');
+    expect(hashOf(await scrape(p))).not.toBe(first);
     expect(((await (await request(`${p.dataUrl}/c/1`)).body.json()) as { backend: string }).backend).toBe('legacy');
 
     const cli = (args: string[]) =>
@@ -283,8 +273,8 @@ describe('hot reload', () => {
     const noToken = await cli(['--admin', p.adminUrl]);
     expect(noToken.code).toBe(1);
     expect(noToken.err).toContain('admin token');
-    const text = await metricsText();
-    expect(counter(text, 'cutover_config_reloads_total{result="ok"}')).toBe(2);
-    expect(counter(text, 'cutover_config_reloads_total{result="error"}')).toBe(1);
+    const text = await scrape(p);
+    expect(sample(text, 'cutover_config_reloads_total{result="ok"}')).toBe(2);
+    expect(sample(text, 'cutover_config_reloads_total{result="error"}')).toBe(1);
   }, 60_000);
 });

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startBackend, waitFor, type Handler, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+import { scrape } from './helpers/metrics.js';
 
 const TOKEN = 'test-admin-token';
 process.env.CUTOVER_TEST_ADMIN_TOKEN = TOKEN;
@@ -34,10 +35,6 @@ async function diffs(p: InProcessProxy, route: string): Promise<any> {
   const res = await get(`${p.adminUrl}/api/routes/${route}/diffs`, { authorization: `Bearer ${TOKEN}` });
   expect(res.status).toBe(200);
   return JSON.parse(res.body);
-}
-
-async function metrics(p: InProcessProxy): Promise<string> {
-  return (await get(`${p.adminUrl}/metrics`)).body;
 }
 
 function json(res: http.ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
@@ -96,7 +93,7 @@ describe('mirroring', () => {
     expect(next.received[0].headers['x-cutover-shadow']).toBe('1');
     expect(next.received[0].body.toString()).toBe('{"a":2}');
     expect(legacy.received.map((r) => r.headers['idempotency-key'])).toEqual(['k-1', 'k-2']);
-    expect(await metrics(p)).toMatch(/cutover_shadow_skipped_total\{route="safe-only",reason="unsafe_method"\} 1/);
+    expect(await scrape(p)).toMatch(/cutover_shadow_skipped_total\{route="safe-only",reason="unsafe_method"\} 1/);
   });
 
   it('samples with an exact counter and skips large bodies and overload, counting each reason', async () => {
@@ -123,7 +120,7 @@ describe('mirroring', () => {
     await get(`${p.dataUrl}/hold`); // takes the only mirror slot and keeps it
     await waitFor(() => next.received.some((r) => r.url === '/hold'), 5_000, 'the held mirror');
     await get(`${p.dataUrl}/hold`);
-    const m = await metrics(p);
+    const m = await scrape(p);
     expect(m).toMatch(/cutover_shadow_skipped_total\{route="sampled",reason="sampled_out"\} 8/);
     expect(m).toMatch(/cutover_shadow_skipped_total\{route="big",reason="body_too_large"\} 1/);
     expect(m).toMatch(/cutover_shadow_skipped_total\{route="hold",reason="overload"\} 1/);
@@ -156,14 +153,14 @@ describe('a broken shadow backend never touches the client', () => {
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toEqual(expected);
     await waitFor(async () => (await diffs(p, 'w')).comparisons.error === 1, 5_000, 'the error to be recorded');
-    expect(await metrics(p)).toMatch(/cutover_requests_total\{route="w",backend="new",role="shadow",outcome="error"\} 1/);
+    expect(await scrape(p)).toMatch(/cutover_requests_total\{route="w",backend="new",role="shadow",outcome="error"\} 1/);
   });
 
   it('dead: the circuit breaker stops trying it after a few failures and counts the skips', async () => {
     const { p } = await setup(null);
     for (let i = 0; i < 30; i++) expect((await get(`${p.dataUrl}/w`)).status).toBe(200);
     const m = await waitFor(async () => {
-      const text = await metrics(p);
+      const text = await scrape(p);
       return /role="shadow",outcome="error"\} 5\b/.test(text) ? text : null;
     }, 5_000, 'five failed mirrors');
     // Five connection attempts opened the breaker; the other 25 requests were not mirrored at all.
@@ -220,7 +217,7 @@ describe('a broken shadow backend never touches the client', () => {
     }, 10_000, 'the first comparison');
     expect(report.comparisons.error).toBe(1);
     expect(report.recentErrors[0].reason).toMatch(/truncated/);
-    expect(await metrics(p)).toMatch(/cutover_shadow_skipped_total\{route="w",reason="body_too_large"\} 4/);
+    expect(await scrape(p)).toMatch(/cutover_shadow_skipped_total\{route="w",reason="body_too_large"\} 4/);
     // Five 10 MB answers, each kept to 64 KB: nowhere near 50 MB of growth.
     expect(used() - heapBefore).toBeLessThan(30 * 1024 * 1024);
   });
@@ -287,7 +284,7 @@ describe('comparison end to end', () => {
     expect(report.comparisons.mismatch).toBe(40);
     expect(report.latency.legacy.count).toBe(40);
     expect(report.latency.new.p99).toBeGreaterThan(0);
-    const m = await metrics(p);
+    const m = await scrape(p);
     expect(m).toMatch(/cutover_comparisons_total\{route="order",result="mismatch"\} 40/);
     expect(m).toMatch(/cutover_mismatch_fields_total\{route="order",field="\$.price",kind="type"\} 40/);
     expect(m).not.toMatch(/field="\$.customer_name"/);

@@ -12,15 +12,11 @@ import { firstWsMessage } from '../helpers/ws.js';
 import { sendProblem } from '../../src/admin/server.js';
 import { waitFor } from '../helpers/backend.js';
 import { scoped } from '../helpers/scoped.js';
-import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+import { baseConfig, startProxy } from '../helpers/proxy.js';
 import { oneResponse, rawExchange } from './raw.js';
+import { scrape } from '../helpers/metrics.js';
 
 const { backend, proxy, defer } = scoped();
-
-async function metrics(p: InProcessProxy): Promise<string> {
-  const res = await request(`${p.adminUrl}/metrics`);
-  return res.body.text();
-}
 
 const WIDGETS = { name: 'widgets', match: { path: '/v1/widgets/:id' }, rewrite: { path: '/v2/widgets/:id' } };
 
@@ -105,7 +101,7 @@ describe('row 3: path traversal past rewrite.path', () => {
       expect(res.text).toContain('"BAD_PATH"');
     }
     expect(legacy.received.length + next.received.length).toBe(0);
-    expect(await metrics(p)).toMatch(/cutover_rejected_requests_total\{route="widgets",reason="bad_path"\} 4/);
+    expect(await scrape(p)).toMatch(/cutover_rejected_requests_total\{route="widgets",reason="bad_path"\} 4/);
   });
 });
 
@@ -209,7 +205,7 @@ describe('row 7: small contract breaks', () => {
     expect(res.status).toBe(200);
     expect(res.text.toLowerCase()).toMatch(/allow: get, head, post/);
     expect(legacy.received).toHaveLength(0);
-    expect(await metrics(p)).not.toMatch(/cutover_requests_total\{route="other",backend="legacy",role="primary",outcome="5xx"\} [1-9]/);
+    expect(await scrape(p)).not.toMatch(/cutover_requests_total\{route="other",backend="legacy",role="primary",outcome="5xx"\} [1-9]/);
   });
 
   it('framing-error: a malformed request gets a problem+json 400 and the connection closes', async () => {
@@ -370,9 +366,9 @@ describe('held: request smuggling', () => {
   it('metric-cardinality-from-paths: 300 distinct unmatched paths add no series', async () => {
     const legacy = await backend();
     const p = await proxy(baseConfig(legacy.url, legacy.url, { routes: [WIDGETS] }));
-    const before = (await metrics(p)).split('\n').length;
+    const before = (await scrape(p)).split('\n').length;
     for (let i = 0; i < 300; i++) await rawExchange(p.dataUrl, get(`/random/${i}/${'x'.repeat(i % 7)}`), { until: oneResponse });
-    const after = await metrics(p);
+    const after = await scrape(p);
     expect(after.split('\n').length).toBe(before);
     expect(after).not.toContain('/random/');
   });

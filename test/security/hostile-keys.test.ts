@@ -8,6 +8,7 @@ import { boundName, MAX_KEY_CHARS } from '../../src/compare/index.js';
 import { waitFor } from '../helpers/backend.js';
 import { baseConfig } from '../helpers/proxy.js';
 import { scoped } from '../helpers/scoped.js';
+import { sample, scrape } from '../helpers/metrics.js';
 
 const TOKEN = 'hostile-keys-token';
 process.env.CUTOVER_TEST_HOSTILE_TOKEN = TOKEN;
@@ -65,14 +66,11 @@ describe('answers with 1 MB keys', () => {
     const comparisons = (): number => proxy.analysis.diffs('keys')?.comparisons.total ?? 0;
     // Every mirror is either compared or, when the comparison queue's byte bound is full (3 MB pairs on
     // a busy box), skipped as overload: wait for all of them to be accounted for.
-    const overload = async (): Promise<number> => {
-      const m = /^cutover_shadow_skipped_total\{route="keys",reason="overload"\} (\d+)$/m.exec(await (await fetch(`${proxy.adminUrl}/metrics`)).text());
-      return m === null ? 0 : Number(m[1]);
-    };
+    const overload = async (): Promise<number> => sample(await scrape(proxy), 'cutover_shadow_skipped_total{route="keys",reason="overload"}');
     await waitFor(async () => comparisons() + (await overload()) >= ANSWERS, 30_000, 'every pair to be compared or counted');
     expect(comparisons()).toBeGreaterThan(20);
 
-    const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    const metrics = await scrape(proxy);
     const fieldLines = metrics.split('\n').filter((l) => l.startsWith('cutover_mismatch_fields_total{route="keys"'));
     // Distinct long keys stay distinct fields (up to the 50-field cap, then `_other`).
     expect(new Set(fieldLines).size).toBeGreaterThan(10);

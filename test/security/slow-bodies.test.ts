@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBackend, waitFor, type TestBackend } from '../helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from '../helpers/proxy.js';
+import { sample, scrape } from '../helpers/metrics.js';
 
 let backend: TestBackend | null = null;
 let proxy: InProcessProxy | null = null;
@@ -46,13 +47,8 @@ function postHead(length: number, path = '/v1/upload'): string {
   return `POST ${path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`;
 }
 
-async function scrape(p: InProcessProxy): Promise<string> {
-  return (await fetch(`${p.adminUrl}/metrics`)).text();
-}
-
 function counter(text: string, route: string, reason: string): number {
-  const m = new RegExp(`^cutover_rejected_requests_total\\{route="${route}",reason="${reason}"\\} (\\d+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
+  return sample(text, `cutover_rejected_requests_total{route="${route}",reason="${reason}"}`);
 }
 
 const routes = [{ name: 'upload', match: { methods: ['POST'], path: '/v1/upload' }, shadow: { percent: 0 } }];
