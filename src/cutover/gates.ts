@@ -146,9 +146,9 @@ const SKIP_ADVICE: Readonly<Record<string, string>> = {
   unsafe_method: 'Unsafe methods are mirrored only with shadow.unsafe: true (for a new backend that may receive writes twice).',
   sampled_out: 'Raise the route\'s shadow.percent to gather comparisons sooner.',
   overload: 'The proxy had no room for mirrors (cutover_shadow_overload_total says which bound): give it CPU or lower shadow.percent.',
-  shadow_down: 'The mirror target keeps failing: its circuit breaker is open.',
+  shadow_down: 'The mirror target keeps failing, so its circuit breaker is open: see its errors (cutover_requests_total, role shadow).',
   body_too_large: 'Bodies are over shadow.maxBodyBytes, or answers over compare.maxBodyBytes.',
-  unmapped: 'Credentials new may not serve are not mirrored: map them (credentials.mappings).',
+  unmapped: 'Credentials new may not serve (unmapped, or refused by legacy) are not mirrored: map them (credentials.mappings).',
   bypass: 'Bypass is on: nothing is mirrored until it is turned off (POST /api/bypass).',
 };
 
