@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, TUNED_ENV } from '../src/cli/heap.js';
+import { EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, TUNED_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy, type ChildProxy } from './helpers/proxy.js';
 
@@ -38,10 +38,10 @@ async function proxy(options: Parameters<typeof spawnProxy>[1] = {}): Promise<Ch
 
 describe('heapSizing', () => {
   const execve = () => undefined;
-  const both = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`];
+  const all = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`, EXPOSE_GC_FLAG];
   it('restarts only where Node can, and only once', () => {
-    expect(HEAP_FLAGS).toEqual(both);
-    expect(heapSizing([], {}, execve)).toEqual({ action: 'restart', flags: both });
+    expect(HEAP_FLAGS).toEqual(all);
+    expect(heapSizing([], {}, execve)).toEqual({ action: 'restart', flags: all });
     expect(heapSizing([], {}, undefined)).toEqual({ action: 'unsupported' });
     expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
   });
@@ -50,10 +50,11 @@ describe('heapSizing', () => {
     expect(start.split(/\s+/).filter((a) => a.startsWith('--'))).toEqual(HEAP_FLAGS);
   });
   it('leaves each flag given by hand (either spelling, command line or NODE_OPTIONS) and the opt-out alone', () => {
-    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [both[1]] });
-    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'given' });
-    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32` }, execve)).toEqual({ action: 'given' });
-    expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toEqual({ action: 'restart', flags: both });
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [all[1], all[2]] });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'restart', flags: [EXPOSE_GC_FLAG] });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc'], {}, execve)).toEqual({ action: 'given' });
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32 ${EXPOSE_GC_FLAG}` }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toEqual({ action: 'restart', flags: all });
     expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, execve)).toEqual({ action: 'off' });
   });
 });
@@ -64,6 +65,7 @@ describe.runIf(linux)('cutover run', () => {
     const args = cmdline(p.child.pid!);
     expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`]);
     expect(args.filter((a) => a.startsWith(SEMI_SPACE_FLAG))).toEqual([`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`]);
+    expect(args).toContain(EXPOSE_GC_FLAG);
     expect(args).toContain('run');
   });
 
@@ -77,6 +79,6 @@ describe.runIf(linux)('cutover run', () => {
 
   it(`keeps Node's defaults under ${OPT_OUT_ENV}=off`, async () => {
     const p = await proxy({ env: { ...process.env, [OPT_OUT_ENV]: 'off' } });
-    expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG) || a.startsWith(SEMI_SPACE_FLAG))).toBe(false);
+    expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG) || a.startsWith(SEMI_SPACE_FLAG) || a === EXPOSE_GC_FLAG)).toBe(false);
   });
 });

@@ -10,6 +10,7 @@ import { problem, sendProblem } from '../problem.js';
 import { outcomeOf, type BackendName, type Outcome, type RouteMetrics, type Role } from '../telemetry/metrics.js';
 import { BodyCapture, type UpstreamAnswer } from './capture.js';
 import { downstreamHeaders } from './headers.js';
+import { youngReclaimer } from './reclaim.js';
 import { isTimeout, type Upstream } from './upstream.js';
 import type { OutboundIntent, ShapedDispatchOptions } from './shaping.js';
 import { TokenUnavailableError, tokenUnavailableProblem } from '../credentials/outbound/errors.js';
@@ -139,6 +140,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
+    youngReclaimer.read(chunk.length);
     this.capture?.add(chunk);
     if (!this.res.write(chunk)) {
       controller.pause();
@@ -269,6 +271,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
+    youngReclaimer.read(chunk.length);
     if (this.settled) return;
     this.capture.add(chunk);
     // Past the cap nothing more is kept, so reading on would only burn a connection and CPU.
