@@ -1,8 +1,8 @@
 /**
- * Answers' read buffers reclaimed young (src/forward/reclaim.ts): every upstream answer's bytes are
- * counted, live and mirrored, and past the threshold V8 really runs a scavenge. The real `gc` comes
- * from V8 itself (the flag `cutover run` starts with, set here at run time), and the scavenge is
- * seen by Node's own GC observer.
+ * Bodies' read buffers reclaimed young (src/forward/reclaim.ts): every upstream answer's bytes are
+ * counted, live and mirrored, and every request body's; past the threshold V8 really runs a
+ * scavenge. The real `gc` comes from V8 itself (the flag `cutover run` starts with, set here at run
+ * time), and the scavenge is seen by Node's own GC observer.
  */
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import v8 from 'node:v8';
@@ -57,7 +57,7 @@ describe('young reclaimer', () => {
     expect(RECLAIM_EVERY_BYTES).toBe(32 * 1024 * 1024);
   });
 
-  it('counts every answer byte read from a backend, live and mirrored', async () => {
+  it('counts every body byte read: answers, live and mirrored, and request bodies', async () => {
     const body = Buffer.alloc(300_000, 'x');
     const backend = async () => {
       const b = await startBackend((_req, res) => {
@@ -77,5 +77,12 @@ describe('young reclaimer', () => {
     // The live answer and its mirror's: the mirror may finish after the client's answer.
     await waitFor(() => youngReclaimer.seen - before >= 2 * body.length, 5_000, 'both answers counted');
     expect(youngReclaimer.seen - before).toBe(2 * body.length);
+
+    // A client's request body is read off its socket too (a POST is not mirrored by default).
+    const sent = Buffer.alloc(200_000, 'y');
+    const beforePost = youngReclaimer.seen;
+    const post = await request(`${p.dataUrl}/big`, { method: 'POST', body: sent, headers: { 'content-type': 'application/octet-stream' } });
+    expect((await post.body.arrayBuffer()).byteLength).toBe(body.length);
+    expect(youngReclaimer.seen - beforePost).toBe(sent.length + body.length);
   });
 });

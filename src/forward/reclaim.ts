@@ -1,13 +1,13 @@
 /**
- * Upstream answers' read buffers, reclaimed while they are young.
+ * Bodies' read buffers, reclaimed while they are young.
  *
- * Every socket read of an answer is a fresh ArrayBuffer of up to 64 KB outside V8's heap, dead as
+ * Every socket read of a body (an upstream answer's, or a client's request body) is a fresh ArrayBuffer of up to 64 KB outside V8's heap, dead as
  * soon as its bytes are relayed and captured: ~1 GB/s of short-lived external memory with 1 MB
  * answers. Node 20's V8 frees it with scavenges. Node 24's (13.6) answers the same pressure with
  * full mark-compacts instead, one every ~120 ms flat out, while up to ~100 MB of dead buffers wait
  * for the next one. A scavenge frees a young dead buffer as cheaply as on Node 20, so this asks V8
  * for one (asynchronously: it runs as a task of its own, never inside a read) every `everyBytes` of
- * answer bodies read. Measured on Node 24, 1 MB answers at 100 % shadow flat out on one core, two
+ * bodies read. Measured on Node 24, 1 MB answers at 100 % shadow flat out on one core, two
  * interleaved runs each: 951 and 992 against 755 and 681 req/s, client p90 26 against 51 ms, 2–5
  * full collections in 10 s against 73–83, RSS peak 272–280 against 314–320 MB. On Node 20, and
  * with small answers (a request every ~1 s at 5 KB), it changes nothing measurable.
@@ -22,7 +22,7 @@ type Gc = (options: { type: 'minor'; execution: 'async' }) => unknown;
 export const RECLAIM_EVERY_BYTES = 32 * 1024 * 1024;
 
 export class YoungReclaimer {
-  /** Answer bytes counted since start-up. */
+  /** Body bytes counted since start-up. */
   seen = 0;
   /** Scavenges asked of V8. */
   requested = 0;
@@ -38,7 +38,7 @@ export class YoungReclaimer {
     return this.gc !== undefined;
   }
 
-  /** `bytes` more of an answer body were read from a backend's socket. */
+  /** `bytes` more of a body were read from a socket (a backend's answer or a client's request). */
   read(bytes: number): void {
     this.seen += bytes;
     this.sinceLast += bytes;
@@ -50,5 +50,5 @@ export class YoungReclaimer {
   }
 }
 
-/** The process's: every upstream exchange (forward/exchange.ts) counts what it reads. */
+/** The process's: every upstream exchange (forward/exchange.ts) and request body (proxy/body.ts) counts what it reads. */
 export const youngReclaimer = new YoungReclaimer((globalThis as { gc?: Gc }).gc);

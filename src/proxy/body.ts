@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { youngReclaimer } from '../forward/reclaim.js';
 import type { RejectReason } from '../telemetry/metrics.js';
 
 /** Request-body bytes held at once across all connections. */
@@ -106,6 +107,7 @@ export function readBody(req: IncomingMessage, payload: Readable, hold: BodyHold
   let idle = setTimeout(() => timedOut(`body paused for more than ${limits.bodyIdleTimeout} ms`), limits.bodyIdleTimeout);
   const onData = (chunk: Buffer): void => {
     received += chunk.length;
+    youngReclaimer.read(chunk.length);
     if (received > limits.bodyLimit) return finish(tooLarge(limits.bodyLimit));
     if (!hold.take(chunk.length)) {
       return finish(new BodyRejectedError(503, 'BODY_BUFFER_FULL', 'body_buffer_full', 'The proxy is holding as many request bodies as it may; retry shortly.'));
