@@ -19,7 +19,7 @@
  *
  * - **V8's `gc` function exposed** (`--expose-gc`), for one use: on Node 24 the read buffers of big
  *   answers set off full collections where Node 20 runs scavenges, so the proxy asks for a scavenge
- *   every 32 MiB of answer bytes read (forward/reclaim.ts: +30 % req/s and −40 MB RSS with 1 MB
+ *   every 32 MiB of body bytes read (forward/reclaim.ts: +30 % req/s and −40 MB RSS with 1 MB
  *   answers on Node 24; no change on Node 20). Nothing else calls it.
  *
  * These can only be set when the process starts (NODE_OPTIONS refuses `--initial-old-space-size`),
