@@ -1,16 +1,18 @@
 /**
  * Bodies' read buffers, reclaimed while they are young.
  *
- * Every socket read of a body (an upstream answer's, or a client's request body) is a fresh ArrayBuffer of up to 64 KB outside V8's heap, dead as
- * soon as its bytes are relayed and captured: ~1 GB/s of short-lived external memory with 1 MB
- * answers. Node 20's V8 frees it with scavenges. Node 24's (13.6) answers the same pressure with
- * full mark-compacts instead, one every ~120 ms flat out, while up to ~100 MB of dead buffers wait
- * for the next one. A scavenge frees a young dead buffer as cheaply as on Node 20, so this asks V8
- * for one (asynchronously: it runs as a task of its own, never inside a read) every `everyBytes` of
- * bodies read. Measured on Node 24, 1 MB answers at 100 % shadow flat out on one core, two
- * interleaved runs each: 951 and 992 against 755 and 681 req/s, client p90 26 against 51 ms, 2–5
- * full collections in 10 s against 73–83, RSS peak 272–280 against 314–320 MB. On Node 20, and
- * with small answers (a request every ~1 s at 5 KB), it changes nothing measurable.
+ * Every socket read of a body (an upstream answer, or a client's request body) is a fresh
+ * ArrayBuffer of up to 64 KB outside V8's heap, dead as soon as its bytes are relayed and captured:
+ * ~1 GB/s of short-lived external memory with 1 MB answers. Node 20's V8 frees it with scavenges.
+ * Node 24's (13.6) answers the same pressure with full mark-compacts instead, one every ~120 ms flat
+ * out, while up to ~100 MB of dead buffers wait for the next one. A scavenge frees a young dead
+ * buffer as cheaply as on Node 20, so this asks V8 for one (asynchronously: it runs as a task of its
+ * own, never inside a read) every `everyBytes` of bodies read. Measured on Node 24 with the CLI as
+ * users start it, ~940 KB answers at 100 % shadow on one core, two interleaved runs each: flat out
+ * 964 and 872 against 691 and 635 req/s, client p90 29 against 54–58 ms, 0–4 full collections in
+ * 10 s against 65–73, RSS peak 276–283 against 304–328 MB; at a fixed 230 req/s, client p90 4
+ * against 25–27 ms and 24 % less CPU. On Node 20, and with small answers (one request every ~1 s at
+ * 5 KB), it changes nothing measurable.
  *
  * It needs V8's `gc` function, which `node --expose-gc` puts on the global object: the CLI starts
  * the proxy with it (cli/heap.ts, with the heap flags; `CUTOVER_NODE_TUNING=off` leaves it out).
@@ -18,7 +20,7 @@
  */
 type Gc = (options: { type: 'minor'; execution: 'async' }) => unknown;
 
-/** 32 MiB: ~35 one-megabyte answers; 16 and 8 MiB measured no better on Node 24, 4 MiB worse. */
+/** 32 MiB: ~35 one-megabyte answers; 16, 8 and 4 MiB measured no better on Node 24 (one run each). */
 export const RECLAIM_EVERY_BYTES = 32 * 1024 * 1024;
 
 export class YoungReclaimer {
