@@ -11,8 +11,8 @@
  * users start it, ~940 KB answers at 100 % shadow on one core, two interleaved runs each: flat out
  * 964 and 872 against 691 and 635 req/s, client p90 29 against 54–58 ms, 0–4 full collections in
  * 10 s against 65–73, RSS peak 276–283 against 304–328 MB; at a fixed 230 req/s, client p90 4
- * against 25–27 ms and 24 % less CPU. On Node 20, and with small answers (one request every ~1 s at
- * 5 KB), it changes nothing measurable.
+ * against 25–27 ms and 24 % less CPU. On Node 20, and with small answers (a scavenge about every
+ * second at 5 KB flat out), it changes nothing measurable.
  *
  * It needs V8's `gc` function, which `node --expose-gc` puts on the global object: the CLI starts
  * the proxy with it (cli/heap.ts, with the heap flags; `CUTOVER_NODE_TUNING=off` leaves it out).
