@@ -122,6 +122,18 @@ describe('evidence for the controller', () => {
     expect(analysis.evidence('keep', 0).mismatches).toBe(1);
     expect(analysis.diffs('r')).toBeUndefined();
   });
+
+  it('lets go of a removed route: its metrics (kept for their counters) no longer feed its evidence', () => {
+    const { analysis, config, telemetry } = setup();
+    const sinkOf = (route: string) => (telemetry.route(route) as unknown as { skipSink: unknown }).skipSink;
+    expect(sinkOf('r')).not.toBeNull();
+    const reloaded = new RouteTable(config.routes.filter((r) => r.name === 'keep'), config.defaults, telemetry);
+    analysis.configure(reloaded);
+    // Reads the private field on purpose: what it holds is the bound under test.
+    expect(sinkOf('r')).toBeNull();
+    telemetry.route('keep').shadowSkipped('upgrade');
+    expect(analysis.evidence('keep', 0).notMirrored).toEqual({ upgrade: 1 });
+  });
 });
 
 describe('noise warm-up', () => {

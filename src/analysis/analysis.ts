@@ -145,8 +145,14 @@ export class Analysis implements EvidenceSource {
       if (ra === undefined) this.byName.set(route.name, (ra = new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options)));
       // The route's skips reach its evidence, so the controller can say why a route short of comparisons holds.
       route.metrics.observeSkips(ra.evidence);
+      ra.skipsFrom = route.metrics;
     }
-    for (const name of this.byName.keys()) if (!keep.has(name)) this.byName.delete(name);
+    for (const [name, ra] of this.byName) {
+      if (keep.has(name)) continue;
+      // A route's metrics outlive it (its counters stay exported): they must not keep its evidence alive.
+      ra.skipsFrom?.observeSkips(null);
+      this.byName.delete(name);
+    }
   }
 
   /** Takes a completed pair; the comparison runs later, never on the caller's stack. */

@@ -79,7 +79,7 @@ class Counts {
   }
 }
 
-const SKIP_INDEX = new Map(SKIP_REASONS.map((r, i) => [r, i]));
+const SKIP_INDEX = Object.fromEntries(SKIP_REASONS.map((r, i) => [r, i])) as Record<SkipReason, number>;
 
 export class RouteEvidenceLog implements SkipSink {
   private since = 0;
@@ -138,7 +138,7 @@ export class RouteEvidenceLog implements SkipSink {
   /** A request of the route that was not mirrored (told by its RouteMetrics, see Analysis.configure). */
   skipped(reason: SkipReason): void {
     const c = this.bucket(this.now());
-    (c.skips ??= new Array<number>(SKIP_REASONS.length).fill(0))[SKIP_INDEX.get(reason)!]++;
+    (c.skips ??= new Array<number>(SKIP_REASONS.length).fill(0))[SKIP_INDEX[reason]]++;
   }
 
   /** Forgets everything before `since` (to the second for counts, exactly for latency samples). */

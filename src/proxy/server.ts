@@ -48,6 +48,9 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
+/** What the access log's `request` line says of the kind of live call. */
+const LIVE_TAGS = { request: { mirrored: false }, mirrored: { mirrored: true }, upgrade: { upgrade: true } } as const;
+
 /** Requests that arrive on open connections once the drain has begun (SIGTERM, a close). */
 const DRAINING = problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.');
 
@@ -250,7 +253,7 @@ export class ProxyServer {
    * inventory (the sighting with the live answer's status) and the access log. Requests (mirrored
    * or not) and upgrades alike.
    */
-  private settledHooks(req: IncomingMessage, decision: Decision, first: OnSettled | null, live: 'request' | 'mirrored' | 'upgrade'): OnSettled | null {
+  private settledHooks(req: IncomingMessage, decision: Decision, first: OnSettled | null, live: keyof typeof LIVE_TAGS): OnSettled | null {
     const { route, primary, credential, clientIp, method, path } = decision;
     let onSettled = first;
     const inventory = this.deps.credentials?.inventory;
@@ -263,7 +266,7 @@ export class ProxyServer {
       onSettled = (answer) => {
         before?.(answer);
         this.deps.logger.info(
-          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...(live === 'upgrade' ? { upgrade: true } : { mirrored: live === 'mirrored' }) },
+          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...LIVE_TAGS[live] },
           'request',
         );
       };
@@ -318,7 +321,7 @@ export class ProxyServer {
     const legacyOnly = credential !== null && credential.decision !== 'allowed';
     if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
     const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew);
-    const onSettled = job === null ? this.settledHooks(req, decision, null, 'request') : this.settledHooks(req, decision, job.onPrimary, 'mirrored');
+    const onSettled = this.settledHooks(req, decision, job?.onPrimary ?? null, job === null ? 'request' : 'mirrored');
     try {
       const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
       primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
