@@ -544,8 +544,13 @@ describe('admin and logs', () => {
     const p = await proxy(baseConfig(legacy.url, legacy.url, { log: { level: 'info', access: true }, routes: [{ name: 'orders', match: { path: '/orders' } }] }));
     await rawRequest(`${p.dataUrl}/orders?token=s3cret`, { method: 'POST', headers: { authorization: 'Bearer abc', 'content-type': 'text/plain' }, body: 'x' });
     const line = await waitFor(() => p.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'request'), 5_000, 'the access log line');
-    expect(line).toMatchObject({ route: 'orders', method: 'POST', path: '/orders', backend: 'legacy', status: 201, outcome: '2xx', client: '127.0.0.1' });
+    // A POST is not mirrored by default; a GET of the same route is, and its line says so.
+    expect(line).toMatchObject({ route: 'orders', method: 'POST', path: '/orders', backend: 'legacy', status: 201, outcome: '2xx', client: '127.0.0.1', mirrored: false });
     expect(line.ms).toBeGreaterThan(0);
+    await rawRequest(`${p.dataUrl}/orders`);
+    const get = await waitFor(() => p.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'request' && l.method === 'GET'), 5_000, 'the GET line');
+    expect(get).toMatchObject({ route: 'orders', mirrored: true });
+    expect(get.upgrade).toBeUndefined();
     expect(p.logs.join('')).not.toContain('s3cret');
     expect(p.logs.join('')).not.toContain('Bearer abc');
   });
