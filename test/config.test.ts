@@ -36,6 +36,7 @@ describe('config validation names the path of every problem', () => {
     ['bad sticky key', { backends, sticky: { key: 'session' } }, 'sticky.key: must be header:NAME, cookie:NAME, ip or credential'],
     ['reserved route name', { backends, routes: [{ name: 'other', match: { path: '/a' } }] }, 'routes[0].name: "other" is reserved'],
     ['missing backend', { backends: { legacy: backends.legacy } }, 'backends.new:'],
+    ['baseline cap below 1', { backends, routes: [{ name: 'a', match: { path: '/a' }, shadow: { maxBaselinesPerSecond: 0 } }] }, 'routes[0].shadow.maxBaselinesPerSecond:'],
     ['token file missing', { backends, admin: { tokenFile: '/nonexistent/token' } }, 'admin.tokenFile: cannot read /nonexistent/token'],
   ])('%s', (_name, input, expected) => {
     const problems = problemsOf(input);
@@ -60,7 +61,7 @@ describe('config validation names the path of every problem', () => {
       defaults: { shadow: { percent: 10 }, compare: { ignore: ['$.meta.requestId'], headers: ['content-type'] } },
       routes: [{ name: 'r', match: { path: '/r' }, shadow: { unsafe: true }, compare: { ignore: ['$.etag'] } }],
     });
-    expect(config.routes[0].shadow).toMatchObject({ percent: 10, unsafe: true });
+    expect(config.routes[0].shadow).toMatchObject({ percent: 10, unsafe: true, baselinePercent: 10, maxBaselinesPerSecond: 20 });
     expect(config.routes[0].compare.ignore).toEqual(['$.meta.requestId', '$.etag']);
   });
 });

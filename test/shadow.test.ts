@@ -291,6 +291,30 @@ describe('comparison end to end', () => {
     expect(m).toMatch(/cutover_requests_total\{route="order",backend="legacy",role="shadow",outcome="2xx"\} 20/);
   });
 
+  it('replays at most maxBaselinesPerSecond baselines a second per route, whatever baselinePercent says', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, { id: 1 }));
+    const next = await backend((_req, res) => json(res, 200, { id: 1 }));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 100, maxBaselinesPerSecond: 4 } },
+      routes: [{ name: 'capped', match: { path: '/capped' } }, { name: 'own', match: { path: '/own' }, shadow: { maxBaselinesPerSecond: 1000 } }],
+    });
+    const started = Date.now();
+    for (let i = 0; i < 40; i++) await get(`${p.dataUrl}/capped`);
+    for (let i = 0; i < 40; i++) await get(`${p.dataUrl}/own`);
+    const seconds = Math.floor(Date.now() / 1000) - Math.floor(started / 1000) + 1;
+    await waitFor(async () => (await diffs(p, 'own')).comparisons.total === 40 && (await diffs(p, 'capped')).comparisons.total === 40, 10_000, '80 comparisons');
+    // Baseline replays are the legacy backend's shadow-role calls: the first mirror always has one,
+    // then 4 in each wall-clock second the burst touched (seconds counts them, proxy and test share a clock).
+    const replays = (route: string, m: string): number => Number(new RegExp(`cutover_requests_total\\{route="${route}",backend="legacy",role="shadow",outcome="2xx"\\} (\\d+)`).exec(m)?.[1] ?? 0);
+    const m = await scrape(p);
+    expect(replays('capped', m)).toBeGreaterThanOrEqual(4);
+    expect(replays('capped', m)).toBeLessThanOrEqual(4 * seconds);
+    expect(replays('capped', m)).toBeLessThan(40);
+    expect((await diffs(p, 'capped')).baselineComparisons).toBe(replays('capped', m));
+    // The route's own cap is read: every one of its mirrors is replayed.
+    expect(replays('own', m)).toBe(40);
+  });
+
   it('counts a comparison whose only differences are noise as result="noise"', async () => {
     let n = 0;
     const answer = (res: http.ServerResponse): void => json(res, 200, { id: 1, requestId: `r-${n++}` });

@@ -25,6 +25,7 @@ export interface ShadowSettings {
   unsafe: boolean;
   maxBodyBytes: number;
   baselinePercent: number;
+  maxBaselinesPerSecond: number;
 }
 
 export interface CompareSettings {
@@ -82,7 +83,7 @@ export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
   statePath: string;
 }
 
-export const BUILTIN_SHADOW: ShadowSettings = { percent: 100, unsafe: false, maxBodyBytes: 1024 * 1024, baselinePercent: 10 };
+export const BUILTIN_SHADOW: ShadowSettings = { percent: 100, unsafe: false, maxBodyBytes: 1024 * 1024, baselinePercent: 10, maxBaselinesPerSecond: 20 };
 export const BUILTIN_COMPARE: CompareSettings = {
   headers: ['content-type'],
   ignoreHeaders: [],

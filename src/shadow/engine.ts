@@ -68,8 +68,14 @@ class RouteSampling {
    * costing a cut connection and a reconnect on every request.
    */
   readonly oversize: { legacy: ShadowBreaker; new: ShadowBreaker };
+  /** The second (of `now`) whose baseline replays `baselines` counts (maxBaselinesPerSecond). */
+  private second = -1;
+  private baselines = 0;
 
-  constructor(settings: Route['shadow'], now: () => number) {
+  constructor(
+    settings: Route['shadow'],
+    private readonly now: () => number,
+  ) {
     this.settings = settings;
     const oversize = { ...OVERSIZE_BREAKER, now };
     this.oversize = { legacy: new ShadowBreaker(oversize), new: new ShadowBreaker(oversize) };
@@ -82,6 +88,19 @@ class RouteSampling {
     this.settings = settings;
     if (this.shadow.percent !== percentOf(settings.percent)) this.shadow.set(settings.percent);
     if (this.baseline.percent !== percentOf(settings.baselinePercent)) this.baseline.set(settings.baselinePercent);
+  }
+
+  /** Whether this mirror (of a safe method) also gets a baseline replay: the exact share, within the second's budget. */
+  takeBaseline(): boolean {
+    if (!this.baseline.next()) return false;
+    const second = Math.floor(this.now() / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      this.baselines = 0;
+    }
+    if (this.baselines >= this.settings.maxBaselinesPerSecond) return false;
+    this.baselines++;
+    return true;
   }
 }
 
@@ -171,7 +190,7 @@ export class ShadowEngine {
       return null;
     }
     this.inFlight++;
-    return new MirrorJob(this, route, target, SAFE_METHODS.has(method) && sampling.baseline.next(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
+    return new MirrorJob(this, route, target, SAFE_METHODS.has(method) && sampling.takeBaseline(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
