@@ -70,7 +70,6 @@ async function proxy(legacy: string, next: string, extra: Record<string, unknown
   return p;
 }
 
-
 function skipped(text: string, reason: string): number {
   return sample(text, `cutover_shadow_skipped_total{route="w",reason="${reason}"}`);
 }

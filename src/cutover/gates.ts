@@ -8,6 +8,7 @@
  * interval lies beyond it, and no_data (inconclusive: hold) while the interval still straddles it.
  */
 import type { GateCheck, GateResult, GateThresholds, GateVerdict, RouteEvidence } from './types.js';
+import type { SkipReason } from '../telemetry/metrics.js';
 
 export const DEFAULT_GATES: GateThresholds = { minComparisons: 200, maxMismatchRate: 0.01, maxErrorRateIncrease: 0.005, maxLatencyRatio: 1.5 };
 
@@ -139,8 +140,8 @@ function ms(seconds: number | null): string {
   return seconds === null ? 'n/a' : `${(seconds * 1000).toFixed(seconds < 0.01 ? 2 : 1)} ms`;
 }
 
-/** What an operator can do about the commonest reason a route's requests were not mirrored. */
-const SKIP_ADVICE: Readonly<Record<string, string>> = {
+/** What an operator can do about the commonest reason a route's requests were not mirrored (one per reason). */
+const SKIP_ADVICE: Readonly<Record<SkipReason, string>> = {
   upgrade:
     'WebSocket and other upgrades are never mirrored (a tunnel cannot be replayed to a second backend), so a route that carries only them gathers no comparisons: judge it by its live outcomes and promote it by hand (POST /api/routes/{route}/promote).',
   unsafe_method: 'Unsafe methods are mirrored only with shadow.unsafe: true (for a new backend that may receive writes twice).',
@@ -158,7 +159,7 @@ function notMirroredDetail(e: RouteEvidence): string {
   if (reasons.length === 0) return '';
   const total = reasons.reduce((sum, [, n]) => sum + n, 0);
   const [top] = reasons[0];
-  const advice = SKIP_ADVICE[top]?.replace('{route}', encodeURIComponent(e.route));
+  const advice = (SKIP_ADVICE as Readonly<Record<string, string>>)[top]?.replace('{route}', encodeURIComponent(e.route));
   return ` Meanwhile ${total} request${total === 1 ? ' was' : 's were'} not mirrored (${reasons.map(([r, n]) => `${r} ${n}`).join(', ')}).${advice === undefined ? '' : ` ${advice}`}`;
 }
 
