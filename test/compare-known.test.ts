@@ -20,7 +20,7 @@ function cap(text: string): Captured {
 }
 
 function compare(a: string, b: string, known?: KnownSpans): Comparison {
-  return compareResponses(cap(a), cap(b), rules, ctx, known);
+  return compareResponses(cap(a), cap(b), rules, ctx, known && { known });
 }
 
 /** A big value (an array of order lines, ~90 KB), the same for the same seed; its length depends on n only. */

@@ -8,7 +8,7 @@
  * Bounds: the queue, the fields tracked per route, the examples per field, and the window itself. What
  * does not fit is counted, never silently dropped.
  */
-import { DEFAULT_NOISE_THRESHOLDS, KnownSpans, type KnownSpansStats, type NoiseThresholds } from '../compare/index.js';
+import { DEFAULT_NOISE_THRESHOLDS, KnownSpans, RecentPairs, type CompareState, type KnownSpansStats, type NoiseThresholds, type RecentPairsStats } from '../compare/index.js';
 import type { EvidenceSource, RouteEvidence } from '../cutover/types.js';
 import type { RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
@@ -51,6 +51,11 @@ export interface AnalysisOptions {
    * rather than read again (compare/known.ts): per process, split between the comparison workers.
    */
   knownBytes: number;
+  /**
+   * Bytes of recent pairs kept so that the next answers to a request are compared through what
+   * changed since (compare/recent.ts): per thread that compares; the workers split theirs.
+   */
+  recentBytes: number;
   noise: NoiseThresholds;
   now: () => number;
 }
@@ -66,6 +71,7 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
   sliceMs: 5,
   inlineBytes: 16 * 1024,
   knownBytes: 16 * 1024 * 1024,
+  recentBytes: 4 * 1024 * 1024,
   noise: DEFAULT_NOISE_THRESHOLDS,
   now: Date.now,
   warmupMs: 5_000,
@@ -78,16 +84,19 @@ export class Analysis implements EvidenceSource {
   private readonly sliceMs: number;
   /** Null when comparing on the main thread (configured so, or no worker build to run). */
   private readonly pool: ComparePool | null;
-  /** The main thread's big values already read, when it compares them (no workers). */
-  private readonly known: KnownSpans | undefined;
+  /** What the main thread keeps between its comparisons: big values (without workers), recent pairs. */
+  private readonly state: CompareState;
 
   constructor(routes: RouteTable, options: Partial<AnalysisOptions> = {}) {
     this.options = { ...DEFAULT_ANALYSIS, ...options };
     this.sliceMs = Math.max(1, Math.floor(this.options.windowMs / this.options.slices));
     const file = this.options.workers > 0 ? workerFile() : null;
-    this.pool = file === null ? null : new ComparePool(this.options.workers, file, this.options.knownBytes);
+    this.pool = file === null ? null : new ComparePool(this.options.workers, file, this.options.knownBytes, this.options.recentBytes);
     // With workers the main thread compares only small pairs, where no value is big enough to keep.
-    this.known = this.pool === null && this.options.knownBytes > 0 ? new KnownSpans(this.options.knownBytes) : undefined;
+    this.state = {
+      known: this.pool === null && this.options.knownBytes > 0 ? new KnownSpans(this.options.knownBytes) : undefined,
+      recent: this.options.recentBytes > 0 ? new RecentPairs(this.options.recentBytes) : undefined,
+    };
     const limits = { count: this.options.queueLimit, bytes: this.options.queueBytes, sliceMs: this.options.sliceMs };
     const inline = (pair: CapturedAnswerPair): void => void this.process(pair);
     const inlineBytes = this.options.inlineBytes;
@@ -124,7 +133,13 @@ export class Analysis implements EvidenceSource {
    * when it compares them, else each worker's as of its last answer (null before one).
    */
   spans(): (KnownSpansStats | null)[] {
-    return this.known !== undefined ? [this.known.stats()] : (this.pool?.spans() ?? []);
+    const known = this.state.known;
+    return known !== undefined ? [known.stats()] : (this.pool?.spans() ?? []);
+  }
+
+  /** The main thread's recent pairs (compare/recent.ts), or null when it keeps none. */
+  recentPairs(): RecentPairsStats | null {
+    return this.state.recent?.stats() ?? null;
   }
 
   /** Stops the comparison workers. */
@@ -174,7 +189,7 @@ export class Analysis implements EvidenceSource {
   /** Compares one pair and records what it shows. Public for tests that want no event-loop hop. */
   process(pair: CapturedAnswerPair): ComparisonResult | null {
     const ra = this.byName.get(pair.route.name);
-    return ra === undefined ? null : ra.process(pair, this.known);
+    return ra === undefined ? null : ra.process(pair, this.state);
   }
 
   /** The diffs report of one route over the current window, or undefined for an unknown route. */

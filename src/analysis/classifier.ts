@@ -3,7 +3,7 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { isRealDifference, type DiffKind, type Difference, type KnownSpans, type NoiseThresholds } from '../compare/index.js';
+import { isRealDifference, type DiffKind, type Difference, type CompareState, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { OTHER_FIELD, statusLabel, type ComparisonResult, type RouteMetrics } from '../telemetry/metrics.js';
@@ -108,16 +108,16 @@ export class RouteAnalysis {
   }
 
   /** Compares one pair and records what it shows; null when there was nothing fair to compare. */
-  process(pair: CapturedAnswerPair, known?: KnownSpans): ComparisonResult | null {
-    return this.record(pair, this.compare(pair, known));
+  process(pair: CapturedAnswerPair, state?: CompareState): ComparisonResult | null {
+    return this.record(pair, this.compare(pair, state));
   }
 
   /**
    * The pure half: runs the comparisons with the rules of the snapshot the request started on
    * (compiled once when that config was loaded). A comparison worker runs the same code.
    */
-  compare(pair: CapturedAnswerPair, known?: KnownSpans): Compared {
-    return comparePair({ ...pair, route: this.name }, pair.route.rules, known);
+  compare(pair: CapturedAnswerPair, state?: CompareState): Compared {
+    return comparePair({ ...pair, route: this.name }, pair.route.rules, state);
   }
 
   /** The main-thread half: applies a pair's comparisons to the window, metrics, examples and evidence. */

@@ -3,7 +3,7 @@
  * worker unchanged. It takes plain answers and compiled rules and returns plain comparisons; the
  * "record" half (`RouteAnalysis.record`) applies them to the route's window on the main thread.
  */
-import { compareResponses, compileRules, routeRules, type Captured, type Comparison, type KnownSpans, type RouteRules } from '../compare/index.js';
+import { compareResponses, compileRules, routeRules, type Captured, type CompareState, type Comparison, type RouteRules } from '../compare/index.js';
 import type { CompareSettings } from '../config/load.js';
 
 /** What the compare half needs of one answer (structured-clone friendly). */
@@ -44,19 +44,19 @@ function captured(answer: PairAnswer): Captured {
   return { status: answer.status, headers: answer.headers, body: answer.body, truncated: answer.truncated };
 }
 
-/** `known`: the calling thread's big values already read (compare/known.ts), if it keeps any. */
-export function comparePair(pair: PairInput, rules: PairRules, known?: KnownSpans): Compared {
+/** `state`: what the calling thread keeps between comparisons (compare/index.ts CompareState), if anything. */
+export function comparePair(pair: PairInput, rules: PairRules, state?: CompareState): Compared {
   const out: Compared = { baseline: null, main: null };
   // A client that walked away leaves an incomplete primary answer: there is nothing fair to compare.
   if (pair.primary.error === 'client_aborted') return out;
   const ctx = { route: pair.route, method: pair.method, path: pair.path };
   try {
     if (pair.baseline !== null && answered(pair.primary) && answered(pair.baseline)) {
-      out.baseline = compareResponses(captured(pair.primary), captured(pair.baseline), rules.baseline, ctx, known);
+      out.baseline = compareResponses(captured(pair.primary), captured(pair.baseline), rules.baseline, ctx, state);
     }
     const legacy = pair.primaryIsNew ? pair.shadow : pair.primary;
     const candidate = pair.primaryIsNew ? pair.primary : pair.shadow;
-    if (answered(legacy) && answered(candidate)) out.main = compareResponses(captured(legacy), captured(candidate), rules.shadow, ctx, known);
+    if (answered(legacy) && answered(candidate)) out.main = compareResponses(captured(legacy), captured(candidate), rules.shadow, ctx, state);
   } catch (err) {
     out.failure = `compare_failed: ${(err as Error).message}`;
   }

@@ -6,7 +6,7 @@
 import { constants, setPriority } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
-import { KnownSpans } from '../compare/index.js';
+import { KnownSpans, RecentPairs, type CompareState } from '../compare/index.js';
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { comparePair, compileRouteRules, type PairInput, type PairRules } from './compare-pair.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './workers.js';
@@ -29,8 +29,13 @@ if (process.platform === 'linux') {
 }
 
 const rules = new Map<string, Promise<PairRules>>();
-/** This thread's big values already read: a value that comes back is recognised, not read again. */
-const known = new KnownSpans((workerData as WorkerData | null)?.knownBytes ?? 0);
+/**
+ * This thread's big values already read (a value that comes back is recognised, not read again) and
+ * each request's last pair (the next is compared through what changed).
+ */
+const data = workerData as WorkerData | null;
+const known = new KnownSpans(data?.knownBytes ?? 0);
+const state: CompareState = { known, recent: new RecentPairs(data?.recentBytes ?? 0) };
 
 async function compile(settings: CompareSettings): Promise<PairRules> {
   if (settings.transformPath === undefined) return compileRouteRules(settings);
@@ -49,7 +54,7 @@ async function compare(id: number, key: string, pair: PairInput): Promise<void> 
     for (const answer of [pair.primary, pair.shadow, pair.baseline]) {
       if (answer !== null) answer.body = Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
     }
-    reply = { id, compared: comparePair(pair, await compiled, known) };
+    reply = { id, compared: comparePair(pair, await compiled, state) };
   } catch (err) {
     reply = { id, compared: { baseline: null, main: null, failure: `compare_failed: ${(err as Error).message}` } };
   }

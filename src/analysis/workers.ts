@@ -32,6 +32,7 @@ export type WorkerRequest =
 /** What a worker is started with. */
 export interface WorkerData {
   knownBytes: number;
+  recentBytes: number;
 }
 
 export interface WorkerReply {
@@ -94,11 +95,15 @@ export class ComparePool {
 
   private started = false;
 
-  /** `knownBytes`: the bytes of big values the workers keep (compare/known.ts), split between them. */
+  /**
+   * `knownBytes`: the bytes of big values the workers keep (compare/known.ts); `recentBytes`: of
+   * recent pairs (compare/recent.ts); each split between them.
+   */
   constructor(
     private readonly workers: number,
     private readonly file: URL,
     private readonly knownBytes = 0,
+    private readonly recentBytes = 0,
   ) {}
 
   /** How many comparisons the pool takes at once. */
@@ -122,7 +127,7 @@ export class ComparePool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers) } satisfies WorkerData });
+    const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers), recentBytes: Math.floor(this.recentBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
     const slot: Slot = { worker, pending: new Map(), rules: new Set(), spans: null };

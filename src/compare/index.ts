@@ -12,6 +12,7 @@ import { isUtf8 } from 'node:buffer';
 import { MAX_DIFFERENCES, TooComplexError, diffJson, diffNumberTexts, preview, type WalkContext } from './json.js';
 import type { KnownSpans } from './known.js';
 import { lockstepJson } from './lockstep.js';
+import type { RecentPairs } from './recent.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
 import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
 import { redactDifference as redactWith, redactValue as redactValueWith } from './redact.js';
@@ -25,6 +26,16 @@ export { MAX_DIFFERENCES } from './json.js';
 export { REDACTED } from './redact.js';
 export { boundName, MAX_KEY_CHARS, MAX_PATH_CHARS } from './bound.js';
 export { KnownSpans, type KnownSpansStats } from './known.js';
+export { RecentPairs, type RecentPairsStats } from './recent.js';
+
+/**
+ * What a thread that compares keeps between comparisons, to save time and never to change an
+ * answer: big JSON values already read (known.ts) and each request's last pair (recent.ts).
+ */
+export interface CompareState {
+  known?: KnownSpans;
+  recent?: RecentPairs;
+}
 
 /** Precomputed matchers of one route; build once with compileRules and share freely (read-only). */
 export interface CompiledRules {
@@ -192,11 +203,8 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false; er
   }
 }
 
-/**
- * `known` is the calling thread's store of big JSON values already read (see known.ts): optional,
- * it only saves time, never changes the answer.
- */
-export function compareResponses(legacy: Captured, candidate: Captured, rules: CompiledRules, ctx: CompareContext, known?: KnownSpans): Comparison {
+/** `state` is the calling thread's CompareState: optional, it only saves time, never changes the answer. */
+export function compareResponses(legacy: Captured, candidate: Captured, rules: CompiledRules, ctx: CompareContext, state?: CompareState): Comparison {
   const differences: Difference[] = [];
   const contentType = headerValue(legacy.headers, 'content-type') ?? headerValue(candidate.headers, 'content-type');
   if (legacy.status !== candidate.status) {
@@ -238,7 +246,7 @@ export function compareResponses(legacy: Captured, candidate: Captured, rules: C
   const kind = declared ?? sniffKind(lb.length ? lb : cb);
 
   try {
-    if (kind === 'json') return compareJson(lb, cb, contentType, differences, rules, ctx, known);
+    if (kind === 'json') return compareJson(lb, cb, contentType, differences, rules, ctx, state);
     if (kind === 'text') return compareText(lb, cb, contentType, differences);
     if (!lb.equals(cb)) differences.push(emptiness(lb, cb) ?? sideDiff('value', digest(lb), digest(cb)));
     return done(differences, 'binary');
@@ -288,17 +296,32 @@ function compareText(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   return done(differences, 'text');
 }
 
-function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, differences: Difference[], rules: CompiledRules, ctx: CompareContext, known: KnownSpans | undefined): Comparison {
+function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, differences: Difference[], rules: CompiledRules, ctx: CompareContext, state: CompareState | undefined): Comparison {
   const empty = emptiness(lb, cb);
   if (empty) {
     differences.push(empty);
     return done(differences, 'json');
   }
+  const before = differences.length;
+  const plain = rules.mappings.length === 0 && !rules.transform;
+  // The request's last pair, when this one differs from it in one member only (recent.ts). Kept
+  // pairs are valid UTF-8 and what changed is checked: the bodies need not be read for it here.
+  let recent: { pairs: RecentPairs; key: string } | undefined;
+  const pairs = state?.recent;
+  if (plain && pairs !== undefined && pairs.maxBytes > 0 && charsetOf(contentType) === 'utf8') {
+    recent = { pairs, key: pairs.keyOf(rules, ctx.method, ctx.path) };
+    if (pairs.reuse(recent.key, lb, cb, rules, differences)) return done(differences, 'json');
+  }
   const charset = textCharset(lb, cb, contentType);
+  if (charset !== 'utf8') recent = undefined;
   // Mostly equal bodies: parse and walk only the container their differences lie in.
-  if (charset === 'utf8' && rules.mappings.length === 0 && !rules.transform) {
-    const fast = lockstepJson(lb, cb, rules, differences, known);
-    if (fast) return done(differences, 'json', fast.capped || differences.length > MAX_DIFFERENCES);
+  if (charset === 'utf8' && plain) {
+    const fast = lockstepJson(lb, cb, rules, differences, state?.known);
+    if (fast) {
+      const capped = fast.capped || differences.length > MAX_DIFFERENCES;
+      if (!capped) recent?.pairs.remember(recent.key, lb, cb, rules, differences.slice(before));
+      return done(differences, 'json', capped);
+    }
   }
   const lt = toText(lb, charset);
   const ct = toText(cb, charset);
@@ -324,7 +347,6 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
     }
   }
   const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out: differences, capped: false, work: 0 };
-  const before = differences.length;
   diffJson(legacyValue, candidateValue, walk);
   // The number texts are read only where they can change the answer: the parsed bodies are equal
   // although the bytes differ (the verdict would otherwise be a false "match"), or the walk met an
@@ -333,7 +355,9 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   if (!walk.capped && (differences.length === before || walk.wideNumbers === true)) {
     diffNumberTexts(lt, ct, legacyValue, candidateValue, walk, rules.numberFormat === 'strict');
   }
-  return done(differences, 'json', walk.capped || differences.length > MAX_DIFFERENCES);
+  const capped = walk.capped || differences.length > MAX_DIFFERENCES;
+  if (!capped) recent?.pairs.remember(recent.key, lb, cb, rules, differences.slice(before));
+  return done(differences, 'json', capped);
 }
 
 /** Replaces values at sensitive paths and credential-looking values by "[redacted]"; returns a copy. */

@@ -504,7 +504,7 @@ function isWide(buf: Buffer, start: number, end: number): boolean {
 }
 
 /** Native compares over growing chunks, then halving ones inside the first differing chunk, then bytes. */
-function commonPrefix(a: Buffer, b: Buffer): number {
+export function commonPrefix(a: Buffer, b: Buffer): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   let chunk = 64;
@@ -521,7 +521,8 @@ function commonPrefix(a: Buffer, b: Buffer): number {
   return i;
 }
 
-function commonSuffix(a: Buffer, b: Buffer, max: number): number {
+/** The bytes a and b share at their ends, at most `max`. */
+export function commonSuffix(a: Buffer, b: Buffer, max: number): number {
   const la = a.length;
   const lb = b.length;
   let k = 0;
@@ -828,6 +829,49 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number, known?: 
   const candidate: string[] = [];
   for (let k = 0; k < keptB.length; k += 2) candidate.push(b.toString('utf8', keptB[k], keptB[k + 1]));
   return { legacy: `{${legacy.join(',')}}`, candidate: `{${candidate.join(',')}}`, members };
+}
+
+/**
+ * The members of a root object: where each key starts (`keyAt`), where its value starts
+ * (`valueAt`, past the colon and any space) and ends (`ends`, exclusive), its decoded key, and
+ * whether a number anywhere in it may be wide (beyond ±2^53). Undefined when the body is not one
+ * valid JSON object or a key repeats (JSON.parse would keep the last).
+ */
+export interface RootMembers {
+  keyAt: number[];
+  valueAt: number[];
+  ends: number[];
+  names: string[];
+  /** Member index by decoded key. */
+  index: Map<string, number>;
+  wide: boolean;
+}
+
+export function readRootMembers(buf: Buffer): RootMembers | undefined {
+  let f = 0;
+  while (isSpace(buf[f])) f++;
+  if (buf[f] !== 0x7b) return undefined;
+  const sc = newScan(buf, undefined);
+  const out: RootMembers = { keyAt: [], valueAt: [], ends: [], names: [], index: new Map(), wide: false };
+  for (;;) {
+    if (run(sc, Infinity, 1, false) !== CLOSED) return undefined;
+    if (sc.depth === 0) break;
+    const keyEnd = keyEndAt(sc, 0);
+    const name = keyText(buf, sc.keyStart[0], keyEnd);
+    if (out.index.has(name)) return undefined;
+    let v = keyEnd;
+    while (buf[v] !== 0x3a) v++;
+    v++;
+    while (isSpace(buf[v])) v++;
+    out.index.set(name, out.names.length);
+    out.keyAt.push(sc.keyStart[0]);
+    out.valueAt.push(v);
+    out.ends.push(sc.pos);
+    out.names.push(name);
+  }
+  if (run(sc, Infinity, -1, false) !== END || sc.state !== S_DONE) return undefined;
+  out.wide = sc.wideAt >= 0;
+  return out;
 }
 
 export interface LockstepRules {

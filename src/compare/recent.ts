@@ -1,0 +1,343 @@
+/**
+ * Each request's last compared pair, so that the next answers to the same request are compared
+ * through what changed since, not read again. Machine-to-machine clients ask for the same
+ * resources over and over (a status, an order, a price list), and the two backends answer them
+ * with the same bytes each time but for a field or two that changes on every call (a request id, a
+ * timestamp, an etag). Comparing such a pair reads both bodies whole, although all that changed since
+ * the last pair of that request is one member of the root object.
+ *
+ * So per request (method and path) and rules, the last pair's bodies and body differences are kept.
+ * The next pair is held against them by native compares: a body byte-equal to the kept one, or
+ * differing from it only inside one root member's value (the member present on both sides), keeps
+ * every other member's differences as they were; only that member's two values are parsed and
+ * walked, and their differences take the place of the old ones in the list. The full walk would
+ * report the same: it walks the root's members in order and reports each member's differences
+ * together, and a member's differences depend on its two values and the rules only.
+ *
+ * What it cannot be sure of goes to the full comparison, which then keeps its pair: a change that
+ * touches a key or crosses members, a member missing on one side (its difference sits in the root's
+ * own list), a wide number anywhere (the verdict may then rest on number texts across the body), an
+ * old member with no difference of its own (its place in the list is not known), a list that would
+ * reach the cap, or an empty one (the full path then reads number texts). test/compare-recent.test.ts
+ * holds it to the full path's answers over random documents and edits.
+ *
+ * Bounded by bytes, most recently used kept; a pair is kept only for a request seen before, so
+ * requests that never repeat cost a lookup and no copy. One instance per thread that compares; it
+ * is the caller's state, passed in (compare/ keeps none).
+ */
+import { isUtf8 } from 'node:buffer';
+import { MAX_DIFFERENCES, diffJson, type WalkContext } from './json.js';
+import { commonPrefix, commonSuffix, readRootMembers, type LockstepRules, type RootMembers } from './lockstep.js';
+import { concretePath, step } from './path.js';
+import type { Difference } from './types.js';
+
+/** Requests remembered as seen once (their next pair is kept). */
+const SIGHTINGS = 4096;
+
+/**
+ * Where one member's differences lie in an entry's list: from `at`, `count` of them (0: it has none
+ * and new ones would go at `at`), and where the member sorts in the walk's order (`order`).
+ */
+interface Run {
+  at: number;
+  count: number;
+  order: number;
+}
+
+/** Both bodies' root members, and the owner of each kept difference (a key of `order`). */
+interface Layout {
+  legacy: RootMembers;
+  candidate: RootMembers;
+  /**
+   * Per member name, where its differences sort in the full walk's list: the root's own (members on
+   * one side only: missing ones in the legacy's key order, then extra ones in the candidate's), then
+   * each member on both sides, in the legacy's key order (Object.keys: index keys first).
+   */
+  order: Map<string, number>;
+  /** Per kept difference, its member's `order`. */
+  owners: number[];
+}
+
+interface Entry {
+  rules: LockstepRules;
+  legacy: Buffer;
+  candidate: Buffer;
+  /** The body's differences (not the status's or the headers'), as the full path reported them. */
+  differences: readonly Difference[];
+  /** Read at the first pair that differs from this one; null: none to use. */
+  layout?: Layout | null;
+  /** Per member name, where its differences lie; null: the member cannot be replaced. */
+  runs: Map<string, Run | null>;
+  /** The member that changed last time, in the legacy and the candidate body (-1: none). */
+  hint: [number, number];
+  /** When it last answered or was kept (RecentPairs' clock). */
+  used: number;
+}
+
+export interface RecentPairsStats {
+  /** Pairs answered from a kept one. */
+  hits: number;
+  /** Pairs of a kept request that had to be compared in full. */
+  misses: number;
+  entries: number;
+  bytes: number;
+}
+
+function parseValue(buf: Buffer, from: number, to: number): { v: unknown } | undefined {
+  if (to <= from || !isUtf8(buf.subarray(from, to))) return undefined;
+  try {
+    return { v: JSON.parse(buf.toString('utf8', from, to)) as unknown };
+  } catch {
+    return undefined;
+  }
+}
+
+/** An array index as a key: Object.keys lists these first, in ascending order. */
+function isIndexKey(k: string): boolean {
+  if (k.length === 0 || k.length > 10 || (k.length > 1 && k[0] === '0')) return false;
+  for (let i = 0; i < k.length; i++) if (k.charCodeAt(i) < 48 || k.charCodeAt(i) > 57) return false;
+  return Number(k) < 4294967295;
+}
+
+/** Member names in Object.keys order. */
+function keyOrder(names: readonly string[]): string[] {
+  const index = names.filter(isIndexKey).sort((a, b) => Number(a) - Number(b));
+  return index.length === 0 ? names.slice() : [...index, ...names.filter((k) => !isIndexKey(k))];
+}
+
+/** Whether a difference at `path` lies at or below `prefix` (a member's path). */
+function under(path: string, prefix: string): boolean {
+  return path.startsWith(prefix) && (path.length === prefix.length || path[prefix.length] === '.' || path[prefix.length] === '[');
+}
+
+/** The layout of a kept pair, or null when a difference has no single owner or the list is not in walk order. */
+function layoutOf(e: Entry): Layout | null {
+  const legacy = readRootMembers(e.legacy);
+  const candidate = legacy && !legacy.wide ? readRootMembers(e.candidate) : undefined;
+  if (!legacy || !candidate || candidate.wide) return null;
+  const order = new Map<string, number>();
+  for (const k of keyOrder(legacy.names)) if (!candidate.index.has(k)) order.set(k, order.size);
+  for (const k of keyOrder(candidate.names)) if (!legacy.index.has(k)) order.set(k, order.size);
+  for (const k of keyOrder(legacy.names)) if (candidate.index.has(k)) order.set(k, order.size);
+  const prefixes = [...order.keys()].map((k) => [concretePath({ parent: null, key: k }), order.get(k)!] as const);
+  const owners: number[] = [];
+  let last = -1;
+  for (const d of e.differences) {
+    let owner = -1;
+    for (const [prefix, o] of prefixes) {
+      if (!under(d.path, prefix)) continue;
+      if (owner !== -1) return null; // two members' paths look alike (names cut to their bound)
+      owner = o;
+    }
+    if (owner < last) return null;
+    owners.push((last = owner));
+  }
+  return { legacy, candidate, order, owners };
+}
+
+export class RecentPairs {
+  private readonly entries = new Map<string, Entry>();
+  private readonly seen = new Set<string>();
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 0;
+  private clock = 0;
+  private held = 0;
+  private hits = 0;
+  private misses = 0;
+
+  /** `maxBytes` bounds the bodies kept (0 keeps none); one pair takes at most a sixteenth of it. */
+  constructor(readonly maxBytes: number) {}
+
+  stats(): RecentPairsStats {
+    return { hits: this.hits, misses: this.misses, entries: this.entries.size, bytes: this.held };
+  }
+
+  /** The key of a request under one set of rules (a pair's two comparisons have rules of their own). */
+  keyOf(rules: LockstepRules, method: string, path: string): string {
+    let id = this.ids.get(rules);
+    if (id === undefined) this.ids.set(rules, (id = this.nextId++));
+    return `${id} ${method} ${path}`;
+  }
+
+  /**
+   * Appends the body differences of lb and cb (UTF-8 JSON, compared without mapping or transform)
+   * to `out` when the kept pair of `key` answers them; false when they must be compared in full.
+   */
+  reuse(key: string, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): boolean {
+    const e = this.entries.get(key);
+    if (e === undefined) return false;
+    if (e.rules === rules && answer(e, lb, cb, rules, out)) {
+      this.hits++;
+      e.used = ++this.clock;
+      return true;
+    }
+    this.misses++;
+    return false;
+  }
+
+  /** Keeps the pair just compared in full (its body differences only), if its request was seen before. */
+  remember(key: string, lb: Buffer, cb: Buffer, rules: LockstepRules, differences: readonly Difference[]): void {
+    const bytes = lb.length + cb.length;
+    if (bytes > this.maxBytes / 16) return;
+    // A number text difference comes from the pass that reads the whole bodies: not a member's own.
+    for (const d of differences) if (d.kind === 'number_format') return;
+    const old = this.entries.get(key);
+    if (old === undefined && !this.seen.has(key)) {
+      if (this.seen.size >= SIGHTINGS) this.seen.clear();
+      this.seen.add(key);
+      return;
+    }
+    this.seen.delete(key);
+    if (old !== undefined) {
+      this.entries.delete(key);
+      this.held -= old.legacy.length + old.candidate.length;
+    }
+    while (this.held + bytes > this.maxBytes && this.entries.size > 0) this.evictLeastRecent();
+    // Copies of their own: the captured bodies go back to the capture pool and are written over.
+    const legacy = Buffer.allocUnsafeSlow(lb.length);
+    lb.copy(legacy);
+    const candidate = Buffer.allocUnsafeSlow(cb.length);
+    cb.copy(candidate);
+    this.entries.set(key, { rules, legacy, candidate, differences: differences.slice(), runs: new Map(), hint: [-1, -1], used: ++this.clock });
+    this.held += bytes;
+  }
+
+  /** Drops the entry that answered or was kept longest ago (a scan: only when a pair is kept and room is short). */
+  private evictLeastRecent(): void {
+    let oldKey: string | undefined;
+    let oldest: Entry | undefined;
+    for (const [k, e] of this.entries) {
+      if (oldest === undefined || e.used < oldest.used) {
+        oldKey = k;
+        oldest = e;
+      }
+    }
+    if (oldest === undefined) return;
+    this.entries.delete(oldKey!);
+    this.held -= oldest.legacy.length + oldest.candidate.length;
+  }
+}
+
+/** One changed member's new differences and the run they take the place of. */
+interface Swap {
+  run: Run;
+  walk: Difference[];
+}
+
+/** Whether `now` is `kept` but for the bytes [from, to) of kept (moved by the length difference). */
+function sameOutside(kept: Buffer, now: Buffer, from: number, to: number): boolean {
+  const tail = kept.length - to;
+  if (now.length - tail < from) return false;
+  return kept.compare(now, 0, from, 0, from) === 0 && kept.compare(now, now.length - tail, now.length, to, kept.length) === 0;
+}
+
+/**
+ * The member of `m` (kept's) whose value holds every byte where `now` differs from `kept`, or -1.
+ * The member that changed last time is tried first: two native compares, where finding the change
+ * from scratch takes a dozen.
+ */
+function changedMember(m: RootMembers, kept: Buffer, now: Buffer, hint: number): number {
+  if (hint >= 0 && sameOutside(kept, now, m.valueAt[hint], m.ends[hint])) return hint;
+  const p = commonPrefix(kept, now);
+  const s = commonSuffix(kept, now, Math.min(kept.length, now.length) - p);
+  const keptTo = kept.length - s;
+  for (let i = 0; i < m.names.length; i++) {
+    if (m.ends[i] < keptTo) continue;
+    return m.valueAt[i] <= p ? i : -1;
+  }
+  return -1;
+}
+
+function answer(e: Entry, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): boolean {
+  const sameL = e.legacy.length === lb.length && e.legacy.equals(lb);
+  const sameC = e.candidate.length === cb.length && e.candidate.equals(cb);
+  if (sameL && sameC) {
+    for (const d of e.differences) out.push(d);
+    return true;
+  }
+  if (e.layout === undefined) e.layout = layoutOf(e);
+  const layout = e.layout;
+  if (layout === null) return false;
+  // The members that changed: one per side that changed.
+  const il = sameL ? -1 : changedMember(layout.legacy, e.legacy, lb, e.hint[0]);
+  const ic = sameC ? -1 : changedMember(layout.candidate, e.candidate, cb, e.hint[1]);
+  if ((!sameL && il < 0) || (!sameC && ic < 0)) return false;
+  e.hint[0] = il;
+  e.hint[1] = ic;
+  const names: string[] = [];
+  if (il >= 0) names.push(layout.legacy.names[il]);
+  if (ic >= 0 && (il < 0 || layout.candidate.names[ic] !== names[0])) names.push(layout.candidate.names[ic]);
+  const swaps: Swap[] = [];
+  let count = e.differences.length;
+  for (const name of names) {
+    const run = runOf(e, layout, name, rules);
+    if (run === null) return false;
+    // The member's values now: the kept ones, moved by what the change added or took away.
+    const jl = layout.legacy.index.get(name);
+    const jc = layout.candidate.index.get(name);
+    const lv = jl === undefined ? null : parseValue(lb, layout.legacy.valueAt[jl], layout.legacy.ends[jl] + lb.length - e.legacy.length);
+    const cv = jc === undefined ? null : parseValue(cb, layout.candidate.valueAt[jc], layout.candidate.ends[jc] + cb.length - e.candidate.length);
+    if (lv === undefined || cv === undefined) return false;
+    const walk = walkMember(name, lv, cv, rules);
+    if (walk === undefined) return false;
+    swaps.push({ run, walk });
+    count += walk.length - run.count;
+  }
+  // An empty list sends the full path on to number texts; one at the cap would be cut there.
+  if (count === 0 || out.length + count >= MAX_DIFFERENCES) return false;
+  swaps.sort((a, b) => a.run.at - b.run.at || a.run.order - b.run.order);
+  const list = e.differences;
+  let i = 0;
+  for (const { run, walk } of swaps) {
+    for (; i < run.at; i++) out.push(list[i]);
+    for (const d of walk) out.push(d);
+    i = run.at + run.count;
+  }
+  for (; i < list.length; i++) out.push(list[i]);
+  return true;
+}
+
+/** Where the kept differences of member `name` lie: they must be its own walk's, together. */
+function runOf(e: Entry, layout: Layout, name: string, rules: LockstepRules): Run | null {
+  const known = e.runs.get(name);
+  if (known !== undefined) return known;
+  let run: Run | null = null;
+  const order = layout.order.get(name)!;
+  const il = layout.legacy.index.get(name);
+  const ic = layout.candidate.index.get(name);
+  const lv = il === undefined ? null : parseValue(e.legacy, layout.legacy.valueAt[il], layout.legacy.ends[il]);
+  const cv = ic === undefined ? null : parseValue(e.candidate, layout.candidate.valueAt[ic], layout.candidate.ends[ic]);
+  const own = lv !== undefined && cv !== undefined ? walkMember(name, lv, cv, rules) : undefined;
+  if (own !== undefined) {
+    const owners = layout.owners;
+    let at = 0;
+    while (at < owners.length && owners[at] < order) at++;
+    let count = 0;
+    while (at + count < owners.length && owners[at + count] === order) count++;
+    const list = e.differences;
+    const same = (d: Difference, k: number): boolean => list[at + k].path === d.path && list[at + k].kind === d.kind && list[at + k].field === d.field;
+    if (count === own.length && own.every(same)) run = { at, count, order };
+  }
+  e.runs.set(name, run);
+  return run;
+}
+
+/** One side's value of a member; null: the member is not on that side. */
+type Side = { v: unknown } | null;
+
+/** A one-member object (any key, `__proto__` too, as JSON.parse makes it). */
+function holding(name: string, side: Side): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  if (side !== null) Object.defineProperty(o, name, { value: side.v, enumerable: true, writable: true, configurable: true });
+  return o;
+}
+
+/** The differences member `name` adds to the full walk's list; undefined if not sure. */
+function walkMember(name: string, l: Side, c: Side, rules: LockstepRules): Difference[] | undefined {
+  const out: Difference[] = [];
+  const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out, capped: false, work: 0 };
+  // On both sides, its values are walked from its own place; on one, the root reports it.
+  if (l !== null && c !== null) diffJson(l.v, c.v, walk, { s: step(rules.body, rules.body.initial, name), node: { parent: null, key: name } });
+  else diffJson(holding(name, l), holding(name, c), walk);
+  return walk.capped || walk.wideNumbers === true ? undefined : out;
+}

@@ -1,0 +1,172 @@
+/**
+ * Recent pairs (compare/recent.ts) must give exactly the full path's answer: each request's pairs
+ * come in a sequence, each pair an edit of the request's first one (a noisy field, a changed member,
+ * now and then an edit anywhere), and every pair's Comparison with the kept pairs must equal the full
+ * path's (identity transform), under every rule set. The kept pairs must also answer most of them,
+ * or the equality proves nothing.
+ */
+import { describe, expect, it } from 'vitest';
+import { Analysis } from '../src/analysis/analysis.js';
+import { MAX_DIFFERENCES, RecentPairs, type CompiledRules } from '../src/compare/index.js';
+import { validateConfig } from '../src/config/load.js';
+import type { UpstreamAnswer } from '../src/forward/capture.js';
+import { prng } from '../src/demo/backends.js';
+import { RouteTable } from '../src/routing/table.js';
+import { Telemetry } from '../src/telemetry/metrics.js';
+import { KEYS, RULE_SETS, STRINGS, clone, fast, full, gen, mutate, rulesOf, write, type Node } from './helpers/json-docs.js';
+
+type Obj = { t: 'obj'; entries: [string, Node][] };
+
+/** Same answer, or the case that broke, in full. */
+function agree(a: string, b: string, rules: CompiledRules, recent: RecentPairs, name: string): void {
+  const got = fast(a, b, rules, { recent });
+  const want = full(a, b, rules);
+  if (JSON.stringify(got) !== JSON.stringify(want)) expect({ rules: name, a, b, got }).toEqual({ rules: name, a, b, got: want });
+}
+
+/** One edit inside root member `at`'s value (never its key), as a backend's noisy field would change. */
+function editMember(root: Obj, at: number, r: () => number): void {
+  const [key, value] = root.entries[at];
+  const holder: Node = { t: 'obj', entries: [['v', value]] };
+  if (r() < 0.5 || value.t === 'str' || value.t === 'num' || value.t === 'lit') {
+    root.entries[at] = [key, r() < 0.5 ? { t: 'str', v: `req-${Math.floor(r() * 1e6)}` } : gen(r, 2)];
+    return;
+  }
+  mutate(holder, r);
+  root.entries[at] = [key, (holder as Obj).entries[0]?.[1] ?? gen(r, 0)];
+}
+
+describe('recent pairs', () => {
+  it('give the full path answer over sequences of pairs of one request', () => {
+    const r = prng(20261130);
+    const compiled = RULE_SETS.map(([name, over]) => [name, rulesOf(over)] as const);
+    let compared = 0;
+    let hits = 0;
+    for (let i = 0; i < 400; i++) {
+      const keys = [...KEYS].sort(() => r() - 0.5).slice(0, 3 + Math.floor(r() * 6));
+      const legacy: Obj = { t: 'obj', entries: keys.map((k) => [k, gen(r, 3)] as [string, Node]) };
+      // Padding keeps the bodies past the lockstep path's minimum, so both fast paths meet.
+      legacy.entries.push(['pad', { t: 'str', v: 'p'.repeat(400) }]);
+      const candidate = clone(legacy) as Obj;
+      for (let e = 0, n = Math.floor(r() * 3); e < n; e++) mutate(candidate, r);
+      const pretty = r() < 0.2;
+      const memos = compiled.map(() => new RecentPairs(1 << 20));
+      for (let step = 0; step < 8; step++) {
+        const l = clone(legacy) as Obj;
+        const c = clone(candidate) as Obj;
+        const roll = r();
+        const at = Math.floor(r() * l.entries.length);
+        const same = c.entries.findIndex(([k]) => k === l.entries[at][0]);
+        if (step < 2) {
+          // The request's first pairs as they were: the second is kept.
+        } else if (roll < 0.5 && same >= 0) {
+          editMember(l, at, r);
+          editMember(c, same, r);
+        } else if (roll < 0.65) {
+          editMember(l, at, r);
+        } else if (roll < 0.8 && c.entries.length > 0) {
+          editMember(c, Math.floor(r() * c.entries.length), r);
+        } else if (roll < 0.9) {
+          editMember(l, at, r);
+          if (c.entries.length > 0) editMember(c, Math.floor(r() * c.entries.length), r);
+        } else {
+          mutate(r() < 0.5 ? l : c, r);
+        }
+        const a = write(l, pretty);
+        const b = write(c, pretty);
+        compiled.forEach(([name, rules], k) => agree(a, b, rules, memos[k], name));
+        compared += compiled.length;
+      }
+      for (const m of memos) hits += m.stats().hits;
+    }
+    expect(compared).toBeGreaterThan(20_000);
+    // Without the kept pairs no comparison is answered from them and this fails.
+    // Without the kept pairs none is answered from them. (Many pairs here cannot be: a wide number
+    // or a repeated root key in the request's documents, invalid JSON, or a kept pair edited in one
+    // member and the next in another.)
+    expect(hits).toBeGreaterThan(compared / 6);
+  });
+
+  it('answers the bench-like sequence (one noisy id per answer) from kept pairs, and stays exact', () => {
+    const rules = rulesOf();
+    const recent = new RecentPairs(1 << 20);
+    const doc = (flavour: string, rid: string): string =>
+      JSON.stringify({
+        id: 1037,
+        name: flavour === 'legacy' ? 'Widget' : 'Widget ',
+        price: flavour === 'legacy' ? 12.5 : '12.50',
+        meta: { servedBy: `${flavour}-1`, requestId: rid },
+        lines: Array.from({ length: 40 }, (_, n) => ({ line: n, note: 'sturdy steel housing', qty: n % 7 })),
+        ...(flavour === 'legacy' ? { legacyOnly: true } : { added: 'x' }),
+      });
+    for (let n = 0; n < 50; n++) agree(doc('legacy', `l-${n}`), doc('new', `n-${n}`), rules, recent, 'none');
+    // The first pair is a sighting, the second is kept, the other 48 are answered from it.
+    expect(recent.stats()).toMatchObject({ hits: 48, misses: 0, entries: 1 });
+    // With the noisy field ignored, its member has no difference of its own and still serves.
+    const ignoring = rulesOf({ ignore: ['$.meta.requestId'] });
+    const quiet = new RecentPairs(1 << 20);
+    for (let n = 0; n < 10; n++) agree(doc('legacy', `l-${n}`), doc('new', `n-${n}`), ignoring, quiet, 'ignore');
+    expect(quiet.stats().hits).toBe(8);
+    // Noise in a member only one side has, a different one on each side: the root reports both.
+    const apart = (flavour: string, n: number): string =>
+      JSON.stringify(flavour === 'legacy' ? { id: 1, meta: { requestId: 'fixed' }, body: 'b'.repeat(600), legacyOnly: { at: n } } : { traceId: `t-${n}`, id: 1, meta: {}, body: 'b'.repeat(600) });
+    const spread = new RecentPairs(1 << 20);
+    for (let n = 0; n < 10; n++) agree(apart('legacy', n), apart('new', n), rules, spread, 'none');
+    expect(spread.stats().hits).toBe(8);
+  });
+
+  it('falls back to the full path where a kept pair cannot answer, and then keeps the new pair', () => {
+    const rules = rulesOf();
+    const recent = new RecentPairs(1 << 20);
+    const pad = 'p'.repeat(600);
+    const pairs: [string, string][] = [
+      [`{"a":1,"b":{"x":1},"pad":"${pad}"}`, `{"a":2,"b":{"x":1},"pad":"${pad}"}`],
+      [`{"a":1,"b":{"x":1},"pad":"${pad}"}`, `{"a":2,"b":{"x":1},"pad":"${pad}"}`], // kept
+      [`{"a":1,"b":{"x":2},"pad":"${pad}"}`, `{"a":2,"b":{"x":1},"pad":"${pad}"}`], // b had no difference: full
+      [`{"a":1,"c":{"x":1},"pad":"${pad}"}`, `{"a":2,"b":{"x":1},"pad":"${pad}"}`], // a key changed: full
+      [`{"a":1,"b":{"x":1},"pad":"${pad}"}`, `{"a":9007199254740993,"b":{"x":1},"pad":"${pad}"}`], // wide: full
+      [`{"a":1,"b":{"x":1},"pad":"${pad}"}`, `{"a":1,"b":{"x":1},"pad":"${pad}"}`], // equal bytes: the fast path before
+      [`{"a":1,"b":{"x":1},"pad":"${pad}"}`, `{"a":1.0,"b":{"x":1},"pad":"${pad}"}`], // only a number text: full
+      [`{"a":3,"b":{"x":1},"pad":"${pad}"}`, `{"a":4,"b":{"x":1},"pad":"${pad}"}`],
+    ];
+    for (const [a, b] of pairs) agree(a, b, rules, recent, 'none');
+    const { hits, misses } = recent.stats();
+    expect(hits).toBeGreaterThanOrEqual(1);
+    expect(misses).toBeGreaterThanOrEqual(4);
+  });
+
+  it('never lets a list reach the cap, and forgets the least recently used pairs past its bytes', () => {
+    const rules = rulesOf();
+    const many = (v: number): string => JSON.stringify({ list: Array.from({ length: MAX_DIFFERENCES + 5 }, (_, i) => i * v), meta: { rid: `r${v}` } });
+    const capped = new RecentPairs(1 << 20);
+    for (let n = 0; n < 4; n++) agree(many(1), many(2).replace('"r2"', `"r${n}"`), rules, capped, 'none');
+    expect(capped.stats()).toMatchObject({ hits: 0, entries: 0 });
+    // 16 KB of room, so at most 1 KB per pair: the three kept pairs hold 3 × ~0.9 KB.
+    const small = new RecentPairs(16 * 1024);
+    const body = (id: number, rid: number): string => JSON.stringify({ id, note: 'n'.repeat(400), rid });
+    for (let round = 0; round < 3; round++) for (let id = 0; id < 30; id++) agree(body(id, round), body(id, round + 100), rules, small, 'none');
+    const s = small.stats();
+    expect(s.bytes).toBeLessThanOrEqual(16 * 1024);
+    expect(s.entries).toBeGreaterThan(0);
+    expect(s.entries).toBeLessThan(30);
+  });
+
+  it('is kept by the analysis on the main thread: a request polled again is answered from it', () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [{ name: 'r', match: { path: '/r' } }],
+    });
+    const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+    const analysis = new Analysis(routes, { workers: 0 });
+    const answer = (body: string): UpstreamAnswer => ({ outcome: '2xx', status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(body), truncated: false, seconds: 0.01 });
+    const lines = JSON.stringify(Array.from({ length: 30 }, (_, i) => ({ line: i, note: STRINGS[i % STRINGS.length] })));
+    for (let k = 0; k < 6; k++) {
+      const pair = { route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: answer(`{"rid":"a${k}","lines":${lines},"v":1}`), shadow: answer(`{"rid":"b${k}","lines":${lines},"v":2}`), baseline: null };
+      expect(analysis.process(pair)).toBe('mismatch');
+    }
+    expect(analysis.recentPairs()).toMatchObject({ hits: 4, entries: 1 });
+    const off = new Analysis(routes, { workers: 0, recentBytes: 0 });
+    expect(off.recentPairs()).toBeNull();
+  });
+});
