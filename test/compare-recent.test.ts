@@ -7,13 +7,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Analysis } from '../src/analysis/analysis.js';
-import { MAX_DIFFERENCES, RecentPairs, type CompiledRules } from '../src/compare/index.js';
+import { MAX_DIFFERENCES, RecentPairs, compareResponses, type Captured, type CompiledRules } from '../src/compare/index.js';
 import { validateConfig } from '../src/config/load.js';
 import type { UpstreamAnswer } from '../src/forward/capture.js';
 import { prng } from '../src/demo/backends.js';
 import { RouteTable } from '../src/routing/table.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
-import { KEYS, RULE_SETS, STRINGS, clone, fast, full, gen, mutate, rulesOf, write, type Node } from './helpers/json-docs.js';
+import { KEYS, RULE_SETS, STRINGS, cap, clone, fast, full, gen, mutate, rulesOf, write, type Node } from './helpers/json-docs.js';
 
 type Obj = { t: 'obj'; entries: [string, Node][] };
 
@@ -149,6 +149,16 @@ describe('recent pairs', () => {
     expect(s.bytes).toBeLessThanOrEqual(16 * 1024);
     expect(s.entries).toBeGreaterThan(0);
     expect(s.entries).toBeLessThan(30);
+  });
+
+  it('keeps no pair for a request path past 1,024 characters', () => {
+    const recent = new RecentPairs(1 << 20);
+    const rules = rulesOf();
+    const body = (rid: number): Captured => cap(JSON.stringify({ rid, note: 'n'.repeat(600) }));
+    for (const path of ['/short', `/long?q=${'x'.repeat(1100)}`]) {
+      for (let n = 0; n < 4; n++) compareResponses(body(n), body(n + 100), rules, { route: 'r', method: 'GET', path }, { recent });
+    }
+    expect(recent.stats()).toMatchObject({ hits: 2, entries: 1 });
   });
 
   it('is kept by the analysis on the main thread: a request polled again is answered from it', () => {

@@ -308,9 +308,10 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   // pairs are valid UTF-8 and what changed is checked: the bodies need not be read for it here.
   let recent: { pairs: RecentPairs; key: string } | undefined;
   const pairs = state?.recent;
-  if (plain && pairs !== undefined && pairs.maxBytes > 0 && charsetOf(contentType) === 'utf8') {
-    recent = { pairs, key: pairs.keyOf(rules, ctx.method, ctx.path) };
-    if (pairs.reuse(recent.key, lb, cb, rules, differences)) return done(differences, 'json');
+  const key = plain && pairs !== undefined && pairs.maxBytes > 0 && charsetOf(contentType) === 'utf8' ? pairs.keyOf(rules, ctx.method, ctx.path) : undefined;
+  if (key !== undefined) {
+    recent = { pairs: pairs!, key };
+    if (recent.pairs.reuse(key, lb, cb, rules, differences)) return done(differences, 'json');
   }
   const charset = textCharset(lb, cb, contentType);
   if (charset !== 'utf8') recent = undefined;

@@ -34,6 +34,9 @@ import type { Difference } from './types.js';
 /** Requests remembered as seen once (their next pair is kept). */
 const SIGHTINGS = 4096;
 
+/** Longer request paths (with their query) are not kept: 4,096 sightings of them stay under 4 MiB. */
+const MAX_PATH_CHARS = 1024;
+
 /**
  * Where one member's differences lie in an entry's list: from `at`, `count` of them (0: it has none
  * and new ones would go at `at`), and where the member sorts in the walk's order (`order`).
@@ -152,8 +155,12 @@ export class RecentPairs {
     return { hits: this.hits, misses: this.misses, entries: this.entries.size, bytes: this.held };
   }
 
-  /** The key of a request under one set of rules (a pair's two comparisons have rules of their own). */
-  keyOf(rules: LockstepRules, method: string, path: string): string {
+  /**
+   * The key of a request under one set of rules (a pair's two comparisons have rules of their own);
+   * undefined for a path too long to be worth keeping as a key (the sightings would add up).
+   */
+  keyOf(rules: LockstepRules, method: string, path: string): string | undefined {
+    if (path.length > MAX_PATH_CHARS) return undefined;
     let id = this.ids.get(rules);
     if (id === undefined) this.ids.set(rules, (id = this.nextId++));
     return `${id} ${method} ${path}`;
