@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Analysis, type AnalysisOptions } from '../src/analysis/analysis.js';
-import { validateConfig } from '../src/config/load.js';
+import { ExampleStore } from '../src/analysis/examples.js';
+import { compileRules } from '../src/compare/index.js';
+import { BUILTIN_COMPARE, validateConfig } from '../src/config/load.js';
 import type { UpstreamAnswer } from '../src/forward/capture.js';
 import { RouteTable } from '../src/routing/table.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
@@ -110,5 +112,25 @@ describe('status matrix', () => {
     expect(scrape).toMatch(/cutover_status_pairs_total\{route="r",legacy="200",new="4xx"\} 1/);
     // Series appear as pairs are seen: four pairs seen, four series.
     expect(scrape.split('\n').filter((l) => l.startsWith('cutover_status_pairs_total{'))).toHaveLength(4);
+  });
+});
+
+describe('example store expiry', () => {
+  it('drops (field, kind) entries whose newest example left the window, also after the clock went back', () => {
+    const rules = compileRules(BUILTIN_COMPARE);
+    const store = new ExampleStore(100, 5, 1_000);
+    const add = (field: string, at: number): void => store.add(field, 'value', { at, method: 'GET', path: '/', diff: { field, path: field, kind: 'value' }, rules, baseline: false });
+    add('a', 0);
+    add('b', 500);
+    add('c', 1_200); // a (0) is out of the window
+    expect(store.hasField('a')).toBe(false);
+    add('c', 1_300);
+    add('d', 1_600); // b (500) is out
+    expect([store.hasField('b'), store.size]).toEqual([false, 2]);
+    add('e', 100); // the clock went back
+    add('f', 2_400); // c (newest 1,300) is out; d is not, and the walk stops there
+    expect([store.hasField('c'), store.hasField('d'), store.size]).toEqual([false, true, 3]);
+    add('g', 3_000); // d (1,600) and e (100) are out
+    expect([store.hasField('d'), store.hasField('e'), store.size]).toEqual([false, false, 2]);
   });
 });
