@@ -130,6 +130,10 @@ describe('recent pairs', () => {
       [`{"a":3,"b":{"x":1},"pad":"${pad}"}`, `{"a":4,"b":{"x":1},"pad":"${pad}"}`],
     ];
     for (const [a, b] of pairs) agree(a, b, rules, recent, 'none');
+    // Keys past the path bound (cut, with a hash): still exact, served or not.
+    const long = (k: string, n: number, v: number): string => JSON.stringify({ [k.repeat(300)]: { deep: { n } }, [`${k.repeat(300)}x`]: v, pad: 'p'.repeat(600) });
+    const cut = new RecentPairs(1 << 20);
+    for (let n = 0; n < 6; n++) agree(long('k', n, 1), long('k', n + 1, 2), rules, cut, 'none');
     const { hits, misses } = recent.stats();
     expect(hits).toBeGreaterThanOrEqual(1);
     expect(misses).toBeGreaterThanOrEqual(4);

@@ -132,7 +132,8 @@ function layoutOf(e: Entry): Layout | null {
       if (owner !== -1) return null; // two members' paths look alike (names cut to their bound)
       owner = o;
     }
-    if (owner < last) return null;
+    // No member's, or out of the walk's order: the list cannot be cut by member.
+    if (owner === -1 || owner < last) return null;
     owners.push((last = owner));
   }
   return { legacy, candidate, order, owners };
