@@ -62,13 +62,16 @@ describe('recent pairs', () => {
         } else if (roll < 0.5 && same >= 0) {
           editMember(l, at, r);
           editMember(c, same, r);
-        } else if (roll < 0.65) {
+        } else if (roll < 0.6) {
           editMember(l, at, r);
-        } else if (roll < 0.8 && c.entries.length > 0) {
+        } else if (roll < 0.7 && c.entries.length > 0) {
           editMember(c, Math.floor(r() * c.entries.length), r);
-        } else if (roll < 0.9) {
+        } else if (roll < 0.8) {
           editMember(l, at, r);
           if (c.entries.length > 0) editMember(c, Math.floor(r() * c.entries.length), r);
+        } else if (roll < 0.9) {
+          // Several members on each side (a timestamp at the root and meta.requestId, say).
+          for (const doc of [l, c]) for (let k = 0, n = 1 + Math.floor(r() * 5); k < n && doc.entries.length > 0; k++) editMember(doc, Math.floor(r() * doc.entries.length), r);
         } else {
           mutate(r() < 0.5 ? l : c, r);
         }
@@ -107,6 +110,12 @@ describe('recent pairs', () => {
     const quiet = new RecentPairs(1 << 20);
     for (let n = 0; n < 10; n++) agree(doc('legacy', `l-${n}`), doc('new', `n-${n}`), ignoring, quiet, 'ignore');
     expect(quiet.stats().hits).toBe(8);
+    // Two noisy members per side, as many APIs answer (a timestamp at the root, meta.requestId).
+    const twice = (flavour: string, n: number): string =>
+      JSON.stringify({ id: 1, generatedAt: `2026-11-30T09:00:${String(n).padStart(2, '0')}Z`, body: 'b'.repeat(600), flavour, meta: { requestId: `${flavour}-${n}` } });
+    const both = new RecentPairs(1 << 20);
+    for (let n = 0; n < 10; n++) agree(twice('legacy', n), twice('new', n + 1), rules, both, 'none');
+    expect(both.stats().hits).toBe(8);
     // Noise in a member only one side has, a different one on each side: the root reports both.
     const apart = (flavour: string, n: number): string =>
       JSON.stringify(flavour === 'legacy' ? { id: 1, meta: { requestId: 'fixed' }, body: 'b'.repeat(600), legacyOnly: { at: n } } : { traceId: `t-${n}`, id: 1, meta: {}, body: 'b'.repeat(600) });

@@ -522,7 +522,7 @@ export function commonPrefix(a: Buffer, b: Buffer): number {
 }
 
 /** The bytes a and b share at their ends, at most `max`. */
-export function commonSuffix(a: Buffer, b: Buffer, max: number): number {
+function commonSuffix(a: Buffer, b: Buffer, max: number): number {
   const la = a.length;
   const lb = b.length;
   let k = 0;
@@ -872,6 +872,25 @@ export function readRootMembers(buf: Buffer): RootMembers | undefined {
   if (run(sc, Infinity, -1, false) !== END || sc.state !== S_DONE) return undefined;
   out.wide = sc.wideAt >= 0;
   return out;
+}
+
+/**
+ * End (exclusive) of the JSON value that starts at t, or -1: a lean reading of its extent (a string,
+ * a number, a literal, or a container with no number in it that may be beyond ±2^53). Validity past
+ * the extent is the caller's to check.
+ */
+export function valueEnd(buf: Buffer, t: number): number {
+  const c = buf[t];
+  if (c === 0x22) return stringEnd(buf, t);
+  if (c === 0x7b || c === 0x5b) {
+    const e = skipContainer(buf, t, 1, buf.length + 1, undefined);
+    return e < 0 ? -1 : e + 1;
+  }
+  if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+    const e = numberEnd(buf, t);
+    return e < -1 ? ~e : e;
+  }
+  return literalEnd(buf, t, c);
 }
 
 export interface LockstepRules {

@@ -4,30 +4,32 @@
  * resources over and over (a status, an order, a price list), and the two backends answer them
  * with the same bytes each time but for a field or two that changes on every call (a request id, a
  * timestamp, an etag). Comparing such a pair reads both bodies whole, although all that changed since
- * the last pair of that request is one member of the root object.
+ * the last pair of that request is a member or two of the root object.
  *
  * So per request (method and path) and rules, the last pair's bodies and body differences are kept.
  * The next pair is held against them by native compares: a body byte-equal to the kept one, or
- * differing from it only inside one root member's value (the member present on both sides), keeps
- * every other member's differences as they were; only that member's two values are parsed and
+ * differing from it only inside the values of a few root members (at most four per side), keeps
+ * every other member's differences as they were; only the changed members' values are parsed and
  * walked, and their differences take the place of the old ones in the list. The full walk would
- * report the same: it walks the root's members in order and reports each member's differences
- * together, and a member's differences depend on its two values and the rules only.
+ * report the same: it reports the root's own differences first (members on one side only), then
+ * each member on both sides in the legacy key order, a member's differences together, and what a
+ * member adds depends on its two values and the rules only. The kept list is checked against that
+ * order once per kept pair (layoutOf), and a member's kept differences against its own walk.
  *
  * What it cannot be sure of goes to the full comparison, which then keeps its pair: a change that
- * touches a key or crosses members, a member missing on one side (its difference sits in the root's
- * own list), a wide number anywhere (the verdict may then rest on number texts across the body), an
- * old member with no difference of its own (its place in the list is not known), a list that would
- * reach the cap, or an empty one (the full path then reads number texts). test/compare-recent.test.ts
- * holds it to the full path's answers over random documents and edits.
+ * touches a key or a separator, a body that is not one JSON object or repeats a root key, a wide
+ * number in a kept body or met equal in a changed value (the verdict may then rest on number texts
+ * across the body), a difference no member owns, a list that would reach the cap, or an empty one
+ * (the full path then reads number texts). test/compare-recent.test.ts holds it to the full path's
+ * answers over random documents and edits; docs/compare.md ("Recent pairs") has the whole list.
  *
- * Bounded by bytes, most recently used kept; a pair is kept only for a request seen before, so
- * requests that never repeat cost a lookup and no copy. One instance per thread that compares; it
- * is the caller's state, passed in (compare/ keeps none).
+ * Bounded by bytes, least recently used first out; a pair is kept only for a request seen before,
+ * so requests that never repeat cost a lookup and no copy. One instance per thread that compares;
+ * it is the caller's state, passed in (compare/ keeps none).
  */
 import { isUtf8 } from 'node:buffer';
 import { MAX_DIFFERENCES, diffJson, type WalkContext } from './json.js';
-import { commonPrefix, commonSuffix, readRootMembers, type LockstepRules, type RootMembers } from './lockstep.js';
+import { commonPrefix, readRootMembers, valueEnd, type LockstepRules, type RootMembers } from './lockstep.js';
 import { concretePath, step } from './path.js';
 import type { Difference } from './types.js';
 
@@ -71,8 +73,8 @@ interface Entry {
   layout?: Layout | null;
   /** Per member name, where its differences lie; null: the member cannot be replaced. */
   runs: Map<string, Run | null>;
-  /** The member that changed last time, in the legacy and the candidate body (-1: none). */
-  hint: [number, number];
+  /** The members that changed last time, in the legacy and the candidate body. */
+  hint: [number[], number[]];
   /** When it last answered or was kept (RecentPairs' clock). */
   used: number;
 }
@@ -86,8 +88,14 @@ export interface RecentPairsStats {
   bytes: number;
 }
 
+/** Whether [from, to) is valid UTF-8: plain ASCII (most changed values) without a native call. */
+function utf8At(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i] >= 0x80) return isUtf8(buf.subarray(from, to));
+  return true;
+}
+
 function parseValue(buf: Buffer, from: number, to: number): { v: unknown } | undefined {
-  if (to <= from || !isUtf8(buf.subarray(from, to))) return undefined;
+  if (to <= from || !utf8At(buf, from, to)) return undefined;
   try {
     return { v: JSON.parse(buf.toString('utf8', from, to)) as unknown };
   } catch {
@@ -206,7 +214,7 @@ export class RecentPairs {
     lb.copy(legacy);
     const candidate = Buffer.allocUnsafeSlow(cb.length);
     cb.copy(candidate);
-    this.entries.set(key, { rules, legacy, candidate, differences: differences.slice(), runs: new Map(), hint: [-1, -1], used: ++this.clock });
+    this.entries.set(key, { rules, legacy, candidate, differences: differences.slice(), runs: new Map(), hint: [[], []], used: ++this.clock });
     this.held += bytes;
   }
 
@@ -232,28 +240,68 @@ interface Swap {
   walk: Difference[];
 }
 
-/** Whether `now` is `kept` but for the bytes [from, to) of kept (moved by the length difference). */
-function sameOutside(kept: Buffer, now: Buffer, from: number, to: number): boolean {
-  const tail = kept.length - to;
-  if (now.length - tail < from) return false;
-  return kept.compare(now, 0, from, 0, from) === 0 && kept.compare(now, now.length - tail, now.length, to, kept.length) === 0;
+/** At most this many root members changed per side, or the pair is compared in full. */
+const MAX_CHANGED = 4;
+
+/** A member of the kept body whose value changed: where that value lies in the new body. */
+interface Changed {
+  member: number;
+  from: number;
+  to: number;
+}
+
+/** The member of `m` after `last` whose value holds offset `pos` (its end included), or -1. */
+function memberAt(m: RootMembers, pos: number, last: number): number {
+  for (let i = last + 1; i < m.names.length; i++) {
+    if (m.ends[i] < pos) continue;
+    return m.valueAt[i] <= pos ? i : -1;
+  }
+  return -1;
 }
 
 /**
- * The member of `m` (kept's) whose value holds every byte where `now` differs from `kept`, or -1.
- * The member that changed last time is tried first: two native compares, where finding the change
- * from scratch takes a dozen.
+ * The members of `m` (kept's root members) whose values differ in `now`, with their new extents,
+ * when `now` is `kept` with only those values changed (at most MAX_CHANGED); undefined otherwise.
+ * Read from the start: the bytes up to the next member that changed last time (`hint`) are held
+ * against kept's by one native compare, else the next difference is found by growing compares;
+ * the new value's extent is read (valueEnd), and the rest goes on from its end. Whether each new
+ * value is valid JSON is the caller's to check (it parses them).
  */
-function changedMember(m: RootMembers, kept: Buffer, now: Buffer, hint: number): number {
-  if (hint >= 0 && sameOutside(kept, now, m.valueAt[hint], m.ends[hint])) return hint;
-  const p = commonPrefix(kept, now);
-  const s = commonSuffix(kept, now, Math.min(kept.length, now.length) - p);
-  const keptTo = kept.length - s;
-  for (let i = 0; i < m.names.length; i++) {
-    if (m.ends[i] < keptTo) continue;
-    return m.valueAt[i] <= p ? i : -1;
+function changedMembers(m: RootMembers, kept: Buffer, now: Buffer, hint: readonly number[]): Changed[] | undefined {
+  const out: Changed[] = [];
+  let k = 0;
+  let n = 0;
+  let last = -1;
+  let h = 0;
+  for (;;) {
+    let i = -1;
+    while (h < hint.length && hint[h] <= last) h++;
+    if (h < hint.length) {
+      const j = hint[h++];
+      const len = m.valueAt[j] - k;
+      if (n + len <= now.length && kept.compare(now, n, n + len, k, m.valueAt[j]) === 0) i = j;
+      else h = hint.length; // out of step with last time: find the differences instead
+    }
+    if (i < 0) {
+      // The rest unchanged, as it mostly is once the members that changed are read: one compare.
+      if (kept.length - k === now.length - n && kept.compare(now, n, now.length, k, kept.length) === 0) return out;
+      const p = commonPrefix(kept.subarray(k), now.subarray(n));
+      if (k + p === kept.length && n + p === now.length) return out;
+      i = memberAt(m, k + p, last);
+      if (i < 0) return undefined;
+    }
+    const from = n + m.valueAt[i] - k;
+    const to = valueEnd(now, from);
+    if (to < 0) return undefined;
+    const len = m.ends[i] - m.valueAt[i];
+    if (to - from !== len || kept.compare(now, from, to, m.valueAt[i], m.ends[i]) !== 0) {
+      if (out.length === MAX_CHANGED) return undefined;
+      out.push({ member: i, from, to });
+    }
+    last = i;
+    k = m.ends[i];
+    n = to;
   }
-  return -1;
 }
 
 function answer(e: Entry, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): boolean {
@@ -266,25 +314,34 @@ function answer(e: Entry, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Dif
   if (e.layout === undefined) e.layout = layoutOf(e);
   const layout = e.layout;
   if (layout === null) return false;
-  // The members that changed: one per side that changed.
-  const il = sameL ? -1 : changedMember(layout.legacy, e.legacy, lb, e.hint[0]);
-  const ic = sameC ? -1 : changedMember(layout.candidate, e.candidate, cb, e.hint[1]);
-  if ((!sameL && il < 0) || (!sameC && ic < 0)) return false;
-  e.hint[0] = il;
-  e.hint[1] = ic;
-  const names: string[] = [];
-  if (il >= 0) names.push(layout.legacy.names[il]);
-  if (ic >= 0 && (il < 0 || layout.candidate.names[ic] !== names[0])) names.push(layout.candidate.names[ic]);
+  // The members that changed, on each side that changed, and their values now.
+  const nl = sameL ? [] : changedMembers(layout.legacy, e.legacy, lb, e.hint[0]);
+  const nc = sameC ? [] : changedMembers(layout.candidate, e.candidate, cb, e.hint[1]);
+  if (nl === undefined || nc === undefined) return false;
+  if (!sameL) e.hint[0] = nl.map((c) => c.member);
+  if (!sameC) e.hint[1] = nc.map((c) => c.member);
+  const names = new Map<string, [Side | undefined, Side | undefined]>();
+  for (const [side, m, changed, buf] of [
+    [0, layout.legacy, nl, lb],
+    [1, layout.candidate, nc, cb],
+  ] as const) {
+    for (const c of changed) {
+      const name = m.names[c.member];
+      const v = parseValue(buf, c.from, c.to);
+      if (v === undefined) return false;
+      const values = names.get(name) ?? [undefined, undefined];
+      values[side] = v;
+      names.set(name, values);
+    }
+  }
   const swaps: Swap[] = [];
   let count = e.differences.length;
-  for (const name of names) {
+  for (const [name, [l, c]] of names) {
     const run = runOf(e, layout, name, rules);
     if (run === null) return false;
-    // The member's values now: the kept ones, moved by what the change added or took away.
-    const jl = layout.legacy.index.get(name);
-    const jc = layout.candidate.index.get(name);
-    const lv = jl === undefined ? null : parseValue(lb, layout.legacy.valueAt[jl], layout.legacy.ends[jl] + lb.length - e.legacy.length);
-    const cv = jc === undefined ? null : parseValue(cb, layout.candidate.valueAt[jc], layout.candidate.ends[jc] + cb.length - e.candidate.length);
+    // A side whose member did not change: its kept value (or none, when it has no such member).
+    const lv = l !== undefined ? l : keptValue(e.legacy, layout.legacy, name);
+    const cv = c !== undefined ? c : keptValue(e.candidate, layout.candidate, name);
     if (lv === undefined || cv === undefined) return false;
     const walk = walkMember(name, lv, cv, rules);
     if (walk === undefined) return false;
@@ -305,16 +362,20 @@ function answer(e: Entry, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Dif
   return true;
 }
 
+/** A kept body's value of member `name`: null when the body has no such member, undefined when it does not parse. */
+function keptValue(buf: Buffer, m: RootMembers, name: string): Side | undefined {
+  const i = m.index.get(name);
+  return i === undefined ? null : parseValue(buf, m.valueAt[i], m.ends[i]);
+}
+
 /** Where the kept differences of member `name` lie: they must be its own walk's, together. */
 function runOf(e: Entry, layout: Layout, name: string, rules: LockstepRules): Run | null {
   const known = e.runs.get(name);
   if (known !== undefined) return known;
   let run: Run | null = null;
   const order = layout.order.get(name)!;
-  const il = layout.legacy.index.get(name);
-  const ic = layout.candidate.index.get(name);
-  const lv = il === undefined ? null : parseValue(e.legacy, layout.legacy.valueAt[il], layout.legacy.ends[il]);
-  const cv = ic === undefined ? null : parseValue(e.candidate, layout.candidate.valueAt[ic], layout.candidate.ends[ic]);
+  const lv = keptValue(e.legacy, layout.legacy, name);
+  const cv = keptValue(e.candidate, layout.candidate, name);
   const own = lv !== undefined && cv !== undefined ? walkMember(name, lv, cv, rules) : undefined;
   if (own !== undefined) {
     const owners = layout.owners;
