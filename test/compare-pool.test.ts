@@ -133,4 +133,23 @@ describe('comparison worker pool', () => {
       await pool.close();
     }
   });
+  it('keeps recent pairs in the worker: a path polled again is compared through what changed (compare/recent.ts)', async () => {
+    const file = workerFile();
+    expect(file).not.toBeNull();
+    // No big values kept: the recent pairs alone must answer.
+    const pool = new ComparePool(1, file!, 0, 4 * 1024 * 1024);
+    const settings = { headers: [], ignoreHeaders: [], ignore: [], unordered: [], tolerance: { absolute: 0, relative: 0 }, mappings: [], sensitive: [], maxBodyBytes: 4e6 } as unknown as CompareSettings;
+    const lines = Array.from({ length: 2000 }, (_, i) => ({ line: i, note: 'sturdy steel housing' }));
+    const answer = (id: string, v: number) => ({ status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ meta: { requestId: id }, lines, v })), truncated: false });
+    try {
+      for (let k = 0; k < 5; k++) {
+        const compared = await pool.compare({ route: 'r', method: 'GET', path: '/orders/7', primaryIsNew: false, primary: answer(`a${k}`, 1), shadow: answer(`b${k}`, 2), baseline: null }, settings);
+        expect(compared.main?.differences.map((d) => d.path)).toEqual(['$.meta.requestId', '$.v']);
+      }
+      // The first pair is a sighting, the second is kept, the next three are answered from it.
+      expect(pool.recentPairs()).toMatchObject([{ hits: 3, entries: 1 }]);
+    } finally {
+      await pool.close();
+    }
+  });
 });

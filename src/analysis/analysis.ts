@@ -137,9 +137,12 @@ export class Analysis implements EvidenceSource {
     return known !== undefined ? [known.stats()] : (this.pool?.spans() ?? []);
   }
 
-  /** The main thread's recent pairs (compare/recent.ts), or null when it keeps none. */
-  recentPairs(): RecentPairsStats | null {
-    return this.state.recent?.stats() ?? null;
+  /**
+   * Recent pairs (compare/recent.ts): the main thread's first (null when it keeps none), then each
+   * worker's as of its last answer (null before one).
+   */
+  recentPairs(): (RecentPairsStats | null)[] {
+    return [this.state.recent?.stats() ?? null, ...(this.pool?.recentPairs() ?? [])];
   }
 
   /** Stops the comparison workers. */

@@ -35,7 +35,8 @@ const rules = new Map<string, Promise<PairRules>>();
  */
 const data = workerData as WorkerData | null;
 const known = new KnownSpans(data?.knownBytes ?? 0);
-const state: CompareState = { known, recent: new RecentPairs(data?.recentBytes ?? 0) };
+const recent = new RecentPairs(data?.recentBytes ?? 0);
+const state: CompareState = { known, recent };
 
 async function compile(settings: CompareSettings): Promise<PairRules> {
   if (settings.transformPath === undefined) return compileRouteRules(settings);
@@ -68,6 +69,7 @@ async function compare(id: number, key: string, pair: PairInput): Promise<void> 
   }
   reply.bodies = bodies;
   reply.spans = known.stats();
+  reply.recent = recent.stats();
   parentPort!.postMessage(reply, bodies);
 }
 

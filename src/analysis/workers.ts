@@ -18,7 +18,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { KnownSpansStats } from '../compare/index.js';
+import type { KnownSpansStats, RecentPairsStats } from '../compare/index.js';
 import type { CompareSettings } from '../config/load.js';
 import { captureBuffers, ownsBacking } from '../forward/capture.js';
 import { hash32 } from '../routing/hash.js';
@@ -42,6 +42,8 @@ export interface WorkerReply {
   bodies?: ArrayBuffer[];
   /** The worker's big values kept, after this comparison. */
   spans?: KnownSpansStats;
+  /** The worker's recent pairs, after this comparison. */
+  recent?: RecentPairsStats;
 }
 
 /** Comparisons handed to one worker at a time: enough to keep it busy, few enough to stay bounded. */
@@ -63,6 +65,8 @@ interface Slot {
   rules: Set<string>;
   /** The worker's big values kept (compare/known.ts), as of its last answer. */
   spans: KnownSpansStats | null;
+  /** The worker's recent pairs (compare/recent.ts), as of its last answer. */
+  recent: RecentPairsStats | null;
 }
 
 /** Rule keys live as long as the settings object (a config snapshot) they were made for. */
@@ -130,10 +134,11 @@ export class ComparePool {
     const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers), recentBytes: Math.floor(this.recentBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), rules: new Set(), spans: null };
+    const slot: Slot = { worker, pending: new Map(), rules: new Set(), spans: null, recent: null };
     worker.on('message', (reply: WorkerReply) => {
       if (reply.bodies !== undefined) for (const body of reply.bodies) captureBuffers.give(body);
       if (reply.spans !== undefined) slot.spans = reply.spans;
+      if (reply.recent !== undefined) slot.recent = reply.recent;
       const done = slot.pending.get(reply.id);
       slot.pending.delete(reply.id);
       done?.(reply.compared);
@@ -192,6 +197,11 @@ export class ComparePool {
   /** Each live worker's big values kept (compare/known.ts), as of its last answer; null before one. */
   spans(): (KnownSpansStats | null)[] {
     return this.slots.map((s) => s.spans);
+  }
+
+  /** Each worker's recent pairs as of its last answer (null before one). */
+  recentPairs(): (RecentPairsStats | null)[] {
+    return this.slots.map((s) => s.recent);
   }
 
   async close(): Promise<void> {
