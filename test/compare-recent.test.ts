@@ -154,14 +154,22 @@ describe('recent pairs', () => {
     const capped = new RecentPairs(1 << 20);
     for (let n = 0; n < 4; n++) agree(many(1), many(2).replace('"r2"', `"r${n}"`), rules, capped, 'none');
     expect(capped.stats()).toMatchObject({ hits: 0, entries: 0 });
-    // 16 KB of room, so at most 1 KB per pair: the three kept pairs hold 3 × ~0.9 KB.
-    const small = new RecentPairs(16 * 1024);
-    const body = (id: number, rid: number): string => JSON.stringify({ id, note: 'n'.repeat(400), rid });
-    for (let round = 0; round < 3; round++) for (let id = 0; id < 30; id++) agree(body(id, round), body(id, round + 100), rules, small, 'none');
+    // 64 KiB of room, each pair charged its ~0.9 KB of bodies, 1 KiB and 512 bytes per difference:
+    // not all 30 fit.
+    const small = new RecentPairs(64 * 1024);
+    const body = (id: number, rid: number): Captured => cap(JSON.stringify({ id, note: 'n'.repeat(400), rid }));
+    for (let round = 0; round < 3; round++) {
+      for (let id = 0; id < 30; id++) {
+        const got = compareResponses(body(id, round), body(id, round + 100), rules, { route: 'r', method: 'GET', path: `/items/${id}` }, { recent: small });
+        expect(got).toEqual(full(JSON.stringify({ id, note: 'n'.repeat(400), rid: round }), JSON.stringify({ id, note: 'n'.repeat(400), rid: round + 100 }), rules));
+      }
+    }
     const s = small.stats();
-    expect(s.bytes).toBeLessThanOrEqual(16 * 1024);
-    expect(s.entries).toBeGreaterThan(0);
+    expect(s.bytes).toBeLessThanOrEqual(64 * 1024);
+    expect(s.entries).toBeGreaterThan(20);
     expect(s.entries).toBeLessThan(30);
+    // The third round was answered from the pairs still kept.
+    expect(s.hits).toBeGreaterThan(0);
   });
 
   it('keeps no pair for a request path past 1,024 characters', () => {

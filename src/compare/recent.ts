@@ -39,6 +39,18 @@ const SIGHTINGS = 4096;
 /** Longer request paths (with their query) are not kept: 4,096 sightings of them stay under 4 MiB. */
 const MAX_PATH_CHARS = 1024;
 
+/** Smaller pairs are compared in full in about the time a kept one takes to answer. */
+const MIN_PAIR_BYTES = 512;
+
+/** What a kept pair is charged besides its bodies: the entry and its key, and per difference its previews. */
+const ENTRY_BYTES = 1024;
+const DIFFERENCE_BYTES = 512;
+
+/** The bytes a kept pair is charged against `maxBytes`. */
+function charge(e: Entry): number {
+  return e.legacy.length + e.candidate.length + ENTRY_BYTES + DIFFERENCE_BYTES * e.differences.length;
+}
+
 /**
  * Where one member's differences lie in an entry's list: from `at`, `count` of them (0: it has none
  * and new ones would go at `at`), and where the member sorts in the walk's order (`order`).
@@ -180,6 +192,7 @@ export class RecentPairs {
    * to `out` when the kept pair of `key` answers them; false when they must be compared in full.
    */
   reuse(key: string, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): boolean {
+    if (lb.length + cb.length < MIN_PAIR_BYTES) return false;
     const e = this.entries.get(key);
     if (e === undefined) return false;
     if (e.rules === rules && answer(e, lb, cb, rules, out)) {
@@ -193,8 +206,8 @@ export class RecentPairs {
 
   /** Keeps the pair just compared in full (its body differences only), if its request was seen before. */
   remember(key: string, lb: Buffer, cb: Buffer, rules: LockstepRules, differences: readonly Difference[]): void {
-    const bytes = lb.length + cb.length;
-    if (bytes > this.maxBytes / 16) return;
+    const bytes = lb.length + cb.length + ENTRY_BYTES + DIFFERENCE_BYTES * differences.length;
+    if (lb.length + cb.length < MIN_PAIR_BYTES || bytes > this.maxBytes / 16) return;
     // A number text difference comes from the pass that reads the whole bodies: not a member's own.
     for (const d of differences) if (d.kind === 'number_format') return;
     const old = this.entries.get(key);
@@ -206,7 +219,7 @@ export class RecentPairs {
     this.seen.delete(key);
     if (old !== undefined) {
       this.entries.delete(key);
-      this.held -= old.legacy.length + old.candidate.length;
+      this.held -= charge(old);
     }
     while (this.held + bytes > this.maxBytes && this.entries.size > 0) this.evictLeastRecent();
     // Copies of their own: the captured bodies go back to the capture pool and are written over.
@@ -230,7 +243,7 @@ export class RecentPairs {
     }
     if (oldest === undefined) return;
     this.entries.delete(oldKey!);
-    this.held -= oldest.legacy.length + oldest.candidate.length;
+    this.held -= charge(oldest);
   }
 }
 
