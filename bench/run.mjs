@@ -51,6 +51,9 @@ export const SCENARIOS = [
   // full-speed targets (CPU per shadowed request, req/s against nginx mirroring every request) are
   // read from this row, where every mirror is sent and compared.
   { name: 'shadow-all', label: 'cutover 100% shadow + compare, shedding off: every mirror compared', proxy: 'cutover', shadowPercent: 100, shadowTo: 'new', noShedding: true },
+  // The same where no request repeats (a query of its own on each): what a shadowed request costs
+  // when nothing kept per request (compare/recent.ts) can serve it, as with traffic that never polls.
+  { name: 'shadow-all-unique', label: 'cutover 100% shadow + compare, shedding off, every request a path of its own', proxy: 'cutover', shadowPercent: 100, shadowTo: 'new', noShedding: true, unique: true },
   { name: 'shadow-slow', label: `cutover 100% shadow, shadow backend +${SLOW_MS} ms`, proxy: 'cutover', shadowPercent: 100, shadowTo: 'slow', fault: true },
   { name: 'shadow-dead', label: 'cutover 100% shadow, shadow backend refuses connections', proxy: 'cutover', shadowPercent: 100, shadowTo: 'dead', fault: true },
   { name: 'shadow-big', label: 'cutover 100% shadow, shadow answers 10 MB', proxy: 'cutover', shadowPercent: 100, shadowTo: 'big', fault: true },
@@ -375,7 +378,7 @@ async function measure(scenario, url, pid, opts) {
   const durationS = Math.max(opts.durationS, scenario.minDurationS ?? 0);
   // Big answers are read by the lean client (lib/lean-load.mjs): autocannon costs more CPU per 1 MB
   // answer than the proxy, on a machine whose cores the proxy and backends share with it.
-  const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS, rate: opts.rate }) : runLoad;
+  const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS, rate: opts.rate }) : (o) => runLoad({ ...o, unique: scenario.unique === true });
   if (opts.warmupS > 0) await load1({ url, connections, durationS: opts.warmupS });
   const rssWarm = pid ? readStatus(pid).rssMB : null;
   const cpuBefore = pid ? readCpuMs(pid) : null;

@@ -24,6 +24,7 @@ const scenarios = [
   'passthrough',
   'shadow',
   'shadow-all',
+  'shadow-all-unique',
   'shadow-slow',
   'shadow-dead',
   'shadow-big',
@@ -67,7 +68,7 @@ interface Report {
   machine: { cpus: number; node: string; date: string };
   params: { quick: boolean; connections: number; scenarios: string[]; nodeProxyFlags: string[] };
   rows: Row[];
-  ratios: { perScenario: Record<string, { rpsVsHttpProxy: number | null; rpsVsDirect: number | null }> };
+  ratios: { perScenario: Record<string, { rpsVsHttpProxy: number | null; rpsVsDirect: number | null }>; fullSpeed: Record<string, number | null> };
   targets: { name: string; verdict: string }[];
   processes: { name: string; pid: number }[];
 }
@@ -156,6 +157,11 @@ describe('bench/run.mjs', () => {
     expect(every['overloadBy.event_loop']).toBe(0);
     expect(report.targets.map((t) => t.name)).toContain('shadowed CPU µs/req ≤ 2.0× pass-through (every mirror compared)');
     expect(report.targets.map((t) => t.name)).not.toContain('shadow-all client req/s ≥ 0.75× shadow');
+    // The row where no request repeats compares every mirror too, and is no faulty mirror.
+    const once = report.rows.find((r) => r.scenario === 'shadow-all-unique')?.proxyCounters ?? {};
+    expect(once['comparisons.mismatch'] ?? 0).toBeGreaterThan(0);
+    expect(report.targets.map((t) => t.name)).not.toContain('shadow-all-unique client req/s ≥ 0.75× shadow');
+    expect(report.ratios.fullSpeed.uniqueShadowCpuVsPassthrough).toBeGreaterThan(0);
     const big = report.rows.find((r) => r.scenario === 'shadow-big')?.proxyCounters ?? {};
     expect((big['shadowSkipped.body_too_large'] ?? 0) + (big['shadowSkipped.overload'] ?? 0)).toBeGreaterThan(0);
     expect(stdout).toMatch(/^(PASS|MISS|SKIP) 1 MB bodies: client p50/m);

@@ -12,9 +12,12 @@ const MAX_SAMPLES = 4_000_000;
 export const ITEM_PATHS = Array.from({ length: 16 }, (_, i) => `/items/${1000 + i * 37}`);
 
 /**
- * @param {{ url: string, connections: number, durationS: number, timeoutS?: number }} opts
+ * `unique`: each request's path carries a query of its own (`?n=…`), so no request repeats and
+ * nothing the proxy keeps per request (recent pairs) can serve it.
+ * @param {{ url: string, connections: number, durationS: number, timeoutS?: number, unique?: boolean }} opts
  */
-export async function runLoad({ url, connections, durationS, timeoutS = 10 }) {
+export async function runLoad({ url, connections, durationS, timeoutS = 10, unique = false }) {
+  let n = 0;
   const latencies = latencyBuffer(durationS);
   let count = 0;
   let dropped = 0;
@@ -24,7 +27,9 @@ export async function runLoad({ url, connections, durationS, timeoutS = 10 }) {
     pipelining: 1,
     duration: durationS,
     timeout: timeoutS,
-    requests: ITEM_PATHS.map((path) => ({ method: 'GET', path })),
+    requests: unique
+      ? [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `${ITEM_PATHS[n % ITEM_PATHS.length]}?n=${n++}` }) }]
+      : ITEM_PATHS.map((path) => ({ method: 'GET', path })),
   });
   instance.on('response', (_client, _status, _bytes, responseTimeMs) => {
     if (count < latencies.length) latencies[count++] = responseTimeMs;

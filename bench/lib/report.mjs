@@ -21,7 +21,7 @@ export const TARGETS = {
 export function isolationPairs(rows) {
   const pairs = [];
   for (const r of rows) {
-    if (r.proxy === 'cutover' && r.scenario.startsWith('shadow-') && !r.scenario.startsWith('shadow-1mb') && r.scenario !== 'shadow-all') pairs.push([r.scenario, 'shadow']);
+    if (r.proxy === 'cutover' && r.scenario.startsWith('shadow-') && !r.scenario.startsWith('shadow-1mb') && !r.scenario.startsWith('shadow-all')) pairs.push([r.scenario, 'shadow']);
     if (r.proxy === 'nginx' && r.scenario.startsWith('nginx-mirror-')) pairs.push([r.scenario, 'nginx-mirror']);
   }
   return pairs;
@@ -138,6 +138,7 @@ export function computeRatios(rows) {
   // default row's figures follow, with the share of mirrors it compared.
   const every = usable(by['shadow-all']) ? by['shadow-all'] : null;
   const shadow = usable(by.shadow) ? by.shadow : null;
+  const unique = usable(by['shadow-all-unique']) ? by['shadow-all-unique'] : null;
   const nginxMirror = usable(by['nginx-mirror']) ? by['nginx-mirror'] : null;
   const big0 = usable(by['passthrough-1mb']) ? by['passthrough-1mb'] : null;
   const big100 = usable(by['shadow-1mb']) ? by['shadow-1mb'] : null;
@@ -151,6 +152,7 @@ export function computeRatios(rows) {
   });
   const all = speed(every);
   const shed = speed(shadow);
+  const once = speed(unique);
   const fullSpeed = {
     shadowCpuVsPassthrough: all.cpu,
     shadowRpsVsNginxMirror: all.rps,
@@ -158,6 +160,9 @@ export function computeRatios(rows) {
     shedShadowCpuVsPassthrough: shed.cpu,
     shedShadowRpsVsNginxMirror: shed.rps,
     shedShadowComparedShare: shed.share,
+    // Where no request repeats, so nothing kept per request (recent pairs) serves the comparison.
+    uniqueShadowCpuVsPassthrough: once.cpu,
+    uniqueShadowRpsVsNginxMirror: once.rps,
     passthroughRpsVsNginx: pass && usable(by.nginx) ? ratio(pass.rps, by.nginx.rps) : null,
     bigBodyP50Vs0: big0 && big100 ? ratio(big100.latencyMs.p50, big0.latencyMs.p50) : null,
     bigBodyP99Vs0: big0 && big100 ? ratio(big100.latencyMs.p99, big0.latencyMs.p99) : null,
@@ -261,7 +266,8 @@ export function markdown(report) {
     lines.push('');
     lines.push(
       `Full speed, every mirror compared (shadow-all, share ${fmt(full.shadowComparedShare)}): shadowed CPU/req × pass-through ${fmt(full.shadowCpuVsPassthrough)}, req/s × nginx+mirror ${fmt(full.shadowRpsVsNginxMirror)}; ` +
-        `with the default shedder (shadow, share compared ${fmt(full.shedShadowComparedShare)}): CPU/req × pass-through ${fmt(full.shedShadowCpuVsPassthrough)}, req/s × nginx+mirror ${fmt(full.shedShadowRpsVsNginxMirror)}; pass-through req/s × nginx ${fmt(full.passthroughRpsVsNginx)}; ` +
+        `with the default shedder (shadow, share compared ${fmt(full.shedShadowComparedShare)}): CPU/req × pass-through ${fmt(full.shedShadowCpuVsPassthrough)}, req/s × nginx+mirror ${fmt(full.shedShadowRpsVsNginxMirror)}; ` +
+        `no request repeating (shadow-all-unique): CPU/req × pass-through ${fmt(full.uniqueShadowCpuVsPassthrough)}, req/s × nginx+mirror ${fmt(full.uniqueShadowRpsVsNginxMirror)}; pass-through req/s × nginx ${fmt(full.passthroughRpsVsNginx)}; ` +
         `1 MB bodies: p50 at 100% × 0% shadow ${fmt(full.bigBodyP50Vs0)}, p99 ${fmt(full.bigBodyP99Vs0)}, share of mirrors compared ${fmt(full.bigBodyComparedShare)}; ` +
         `at a fixed ${fmtInt(full.bigBodyOpenRps)} req/s (¼ of that 0% row): p50 × ${fmt(full.bigBodyOpenP50Vs0)}, p90 × ${fmt(full.bigBodyOpenP90Vs0)}, share compared ${fmt(full.bigBodyOpenComparedShare)}.`,
     );
