@@ -36,14 +36,19 @@ describe('analysis queue', () => {
   });
 });
 
-describe('big values on the main thread', () => {
+/** One route `r` on `/r`, without baseline replays (a pair then needs no wait for one). */
+function oneRoute(): RouteTable {
+  const config = validateConfig({
+    backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+    defaults: { shadow: { baselinePercent: 0 } },
+    routes: [{ name: 'r', match: { path: '/r' } }],
+  });
+  return new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+}
+
+describe('what the main thread keeps between comparisons', () => {
   it('keeps the big values of answers compared on the main thread (no workers), and recognises them', () => {
-    const config = validateConfig({
-      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
-      defaults: { shadow: { baselinePercent: 0 } },
-      routes: [{ name: 'r', match: { path: '/r' } }],
-    });
-    const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+    const routes = oneRoute();
     // No recent pairs: they would answer these pairs of one request before any value is read.
     const analysis = new Analysis(routes, { workers: 0, recentBytes: 0 });
     const lines = JSON.stringify(Array.from({ length: 3000 }, (_, i) => ({ line: i, note: 'sturdy steel housing' })));
@@ -54,6 +59,19 @@ describe('big values on the main thread', () => {
     const [main] = analysis.spans();
     expect(main).toMatchObject({ entries: 1 });
     expect(main!.hits).toBeGreaterThanOrEqual(2);
+  });
+
+  it('keeps recent pairs on the main thread (compare/recent.ts): a request polled again is answered from them', () => {
+    const routes = oneRoute();
+    const analysis = new Analysis(routes, { workers: 0 });
+    const lines = JSON.stringify(Array.from({ length: 30 }, (_, i) => ({ line: i, note: `note ${i}` })));
+    for (let k = 0; k < 6; k++) {
+      const pair = { route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: answer(`{"rid":"a${k}","lines":${lines},"v":1}`), shadow: answer(`{"rid":"b${k}","lines":${lines},"v":2}`), baseline: null };
+      expect(analysis.process(pair)).toBe('mismatch');
+    }
+    // The first pair is a sighting, the second is kept, the other four are answered from it.
+    expect(analysis.recentPairs()).toMatchObject([{ hits: 4, entries: 1 }]);
+    expect(new Analysis(routes, { workers: 0, recentBytes: 0 }).recentPairs()).toEqual([null]);
   });
 });
 

@@ -19,8 +19,6 @@ export class ExampleStore {
   private readonly byKey = new Map<string, Entry>();
   /** How many (field, kind) entries each field has, for `hasField`. */
   private readonly fields = new Map<string, number>();
-  /** No entry's newest example is older than this (a lower bound): nothing expires before it. */
-  private liveFrom = -Infinity;
 
   constructor(
     private readonly maxKeys: number,
@@ -47,8 +45,6 @@ export class ExampleStore {
       this.fields.set(field, (this.fields.get(field) ?? 0) + 1);
     }
     this.byKey.set(key, e);
-    // A clock set back must not leave an example older than the bound.
-    if (example.at < this.liveFrom) this.liveFrom = example.at;
     e.list.push(example);
     if (e.list.length > this.perKey) e.list.shift();
   }
@@ -87,22 +83,12 @@ export class ExampleStore {
     return out;
   }
 
-  /**
-   * Drops entries whose newest example is older than `before`; stops at the first live one, and
-   * looks at none while `before` is below the bound that one set (once per add, with 8 differences
-   * per comparison, the walk itself was a cost).
-   */
+  /** Drops entries whose newest example is older than `before`; stops at the first live one. */
   private expire(before: number): void {
-    if (before < this.liveFrom) return;
     for (const [key, e] of this.byKey) {
-      const newest = e.list[e.list.length - 1].at;
-      if (newest > before) {
-        this.liveFrom = newest;
-        return;
-      }
+      if (e.list[e.list.length - 1].at > before) break;
       this.remove(key, e);
     }
-    this.liveFrom = -Infinity;
   }
 
   private evictOldest(): void {

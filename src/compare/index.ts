@@ -304,25 +304,22 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   }
   const before = differences.length;
   const plain = rules.mappings.length === 0 && !rules.transform;
-  // The request's last pair, when this one differs from it in one member only (recent.ts). Kept
-  // pairs are valid UTF-8 and what changed is checked: the bodies need not be read for it here.
-  let recent: { pairs: RecentPairs; key: string } | undefined;
-  const pairs = state?.recent;
-  const key = plain && pairs !== undefined && pairs.maxBytes > 0 && charsetOf(contentType) === 'utf8' ? pairs.keyOf(rules, ctx.method, ctx.path) : undefined;
-  if (key !== undefined) {
-    recent = { pairs: pairs!, key };
-    if (recent.pairs.reuse(key, lb, cb, rules, differences)) return done(differences, 'json');
-  }
+  // The request's last pair, when this one differs from it only in a few members' values
+  // (recent.ts). Kept pairs are valid UTF-8 and what changed is checked: the bodies need not be
+  // read for it here.
+  const recent = plain && charsetOf(contentType) === 'utf8' ? state?.recent : undefined;
+  const key = recent?.keyOf(rules, ctx.method, ctx.path);
+  if (key !== undefined && recent!.reuse(key, lb, cb, rules, differences)) return done(differences, 'json');
   const charset = textCharset(lb, cb, contentType);
-  if (charset !== 'utf8') recent = undefined;
+  /** The answer, kept for the request's next pair when it was read as UTF-8 and not cut at the cap. */
+  const answer = (capped: boolean): Comparison => {
+    if (!capped && key !== undefined && charset === 'utf8') recent!.remember(key, lb, cb, differences.slice(before));
+    return done(differences, 'json', capped);
+  };
   // Mostly equal bodies: parse and walk only the container their differences lie in.
   if (charset === 'utf8' && plain) {
     const fast = lockstepJson(lb, cb, rules, differences, state?.known);
-    if (fast) {
-      const capped = fast.capped || differences.length > MAX_DIFFERENCES;
-      if (!capped) recent?.pairs.remember(recent.key, lb, cb, rules, differences.slice(before));
-      return done(differences, 'json', capped);
-    }
+    if (fast) return answer(fast.capped || differences.length > MAX_DIFFERENCES);
   }
   const lt = toText(lb, charset);
   const ct = toText(cb, charset);
@@ -356,9 +353,7 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   if (!walk.capped && (differences.length === before || walk.wideNumbers === true)) {
     diffNumberTexts(lt, ct, legacyValue, candidateValue, walk, rules.numberFormat === 'strict');
   }
-  const capped = walk.capped || differences.length > MAX_DIFFERENCES;
-  if (!capped) recent?.pairs.remember(recent.key, lb, cb, rules, differences.slice(before));
-  return done(differences, 'json', capped);
+  return answer(walk.capped || differences.length > MAX_DIFFERENCES);
 }
 
 /** Replaces values at sensitive paths and credential-looking values by "[redacted]"; returns a copy. */

@@ -695,6 +695,17 @@ export interface MemberWindows {
   members: number;
 }
 
+/**
+ * Reads the next member of the root object `sc` is in (the scan then stands at the end of its
+ * value, its key at keyStart[0]): its decoded key; null at the end of a valid body; undefined at
+ * anything invalid.
+ */
+function readMember(sc: Scan): string | null | undefined {
+  if (run(sc, Infinity, 1, false) !== CLOSED) return undefined;
+  if (sc.depth === 0) return run(sc, Infinity, -1, false) === END && sc.state === S_DONE ? null : undefined;
+  return keyText(sc.buf, sc.keyStart[0], keyEndAt(sc, 0));
+}
+
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const endsValue = (c: number): boolean => c === 0x2c || c === 0x7d || isSpace(c);
 
@@ -732,13 +743,12 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number, known?: 
   /** One more legacy member: 1, or 0 at the end of a valid body, or -1 (invalid, a repeated key). */
   const next = (): number => {
     if (aDone) return 0;
-    if (run(sa, Infinity, 1, false) !== CLOSED) return -1;
-    if (sa.depth === 0) {
+    const name = readMember(sa);
+    if (name === null) {
       aDone = true;
-      return run(sa, Infinity, -1, false) === END && sa.state === S_DONE ? 0 : -1;
+      return 0;
     }
-    const name = keyText(a, sa.keyStart[0], keyEndAt(sa, 0));
-    if (index.has(name)) return -1;
+    if (name === undefined || index.has(name)) return -1;
     index.set(name, names.length);
     keyAt.push(sa.keyStart[0]);
     ends.push(sa.pos);
@@ -832,13 +842,12 @@ export function rootMemberWindows(a: Buffer, b: Buffer, budget: number, known?: 
 }
 
 /**
- * The members of a root object: where each key starts (`keyAt`), where its value starts
- * (`valueAt`, past the colon and any space) and ends (`ends`, exclusive), its decoded key, and
- * whether a number anywhere in it may be wide (beyond ±2^53). Undefined when the body is not one
- * valid JSON object or a key repeats (JSON.parse would keep the last).
+ * The members of a root object: where each value starts (`valueAt`, past the colon and any space)
+ * and ends (`ends`, exclusive), its decoded key, and whether a number anywhere in the body may be
+ * wide (beyond ±2^53). Undefined when the body is not one valid JSON object or a key repeats
+ * (JSON.parse would keep the last).
  */
 export interface RootMembers {
-  keyAt: number[];
   valueAt: number[];
   ends: number[];
   names: string[];
@@ -852,24 +861,20 @@ export function readRootMembers(buf: Buffer): RootMembers | undefined {
   while (isSpace(buf[f])) f++;
   if (buf[f] !== 0x7b) return undefined;
   const sc = newScan(buf, undefined);
-  const out: RootMembers = { keyAt: [], valueAt: [], ends: [], names: [], index: new Map(), wide: false };
+  const out: RootMembers = { valueAt: [], ends: [], names: [], index: new Map(), wide: false };
   for (;;) {
-    if (run(sc, Infinity, 1, false) !== CLOSED) return undefined;
-    if (sc.depth === 0) break;
-    const keyEnd = keyEndAt(sc, 0);
-    const name = keyText(buf, sc.keyStart[0], keyEnd);
-    if (out.index.has(name)) return undefined;
-    let v = keyEnd;
+    const name = readMember(sc);
+    if (name === null) break;
+    if (name === undefined || out.index.has(name)) return undefined;
+    let v = keyEndAt(sc, 0);
     while (buf[v] !== 0x3a) v++;
     v++;
     while (isSpace(buf[v])) v++;
     out.index.set(name, out.names.length);
-    out.keyAt.push(sc.keyStart[0]);
     out.valueAt.push(v);
     out.ends.push(sc.pos);
     out.names.push(name);
   }
-  if (run(sc, Infinity, -1, false) !== END || sc.state !== S_DONE) return undefined;
   out.wide = sc.wideAt >= 0;
   return out;
 }

@@ -75,8 +75,8 @@ interface Layout {
   owners: number[];
 }
 
+/** One kept pair; its key names its rules, so it only meets pairs compared under them. */
 interface Entry {
-  rules: LockstepRules;
   legacy: Buffer;
   candidate: Buffer;
   /** The body's differences (not the status's or the headers'), as the full path reported them. */
@@ -178,10 +178,11 @@ export class RecentPairs {
 
   /**
    * The key of a request under one set of rules (a pair's two comparisons have rules of their own);
-   * undefined for a path too long to be worth keeping as a key (the sightings would add up).
+   * undefined when nothing is kept (`maxBytes` 0), or for a path too long to be worth keeping as a
+   * key (the sightings would add up).
    */
   keyOf(rules: LockstepRules, method: string, path: string): string | undefined {
-    if (path.length > MAX_PATH_CHARS) return undefined;
+    if (this.maxBytes === 0 || path.length > MAX_PATH_CHARS) return undefined;
     let id = this.ids.get(rules);
     if (id === undefined) this.ids.set(rules, (id = this.nextId++));
     return `${id} ${method} ${path}`;
@@ -195,7 +196,7 @@ export class RecentPairs {
     if (lb.length + cb.length < MIN_PAIR_BYTES) return false;
     const e = this.entries.get(key);
     if (e === undefined) return false;
-    if (e.rules === rules && answer(e, lb, cb, rules, out)) {
+    if (answer(e, lb, cb, rules, out)) {
       this.hits++;
       e.used = ++this.clock;
       return true;
@@ -205,7 +206,7 @@ export class RecentPairs {
   }
 
   /** Keeps the pair just compared in full (its body differences only), if its request was seen before. */
-  remember(key: string, lb: Buffer, cb: Buffer, rules: LockstepRules, differences: readonly Difference[]): void {
+  remember(key: string, lb: Buffer, cb: Buffer, differences: readonly Difference[]): void {
     const bytes = lb.length + cb.length + ENTRY_BYTES + DIFFERENCE_BYTES * differences.length;
     if (lb.length + cb.length < MIN_PAIR_BYTES || bytes > this.maxBytes / 16) return;
     // A number text difference comes from the pass that reads the whole bodies: not a member's own.
@@ -227,7 +228,7 @@ export class RecentPairs {
     lb.copy(legacy);
     const candidate = Buffer.allocUnsafeSlow(cb.length);
     cb.copy(candidate);
-    this.entries.set(key, { rules, legacy, candidate, differences: differences.slice(), runs: new Map(), hint: [[], []], used: ++this.clock });
+    this.entries.set(key, { legacy, candidate, differences: differences.slice(), runs: new Map(), hint: [[], []], used: ++this.clock });
     this.held += bytes;
   }
 
