@@ -115,7 +115,7 @@ describe('status matrix', () => {
   });
 });
 
-describe('example store expiry', () => {
+describe('example store', () => {
   it('drops (field, kind) entries whose newest example left the window, also after the clock went back', () => {
     const rules = compileRules(BUILTIN_COMPARE);
     const store = new ExampleStore(100, 5, 1_000);
@@ -132,5 +132,26 @@ describe('example store expiry', () => {
     expect([store.hasField('c'), store.hasField('d'), store.size]).toEqual([false, true, 3]);
     add('g', 3_000); // d (1,600) and e (100) are out
     expect([store.hasField('d'), store.hasField('e'), store.size]).toEqual([false, false, 2]);
+  });
+
+  it('evicts the (field, kind) updated least recently at its bound: an update makes an entry the newest again', () => {
+    const rules = compileRules(BUILTIN_COMPARE);
+    const store = new ExampleStore(3, 2, 1_000_000);
+    const add = (field: string, kind: 'value' | 'type', at: number): void => store.add(field, kind, { at, method: 'GET', path: `/${at}`, diff: { field, path: field, kind }, rules, baseline: false });
+    add('a', 'value', 1);
+    add('b', 'value', 2);
+    add('a', 'type', 3);
+    add('b', 'value', 4); // b/value is the newest now; a/value the least recently updated
+    add('c', 'value', 5); // at the bound: a/value goes, a/type stays
+    expect([store.size, store.hasField('a'), store.hasField('b'), store.hasField('c')]).toEqual([3, true, true, true]);
+    const examples = store.byField(0);
+    expect(examples.get('a')!.map((e) => [e.diff.kind, e.at])).toEqual([['type', 3]]);
+    // Newest first, two per (field, kind).
+    add('b', 'value', 6);
+    expect(store.byField(0).get('b')!.map((e) => e.at)).toEqual([6, 4]);
+    add('d', 'value', 7); // a/type (3) goes: a has no examples left
+    add('e', 'value', 8); // c (5) goes
+    expect([store.size, store.hasField('a'), store.hasField('c'), store.hasField('b')]).toEqual([3, false, false, true]);
+    expect([...store.byField(0).keys()]).toEqual(['b', 'd', 'e']);
   });
 });

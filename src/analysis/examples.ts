@@ -4,6 +4,12 @@
  * new pair arrives at the bound, the pair updated least recently goes, so fields first seen late in
  * a route's life still get examples. Examples older than the analysis window are dropped on write
  * and never shown on read.
+ *
+ * Every compared pair adds an example per differing (field, kind), thousands a second on a busy
+ * route, so an add is a lookup by field, then among that field's few kinds, and a move to the end of
+ * a linked list kept in order of update: no key string is built and no map is reordered. (A Map
+ * keyed by `field kind` and reordered by delete and set cost ~1.8 µs per compared pair of eight
+ * differences, a sixth of comparing and recording one.)
  */
 import type { DiffKind } from '../compare/index.js';
 import type { StoredExample } from './report.js';
@@ -12,13 +18,18 @@ interface Entry {
   field: string;
   kind: DiffKind;
   list: StoredExample[];
+  /** Neighbours in order of update: `older` of the least recently updated one is null. */
+  older: Entry | null;
+  newer: Entry | null;
 }
 
 export class ExampleStore {
-  /** In order of last update: the first entry is the least recently updated. */
-  private readonly byKey = new Map<string, Entry>();
-  /** How many (field, kind) entries each field has, for `hasField`. */
-  private readonly fields = new Map<string, number>();
+  /** Each field's entries, one per kind it has examples of. */
+  private readonly fields = new Map<string, Entry[]>();
+  private count = 0;
+  /** Ends of the list in order of update. */
+  private oldest: Entry | null = null;
+  private newest: Entry | null = null;
 
   constructor(
     private readonly maxKeys: number,
@@ -27,7 +38,7 @@ export class ExampleStore {
   ) {}
 
   get size(): number {
-    return this.byKey.size;
+    return this.count;
   }
 
   hasField(field: string): boolean {
@@ -36,15 +47,25 @@ export class ExampleStore {
 
   add(field: string, kind: DiffKind, example: StoredExample): void {
     this.expire(example.at - this.windowMs);
-    const key = `${field}\u0000${kind}`;
-    let e = this.byKey.get(key);
-    if (e !== undefined) this.byKey.delete(key); // re-inserted below: now the most recent
-    else {
-      if (this.byKey.size >= this.maxKeys) this.evictOldest();
-      e = { field, kind, list: [] };
-      this.fields.set(field, (this.fields.get(field) ?? 0) + 1);
+    let kinds = this.fields.get(field);
+    let e: Entry | null = null;
+    if (kinds !== undefined) for (let i = 0; i < kinds.length && e === null; i++) if (kinds[i].kind === kind) e = kinds[i];
+    if (e !== null) {
+      if (e !== this.newest) {
+        this.unlink(e);
+        this.append(e);
+      }
+    } else {
+      if (this.count >= this.maxKeys && this.oldest !== null) {
+        this.remove(this.oldest);
+        kinds = this.fields.get(field); // the entry evicted may have been this field's last
+      }
+      e = { field, kind, list: [], older: null, newer: null };
+      if (kinds === undefined) this.fields.set(field, [e]);
+      else kinds.push(e);
+      this.count++;
+      this.append(e);
     }
-    this.byKey.set(key, e);
     e.list.push(example);
     if (e.list.length > this.perKey) e.list.shift();
   }
@@ -55,7 +76,7 @@ export class ExampleStore {
    */
   byField(since: number): Map<string, StoredExample[]> {
     const lists = new Map<string, StoredExample[][]>();
-    for (const e of this.byKey.values()) {
+    for (let e = this.oldest; e !== null; e = e.newer) {
       const live = e.list.filter((x) => x.at > since).reverse();
       if (live.length === 0) continue;
       const l = lists.get(e.field);
@@ -83,23 +104,34 @@ export class ExampleStore {
     return out;
   }
 
-  /** Drops entries whose newest example is older than `before`; stops at the first live one. */
+  /** Drops entries whose newest example is older than `before`, from the least recently updated; stops at the first live one. */
   private expire(before: number): void {
-    for (const [key, e] of this.byKey) {
-      if (e.list[e.list.length - 1].at > before) break;
-      this.remove(key, e);
-    }
+    while (this.oldest !== null && this.oldest.list[this.oldest.list.length - 1].at <= before) this.remove(this.oldest);
   }
 
-  private evictOldest(): void {
-    const first = this.byKey.entries().next();
-    if (!first.done) this.remove(first.value[0], first.value[1]);
+  private append(e: Entry): void {
+    e.older = this.newest;
+    e.newer = null;
+    if (this.newest !== null) this.newest.newer = e;
+    else this.oldest = e;
+    this.newest = e;
   }
 
-  private remove(key: string, e: Entry): void {
-    this.byKey.delete(key);
-    const n = (this.fields.get(e.field) ?? 1) - 1;
-    if (n <= 0) this.fields.delete(e.field);
-    else this.fields.set(e.field, n);
+  private unlink(e: Entry): void {
+    if (e.older !== null) e.older.newer = e.newer;
+    else this.oldest = e.newer;
+    if (e.newer !== null) e.newer.older = e.older;
+    else this.newest = e.older;
+    e.older = e.newer = null;
+  }
+
+  private remove(e: Entry): void {
+    this.unlink(e);
+    this.count--;
+    const kinds = this.fields.get(e.field);
+    if (kinds === undefined) return;
+    const i = kinds.indexOf(e);
+    if (i !== -1) kinds.splice(i, 1);
+    if (kinds.length === 0) this.fields.delete(e.field);
   }
 }
