@@ -47,6 +47,20 @@ describe('every kind counts', () => {
     expect(scrape).toMatch(/cutover_mismatch_fields_total\{route="r",field="\$\[\]",kind="extra"\} 3/);
   });
 
+  it('counts each field and kind once per comparison also when a comparison has many differing fields', () => {
+    const { analysis, pair } = setup();
+    // 30 differing members, then a list that lost two elements and gained three (its length, two
+    // missing and three extra elements): past the first
+    // sixteen fields, differences are grouped through an index, with the same counts.
+    const members = (v: number) => Array.from({ length: 30 }, (_, i) => `"f${i}":${v}`).join(',');
+    for (let i = 0; i < 3; i++) pair(answer(`{${members(1)},"list":[1,2,3,4]}`), answer(`{${members(2)},"list":[3,4,5,6,7]}`));
+    const report = analysis.diffs('r')!;
+    expect(report.fields).toHaveLength(32);
+    for (let i = 0; i < 30; i++) expect(field(analysis, `$.f${i}`)).toMatchObject({ mismatches: 3, kinds: { value: 3 } });
+    expect(field(analysis, '$.list')).toMatchObject({ mismatches: 3, kinds: { length: 3 } });
+    expect(field(analysis, '$.list[]')).toMatchObject({ mismatches: 3, kinds: { missing: 3, extra: 3 } });
+  });
+
   it('keeps an example of a rare kind while a frequent kind of the same field keeps coming', () => {
     const { analysis, pair, advance } = setup({ examplesPerField: 2 });
     pair(answer('{"a":1}'), answer('{"a":"1"}'));

@@ -31,6 +31,15 @@ function failed(answer: UpstreamAnswer): boolean {
   return answer.outcome === '5xx' || answer.outcome === 'timeout' || answer.outcome === 'error';
 }
 
+/** One differing field of a comparison: its first difference of each kind. */
+interface FieldGroup {
+  name: string;
+  firsts: Difference[];
+}
+
+/** Differences grouped by a scan of the fields seen so far, up to this many fields; past it, by a Map. */
+const GROUP_SCAN = 16;
+
 /** Pairs that may wait for a route's first baseline. */
 const WARMUP_PAIRS = 64;
 
@@ -90,16 +99,25 @@ export class RouteAnalysis {
   /**
    * The differences of one comparison grouped by field, each kind once: a field that is both
    * `extra` and `type` in one comparison counts once for each kind, and once as a differing field.
+   * Fields in order of first difference, kinds likewise. A comparison has a few differences, so a
+   * field is looked up among those seen so far; a long list gets an index.
    */
-  private group(slice: Slice, differences: readonly Difference[]): Map<string, Map<DiffKind, Difference>> {
-    const byField = new Map<string, Map<DiffKind, Difference>>();
+  private group(slice: Slice, differences: readonly Difference[]): FieldGroup[] {
+    const groups: FieldGroup[] = [];
+    let index: Map<string, FieldGroup> | null = null;
     for (const d of differences) {
       const name = this.fieldName(slice, d.field);
-      let kinds = byField.get(name);
-      if (kinds === undefined) byField.set(name, (kinds = new Map()));
-      if (!kinds.has(d.kind)) kinds.set(d.kind, d);
+      let g: FieldGroup | undefined;
+      if (index !== null) g = index.get(name);
+      else for (let i = groups.length - 1; i >= 0 && g === undefined; i--) if (groups[i].name === name) g = groups[i];
+      if (g === undefined) {
+        g = { name, firsts: [d] };
+        groups.push(g);
+        if (index !== null) index.set(name, g);
+        else if (groups.length > GROUP_SCAN) index = new Map(groups.map((x) => [x.name, x]));
+      } else if (!g.firsts.some((x) => x.kind === d.kind)) g.firsts.push(d);
     }
-    return byField;
+    return groups;
   }
 
   private rememberError(pair: CapturedAnswerPair, reason: string): void {
@@ -167,9 +185,9 @@ export class RouteAnalysis {
     const base = compared.baseline;
     if (base !== null) {
       slice.baselineComparisons++;
-      for (const [name, kinds] of this.group(slice, base.differences)) {
+      for (const { name, firsts } of this.group(slice, base.differences)) {
         slice.field(name).noiseHits++;
-        for (const [kind, d] of kinds) this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true });
+        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true });
       }
     }
 
@@ -192,20 +210,20 @@ export class RouteAnalysis {
 
     // Count every differing field first, so its rate below includes this comparison.
     const byField = this.group(slice, comparison.differences);
-    for (const [name, kinds] of byField) {
+    for (const { name, firsts } of byField) {
       const f = slice.field(name);
       f.mismatches++;
-      for (const [kind, d] of kinds) {
-        f.kinds[kind] = (f.kinds[kind] ?? 0) + 1;
-        this.remember(name, kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false });
+      for (const d of firsts) {
+        f.kinds[d.kind] = (f.kinds[d.kind] ?? 0) + 1;
+        this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false });
       }
     }
     let real = false;
     const live = this.window.live(slice.id);
-    for (const [name, kinds] of byField) {
+    for (const { name, firsts } of byField) {
       if (isRealDifference(this.window.rates(live, name), this.limits.noise)) {
         real = true;
-        for (const kind of kinds.keys()) pair.route.metrics.mismatchField(name, kind);
+        for (const d of firsts) pair.route.metrics.mismatchField(name, d.kind);
       }
     }
     return this.finish(slice, pair, real ? 'mismatch' : 'noise');
