@@ -15,7 +15,11 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import jsonDiff from 'json-diff';
 import microdiff from 'microdiff';
-import { compareResponses, compileRules } from '../dist/compare/index.js';
+import { Analysis } from '../dist/analysis/analysis.js';
+import { compareResponses, compileRules, RecentPairs } from '../dist/compare/index.js';
+import { validateConfig } from '../dist/config/load.js';
+import { RouteTable } from '../dist/routing/table.js';
+import { Telemetry } from '../dist/telemetry/metrics.js';
 import { itemDocument } from './lib/item-doc.mjs';
 
 const ctx = { route: 'bench', method: 'GET', path: '/bench' };
@@ -139,7 +143,60 @@ export async function runCompareBench({ quick = false } = {}) {
       });
     }
   }
+  rows.push(...polledRows(budget));
   return rows;
+}
+
+/**
+ * What the load runs' traffic costs per pair: bench/backend.mjs's 16 item answers, polled over and
+ * over with a new request id each time, so from a path's third pair on its last pair (compare/recent.ts)
+ * serves it. Timed twice: the comparison alone, and comparing plus recording (the window, examples,
+ * metrics and evidence of Analysis.process, as the proxy does on its main thread for small answers).
+ */
+export function polledRows(budget) {
+  const config = validateConfig({
+    backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+    defaults: { shadow: { baselinePercent: 0 } },
+    routes: [{ name: 'items', match: { path: '/items/:id' } }],
+  });
+  const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
+  const route = routes.get('items');
+  const answer = (flavor, id, n) => ({
+    outcome: '2xx',
+    status: 200,
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+    body: Buffer.from(JSON.stringify(backendDoc(flavor, 0, `${flavor}-${id}-${n}`))),
+    truncated: false,
+    seconds: 0.001,
+  });
+  const pairs = Array.from({ length: 1024 }, (_, n) => {
+    const id = (n % 16) + 1;
+    return { route, method: 'GET', path: `/items/${id}`, primaryIsNew: false, primary: answer('legacy', id, n), shadow: answer('new', id, n), baseline: null };
+  });
+  const rules = route.rules.shadow;
+  const state = { recent: new RecentPairs(4 * 1024 * 1024) };
+  const analysis = new Analysis(routes, { workers: 0 });
+  let i = 0;
+  let j = 0;
+  const impls = [
+    { impl: 'cutover compareResponses, recent pairs kept', fn: () => { const p = pairs[i++ % pairs.length]; return compareResponses(p.primary, p.shadow, rules, { route: 'items', method: p.method, path: p.path }, state).result === 'mismatch'; } },
+    { impl: 'cutover Analysis.process: compared and recorded', fn: () => analysis.process(pairs[j++ % pairs.length]) === 'mismatch' },
+  ];
+  const served = [() => ({ ...state.recent.stats(), calls: i }), () => ({ ...analysis.recentPairs()[0], calls: j })];
+  return impls.map((impl, k) => {
+    const m = measure(impl.fn, budget);
+    const { hits, calls } = served[k]();
+    return {
+      case: 'backend pairs polled (16 paths, new request id each)',
+      bytes: pairs[0].primary.body.length,
+      impl: impl.impl,
+      'ns/op': round(m.nsPerOp),
+      'µs/op': round(m.nsPerOp / 1000),
+      'vs cutover': '',
+      ops: m.ops,
+      reported: `${hits} of ${calls} pairs (warm-up included) served by a recent pair`,
+    };
+  });
 }
 
 export function toMarkdown(rows) {
