@@ -78,8 +78,7 @@ describe('recent pairs', () => {
       for (const m of memos) hits += m.stats().hits;
     }
     expect(compared).toBeGreaterThan(20_000);
-    // Without the kept pairs no comparison is answered from them and this fails.
-    // Without the kept pairs none is answered from them. (Many pairs here cannot be: a wide number
+    // Without the kept pairs none is answered from them and this fails. (Many pairs here cannot be: a wide number
     // or a repeated root key in the request's documents, invalid JSON, or a kept pair edited in one
     // member and the next in another.)
     expect(hits).toBeGreaterThan(compared / 6);
@@ -172,6 +171,26 @@ describe('recent pairs', () => {
     expect(s.entries).toBeGreaterThan(20);
     expect(s.entries).toBeLessThan(30);
     // The third round was answered from the pairs still kept.
+    expect(s.hits).toBeGreaterThan(0);
+  });
+
+  it('charges a kept pair its layout too: roots of many small members cannot outgrow the bound', () => {
+    // 120 root members of ~8 bytes per side, and one that changes (rid): ~1 KB bodies, whose layouts
+    // hold ~25 KB (~100 bytes per member). Charged their bodies alone, all 40 paths would be kept in
+    // 1 MiB; with their layouts, 37.
+    const rules = rulesOf();
+    const recent = new RecentPairs(1 << 20);
+    const doc = (rid: number): string => JSON.stringify({ rid, ...Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`k${i}`, 1])) });
+    for (let round = 0; round < 3; round++) {
+      for (let id = 0; id < 40; id++) {
+        const got = compareResponses(cap(doc(round)), cap(doc(round + 100)), rules, { route: 'r', method: 'GET', path: `/items/${id}` }, { recent });
+        expect(got).toEqual(full(doc(round), doc(round + 100), rules));
+      }
+    }
+    const s = recent.stats();
+    expect(s.bytes).toBeLessThanOrEqual(1 << 20);
+    expect(s.entries).toBeLessThan(40);
+    // Those still kept answered the third round through their layouts.
     expect(s.hits).toBeGreaterThan(0);
   });
 

@@ -23,9 +23,10 @@
  * (the full path then reads number texts). test/compare-recent.test.ts holds it to the full path's
  * answers over random documents and edits; docs/compare.md ("Recent pairs") has the whole list.
  *
- * Bounded by bytes, least recently used first out; a pair is kept only for a request seen before,
- * so requests that never repeat cost a lookup and no copy. One instance per thread that compares;
- * it is the caller's state, passed in (compare/ keeps none).
+ * Bounded by bytes (bodies, differences, and the layout once read), least recently used first out;
+ * a pair is kept only for a request seen before, so requests that never repeat cost a lookup and no
+ * copy. One instance per thread that compares; it is the caller's state, passed in (compare/ keeps
+ * none).
  */
 import { isUtf8 } from 'node:buffer';
 import { MAX_DIFFERENCES, diffJson, type WalkContext } from './json.js';
@@ -45,10 +46,22 @@ const MIN_PAIR_BYTES = 512;
 /** What a kept pair is charged besides its bodies: the entry and its key, and per difference its previews. */
 const ENTRY_BYTES = 1024;
 const DIFFERENCE_BYTES = 512;
+/**
+ * And once its layout is read, per root member of either body, besides its key: offsets, index and
+ * order entries, a run (measured: ~100 bytes of heap per member with a 3-character key).
+ */
+const MEMBER_BYTES = 96;
 
 /** The bytes a kept pair is charged against `maxBytes`. */
 function charge(e: Entry): number {
-  return e.legacy.length + e.candidate.length + ENTRY_BYTES + DIFFERENCE_BYTES * e.differences.length;
+  return e.legacy.length + e.candidate.length + ENTRY_BYTES + DIFFERENCE_BYTES * e.differences.length + e.layoutBytes;
+}
+
+/** What a layout holds besides the bodies: its members, their decoded keys, an owner per difference. */
+function layoutBytes(l: Layout): number {
+  let bytes = 8 * l.owners.length;
+  for (const m of [l.legacy, l.candidate]) for (const name of m.names) bytes += MEMBER_BYTES + 2 * name.length;
+  return bytes;
 }
 
 /**
@@ -83,6 +96,8 @@ interface Entry {
   differences: readonly Difference[];
   /** Read at the first pair that differs from this one; null: none to use. */
   layout?: Layout | null;
+  /** What the layout is charged (0 before it is read, or when there is none). */
+  layoutBytes: number;
   /** Per member name, where its differences lie; null: the member cannot be replaced. */
   runs: Map<string, Run | null>;
   /** The members that changed last time, in the legacy and the candidate body. */
@@ -196,13 +211,34 @@ export class RecentPairs {
     if (lb.length + cb.length < MIN_PAIR_BYTES) return false;
     const e = this.entries.get(key);
     if (e === undefined) return false;
-    if (answer(e, lb, cb, rules, out)) {
+    const sameL = e.legacy.length === lb.length && e.legacy.equals(lb);
+    const sameC = e.candidate.length === cb.length && e.candidate.equals(cb);
+    if (!(sameL && sameC) && e.layout === undefined) this.layOut(key, e);
+    if (answer(e, lb, cb, sameL, sameC, rules, out)) {
       this.hits++;
       e.used = ++this.clock;
       return true;
     }
     this.misses++;
     return false;
+  }
+
+  /**
+   * Reads a kept pair's layout and charges it: a root with many small members costs more in its
+   * layout than in its bytes. A layout past the pair's share is not kept (the pair then serves only
+   * byte-equal repeats); the others may push out the pairs used longest ago.
+   */
+  private layOut(key: string, e: Entry): void {
+    const layout = layoutOf(e);
+    const bytes = layout === null ? 0 : layoutBytes(layout);
+    if (charge(e) + bytes > this.maxBytes / 16) {
+      e.layout = null;
+      return;
+    }
+    e.layout = layout;
+    e.layoutBytes = bytes;
+    this.held += bytes;
+    while (this.held > this.maxBytes && this.entries.size > 1) this.evictLeastRecent(key);
   }
 
   /** Keeps the pair just compared in full (its body differences only), if its request was seen before. */
@@ -228,16 +264,19 @@ export class RecentPairs {
     lb.copy(legacy);
     const candidate = Buffer.allocUnsafeSlow(cb.length);
     cb.copy(candidate);
-    this.entries.set(key, { legacy, candidate, differences: differences.slice(), runs: new Map(), hint: [[], []], used: ++this.clock });
+    this.entries.set(key, { legacy, candidate, differences: differences.slice(), layoutBytes: 0, runs: new Map(), hint: [[], []], used: ++this.clock });
     this.held += bytes;
   }
 
-  /** Drops the entry that answered or was kept longest ago (a scan: only when a pair is kept and room is short). */
-  private evictLeastRecent(): void {
+  /**
+   * Drops the entry that answered or was kept longest ago, other than `spare`'s (a scan: only when a
+   * pair or a layout is kept and room is short).
+   */
+  private evictLeastRecent(spare?: string): void {
     let oldKey: string | undefined;
     let oldest: Entry | undefined;
     for (const [k, e] of this.entries) {
-      if (oldest === undefined || e.used < oldest.used) {
+      if (k !== spare && (oldest === undefined || e.used < oldest.used)) {
         oldKey = k;
         oldest = e;
       }
@@ -318,16 +357,14 @@ function changedMembers(m: RootMembers, kept: Buffer, now: Buffer, hint: readonl
   }
 }
 
-function answer(e: Entry, lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[]): boolean {
-  const sameL = e.legacy.length === lb.length && e.legacy.equals(lb);
-  const sameC = e.candidate.length === cb.length && e.candidate.equals(cb);
+/** `sameL`, `sameC`: whether each body is byte-equal to the kept one (a layout is read unless both are). */
+function answer(e: Entry, lb: Buffer, cb: Buffer, sameL: boolean, sameC: boolean, rules: LockstepRules, out: Difference[]): boolean {
   if (sameL && sameC) {
     for (const d of e.differences) out.push(d);
     return true;
   }
-  if (e.layout === undefined) e.layout = layoutOf(e);
   const layout = e.layout;
-  if (layout === null) return false;
+  if (layout === null || layout === undefined) return false;
   // The members that changed, on each side that changed, and their values now.
   const nl = sameL ? [] : changedMembers(layout.legacy, e.legacy, lb, e.hint[0]);
   const nc = sameC ? [] : changedMembers(layout.candidate, e.candidate, cb, e.hint[1]);
