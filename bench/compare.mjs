@@ -179,13 +179,19 @@ export function polledRows(budget) {
   let i = 0;
   let j = 0;
   const impls = [
-    { impl: 'cutover compareResponses, recent pairs kept', fn: () => { const p = pairs[i++ % pairs.length]; return compareResponses(p.primary, p.shadow, rules, { route: 'items', method: p.method, path: p.path }, state).result === 'mismatch'; } },
-    { impl: 'cutover Analysis.process: compared and recorded', fn: () => analysis.process(pairs[j++ % pairs.length]) === 'mismatch' },
+    {
+      impl: 'cutover compareResponses, recent pairs kept',
+      fn: () => {
+        const p = pairs[i++ % pairs.length];
+        return compareResponses(p.primary, p.shadow, rules, { route: 'items', method: p.method, path: p.path }, state).result === 'mismatch';
+      },
+      served: () => ({ hits: state.recent.stats().hits, calls: i }),
+    },
+    { impl: 'cutover Analysis.process: compared and recorded', fn: () => analysis.process(pairs[j++ % pairs.length]) === 'mismatch', served: () => ({ hits: analysis.recentPairs()[0].hits, calls: j }) },
   ];
-  const served = [() => ({ ...state.recent.stats(), calls: i }), () => ({ ...analysis.recentPairs()[0], calls: j })];
-  return impls.map((impl, k) => {
+  return impls.map((impl) => {
     const m = measure(impl.fn, budget);
-    const { hits, calls } = served[k]();
+    const { hits, calls } = impl.served();
     return {
       case: 'backend pairs polled (16 paths, new request id each)',
       bytes: pairs[0].primary.body.length,

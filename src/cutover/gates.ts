@@ -159,7 +159,8 @@ function notMirroredDetail(e: RouteEvidence): string {
   if (reasons.length === 0) return '';
   const total = reasons.reduce((sum, [, n]) => sum + n, 0);
   const [top] = reasons[0];
-  const advice = (SKIP_ADVICE as Readonly<Record<string, string>>)[top]?.replace('{route}', encodeURIComponent(e.route));
+  // Reasons come from stored evidence as strings: only the table's own keys have advice.
+  const advice = Object.hasOwn(SKIP_ADVICE, top) ? SKIP_ADVICE[top as SkipReason].replace('{route}', encodeURIComponent(e.route)) : undefined;
   return ` Meanwhile ${total} request${total === 1 ? ' was' : 's were'} not mirrored (${reasons.map(([r, n]) => `${r} ${n}`).join(', ')}).${advice === undefined ? '' : ` ${advice}`}`;
 }
 
