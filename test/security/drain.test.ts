@@ -9,7 +9,7 @@ import { startBackend, waitFor } from '../helpers/backend.js';
 import { baseConfig, spawnProxy } from '../helpers/proxy.js';
 
 describe('drain with tunnels', () => {
-  it('sigterm-with-websocket-open: the tunnel is cut at the deadline and the process exits 0 within drainTimeout + 1 s', async () => {
+  it('sigterm-with-websocket-open: the tunnel keeps relaying through the drain, is cut at the deadline, and the process exits 0 within drainTimeout + 1 s', async () => {
     const legacy = await startBackend();
     const wss = new WebSocketServer({ server: legacy.server });
     let serverSideClosed = false;
@@ -17,7 +17,7 @@ describe('drain with tunnels', () => {
       socket.on('message', (d) => socket.send(`echo:${String(d)}`));
       socket.on('close', () => (serverSideClosed = true));
     });
-    const p = await spawnProxy(baseConfig(legacy.url, legacy.url, { listen: { host: '127.0.0.1', port: 0, drainTimeout: '500ms' } }));
+    const p = await spawnProxy(baseConfig(legacy.url, legacy.url, { listen: { host: '127.0.0.1', port: 0, drainTimeout: '1500ms' } }));
     try {
       const ws = new WebSocket(`${p.dataUrl.replace('http', 'ws')}/live`);
       await new Promise<void>((resolve, reject) => {
@@ -28,11 +28,20 @@ describe('drain with tunnels', () => {
       const clientClosed = new Promise<void>((resolve) => ws.on('close', () => resolve()));
       const start = performance.now();
       p.child.kill('SIGTERM');
+      // The drain has begun (the listener takes no new connection), yet the open tunnel still relays.
+      await waitFor(
+        () => new Promise<boolean>((resolve) => http.get(`${p.dataUrl}/after`, { agent: false }, (res) => resolve((res.resume(), false))).on('error', () => resolve(true))),
+        3_000,
+        'the listener to stop taking connections',
+      );
+      const during = new Promise<string>((resolve) => ws.once('message', (d) => resolve(String(d))));
+      ws.send('during');
+      expect(await during).toBe('echo:during');
       expect(await p.exited).toBe(0);
       const ms = performance.now() - start;
       await clientClosed;
       await waitFor(() => serverSideClosed, 3_000, 'the backend side of the tunnel to close');
-      expect(ms).toBeLessThan(1_500);
+      expect(ms).toBeLessThan(2_500);
     } finally {
       await p.stop();
       wss.close();
