@@ -174,6 +174,24 @@ describe('recent pairs', () => {
     expect(s.hits).toBeGreaterThan(0);
   });
 
+  it('a byte-equal repeat with more header differences than its kept pair still stops at the cap, flagged', () => {
+    const rules = rulesOf({ headers: ['content-type', 'x-a', 'x-b'] });
+    const n = MAX_DIFFERENCES - 1;
+    const a = JSON.stringify({ a: Array(n).fill(0) });
+    const b = JSON.stringify({ a: Array(n).fill(1) });
+    const ctx = { route: 'r', method: 'GET', path: '/x' };
+    const recent = new RecentPairs(8 << 20);
+    // Seen, then kept: 499 body differences and no header difference.
+    for (let i = 0; i < 2; i++) compareResponses(cap(a), cap(b), rules, ctx, { recent });
+    // The same bodies, now with two compared headers that differ: 501 differences before the cap.
+    const withHeaders = (text: string, v: string): Captured => ({ ...cap(text), headers: { 'content-type': 'application/json', 'x-a': v, 'x-b': v } });
+    const got = compareResponses(withHeaders(a, '1'), withHeaders(b, '2'), rules, ctx, { recent });
+    const want = compareResponses(withHeaders(a, '1'), withHeaders(b, '2'), rules, ctx);
+    expect(want.differences).toHaveLength(MAX_DIFFERENCES);
+    expect(want.differencesCapped).toBe(true);
+    expect(got).toEqual(want);
+  });
+
   it('charges a kept pair its layout too: roots of many small members cannot outgrow the bound', () => {
     // 120 root members of ~8 bytes per side, and one that changes (rid): ~1 KB bodies, whose layouts
     // hold ~25 KB (~100 bytes per member). Charged their bodies alone, all 40 paths would be kept in
@@ -192,6 +210,23 @@ describe('recent pairs', () => {
     expect(s.entries).toBeLessThan(40);
     // Those still kept answered the third round through their layouts.
     expect(s.hits).toBeGreaterThan(0);
+  });
+
+  it('a request whose layout is past its share reads it again only after 1, 2, 4, 8 ... pairs, and still serves byte-equal repeats', () => {
+    const rules = rulesOf();
+    // 300 small root members, every seventh differing: a layout of ~60 KB, past 1 MiB / 16.
+    const doc = (rid: string, side: string): string => JSON.stringify(Object.fromEntries([['rid', rid], ...Array.from({ length: 300 }, (_, i) => [`k${i}`, i % 7 === 0 ? `${side}${i}` : i])]));
+    const recent = new RecentPairs(1 << 20);
+    for (let i = 0; i < 20; i++) agree(doc(`a${i}`, 'L'), doc(`b${i}`, 'C'), rules, recent, 'none');
+    const s = recent.stats();
+    expect(s).toMatchObject({ hits: 0, entries: 1 });
+    // Pairs 3..20 could not be answered; their layouts were read at 6 of them, not at all 18.
+    expect(s.misses).toBe(18);
+    expect(s.layouts).toBeGreaterThan(0);
+    expect(s.layouts).toBeLessThanOrEqual(6);
+    // The last kept pair, repeated byte for byte, is still answered from it.
+    agree(doc('a19', 'L'), doc('b19', 'C'), rules, recent, 'none');
+    expect(recent.stats().hits).toBe(1);
   });
 
   it('keeps no pair for a request path past 1,024 characters', () => {

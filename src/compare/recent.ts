@@ -98,6 +98,12 @@ interface Entry {
   layout?: Layout | null;
   /** What the layout is charged (0 before it is read, or when there is none). */
   layoutBytes: number;
+  /**
+   * How many pairs of this request in a row, up to this one, were kept without a usable layout (too
+   * big for its share, or differences it cannot place): the next one's layout is only read again
+   * after 1, 2, 4, 8, ... of them, not at every pair, which would pay the read on top of the full path.
+   */
+  noLayout: number;
   /** Per member name, where its differences lie; null: the member cannot be replaced. */
   runs: Map<string, Run | null>;
   /** The members that changed last time, in the legacy and the candidate body. */
@@ -111,6 +117,8 @@ export interface RecentPairsStats {
   hits: number;
   /** Pairs of a kept request that had to be compared in full. */
   misses: number;
+  /** Kept pairs' layouts read (each read walks both bodies' root members). */
+  layouts: number;
   entries: number;
   bytes: number;
 }
@@ -183,12 +191,13 @@ export class RecentPairs {
   private held = 0;
   private hits = 0;
   private misses = 0;
+  private layouts = 0;
 
   /** `maxBytes` bounds the bodies kept (0 keeps none); one pair takes at most a sixteenth of it. */
   constructor(readonly maxBytes: number) {}
 
   stats(): RecentPairsStats {
-    return { hits: this.hits, misses: this.misses, entries: this.entries.size, bytes: this.held };
+    return { hits: this.hits, misses: this.misses, layouts: this.layouts, entries: this.entries.size, bytes: this.held };
   }
 
   /**
@@ -229,6 +238,7 @@ export class RecentPairs {
    * byte-equal repeats); the others may push out the pairs used longest ago.
    */
   private layOut(key: string, e: Entry): void {
+    this.layouts++;
     const layout = layoutOf(e);
     const bytes = layout === null ? 0 : layoutBytes(layout);
     if (charge(e) + bytes > this.maxBytes / 16) {
@@ -264,7 +274,10 @@ export class RecentPairs {
     lb.copy(legacy);
     const candidate = Buffer.allocUnsafeSlow(cb.length);
     cb.copy(candidate);
-    this.entries.set(key, { legacy, candidate, differences: differences.slice(), layoutBytes: 0, runs: new Map(), hint: [[], []], used: ++this.clock });
+    const noLayout = old !== undefined && old.layout === null ? old.noLayout + 1 : 0;
+    // Between two reads the pair still serves byte-equal repeats.
+    const layout = (noLayout & (noLayout - 1)) === 0 ? undefined : null;
+    this.entries.set(key, { legacy, candidate, differences: differences.slice(), layout, layoutBytes: 0, noLayout, runs: new Map(), hint: [[], []], used: ++this.clock });
     this.held += bytes;
   }
 
@@ -360,6 +373,9 @@ function changedMembers(m: RootMembers, kept: Buffer, now: Buffer, hint: readonl
 /** `sameL`, `sameC`: whether each body is byte-equal to the kept one (a layout is read unless both are). */
 function answer(e: Entry, lb: Buffer, cb: Buffer, sameL: boolean, sameC: boolean, rules: LockstepRules, out: Difference[]): boolean {
   if (sameL && sameC) {
+    // `out` holds this pair's header differences, which may be more than the kept pair's had: a
+    // list that would reach the cap goes to the full path, which cuts and flags it.
+    if (out.length + e.differences.length >= MAX_DIFFERENCES) return false;
     for (const d of e.differences) out.push(d);
     return true;
   }
