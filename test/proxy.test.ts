@@ -140,6 +140,40 @@ describe('forwarding', () => {
     await waitFor(() => upstreamClosed, 5_000, 'the backend to see the abort');
   });
 
+  it('relays a 304 that carries its representation\'s Content-Length, keeps the connection, and compares a mirrored one as an answer', async () => {
+    const notModified = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', 'content-length': '1000' }).end();
+      else res.writeHead(200, { etag: '"v1"', 'content-type': 'application/json' }).end('{"ok":true}');
+    };
+    const legacy = await backend(notModified);
+    const next = await backend(notModified);
+    const p = await proxy(baseConfig(legacy.url, next.url, { defaults: { shadow: { percent: 100 } }, routes: [{ name: 'doc', match: { path: '/doc' }, weight: 0 }] }));
+    // Two conditional requests on one kept-alive client connection: the first 304 must not cut it.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(async () => agent.destroy());
+    const conditional = (): Promise<{ status: number; etag: string | undefined; socket: object }> =>
+      new Promise((resolve, reject) => {
+        http
+          .get(`${p.dataUrl}/doc`, { agent, headers: { 'if-none-match': '"v1"' } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode!, etag: res.headers.etag, socket: res.socket }));
+          })
+          .on('error', reject);
+      });
+    const first = await conditional();
+    const second = await conditional();
+    expect(first).toMatchObject({ status: 304, etag: '"v1"' });
+    expect(second.status).toBe(304);
+    expect(second.socket).toBe(first.socket);
+    const text = await waitFor(async () => {
+      const t = await scrape(p);
+      return (sample(t, 'cutover_comparisons_total{route="doc",result="match"}') ?? 0) >= 2 ? t : null;
+    }, 5_000, 'both mirrored 304s compared');
+    expect(sample(text, 'cutover_requests_total{route="doc",backend="legacy",role="primary",outcome="3xx"}')).toBe(2);
+    expect(sample(text, 'cutover_requests_total{route="doc",backend="new",role="shadow",outcome="3xx"}')).toBe(2);
+    expect(text).not.toMatch(/^cutover_requests_total\{[^}]*outcome="error"\} [1-9]/m);
+  });
+
   it('answers 502 problem+json naming the backend when it is unreachable', async () => {
     const port = await deadPort();
     const p = await proxy(baseConfig(`http://127.0.0.1:${port}`, `http://127.0.0.1:${port}`));

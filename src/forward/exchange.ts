@@ -39,6 +39,16 @@ export interface ExchangeRequest {
 /** What to call when an exchange is over: the answer (with the captured body when capturing). */
 export type OnSettled = (answer: UpstreamAnswer) => void;
 
+/**
+ * A 304 may carry the Content-Length of the representation it stands for (RFC 9110 §8.6) and never
+ * has content; undici 7 still holds it to that length and fails the exchange once the head is read
+ * (UND_ERR_RES_CONTENT_LENGTH_MISMATCH), after the status and headers were handed on. That is a
+ * complete answer, not a broken one: the client gets its 304 and the backend is not blamed.
+ */
+export function isWholeNotModified(status: number, err: Error): boolean {
+  return status === 304 && (err as { code?: unknown }).code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH';
+}
+
 function elapsed(start: number): number {
   return (performance.now() - start) / 1000;
 }
@@ -156,6 +166,10 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Controller | null, err: Error): void {
     if (this.settled) return;
+    if (isWholeNotModified(this.status, err) && !this.clientGone) {
+      this.onResponseEnd();
+      return;
+    }
     if (err instanceof ClientAbortedError || this.clientGone) {
       // Nobody is listening any more; the upstream request is already aborted.
       this.settle(err);
@@ -286,7 +300,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Controller, err: Error): void {
-    this.settle(err);
+    this.settle(isWholeNotModified(this.status, err) ? undefined : err);
   }
 
   private settle(err: Error | undefined): void {
