@@ -66,6 +66,23 @@ describe('BodyCapture', () => {
     expect(small.body()).toBe(chunk);
   });
 
+  it('takes no buffer for an announced length that never comes (a HEAD, a 304, a cut after the head)', () => {
+    const given = new BodyCapture(4 * 1024 * 1024);
+    given.expect(900_000);
+    given.add(Buffer.alloc(900_000, 1));
+    captureBuffers.give(given.body().buffer as ArrayBuffer);
+    const held = captureBuffers.held;
+    const reused = captureBuffers.reused;
+    const head = new BodyCapture(4 * 1024 * 1024);
+    head.expect(900_000);
+    const body = head.body();
+    expect(body.length).toBe(0);
+    // Nothing taken from the pool, and the empty body views no memory of an earlier answer.
+    expect(captureBuffers.held).toBe(held);
+    expect(captureBuffers.reused).toBe(reused);
+    expect(body.buffer.byteLength).toBe(0);
+  });
+
   it('takes its buffer from the pool when one of its class was given back', () => {
     const first = new BodyCapture(4 * 1024 * 1024);
     first.expect(900_000);

@@ -218,7 +218,8 @@ export class ComparePool {
  */
 function movable(answer: PairAnswer, transfer: ArrayBuffer[]): PairAnswer {
   const body = answer.body;
-  if (body.length === 0) return { status: answer.status, headers: answer.headers, body, truncated: answer.truncated, error: answer.error };
+  // A fresh empty body: an empty view would still clone the whole of whatever memory it views.
+  if (body.length === 0) return { status: answer.status, headers: answer.headers, body: Buffer.alloc(0), truncated: answer.truncated, error: answer.error };
   let owned: Uint8Array;
   if (ownsBacking(body) && body.buffer instanceof ArrayBuffer && !transfer.includes(body.buffer)) owned = body;
   else owned = new Uint8Array(body);

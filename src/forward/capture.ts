@@ -89,6 +89,8 @@ export class BodyCapture {
   private readonly chunks: Buffer[] = [];
   /** The body's own buffer when its length was announced (`expect`): chunks are copied in and let go at once. */
   private whole: Buffer | null = null;
+  /** The announced length `whole` will be taken for at the first byte (a HEAD or a 304 never sends one). */
+  private announced = 0;
   private size = 0;
   truncated = false;
   readonly limit: number;
@@ -103,11 +105,15 @@ export class BodyCapture {
    * held the body twice at its peak). undici refuses a body longer than announced.
    */
   expect(length: number): void {
-    if (this.size === 0 && this.whole === null && length >= WHOLE_FROM && length <= this.limit) this.whole = captureBuffers.take(length).subarray(0, length);
+    if (this.size === 0 && this.whole === null && length >= WHOLE_FROM && length <= this.limit) this.announced = length;
   }
 
   add(chunk: Buffer): void {
     if (this.truncated) return;
+    if (this.announced !== 0 && chunk.length > 0) {
+      this.whole = captureBuffers.take(this.announced).subarray(0, this.announced);
+      this.announced = 0;
+    }
     const whole = this.whole;
     if (whole !== null) {
       if (this.size + chunk.length <= whole.length) {
