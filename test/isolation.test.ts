@@ -255,6 +255,30 @@ describe('the comparison queue', () => {
     expect(queue.reserve()).toBe(true);
   });
 
+  it('a processor that throws or rejects gives its place and bytes back, is reported, and the drain goes on', async () => {
+    const failed: unknown[] = [];
+    let n = 0;
+    const queue = new ComparisonQueue(
+      { count: 3, bytes: 1e9, sliceMs: 5 },
+      () => {
+        n++;
+        if (n === 1) throw new Error('thrown');
+        if (n === 2) return Promise.reject(new Error('rejected'));
+        return Promise.resolve();
+      },
+      () => undefined,
+      (_pair, err) => failed.push((err as Error).message),
+    );
+    for (let i = 0; i < 3; i++) {
+      expect(queue.reserve()).toBe(true);
+      queue.submit(pair(10), true);
+    }
+    await waitFor(() => queue.pending === 0 && n === 3, 2_000, 'all three to be processed');
+    expect(failed).toEqual(['thrown', 'rejected']);
+    // Every place is free again.
+    for (let i = 0; i < 3; i++) expect(queue.reserve()).toBe(true);
+  });
+
   it('drains in time-boxed slices, yielding to the event loop between them', async () => {
     let processed = 0;
     const busy = (ms: number): void => {

@@ -105,10 +105,23 @@ export class Analysis implements EvidenceSource {
       const ra = this.byName.get(pair.route.name);
       if (ra !== undefined) ra.dropped++;
       pair.route.metrics.shadowOverload('comparison_queue');
-    });
+    }, this.failed);
     if (this.pool !== null) this.queue.maxRunning = this.pool.capacity;
     this.configure(routes);
   }
+
+  /**
+   * A pair whose comparison or record threw (never meant to): counted as a comparison that failed,
+   * with the error as its reason, once; if recording that throws too, the pair is let go.
+   */
+  private readonly failed = (pair: CapturedAnswerPair, err: unknown): void => {
+    const ra = this.byName.get(pair.route.name);
+    try {
+      ra?.record(pair, { baseline: null, main: null, failure: `compare_failed: ${err instanceof Error ? err.message : String(err)}` });
+    } catch {
+      // Nothing more can be said of this pair.
+    }
+  };
 
   /** Whether comparisons of big pairs run in worker threads (false: everything on the main thread). */
   get inWorkers(): boolean {

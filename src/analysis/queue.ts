@@ -42,6 +42,12 @@ export class ComparisonQueue {
     private readonly limits: QueueLimits,
     private readonly process: Processor,
     private readonly onDrop: (pair: CapturedAnswerPair) => void,
+    /**
+     * A processor that threw or rejected (a bug: comparisons catch their own errors). The pair's
+     * place and bytes are given back all the same and the drain goes on: a throw here would escape
+     * the event loop's callback and stop the process, a rejection go unhandled.
+     */
+    private readonly onFail: (pair: CapturedAnswerPair, err: unknown) => void = () => undefined,
   ) {}
 
   private get waiting(): number {
@@ -91,15 +97,23 @@ export class ComparisonQueue {
       const pair = this.queue[this.head];
       this.queue[this.head++] = undefined as unknown as CapturedAnswerPair; // let it be collected
       const bytes = pairBytes(pair);
-      const done = this.process(pair);
+      let done: void | Promise<unknown>;
+      try {
+        done = this.process(pair);
+      } catch (err) {
+        done = undefined;
+        this.onFail(pair, err);
+      }
       if (done === undefined) this.held -= bytes;
       else {
         this.running++;
-        void done.finally(() => {
-          this.running--;
-          this.held -= bytes;
-          this.schedule();
-        });
+        done
+          .catch((err: unknown) => this.onFail(pair, err))
+          .finally(() => {
+            this.running--;
+            this.held -= bytes;
+            this.schedule();
+          });
       }
       if (performance.now() - start >= this.limits.sliceMs) break;
     }
