@@ -20,6 +20,10 @@ const dir = mkdtempSync(join(tmpdir(), 'cutover-pool-'));
 const dying = join(dir, 'dying-worker.mjs');
 writeFileSync(dying, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', (m) => { if (m.type === 'compare') process.exit(3); });\n");
 
+/** A worker that takes every comparison and never answers (stands for one stuck on a pair). */
+const silent = join(dir, 'silent-worker.mjs');
+writeFileSync(silent, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => undefined);\n");
+
 const answer = () => ({ status: 200, headers: {}, body: Buffer.from('{"a":1}'), truncated: false });
 const pair = (): PairInput => ({ route: 'r', method: 'GET', path: '/x', primaryIsNew: false, primary: answer(), shadow: answer(), baseline: null });
 // The dying worker never reads the settings.
@@ -40,6 +44,28 @@ describe('comparison worker pool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  it('replaces a worker that answers nothing for its time limit, as often as needed, and answers its comparisons as failed', async () => {
+    const pool = new ComparePool(1, pathToFileURL(silent), 0, 0, 150);
+    try {
+      // More stuck comparisons than the restarts a dying worker gets: a stuck one does not use them up.
+      for (let i = 0; i < 7; i++) {
+        const compared = await pool.compare(pair(), settings);
+        expect(compared).toEqual({ baseline: null, main: null, failure: 'compare_failed: no answer from the comparison worker within 150 ms' });
+        expect(pool.usable).toBe(true);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('answers the comparisons still waiting when it closes', async () => {
+    const pool = new ComparePool(1, pathToFileURL(silent));
+    const waiting = [pool.compare(pair(), settings), pool.compare(pair(), settings)];
+    await new Promise((r) => setTimeout(r, 50));
+    await pool.close();
+    expect(await Promise.all(waiting)).toEqual([0, 1].map(() => ({ baseline: null, main: null, failure: 'compare_failed: the comparison pool closed' })));
   });
 
   /** The nice value of every thread of this process (field 19 of /proc/self/task/T/stat), by thread id. */

@@ -50,6 +50,13 @@ export interface WorkerReply {
 const PER_WORKER = 16;
 /** A worker that dies is replaced this many times at most, then the pool gives up (main thread). */
 const MAX_RESTARTS = 5;
+/**
+ * A worker with comparisons waiting that has answered none for this long is stuck (a 940 KB pair
+ * takes ~2 ms; the diff's step budget ends any comparison well within a second): it is replaced and
+ * its comparisons answered as failed. Left alone, it would hold its places in the queue for good,
+ * and with them every later mirror (skipped as overload).
+ */
+export const COMPARE_LIMIT_MS = 10_000;
 
 export function workerFile(): URL | null {
   const here = new URL('./compare-worker.js', import.meta.url);
@@ -61,12 +68,16 @@ export function workerFile(): URL | null {
 interface Slot {
   worker: Worker;
   pending: Map<number, (compared: Compared) => void>;
+  /** When the worker last answered, or was given work while idle: how long it has been on its current comparison. */
+  progress: number;
   /** Rule keys this worker has compiled. */
   rules: Set<string>;
   /** The worker's big values kept (compare/known.ts), as of its last answer. */
   spans: KnownSpansStats | null;
   /** The worker's recent pairs (compare/recent.ts), as of its last answer. */
   recent: RecentPairsStats | null;
+  /** Answers its comparisons as failed and replaces the worker (the watchdog found it stuck). */
+  stuck: () => void;
 }
 
 /** Rule keys live as long as the settings object (a config snapshot) they were made for. */
@@ -98,6 +109,8 @@ export class ComparePool {
   private closed = false;
 
   private started = false;
+  /** Replaces a worker that has answered nothing for `limitMs` while comparisons wait on it. */
+  private watchdog: NodeJS.Timeout | null = null;
 
   /**
    * `knownBytes`: the bytes of big values the workers keep (compare/known.ts); `recentBytes`: of
@@ -108,6 +121,7 @@ export class ComparePool {
     private readonly file: URL,
     private readonly knownBytes = 0,
     private readonly recentBytes = 0,
+    private readonly limitMs = COMPARE_LIMIT_MS,
   ) {}
 
   /** How many comparisons the pool takes at once. */
@@ -128,31 +142,47 @@ export class ComparePool {
     if (this.started) return;
     this.started = true;
     for (let i = 0; i < this.workers; i++) this.slots.push(this.spawn());
+    this.watchdog = setInterval(this.watch, Math.min(1_000, Math.max(10, this.limitMs / 4)));
+    this.watchdog.unref();
   }
+
+  private readonly watch = (): void => {
+    const now = performance.now();
+    for (const slot of [...this.slots]) {
+      if (slot.pending.size > 0 && now - slot.progress > this.limitMs) slot.stuck();
+    }
+  };
 
   private spawn(): Slot {
     const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers), recentBytes: Math.floor(this.recentBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), rules: new Set(), spans: null, recent: null };
+    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined };
     worker.on('message', (reply: WorkerReply) => {
       if (reply.bodies !== undefined) for (const body of reply.bodies) captureBuffers.give(body);
       if (reply.spans !== undefined) slot.spans = reply.spans;
       if (reply.recent !== undefined) slot.recent = reply.recent;
       const done = slot.pending.get(reply.id);
       slot.pending.delete(reply.id);
+      slot.progress = performance.now();
       done?.(reply.compared);
     });
-    const fail = (why: string): void => {
+    const fail = (why: string, stuck = false): void => {
       const idx = this.slots.indexOf(slot);
       if (idx === -1) return;
       this.slots.splice(idx, 1);
       for (const done of slot.pending.values()) done({ baseline: null, main: null, failure: `compare_failed: ${why}` });
       slot.pending.clear();
-      if (!this.closed && this.restarts < MAX_RESTARTS) {
-        this.restarts++;
+      // A stuck worker is replaced without counting against the restarts: giving up would move the
+      // comparisons, and whatever got stuck, onto the main thread.
+      if (!this.closed && (stuck || this.restarts < MAX_RESTARTS)) {
+        if (!stuck) this.restarts++;
         this.slots.push(this.spawn());
       }
+    };
+    slot.stuck = () => {
+      fail(`no answer from the comparison worker within ${this.limitMs} ms`, true);
+      void worker.terminate();
     };
     worker.on('error', (err) => fail(`comparison worker failed: ${err.message}`));
     worker.on('exit', () => fail('comparison worker exited'));
@@ -189,6 +219,7 @@ export class ComparePool {
     };
     const slot = best;
     return new Promise((resolve) => {
+      if (slot.pending.size === 0) slot.progress = performance.now();
       slot.pending.set(id, resolve);
       slot.worker.postMessage(message, transfer);
     });
@@ -206,7 +237,14 @@ export class ComparePool {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.watchdog !== null) clearInterval(this.watchdog);
     const slots = this.slots.splice(0);
+    // Their workers' 'exit' finds no slot any more: comparisons still waiting are answered here, or
+    // the queue would count them running (and hold their bytes) for good.
+    for (const slot of slots) {
+      for (const done of slot.pending.values()) done({ baseline: null, main: null, failure: 'compare_failed: the comparison pool closed' });
+      slot.pending.clear();
+    }
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 }
