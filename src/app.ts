@@ -131,7 +131,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       onPair === undefined
         ? analysis.submitReserved
         : (pair) => {
-            onPair(pair);
+            // A hook that throws must not keep the pair's reserved place (after enough, no mirror is sent).
+            try {
+              onPair(pair);
+            } catch (err) {
+              logger.error({ err }, 'the onPair hook failed');
+            }
             analysis.submitReserved(pair);
           },
   });

@@ -2,9 +2,16 @@
  * A mirror planned for a request whose primary was never dispatched (its dispatch threw) gives back
  * what plan() took: the in-flight place, the comparison queue place and any breaker probe. Kept,
  * they would add up until every later mirror was skipped as overload, or a backend's breaker could
- * never probe again.
+ * never probe again. In the running proxy the client is answered at once (500 PROXY_ERROR), not at
+ * the backend's timeout; and a pair hook that throws keeps nothing either.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import type { AppOptions } from '../src/app.js';
+import type { Upstream } from '../src/forward/upstream.js';
+import { startBackend, waitFor, type Handler } from './helpers/backend.js';
+import { sample, scrape } from './helpers/metrics.js';
+import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
 import { validateConfig } from '../src/config/load.js';
 import { RouteTable } from '../src/routing/table.js';
 import { ShadowEngine, type ShadowEngineDeps } from '../src/shadow/engine.js';
@@ -57,5 +64,55 @@ describe('a mirror whose request is never sent', () => {
     expect(probe.probe).toBe(true);
     probe.abandon();
     expect(engine.breakers.new.allow()).toBe(Admission.Probe);
+  });
+});
+
+describe('in the running proxy', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+  const ok: Handler = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"ok":true}');
+  };
+  async function running(options: AppOptions = {}): Promise<InProcessProxy> {
+    const legacy = await startBackend(ok);
+    const next = await startBackend(ok);
+    const p = await startProxy(baseConfig(legacy.url, next.url, { backends: { legacy: { url: legacy.url, timeout: '5s' }, new: { url: next.url } }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r/:id' } }] }), options);
+    cleanups.push(() => legacy.close(), () => next.close(), () => p.close(100));
+    return p;
+  }
+
+  it('a primary dispatch that throws answers the client 500 at once, and takes no place for good', async () => {
+    const p = await running();
+    const upstream = (p.proxy as unknown as { deps: { upstreams: { legacy: Upstream } } }).deps.upstreams.legacy;
+    const real = upstream.dispatcher;
+    upstream.dispatcher = { dispatch: () => { throw new Error('boom'); } } as unknown as Upstream['dispatcher'];
+    const started = Date.now();
+    const res = await request(`${p.dataUrl}/r/1`);
+    const body = (await res.body.json()) as { code: string };
+    upstream.dispatcher = real;
+    expect(res.statusCode).toBe(500);
+    expect(body.code).toBe('PROXY_ERROR');
+    // Told at once, not at the backend's 5 s timeout.
+    expect(Date.now() - started).toBeLessThan(2_500);
+    expect(upstream.inFlight).toBe(0);
+    expect(p.shadow.active).toBe(0);
+    expect(p.logs.some((l) => l.includes('proxy error') && l.includes('boom'))).toBe(true);
+    // The next request is served and mirrored as usual.
+    expect((await request(`${p.dataUrl}/r/2`)).statusCode).toBe(200);
+    await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 1, 5_000, 'the next pair compared');
+  });
+
+  it('an onPair hook that throws does not keep the pair from its comparison, nor its place', async () => {
+    const p = await running({
+      onPair: () => {
+        throw new Error('hook');
+      },
+    });
+    for (let i = 0; i < 3; i++) expect((await request(`${p.dataUrl}/r/${i}`)).statusCode).toBe(200);
+    await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 3, 5_000, 'all three pairs compared');
+    expect(p.analysis.pending).toBe(0);
   });
 });

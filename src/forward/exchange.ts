@@ -195,6 +195,18 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.settle(err);
   }
 
+  /**
+   * Undoes the constructor for an exchange that was never dispatched (the dispatch threw before
+   * undici took it): no deadline, no place in the backend's count, nothing reported.
+   */
+  discard(): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.deadline);
+    this.res.off('close', this.onClientClose);
+    this.upstream.inFlight--;
+  }
+
   private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;

@@ -53,6 +53,8 @@ const LIVE_TAGS = { request: { mirrored: false }, mirrored: { mirrored: true }, 
 
 /** Requests that arrive on open connections once the drain has begun (SIGTERM, a close). */
 const DRAINING = problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.');
+/** A failure of the proxy's own (a bug): logged, and the client told so. */
+const PROXY_ERROR = problem(500, 'PROXY_ERROR', 'Proxy error', 'The proxy failed on this request; see its logs.');
 
 function saturatedProblem(primary: Upstream): Problem {
   return problem(503, 'UPSTREAM_SATURATED', 'Upstream saturated', `Too many requests are waiting for the ${primary.name} backend; retry shortly.`, { backend: primary.name });
@@ -322,14 +324,20 @@ export class ProxyServer {
     if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
     const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew);
     const onSettled = this.settledHooks(req, decision, job?.onPrimary ?? null, job === null ? 'request' : 'mirrored');
+    let exchange: ClientExchange | null = null;
     try {
-      const exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
+      exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
       primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
     } catch (err) {
-      // Nothing was sent (undici reports its own errors to the handler; this is for anything
-      // before it): the mirror's places go back, and the error answers the client as any other.
+      // Nothing was sent (undici reports its own errors to the handler; this is for anything before
+      // it): the mirror's places and the exchange's go back, and the client gets its answer now (the
+      // reply is hijacked, so a rethrown error would leave it waiting for the backend's timeout).
       job?.abandon();
-      throw err;
+      exchange?.discard();
+      this.deps.logger.error({ err }, 'proxy error');
+      if (!res.headersSent) sendProblem(res, PROXY_ERROR);
+      else res.destroy();
+      return;
     }
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
     if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping });
@@ -360,7 +368,7 @@ export class ProxyServer {
         ? problem(413, 'BODY_TOO_LARGE', 'Payload too large', `The request body is larger than the proxy accepts (${this.deps.config.listen.bodyLimit} bytes); send a smaller body or raise listen.bodyLimit.`)
         : status < 500
           ? problem(status, 'BAD_REQUEST', 'Bad request', 'The proxy could not read this request; check its framing and headers.')
-          : problem(500, 'PROXY_ERROR', 'Proxy error', 'The proxy failed on this request; see its logs.');
+          : PROXY_ERROR;
     if (status >= 500) this.deps.logger.error({ err: error }, 'proxy error');
     void reply.code(status).type(PROBLEM_TYPE).send(p);
   };
