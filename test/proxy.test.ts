@@ -140,6 +140,31 @@ describe('forwarding', () => {
     await waitFor(() => upstreamClosed, 5_000, 'the backend to see the abort');
   });
 
+  it('a pipelining client that leaves: the answer queued behind the first is aborted at once, not held until the backend timeout', async () => {
+    const big = 'x'.repeat(400_000);
+    let queuedClosed = false;
+    const legacy = await backend((req, res) => {
+      if (req.url === '/first') setTimeout(() => res.end('first'), 400);
+      else {
+        res.on('close', () => (queuedClosed = true));
+        res.end(big);
+      }
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { backends: { legacy: { url: legacy.url, timeout: '10s' }, new: { url: legacy.url } }, defaults: { shadow: { percent: 0 } } }));
+    const net = await import('node:net');
+    const sock = net.connect(Number(new URL(p.dataUrl).port), '127.0.0.1');
+    sock.on('error', () => undefined);
+    sock.write('GET /first HTTP/1.1\r\nhost: x\r\n\r\nGET /queued HTTP/1.1\r\nhost: x\r\n\r\n');
+    await waitFor(() => legacy.received.length === 2, 5_000, 'both requests at the backend');
+    await new Promise((r) => setTimeout(r, 100));
+    sock.destroy();
+    const upstream = (p.proxy as unknown as { deps: { upstreams: { legacy: { inFlight: number } } } }).deps.upstreams.legacy;
+    await waitFor(() => upstream.inFlight === 0, 3_000, 'both exchanges to end (the backend timeout is 10 s)');
+    const text = await scrape(p);
+    expect(text).not.toMatch(/^cutover_requests_total\{[^}]*outcome="timeout"\} [1-9]/m);
+    expect(queuedClosed).toBe(true);
+  });
+
   it('relays a 304 that carries its representation\'s Content-Length, keeps the connection, and compares a mirrored one as an answer', async () => {
     const notModified = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', 'content-length': '1000' }).end();

@@ -86,7 +86,7 @@ describe('in the running proxy', () => {
 
   it('a primary dispatch that throws answers the client 500 at once, and takes no place for good', async () => {
     const p = await running();
-    const upstream = (p.proxy as unknown as { deps: { upstreams: { legacy: Upstream } } }).deps.upstreams.legacy;
+    const upstream = (p.proxy as unknown as { deps: { upstreams: { legacy: { -readonly [K in keyof Upstream]: Upstream[K] } } } }).deps.upstreams.legacy;
     const real = upstream.dispatcher;
     upstream.dispatcher = { dispatch: () => { throw new Error('boom'); } } as unknown as Upstream['dispatcher'];
     const started = Date.now();

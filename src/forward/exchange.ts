@@ -5,6 +5,7 @@
  * wants one. Failures before the first byte become problem+json (502, or 504 on timeout).
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { problem, sendProblem } from '../problem.js';
 import { outcomeOf, type BackendName, type Outcome, type RouteMetrics, type Role } from '../telemetry/metrics.js';
@@ -128,6 +129,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
 
   /** Made on the first backpressure only: most answers fit the socket buffer and never need it. */
   private onDrain: (() => void) | null = null;
+  /** The connection watched for the client leaving while this answer waits its turn (pipelining). */
+  private queuedOn: Socket | null = null;
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
@@ -156,7 +159,24 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
       controller.pause();
       this.onDrain ??= () => this.controller?.resume();
       this.res.once('drain', this.onDrain);
+      if (this.res.socket === null) this.watchQueued();
     }
+  }
+
+  /**
+   * An answer queued behind an earlier one on a pipelined connection has no socket yet: when the
+   * client leaves, it sees neither 'close' nor 'drain', and would wait paused until the backend's
+   * timeout (then counted against the backend). Its connection's 'close' says the client left.
+   */
+  private watchQueued(): void {
+    const socket = this.res.req?.socket ?? null;
+    if (socket === null || this.queuedOn !== null) return;
+    if (socket.destroyed) {
+      this.onClientClose();
+      return;
+    }
+    this.queuedOn = socket;
+    socket.once('close', this.onClientClose);
   }
 
   onResponseEnd(): void {
@@ -211,6 +231,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.deadline);
+    this.queuedOn?.off('close', this.onClientClose);
     this.upstream.inFlight--;
     const seconds = this.clock.seconds();
     const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
