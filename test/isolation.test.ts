@@ -255,6 +255,18 @@ describe('the comparison queue', () => {
     expect(queue.reserve()).toBe(true);
   });
 
+  it('before any pair is back, reserves at most 1/64 of its byte bound per place (a start-up burst cannot pass the bound)', () => {
+    const queue = new ComparisonQueue({ count: 1_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
+    let taken = 0;
+    while (queue.reserve() && taken < 1_000) taken++;
+    expect(taken).toBe(64);
+    // The first pair sets the size a place is expected to bring: 10-byte pairs leave room for many more.
+    queue.submit(pair(5), true);
+    let more = 0;
+    while (queue.reserve() && more < 2_000) more++;
+    expect(more).toBeGreaterThan(800);
+  });
+
   it('a processor that throws or rejects gives its place and bytes back, is reported, and the drain goes on', async () => {
     const failed: unknown[] = [];
     let n = 0;

@@ -33,8 +33,12 @@ export class ComparisonQueue {
   private running = 0;
   /** Bytes of answers queued or being compared. */
   private held = 0;
-  /** Running average size of a pair: what each reserved place is expected to bring. */
-  private typicalPair = 0;
+  /**
+   * Running average size of a pair: what each reserved place is expected to bring. Before the first
+   * pair it is unknown and taken as 1/64 of the byte bound, so a burst at start-up (every in-flight
+   * mirror reserved before any pair is back) cannot reserve past the bound either.
+   */
+  private typicalPair = -1;
   /** How many asynchronous comparisons may run at once (set by the owner of the workers). */
   maxRunning = Number.POSITIVE_INFINITY;
 
@@ -61,7 +65,8 @@ export class ComparisonQueue {
    */
   reserve(): boolean {
     if (this.waiting + this.running + this.reserved >= this.limits.count) return false;
-    if (this.held + this.reserved * this.typicalPair >= this.limits.bytes) return false;
+    const typical = this.typicalPair < 0 ? this.limits.bytes / 64 : this.typicalPair;
+    if (this.held + this.reserved * typical >= this.limits.bytes) return false;
     this.reserved++;
     return true;
   }
@@ -80,7 +85,7 @@ export class ComparisonQueue {
     this.queue.push(pair);
     const bytes = pairBytes(pair);
     this.held += bytes;
-    this.typicalPair += (bytes - this.typicalPair) / 8;
+    this.typicalPair = this.typicalPair < 0 ? bytes : this.typicalPair + (bytes - this.typicalPair) / 8;
     this.schedule();
   };
 

@@ -185,6 +185,11 @@ export class ComparePool {
       void worker.terminate();
     };
     worker.on('error', (err) => fail(`comparison worker failed: ${err.message}`));
+    // A reply that cannot be read leaves its comparison unanswered: the worker is no longer trusted.
+    worker.on('messageerror', (err) => {
+      fail(`a reply from the comparison worker could not be read: ${err.message}`);
+      void worker.terminate();
+    });
     worker.on('exit', () => fail('comparison worker exited'));
     return slot;
   }
