@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { CompareSettings } from '../src/config/load.js';
 import { findWindow, planLockstep } from '../src/compare/lockstep.js';
 import { prng } from '../src/demo/backends.js';
-import { KEYS, NUMBERS, RULE_SETS, WIDE, agreeUnderEveryRuleSet, cap, clone, fast, full, gen, genContainer, identity, mutate, padded, rulesOf, write, type Node } from './helpers/json-docs.js';
+import { KEYS, NUMBERS, RULE_SETS, WIDE, agreeUnderEveryRuleSet, cap, clone, fast, full, gen, genContainer, identity, mutate, padded, rulesOf, write, writeAligned, type Node } from './helpers/json-docs.js';
 
 describe('lockstep fast path', () => {
   it('gives the full path answer on thousands of random documents and edits', () => {
@@ -31,6 +31,31 @@ describe('lockstep fast path', () => {
     expect(cases).toBeGreaterThan(20_000);
     // The fast path must actually answer most of these, or the equality above proves nothing.
     expect(windows).toBeGreaterThan(1000);
+  });
+
+  it('gives the full path answer when the differing bytes begin in the spaces before a value (column-aligned printing)', () => {
+    const P = 'p'.repeat(600);
+    const compiled = RULE_SETS.map(([name, over]) => [name, rulesOf(over)] as const);
+    // Found by review: the scan stopped at the token after the spaces, and the candidate's bytes from
+    // the first difference up to there were never read ("match", or 1 against "23" for 1 against 123).
+    for (const [a, b] of [
+      [`{"a": 1,"pad":"${P}"}`, `{"a":11,"pad":"${P}"}`],
+      [`{"a": 1,"pad":"${P}"}`, `{"a":123,"pad":"${P}"}`],
+      [`{"pad":"${P}",      "b":1}`, `{"pad":"${P}","k":1,"b":1}`],
+      [`{"pad":"${P}","a":[1,    2]}`, `{"pad":"${P}","a":[1,3,4,2]}`],
+      [`{"pad":"${P}",  "b":1}`, `{"pad":"${P}",5 "b":1}`],
+    ]) agreeUnderEveryRuleSet(a, b, compiled);
+    const r = prng(20261130);
+    let cases = 0;
+    for (let i = 0; i < 1500; i++) {
+      const doc: Node = { t: 'obj', entries: [['pad', { t: 'str', v: 'p'.repeat(700) }], ['doc', genContainer(r, 4)], ['tail', gen(r, 2)]] };
+      const edited = clone(doc);
+      mutate(edited, r);
+      const a = writeAligned(doc);
+      const b = writeAligned(edited);
+      if (a !== b) cases += agreeUnderEveryRuleSet(a, b, compiled);
+    }
+    expect(cases).toBeGreaterThan(5000);
   });
 
   it('gives the full path answer when both ends of a big root object change (several windows)', () => {

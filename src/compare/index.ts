@@ -311,15 +311,19 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   const key = recent?.keyOf(rules, ctx.method, ctx.path);
   if (key !== undefined && recent!.reuse(key, lb, cb, rules, differences)) return done(differences, 'json');
   const charset = textCharset(lb, cb, contentType);
-  /** The answer, kept for the request's next pair when it was read as UTF-8 and not cut at the cap. */
-  const answer = (capped: boolean): Comparison => {
-    if (!capped && key !== undefined && charset === 'utf8') recent!.remember(key, lb, cb, differences.slice(before));
+  /**
+   * The answer, kept for the request's next pair when it was read as UTF-8, not cut at the cap, and
+   * not added to by the number-text pass (which reads the whole bodies: its differences belong to no
+   * member, and a later pair's walk may find something else and never run it).
+   */
+  const answer = (capped: boolean, texts: boolean): Comparison => {
+    if (!capped && !texts && key !== undefined && charset === 'utf8') recent!.remember(key, lb, cb, differences.slice(before));
     return done(differences, 'json', capped);
   };
   // Mostly equal bodies: parse and walk only the container their differences lie in.
   if (charset === 'utf8' && plain) {
     const fast = lockstepJson(lb, cb, rules, differences, state?.known);
-    if (fast) return answer(fast.capped || differences.length > MAX_DIFFERENCES);
+    if (fast) return answer(fast.capped || differences.length > MAX_DIFFERENCES, fast.texts);
   }
   const lt = toText(lb, charset);
   const ct = toText(cb, charset);
@@ -346,6 +350,7 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   }
   const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out: differences, capped: false, work: 0 };
   diffJson(legacyValue, candidateValue, walk);
+  const walked = differences.length;
   // The number texts are read only where they can change the answer: the parsed bodies are equal
   // although the bytes differ (the verdict would otherwise be a false "match"), or the walk met an
   // equal number a float may have rounded (beyond ±2^53, infinite). This keeps the common mismatch
@@ -353,7 +358,7 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   if (!walk.capped && (differences.length === before || walk.wideNumbers === true)) {
     diffNumberTexts(lt, ct, legacyValue, candidateValue, walk, rules.numberFormat === 'strict');
   }
-  return answer(walk.capped || differences.length > MAX_DIFFERENCES);
+  return answer(walk.capped || differences.length > MAX_DIFFERENCES, differences.length > walked);
 }
 
 /** Replaces values at sensitive paths and credential-looking values by "[redacted]"; returns a copy. */

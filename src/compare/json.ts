@@ -3,7 +3,7 @@
  * memory, not by the call stack; every array strategy is linear or n·log n, never O(n·m).
  */
 import { hasLossyNumber, lossyNumbers, textDifference, type NumberText } from './numbers.js';
-import { IGNORE, UNORDERED, concretePath, fieldPath, flagsOf, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
+import { IGNORE, UNORDERED, concretePath, fieldPath, flagsOf, ignoredAt, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
 import type { DiffKind, Difference } from './types.js';
 
 /** Enough for any real mismatch; past it the examples would not get more useful, only costlier. */
@@ -55,10 +55,6 @@ function numbersEqual(a: number, b: number, tol: { absolute: number; relative: n
   if (a === b) return true;
   const d = Math.abs(a - b);
   return d <= tol.absolute || d <= tol.relative * Math.max(Math.abs(a), Math.abs(b));
-}
-
-function ignored(m: PathMatcher, s: readonly number[]): boolean {
-  return s.length !== 0 && (flagsOf(m, s) & IGNORE) !== 0;
 }
 
 /** Notes an equal number pair that may hide different texts; always true, so it can sit in a return. */
@@ -161,7 +157,7 @@ export function canonicalKey(root: unknown, rootState: readonly number[], ctx: W
       const k: string | number = f.keys ? f.keys[f.i] : f.i;
       f.i++;
       const cs = step(ctx.m, f.s, k);
-      if (ignored(ctx.m, cs)) continue;
+      if (ignoredAt(ctx.m, cs)) continue;
       tick(ctx);
       const child = f.keys ? (f.v as Obj)[k as string] : (f.v as unknown[])[k as number];
       const label = f.keys ? `${JSON.stringify(k)}:` : '';
@@ -188,13 +184,13 @@ function multisetEqual(a: unknown[], b: unknown[], s: readonly number[], ctx: Wa
   const counts = new Map<string, number>();
   for (let i = 0; i < a.length; i++) {
     const cs = step(ctx.m, s, i);
-    if (ignored(ctx.m, cs)) continue;
+    if (ignoredAt(ctx.m, cs)) continue;
     const k = canonicalKey(a[i], cs, ctx);
     counts.set(k, (counts.get(k) ?? 0) + 1);
   }
   for (let i = 0; i < b.length; i++) {
     const cs = step(ctx.m, s, i);
-    if (ignored(ctx.m, cs)) continue;
+    if (ignoredAt(ctx.m, cs)) continue;
     const k = canonicalKey(b[i], cs, ctx);
     const c = counts.get(k);
     if (!c) return false;
@@ -229,7 +225,7 @@ function equalShallow(a: unknown, b: unknown, s: readonly number[], ctx: WalkCon
     if (aa.length !== bb.length) return false;
     for (let i = 0; i < aa.length; i++) {
       const cs = step(m, s, i);
-      if (!ignored(m, cs) && !equalShallow(aa[i], bb[i], cs, ctx, depth + 1)) return false;
+      if (!ignoredAt(m, cs) && !equalShallow(aa[i], bb[i], cs, ctx, depth + 1)) return false;
     }
     return true;
   }
@@ -239,7 +235,7 @@ function equalShallow(a: unknown, b: unknown, s: readonly number[], ctx: WalkCon
   let seen = 0;
   for (const k of ak) {
     const cs = step(m, s, k);
-    if (ignored(m, cs)) continue;
+    if (ignoredAt(m, cs)) continue;
     if (!hasOwn(bo, k)) return false;
     seen++;
     if (!equalShallow(ao[k], bo[k], cs, ctx, depth + 1)) return false;
@@ -247,7 +243,7 @@ function equalShallow(a: unknown, b: unknown, s: readonly number[], ctx: WalkCon
   const bk = Object.keys(bo);
   // Same key count and every legacy key present: no key of the candidate can be extra.
   if (bk.length === ak.length && seen === ak.length) return true;
-  for (const k of bk) if (!hasOwn(ao, k) && !ignored(m, step(m, s, k))) return false;
+  for (const k of bk) if (!hasOwn(ao, k) && !ignoredAt(m, step(m, s, k))) return false;
   return true;
 }
 
@@ -275,18 +271,18 @@ function equalDeep(a0: unknown, b0: unknown, s0: readonly number[], ctx: WalkCon
       if (aa.length !== bb.length) return false;
       for (let i = aa.length - 1; i >= 0; i--) {
         const cs = step(m, s, i);
-        if (!ignored(m, cs)) stack.push([aa[i], bb[i], cs]);
+        if (!ignoredAt(m, cs)) stack.push([aa[i], bb[i], cs]);
       }
     } else if (ta === 'object') {
       const ao = a as Obj;
       const bo = b as Obj;
       for (const k of Object.keys(ao)) {
         const cs = step(m, s, k);
-        if (ignored(m, cs)) continue;
+        if (ignoredAt(m, cs)) continue;
         if (!hasOwn(bo, k)) return false;
         stack.push([ao[k], bo[k], cs]);
       }
-      for (const k of Object.keys(bo)) if (!hasOwn(ao, k) && !ignored(m, step(m, s, k))) return false;
+      for (const k of Object.keys(bo)) if (!hasOwn(ao, k) && !ignoredAt(m, step(m, s, k))) return false;
     } else if (ta === 'other') {
       if (!Object.is(a, b)) return false;
     } else return false; // strings and booleans that failed ===
@@ -361,7 +357,7 @@ function diffObjects(a: Obj, b: Obj, f: Frame, ctx: WalkContext, children: Frame
   const m = ctx.m;
   for (const k of Object.keys(a)) {
     const cs = step(m, f.s, k);
-    if (ignored(m, cs)) continue;
+    if (ignoredAt(m, cs)) continue;
     const node = { parent: f.node, key: k };
     // hasOwn, not `in`: `constructor` or `__proto__` must be data here, never Object.prototype.
     if (hasOwn(b, k)) children.push({ a: a[k], b: b[k], s: cs, node });
@@ -369,7 +365,7 @@ function diffObjects(a: Obj, b: Obj, f: Frame, ctx: WalkContext, children: Frame
   }
   for (const k of Object.keys(b)) {
     if (hasOwn(a, k)) continue;
-    if (ignored(m, step(m, f.s, k))) continue;
+    if (ignoredAt(m, step(m, f.s, k))) continue;
     emit(ctx, { parent: f.node, key: k }, 'extra', { candidate: b[k] });
   }
 }
@@ -380,16 +376,16 @@ function pair(a: unknown[], b: unknown[], i: number, j: number, f: Frame, ctx: W
 }
 
 function missing(a: unknown[], i: number, f: Frame, ctx: WalkContext): void {
-  if (!ignored(ctx.m, step(ctx.m, f.s, i))) emit(ctx, { parent: f.node, key: i }, 'missing', { legacy: a[i] });
+  if (!ignoredAt(ctx.m, step(ctx.m, f.s, i))) emit(ctx, { parent: f.node, key: i }, 'missing', { legacy: a[i] });
 }
 
 function extra(b: unknown[], j: number, f: Frame, ctx: WalkContext): void {
-  if (!ignored(ctx.m, step(ctx.m, f.s, j))) emit(ctx, { parent: f.node, key: j }, 'extra', { candidate: b[j] });
+  if (!ignoredAt(ctx.m, step(ctx.m, f.s, j))) emit(ctx, { parent: f.node, key: j }, 'extra', { candidate: b[j] });
 }
 
 function elementEqual(a: unknown[], b: unknown[], i: number, j: number, f: Frame, ctx: WalkContext): boolean {
   const cs = step(ctx.m, f.s, i);
-  return ignored(ctx.m, cs) || deepEqual(a[i], b[j], cs, ctx);
+  return ignoredAt(ctx.m, cs) || deepEqual(a[i], b[j], cs, ctx);
 }
 
 function keysOf(arr: unknown[], idx: number[], f: Frame, ctx: WalkContext): string[] {
@@ -476,7 +472,7 @@ function diffOrdered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, chi
     // One element cannot be out of order: descend without the equality pre-pass, which would
     // otherwise re-walk the subtree at every level of `[[[…]]]` and turn depth into depth².
     if (a.length === 1) {
-      if (!ignored(ctx.m, step(ctx.m, f.s, 0))) pair(a, b, 0, 0, f, ctx, children);
+      if (!ignoredAt(ctx.m, step(ctx.m, f.s, 0))) pair(a, b, 0, 0, f, ctx, children);
       return;
     }
     const differing: number[] = [];
@@ -674,7 +670,7 @@ function diffUnordered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, c
   const pool = new Map<string, number[]>();
   for (let j = 0; j < b.length; j++) {
     const cs = step(m, f.s, j);
-    if (ignored(m, cs)) continue;
+    if (ignoredAt(m, cs)) continue;
     const k = canonicalKey(b[j], cs, ctx);
     const list = pool.get(k);
     if (list) list.push(j);
@@ -683,7 +679,7 @@ function diffUnordered(a: unknown[], b: unknown[], f: Frame, ctx: WalkContext, c
   const leftA: number[] = [];
   for (let i = 0; i < a.length; i++) {
     const cs = step(m, f.s, i);
-    if (ignored(m, cs)) continue;
+    if (ignoredAt(m, cs)) continue;
     const list = pool.get(canonicalKey(a[i], cs, ctx));
     if (list && list.length) list.pop();
     else leftA.push(i);
@@ -789,10 +785,12 @@ function valueAt(root: unknown, keys: readonly PathKey[]): unknown {
 function nodeOf(keys: readonly PathKey[], ctx: WalkContext, base?: WalkBase): PathNode | null | undefined {
   let s = base ? base.s : ctx.m.initial;
   let node: PathNode | null = base ? base.node : null;
+  // An ignored root (`$`) ignores every number text under it.
+  if (ignoredAt(ctx.m, s)) return undefined;
   for (const k of keys) {
     if (s.length !== 0 && typeof k === 'number' && flagsOf(ctx.m, s) & UNORDERED) return undefined;
     s = step(ctx.m, s, k);
-    if (ignored(ctx.m, s)) return undefined;
+    if (ignoredAt(ctx.m, s)) return undefined;
     node = { parent: node, key: k };
   }
   return node;

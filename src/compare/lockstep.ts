@@ -11,7 +11,7 @@
  */
 import { diffJson, diffNumberTexts, type WalkBase, type WalkContext } from './json.js';
 import { KNOWN_MIN_BYTES, LOOKUP_AFTER_BYTES, type KnownSpans } from './known.js';
-import { IGNORE, UNORDERED, flagsOf, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
+import { UNORDERED, flagsOf, ignoredAt, step, type PathKey, type PathMatcher, type PathNode } from './path.js';
 import type { Difference } from './types.js';
 
 /** The container is parsed only when both its texts together are at most this share of both bodies. */
@@ -606,6 +606,9 @@ function findWindowAt(a: Buffer, b: Buffer, p: number, s: number, known: KnownSp
   const sc = newScan(a, known);
   if (run(sc, p, -1, false, false) !== STOP) return undefined;
   if (sc.depth < 1) return undefined;
+  // The scan stops at a token's first byte, past any spaces before it: when the differing span
+  // begins in those spaces, the candidate's bytes from p on would never be read.
+  if (sc.pos > p) return undefined;
   const state1 = sc.state;
   const rootKeyAt = sc.keyStart[0];
 
@@ -929,7 +932,13 @@ export function planLockstep(a: Buffer, b: Buffer, known?: KnownSpans): { window
  * only, appending to `out` what the full path would; returns whether the list was capped, or
  * undefined when the full path must answer. The caller has already ruled out mappings and transforms.
  */
-export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[], known?: KnownSpans): { capped: boolean } | undefined {
+/** `texts`: the number-text pass added to the list (its differences belong to no single member). */
+export interface Walked {
+  capped: boolean;
+  texts: boolean;
+}
+
+export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[], known?: KnownSpans): Walked | undefined {
   const plan = planLockstep(lb, cb, known);
   if (plan === undefined) return undefined;
   if ('members' in plan) return walkWindow(plan.members.legacy, plan.members.candidate, rules, rules.body.initial, null, out);
@@ -937,12 +946,12 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
   const m = rules.body;
   let st = m.initial;
   let node: PathNode | null = null;
-  let ignored = st.length !== 0 && (flagsOf(m, st) & IGNORE) !== 0;
+  let ignored = ignoredAt(m, st);
   for (const k of w.keys) {
     // An unordered array matches its elements by value, not by place: the full walk must decide.
     if (typeof k === 'number' && st.length !== 0 && (flagsOf(m, st) & UNORDERED) !== 0) return undefined;
     st = step(m, st, k);
-    if (st.length !== 0 && (flagsOf(m, st) & IGNORE) !== 0) ignored = true;
+    if (ignoredAt(m, st)) ignored = true;
     node = { parent: node, key: k };
   }
   const members = w.outside !== undefined;
@@ -956,7 +965,7 @@ export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: 
     const outside = new Set(w.outside);
     for (const v of [lv, cv]) for (const k of Object.keys(v as object)) if (outside.has(k)) return undefined;
   }
-  if (ignored) return { capped: false };
+  if (ignored) return { capped: false, texts: false };
   return walkParsed(lt, ct, lv, cv, rules, st, node, out);
 }
 
@@ -969,19 +978,20 @@ function parseBoth(lt: string, ct: string): [unknown, unknown] | undefined {
 }
 
 /** Parses two window texts and walks them from the root (the root members' windows). */
-function walkWindow(lt: string, ct: string, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } | undefined {
+function walkWindow(lt: string, ct: string, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): Walked | undefined {
   const parsed = parseBoth(lt, ct);
   return parsed && walkParsed(lt, ct, parsed[0], parsed[1], rules, st, node, out);
 }
 
-function walkParsed(lt: string, ct: string, lv: unknown, cv: unknown, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): { capped: boolean } {
+function walkParsed(lt: string, ct: string, lv: unknown, cv: unknown, rules: LockstepRules, st: readonly number[], node: PathNode | null, out: Difference[]): Walked {
   const base: WalkBase = { s: st, node };
   const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out, capped: false, work: 0 };
   const before = out.length;
   diffJson(lv, cv, walk, base);
+  const walked = out.length;
   // As on the full path (see compareJson); outside the window every number text is shared.
   if (!walk.capped && (out.length === before || walk.wideNumbers === true)) {
     diffNumberTexts(lt, ct, lv, cv, walk, rules.numberFormat === 'strict', base);
   }
-  return { capped: walk.capped };
+  return { capped: walk.capped, texts: out.length > walked };
 }

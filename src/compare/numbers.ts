@@ -118,6 +118,9 @@ export function lossyNumbers(text: string): Map<string, NumberText> {
       if (isLossy(token)) {
         const keys = stack.map((l) => l.key);
         out.set(keys.join('\u0000'), { keys, text: token });
+      } else if (out.size !== 0) {
+        // A repeated key: JSON.parse keeps the last value, so an earlier lossy text no longer stands.
+        out.delete(stack.map((l) => l.key).join('\u0000'));
       }
       i = end;
     } else i++;

@@ -156,6 +156,11 @@ export function flagsOf(m: PathMatcher, state: readonly number[]): number {
   return f;
 }
 
+/** Whether a rule ignores the node in `state`. */
+export function ignoredAt(m: PathMatcher, state: readonly number[]): boolean {
+  return state.length !== 0 && (flagsOf(m, state) & IGNORE) !== 0;
+}
+
 /** Concrete path segments back from a node to the root, built only when a difference is reported. */
 export interface PathNode {
   parent: PathNode | null;

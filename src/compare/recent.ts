@@ -31,7 +31,7 @@
 import { isUtf8 } from 'node:buffer';
 import { MAX_DIFFERENCES, diffJson, type WalkContext } from './json.js';
 import { commonPrefix, readRootMembers, valueEnd, type LockstepRules, type RootMembers } from './lockstep.js';
-import { concretePath, step } from './path.js';
+import { concretePath, ignoredAt, step } from './path.js';
 import type { Difference } from './types.js';
 
 /** Requests remembered as seen once (their next pair is kept). */
@@ -471,6 +471,8 @@ function holding(name: string, side: Side): Record<string, unknown> {
 /** The differences member `name` adds to the full walk's list; undefined if not sure. */
 function walkMember(name: string, l: Side, c: Side, rules: LockstepRules): Difference[] | undefined {
   const out: Difference[] = [];
+  // A rule ignoring the whole body (`$`) ends at the root: a member's own walk would step past it.
+  if (ignoredAt(rules.body, rules.body.initial)) return out;
   const walk: WalkContext = { m: rules.body, tolerance: rules.tolerance, out, capped: false, work: 0 };
   // On both sides, its values are walked from its own place; on one, the root reports it.
   if (l !== null && c !== null) diffJson(l.v, c.v, walk, { s: step(rules.body, rules.body.initial, name), node: { parent: null, key: name } });

@@ -89,6 +89,25 @@ export function write(n: Node, pretty: boolean, indent = ''): string {
   }
 }
 
+/**
+ * Compact, but every number and literal right-aligned in 8 columns, as column-aligned printers
+ * write them (`"n":      12`): an edit to a value then also changes the spaces before it.
+ */
+export function writeAligned(n: Node): string {
+  switch (n.t) {
+    case 'num':
+      return n.text.padStart(8);
+    case 'lit':
+      return n.v.padStart(8);
+    case 'str':
+      return JSON.stringify(n.v);
+    case 'arr':
+      return `[${n.items.map(writeAligned).join(',')}]`;
+    case 'obj':
+      return `{${n.entries.map(([k, v]) => `${JSON.stringify(k)}:${writeAligned(v)}`).join(',')}}`;
+  }
+}
+
 /** Every node with the container holding it, so a mutation can pick any place. */
 export function places(root: Node): { parent: Node | null; at: number; node: Node }[] {
   const out: { parent: Node | null; at: number; node: Node }[] = [{ parent: null, at: -1, node: root }];
@@ -177,6 +196,7 @@ export const RULE_SETS: [string, Partial<CompareSettings>][] = [
   ['tolerance', { tolerance: { absolute: 0.01, relative: 0 } }],
   ['lenient numbers', { numberFormat: 'lenient' }],
   ['sensitive', { sensitive: ['$.doc.name', 'price'] }],
+  ['ignore the body', { ignore: ['$'] }],
 ];
 
 
