@@ -35,6 +35,26 @@ export function headerValue(headers: HeaderSource, name: string): string | undef
   return first === '' ? undefined : first;
 }
 
+/** Every non-empty value of a header (lower-case `name`): each line of raw headers, or Node's joined value. */
+function headerValues(headers: HeaderSource, name: string): string[] {
+  if (!isRaw(headers)) {
+    const v = headers[name];
+    return (Array.isArray(v) ? v : v === undefined ? [] : [v]).filter((x) => x !== '');
+  }
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const n = headers[i];
+    if (n.length === name.length && n.toLowerCase() === name && headers[i + 1] !== '') out.push(headers[i + 1]);
+  }
+  return out;
+}
+
+/** The Cookie field as a backend reads it: every `Cookie` line, joined (RFC 6265 §5.4). */
+function cookieHeader(headers: HeaderSource): string | undefined {
+  const lines = headerValues(headers, 'cookie');
+  return lines.length <= 1 ? lines[0] : lines.join('; ');
+}
+
 function isRaw(headers: HeaderSource): headers is readonly string[] {
   return Array.isArray(headers);
 }
@@ -105,7 +125,7 @@ export function extractCredential(headers: HeaderSource, url: string | undefined
       value = readBearer(headerValue(headers, locationHeader(loc)!));
     } else if ('cookie' in loc) {
       scheme = 'cookie';
-      value = readCookie(headerValue(headers, locationHeader(loc)!), loc.cookie);
+      value = readCookie(cookieHeader(headers), loc.cookie);
     } else if ('query' in loc) {
       scheme = 'query';
       value = readQuery(url, loc.query);
@@ -116,4 +136,48 @@ export function extractCredential(headers: HeaderSource, url: string | undefined
     if (value) return { scheme, value };
   }
   return null;
+}
+
+/**
+ * Every value a backend might take for the client's legacy credential, in each location and in
+ * each spelling it may read: each header line, every repeat of a query parameter or cookie, a cookie
+ * value unquoted and percent-decoded, a bearer token's first word. Revocation must hold for each of
+ * them, not only for the first one found (a client could otherwise put a revoked key behind a decoy).
+ */
+export function credentialCandidates(headers: HeaderSource, url: string | undefined, locations: readonly LegacyLocation[]): string[] {
+  const out = new Set<string>();
+  const add = (v: string | undefined): void => {
+    if (v) out.add(v);
+  };
+  for (const loc of locations) {
+    if ('query' in loc) {
+      const q = url?.indexOf('?') ?? -1;
+      if (q !== -1) for (const v of new URLSearchParams(url!.slice(q + 1)).getAll(loc.query)) add(v);
+      continue;
+    }
+    for (const line of headerValues(headers, locationHeader(loc)!)) {
+      if ('header' in loc) add(line);
+      else if ('basic' in loc) add(readBasic(line));
+      else if ('bearer' in loc) {
+        const token = readBearer(line);
+        add(token);
+        add(token?.split(/\s+/, 1)[0]);
+      } else {
+        for (const part of line.split(';')) {
+          const eq = part.indexOf('=');
+          if (eq === -1 || part.slice(0, eq).trim() !== loc.cookie) continue;
+          const raw = part.slice(eq + 1).trim();
+          const unquoted = raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
+          add(raw);
+          add(unquoted);
+          try {
+            add(decodeURIComponent(unquoted));
+          } catch {
+            // not percent-encoded: the spellings above stand
+          }
+        }
+      }
+    }
+  }
+  return [...out];
 }

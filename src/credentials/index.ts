@@ -9,7 +9,7 @@ import type { Config } from '../config/load.js';
 import type { StateStore } from '../cutover/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { BackendName, CredentialScheme, Telemetry } from '../telemetry/metrics.js';
-import { extractCredential, type HeaderSource, type LegacyLocation } from './extract.js';
+import { credentialCandidates, extractCredential, type HeaderSource, type LegacyLocation } from './extract.js';
 import { createFingerprinter, type Fingerprinter } from './fingerprint.js';
 import { CredentialInventory } from './inventory.js';
 import { createOutboundAuth, type OutboundAuth, type OutboundMapping } from './outbound/index.js';
@@ -65,11 +65,24 @@ export class Credentials {
     return credentials;
   }
 
-  /** Once per request, synchronously: where its credential is, its fingerprint and what it may do. */
+  /**
+   * Once per request, synchronously: where its credential is, its fingerprint and what it may do.
+   * `url` is the canonical target forwarded (its query without a fragment), never the raw one.
+   */
   inspect(headers: HeaderSource, url: string | undefined): RequestCredential {
     const found = extractCredential(headers, url, this.locations);
     const fingerprint = found === null ? null : this.fingerprint(found.value);
     let decision = this.policy.decideNewPath(fingerprint);
+    // Any other value the request carries where a backend may read a credential is held to the
+    // revocations too (a revoked key behind a decoy, in a second line, quoted or encoded).
+    if (decision !== 'revoked' && this.policy.revokes) {
+      for (const value of credentialCandidates(headers, url, this.locations)) {
+        if (value !== found?.value && this.policy.isRevoked(this.fingerprint(value))) {
+          decision = 'revoked';
+          break;
+        }
+      }
+    }
     // A key legacy refuses is never lent new's own identity: legacy answers it (and keeps refusing).
     if (decision === 'allowed' && fingerprint !== null && this.inventory.legacyRejected(fingerprint)) decision = 'legacy_only';
     return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint) };

@@ -30,6 +30,11 @@ export class CredentialPolicy {
     this.mappings = mappings;
   }
 
+  /** Whether any credential is revoked at all (else no other spelling of one needs a fingerprint). */
+  get revokes(): boolean {
+    return this.revoked.size > 0;
+  }
+
   isRevoked(fingerprint: string | null): boolean {
     return fingerprint !== null && this.revoked.has(fingerprint);
   }

@@ -237,7 +237,8 @@ export class ProxyServer {
       return { route, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'A path parameter holds an encoded separator or a dot-segment; send the plain value.') };
     }
     // Once per request, synchronous: fingerprint, revocation and the identity toward new.
-    const credential = this.deps.credentials?.inspect(req.rawHeaders, req.url) ?? null;
+    // The query as forwarded (no fragment): what the backend will read is what is judged.
+    const credential = this.deps.credentials?.inspect(req.rawHeaders, query) ?? null;
     if (credential?.decision === 'revoked') return { route, reason: 'revoked', problem: revokedProblem() };
     const ctx = this.forwardedContext(req, target.authority);
     const clientIp = this.needsClientIp ? clientAddress(ctx, req.headers['x-forwarded-for'], this.trusted) : ctx.peer;
