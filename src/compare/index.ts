@@ -195,11 +195,21 @@ function sideDiff(kind: 'missing' | 'extra' | 'type' | 'value', legacy: unknown,
   return d;
 }
 
+/**
+ * V8's parse error without the excerpt of the body it quotes (Node 22 and later: `Unexpected token
+ * 'x', "…" is not valid JSON`), which could carry a secret into an example; the position stays.
+ */
+function parseErrorHead(message: string): string {
+  const head = message.split(/, "|"/, 1)[0].trim();
+  const at = /at position \d+/.exec(message)?.[0];
+  return at !== undefined && !head.includes(at) ? `${head} (${at})` : head;
+}
+
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (err) {
-    return { ok: false, error: `invalid JSON: ${(err as Error).message}` };
+    return { ok: false, error: `invalid JSON: ${parseErrorHead((err as Error).message)}` };
   }
 }
 

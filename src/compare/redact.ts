@@ -37,10 +37,18 @@ export function isCredentialName(name: string): boolean {
   const words = nameWords(name);
   for (let i = 0; i < words.length; i++) {
     const w = words[i];
-    if (STRONG_WORD.test(w) || CREDENTIAL_WORDS.has(w)) return true;
-    if (i + 1 < words.length && CREDENTIAL_WORDS.has(w + words[i + 1])) return true;
+    // Plurals too: `apiKeys`, `access_keys`, `passphrases`.
+    if (STRONG_WORD.test(w) || CREDENTIAL_WORDS.has(w) || CREDENTIAL_WORDS.has(singular(w))) return true;
+    if (i + 1 < words.length) {
+      const two = w + words[i + 1];
+      if (CREDENTIAL_WORDS.has(two) || CREDENTIAL_WORDS.has(singular(two)) || STRONG_WORD.test(two)) return true;
+    }
   }
   return false;
+}
+
+function singular(word: string): string {
+  return word.length > 3 && word.endsWith('s') ? word.slice(0, -1) : word;
 }
 
 /** Header names whose values are credentials: the field names plus `x-…-auth…`, `x-…-key` styles. */
@@ -48,8 +56,38 @@ export function isCredentialHeader(name: string): boolean {
   return isCredentialName(name) || /^x-.*(auth|key|token|secret|signature)/i.test(name);
 }
 
-function scrubString(s: string): string {
-  return s.replace(AUTH_SCHEME, REDACTED).replace(JWT, REDACTED);
+/** `"name": value` inside a text (a cut preview of a container, a text body's line, a parse error). */
+const JSON_MEMBER = /"((?:[^"\\\n]|\\.)*)"(\s*:\s*)("(?:[^"\\\n]|\\.)*"?|[^\s,}\]"]+)/g;
+/** `name=value` in a query string, a form or a cookie line. */
+const NAME_VALUE = /(^|[?&;,\s])([A-Za-z0-9_.%-]+)=([^&;,\s"]*)/g;
+
+/**
+ * Credential-looking parts of a free text: Bearer/Basic values, JWTs, and the values of members or
+ * parameters whose names are credentials (`"password": "…"`, `?access_token=…`). A value cut at the
+ * end of a preview is hidden too.
+ */
+function scrubString(s: string, rules?: RedactRules): string {
+  let out = s.replace(AUTH_SCHEME, REDACTED).replace(JWT, REDACTED);
+  if (out.includes('"')) {
+    const members = (text: string): string => text.replace(JSON_MEMBER, (all, name: string, sep: string) => (isSensitiveName(name, rules) ? `"${name}"${sep}"${REDACTED}"` : all));
+    out = members(out);
+    // A quoted excerpt (a text body's line summary) escapes its quotes: read it unescaped.
+    if (out.includes('\\"')) {
+      const plain = out.replace(/\\"/g, '"');
+      const scrubbed = members(plain);
+      if (scrubbed !== plain) out = scrubbed;
+    }
+  }
+  if (out.includes('=')) out = out.replace(NAME_VALUE, (all, lead: string, name: string) => (isSensitiveName(safeDecode(name), rules) ? `${lead}${name}=${REDACTED}` : all));
+  return out;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 export interface RedactRules {
@@ -58,8 +96,8 @@ export interface RedactRules {
   sensitiveNames?: ReadonlySet<string>;
 }
 
-function isSensitiveName(name: string, rules: RedactRules): boolean {
-  return isCredentialName(name) || (rules.sensitiveNames !== undefined && rules.sensitiveNames.size > 0 && rules.sensitiveNames.has(name.toLowerCase()));
+function isSensitiveName(name: string, rules: RedactRules | undefined): boolean {
+  return isCredentialName(name) || (rules?.sensitiveNames !== undefined && rules.sensitiveNames.size > 0 && rules.sensitiveNames.has(name.toLowerCase()));
 }
 
 type Obj = Record<string, unknown>;
@@ -98,7 +136,7 @@ function isCutPreview(s: string): boolean {
 
 /** Copy-on-write walk; values are previews (≤ ~200 characters), so recursion depth is bounded. */
 function scrubAll(value: unknown, rules: RedactRules, state: readonly number[] | null): unknown {
-  if (typeof value === 'string') return scrubString(value);
+  if (typeof value === 'string') return scrubString(value, rules);
   if (typeof value !== 'object' || value === null) return value;
   const m = rules.sensitive;
   if (Array.isArray(value)) {
@@ -122,4 +160,15 @@ export function redactDifference(diff: Difference, rules: RedactRules): Differen
   if ('legacy' in diff) out.legacy = redactValue(diff.legacy, diff.path, rules);
   if ('candidate' in diff) out.candidate = redactValue(diff.candidate, diff.path, rules);
   return out;
+}
+
+/** What a query must contain somewhere for any part of it to be a credential (a cheap first look). */
+const SUSPECT = /auth|pass|pwd|secret|token|key|cookie|session|jwt|bearer|credential|signature|eyJ/i;
+
+/** A request target with credential-named query parameters (and credential-looking values) masked. */
+export function redactQueryText(target: string): string {
+  const q = target.indexOf('?');
+  if (q === -1) return target;
+  const query = target.slice(q);
+  return SUSPECT.test(query) ? target.slice(0, q) + scrubString(query) : target;
 }

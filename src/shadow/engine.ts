@@ -13,6 +13,7 @@ import type { UpstreamAnswer } from '../forward/capture.js';
 import type { ForwardedContext } from '../forward/headers.js';
 import type { OutboundMapping } from '../credentials/outbound/index.js';
 import { redactTarget } from '../forward/shaping.js';
+import { redactQueryText } from '../compare/redact.js';
 import type { Upstream } from '../forward/upstream.js';
 import { SAFE_METHODS } from './methods.js';
 import { ExactRatio } from '../routing/ratio.js';
@@ -244,8 +245,9 @@ export class ShadowEngine {
       if (oversize || (pair.shadow.error === undefined && pair.primary.error === undefined)) breaker.record(!oversize, pair.sizeProbe ?? false);
       else if (pair.sizeProbe === true) breaker.release();
     }
-    // The pair's path is kept (examples, recent errors): a credential in the query never is.
-    this.deps.onPair(this.deps.credentialQuery.length ? { ...pair, path: redactTarget(pair.path, this.deps.credentialQuery) } : pair);
+    // The pair's path is kept (examples, recent errors): a credential in the query never is, neither
+    // a configured one nor a parameter named like one (`access_token`, `password`).
+    this.deps.onPair(pair.path.includes('?') ? { ...pair, path: redactQueryText(redactTarget(pair.path, this.deps.credentialQuery)) } : pair);
   }
 }
 

@@ -157,12 +157,13 @@ describe('row 5: query-string credentials', () => {
         routes: [WIDGETS],
       }),
     );
-    const res = await request(`${p.dataUrl}/v1/widgets/1?api_key=S3CR3T&page=2`, { headers: { authorization: 'Basic dXNlcjpTM0NSM1Q=' } });
+    // access_token is not a configured credential location, only named like one: masked in what is kept all the same.
+    const res = await request(`${p.dataUrl}/v1/widgets/1?api_key=S3CR3T&page=2&access_token=T0KEN`, { headers: { authorization: 'Basic dXNlcjpTM0NSM1Q=' } });
     expect(res.statusCode).toBe(200);
     await res.body.dump();
     await waitFor(() => next.received.length >= 1);
-    expect(legacy.received[0].url).toBe('/v1/widgets/1?api_key=S3CR3T&page=2');
-    expect(next.received[0].url).toBe('/v2/widgets/1?page=2');
+    expect(legacy.received[0].url).toBe('/v1/widgets/1?api_key=S3CR3T&page=2&access_token=T0KEN');
+    expect(next.received[0].url).toBe('/v2/widgets/1?page=2&access_token=T0KEN');
     expect(next.received[0].headers.authorization).toBeUndefined();
     const diffs = await waitFor(async () => {
       const r = await request(`${p.adminUrl}/api/routes/widgets/diffs`, { headers: { authorization: 'Bearer q-token' } });
@@ -170,6 +171,7 @@ describe('row 5: query-string credentials', () => {
       return text.includes('/v1/widgets/1') ? text : null;
     });
     expect(diffs).not.toContain('S3CR3T');
+    expect(diffs).not.toContain('T0KEN');
     expect(diffs).toContain('api_key=[redacted]');
     expect(p.logs.join('')).not.toContain('S3CR3T');
   });

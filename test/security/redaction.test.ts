@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_COMPARE } from '../../src/config/load.js';
-import { compileRules, redactDifference, redactValue, REDACTED } from '../../src/compare/index.js';
+import { compareResponses, compileRules, redactDifference, redactValue, REDACTED } from '../../src/compare/index.js';
+import { redactQueryText } from '../../src/compare/redact.js';
 import { validateConfig } from '../../src/config/load.js';
 
 const rules = compileRules(BUILTIN_COMPARE);
@@ -15,6 +16,8 @@ const CREDENTIALS = [
   'sessionId', 'session_id', 'SessionID', 'x-api-key', 'apiKey', 'api_key', 'APIKey', 'clientSecret', 'client-secret',
   'authorization', 'Authorization', 'cookie', 'set-cookie', 'privateKey', 'private_key', 'credentials', 'webhookSignature',
   'accesstoken', 'userpassword', 'secretKey', 'awsAccessKeyId', 'authToken', 'auth', 'jwt', 'passphrase',
+  // Plurals (found by review: they leaked).
+  'apiKeys', 'api_keys', 'accessKeys', 'privateKeys', 'passphrases', 'sessionIds',
 ];
 const PLAIN = ['price', 'id', 'name', 'userId', 'keyboard', 'monkey', 'author', 'sessions_count_total_x'.replace('sessions', 'visits'), 'tags', 'createdAt', 'status'];
 
@@ -69,5 +72,50 @@ describe('compare.sensitive', () => {
         routes: [{ name: 'r', match: { path: '/r' }, compare: { sensitive: ['a b'] } }],
       }),
     ).toThrow(/routes\[0\]\.compare\.sensitive\[0\]/);
+  });
+});
+
+describe('secrets inside texts (found by review)', () => {
+  it('hides a credential member inside a cut preview of a container, even past a plain path', () => {
+    const preview = `{"name":"ann","password":"hunter2-CUT","bio":"${'x'.repeat(150)}…`;
+    const diff = redactDifference({ field: '$.user', path: '$.user', kind: 'type', legacy: preview, candidate: 'ann' }, rules);
+    expect(JSON.stringify(diff)).not.toContain('hunter2');
+    expect(diff.legacy).toContain('"name":"ann"');
+    // A value cut by the preview's end is hidden too.
+    expect(JSON.stringify(redactValue('{"token":"abc-cut-her…', '$.x', rules))).not.toContain('abc');
+    // compare.sensitive names count as well.
+    const named = compileRules({ ...BUILTIN_COMPARE, sensitive: ['pin'] });
+    expect(JSON.stringify(redactValue('{"pin":"1234","a":1…', '$.x', named))).not.toContain('1234');
+  });
+
+  it("hides credential members in a text body's quoted line summary", () => {
+    const legacy = '{"api_token":"tok_LEGACY","score":NaN}';
+    const result = compareResponses(
+      { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(legacy), truncated: false },
+      { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(legacy.replace('LEGACY', 'NEW')), truncated: false },
+      rules,
+      { route: 'r', method: 'GET', path: '/' },
+    );
+    const shown = JSON.stringify(result.differences.map((d) => redactDifference(d, rules)));
+    expect(result.differences.length).toBeGreaterThan(0);
+    expect(shown).not.toContain('tok_');
+  });
+
+  it('keeps no excerpt of a body that is not JSON in its parse error', () => {
+    const result = compareResponses(
+      { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(`{"password": 'hunter2-B'}`), truncated: false },
+      { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"ok":true}'), truncated: false },
+      rules,
+      { route: 'r', method: 'GET', path: '/' },
+    );
+    expect(JSON.stringify(result.differences.map((d) => redactDifference(d, rules)))).not.toContain('hunter2');
+    expect(JSON.stringify(result.differences)).not.toContain('hunter2');
+  });
+
+  it('masks credential-named query parameters in a URL header and in a kept request path', () => {
+    const diff = redactDifference({ field: 'header:location', path: 'header:location', kind: 'header', legacy: 'https://a/cb?access_token=T0K&state=1', candidate: 'https://a/cb?state=1' }, rules);
+    expect(diff.legacy).toBe(`https://a/cb?access_token=${REDACTED}&state=1`);
+    expect(redactQueryText('/v1/x?id=7&password=p4ss&api%5Fkey=k3y&page=2')).toBe(`/v1/x?id=7&password=${REDACTED}&api%5Fkey=${REDACTED}&page=2`);
+    expect(redactQueryText('/v1/token=abc/x?id=1')).toBe('/v1/token=abc/x?id=1');
   });
 });
