@@ -416,6 +416,69 @@ describe('controller: sequencing and levers', () => {
   });
 });
 
+describe('controller: found by review', () => {
+  it('steps changed under a route (reload or edited config): back in line at the step of its live weight, never complete at 25 %', async () => {
+    const store = new MemoryStore();
+    const first = await rig({ store, steps: [0, 1, 5, 25, 50, 100], settings: { holdIntervals: 1 } });
+    for (let i = 0; i < 3; i++) await first.step(good());
+    expect(state(first)).toMatchObject({ step: 3, weight: 25 });
+    // Step 3 of the new list is 100: read as it was, two passing checks made the route "complete" at 25 %.
+    const second = await rig({ store, steps: [0, 10, 50, 100], settings: { holdIntervals: 1 } });
+    expect(state(second)).toMatchObject({ step: 1, weight: 25, state: 'shifting', passes: 0 });
+    second.clock.t = first.clock.t;
+    await second.step(good());
+    expect(state(second)).toMatchObject({ step: 2, weight: 50, state: 'shifting' });
+    // A weight set by hand between two steps is in line already: nothing is rewritten.
+    await second.controller.setWeight('r', 33, { who: 'ops' });
+    const before = state(second);
+    const third = await rig({ store, steps: [0, 10, 50, 100] });
+    expect(state(third)).toBe(before);
+  });
+
+  it('a route waiting at a pause step, with clients on new, still rolls back on failing checks', async () => {
+    const r = await rig({ steps: [0, 10, { pause: true }, 100], settings: { holdIntervals: 1 } });
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 2, weight: 10, state: 'paused' });
+    for (let i = 0; i < 3; i++) await r.step(bad());
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
+    expect((await r.audit.read()).map((e) => `${e.who}:${e.action}`)).toContain('controller:rollback');
+  });
+
+  it('rolls back to 0 % even when the first step is above 0', async () => {
+    const r = await rig({ steps: [5, 50, 100], routes: [{ weight: 50 }] });
+    for (let i = 0; i < 3; i++) await r.step(bad());
+    expect(state(r)).toMatchObject({ weight: 0, state: 'rolled_back' });
+    expect(r.controller.weightOf('r')).toBe(0);
+    await r.controller.setWeight('r', 50, { who: 'ops' });
+    await r.controller.rollback('r', { who: 'ops' });
+    expect(r.controller.weightOf('r')).toBe(0);
+  });
+
+  it('after a bypass, a route judges only what it sees from then on: no advance on evidence from before the incident', async () => {
+    const r = await rig({ steps: [0, 10, 50, 100], routes: [{ weight: 10 }], settings: { holdIntervals: 2 } });
+    await r.step(good());
+    expect(state(r).passes).toBe(1);
+    await r.controller.bypass(true, { who: 'ops' });
+    await r.step();
+    await r.controller.bypass(false, { who: 'ops' });
+    expect(state(r)).toMatchObject({ weight: 10, passes: 0 });
+    // No traffic since: no evidence, no advance.
+    await r.step();
+    expect(state(r)).toMatchObject({ weight: 10, step: 1 });
+  });
+
+  it("one route whose check throws does not keep the others from being judged; audit entries name the state the change was made from", async () => {
+    const r = await rig({ routes: [{ name: 'a', weight: 10 }, { name: 'b', weight: 10 }] });
+    // A hand-edited store entry without its history: its check throws.
+    await r.store.updateRoute('a', () => state(r, 'a'), (c) => ({ ...c, history: undefined as unknown as [] }));
+    for (let i = 0; i < 3; i++) await r.step((t) => t.add('b', 100, { mismatchShare: 0.3 }));
+    expect(state(r, 'b')).toMatchObject({ weight: 0, state: 'rolled_back' });
+    const rollback = (await r.audit.read()).find((e) => e.route === 'b' && e.action === 'rollback')!;
+    expect(rollback.from).toMatchObject({ weight: 10 });
+  });
+});
+
 describe('audit log bounds', () => {
   const entry = (i: number) => ({ when: new Date(i).toISOString(), who: 'test', route: 'r', action: 'weight', from: null, to: null, why: `#${i}` });
 

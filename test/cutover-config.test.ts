@@ -59,6 +59,22 @@ describe('cutover config', () => {
     expect(problems({}, [{ name: 'r', match: { path: '/r' }, gates: { maxLatencyRatio: 0.5 } }])[0]).toMatch(/^routes\[0\]\.gates\.maxLatencyRatio/);
   });
 
+  it('refuses percents finer than the split (0.01) and routes waiting for each other in a ring', () => {
+    expect(problems({ steps: [0, 0.004, 33.333, 100] }, [{ name: 'r', match: { path: '/r' }, weight: 0.004 }])).toEqual([
+      'routes[0].weight: must be a multiple of 0.01 (traffic is split in hundredths of a percent)',
+      'cutover.steps[1]: must be a multiple of 0.01 (traffic is split in hundredths of a percent)',
+      'cutover.steps[2]: must be a multiple of 0.01 (traffic is split in hundredths of a percent)',
+    ]);
+    expect(problems({ steps: [0, 0.01, 33.33, 100] }, [{ name: 'r', match: { path: '/r' }, weight: 0.07 }])).toEqual([]);
+    const ring = [
+      { name: 'a', match: { path: '/a' }, after: ['b'] },
+      { name: 'b', match: { path: '/b' }, after: ['c'] },
+      { name: 'c', match: { path: '/c' }, after: ['a'] },
+    ];
+    expect(problems({}, ring)).toEqual(['routes[0].after: the routes wait for each other in a ring (a -> b -> c -> a), so none would ever start']);
+    expect(problems({}, [ring[0], ring[1], { name: 'c', match: { path: '/c' } }])).toEqual([]);
+  });
+
   it('reads the webhook from the config, a variable or a file, and accepts only one', () => {
     process.env.CUTOVER_TEST_HOOK = 'http://127.0.0.1:1/hook';
     expect(validateConfig({ backends, cutover: { webhookEnv: 'CUTOVER_TEST_HOOK' } }).cutoverWebhook).toBe('http://127.0.0.1:1/hook');

@@ -191,6 +191,26 @@ function crossFieldProblems(raw: RawConfig): string[] {
       else if (dep === route.name) problems.push(`routes[${i}].after[${j}]: a route cannot wait for itself`);
     });
   });
+  // Routes waiting for each other in a ring would wait forever.
+  const waitsFor = new Map(raw.routes.map((r) => [r.name, (r.after ?? []).filter((d) => d !== r.name && seen.has(d))]));
+  const done = new Set<string>();
+  const cycle = (name: string, path: string[]): string[] | null => {
+    if (path.includes(name)) return [...path.slice(path.indexOf(name)), name];
+    if (done.has(name)) return null;
+    for (const dep of waitsFor.get(name) ?? []) {
+      const found = cycle(dep, [...path, name]);
+      if (found) return found;
+    }
+    done.add(name);
+    return null;
+  };
+  for (const [i, route] of raw.routes.entries()) {
+    const ring = cycle(route.name, []);
+    if (ring) {
+      problems.push(`routes[${i}].after: the routes wait for each other in a ring (${ring.join(' -> ')}), so none would ever start`);
+      break;
+    }
+  }
   return problems;
 }
 

@@ -179,7 +179,17 @@ export class Controller {
   async init(): Promise<void> {
     for (const r of this.routes.values()) {
       const known = this.deps.store.snapshot().routes[r.name];
-      const state = known ?? (await this.deps.store.updateRoute(r.name, () => this.seed(r), (s) => s));
+      let state = known ?? (await this.deps.store.updateRoute(r.name, () => this.seed(r), (s) => s));
+      // Steps changed since this state was written (a reload, or a restart with an edited config):
+      // a step number names a step of the old list. Back into line at the step of its live weight,
+      // its passes forgotten, or the route could be "complete" at 25 % or wait at a pause step.
+      if (this.misaligned(state)) {
+        state = await this.deps.store.updateRoute(
+          r.name,
+          () => this.seed(r),
+          (c) => (this.misaligned(c) ? { ...c, step: this.stepFor(c.weight), passes: 0, failures: 0, reason: `steps changed: now at step ${this.stepFor(c.weight)} with ${c.weight}%` } : c),
+        );
+      }
       this.publish(state);
       this.deps.evidence.evidence(r.name, state.since);
       this.emit(r.name, this.bypassed() ? 0 : state.weight);
@@ -263,6 +273,14 @@ export class Controller {
     return 0;
   }
 
+  /** Whether a state's step is not a step of the current list at its weight. */
+  private misaligned(s: RouteState): boolean {
+    if (s.step >= this.steps.length) return true;
+    // At a pause step the route keeps the weight of the step before it; elsewhere its step is the
+    // last one at or below its weight (a weight set by hand may lie between two).
+    return isPause(this.steps[s.step]) ? this.weightAt(s.step) !== s.weight : s.step !== this.stepFor(s.weight);
+  }
+
   /** The last percent step at or below `weight`. */
   stepFor(weight: number): number {
     let found = 0;
@@ -306,7 +324,14 @@ export class Controller {
   /** Judges every route once. Tests call it directly; `start` calls it every interval. */
   tick(): Promise<void> {
     const run = (async () => {
-      for (const r of this.routes.values()) await this.checkRoute(r);
+      for (const r of this.routes.values()) {
+        // One route whose check fails (a malformed stored state) must not keep the others unjudged.
+        try {
+          await this.checkRoute(r);
+        } catch (err) {
+          this.deps.logger?.error({ err, route: r.name }, 'cutover controller check of a route failed');
+        }
+      }
     })();
     this.ticking = run.finally(() => {
       this.ticking = undefined;
@@ -323,17 +348,23 @@ export class Controller {
     const observe = this.settings.mode === 'observe';
     const waiting = this.waitingFor(r);
     let action: { kind: 'advance' | 'pause-step' | 'complete' | 'rollback'; why: string; gate?: string } | undefined;
+    /** The state the change was made from (a lever may have moved the route since `before` was read). */
+    let from = before;
 
     const after = await this.deps.store.updateRoute(
       r.name,
       () => this.seed(r),
       (current) => {
         action = undefined;
+        from = current;
         const history = [...current.history, check].slice(-HISTORY_LIMIT);
         const next: RouteState = { ...current, history };
         // A lever moved the route while the evidence was read: that evidence is stale.
         if (current.since !== before.since) return { ...current };
-        const idle = bypass || current.paused || current.state === 'complete' || current.state === 'rolled_back' || isPause(this.steps[current.step]);
+        // At a pause step clients are still on new at the step's weight: failures count and roll back
+        // there as anywhere; only going on waits for a person.
+        const atPauseStep = isPause(this.steps[current.step]);
+        const idle = bypass || (current.paused && !atPauseStep) || current.state === 'complete' || current.state === 'rolled_back';
         if (idle) return next;
         if (check.verdict === 'pass') {
           next.passes = current.passes + 1;
@@ -356,7 +387,7 @@ export class Controller {
           action = { kind: 'rollback', gate: gate?.gate ?? 'unknown', why: `${next.failures} failing checks in a row: ${gate?.detail ?? ''}`.trim() };
           return this.rolledBack(next, now, 'controller', action.why);
         }
-        if (next.passes < this.settings.holdIntervals) return next;
+        if (atPauseStep || next.passes < this.settings.holdIntervals) return next;
         const last = this.steps.length - 1;
         if (current.step >= last) {
           action = { kind: 'complete', why: `held at ${current.weight}% for ${next.passes} passing checks` };
@@ -382,9 +413,9 @@ export class Controller {
       if (would) this.deps.logger?.info({ route: r.name, gates: check.gates }, `cutover observe: ${r.name} would ${would} now (observe mode moves nothing)`);
     }
     if (taken === undefined) return;
-    const entry = this.auditEntry('controller', r.name, taken.kind, before, after, taken.why);
-    this.changed(before, after, entry);
-    if (taken.kind === 'rollback') this.rollbackSideEffects(r.name, taken.gate ?? 'unknown', 'controller', before, after, check.gates, taken.why);
+    const entry = this.auditEntry('controller', r.name, taken.kind, from, after, taken.why);
+    this.changed(from, after, entry);
+    if (taken.kind === 'rollback') this.rollbackSideEffects(r.name, taken.gate ?? 'unknown', 'controller', from, after, check.gates, taken.why);
   }
 
   /** `current` moved to step `target` (its weight), evidence starting now. */
@@ -408,7 +439,8 @@ export class Controller {
   }
 
   private rolledBack(current: RouteState, now: number, who: string, why: string): RouteState {
-    return { ...current, step: 0, weight: this.weightAt(0), state: 'rolled_back', paused: true, since: now, passes: 0, failures: 0, changedAt: now, changedBy: who, reason: why };
+    // 0 %, not the first step's weight: steps may start above 0, and a rollback takes every client off new.
+    return { ...current, step: 0, weight: 0, state: 'rolled_back', paused: true, since: now, passes: 0, failures: 0, changedAt: now, changedBy: who, reason: why };
   }
 
   // ---- levers -------------------------------------------------------------------------------
@@ -456,9 +488,12 @@ export class Controller {
   }
 
   async rollback(route: string, opts: LeverOptions): Promise<RouteState> {
-    const before = this.deps.store.snapshot().routes[route];
-    const after = await this.lever(route, opts, 'rollback', (current, now, why) => this.rolledBack(current, now, opts.who, why));
-    if (before) this.rollbackSideEffects(route, 'manual', opts.who, before, after, after.history.at(-1)?.gates ?? [], after.reason);
+    let from: RouteState | undefined;
+    const after = await this.lever(route, opts, 'rollback', (current, now, why) => {
+      from = current;
+      return this.rolledBack(current, now, opts.who, why);
+    });
+    if (from !== undefined) this.rollbackSideEffects(route, 'manual', opts.who, from, after, after.history.at(-1)?.gates ?? [], after.reason);
     return after;
   }
 
@@ -502,6 +537,13 @@ export class Controller {
       this.bypassNow = false;
       if (wasOn) {
         this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass off');
+        // What was seen before the incident says nothing of now: every route's evidence starts afresh.
+        for (const name of this.routes.keys()) {
+          const state = this.deps.store.snapshot().routes[name];
+          if (state === undefined || state.state === 'complete') continue;
+          const fresh = await this.deps.store.updateRoute(name, () => state, (c) => (c.state === 'complete' ? c : { ...c, since: now, passes: 0, failures: 0 }));
+          this.deps.evidence.evidence(name, fresh.since);
+        }
         for (const name of this.routes.keys()) {
           const w = this.weightOf(name);
           if (w !== undefined) this.emit(name, w);
@@ -517,8 +559,16 @@ export class Controller {
     const before = this.deps.store.snapshot().routes[route] ?? this.seed(r);
     const now = this.deps.now();
     const why = opts.reason?.trim() || `${action} by ${opts.who}`;
-    const after = await this.deps.store.updateRoute(route, () => this.seed(r), (current) => change(current, now, why));
-    this.changed(before, after, this.auditEntry(opts.who, route, action, before, after, why));
+    let from = before;
+    const after = await this.deps.store.updateRoute(
+      route,
+      () => this.seed(r),
+      (current) => {
+        from = current;
+        return change(current, now, why);
+      },
+    );
+    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, why));
     return after;
   }
 
