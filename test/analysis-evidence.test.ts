@@ -32,6 +32,21 @@ describe('route evidence log', () => {
     expect(recent.legacy.requests).toBe(10);
   });
 
+  it("a start inside a second forgets that second's earlier traffic: the previous step never counts for the next", () => {
+    const clock = { t: 1_800_000_000_000 };
+    const log = new RouteEvidenceLog('r', () => clock.t);
+    log.read(clock.t);
+    for (let i = 0; i < 200; i++) {
+      clock.t += 4;
+      log.answer('legacy', false, 0.02);
+      log.answer('new', true, null);
+      log.comparison(true);
+    }
+    // 800 ms into the second, the weight changes: nothing of the 200 before counts.
+    const fresh = log.read(clock.t);
+    expect({ comparisons: fresh.comparisons, mismatches: fresh.mismatches, newErrors: fresh.new.errors }).toEqual({ comparisons: 0, mismatches: 0, newErrors: 0 });
+  });
+
   it('counts requests not mirrored by reason since the start it is read from, carried seconds included', () => {
     let now = 0;
     const log = new RouteEvidenceLog('r', () => now);

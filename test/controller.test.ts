@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MEMORY, AuditLog } from '../src/cutover/audit.js';
 import { Controller, LeverError, MAX_WEBHOOKS_IN_FLIGHT, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
 import { MemoryStore } from '../src/cutover/store.js';
+import { buildReport } from '../src/cutover/report.js';
 import type { GateThresholds } from '../src/cutover/types.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
 import { TestEvidence } from './helpers/evidence.js';
@@ -433,6 +434,19 @@ describe('controller: found by review', () => {
     const before = state(second);
     const third = await rig({ store, steps: [0, 10, 50, 100] });
     expect(state(third)).toBe(before);
+  });
+
+  it('the readiness report never shows the gates of the step before the last weight change', async () => {
+    const r = await rig({ settings: { holdIntervals: 1 } });
+    await r.step(good());
+    await r.step(good());
+    // Just moved to 100 %: the passing check that moved it judged 10 %, not 100 %.
+    expect(state(r)).toMatchObject({ weight: 100, state: 'shifting' });
+    const input = await r.controller.reportInput({ configHash: 'h' });
+    expect(input.routes[0].gates).toEqual([]);
+    expect(buildReport(input).verdict).toBe('NOT READY');
+    await r.step(good());
+    expect((await r.controller.reportInput({ configHash: 'h' })).routes[0].gates.length).toBeGreaterThan(0);
   });
 
   it('a route waiting at a pause step, with clients on new, still rolls back on failing checks', async () => {

@@ -145,7 +145,9 @@ export class RouteEvidenceLog implements SkipSink {
   private restart(since: number): void {
     this.since = since;
     const first = Math.floor(since / 1000);
-    for (const second of this.seconds.keys()) if (second < first) this.seconds.delete(second);
+    // The second `since` falls in holds traffic from before it too: it goes as well (unless `since`
+    // starts it), so a new step never counts the previous one's last moments.
+    for (const second of this.seconds.keys()) if (second < first || (second === first && since % 1000 !== 0)) this.seconds.delete(second);
     this.carried = new Counts();
     this.legacy.forgetBefore(since);
     this.next.forgetBefore(since);

@@ -716,7 +716,8 @@ export class Controller {
         step: s.step,
         since: s.since,
         evidence: this.deps.evidence.evidence(s.route, s.since),
-        gates: s.history.at(-1)?.gates ?? [],
+        // Only a check made after the last weight change speaks for the weight the route is at now.
+        gates: currentGates(s),
         fields: opts.fields?.(s.route),
       })),
       rollbacks,
@@ -734,6 +735,12 @@ export class Controller {
  * the error gate names the cause, so it goes first; then content, then latency.
  */
 const GATE_PRIORITY = ['maxErrorRateIncrease', 'maxMismatchRate', 'maxLatencyRatio'];
+
+/** The gates of the route's last check, if it was made after its last weight change (else none). */
+function currentGates(s: RouteState): GateResult[] {
+  const last = s.history.at(-1);
+  return last !== undefined && last.at > s.since ? last.gates : [];
+}
 
 function decidingGate(gates: readonly GateResult[]): GateResult | undefined {
   const failing = gates.filter((g) => g.verdict === 'fail');
