@@ -87,9 +87,12 @@ describe('evidence for the controller', () => {
     const routes = new RouteTable(config.routes, config.defaults, telemetry);
     let now = 1_000_000;
     const analysis = new Analysis(routes, { now: () => now });
-    const pair = (route: string, legacy: UpstreamAnswer, candidate: UpstreamAnswer) =>
-      analysis.process({ route: routes.get(route)!, method: 'GET', path: '/r', primaryIsNew: false, primary: legacy, shadow: candidate, baseline: null });
-    return { analysis, pair, config, telemetry, advance: (ms: number) => (now += ms), now: () => now };
+    // As in the proxy: the live answer is counted when it ends (and reaches the evidence from there), then its pair is compared.
+    const pair = (route: string, legacy: UpstreamAnswer, candidate: UpstreamAnswer) => {
+      routes.get(route)!.metrics.request('legacy', 'primary', legacy.outcome, legacy.seconds);
+      return analysis.process({ route: routes.get(route)!, method: 'GET', path: '/r', primaryIsNew: false, primary: legacy, shadow: candidate, baseline: null });
+    };
+    return { analysis, pair, config, telemetry, routes, advance: (ms: number) => (now += ms), now: () => now };
   }
 
   it('counts comparisons, real mismatches, errors and latency samples since a moment, and starts afresh at a later one', () => {
@@ -112,6 +115,25 @@ describe('evidence for the controller', () => {
     expect(analysis.evidence('r', step)).toMatchObject({ since: step, comparisons: 0, mismatches: 0 });
     pair('r', answer('{"a":1}'), answer('{"a":1}'));
     expect(analysis.evidence('r', step).comparisons).toBe(1);
+  });
+
+  it('live answers count whether mirrored or not, and a client that gave up before an answer counts against that backend', () => {
+    const { analysis, pair, routes, now } = setup();
+    const since = now();
+    analysis.evidence('r', since);
+    pair('r', answer('{"a":1}'), answer('{"a":1}'));
+    // Served by new, not mirrored (a POST, sampled out): a 500, a timeout, a client that left waiting.
+    const metrics = routes.get('r')!.metrics;
+    metrics.request('new', 'primary', '5xx', 0.02);
+    metrics.request('new', 'primary', 'timeout', 5);
+    metrics.unanswered('new');
+    metrics.request('new', 'primary', '2xx', 0.01);
+    const e = analysis.evidence('r', since);
+    expect(e.comparisons).toBe(1);
+    expect(e.new).toMatchObject({ requests: 5, errors: 3 });
+    expect(e.legacy).toMatchObject({ requests: 1, errors: 0 });
+    // The 5xx's time counts, the timeout's and the unanswered one's do not.
+    expect(e.new.latencies).toHaveLength(3);
   });
 
   it('answers for a step asked about late: what came after the step counts, what came before does not', () => {

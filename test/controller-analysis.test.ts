@@ -35,7 +35,10 @@ describe('controller over the real analysis', () => {
     await controller.init();
     const traffic = (n: number, candidate: (i: number) => string) => {
       for (let i = 0; i < n; i++) {
-        analysis.process({ route: routes.get('r')!, method: 'GET', path: `/r/${i}`, primaryIsNew: false, primary: answer(`{"id":${i},"price":10}`, 0.01 + (i % 7) / 1000), shadow: answer(candidate(i), 0.01 + (i % 5) / 1000), baseline: null });
+        const primary = answer(`{"id":${i},"price":10}`, 0.01 + (i % 7) / 1000);
+        // As in the proxy: the live answer is counted (and told to the evidence) when it ends.
+        routes.get('r')!.metrics.request('legacy', 'primary', primary.outcome, primary.seconds);
+        analysis.process({ route: routes.get('r')!, method: 'GET', path: `/r/${i}`, primaryIsNew: false, primary, shadow: answer(candidate(i), 0.01 + (i % 5) / 1000), baseline: null });
       }
     };
 

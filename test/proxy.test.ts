@@ -165,6 +165,30 @@ describe('forwarding', () => {
     expect(queuedClosed).toBe(true);
   });
 
+  it("a client that reads slowly is not timed as the backend's latency", async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024, 120);
+    const legacy = await backend((_req, res) => res.end(big));
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { defaults: { shadow: { percent: 0 } } }));
+    // The client takes the head, then reads nothing for 700 ms: the proxy pauses the upstream read.
+    await new Promise<void>((resolve, reject) => {
+      http
+        .get(`${p.dataUrl}/big`, { agent: false }, (res) => {
+          res.pause();
+          setTimeout(() => {
+            res.resume();
+            res.on('end', resolve);
+          }, 700);
+        })
+        .on('error', reject);
+    });
+    const text = await waitFor(async () => {
+      const t = await scrape(p);
+      return sample(t, 'cutover_request_duration_seconds_count{route="other",backend="legacy",role="primary"}') === 1 ? t : null;
+    }, 5_000, 'the exchange to be timed');
+    // The backend sent all of it at once: its time is far under the client's 700 ms pause.
+    expect(sample(text, 'cutover_request_duration_seconds_sum{route="other",backend="legacy",role="primary"}')).toBeLessThan(0.35);
+  });
+
   it('relays a 304 that carries its representation\'s Content-Length, keeps the connection, and compares a mirrored one as an answer', async () => {
     const notModified = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', 'content-length': '1000' }).end();

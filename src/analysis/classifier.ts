@@ -178,8 +178,9 @@ export class RouteAnalysis {
     const candidate = pair.primaryIsNew ? pair.primary : pair.shadow;
     if (answered(legacy)) slice.legacy.observe(legacy.seconds);
     if (answered(candidate)) slice.new.observe(candidate.seconds);
-    this.evidence.answer('legacy', failed(legacy), answered(legacy) ? legacy.seconds : null);
-    this.evidence.answer('new', failed(candidate), answered(candidate) ? candidate.seconds : null);
+    // The live answer reached the evidence when it ended (RouteMetrics.request): only the mirror's here.
+    const shadow = pair.shadow;
+    this.evidence.answer(pair.primaryIsNew ? 'legacy' : 'new', failed(shadow), answered(shadow) ? shadow.seconds : null);
     const rules = pair.route.rules;
 
     const base = compared.baseline;

@@ -18,7 +18,7 @@
  * request got a pooled connection (`forward/exchange.ts`), so pool queueing never biases them.
  */
 import type { RouteEvidence } from '../cutover/types.js';
-import { SKIP_REASONS, type SkipReason, type SkipSink } from '../telemetry/metrics.js';
+import { SKIP_REASONS, type EvidenceSink, type SkipReason } from '../telemetry/metrics.js';
 
 export const EVIDENCE_SAMPLES = 2_000;
 /** Per-second buckets kept before the oldest fold into a carried total (one hour). */
@@ -81,7 +81,7 @@ class Counts {
 
 const SKIP_INDEX = Object.fromEntries(SKIP_REASONS.map((r, i) => [r, i])) as Record<SkipReason, number>;
 
-export class RouteEvidenceLog implements SkipSink {
+export class RouteEvidenceLog implements EvidenceSink {
   private since = 0;
   /** Counts by second (epoch ms / 1000, floored), in insertion order. */
   private seconds = new Map<number, Counts>();
@@ -115,7 +115,7 @@ export class RouteEvidenceLog implements SkipSink {
     return c;
   }
 
-  /** One answer of a backend within a compared pair: `seconds` only when it succeeded. */
+  /** One answer of a backend (a live one, or a mirror's): `seconds` only when it succeeded. */
   answer(backend: 'legacy' | 'new', failed: boolean, seconds: number | null): void {
     const at = this.now();
     const c = this.bucket(at);

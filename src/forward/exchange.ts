@@ -131,6 +131,13 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   private onDrain: (() => void) | null = null;
   /** The connection watched for the client leaving while this answer waits its turn (pipelining). */
   private queuedOn: Socket | null = null;
+  /**
+   * Time the upstream read stood paused because the client read slower than the backend sent
+   * (ms): the client's pace, not the backend's, so it is taken out of the backend's latency (the
+   * mirrored answer, which nobody reads slowly, is never paused: the two would not compare).
+   */
+  private pausedMs = 0;
+  private pausedAt = 0;
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
@@ -157,7 +164,11 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.capture?.add(chunk);
     if (!this.res.write(chunk)) {
       controller.pause();
-      this.onDrain ??= () => this.controller?.resume();
+      this.pausedAt = performance.now();
+      this.onDrain ??= () => {
+        this.resumed();
+        this.controller?.resume();
+      };
       this.res.once('drain', this.onDrain);
       if (this.res.socket === null) this.watchQueued();
     }
@@ -177,6 +188,12 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     }
     this.queuedOn = socket;
     socket.once('close', this.onClientClose);
+  }
+
+  private resumed(): void {
+    if (this.pausedAt === 0) return;
+    this.pausedMs += performance.now() - this.pausedAt;
+    this.pausedAt = 0;
   }
 
   onResponseEnd(): void {
@@ -233,7 +250,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     clearTimeout(this.deadline);
     this.queuedOn?.off('close', this.onClientClose);
     this.upstream.inFlight--;
-    const seconds = this.clock.seconds();
+    this.resumed();
+    const seconds = Math.max(0, this.clock.seconds() - this.pausedMs / 1000);
     const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
     if (this.onSettled !== null) {
       this.onSettled({
@@ -258,6 +276,7 @@ export function recordLive(metrics: RouteMetrics, backend: BackendName, seconds:
   const aborted = err instanceof ClientAbortedError || clientGone;
   const outcome: Outcome = err === undefined ? outcomeOf(status) : isTimeout(err) ? 'timeout' : 'error';
   if (!aborted) metrics.request(backend, 'primary', outcome, seconds);
+  else if (status === 0) metrics.unanswered(backend);
   return { outcome, error: aborted ? 'client_aborted' : err === undefined ? undefined : outcome };
 }
 

@@ -27,8 +27,11 @@ const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queu
 const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'revoked', 'draining'];
 
 /** Told of every request of a route that is not mirrored (the controller's evidence keeps why a route holds). */
-export interface SkipSink {
+/** The route's evidence log, as the metrics feed it: requests not mirrored, and every live answer. */
+export interface EvidenceSink {
   skipped(reason: SkipReason): void;
+  /** One answer of a backend (`seconds` only when it succeeded). */
+  answer(backend: BackendName, failed: boolean, seconds: number | null): void;
 }
 
 const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
@@ -198,7 +201,7 @@ export class RouteMetrics {
   /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
   private readonly statusPairs = new Map<string, Scalar>();
   private readonly telemetry: Telemetry;
-  private skipSink: SkipSink | null = null;
+  private skipSink: EvidenceSink | null = null;
 
   constructor(telemetry: Telemetry, route: string) {
     this.telemetry = telemetry;
@@ -233,6 +236,21 @@ export class RouteMetrics {
     const s = this.series[backend][role];
     s.outcomes[outcome].value++;
     s.duration.observe(seconds);
+    // Every live answer is evidence, mirrored or not (a route's POSTs, its sampled-out requests): the
+    // controller must see new failing where nothing is compared. Mirrors reach it with their pair.
+    if (role === 'primary') {
+      const unanswered = outcome === 'timeout' || outcome === 'error';
+      this.skipSink?.answer(backend, unanswered || outcome === '5xx', unanswered ? null : seconds);
+    }
+  }
+
+  /**
+   * A live request its client gave up on before the backend answered it: not the backend's failure
+   * in the counters (the client left), but in the evidence a backend that makes every client give up
+   * must not look healthy. Both backends see the same impatient clients, so it compares fairly.
+   */
+  unanswered(backend: BackendName): void {
+    this.skipSink?.answer(backend, true, null);
   }
 
   comparison(result: ComparisonResult): void {
@@ -251,7 +269,7 @@ export class RouteMetrics {
   }
 
   /** Where skips are told besides the counter (the route's evidence log; one per route, the last set wins). */
-  observeSkips(sink: SkipSink | null): void {
+  observeSkips(sink: EvidenceSink | null): void {
     this.skipSink = sink;
   }
 
