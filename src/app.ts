@@ -78,6 +78,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       ? new FileStore(config.statePath, {
           onCorrupt: ({ path, corruptPath, reason }) =>
             logger.error({ path, corruptPath, reason }, `the state file ${path} is unreadable (${reason}); it was moved to ${corruptPath} and every route starts from its configured weight`),
+          onInvalidRoute: ({ path, route, reason }) =>
+            logger.error({ path, route, reason }, `the state file ${path} holds an unusable entry for route ${route} (${reason}); that route starts from its configured weight`),
         })
       : new MemoryStore();
   await store.load();

@@ -61,6 +61,17 @@ describe('file state store', () => {
     expect(readFileSync(`${path}.corrupt`, 'utf8')).toBe('[1,2,3]');
   });
 
+  it('leaves out a route entry it cannot use (a hand edit), keeps the others, and says which and why', async () => {
+    const path = join(tempDir(), 'state.json');
+    const good = { route: 'a', weight: 25, step: 3, state: 'shifting', paused: false, since: 1, passes: 0, failures: 0, history: [], changedAt: 1, changedBy: 'controller', reason: 'x' };
+    writeFileSync(path, JSON.stringify({ version: 4, global: { bypass: false, changedAt: 0, changedBy: '', reason: '' }, extra: {}, routes: { a: good, b: { ...good, route: 'b', weight: 'ten' }, c: { ...good, route: 'c', history: undefined } } }));
+    const seen: string[] = [];
+    const state = await new FileStore(path, { onInvalidRoute: ({ route, reason }) => seen.push(`${route}: ${reason}`) }).load();
+    expect(Object.keys(state.routes)).toEqual(['a']);
+    expect(state.routes.a.weight).toBe(25);
+    expect(seen).toEqual(['b: weight "ten" is not a percent', 'c: history is not a list']);
+  });
+
   it('reports a failed write (store down), keeps the previous state, and recovers', async () => {
     const dir = tempDir();
     const stateDir = join(dir, 'state');

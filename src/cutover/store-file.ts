@@ -32,9 +32,29 @@ function isSnapshot(value: unknown): value is StoreSnapshot {
   return typeof v.version === 'number' && Number.isInteger(v.version) && v.version >= 0 && isObject(v.global) && isObject(v.routes) && isObject(v.extra);
 }
 
+const ROUTE_STATES = new Set(['shadow', 'shifting', 'paused', 'rolled_back', 'complete']);
+
+/** Why a stored route entry cannot be used (a hand edit, another version), or null when it can. */
+export function routeEntryProblem(name: string, entry: unknown): string | null {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return 'it is not an object';
+  const e = entry as Record<string, unknown>;
+  const num = (k: string) => typeof e[k] === 'number' && Number.isFinite(e[k]);
+  if (e.route !== name) return `its route is ${JSON.stringify(e.route)}`;
+  if (!num('weight') || (e.weight as number) < 0 || (e.weight as number) > 100) return `weight ${JSON.stringify(e.weight)} is not a percent`;
+  if (!num('step') || !Number.isInteger(e.step) || (e.step as number) < 0) return `step ${JSON.stringify(e.step)} is not a step number`;
+  if (typeof e.state !== 'string' || !ROUTE_STATES.has(e.state)) return `state ${JSON.stringify(e.state)} is unknown`;
+  if (typeof e.paused !== 'boolean') return 'paused is not true or false';
+  for (const k of ['since', 'passes', 'failures', 'changedAt']) if (!num(k)) return `${k} is not a number`;
+  if (!Array.isArray(e.history)) return 'history is not a list';
+  if (typeof e.changedBy !== 'string' || typeof e.reason !== 'string') return 'changedBy or reason is not text';
+  return null;
+}
+
 export interface FileStoreEvents {
   /** The file did not parse: it was moved to `corruptPath` and the store started fresh. */
   onCorrupt?: (info: { path: string; corruptPath: string; reason: string }) => void;
+  /** A route's entry could not be used: it was left out, so the route starts from its configured weight. */
+  onInvalidRoute?: (info: { path: string; route: string; reason: string }) => void;
 }
 
 export class FileStore extends MemoryStore {
@@ -78,6 +98,12 @@ export class FileStore extends MemoryStore {
       this.events.onCorrupt?.({ path: this.path, corruptPath, reason });
       this.state = freshSnapshot();
       return this.state;
+    }
+    for (const [route, entry] of Object.entries(parsed.routes)) {
+      const problem = routeEntryProblem(route, entry);
+      if (problem === null) continue;
+      delete parsed.routes[route];
+      this.events.onInvalidRoute?.({ path: this.path, route, reason: problem });
     }
     this.state = parsed;
     return this.state;
