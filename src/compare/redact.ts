@@ -11,7 +11,7 @@ export const REDACTED = '[redacted]';
 /** Words that make a name a credential wherever they appear in it, even run together (`userpassword`). */
 const STRONG_WORD = /authorization|cookie|passw(or)?d|secret|token|apikey|privatekey|credential|signature/;
 /** Words (or two adjacent words run together) that make a name a credential when they stand alone. */
-const CREDENTIAL_WORDS = new Set(['auth', 'pwd', 'passphrase', 'session', 'sessionid', 'sessionkey', 'jwt', 'bearer', 'accesskey', 'secretkey', 'apikey', 'privatekey', 'setcookie']);
+const CREDENTIAL_WORDS = new Set(['auth', 'pwd', 'passphrase', 'session', 'sessionid', 'sessionkey', 'jwt', 'bearer', 'accesskey', 'secretkey', 'apikey', 'privatekey', 'setcookie', 'otp', 'pin', 'pincode', 'cvv', 'cvc']);
 const AUTH_SCHEME = /\b(Bearer|Basic|Digest|Negotiate|Token)\s+[A-Za-z0-9._~+/=-]{6,}/gi;
 const JWT = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 

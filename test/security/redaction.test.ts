@@ -18,8 +18,10 @@ const CREDENTIALS = [
   'accesstoken', 'userpassword', 'secretKey', 'awsAccessKeyId', 'authToken', 'auth', 'jwt', 'passphrase',
   // Plurals (found by review: they leaked).
   'apiKeys', 'api_keys', 'accessKeys', 'privateKeys', 'passphrases', 'sessionIds',
+  // One-time codes and card codes.
+  'otp', 'smsOtp', 'pin', 'pinCode', 'cvv', 'card_cvc',
 ];
-const PLAIN = ['price', 'id', 'name', 'userId', 'keyboard', 'monkey', 'author', 'sessions_count_total_x'.replace('sessions', 'visits'), 'tags', 'createdAt', 'status'];
+const PLAIN = ['price', 'id', 'name', 'userId', 'keyboard', 'monkey', 'author', 'sessions_count_total_x'.replace('sessions', 'visits'), 'tags', 'createdAt', 'status', 'pinned', 'spinner', 'shipping', 'isPinned'];
 
 describe('credential names', () => {
   it.each(CREDENTIALS)('redacts the value of a field named %s in an example', (name) => {
