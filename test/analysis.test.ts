@@ -136,6 +136,22 @@ describe('evidence for the controller', () => {
     expect(e.new.latencies).toHaveLength(3);
   });
 
+  it('a pair asked for before the last weight change but compared after it is not evidence of the new step', () => {
+    const { analysis, routes, advance, now } = setup();
+    const asked = now();
+    advance(2_000);
+    const step = now();
+    analysis.evidence('r', step);
+    const pairAt = (startedAt: number, candidate: string) =>
+      analysis.process({ route: routes.get('r')!, method: 'GET', path: '/r', primaryIsNew: false, primary: answer('{"a":1}'), shadow: answer(candidate), baseline: null, startedAt });
+    // A mirror in flight across the change (a slow shadow backend, a long queue): the step before's.
+    pairAt(asked, '{"a":2}');
+    pairAt(step + 1, '{"a":1}');
+    const e = analysis.evidence('r', step);
+    expect(e).toMatchObject({ comparisons: 1, mismatches: 0 });
+    expect(e.new.requests).toBe(1);
+  });
+
   it('answers for a step asked about late: what came after the step counts, what came before does not', () => {
     const { analysis, pair, advance, now } = setup();
     analysis.evidence('r', now());

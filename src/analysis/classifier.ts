@@ -178,9 +178,10 @@ export class RouteAnalysis {
     const candidate = pair.primaryIsNew ? pair.primary : pair.shadow;
     if (answered(legacy)) slice.legacy.observe(legacy.seconds);
     if (answered(candidate)) slice.new.observe(candidate.seconds);
-    // The live answer reached the evidence when it ended (RouteMetrics.request): only the mirror's here.
+    // The live answer reached the evidence when it ended (RouteMetrics.request): only the mirror's here,
+    // and only for a pair asked for since the route's last weight change.
     const shadow = pair.shadow;
-    this.evidence.answer(pair.primaryIsNew ? 'legacy' : 'new', failed(shadow), answered(shadow) ? shadow.seconds : null);
+    if (this.current(pair)) this.evidence.answer(pair.primaryIsNew ? 'legacy' : 'new', failed(shadow), answered(shadow) ? shadow.seconds : null);
     const rules = pair.route.rules;
 
     const base = compared.baseline;
@@ -230,11 +231,16 @@ export class RouteAnalysis {
     return this.finish(slice, pair, real ? 'mismatch' : 'noise');
   }
 
+  /** Whether the pair was asked for since the route's last weight change (else it is not that step's evidence). */
+  private current(pair: CapturedAnswerPair): boolean {
+    return pair.startedAt === undefined || !this.evidence.before(pair.startedAt);
+  }
+
   private finish(slice: Slice, pair: CapturedAnswerPair, result: ComparisonResult, reason?: string): ComparisonResult {
     slice.results[result]++;
     pair.route.metrics.comparison(result);
     // An error (a backend failed, or the answers could not be compared) is judged by the error gate, not as a mismatch.
-    if (result !== 'error') this.evidence.comparison(result === 'mismatch');
+    if (result !== 'error' && this.current(pair)) this.evidence.comparison(result === 'mismatch');
     if (reason !== undefined) this.rememberError(pair, reason);
     return result;
   }

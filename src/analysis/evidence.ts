@@ -141,6 +141,11 @@ export class RouteEvidenceLog implements EvidenceSink {
     (c.skips ??= new Array<number>(SKIP_REASONS.length).fill(0))[SKIP_INDEX[reason]]++;
   }
 
+  /** Whether `at` (epoch ms) lies before the moment the log counts from (a pair asked for before a weight change). */
+  before(at: number): boolean {
+    return at < this.since;
+  }
+
   /** Forgets everything before `since` (to the second for counts, exactly for latency samples). */
   private restart(since: number): void {
     this.since = since;

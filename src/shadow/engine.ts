@@ -266,6 +266,7 @@ export class MirrorJob {
   private baseline: UpstreamAnswer | null = null;
   private request: MirrorRequest | null = null;
   private waiting: number;
+  private readonly startedAt = Date.now();
   private abandoned = false;
 
   constructor(engine: ShadowEngine, route: Route, target: 'legacy' | 'new', wantsBaseline: boolean, probe: boolean, sizeProbe: boolean) {
@@ -324,6 +325,7 @@ export class MirrorJob {
       shadow: this.shadow!,
       baseline: this.baseline,
       sizeProbe: this.sizeProbe,
+      startedAt: this.startedAt,
     });
   }
 }

@@ -14,4 +14,9 @@ export interface CapturedAnswerPair {
   baseline: UpstreamAnswer | null;
   /** This pair was the probe of its route's oversize cool-down (see ShadowEngine). */
   sizeProbe?: boolean;
+  /**
+   * When its request was taken for mirroring (epoch ms). A pair compared after a weight change but
+   * asked before it speaks for the step before: the controller's evidence leaves it out.
+   */
+  startedAt?: number;
 }
