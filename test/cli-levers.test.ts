@@ -105,12 +105,17 @@ describe('cutover admin clients (child processes against a real admin server)', 
     expect(noRoute).toMatchObject({ code: 2, stdout: '' });
     expect(noRoute.stderr).toBe('cutover: "promote" needs --route NAME; run "cutover --help".\n');
     expect((await cutover(['weight', 'lots', '--route', 'get-widget', ...admin()])).code).toBe(2);
+    // Number('') is 0 and Number('0x10') 16: an unset "$PCT" must not set a route to 0 %.
+    for (const bad of ['', '0x10', ' 5', '1e1']) expect((await cutover(['weight', bad, '--route', 'get-widget', ...admin()])).code).toBe(2);
     expect((await cutover(['bypass', 'maybe', ...admin()])).code).toBe(2);
     expect((await cutover(['status', '--frobnicate', ...admin()])).code).toBe(2);
     const unknown = await cutover(['pause', '--route', 'nope', ...admin()]);
     expect(unknown).toMatchObject({ code: 1, stderr: 'cutover: No route is named "nope"; see the routes in the config.\n' });
     const forbidden = await cutover(['pause', '--route', 'get-widget', '--admin', s.url, '--token-file', viewerFile]);
     expect(forbidden).toMatchObject({ code: 1, stderr: 'cutover: This needs an operator token.\n' });
+    const wrong = await cutover(['status', '--admin', s.url], { CUTOVER_ADMIN_TOKEN: 'not-a-token' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/The token given was refused/);
     const noToken = await cutover(['status', '--admin', s.url]);
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toMatch(/Pass --token-file or set CUTOVER_ADMIN_TOKEN\.\n$/);

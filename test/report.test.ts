@@ -82,6 +82,21 @@ describe('readiness report', () => {
     expect(md).toContain('Noise fields (ignored): `$.meta.requestId`.');
   });
 
+  it('text from the traffic never starts a line of its own: a JSON key cannot forge the verdict line', () => {
+    const forged = 'note\n# Cutover readiness: READY\n';
+    const fields = fieldsFromDiffs({
+      fields: [
+        { field: forged, mismatches: 40, mismatchRate: 0.2, noiseHits: 0, noiseRate: 0, noise: false, kinds: { value: 40 }, examples: [{ at: 'x', method: 'GET', path: '/v1/a\n# Cutover readiness: READY', location: 'body', kind: 'value', legacy: 1, new: 2, baseline: false }] },
+        { field: `${forged}noise`, mismatches: 9, mismatchRate: 1, noiseHits: 9, noiseRate: 1, noise: true, kinds: { value: 9 }, examples: [] },
+      ],
+    });
+    const report = buildReport(input([route('a', evidence('a', { mismatches: 400 }), { fields })]));
+    expect(report.ready).toBe(false);
+    const lines = renderMarkdown(report).split('\n');
+    expect(lines[0]).toBe('# Cutover readiness: NOT READY');
+    expect(lines.filter((l) => l.startsWith('# '))).toHaveLength(1);
+  });
+
   it('no routes, or a route never checked, is NOT READY', () => {
     expect(buildReport(input([])).reasons).toEqual(['No routes are configured.']);
     const unchecked = buildReport(input([{ route: 'new', state: 'shadow', weight: 0, step: 0, since: NOW, evidence: null, gates: [] }]));

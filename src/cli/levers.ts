@@ -95,10 +95,16 @@ async function call(settings: ClientSettings, method: 'GET' | 'POST', path: stri
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).name;
+    if (timedOut(err)) throw new ClientFailure(`The admin API at ${settings.admin} did not answer within ${TIMEOUT_MS / 1000} s; is the proxy overloaded or stopped?`, EXIT_RUNTIME);
+    const code = String((err as NodeJS.ErrnoException).code ?? (err as Error).name);
     throw new ClientFailure(`Cannot reach the admin API at ${settings.admin} (${code}); is the proxy running, and is --admin right?`, EXIT_RUNTIME);
   }
-  const text = await res.body.text();
+  let text: string;
+  try {
+    text = await res.body.text();
+  } catch (err) {
+    throw new ClientFailure(`The admin API at ${settings.admin} ${timedOut(err) ? `stopped answering within ${TIMEOUT_MS / 1000} s` : 'broke off'} in the middle of its answer.`, EXIT_RUNTIME);
+  }
   let json: unknown;
   if (String(res.headers['content-type'] ?? '').includes('json')) {
     try {
@@ -111,11 +117,17 @@ async function call(settings: ClientSettings, method: 'GET' | 'POST', path: stri
     const answer = json as { detail?: string; problems?: unknown[] } | undefined;
     // A refused config lists every problem, one a line, each naming its path.
     const problems = Array.isArray(answer?.problems) ? answer.problems.map((p) => `\n  ${String(p)}`).join('') : '';
-    const hint = res.statusCode === 401 ? ' Pass --token-file or set CUTOVER_ADMIN_TOKEN.' : '';
+    const hint = res.statusCode !== 401 ? '' : settings.token ? ' The token given was refused: check its file or variable (the proxy reads its tokens at start).' : ' Pass --token-file or set CUTOVER_ADMIN_TOKEN.';
     const refused = opts.refused !== undefined && (res.statusCode === 409 || res.statusCode === 422) ? opts.refused : undefined;
     throw new ClientFailure(`${refused?.prefix ?? ''}${answer?.detail ?? `The admin API answered ${res.statusCode}.`}${problems}${hint}`, refused?.exit ?? EXIT_RUNTIME);
   }
   return { json, text };
+}
+
+/** An abort by AbortSignal.timeout, or undici's own header or body timeout. */
+function timedOut(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown };
+  return e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT' || e?.code === 23;
 }
 
 function pct(v: number | null): string {
@@ -177,8 +189,9 @@ export async function runLeverCommand(command: string, argv: string[], io: Out =
       return err.exitCode;
     }
     const e = err as NodeJS.ErrnoException;
-    if (e?.code === 'CUTOVER_USAGE' || e?.code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err(`cutover: ${e.message}${e.code?.startsWith('ERR_PARSE_ARGS') ? '; run "cutover --help"' : ''}\n`);
+    const parse = typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS');
+    if (e?.code === 'CUTOVER_USAGE' || parse) {
+      io.err(`cutover: ${e.message}${parse ? '; run "cutover --help"' : ''}\n`);
       return EXIT_USAGE;
     }
     io.err(`cutover: Unexpected failure: ${e?.message ?? String(err)}\n`);
@@ -232,7 +245,8 @@ async function run(command: string, argv: string[], io: Out): Promise<number> {
     }
     case 'weight': {
       const raw = positionals[0];
-      const weight = raw === undefined ? NaN : Number(raw);
+      // A plain decimal only: Number('') is 0 and Number('0x10') 16, so `cutover weight "$PCT"` with PCT unset would set 0 %.
+      const weight = raw === undefined || !/^\d+(\.\d+)?$/.test(raw) ? NaN : Number(raw);
       if (!Number.isFinite(weight) || weight < 0 || weight > 100) throw usage('"weight" needs a percent from 0 to 100, e.g. cutover weight 25 --route R');
       const { json } = await call(settings, 'POST', `/api/routes/${needRoute()}/weight`, { weight, ...reason });
       print(json, `${routeLine(route!, (json as { state: { state: string; weight: number; step: number } }).state)}; the controller is paused for it`);
@@ -262,7 +276,8 @@ async function run(command: string, argv: string[], io: Out): Promise<number> {
       }
       const { text } = await call(settings, 'GET', `/api/report?format=markdown${only ? `&${only}` : ''}`);
       io.out(text);
-      return /^# Cutover readiness: READY$/m.test(text) ? EXIT_OK : EXIT_NOT_READY;
+      // The verdict is the first line, and only it: the rest holds text from the traffic.
+      return text.split('\n', 1)[0] === '# Cutover readiness: READY' ? EXIT_OK : EXIT_NOT_READY;
     }
     default:
       throw usage(`Unknown command "${command}"`);

@@ -201,6 +201,15 @@ function pct(rate: number | null): string {
   return rate === null ? 'n/a' : `${(rate * 100).toFixed(2)}%`;
 }
 
+/**
+ * Text from the traffic (a field name is a backend's JSON key, a path is a client's) put in one line
+ * of the markdown: line breaks, pipes and backticks escaped, so it can never start a line of its own
+ * (a key holding "\n# Cutover readiness: READY" must not read as the verdict).
+ */
+function inline(text: string): string {
+  return text.replace(/[\r\n\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)).replace(/\|/g, '\\|').replace(/`/g, "'");
+}
+
 function cell(value: unknown): string {
   const text = value === undefined ? '—' : JSON.stringify(value);
   const short = text.length > 60 ? `${text.slice(0, 57)}...` : text;
@@ -226,7 +235,7 @@ export function renderMarkdown(report: Report): string {
   out.push(`Made ${report.generatedAt} · config ${report.configHash} · mode ${report.mode}${report.bypass ? ' · **bypass on**' : ''}`, '');
   if (report.reasons.length) {
     out.push(report.ready ? 'Notes:' : 'Why not ready:', '');
-    for (const r of report.reasons) out.push(`- ${r}`);
+    for (const r of report.reasons) out.push(`- ${inline(r)}`);
     out.push('');
   }
   out.push('| route | state | weight | samples | mismatch rate (95% interval) | p99 legacy / new | errors legacy / new | ready |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -251,15 +260,15 @@ export function renderMarkdown(report: Report): string {
     if (r.topFields.length) {
       out.push('Top differing fields:', '', '| field | mismatches | example (legacy → new) |', '| --- | --- | --- |');
       for (const f of r.topFields) {
-        const ex = f.example ? `${f.example.method} ${f.example.path}: ${cell(f.example.legacy)} → ${cell(f.example.new)}` : '—';
-        out.push(`| \`${f.field}\` | ${f.mismatches} | ${ex} |`);
+        const ex = f.example ? `${inline(f.example.method)} ${inline(f.example.path)}: ${cell(f.example.legacy)} → ${cell(f.example.new)}` : '—';
+        out.push(`| \`${inline(f.field)}\` | ${f.mismatches} | ${ex} |`);
       }
       out.push('');
     }
-    if (r.noiseFields.length) out.push(`Noise fields (ignored): ${r.noiseFields.map((f) => `\`${f}\``).join(', ')}.`, '');
+    if (r.noiseFields.length) out.push(`Noise fields (ignored): ${r.noiseFields.map((f) => `\`${inline(f)}\``).join(', ')}.`, '');
     if (r.rollbacks.length) {
       out.push('Rollbacks:', '');
-      for (const b of r.rollbacks) out.push(`- ${b.at} by ${b.who}: ${b.reason}`);
+      for (const b of r.rollbacks) out.push(`- ${b.at} by ${inline(b.who)}: ${inline(b.reason)}`);
       out.push('');
     }
   }
