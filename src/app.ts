@@ -145,6 +145,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, credentials, bypassed: () => cutover.controller.bypassed() });
   const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
   // Revocations, mappings and locations follow a reload; the backends' own credentials need a restart.
+  // The credential policy reads mapping secrets: read them before the swap, so a bad one refuses the reload.
+  reloader.onCheck((next) => credentials.check(next));
   reloader.onSwap((next) => credentials.reload(next));
   reloader.onSwap((next) => {
     cutover.reload(next).catch((err: unknown) => logger.error({ err }, 'the cutover controller did not take the reloaded config'));

@@ -35,10 +35,19 @@ export class Reloader {
   /** Reloads run one after another: two at once would race for the swap. */
   private tail: Promise<unknown> = Promise.resolve();
   private readonly followers: ((config: Config) => void)[] = [];
+  private readonly checks: ((config: Config) => void)[] = [];
 
   constructor(private readonly deps: ReloaderDeps) {}
 
   /** Calls `follow` with every config that goes live (e.g. the credential policy's `reload`). */
+  /**
+   * Checks what can still fail in a follower before anything is swapped (a secret a follower reads):
+   * a throw refuses the reload with the running config untouched.
+   */
+  onCheck(check: (config: Config) => void): void {
+    this.checks.push(check);
+  }
+
   onSwap(follow: (config: Config) => void): void {
     this.followers.push(follow);
   }
@@ -79,11 +88,19 @@ export class Reloader {
       return this.refuse(trigger, 'CONFIG_NEEDS_RESTART', `${next.source} changes ${restart.length} setting${restart.length === 1 ? '' : 's'} that only a restart applies; nothing was reloaded and the running config (${running.hash}) is kept.`, restart);
     }
     const names = next.routes.map((r) => r.name);
-    if (next.hash === running.hash) {
+    if (next.hash === running.hash && sameSecrets(running.config, next)) {
       // Same content: keeping the live table keeps its exact split counters running.
       telemetry.configReload('ok');
       logger.info({ trigger, version: running.version, hash: running.hash }, 'config reloaded: unchanged');
       return { ok: true, changed: false, version: running.version, hash: running.hash, routes: names };
+    }
+    for (const check of this.checks) {
+      try {
+        check(next);
+      } catch (err) {
+        const message = (err as Error).message;
+        return this.refuse(trigger, 'CONFIG_INVALID', `${message} The running config (${running.hash}) is kept.`, [message]);
+      }
     }
     const prepared = snapshots.prepare(next, store.snapshot());
     // Evidence and samplers follow by route name before the swap, so the first request on the new
@@ -91,11 +108,25 @@ export class Reloader {
     analysis.configure(prepared.routes);
     shadow.configure(prepared.routes);
     snapshots.swap(prepared);
-    for (const follow of this.followers) follow(next);
+    // Past the swap nothing may stop half-way: a follower that throws is logged, the others still run.
+    for (const follow of this.followers) {
+      try {
+        follow(next);
+      } catch (err) {
+        logger.error({ err, trigger }, 'a part of the proxy did not take the reloaded config');
+      }
+    }
     // A lever pulled while we were preparing must not be lost: apply the store's weights once more.
     snapshots.applyWeights(store.snapshot());
     telemetry.configReload('ok');
     logger.info({ trigger, version: prepared.version, hash: prepared.hash, previous: running.hash, routes: names }, 'config reloaded');
     return { ok: true, changed: true, version: prepared.version, hash: prepared.hash, routes: names };
   }
+}
+
+/** Whether every secret the two configs name reads the same (a rotated token file is a change). */
+function sameSecrets(a: Config, b: Config): boolean {
+  const keys = new Set([...Object.keys(a.secrets ?? {}), ...Object.keys(b.secrets ?? {})]);
+  for (const k of keys) if (a.secrets?.[k] !== b.secrets?.[k]) return false;
+  return true;
 }

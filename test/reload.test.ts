@@ -42,10 +42,11 @@ interface Fixture {
 }
 
 /** A proxy started from a config file, reloadable from it, as `cutover run` does. */
-async function start(raw: Record<string, unknown>): Promise<Fixture> {
+async function start(raw: Record<string, unknown>, files: Record<string, string> = {}): Promise<Fixture> {
   const dir = mkdtempSync(join(tmpdir(), 'cutover-reload-'));
   const file = join(dir, 'cutover.yaml');
   writeFileSync(join(dir, 'token'), TOKEN);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const write = (next: Record<string, unknown>) => writeFileSync(file, stringify(next));
   write(raw);
   const logs: string[] = [];
@@ -228,6 +229,39 @@ describe('hot reload', () => {
     const res = await request(`${f.app.dataUrl}/c/1`);
     expect(((await res.body.json()) as { backend: string }).backend).toBe('legacy');
     expect(f.app.analysis.diffs('c')).toBeDefined();
+  });
+
+  it('sees rotated secrets: refuses one under a restart-only key, applies a mapping value, refuses an empty one and keeps the running config whole', async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const base = baseConfig(legacy.url, next.url, { admin: { host: '127.0.0.1', port: 0, tokenFile: 'token' }, cutover: { state: { store: 'memory' } } });
+    const mapping = { fingerprintKeyFile: 'fp.key', mappings: [{ fingerprint: `fp_${'f'.repeat(16)}`, header: { name: 'x-new-key', valueFile: 'v.txt' } }] };
+    const f = await start({ ...base, credentials: mapping, routes: routes({ seedA: 100 }) }, { 'v.txt': 'value-1', 'fp.key': 'fingerprint-key' });
+    const dir = join(f.file, '..');
+    const post = async () => {
+      const res = await request(`${f.app.adminUrl}/api/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+      return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> };
+    };
+    // The admin token file's content changed: admin is restart-only, so the reload says so (it said "unchanged").
+    writeFileSync(join(dir, 'token'), 'rotated-token');
+    const rotated = await post();
+    expect(rotated.status).toBe(409);
+    expect(rotated.body.problems).toEqual([expect.stringMatching(/^admin\.tokenFile: the secret it names changed, and only a restart applies it/)]);
+    writeFileSync(join(dir, 'token'), TOKEN);
+    // A mapping's value is reloadable: a rotated one is a change to take (it was "unchanged").
+    writeFileSync(join(dir, 'v.txt'), 'value-2');
+    expect((await post()).body.status).toBe('reloaded');
+    // An empty value file is refused before anything is swapped: the new route c is not served.
+    writeFileSync(join(dir, 'v.txt'), '');
+    f.write({ ...base, credentials: mapping, routes: routes({ seedA: 100, withC: true }) });
+    const empty = await post();
+    expect(empty.status).toBe(422);
+    expect(empty.body.problems).toEqual([expect.stringMatching(/^credentials\.mappings\[0\]\.header\.valueFile: .* is empty$/)]);
+    expect(f.app.snapshots.current().routes.routes.map((r) => r.name)).not.toContain('c');
+    // The audit log is opened at start: moving it is a restart.
+    writeFileSync(join(dir, 'v.txt'), 'value-2');
+    f.write({ ...base, credentials: mapping, cutover: { state: { store: 'memory' }, audit: { path: 'audit.jsonl' } }, routes: routes({ seedA: 100 }) });
+    expect((await post()).body.problems).toEqual([expect.stringMatching(/^cutover\.audit\.path: changed/)]);
   });
 
   it('reloads a running `cutover run` on SIGHUP and through `cutover reload`', async () => {

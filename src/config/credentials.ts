@@ -4,8 +4,8 @@
  * readers of secret files and variables. This is the one place credential material is read from
  * files and the environment, so the rest of `credentials/` never touches either.
  */
-import { accessSync, constants, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
+import { createHmac, randomBytes } from 'node:crypto';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { CutoverError } from '../errors.js';
@@ -17,19 +17,57 @@ export interface ValueSource {
   env?: string;
 }
 
-function readable(file: string | undefined, where: string, problems: string[]): void {
+/** A file the proxy will read: there, a file, readable, and for a secret not empty (what `run` would find). */
+function readable(file: string | undefined, where: string, problems: string[], secret = false): void {
   if (!file) return;
   try {
-    accessSync(file, constants.R_OK);
+    const text = readFileSync(file, 'utf8');
+    if (secret && !text.trim()) problems.push(`${where}: ${file} is empty`);
   } catch (err) {
     problems.push(`${where}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
 }
 
+/**
+ * A digest of every secret the config names (files' contents, variables' values), by config path,
+ * keyed with a random key of this process (it is never shown, only compared): a reload sees a
+ * rotated secret even when the config file is unchanged, and refuses one under a restart-only key
+ * rather than ignore it.
+ */
+export function secretDigests(raw: unknown, configDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (value: unknown, path: string): void => {
+    if (Array.isArray(value)) value.forEach((v, i) => walk(v, `${path}[${i}]`));
+    else if (typeof value === 'object' && value !== null) {
+      for (const [k, v] of Object.entries(value)) {
+        const at = path ? `${path}.${k}` : k;
+        if (typeof v === 'string' && /(File|Env)$/.test(k)) out[at] = digestOf(k.endsWith('File') ? fileText(resolvePath(configDir, v)) : process.env[v]);
+        else walk(v, at);
+      }
+    }
+  };
+  walk(raw, '');
+  return out;
+}
+
+function fileText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+const DIGEST_KEY = randomBytes(32);
+
+function digestOf(text: string | undefined): string {
+  return text === undefined ? 'unset' : createHmac('sha256', DIGEST_KEY).update(text.trim()).digest('hex');
+}
+
 function oneSource(file: string | undefined, env: string | undefined, where: string, fileKey: string, envKey: string, problems: string[]): void {
   if (file && env) problems.push(`${where}: give ${fileKey} or ${envKey}, not both`);
   else if (!file && !env) problems.push(`${where}: give ${fileKey} or ${envKey}`);
-  else if (file) readable(file, `${where}.${fileKey}`, problems);
+  else if (file) readable(file, `${where}.${fileKey}`, problems, true);
   else if (env && !process.env[env]?.trim()) problems.push(`${where}.${envKey}: environment variable ${env} is not set`);
 }
 
@@ -72,6 +110,8 @@ export function credentialProblems(raw: RawConfig): string[] {
   const creds = raw.credentials;
   if (creds.fingerprintKeyFile && creds.fingerprintKeyEnv) problems.push('credentials: give fingerprintKeyFile or fingerprintKeyEnv, not both');
   if (creds.fingerprintKeyEnv && !process.env[creds.fingerprintKeyEnv]?.trim()) problems.push(`credentials.fingerprintKeyEnv: environment variable ${creds.fingerprintKeyEnv} is not set`);
+  // The key file may not exist yet (the proxy creates it); if it does, it must be a readable file.
+  if (creds.fingerprintKeyFile && existsSync(creds.fingerprintKeyFile)) readable(creds.fingerprintKeyFile, 'credentials.fingerprintKeyFile', problems, true);
   const seen = new Map<string, number>();
   creds.mappings.forEach((m, i) => {
     const where = `credentials.mappings[${i}]`;

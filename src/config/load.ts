@@ -4,7 +4,7 @@
  * overlapping ports, references), and reads secrets from their files or variables.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
@@ -14,7 +14,7 @@ import { ConfigError, CutoverError } from '../errors.js';
 import { DEFAULT_GATES } from '../cutover/gates.js';
 import type { GateThresholds } from '../cutover/types.js';
 import { maskUrls } from './mask.js';
-import { credentialProblems, resolveCredentialPaths } from './credentials.js';
+import { credentialProblems, resolveCredentialPaths, secretDigests } from './credentials.js';
 import { configSchema, type CompareRule, type Mapping, type RawConfig, type ShadowRule } from './schema.js';
 import type { AdminToken } from '../admin/auth.js';
 
@@ -77,8 +77,10 @@ export interface Config extends Omit<RawConfig, 'routes' | 'defaults'> {
   cutoverWebhook?: string;
   /** Where the config came from, for messages. */
   source: string;
-  /** Short SHA-256 of the validated config (`cutover_config_info{hash}`): equal files, equal hash. */
+  /** Short SHA-256 of the validated config (`cutover_config_info{hash}`): equal files, equal hash. Secrets are not in it. */
   hash: string;
+  /** A keyed digest of each secret the config names, by config path (config/credentials.ts `secretDigests`): compared within this process only. */
+  secrets: Record<string, string>;
   /** The state file's absolute path (`cutover.state.path` resolved against the config's directory). */
   statePath: string;
 }
@@ -274,6 +276,14 @@ function webhookSecret(file: string | undefined, env: string | undefined, config
  * Validates a parsed config object. Throws ConfigError listing every problem found.
  * `configDir` anchors relative paths (token files, transform modules).
  */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 export function validateConfig(input: unknown, source = 'config', configDir = process.cwd()): Config {
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);
@@ -283,7 +293,10 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
   const adminTokens = adminTokensOf(raw, adminToken, configDir, problems);
   const cutoverWebhook = raw.cutover.webhook ?? webhookSecret(raw.cutover.webhookFile, raw.cutover.webhookEnv, configDir, problems);
+  const statePath = resolvePath(configDir, raw.cutover.state.path);
+  if (raw.cutover.state.store === 'file' && isDirectory(statePath)) problems.push(`cutover.state.path: ${statePath} is a directory; name the state file itself (e.g. state/cutover.json)`);
   if (problems.length) throw new ConfigError(problems, source);
+  const secrets = secretDigests(raw, configDir);
 
   const compareProblems: string[] = [];
   // Each route's rules are compiled here, once: a bad path is a config problem, not a crash later,
@@ -325,7 +338,8 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     cutoverWebhook,
     source,
     hash: createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 12),
-    statePath: resolvePath(configDir, raw.cutover.state.path),
+    secrets,
+    statePath,
   };
 }
 

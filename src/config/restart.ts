@@ -20,6 +20,8 @@ export const RESTART_ONLY_KEYS = [
   'credentials.inventory',
   'log',
   'cutover.state',
+  // The audit log is opened once at start.
+  'cutover.audit',
 ] as const;
 
 function at(config: Config, path: string): unknown {
@@ -48,5 +50,12 @@ function diff(path: string, before: unknown, after: unknown, out: string[]): voi
 export function restartOnlyChanges(running: Config, next: Config): string[] {
   const out: string[] = [];
   for (const key of RESTART_ONLY_KEYS) diff(key, at(running, key), at(next, key), out);
+  // The same file or variable with a new secret in it (a rotated admin token, backend credential or
+  // fingerprint key): as much a change as a new path, and as restart-only.
+  for (const path of new Set([...Object.keys(running.secrets ?? {}), ...Object.keys(next.secrets ?? {})])) {
+    if (running.secrets?.[path] === next.secrets?.[path] || !RESTART_ONLY_KEYS.some((key) => path === key || path.startsWith(`${key}.`))) continue;
+    if (out.some((line) => line.startsWith(`${path}:`))) continue;
+    out.push(`${path}: the secret it names changed, and only a restart applies it; put the old one back, or restart cutover to change it`);
+  }
   return out;
 }

@@ -92,6 +92,11 @@ export class Credentials {
    * A config reload: new revocations, mappings and locations apply to the next request. Outbound
    * auth and TLS belong to the backend pools, which a reload rebuilds when the backend changed.
    */
+  /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */
+  check(config: Config): void {
+    void new CredentialPolicy(config.credentials);
+  }
+
   reload(config: Config): void {
     this.policy = new CredentialPolicy(config.credentials);
     this.locations = config.credentials.legacy;
