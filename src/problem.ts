@@ -27,6 +27,9 @@ export function sendProblem(res: ServerResponse, p: Problem): void {
   res.end(body);
 }
 
+/** How long a socket answered with a raw problem may stay half-open before it is closed. */
+export const RAW_CLOSE_GRACE_MS = 2_000;
+
 /** Writes a problem as a whole HTTP/1.1 response to a raw socket (no server response exists) and closes it. */
 export function writeRawProblem(socket: Duplex, p: Problem, retryAfterS?: number): void {
   const body = JSON.stringify(p);
@@ -34,4 +37,14 @@ export function writeRawProblem(socket: Duplex, p: Problem, retryAfterS?: number
   socket.end(
     `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retry}connection: close\r\n\r\n${body}`,
   );
+  // end() only half-closes: a client that keeps its side open would hold the socket for good (an
+  // upgraded or refused socket has no HTTP timeouts left). Once the answer is out, what the client
+  // still sends is read and dropped (closing on unread bytes would reset the answer away), and the
+  // socket is closed after a grace period.
+  socket.once('finish', () => {
+    socket.resume();
+    const timer = setTimeout(() => socket.destroy(), RAW_CLOSE_GRACE_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
 }

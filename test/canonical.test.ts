@@ -23,12 +23,19 @@ describe('canonical path', () => {
     ['/', '/'],
     ['//', '/'],
     ['/..', '/'],
+    // Dot-segments with ;parameters, as Tomcat, Jetty and Spring resolve them (found by review).
+    ['/v1/public/..;/admin/keys', '/v1/admin/keys'],
+    ['/..;/manager/html', '/manager/html'],
+    ['/a/.;x/b', '/a/b'],
+    ['/a/%2e%2e;jsessionid=1/b', '/b'],
+    ['/a/b;v=1/c', '/a/b;v=1/c'],
+    ['/a/...;/b', '/a/...;/b'],
   ])('%s → %s', (raw, canonical) => {
     expect(canonicalPath(raw)).toBe(canonical);
   });
 
   it('is idempotent', () => {
-    for (const raw of ['/v1/widget%73/1', '//a/./b/../c/', '/v1/a%2fb/%2e%2e', '/x\\y']) {
+    for (const raw of ['/v1/widget%73/1', '//a/./b/../c/', '/v1/a%2fb/%2e%2e', '/x\\y', '/a/..;/b/.;p/c']) {
       const once = canonicalPath(raw)!;
       expect(canonicalPath(once)).toBe(once);
     }
@@ -71,6 +78,7 @@ describe('route captures', () => {
     expect(captureIsSafe('a%2Fb', false)).toBe(false);
     expect(captureIsSafe('a%5cb', false)).toBe(false);
     expect(captureIsSafe('..', false)).toBe(false);
+    expect(captureIsSafe('..;x', false)).toBe(false);
     expect(captureIsSafe('.', false)).toBe(false);
     expect(captureIsSafe('a/b/c', true)).toBe(true);
     expect(captureIsSafe('a/%2F', true)).toBe(false);

@@ -49,16 +49,19 @@ describe('forwarding', () => {
       res.setHeader('x-upstream-private', 'secret');
       res.setHeader('keep-alive', 'timeout=5');
       res.setHeader('x-kept', 'yes');
+      res.setHeader('proxy-authenticate', 'Basic realm="upstream-proxy"');
       res.end('ok');
     });
     const p = await proxy(baseConfig(legacy.url, legacy.url));
     const res = await rawRequest(`${p.dataUrl}/a`, {
-      headers: { connection: 'keep-alive, x-client-private', 'x-client-private': '1', 'keep-alive': '300', te: 'trailers', 'proxy-connection': 'keep-alive', upgrade: 'h2c', 'x-normal': 'kept' },
+      headers: { connection: 'keep-alive, x-client-private', 'x-client-private': '1', 'keep-alive': '300', te: 'trailers', 'proxy-connection': 'keep-alive', upgrade: 'h2c', 'x-normal': 'kept', 'proxy-authorization': 'Basic cHJveHk6c2VjcmV0' },
     });
     expect(res.status).toBe(200);
     const got = legacy.received[0].headers;
-    for (const h of ['x-client-private', 'keep-alive', 'te', 'proxy-connection', 'upgrade']) expect(got[h], h).toBeUndefined();
+    // Proxy-Authorization is the client's credential for this hop, never the backend's (as Go's ReverseProxy).
+    for (const h of ['x-client-private', 'keep-alive', 'te', 'proxy-connection', 'upgrade', 'proxy-authorization']) expect(got[h], h).toBeUndefined();
     expect(got['x-normal']).toBe('kept');
+    expect(res.headers['proxy-authenticate']).toBeUndefined();
     expect(res.headers['x-upstream-private']).toBeUndefined();
     expect(res.headers['x-kept']).toBe('yes');
     expect(res.body).toBe('ok');
@@ -565,13 +568,18 @@ describe('routing', () => {
     const p = await proxy(
       baseConfig(legacy.url, next.url, {
         defaults: { shadow: { percent: 0 } },
-        routes: [{ name: 'get-widget', match: { methods: ['GET'], path: '/v1/widgets/:id' }, rewrite: { path: '/v2/items/:id' }, weight: 100 }],
+        routes: [
+          { name: 'get-widget', match: { methods: ['GET'], path: '/v1/widgets/:id' }, rewrite: { path: '/v2/items/:id' }, weight: 100 },
+          { name: 'files', match: { methods: ['GET'], path: '/v1/files/*' }, rewrite: { path: '/v2/*/content' }, weight: 100 },
+        ],
       }),
     );
+    // An empty * capture: the rewritten path is canonical too (it was /v2//content).
+    await rawRequest(`${p.dataUrl}/v1/files/`);
     await rawRequest(`${p.dataUrl}/v1/widgets/42?fields=a`);
     await rawRequest(`${p.dataUrl}/v1/unknown`);
     await rawRequest(`${p.dataUrl}/v1/widgets/42`, { method: 'DELETE' });
-    expect(next.received.map((r) => r.url)).toEqual(['/v2/items/42?fields=a']);
+    expect(next.received.map((r) => r.url)).toEqual(['/v2/content', '/v2/items/42?fields=a']);
     expect(legacy.received.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /v1/unknown', 'DELETE /v1/widgets/42']);
     const metrics = await (await request(`${p.adminUrl}/metrics`)).body.text();
     expect(metrics).toMatch(/cutover_requests_total\{route="get-widget",backend="new",role="primary",outcome="2xx"\} 1/);

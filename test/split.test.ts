@@ -4,10 +4,18 @@ import { BUCKETS, weightToBuckets } from '../src/routing/hash.js';
 import { RouteTable, type Route } from '../src/routing/table.js';
 import { validateConfig } from '../src/config/load.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
+import { createStickyExtractor } from '../src/routing/sticky.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy } from './helpers/proxy.js';
 
 describe('sticky split', () => {
+  it('sticky by ip: one client is one key whether a listener sees it as IPv4 or as IPv4-mapped IPv6', () => {
+    const key = createStickyExtractor('ip', [])!;
+    expect(key({}, '::ffff:203.0.113.7', '')).toBe('203.0.113.7');
+    expect(key({}, '203.0.113.7', '')).toBe('203.0.113.7');
+    expect(key({}, '2001:db8::1', '')).toBe('2001:db8::1');
+  });
+
   /** A real Route, as the proxy builds it from config, so the test exercises what the proxy applies. */
   function liveRoute(): Route {
     const config = validateConfig({ backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } }, routes: [{ name: 'r', match: { path: '/r' } }] });

@@ -9,7 +9,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
 /** Hop-by-hop fields, plus `expect` (undici rejects it; the proxy answers 100-continue itself). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect', 'proxy-authorization', 'proxy-authenticate']);
 
 /** Headers the proxy sets itself on the upstream request. */
 // x-cutover-shadow is ours: a client must not be able to mark its live request as a shadow one.

@@ -29,7 +29,7 @@ const HEX = '0123456789ABCDEF';
 /** A character `normaliseEncoding` would change: a `%`, a `\`, a control, space or non-ASCII character. */
 const NEEDS_NORMALISING = /[%\\\x00-\x20\x7f-\uffff]/;
 /** A capture that may not be substituted: an encoded separator, or a `.`/`..` segment. */
-const UNSAFE_CAPTURE = /%2F|%5C|(?:^|\/)\.\.?(?:\/|$)/i;
+const UNSAFE_CAPTURE = /%2F|%5C|(?:^|\/)\.\.?(?:;[^/]*)?(?:\/|$)/i;
 
 /** Whether the byte is an unreserved character (RFC 3986 §2.3): A-Z a-z 0-9 - . _ ~ */
 function isUnreserved(b: number): boolean {
@@ -68,6 +68,12 @@ function normaliseEncoding(raw: string): string | null {
   return out;
 }
 
+/** The segment without its `;` parameters when it is `.` or `..` before them, else as it is. */
+function dotSegment(segment: string, semi: number): string {
+  const head = segment.slice(0, semi);
+  return head === '.' || head === '..' ? head : segment;
+}
+
 /** Dot-segments resolved and empty segments dropped; a trailing "/" is kept. */
 function resolveSegments(path: string): string {
   // Without an empty or dot-segment there is nothing to resolve: the path is already its result.
@@ -76,7 +82,10 @@ function resolveSegments(path: string): string {
   const out: string[] = [];
   let trailing = false;
   for (let i = 1; i < parts.length; i++) {
-    const seg = parts[i];
+    // `..;x` and `.;x` are dot-segments to Tomcat, Jetty and Spring, which drop a segment's
+    // parameters before resolving: resolved (parameters dropped) here too, or the backend would.
+    const semi = parts[i].indexOf(';');
+    const seg = semi === 1 || semi === 2 ? dotSegment(parts[i], semi) : parts[i];
     const last = i === parts.length - 1;
     if (seg === '..') {
       out.pop();

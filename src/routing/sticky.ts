@@ -17,7 +17,8 @@ function first(value: string | string[] | undefined): string | undefined {
 
 export function createStickyExtractor(key: string | undefined, credentials: readonly CredentialLocation[]): StickyExtractor | null {
   if (!key) return null;
-  if (key === 'ip') return (_headers, ip) => ip;
+  // One client, one key: an IPv4 address seen on a dual-stack listener as ::ffff:a.b.c.d is a.b.c.d.
+  if (key === 'ip') return (_headers, ip) => (ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip);
   if (key === 'credential') return (headers, _ip, url) => extractCredential(headers, url, credentials)?.value;
   const colon = key.indexOf(':');
   const kind = key.slice(0, colon);

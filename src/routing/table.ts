@@ -8,7 +8,7 @@ import type { StoreSnapshot } from '../cutover/types.js';
 import type { RouteMetrics, Telemetry } from '../telemetry/metrics.js';
 import { bucketOf, weightToBuckets, BUCKETS } from './hash.js';
 import { ExactRatio } from './ratio.js';
-import { captureIsSafe } from './canonical.js';
+import { canonicalPath, captureIsSafe } from './canonical.js';
 
 export const OTHER_ROUTE = 'other';
 
@@ -137,7 +137,8 @@ export class Route {
     if (this.rewrite === null || match === null) return path + query;
     let out = '';
     for (const part of this.rewrite) out += typeof part === 'string' ? part : match[part];
-    return out + query;
+    // An empty capture leaves `//` (`/v2/*/content` with `*` empty): the path the backend gets is canonical too.
+    return (out.includes('//') ? (canonicalPath(out) ?? out) : out) + query;
   }
 }
 

@@ -75,6 +75,29 @@ describe('row 2 and 3 together: upgrades are canonicalised too', () => {
   });
 });
 
+describe('sockets answered with a raw problem', () => {
+  it('are closed by the proxy even when the client keeps its half open (they have no HTTP timeouts left)', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { routes: [{ name: 'chat', match: { path: '/chat/:room' } }] }));
+    const net = await import('node:net');
+    const { port } = new URL(p.dataUrl);
+    const sock = net.connect({ host: '127.0.0.1', port: Number(port), allowHalfOpen: true });
+    let text = '';
+    sock.on('data', (d: Buffer) => (text += String(d)));
+    sock.on('error', () => undefined);
+    // The client never ends its side: before, the proxy's socket stayed open for good.
+    sock.on('end', () => undefined);
+    sock.write('GET /chat/..%2fadmin HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    await waitFor(() => /^HTTP\/1\.1 400/.test(text), 5_000, 'the 400');
+    const server = p.proxy.app.server;
+    const open = () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+    expect(await open()).toBe(1);
+    await waitFor(async () => (await open()) === 0, 8_000, "the proxy to close its side (the client's is still open)");
+    expect(sock.destroyed).toBe(false);
+    sock.destroy();
+  });
+});
+
 describe('row 3: path traversal past rewrite.path', () => {
   it('encoded-dot-segments: resolved before routing, so new never receives ".." and the rewrite cannot be escaped', async () => {
     const legacy = await backend();
