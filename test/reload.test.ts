@@ -231,6 +231,22 @@ describe('hot reload', () => {
     expect(f.app.analysis.diffs('c')).toBeDefined();
   });
 
+  it("a route removed by a reload stops exporting its gauges (no ghost weight on the dashboard); its counters stay", async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const base = baseConfig(legacy.url, next.url, { cutover: { state: { store: 'memory' } } });
+    const f = await start({ ...base, routes: routes({ seedA: 25 }) });
+    await request(`${f.app.dataUrl}/a/1`).then((r) => r.body.dump());
+    const before = await f.app.telemetry.exposition();
+    expect(sample(before, 'cutover_traffic_weight{route="a"}')).toBe(25);
+    f.write({ ...base, routes: [{ name: 'orders', match: { methods: ['GET'], path: '/a/:id' }, weight: 25 }, routes()[1]] });
+    expect((await f.app.reload('test')).ok).toBe(true);
+    const after = await f.app.telemetry.exposition();
+    expect(after).not.toMatch(/^cutover_(traffic_weight|stage|state|gate_status)\{route="a"/m);
+    expect(sample(after, 'cutover_traffic_weight{route="orders"}')).toBe(25);
+    expect(total(after, 'cutover_requests_total{route="a"')).toBeGreaterThanOrEqual(1);
+  });
+
   it('sees rotated secrets: refuses one under a restart-only key, applies a mapping value, refuses an empty one and keeps the running config whole', async () => {
     const legacy = await backend('legacy');
     const next = await backend('new');

@@ -48,6 +48,8 @@ export class Snapshots {
 
   /** Puts a prepared snapshot live; requests already running finish on the one they started with. */
   swap(next: Snapshot): void {
+    const kept = new Set(next.routes.routes.map((r) => r.name));
+    for (const r of this.live.routes.routes) if (!kept.has(r.name)) this.telemetry.forgetRoute(r.name);
     this.live = next;
     this.telemetry.setConfigInfo(next.hash);
   }

@@ -156,6 +156,11 @@ class Family<S extends Scalar | Buckets> {
     this.byKey.clear();
   }
 
+  /** Forgets the series whose first label has this value (a gauge of a route no longer configured). */
+  forget(first: string): void {
+    for (const key of this.byKey.keys()) if (key === first || key.startsWith(`${first}\u0000`)) this.byKey.delete(key);
+  }
+
   render(): string {
     if (this.byKey.size === 0) return '';
     let out = this.header;
@@ -194,7 +199,6 @@ export class RouteMetrics {
   private readonly comparisons: Record<ComparisonResult, Scalar>;
   private readonly skipped: Record<SkipReason, Scalar>;
   private readonly overloads: Record<OverloadCause, Scalar>;
-  private readonly weight: Scalar;
   private readonly rejections: Record<RejectReason, Scalar>;
   /** Series of cutover_mismatch_fields_total by field, then kind (bounded by MAX_FIELDS_PER_ROUTE + 1 fields). */
   private readonly fields = new Map<string, Map<string, Scalar>>();
@@ -222,7 +226,7 @@ export class RouteMetrics {
     this.comparisons = Object.fromEntries(COMPARISON_RESULTS.map((r) => [r, comparisonsTotal.series(route, r)])) as Record<ComparisonResult, Scalar>;
     this.skipped = Object.fromEntries(SKIP_REASONS.map((r) => [r, shadowSkippedTotal.series(route, r)])) as Record<SkipReason, Scalar>;
     this.overloads = Object.fromEntries(OVERLOAD_CAUSES.map((c) => [c, telemetry.shadowOverloadTotal.series(route, c)])) as Record<OverloadCause, Scalar>;
-    this.weight = trafficWeight.series(route);
+    trafficWeight.series(route);
     this.rejections = Object.fromEntries(REJECT_REASONS.map((r) => [r, telemetry.rejectedRequestsTotal.series(route, r)])) as Record<RejectReason, Scalar>;
   }
 
@@ -307,7 +311,8 @@ export class RouteMetrics {
   }
 
   setWeight(percent: number): void {
-    this.weight.value = percent;
+    // Looked up each time (weights change rarely): a route removed and added back gets its series again.
+    this.telemetry.trafficWeight.series(this.route).value = percent;
   }
 
   /** Time a request waited for a pooled connection, before its latency timer started. */
@@ -466,6 +471,14 @@ export class Telemetry {
   /** Registers a function run before every exposition, to set gauges from state. */
   onCollect(collect: () => void): void {
     this.collectors.push(collect);
+  }
+
+  /**
+   * A route left the config: its gauges (weight, stage, state, gate verdicts) stop being exported, or
+   * dashboards would show a ghost route at its last weight. Its counters stay: they only go up.
+   */
+  forgetRoute(name: string): void {
+    for (const family of [this.trafficWeight, this.cutoverStage, this.cutoverState, this.gateStatus]) family.forget(name);
   }
 
   route(name: string): RouteMetrics {
