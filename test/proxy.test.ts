@@ -102,6 +102,13 @@ describe('forwarding', () => {
       expect(r.body.equals(payload)).toBe(true);
       expect(r.url).toBe('/m?q=1');
     }
+    // Media types a parser would refuse ("json", "text", empty) are forwarded as sent, not answered 415.
+    for (const type of ['json', 'text', '', 'application/json; charset']) {
+      const res = await request(`${p.dataUrl}/t`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': type } });
+      await res.body.text();
+      expect(res.statusCode, type).toBe(200);
+      expect(legacy.received.at(-1)!.headers['content-type']).toBe(type);
+    }
   });
 
   it('streams a slow body to the client chunk by chunk before it ends', async () => {

@@ -183,6 +183,9 @@ export class ProxyServer {
     // A body's bytes stay reserved until its response is over (sent, failed or abandoned).
     this.app.addHook('onRequest', (request, reply, done) => {
       const raw = request.raw;
+      // Every body is read as bytes and forwarded as sent (from rawHeaders): fastify must not judge
+      // its media type first (it refused "json", "text" or an empty Content-Type with 415, unforwarded).
+      if (raw.headers['content-type'] !== undefined) raw.headers['content-type'] = 'application/octet-stream';
       if (raw.headers['content-length'] !== undefined || raw.headers['transfer-encoding'] !== undefined) {
         const hold = new BodyHold(this.bodyBudget);
         this.bodyHolds.set(raw, hold);
