@@ -1,5 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -402,6 +403,41 @@ describe('upgrades are counted like requests', () => {
     await waitFor(() => p.logs.some((l) => JSON.parse(l).outcome === 'aborted'), 5_000, 'the second counted as aborted');
     await new Promise((r) => setTimeout(r, 200));
     expect(held).toHaveLength(1);
+  });
+
+  it('a handshake queued behind hanging ones ends at the backend timeout counted from dispatch, as a request does', async () => {
+    const hang = http.createServer(() => undefined);
+    // Never answers a handshake; lets its socket go when the proxy gives up on it.
+    hang.on('upgrade', (_req, sock) => {
+      sock.on('error', () => undefined);
+      sock.on('end', () => sock.destroy());
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      hang.closeAllConnections();
+      await new Promise((r) => hang.close(r));
+    });
+    const url = `http://127.0.0.1:${(hang.address() as AddressInfo).port}`;
+    const p = await proxy(baseConfig(url, url, { backends: { legacy: { url, timeout: '600ms', connections: 1 }, new: { url } }, defaults: { shadow: { percent: 0 } } }));
+    const started = Date.now();
+    const upgrade = () =>
+      new Promise<{ status: number; ms: number }>((resolve) => {
+        const req = http.request(`${p.dataUrl}/ws`, { agent: false, headers: { connection: 'upgrade', upgrade: 'websocket' } });
+        req.on('response', (res) => {
+          res.resume();
+          resolve({ status: res.statusCode!, ms: Date.now() - started });
+        });
+        req.on('upgrade', (_res, sock) => {
+          sock.destroy();
+          resolve({ status: 101, ms: Date.now() - started });
+        });
+        req.on('error', () => resolve({ status: 0, ms: Date.now() - started }));
+        req.end();
+      });
+    // Three handshakes on a one-connection pool: the third waited 3 x 600 ms before.
+    const answers = await Promise.all([upgrade(), upgrade(), upgrade()]);
+    expect(answers.map((a) => a.status)).toEqual([504, 504, 504]);
+    expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(1_500);
   });
 
   it('handshakes hold their place in the backend pool: past its queue, an upgrade gets 503 problem+json', async () => {

@@ -374,7 +374,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
   }
 }
 
-class UpstreamDeadlineError extends Error {
+export class UpstreamDeadlineError extends Error {
   readonly code = 'CUTOVER_UPSTREAM_DEADLINE';
   constructor() {
     super('the backend did not answer within its timeout, queue time included');

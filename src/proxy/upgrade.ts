@@ -15,7 +15,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { problem, writeRawProblem } from '../problem.js';
-import { ClientAbortedError, dispatchOptions, EMPTY, ExchangeClock, recordLive, type ExchangeRequest, type OnSettled } from '../forward/exchange.js';
+import { ClientAbortedError, dispatchOptions, EMPTY, ExchangeClock, recordLive, UpstreamDeadlineError, type ExchangeRequest, type OnSettled } from '../forward/exchange.js';
 import { downstreamHeaders } from '../forward/headers.js';
 import { isTimeout, type Upstream } from '../forward/upstream.js';
 import type { RouteMetrics } from '../telemetry/metrics.js';
@@ -41,6 +41,8 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   private headers: IncomingHttpHeaders = {};
   private settled = false;
   private clientGone = false;
+  /** `backends.X.timeout` counts from dispatch, as for requests: a handshake queued behind hanging ones ends there too. */
+  private readonly deadline: NodeJS.Timeout;
 
   constructor(
     private readonly client: Duplex,
@@ -59,7 +61,16 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     // until the timeout and then be counted against it.
     client.once('end', this.onClientClose);
     client.on('error', () => undefined);
+    this.deadline = setTimeout(this.onDeadline, upstream.timeout);
   }
+
+  private readonly onDeadline = (): void => {
+    if (this.settled || this.spliced) return;
+    const err = new UpstreamDeadlineError();
+    // Still queued for a connection: answer now; undici's onRequestStart comes later and aborts.
+    if (this.controller === null) this.onResponseError(null, err);
+    else this.controller.abort(err);
+  };
 
   private readonly onClientClose = (): void => {
     if (this.spliced) return;
@@ -74,6 +85,10 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
+    if (this.settled) {
+      controller.abort(new UpstreamDeadlineError());
+      return;
+    }
     this.clock.onSocket(this.metrics, this.upstream.name, 'primary');
     // Gone while the request waited for a pooled connection: it is never sent.
     if (this.client.destroyed || this.clientGone) {
@@ -128,7 +143,8 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.settle(undefined);
   }
 
-  onResponseError(_controller: Controller, err: Error): void {
+  onResponseError(_controller: Controller | null, err: Error): void {
+    if (this.settled) return;
     if (!this.headSent && !this.client.destroyed && !this.clientGone) {
       const backend = this.upstream.name;
       writeRawProblem(
@@ -148,6 +164,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
+    clearTimeout(this.deadline);
     this.upstream.inFlight--;
     const seconds = this.clock.seconds();
     const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
