@@ -283,13 +283,29 @@ export class ProxyServer {
   private reject(res: ServerResponse, rejection: Rejection): void {
     rejection.route.metrics.rejected(rejection.reason);
     res.setHeader('connection', 'close');
+    this.condemn(res.req?.socket);
     sendProblem(res, rejection.problem);
+  }
+
+  /**
+   * Connections answered with `Connection: close`: a request pipelined behind the refused one on
+   * the same connection is never forwarded, since its answer could never be sent (a write the
+   * backend ran, for a client that saw no answer and may send it again).
+   */
+  private readonly condemned = new WeakSet<object>();
+
+  private condemn(socket: object | undefined | null): void {
+    if (socket) this.condemned.add(socket);
   }
 
   private readonly handle = (request: FastifyRequest, reply: FastifyReply): void => {
     reply.hijack();
     const req = request.raw;
     const res = reply.raw;
+    if (this.condemned.has(req.socket)) {
+      res.destroy();
+      return;
+    }
     if (req.url === '*') {
       // `OPTIONS *` asks about the server itself (RFC 9110 §9.3.7): answered here, never forwarded.
       if (req.method === 'OPTIONS') {
@@ -356,6 +372,7 @@ export class ProxyServer {
         const routes = this.deps.snapshots.current().routes;
         (path === null ? routes.other : routes.resolve(raw.method ?? 'GET', path).route).metrics.rejected(error.reason);
       }
+      this.condemn(raw.socket);
       const title = error.statusCode === 408 ? 'Request timeout' : error.statusCode === 413 ? 'Payload too large' : 'Request bodies buffer full';
       // The rest of this body is not read: the connection cannot carry another request.
       void reply

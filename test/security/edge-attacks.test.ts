@@ -75,6 +75,26 @@ describe('row 2 and 3 together: upgrades are canonicalised too', () => {
   });
 });
 
+describe('a request pipelined behind a refused one', () => {
+  it('is never forwarded: its answer could not be sent (a write the backend ran for a client that saw no answer)', async () => {
+    const legacy = await backend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { listen: { host: '127.0.0.1', port: 0, bodyLimit: 100 }, routes: [{ name: 'w', match: { path: '/w/:id' } }] }));
+    const order = '{"item":"book","qty":1}';
+    const post = `POST /orders HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: ${order.length}\r\n\r\n${order}`;
+    for (const [first, status] of [
+      ['GET /w/a%2fb HTTP/1.1\r\nHost: h\r\n\r\n', 400],
+      ['GET /a HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n', 400],
+      [`POST /a HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 101\r\n\r\n${'x'.repeat(101)}`, 413],
+    ] as const) {
+      const res = await rawExchange(p.dataUrl, first + post, { timeoutMs: 2_000 });
+      expect(res.statuses).toEqual([status]);
+      expect(res.closed).toBe(true);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(legacy.received).toHaveLength(0);
+  });
+});
+
 describe('sockets answered with a raw problem', () => {
   it('are closed by the proxy even when the client keeps its half open (they have no HTTP timeouts left)', async () => {
     const legacy = await backend();
