@@ -4,7 +4,7 @@
  * answer to the client, and hands the request to the shadow engine, which the client never waits for.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
-import type { IncomingMessage } from 'node:http';
+import { METHODS, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/load.js';
 import type { ServerResponse } from 'node:http';
@@ -204,6 +204,10 @@ export class ProxyServer {
       }
       readBody(request.raw, payload, hold, this.bodyLimits, done);
     });
+    // Every method a client may send carries its body through, GET's and WebDAV's too (an
+    // Elasticsearch-style GET _search is its body): fastify reads none for GET and sends methods it
+    // does not list to the not-found handler unread, so both backends got the request without it.
+    for (const method of METHODS) if (method !== 'HEAD' && method !== 'CONNECT' && method !== 'TRACE') this.app.addHttpMethod(method, { hasBody: true, overrideExisting: true });
     // `all` covers every method fastify supports; anything else still reaches the not-found handler.
     this.app.all('*', this.handle);
     this.app.setNotFoundHandler(this.handle);
