@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, TUNED_ENV } from '../src/cli/heap.js';
+import { EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, spawnProxy, type ChildProxy } from './helpers/proxy.js';
 
@@ -49,6 +49,27 @@ describe('heapSizing', () => {
     const start = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
     expect(start.split(/\s+/).filter((a) => a.startsWith('--'))).toEqual(HEAP_FLAGS);
   });
+  it('a restart the system refuses (E2BIG, a sandbox) runs on untuned and says so, never stops the proxy', () => {
+    const proc = process as unknown as { execve?: unknown };
+    const saved = { execve: proc.execve, tuned: process.env[TUNED_ENV], optOut: process.env[OPT_OUT_ENV], write: process.stderr.write };
+    const said: string[] = [];
+    try {
+      delete process.env[TUNED_ENV];
+      delete process.env[OPT_OUT_ENV];
+      proc.execve = () => {
+        throw new Error('E2BIG: argument list too long');
+      };
+      process.stderr.write = ((text: string) => said.push(String(text)) > 0) as typeof process.stderr.write;
+      expect(() => sizeHeap()).not.toThrow();
+    } finally {
+      proc.execve = saved.execve;
+      process.stderr.write = saved.write;
+      if (saved.tuned !== undefined) process.env[TUNED_ENV] = saved.tuned;
+      if (saved.optOut !== undefined) process.env[OPT_OUT_ENV] = saved.optOut;
+    }
+    expect(said.join('')).toMatch(/could not restart with .*E2BIG.*running with Node's defaults/);
+  });
+
   it('leaves each flag given by hand (either spelling, command line or NODE_OPTIONS) and the opt-out alone', () => {
     expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [all[1], all[2]] });
     expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'restart', flags: [EXPOSE_GC_FLAG] });

@@ -66,6 +66,10 @@ export function sizeHeap(): void {
   const execve = (process as unknown as { execve?: Execve }).execve;
   const sizing = heapSizing(process.execArgv, process.env, execve);
   if (sizing.action !== 'restart') return;
-  execve!.call(process, process.execPath, [process.execPath, ...sizing.flags, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, [TUNED_ENV]: '1' });
-  throw new Error('unreachable: process.execve returned');
+  try {
+    execve!.call(process, process.execPath, [process.execPath, ...sizing.flags, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, [TUNED_ENV]: '1' });
+  } catch (err) {
+    // The restart is an optimisation: a refused one (E2BIG, a sandbox) runs on, untuned, and says so.
+    process.stderr.write(`cutover: could not restart with ${sizing.flags.join(' ')} (${(err as Error).message}); running with Node's defaults\n`);
+  }
 }

@@ -115,11 +115,20 @@ async function main(argv: string[]): Promise<number> {
       // Loaded here so the admin clients start without the proxy's modules.
       const { startApp } = await import('../app.js');
       const path = configPathFromEnv(values.config)!;
+      // A SIGHUP while the proxy starts (a config manager that writes and signals at once) would
+      // otherwise stop the process (the signal's default): it is kept and applied once started.
+      let hupWhileStarting = false;
+      const early = (): void => {
+        hupWhileStarting = true;
+      };
+      process.on('SIGHUP', early);
       const app = await startApp(config, { reloadConfig: () => loadConfig(path) });
       process.stdout.write(`cutover: proxy ${app.dataUrl}  admin ${app.adminUrl}\n`);
       onSignals(() => app.close());
       // The outcome is logged (and counted) by the reload itself; a bad file never stops the proxy.
       process.on('SIGHUP', () => void app.reload('SIGHUP'));
+      process.off('SIGHUP', early);
+      if (hupWhileStarting) void app.reload('SIGHUP');
       return -1;
     }
     case 'demo': {
