@@ -88,15 +88,15 @@ export class Credentials {
     return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint) };
   }
 
-  /**
-   * A config reload: new revocations, mappings and locations apply to the next request. Outbound
-   * auth and TLS belong to the backend pools, which a reload rebuilds when the backend changed.
-   */
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */
   check(config: Config): void {
     void new CredentialPolicy(config.credentials);
   }
 
+  /**
+   * A config reload: new revocations and mappings apply to the next request. Outbound auth, TLS and
+   * the legacy credential locations are restart-only (config/restart.ts): they stay as started.
+   */
   reload(config: Config): void {
     this.policy = new CredentialPolicy(config.credentials);
     this.locations = config.credentials.legacy;
