@@ -88,6 +88,8 @@ interface Level {
  */
 export function lossyNumbers(text: string): Map<string, NumberText> {
   const out = new Map<string, NumberText>();
+  /** The last key of each lossy number's path: a later number can only replace one under such a key. */
+  const lossyKeys = new Set<string | number>();
   const stack: Level[] = [];
   const n = text.length;
   for (let i = 0; i < n; ) {
@@ -118,8 +120,10 @@ export function lossyNumbers(text: string): Map<string, NumberText> {
       if (isLossy(token)) {
         const keys = stack.map((l) => l.key);
         out.set(keys.join('\u0000'), { keys, text: token });
-      } else if (out.size !== 0) {
-        // A repeated key: JSON.parse keeps the last value, so an earlier lossy text no longer stands.
+        if (top !== undefined) lossyKeys.add(top.key);
+      } else if (top !== undefined && !top.array && lossyKeys.has(top.key)) {
+        // A repeated key: JSON.parse keeps the last value, so an earlier lossy text no longer stands
+        // (only an object's key repeats; the path is built only under a key a lossy number had).
         out.delete(stack.map((l) => l.key).join('\u0000'));
       }
       i = end;
