@@ -152,10 +152,12 @@ export function credentialCandidates(headers: HeaderSource, url: string | undefi
   for (const loc of locations) {
     if ('query' in loc) {
       const q = url?.indexOf('?') ?? -1;
-      if (q !== -1) for (const v of new URLSearchParams(url!.slice(q + 1)).getAll(loc.query)) add(v);
+      // Parsed only when the name can be in it, spelled plain or percent-encoded.
+      if (q !== -1 && (url!.includes(loc.query) || url!.includes('%'))) for (const v of new URLSearchParams(url!.slice(q + 1)).getAll(loc.query)) add(v);
       continue;
     }
     for (const line of headerValues(headers, locationHeader(loc)!)) {
+      if ('cookie' in loc && !line.includes(loc.cookie)) continue;
       if ('header' in loc) add(line);
       else if ('basic' in loc) add(readBasic(line));
       else if ('bearer' in loc) {
