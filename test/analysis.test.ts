@@ -182,7 +182,7 @@ describe('evidence for the controller', () => {
 
   it('lets go of a removed route: its metrics (kept for their counters) no longer feed its evidence', () => {
     const { analysis, config, telemetry } = setup();
-    const sinkOf = (route: string) => (telemetry.route(route) as unknown as { skipSink: unknown }).skipSink;
+    const sinkOf = (route: string) => (telemetry.route(route) as unknown as { evidenceSink: unknown }).evidenceSink;
     expect(sinkOf('r')).not.toBeNull();
     const reloaded = new RouteTable(config.routes.filter((r) => r.name === 'keep'), config.defaults, telemetry);
     analysis.configure(reloaded);

@@ -175,13 +175,13 @@ export class Analysis implements EvidenceSource {
       let ra = this.byName.get(route.name);
       if (ra === undefined) this.byName.set(route.name, (ra = new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options)));
       // The route's skips reach its evidence, so the controller can say why a route short of comparisons holds.
-      route.metrics.observeSkips(ra.evidence);
-      ra.skipsFrom = route.metrics;
+      route.metrics.observeEvidence(ra.evidence);
+      ra.evidenceFrom = route.metrics;
     }
     for (const [name, ra] of this.byName) {
       if (keep.has(name)) continue;
       // A route's metrics outlive it (its counters stay exported): they must not keep its evidence alive.
-      ra.skipsFrom?.observeSkips(null);
+      ra.evidenceFrom?.observeEvidence(null);
       this.byName.delete(name);
     }
   }

@@ -6,7 +6,7 @@
 import { isRealDifference, type DiffKind, type Difference, type CompareState, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
-import { OTHER_FIELD, statusLabel, type ComparisonResult, type RouteMetrics } from '../telemetry/metrics.js';
+import { isFailure, OTHER_FIELD, statusLabel, type ComparisonResult, type RouteMetrics } from '../telemetry/metrics.js';
 import { answered, comparePair, type Compared } from './compare-pair.js';
 import { SAFE_METHODS } from '../shadow/methods.js';
 import { RouteEvidenceLog } from './evidence.js';
@@ -28,7 +28,7 @@ export interface ClassifierLimits {
 
 /** 5xx, timeouts and connection errors: what the error-rate gate counts. */
 function failed(answer: UpstreamAnswer): boolean {
-  return answer.outcome === '5xx' || answer.outcome === 'timeout' || answer.outcome === 'error';
+  return isFailure(answer.outcome);
 }
 
 /** One differing field of a comparison: its first difference of each kind. */
@@ -64,7 +64,7 @@ export class RouteAnalysis {
   /** Pairs of this route dropped because the comparison queue was full. */
   dropped = 0;
   /** The route's metrics, which tell `evidence` of the route's skips (set by Analysis.configure). */
-  skipsFrom: RouteMetrics | null = null;
+  evidenceFrom: RouteMetrics | null = null;
   /**
    * Until the route's first baseline comparison is recorded, nothing is known about noise, and a
    * field that differs on every call (a request id) would be judged real. Mirrors complete out of

@@ -180,16 +180,15 @@ export class ComparePool {
         this.slots.push(this.spawn());
       }
     };
-    slot.stuck = () => {
-      fail(`no answer from the comparison worker within ${this.limitMs} ms`, true);
+    /** A worker still running but no longer trusted: its comparisons answered, it replaced and stopped. */
+    const retire = (why: string, stuck: boolean): void => {
+      fail(why, stuck);
       void worker.terminate();
     };
+    slot.stuck = () => retire(`no answer from the comparison worker within ${this.limitMs} ms`, true);
     worker.on('error', (err) => fail(`comparison worker failed: ${err.message}`));
-    // A reply that cannot be read leaves its comparison unanswered: the worker is no longer trusted.
-    worker.on('messageerror', (err) => {
-      fail(`a reply from the comparison worker could not be read: ${err.message}`);
-      void worker.terminate();
-    });
+    // A reply that cannot be read leaves its comparison unanswered.
+    worker.on('messageerror', (err) => retire(`a reply from the comparison worker could not be read: ${err.message}`, false));
     worker.on('exit', () => fail('comparison worker exited'));
     return slot;
   }

@@ -927,17 +927,18 @@ export function planLockstep(a: Buffer, b: Buffer, known?: KnownSpans): { window
   return window && { window };
 }
 
-/**
- * Compares two differing UTF-8 JSON bodies through their differing container (or root members)
- * only, appending to `out` what the full path would; returns whether the list was capped, or
- * undefined when the full path must answer. The caller has already ruled out mappings and transforms.
- */
 /** `texts`: the number-text pass added to the list (its differences belong to no single member). */
 export interface Walked {
   capped: boolean;
   texts: boolean;
 }
 
+/**
+ * Compares two differing UTF-8 JSON bodies through their differing container (or root members)
+ * only, appending to `out` what the full path would; returns whether the list was capped and
+ * whether the number texts added to it, or undefined when the full path must answer. The caller
+ * has already ruled out mappings and transforms.
+ */
 export function lockstepJson(lb: Buffer, cb: Buffer, rules: LockstepRules, out: Difference[], known?: KnownSpans): Walked | undefined {
   const plan = planLockstep(lb, cb, known);
   if (plan === undefined) return undefined;

@@ -272,10 +272,6 @@ function webhookSecret(file: string | undefined, env: string | undefined, config
   return undefined;
 }
 
-/**
- * Validates a parsed config object. Throws ConfigError listing every problem found.
- * `configDir` anchors relative paths (token files, transform modules).
- */
 function isDirectory(path: string): boolean {
   try {
     return statSync(path).isDirectory();
@@ -284,6 +280,10 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/**
+ * Validates a parsed config object. Throws ConfigError listing every problem found.
+ * `configDir` anchors relative paths (token files, transform modules).
+ */
 export function validateConfig(input: unknown, source = 'config', configDir = process.cwd()): Config {
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);

@@ -59,14 +59,19 @@ function isRaw(headers: HeaderSource): headers is readonly string[] {
   return Array.isArray(headers);
 }
 
-export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
+/** Calls `each` with the value (trimmed) of every cookie named `name` in a Cookie field, in order, until it returns true. */
+function eachCookie(header: string, name: string, each: (value: string) => boolean | void): void {
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim() || undefined;
+    if (eq !== -1 && part.slice(0, eq).trim() === name && each(part.slice(eq + 1).trim()) === true) return;
   }
-  return undefined;
+}
+
+/** The first cookie named `name` (undefined when absent or empty). */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  let value: string | undefined;
+  if (header) eachCookie(header, name, (v) => ((value = v || undefined), true));
+  return value;
 }
 
 function readQuery(url: string | undefined, name: string): string | undefined {
@@ -165,10 +170,7 @@ export function credentialCandidates(headers: HeaderSource, url: string | undefi
         add(token);
         add(token?.split(/\s+/, 1)[0]);
       } else {
-        for (const part of line.split(';')) {
-          const eq = part.indexOf('=');
-          if (eq === -1 || part.slice(0, eq).trim() !== loc.cookie) continue;
-          const raw = part.slice(eq + 1).trim();
+        eachCookie(line, loc.cookie, (raw) => {
           const unquoted = raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
           add(raw);
           add(unquoted);
@@ -177,7 +179,7 @@ export function credentialCandidates(headers: HeaderSource, url: string | undefi
           } catch {
             // not percent-encoded: the spellings above stand
           }
-        }
+        });
       }
     }
   }

@@ -488,13 +488,13 @@ export class Controller {
   }
 
   async rollback(route: string, opts: LeverOptions): Promise<RouteState> {
-    let from: RouteState | undefined;
-    const after = await this.lever(route, opts, 'rollback', (current, now, why) => {
-      from = current;
-      return this.rolledBack(current, now, opts.who, why);
-    });
-    if (from !== undefined) this.rollbackSideEffects(route, 'manual', opts.who, from, after, after.history.at(-1)?.gates ?? [], after.reason);
-    return after;
+    return this.lever(
+      route,
+      opts,
+      'rollback',
+      (current, now, why) => this.rolledBack(current, now, opts.who, why),
+      (from, after) => this.rollbackSideEffects(route, 'manual', opts.who, from, after, after.history.at(-1)?.gates ?? [], after.reason),
+    );
   }
 
   /** Sets the weight by hand and pauses the controller for this route. */
@@ -554,7 +554,8 @@ export class Controller {
     return after;
   }
 
-  private async lever(route: string, opts: LeverOptions, action: string, change: (current: RouteState, now: number, why: string) => RouteState): Promise<RouteState> {
+  /** Applies a lever's change in the store; `then` sees the state it was made from and the result. */
+  private async lever(route: string, opts: LeverOptions, action: string, change: (current: RouteState, now: number, why: string) => RouteState, then?: (from: RouteState, after: RouteState) => void): Promise<RouteState> {
     const r = this.routeConfig(route);
     const before = this.deps.store.snapshot().routes[route] ?? this.seed(r);
     const now = this.deps.now();
@@ -569,6 +570,7 @@ export class Controller {
       },
     );
     this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, why));
+    then?.(from, after);
     return after;
   }
 

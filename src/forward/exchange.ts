@@ -50,6 +50,15 @@ export function isWholeNotModified(status: number, err: Error): boolean {
   return status === 304 && (err as { code?: unknown }).code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH';
 }
 
+/**
+ * An exchange's deadline passed: one still queued for a pooled connection is answered now (undici
+ * calls its onRequestStart later, which aborts before sending); one under way is aborted.
+ */
+export function expire(controller: Controller | null, err: Error, answerNow: (err: Error) => void): void {
+  if (controller === null) answerNow(err);
+  else controller.abort(err);
+}
+
 function elapsed(start: number): number {
   return (performance.now() - start) / 1000;
 }
@@ -114,12 +123,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     upstream.inFlight++;
   }
 
-  private readonly onDeadline = (): void => {
-    const err = new UpstreamDeadlineError();
-    // Still queued: answer now; undici calls onRequestStart later, which aborts before sending.
-    if (this.controller === null) this.onResponseError(null, err);
-    this.controller?.abort(err);
-  };
+  private readonly onDeadline = (): void => expire(this.controller, new UpstreamDeadlineError(), (err) => this.onResponseError(null, err));
 
   private readonly onClientClose = (): void => {
     if (this.settled) return;
@@ -237,19 +241,21 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
    * undici took it): no deadline, no place in the backend's count, nothing reported.
    */
   discard(): void {
-    if (this.settled) return;
-    this.settled = true;
-    clearTimeout(this.deadline);
-    this.res.off('close', this.onClientClose);
-    this.upstream.inFlight--;
+    if (this.release()) this.res.off('close', this.onClientClose);
   }
 
-  private settle(err: Error | undefined): void {
-    if (this.settled) return;
+  /** Ends the exchange's hold on its deadline, its watch and its place in the backend's count, once. */
+  private release(): boolean {
+    if (this.settled) return false;
     this.settled = true;
     clearTimeout(this.deadline);
     this.queuedOn?.off('close', this.onClientClose);
     this.upstream.inFlight--;
+    return true;
+  }
+
+  private settle(err: Error | undefined): void {
+    if (!this.release()) return;
     this.resumed();
     const seconds = Math.max(0, this.clock.seconds() - this.pausedMs / 1000);
     const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
@@ -310,12 +316,7 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
     this.deadline.unref();
   }
 
-  private readonly onDeadline = (): void => {
-    const err = new DeadlineError();
-    // Still queued: settle now; undici calls onRequestStart later, which aborts before sending.
-    if (this.controller === null) this.settle(err);
-    else this.controller.abort(err);
-  };
+  private readonly onDeadline = (): void => expire(this.controller, new DeadlineError(), (err) => this.settle(err));
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;

@@ -15,7 +15,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { problem, writeRawProblem } from '../problem.js';
-import { ClientAbortedError, dispatchOptions, EMPTY, ExchangeClock, recordLive, UpstreamDeadlineError, type ExchangeRequest, type OnSettled } from '../forward/exchange.js';
+import { ClientAbortedError, dispatchOptions, EMPTY, ExchangeClock, expire, recordLive, UpstreamDeadlineError, type ExchangeRequest, type OnSettled } from '../forward/exchange.js';
 import { downstreamHeaders } from '../forward/headers.js';
 import { isTimeout, type Upstream } from '../forward/upstream.js';
 import type { RouteMetrics } from '../telemetry/metrics.js';
@@ -65,11 +65,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   private readonly onDeadline = (): void => {
-    if (this.settled || this.spliced) return;
-    const err = new UpstreamDeadlineError();
-    // Still queued for a connection: answer now; undici's onRequestStart comes later and aborts.
-    if (this.controller === null) this.onResponseError(null, err);
-    else this.controller.abort(err);
+    if (!this.settled && !this.spliced) expire(this.controller, new UpstreamDeadlineError(), (err) => this.onResponseError(null, err));
   };
 
   private readonly onClientClose = (): void => {

@@ -26,8 +26,7 @@ export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_metho
 const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
 const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'revoked', 'draining'];
 
-/** Told of every request of a route that is not mirrored (the controller's evidence keeps why a route holds). */
-/** The route's evidence log, as the metrics feed it: requests not mirrored, and every live answer. */
+/** The route's evidence log, as the metrics feed it: requests not mirrored (why a route holds), and every live answer. */
 export interface EvidenceSink {
   skipped(reason: SkipReason): void;
   /** One answer of a backend (`seconds` only when it succeeded). */
@@ -59,6 +58,11 @@ export const MAX_FIELDS_PER_ROUTE = 50;
 export const OTHER_FIELD = '_other';
 
 /** The status class of an HTTP status, as the `outcome` label (1xx counts as success, like 2xx). */
+/** An answer that counts as the backend's failure: a 5xx, a timeout, a broken connection. */
+export function isFailure(outcome: Outcome): boolean {
+  return outcome === '5xx' || outcome === 'timeout' || outcome === 'error';
+}
+
 export function outcomeOf(status: number): Outcome {
   if (status < 300) return '2xx';
   if (status < 400) return '3xx';
@@ -205,7 +209,7 @@ export class RouteMetrics {
   /** Series of cutover_status_pairs_total, created as pairs are seen (zeroing all 529 would bloat every scrape). */
   private readonly statusPairs = new Map<string, Scalar>();
   private readonly telemetry: Telemetry;
-  private skipSink: EvidenceSink | null = null;
+  private evidenceSink: EvidenceSink | null = null;
 
   constructor(telemetry: Telemetry, route: string) {
     this.telemetry = telemetry;
@@ -244,7 +248,7 @@ export class RouteMetrics {
     // controller must see new failing where nothing is compared. Mirrors reach it with their pair.
     if (role === 'primary') {
       const unanswered = outcome === 'timeout' || outcome === 'error';
-      this.skipSink?.answer(backend, unanswered || outcome === '5xx', unanswered ? null : seconds);
+      this.evidenceSink?.answer(backend, isFailure(outcome), unanswered ? null : seconds);
     }
   }
 
@@ -254,7 +258,7 @@ export class RouteMetrics {
    * must not look healthy. Both backends see the same impatient clients, so it compares fairly.
    */
   unanswered(backend: BackendName): void {
-    this.skipSink?.answer(backend, true, null);
+    this.evidenceSink?.answer(backend, true, null);
   }
 
   comparison(result: ComparisonResult): void {
@@ -263,7 +267,7 @@ export class RouteMetrics {
 
   shadowSkipped(reason: SkipReason): void {
     this.skipped[reason].value++;
-    this.skipSink?.skipped(reason);
+    this.evidenceSink?.skipped(reason);
   }
 
   /** A mirror skipped as `overload`, counted under that reason and under the bound it hit. */
@@ -272,9 +276,9 @@ export class RouteMetrics {
     this.overloads[cause].value++;
   }
 
-  /** Where skips are told besides the counter (the route's evidence log; one per route, the last set wins). */
-  observeSkips(sink: EvidenceSink | null): void {
-    this.skipSink = sink;
+  /** Where skips and live answers are told besides the counters (the route's evidence log; one per route, the last set wins). */
+  observeEvidence(sink: EvidenceSink | null): void {
+    this.evidenceSink = sink;
   }
 
   /** Counts one mismatching field; past MAX_FIELDS_PER_ROUTE distinct fields they fold into `_other`. */
