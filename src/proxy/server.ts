@@ -110,6 +110,14 @@ function newPathOf(d: Decision): string {
   return (d.newPath ??= d.route.newPath(d.match, d.path, d.query));
 }
 
+/**
+ * The request-target as the client sent it. fastify's router is handed '/' (rewriteUrl) and keeps
+ * the original in `originalUrl`; an upgrade never passes the router and keeps its own `url`.
+ */
+function requestTarget(req: IncomingMessage): string {
+  return (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+}
+
 function hostValues(raw: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') out.push(raw[i + 1]);
@@ -172,7 +180,11 @@ export class ProxyServer {
       routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
       // Framing errors (smuggling attempts, bad chunk sizes, bare LF...) get problem+json too.
       clientErrorHandler: onClientError,
-      // A URL the router cannot decode (`/%zz`) never reaches the handler: answer it the same way.
+      // The router sees one path, always: routing is the route table's, on the canonical target
+      // (decide). find-my-way's own decoding refused targets a backend accepts (Latin-1
+      // `/search/caf%E9` got 400); the target as sent is kept in `originalUrl` (requestTarget).
+      rewriteUrl: () => '/',
+      // Anything the router still refuses never reaches the handler: answered the same way.
       frameworkErrors: (_error, _request, reply) => {
         reply.hijack();
         this.reject(reply.raw, { route: deps.snapshots.current().routes.other, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'The request path has a malformed percent-encoding; encode "%" as %25.') });
@@ -233,7 +245,7 @@ export class ProxyServer {
     const method = req.method ?? 'GET';
     const { upstreams } = this.deps;
     const { routes } = snapshot;
-    const target = canonicalTarget(req.url ?? '/', hostValues(req.rawHeaders));
+    const target = canonicalTarget(requestTarget(req), hostValues(req.rawHeaders));
     if (isTargetProblem(target)) {
       const bad = target.problem === 'BAD_HOST';
       return { route: routes.other, reason: bad ? 'bad_host' : 'bad_path', problem: problem(400, target.problem, bad ? 'Bad host' : 'Bad path', target.detail) };
@@ -310,7 +322,7 @@ export class ProxyServer {
       res.destroy();
       return;
     }
-    if (req.url === '*') {
+    if (requestTarget(req) === '*') {
       // `OPTIONS *` asks about the server itself (RFC 9110 §9.3.7): answered here, never forwarded.
       if (req.method === 'OPTIONS') {
         res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': 0 });
@@ -372,7 +384,7 @@ export class ProxyServer {
       const raw = request.raw;
       if (error.reason !== null) {
         // Counted under the route the canonical path resolves to, as the request itself would have been.
-        const path = canonicalPath((raw.url ?? '/').split('?', 1)[0]);
+        const path = canonicalPath(requestTarget(raw).split('?', 1)[0]);
         const routes = this.deps.snapshots.current().routes;
         (path === null ? routes.other : routes.resolve(raw.method ?? 'GET', path).route).metrics.rejected(error.reason);
       }

@@ -275,6 +275,22 @@ describe('row 7: small contract breaks', () => {
     expect(legacy.received).toHaveLength(0);
   });
 
+  it('latin1-path: a target percent-encoded in Latin-1 is routed by the route table and forwarded as sent, not refused', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(baseConfig(legacy.url, next.url, { routes: [{ name: 'search', match: { path: '/search/:term' }, rewrite: { path: '/v2/search/:term' }, weight: 100 }] }));
+    const res = await rawExchange(p.dataUrl, get('/search/caf%E9?q=na%EFve'));
+    expect(res.status).toBe(200);
+    // Live on new under the route's rewrite; mirrored to legacy on the path as sent.
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the mirror');
+    expect(next.received[0].url).toBe('/v2/search/caf%E9?q=na%EFve');
+    expect(legacy.received[0].url).toBe('/search/caf%E9?q=na%EFve');
+    const other = await rawExchange(p.dataUrl, get('/caf%E9/x'));
+    expect(other.status).toBe(200);
+    await waitFor(() => legacy.received.length === 2, 5_000, 'the unrouted request');
+    expect(legacy.received[1].url).toBe('/caf%E9/x');
+  });
+
   it('draining-503: a request arriving on an open connection during the drain gets problem+json 503', async () => {
     let release: (() => void) | null = null;
     const legacy = await backend((_req, res) => {
