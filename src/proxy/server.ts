@@ -19,7 +19,7 @@ import type { Route } from '../routing/table.js';
 import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
-import { Tunnels } from './upgrade.js';
+import { Tunnels, tunnelled } from './upgrade.js';
 import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
 import { revokedProblem, type CredentialInventory, type CredentialSighting, type Credentials, type RequestCredential } from '../credentials/index.js';
@@ -116,6 +116,12 @@ function newPathOf(d: Decision): string {
  */
 function requestTarget(req: IncomingMessage): string {
   return (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+}
+
+/** Whether a request's head announces a body (a length above zero, or chunked). */
+function declaresBody(headers: IncomingMessage['headers']): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 function hostValues(raw: readonly string[]): string[] {
@@ -428,6 +434,12 @@ export class ProxyServer {
       return;
     }
     const { method, legacyPath, toNew, primary, intent, route } = decision;
+    // Not a WebSocket: forwarded as an ordinary request without the upgrade (upgrade.ts), which has
+    // no way to carry a body read past the handshake's head: refused rather than sent without it.
+    if (!tunnelled(req.headers.upgrade) && declaresBody(req.headers)) {
+      writeRawProblem(socket, problem(400, 'BAD_REQUEST', 'Bad request', 'Only WebSocket upgrades are tunnelled; send this request without its Upgrade header.'));
+      return;
+    }
     // A handshake waits for a pooled connection like any request: refused the same way when the queue is full.
     if (primary.saturated()) {
       route.metrics.rejected('saturated');

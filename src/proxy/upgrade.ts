@@ -10,6 +10,12 @@
  * connection), and its credential goes into the inventory, so a WebSocket integration still on a
  * legacy key shows up before the key is revoked. Open tunnels are tracked, so a drain can cut them
  * at its deadline.
+ *
+ * Only WebSocket is tunnelled. Any other protocol (h2c above all: "h2c smuggling") would hand the
+ * client a raw channel on which the backend reads requests the proxy never sees, past the route
+ * table, the path normalisation, revocation, the credential toward new and the inventory. Such a
+ * request is forwarded as an ordinary one without its Upgrade (a server may ignore it, RFC 9110
+ * §7.8), and a 101 for anything but WebSocket is never spliced.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -21,6 +27,11 @@ import { isTimeout, type Upstream } from '../forward/upstream.js';
 import type { RouteMetrics } from '../telemetry/metrics.js';
 
 type Controller = Dispatcher.DispatchController;
+
+/** Whether an Upgrade value asks for WebSocket alone (a list could let the backend pick another). */
+export function tunnelled(upgrade: string | undefined): boolean {
+  return upgrade !== undefined && upgrade.trim().toLowerCase() === 'websocket';
+}
 
 function headerLines(headers: IncomingHttpHeaders | Record<string, unknown>): string {
   let out = '';
@@ -105,6 +116,14 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
       this.settle(undefined);
       return;
     }
+    const upgrade = headers.upgrade;
+    if (!tunnelled(Array.isArray(upgrade) ? upgrade.join(',') : upgrade)) {
+      // Switched to something not asked for: the bytes that follow are not WebSocket's.
+      socket.destroy();
+      this.spliced = false;
+      this.onResponseError(null, new Error(`the ${this.upstream.name} backend switched to "${String(upgrade)}", not websocket`));
+      return;
+    }
     // undici hands the raw header object over; Connection/Upgrade are the tunnel's own here.
     client.write(`HTTP/1.1 ${statusCode} Switching Protocols\r\n${headerLines(headers)}\r\n`);
     if (this.head.length) socket.write(this.head);
@@ -176,7 +195,9 @@ export class Tunnels {
   start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, metrics: RouteMetrics, onSettled: OnSettled | null, onError: (err: Error) => void): void {
     this.open.add(client);
     client.once('close', () => this.open.delete(client));
-    const options = { ...dispatchOptions(upstream, request), upgrade: req.headers.upgrade ?? 'websocket' };
+    // Anything but WebSocket goes as an ordinary request (no Upgrade): its answer is relayed and closed.
+    const upgrade = req.headers.upgrade;
+    const options = tunnelled(upgrade) ? { ...dispatchOptions(upstream, request), upgrade } : dispatchOptions(upstream, request);
     // Destroying the client side (destroyAll) takes the backend side with it: they are paired.
     upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, metrics, onSettled, onError));
   }

@@ -63,6 +63,68 @@ describe('row 2: upgrade tunnel smuggling', () => {
   });
 });
 
+describe('h2c smuggling: only WebSocket is tunnelled', () => {
+  /** A backend that switches to any protocol asked for, then answers every line on the tunnel: what an h2c-capable backend is to a smuggler. */
+  async function switchingBackend() {
+    const b = await backend((_req, res) => res.end('plain answer'));
+    const switched: string[] = [];
+    b.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
+      switched.push(String(req.headers.upgrade));
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${String(req.headers.upgrade)}\r\n\r\n`);
+      socket.on('data', (d) => socket.write(`tunnel got: ${String(d)}`));
+      socket.on('end', () => socket.end());
+    });
+    return { ...b, switched };
+  }
+
+  it('Upgrade: h2c (or a list naming it) is forwarded as an ordinary request without its upgrade, answered, and closed: no tunnel', async () => {
+    const legacy = await switchingBackend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    for (const upgrade of ['h2c', 'websocket, h2c', 'WebSocket/13']) {
+      const res = await rawExchange(p.dataUrl, [
+        `GET /private HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: ${upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`,
+        'GET /admin HTTP/1.1\r\nHost: shop.example\r\n\r\n',
+      ]);
+      expect(res.status, upgrade).toBe(200);
+      expect(res.text, upgrade).toContain('plain answer');
+      expect(res.text, upgrade).not.toContain('tunnel got');
+      expect(res.closed, upgrade).toBe(true);
+    }
+    expect(legacy.switched).toEqual([]);
+    expect(legacy.received.map((r) => r.url)).toEqual(['/private', '/private', '/private']);
+    for (const r of legacy.received) {
+      expect(r.headers.upgrade).toBeUndefined();
+      expect(r.headers['http2-settings']).toBeUndefined();
+    }
+  });
+
+  it('a backend that answers a WebSocket handshake by switching to another protocol gets no tunnel: the client gets 502', async () => {
+    const legacy = await backend();
+    legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+      socket.on('data', (d) => socket.write(`tunnel got: ${String(d)}`));
+      socket.on('end', () => socket.end());
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    const res = await rawExchange(p.dataUrl, [`GET /chat HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, 'PRI * HTTP/2.0\r\n\r\n']);
+    expect(res.status).toBe(502);
+    expect(res.text).toContain('UPSTREAM_UNAVAILABLE');
+    expect(res.text).not.toContain('tunnel got');
+    expect(res.closed).toBe(true);
+  });
+
+  it('a non-WebSocket upgrade carrying a body is refused 400 and nothing is forwarded (it would go without its body)', async () => {
+    const legacy = await switchingBackend();
+    const p = await proxy(baseConfig(legacy.url, legacy.url));
+    const res = await rawExchange(p.dataUrl, 'POST /orders HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}');
+    expect(res.status).toBe(400);
+    expect(res.text).toContain('application/problem+json');
+    expect(res.text).toContain('Only WebSocket upgrades are tunnelled');
+    expect(legacy.received).toHaveLength(0);
+    expect(legacy.switched).toEqual([]);
+  });
+});
+
 describe('row 2 and 3 together: upgrades are canonicalised too', () => {
   it('upgrade-with-traversal-param: refused with a raw problem+json 400 before any backend is asked', async () => {
     const legacy = await backend();
