@@ -68,7 +68,7 @@ export async function startWorld(): Promise<World> {
   const upgrades: http.IncomingHttpHeaders[] = [];
   next.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket) => {
     upgrades.push(req.headers);
-    socket.end('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n');
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
   });
   const legacy = await startBackend((req, res) => {
     res.setHeader('content-type', 'application/json');
@@ -83,7 +83,7 @@ export async function startWorld(): Promise<World> {
   // Legacy takes WebSocket-style upgrades with the same keys.
   legacy.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket) => {
     const key = req.headers['x-api-key'];
-    socket.end(key === KEY_A || key === KEY_B ? 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n' : 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
+    socket.end(key === KEY_A || key === KEY_B ? 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n' : 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
   });
   return {
     tokens,
@@ -149,7 +149,7 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
     await waitFor(() => w.next.received.length >= 3 && w.legacy.received.length >= 2, 5_000, 'live, baseline and mirror');
     // An upgrade to new carries it as well.
     await new Promise<void>((resolve, reject) => {
-      const req = http.request(`${proxy!.dataUrl}/v1/w/2`, { headers: { connection: 'upgrade', upgrade: 'test', 'x-api-key': KEY_B } });
+      const req = http.request(`${proxy!.dataUrl}/v1/w/2`, { headers: { connection: 'upgrade', upgrade: 'websocket', 'x-api-key': KEY_B } });
       req.on('upgrade', (_res, socket) => {
         socket.destroy();
         resolve();

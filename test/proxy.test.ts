@@ -364,7 +364,7 @@ describe('upgrades are counted like requests', () => {
     legacy.server.on('upgrade', (_req: http.IncomingMessage, socket: import('node:net').Socket) => held.push(socket));
     cleanups.push(async () => held.forEach((s) => s.destroy()));
     const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
-    const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'test' }, agent: false });
+    const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'websocket' }, agent: false });
     req.on('error', () => undefined);
     req.end();
     await waitFor(() => held.length === 1, 5_000, 'the upgrade at the backend');
@@ -384,7 +384,7 @@ describe('upgrades are counted like requests', () => {
     cleanups.push(async () => held.forEach((s) => s.destroy()));
     const p = await proxy(baseConfig(legacy.url, legacy.url, { ...route('ws'), backends: { legacy: { url: legacy.url, connections: 1 }, new: { url: legacy.url } } }));
     const open = (): http.ClientRequest => {
-      const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'test' }, agent: false });
+      const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'websocket' }, agent: false });
       req.on('error', () => undefined);
       req.on('upgrade', (_res, socket) => socket.destroy());
       req.end();
@@ -400,7 +400,7 @@ describe('upgrades are counted like requests', () => {
     await new Promise((r) => setTimeout(r, 100));
     // The first handshake ends and frees the pool's place: the second, its client gone, is dropped
     // there (counted as aborted), and nothing else reaches the backend.
-    held[0].write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n');
+    held[0].write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
     await waitFor(() => p.logs.some((l) => JSON.parse(l).status === 101), 5_000, 'the first spliced');
     await waitFor(() => p.logs.some((l) => JSON.parse(l).outcome === 'aborted'), 5_000, 'the second counted as aborted');
     await new Promise((r) => setTimeout(r, 200));
@@ -450,7 +450,7 @@ describe('upgrades are counted like requests', () => {
     const p = await proxy(baseConfig(legacy.url, legacy.url, { ...route('ws'), backends: { legacy: { url: legacy.url, connections: 1, maxPending: 1 }, new: { url: legacy.url } } }));
     const waiting: http.ClientRequest[] = [];
     const open = (): void => {
-      const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'test' }, agent: false });
+      const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'websocket' }, agent: false });
       req.on('error', () => undefined);
       req.end();
       waiting.push(req);
@@ -512,7 +512,7 @@ describe('upgrades are counted like requests', () => {
       socket.on('data', (c: Buffer) => got.push(c));
       cleanups.push(async () => socket.destroy());
       // Late, so the client's early bytes reach the proxy before the 101 does.
-      setTimeout(() => socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n'), 150);
+      setTimeout(() => socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n'), 150);
     });
     const p = await proxy(baseConfig(legacy.url, legacy.url, route('ws')));
     const net = await import('node:net');
@@ -520,7 +520,7 @@ describe('upgrades are counted like requests', () => {
     const sock = net.connect(Number(port), '127.0.0.1');
     cleanups.push(async () => sock.destroy());
     // In the request's own packet (Node hands them over as the upgrade's head), then on their own.
-    sock.write('GET /socket HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: test\r\n\r\nhead-');
+    sock.write('GET /socket HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nhead-');
     await new Promise((r) => setTimeout(r, 30));
     sock.write('early');
     let reply = '';

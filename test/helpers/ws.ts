@@ -16,10 +16,10 @@ export async function firstWsMessage(httpUrl: string, path: string, options: { h
   }
 }
 
-/** A raw upgrade request (`upgrade: test`): resolves with the 101, or with the status and body of any other answer. */
+/** A raw upgrade request (`upgrade: websocket`): resolves with the 101, or with the status and body of any other answer. */
 export function upgradeRequest(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { headers: { connection: 'upgrade', upgrade: 'test', ...headers }, agent: false });
+    const req = http.request(url, { headers: { connection: 'upgrade', upgrade: 'websocket', ...headers }, agent: false });
     req.on('upgrade', (res, socket) => {
       socket.destroy();
       resolve({ status: res.statusCode!, body: '' });
