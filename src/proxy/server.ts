@@ -54,6 +54,8 @@ const LIVE_TAGS = { request: { mirrored: false }, mirrored: { mirrored: true }, 
 /** Requests that arrive on open connections once the drain has begun (SIGTERM, a close). */
 const DRAINING = problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.');
 /** A failure of the proxy's own (a bug): logged, and the client told so. */
+const TRACE_REFUSED = problem(405, 'METHOD_NOT_ALLOWED', 'Method not allowed', 'TRACE is not forwarded: its echo would show the credentials the proxy adds. A route may allow it in match.methods.');
+
 const PROXY_ERROR = problem(500, 'PROXY_ERROR', 'Proxy error', 'The proxy failed on this request; see its logs.');
 
 function saturatedProblem(primary: Upstream): Problem {
@@ -261,6 +263,9 @@ export class ProxyServer {
     if (unsafe) {
       return { route, reason: 'bad_path', problem: problem(400, 'BAD_PATH', 'Bad path', 'A path parameter holds an encoded separator or a dot-segment; send the plain value.') };
     }
+    // A backend's TRACE echo would show the client what the proxy adds on the way, its own
+    // credential toward new first (cross-site tracing): refused, as nginx does, unless a route names it.
+    if (method === 'TRACE' && !route.names(method)) return { route, reason: 'bad_method', problem: TRACE_REFUSED };
     // Once per request, synchronous: fingerprint, revocation and the identity toward new.
     // The query as forwarded (no fragment): what the backend will read is what is judged.
     const credential = this.deps.credentials?.inspect(req.rawHeaders, query) ?? null;
@@ -305,6 +310,7 @@ export class ProxyServer {
   private reject(res: ServerResponse, rejection: Rejection): void {
     rejection.route.metrics.rejected(rejection.reason);
     res.setHeader('connection', 'close');
+    if (rejection.problem.status === 405) res.setHeader('allow', ALLOWED_METHODS);
     this.condemn(res.req?.socket);
     sendProblem(res, rejection.problem);
   }

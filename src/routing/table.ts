@@ -93,6 +93,11 @@ export class Route {
     }
   }
 
+  /** Whether the route's `match.methods` names `method` itself (a route without the list names none). */
+  names(method: string): boolean {
+    return this.methods?.has(method) ?? false;
+  }
+
   /** The regex match of `path` when this route serves `method` on it, else null. */
   match(method: string, path: string): RegExpExecArray | null {
     if (this.pattern === null) return null;

@@ -337,6 +337,33 @@ describe('row 7: small contract breaks', () => {
     expect(legacy.received).toHaveLength(0);
   });
 
+  it('trace: refused 405 with Allow and never forwarded (its echo would show the credential the proxy adds toward new), unless a route names TRACE', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(
+      baseConfig(legacy.url, next.url, {
+        routes: [
+          { name: 'orders', match: { path: '/orders/:id' }, weight: 100 },
+          { name: 'debug', match: { methods: ['TRACE'], path: '/debug/echo' } },
+        ],
+      }),
+    );
+    for (const path of ['/orders/1', '/elsewhere']) {
+      const res = await rawExchange(p.dataUrl, `TRACE ${path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n`);
+      expect(res.status, path).toBe(405);
+      expect(res.text.toLowerCase(), path).toContain('allow: get, head, post');
+      expect(res.text, path).toContain('"METHOD_NOT_ALLOWED"');
+    }
+    expect(next.received).toHaveLength(0);
+    expect(legacy.received).toHaveLength(0);
+    const metrics = await scrape(p);
+    expect(metrics).toMatch(/cutover_rejected_requests_total\{route="orders",reason="bad_method"\} 1/);
+    expect(metrics).toMatch(/cutover_rejected_requests_total\{route="other",reason="bad_method"\} 1/);
+    const allowed = await rawExchange(p.dataUrl, 'TRACE /debug/echo HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n');
+    expect(allowed.status).toBe(200);
+    expect(legacy.received.map((r) => `${r.method} ${r.url}`)).toEqual(['TRACE /debug/echo']);
+  });
+
   it('latin1-path: a target percent-encoded in Latin-1 is routed by the route table and forwarded as sent, not refused', async () => {
     const legacy = await backend();
     const next = await backend();
