@@ -19,7 +19,9 @@ const REPLACED = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwar
  * Headers that claim who the client is or how it reached us. From an untrusted peer they are
  * the client's own words, so they are dropped; a trusted proxy's are passed on.
  */
-const CLIENT_CLAIMS = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-client-ip', 'cf-connecting-ip']);
+// X-Original-URL and X-Rewrite-URL name the path a front proxy saw (IIS, older Symfony and Zend
+// route by them): from a client, they would have the backend serve a path the route table never judged.
+const CLIENT_CLAIMS = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-client-ip', 'cf-connecting-ip', 'x-original-url', 'x-rewrite-url']);
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;

@@ -20,6 +20,7 @@ import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { Tunnels, tunnelled } from './upgrade.js';
+import { effectiveMethod } from '../shadow/methods.js';
 import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
 import { revokedProblem, type CredentialInventory, type CredentialSighting, type Credentials, type RequestCredential } from '../credentials/index.js';
@@ -370,7 +371,8 @@ export class ProxyServer {
     // A credential new may not serve (unmapped under requireMapping, refused by legacy) is not mirrored to new either.
     const legacyOnly = credential !== null && credential.decision !== 'allowed';
     if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
-    const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew);
+    // Judged as the backend may read it: a GET overridden to DELETE is not a safe method to mirror.
+    const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, effectiveMethod(method, req.rawHeaders), body, toNew);
     const onSettled = this.settledHooks(req, decision, job?.onPrimary ?? null, job === null ? 'request' : 'mirrored');
     let exchange: ClientExchange | null = null;
     try {

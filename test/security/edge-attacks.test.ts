@@ -284,14 +284,30 @@ describe('row 5: query-string credentials', () => {
 process.env.CUTOVER_TEST_QCRED = 'q-token';
 
 describe('row 6: client-IP headers', () => {
-  it('spoofed-client-ip-headers: Forwarded, X-Real-IP, True-Client-IP, X-Forwarded-Port/Prefix dropped from untrusted peers', async () => {
+  it('spoofed-client-ip-headers: Forwarded, X-Real-IP, True-Client-IP, X-Forwarded-Port/Prefix, X-Original-URL, X-Rewrite-URL dropped from untrusted peers', async () => {
     const legacy = await backend();
     const p = await proxy(baseConfig(legacy.url, legacy.url));
-    const spoof = 'Forwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nTrue-Client-IP: 1.2.3.4\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /admin\r\nX-Forwarded-For: 1.2.3.4\r\n';
+    const spoof = 'Forwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nTrue-Client-IP: 1.2.3.4\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /admin\r\nX-Original-URL: /admin/keys\r\nX-Rewrite-URL: /admin/keys\r\nX-Forwarded-For: 1.2.3.4\r\n';
     await rawExchange(p.dataUrl, get('/a', spoof), { until: oneResponse });
     const got = legacy.received[0].headers;
-    for (const h of ['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix']) expect(got[h], h).toBeUndefined();
+    for (const h of ['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'x-rewrite-url']) expect(got[h], h).toBeUndefined();
     expect(got['x-forwarded-for']).toBe('127.0.0.1');
+  });
+
+  it('method-override: a GET that names DELETE or PUT in an override header is not mirrored (counted unsafe_method); one that names GET is', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(baseConfig(legacy.url, next.url, { routes: [WIDGETS] }));
+    for (const header of ['X-HTTP-Method-Override: DELETE', 'x-http-method: delete', 'X-Method-Override: PUT']) {
+      const res = await rawExchange(p.dataUrl, get('/v1/widgets/7', `${header}\r\n`), { until: oneResponse });
+      expect(res.status, header).toBe(200);
+    }
+    // The control: a plain GET (and one overridden to a safe method) is mirrored.
+    await rawExchange(p.dataUrl, get('/v1/widgets/7', 'X-HTTP-Method-Override: GET\r\n'), { until: oneResponse });
+    const metrics = await scrape(p);
+    expect(metrics).toMatch(/cutover_shadow_skipped_total\{route="widgets",reason="unsafe_method"\} 3/);
+    await waitFor(() => next.received.length === 1, 5_000, 'the one safe mirror');
+    expect(next.received.map((r) => r.headers['x-http-method-override'])).toEqual(['GET']);
   });
 
   it('xff-leftmost-spoof: behind a trusted appending balancer the client is the rightmost untrusted entry', async () => {
