@@ -179,9 +179,18 @@ describe('credential values never leave the running proxy', () => {
       }
       res.end(JSON.stringify({ id: 1, password: `${planted.answerField}-new` }));
     });
-    const legacy = await startBackend((_req, res) => {
+    // legacy also echoes its caller's credential under a name no rule knows: only its value can tell.
+    const legacy = await startBackend((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '');
+      const caller =
+        req.headers['x-api-key'] ??
+        /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ??
+        /session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1] ??
+        url.searchParams.get('api_key') ??
+        (basic ? Buffer.from(basic[1], 'base64').toString().split(':')[1] : 'nobody');
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ id: 1, password: `${planted.answerField}-legacy` }));
+      res.end(JSON.stringify({ id: 1, password: `${planted.answerField}-legacy`, caller: `caller ${caller}` }));
     });
     const raw = {
       listen: { host: '127.0.0.1', port: 0 },
@@ -248,6 +257,8 @@ describe('credential values never leave the running proxy', () => {
     // The scan must see real output: the access log, the inventory persisted, the diffs of both routes.
     expect(outputs.stdout).toContain('"msg":"request"');
     expect(JSON.parse(admin['/api/credentials']).credentials).toHaveLength(5);
+    // The echoed credential is in the diffs, blanked: the example is there, its value is not.
+    expect(admin['/api/routes/m/diffs']).toContain('"caller [redacted]"');
     expect(outputs.state).toContain(fp(planted.header));
     expect(JSON.parse(admin.tokenUnavailable).code).toBe('TOKEN_UNAVAILABLE');
     expect(admin['/metrics']).toContain('cutover_token_fetches_total{backend="new",result="error"}');

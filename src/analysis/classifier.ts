@@ -189,7 +189,7 @@ export class RouteAnalysis {
       slice.baselineComparisons++;
       for (const { name, firsts } of this.group(slice, base.differences)) {
         slice.field(name).noiseHits++;
-        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true });
+        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true, secrets: pair.secrets });
       }
     }
 
@@ -217,7 +217,7 @@ export class RouteAnalysis {
       f.mismatches++;
       for (const d of firsts) {
         f.kinds[d.kind] = (f.kinds[d.kind] ?? 0) + 1;
-        this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false });
+        this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false, secrets: pair.secrets });
       }
     }
     let real = false;

@@ -36,6 +36,8 @@ export interface StoredExample {
   diff: Difference;
   rules: CompiledRules;
   baseline: boolean;
+  /** The request's credential values, blanked wherever they appear when the example is shown. */
+  secrets?: readonly string[];
 }
 
 export interface FieldReport {
@@ -112,7 +114,7 @@ function boundValue(v: unknown): unknown {
 
 /** A redacted example with every part bounded: an admin answer never grows with what a backend sent. */
 function example(stored: StoredExample): Example {
-  const r = redactDifference(stored.diff, stored.rules);
+  const r = redactDifference(stored.diff, stored.rules, stored.secrets);
   return {
     at: new Date(stored.at).toISOString(),
     method: stored.method,

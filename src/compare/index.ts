@@ -15,7 +15,7 @@ import { lockstepJson } from './lockstep.js';
 import type { RecentPairs } from './recent.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
 import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
-import { redactDifference as redactWith, redactValue as redactValueWith } from './redact.js';
+import { redactDifference as redactWith, redactSecrets, redactValue as redactValueWith } from './redact.js';
 import { digest, textSummary } from './text.js';
 import type { BodyKind, Captured, CompareContext, Comparison, Difference } from './types.js';
 
@@ -23,7 +23,7 @@ export type { BodyKind, Captured, CompareContext, Comparison, DiffKind, Differen
 export { DEFAULT_NOISE_THRESHOLDS, isRealDifference } from './noise.js';
 export { isDynamicKey, PathSyntaxError } from './path.js';
 export { MAX_DIFFERENCES } from './json.js';
-export { REDACTED } from './redact.js';
+export { MIN_SECRET_CHARS, REDACTED } from './redact.js';
 export { boundName, MAX_KEY_CHARS, MAX_PATH_CHARS } from './bound.js';
 export { KnownSpans, type KnownSpansStats } from './known.js';
 export { RecentPairs, type RecentPairsStats } from './recent.js';
@@ -371,9 +371,16 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
   return answer(walk.capped || differences.length > MAX_DIFFERENCES, differences.length > walked);
 }
 
-/** Replaces values at sensitive paths and credential-looking values by "[redacted]"; returns a copy. */
-export function redactDifference(diff: Difference, rules: CompiledRules): Difference {
-  return redactWith(diff, rules);
+/**
+ * Replaces values at sensitive paths and credential-looking values by "[redacted]", and with
+ * `secrets` (the request's own credential values) every place they appear; returns a copy.
+ */
+export function redactDifference(diff: Difference, rules: CompiledRules, secrets?: readonly string[]): Difference {
+  const out = redactWith(diff, rules);
+  if (secrets === undefined || secrets.length === 0) return out;
+  if ('legacy' in out) out.legacy = redactSecrets(out.legacy, secrets);
+  if ('candidate' in out) out.candidate = redactSecrets(out.candidate, secrets);
+  return out;
 }
 
 /** Redacts one value found at a concrete path (`$.user.password`, `header:authorization`). */

@@ -162,6 +162,29 @@ export function redactDifference(diff: Difference, rules: RedactRules): Differen
   return out;
 }
 
+/** Shorter values are too likely to be ordinary text ("1234") to be blanked wherever they appear. */
+export const MIN_SECRET_CHARS = 6;
+
+/**
+ * `value` with every occurrence of the request's own credential values replaced by "[redacted]":
+ * a backend that echoes its caller's key (`{"caller": "sk_live_…"}`) under a name no rule knows.
+ * Copy-on-write, like scrubAll; values are previews, so the walk is short.
+ */
+export function redactSecrets(value: unknown, secrets: readonly string[]): unknown {
+  if (typeof value === 'string') {
+    let out = value;
+    for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+    return out;
+  }
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, secrets));
+  const out: Obj = {};
+  for (const k of Object.keys(value)) {
+    Object.defineProperty(out, redactSecrets(k, secrets) as string, { value: redactSecrets((value as Obj)[k], secrets), writable: true, enumerable: true, configurable: true });
+  }
+  return out;
+}
+
 /** What a query must contain somewhere for any part of it to be a credential (a cheap first look). */
 const SUSPECT = /auth|pass|pwd|secret|token|key|cookie|session|jwt|bearer|credential|signature|eyJ/i;
 

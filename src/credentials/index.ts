@@ -6,6 +6,7 @@
  */
 import { loadFingerprintKey, type FingerprintKey } from '../config/credentials.js';
 import type { Config } from '../config/load.js';
+import { MIN_SECRET_CHARS } from '../compare/redact.js';
 import type { StateStore } from '../cutover/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { BackendName, CredentialScheme, Telemetry } from '../telemetry/metrics.js';
@@ -24,6 +25,20 @@ export interface RequestCredential {
   decision: NewPathDecision;
   /** The identity to use toward new for this credential (pass to `outbound.new.headerFor`). */
   mapping: OutboundMapping | undefined;
+  /**
+   * The credential's values as a backend may echo them (the key; for Basic, `user:password` and the
+   * password), at least MIN_SECRET_CHARS long: diff examples blank them out (never logged or kept apart).
+   */
+  secrets: readonly string[];
+}
+
+const NO_SECRETS: readonly string[] = [];
+
+function secretsOf(value: string | undefined, scheme: CredentialScheme | null): readonly string[] {
+  if (value === undefined || value.length < MIN_SECRET_CHARS) return NO_SECRETS;
+  if (scheme !== 'basic') return [value];
+  const password = value.slice(value.indexOf(':') + 1);
+  return password.length >= MIN_SECRET_CHARS && password !== value ? [value, password] : [value];
 }
 
 export interface CredentialsDeps {
@@ -85,7 +100,8 @@ export class Credentials {
     }
     // A key legacy refuses is never lent new's own identity: legacy answers it (and keeps refusing).
     if (decision === 'allowed' && fingerprint !== null && this.inventory.legacyRejected(fingerprint)) decision = 'legacy_only';
-    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint) };
+    const scheme = found?.scheme ?? null;
+    return { fingerprint, scheme, decision, mapping: this.policy.mappingFor(fingerprint), secrets: secretsOf(found?.value, scheme) };
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

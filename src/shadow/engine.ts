@@ -33,6 +33,8 @@ export interface MirrorRequest {
   body: Buffer | null;
   /** The identity toward new mapped to the client's legacy credential, if any. */
   mapping?: OutboundMapping;
+  /** The client's credential values, blanked out of the pair's diff examples (RequestCredential.secrets). */
+  secrets?: readonly string[];
 }
 
 export interface ShadowEngineDeps {
@@ -326,6 +328,7 @@ export class MirrorJob {
       baseline: this.baseline,
       sizeProbe: this.sizeProbe,
       startedAt: this.startedAt,
+      secrets: req.secrets,
     });
   }
 }

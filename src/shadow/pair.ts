@@ -19,4 +19,6 @@ export interface CapturedAnswerPair {
    * asked before it speaks for the step before: the controller's evidence leaves it out.
    */
   startedAt?: number;
+  /** The client's credential values: its diff examples never show them (RequestCredential.secrets). */
+  secrets?: readonly string[];
 }
