@@ -436,6 +436,33 @@ describe('controller: found by review', () => {
     expect(state(third)).toBe(before);
   });
 
+  it('two reloads close together: the first one\'s init stops, so a route the second removed gets no weight and no gauge', async () => {
+    // A store whose writes wait until released: the first reload's init waits on its new route.
+    class HeldStore extends MemoryStore {
+      held: (() => void)[] = [];
+      hold = false;
+      override updateRoute(...args: Parameters<MemoryStore['updateRoute']>): ReturnType<MemoryStore['updateRoute']> {
+        if (!this.hold) return super.updateRoute(...args);
+        return new Promise<void>((resolve) => this.held.push(resolve)).then(() => super.updateRoute(...args));
+      }
+    }
+    const store = new HeldStore();
+    const r = await rig({ store });
+    const settings: ControllerSettings = { steps: [0, 10, 100], intervalMs: INTERVAL, holdIntervals: 2, failureThreshold: 3, mode: 'auto' };
+    const base = { name: 'r', weight: 0, after: [], gates: GATES };
+    store.hold = true;
+    const first = r.controller.configure(settings, [base, { ...base, name: 'ghost', weight: 10 }]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.held).toHaveLength(1);
+    const second = r.controller.configure(settings, [base]);
+    store.hold = false;
+    for (const release of store.held) release();
+    await Promise.all([first, second]);
+    expect(r.weights.map(([route]) => route)).not.toContain('ghost');
+    expect(await r.scrape()).not.toContain('route="ghost"');
+    expect(r.weights.map(([route]) => route)).toContain('r');
+  });
+
   it('the readiness report never shows the gates of the step before the last weight change', async () => {
     const r = await rig({ settings: { holdIntervals: 1 } });
     await r.step(good());

@@ -156,6 +156,8 @@ export class Controller {
   private webhooksInFlight = 0;
   /** Bypass switched on in this process, possibly not yet in the store. */
   private bypassNow = false;
+  /** Bumped by every configure(): an init() a later reload overtook stops at its next await. */
+  private generation = 0;
   /** Rollback webhooks dropped because too many were in flight. */
   webhooksDropped = 0;
   /** Rollback webhooks that failed (error, timeout, non-2xx). */
@@ -177,9 +179,13 @@ export class Controller {
    * every route's effective weight (so the proxy starts at the stored weights). Call before start.
    */
   async init(): Promise<void> {
+    const generation = this.generation;
     for (const r of this.routes.values()) {
       const known = this.deps.store.snapshot().routes[r.name];
       let state = known ?? (await this.deps.store.updateRoute(r.name, () => this.seed(r), (s) => s));
+      // Two reloads close together: the later one's init publishes its own routes. This one must not
+      // go on with routes the later config may have removed (a ghost gauge, a weight for no route).
+      if (generation !== this.generation) return;
       // Steps changed since this state was written (a reload, or a restart with an edited config):
       // a step number names a step of the old list. Back into line at the step of its live weight,
       // its passes forgotten, or the route could be "complete" at 25 % or wait at a pause step.
@@ -189,6 +195,7 @@ export class Controller {
           () => this.seed(r),
           (c) => (this.misaligned(c) ? { ...c, step: this.stepFor(c.weight), passes: 0, failures: 0, reason: `steps changed: now at step ${this.stepFor(c.weight)} with ${c.weight}%` } : c),
         );
+        if (generation !== this.generation) return;
       }
       this.publish(state);
       this.deps.evidence.evidence(r.name, state.since);
@@ -199,6 +206,7 @@ export class Controller {
   /** A config reload: new settings and routes; routes the store knows keep their state. */
   async configure(settings: ControllerSettings, routes: readonly ControllerRoute[]): Promise<void> {
     const restart = this.cancel !== undefined && settings.intervalMs !== this.settings.intervalMs;
+    this.generation++;
     this.settings = settings;
     this.routes = new Map(routes.map((r) => [r.name, r]));
     await this.init();
