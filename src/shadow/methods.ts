@@ -5,17 +5,22 @@ export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTION
 const OVERRIDES: ReadonlySet<string> = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
 
 /**
- * The method a backend may act on: the one an override header names (its last one) when the
- * request carries such a header, else the request's own. A GET that says
- * `X-HTTP-Method-Override: DELETE` is a DELETE to many frameworks, so it must never be mirrored
- * or replayed as a safe method would be. Only the header names are looked at unless one is there.
+ * The method to judge a request by for mirroring: its own, unless it is safe and an override header
+ * names an unsafe one (`GET` + `X-HTTP-Method-Override: DELETE` is a DELETE to many frameworks).
+ * An override only ever makes a request less safe: a POST that names GET stays a POST. Every
+ * override header and every value in it counts, since frameworks differ in which one they read.
+ * Only the header names are looked at unless one is there.
  */
 export function effectiveMethod(method: string, rawHeaders: readonly string[]): string {
-  let named: string | undefined;
+  if (!SAFE_METHODS.has(method)) return method;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     // Every override name is 13 to 22 characters long: most headers are passed over on length alone.
-    if (name.length >= 13 && name.length <= 22 && OVERRIDES.has(name.toLowerCase())) named = rawHeaders[i + 1];
+    if (name.length < 13 || name.length > 22 || !OVERRIDES.has(name.toLowerCase())) continue;
+    for (const value of rawHeaders[i + 1].split(',')) {
+      const named = value.trim().toUpperCase();
+      if (!SAFE_METHODS.has(named)) return named;
+    }
   }
-  return named === undefined ? method : named.trim().toUpperCase();
+  return method;
 }

@@ -310,6 +310,23 @@ describe('row 6: client-IP headers', () => {
     expect(next.received.map((r) => r.headers['x-http-method-override'])).toEqual(['GET']);
   });
 
+  it('method-override makes a request less safe only: a POST naming GET stays unmirrored, and a second override naming GET does not hide a DELETE', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const p = await proxy(baseConfig(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 100 } }, routes: [WIDGETS] }));
+    const body = '{"qty":1}';
+    const post = await rawExchange(p.dataUrl, `POST /v1/widgets/7 HTTP/1.1\r\nHost: shop.example\r\nX-HTTP-Method-Override: GET\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`, { until: oneResponse });
+    expect(post.status).toBe(200);
+    for (const headers of ['X-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: GET\r\n', 'X-HTTP-Method-Override: DELETE\r\nX-HTTP-Method-Override: GET\r\n', 'X-HTTP-Method-Override: GET, DELETE\r\n']) {
+      const res = await rawExchange(p.dataUrl, get('/v1/widgets/7', headers), { until: oneResponse });
+      expect(res.status, headers).toBe(200);
+    }
+    // Every one skipped as unsafe (counted synchronously when the request is planned), none sent on.
+    expect(await scrape(p)).toMatch(/cutover_shadow_skipped_total\{route="widgets",reason="unsafe_method"\} 4/);
+    expect(legacy.received.map((r) => r.method)).toEqual(['POST', 'GET', 'GET', 'GET']);
+    expect(next.received).toHaveLength(0);
+  });
+
   it('xff-leftmost-spoof: behind a trusted appending balancer the client is the rightmost untrusted entry', async () => {
     const legacy = await backend();
     const p = await proxy(baseConfig(legacy.url, legacy.url, { listen: { host: '127.0.0.1', port: 0, trustedProxies: ['127.0.0.1', '10.0.0.0/8'] }, log: { level: 'info', access: true } }));
