@@ -31,11 +31,12 @@ export function sendProblem(res: ServerResponse, p: Problem): void {
 export const RAW_CLOSE_GRACE_MS = 2_000;
 
 /** Writes a problem as a whole HTTP/1.1 response to a raw socket (no server response exists) and closes it. */
-export function writeRawProblem(socket: Duplex, p: Problem, retryAfterS?: number): void {
+export function writeRawProblem(socket: Duplex, p: Problem, extra: { retryAfterS?: number; allow?: string } = {}): void {
   const body = JSON.stringify(p);
-  const retry = retryAfterS === undefined ? '' : `retry-after: ${retryAfterS}\r\n`;
+  const retry = extra.retryAfterS === undefined ? '' : `retry-after: ${extra.retryAfterS}\r\n`;
+  const allow = extra.allow === undefined ? '' : `allow: ${extra.allow}\r\n`;
   socket.end(
-    `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retry}connection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retry}${allow}connection: close\r\n\r\n${body}`,
   );
   // end() only half-closes: a client that keeps its side open would hold the socket for good (an
   // upgraded or refused socket has no HTTP timeouts left). Once the answer is out, what the client

@@ -438,20 +438,21 @@ export class ProxyServer {
     }
     if ('problem' in decision) {
       decision.route.metrics.rejected(decision.reason);
-      writeRawProblem(socket, decision.problem);
+      writeRawProblem(socket, decision.problem, decision.problem.status === 405 ? { allow: ALLOWED_METHODS } : {});
       return;
     }
     const { method, legacyPath, toNew, primary, intent, route } = decision;
     // Not a WebSocket: forwarded as an ordinary request without the upgrade (upgrade.ts), which has
     // no way to carry a body read past the handshake's head: refused rather than sent without it.
     if (!tunnelled(req.headers.upgrade) && declaresBody(req.headers)) {
+      route.metrics.rejected('bad_upgrade');
       writeRawProblem(socket, problem(400, 'BAD_REQUEST', 'Bad request', 'Only WebSocket upgrades are tunnelled; send this request without its Upgrade header.'));
       return;
     }
     // A handshake waits for a pooled connection like any request: refused the same way when the queue is full.
     if (primary.saturated()) {
       route.metrics.rejected('saturated');
-      writeRawProblem(socket, saturatedProblem(primary), 1);
+      writeRawProblem(socket, saturatedProblem(primary), { retryAfterS: 1 });
       return;
     }
     // Never mirrored (a tunnel's bytes cannot be replayed to a second backend), and counted so, as a

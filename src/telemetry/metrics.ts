@@ -16,7 +16,7 @@ export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'o
 /** Which bound an `overload` skip hit: mirrors in flight, the comparison queue, or the busy event loop. */
 export type OverloadCause = 'in_flight' | 'comparison_queue' | 'event_loop';
 /** Why the proxy answered a request itself instead of forwarding it. */
-export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'bad_method' | 'revoked' | 'draining';
+export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'bad_method' | 'bad_upgrade' | 'revoked' | 'draining';
 
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
@@ -24,7 +24,7 @@ const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped', 'upgrade'];
 const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
-const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'bad_method', 'revoked', 'draining'];
+const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'bad_method', 'bad_upgrade', 'revoked', 'draining'];
 
 /** The route's evidence log, as the metrics feed it: requests not mirrored (why a route holds), and every live answer. */
 export interface EvidenceSink {

@@ -122,6 +122,7 @@ describe('h2c smuggling: only WebSocket is tunnelled', () => {
     expect(res.text).toContain('Only WebSocket upgrades are tunnelled');
     expect(legacy.received).toHaveLength(0);
     expect(legacy.switched).toEqual([]);
+    expect(await scrape(p)).toMatch(/cutover_rejected_requests_total\{route="other",reason="bad_upgrade"\} 1/);
   });
 });
 
@@ -381,8 +382,9 @@ describe('row 7: small contract breaks', () => {
         ],
       }),
     );
-    for (const path of ['/orders/1', '/elsewhere']) {
-      const res = await rawExchange(p.dataUrl, `TRACE ${path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n`);
+    // The third goes the upgrade path (raw socket): refused the same way, Allow included.
+    for (const [path, extra] of [['/orders/1', ''], ['/elsewhere', ''], ['/orders/2', 'Upgrade: websocket\r\n']]) {
+      const res = await rawExchange(p.dataUrl, `TRACE ${path} HTTP/1.1\r\nHost: shop.example\r\n${extra ? `${extra}Connection: Upgrade` : 'Connection: close'}\r\n\r\n`);
       expect(res.status, path).toBe(405);
       expect(res.text.toLowerCase(), path).toContain('allow: get, head, post');
       expect(res.text, path).toContain('"METHOD_NOT_ALLOWED"');
@@ -390,7 +392,7 @@ describe('row 7: small contract breaks', () => {
     expect(next.received).toHaveLength(0);
     expect(legacy.received).toHaveLength(0);
     const metrics = await scrape(p);
-    expect(metrics).toMatch(/cutover_rejected_requests_total\{route="orders",reason="bad_method"\} 1/);
+    expect(metrics).toMatch(/cutover_rejected_requests_total\{route="orders",reason="bad_method"\} 2/);
     expect(metrics).toMatch(/cutover_rejected_requests_total\{route="other",reason="bad_method"\} 1/);
     const allowed = await rawExchange(p.dataUrl, 'TRACE /debug/echo HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n');
     expect(allowed.status).toBe(200);
