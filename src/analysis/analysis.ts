@@ -136,8 +136,10 @@ export class Analysis implements EvidenceSource {
       return;
     }
     // The worker compiles the settings of the snapshot the request started on; the record half runs
-    // when it answers, on a turn of its own.
-    const compared = this.pool.usable ? await this.pool.compare({ ...pair, route: pair.route.name }, pair.route.compare) : ra.compare(pair);
+    // when it answers, on a turn of its own. It gets what it compares, never the request's credential.
+    const { method, path, primaryIsNew, primary, shadow, baseline } = pair;
+    const input = { route: pair.route.name, method, path, primaryIsNew, primary, shadow, baseline };
+    const compared = this.pool.usable ? await this.pool.compare(input, pair.route.compare) : ra.compare(pair);
     ra.record(pair, compared);
   };
 

@@ -3,7 +3,7 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { isRealDifference, type DiffKind, type Difference, type CompareState, type NoiseThresholds } from '../compare/index.js';
+import { isRealDifference, withoutSecrets, type DiffKind, type Difference, type CompareState, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { isFailure, OTHER_FIELD, statusLabel, type ComparisonResult, type RouteMetrics } from '../telemetry/metrics.js';
@@ -120,6 +120,11 @@ export class RouteAnalysis {
     return groups;
   }
 
+  /** The differences with the request's own credential out of their fields (a key echoed as an object key). */
+  private keyless(pair: CapturedAnswerPair, differences: readonly Difference[]): readonly Difference[] {
+    return pair.secrets === undefined || pair.secrets.length === 0 || differences.length === 0 ? differences : withoutSecrets(differences, pair.secrets);
+  }
+
   private rememberError(pair: CapturedAnswerPair, reason: string): void {
     this.errors.push({ at: new Date(this.limits.now()).toISOString(), method: pair.method, path: pair.path, reason });
     if (this.errors.length > this.limits.examplesPerField) this.errors.shift();
@@ -187,7 +192,7 @@ export class RouteAnalysis {
     const base = compared.baseline;
     if (base !== null) {
       slice.baselineComparisons++;
-      for (const { name, firsts } of this.group(slice, base.differences)) {
+      for (const { name, firsts } of this.group(slice, this.keyless(pair, base.differences))) {
         slice.field(name).noiseHits++;
         for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true, secrets: pair.secrets });
       }
@@ -211,7 +216,7 @@ export class RouteAnalysis {
     if (comparison.result === 'match') return this.finish(slice, pair, 'match');
 
     // Count every differing field first, so its rate below includes this comparison.
-    const byField = this.group(slice, comparison.differences);
+    const byField = this.group(slice, this.keyless(pair, comparison.differences));
     for (const { name, firsts } of byField) {
       const f = slice.field(name);
       f.mismatches++;

@@ -15,7 +15,7 @@ import { lockstepJson } from './lockstep.js';
 import type { RecentPairs } from './recent.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
 import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
-import { redactDifference as redactWith, redactSecrets, redactValue as redactValueWith } from './redact.js';
+import { blankSecrets, redactDifference as redactWith, redactSecrets, redactValue as redactValueWith, secretSpellings } from './redact.js';
 import { digest, textSummary } from './text.js';
 import type { BodyKind, Captured, CompareContext, Comparison, Difference } from './types.js';
 
@@ -378,9 +378,35 @@ function compareJson(lb: Buffer, cb: Buffer, contentType: string | undefined, di
 export function redactDifference(diff: Difference, rules: CompiledRules, secrets?: readonly string[]): Difference {
   const out = redactWith(diff, rules);
   if (secrets === undefined || secrets.length === 0) return out;
-  if ('legacy' in out) out.legacy = redactSecrets(out.legacy, secrets);
-  if ('candidate' in out) out.candidate = redactSecrets(out.candidate, secrets);
+  const spellings = secretSpellings(secrets);
+  out.field = blankSecrets(out.field, spellings);
+  out.path = blankSecrets(out.path, spellings);
+  if ('legacy' in out) out.legacy = redactSecrets(out.legacy, spellings);
+  if ('candidate' in out) out.candidate = redactSecrets(out.candidate, spellings);
   return out;
+}
+
+/**
+ * The differences of a pair whose request carried a credential, with that credential blanked from
+ * their field and path: a key the backend echoed as an object key (`$.limits.<key>`) must not become
+ * a field name, a metric label or an example's location. Differences without it are kept as they are.
+ */
+export function withoutSecrets(differences: readonly Difference[], secrets: readonly string[]): readonly Difference[] {
+  // A key appears in a path as sent or JSON-escaped (bracket notation), so only those are looked
+  // for, by exact match (an echo turned into a key keeps its case); a field is a path's shape, so a
+  // path without the secret has a field without it too.
+  let keys: string[] | null = null;
+  let out: Difference[] | null = null;
+  for (let i = 0; i < differences.length; i++) {
+    const d = differences[i];
+    keys ??= secrets.flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]);
+    let found = false;
+    for (const k of keys) if (d.path.includes(k)) found = true;
+    if (!found) continue;
+    out ??= differences.slice();
+    out[i] = { ...d, field: blankSecrets(d.field, keys), path: blankSecrets(d.path, keys) };
+  }
+  return out ?? differences;
 }
 
 /** Redacts one value found at a concrete path (`$.user.password`, `header:authorization`). */

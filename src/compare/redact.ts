@@ -166,21 +166,68 @@ export function redactDifference(diff: Difference, rules: RedactRules): Differen
 export const MIN_SECRET_CHARS = 6;
 
 /**
- * `value` with every occurrence of the request's own credential values replaced by "[redacted]":
- * a backend that echoes its caller's key (`{"caller": "sk_live_…"}`) under a name no rule knows.
- * Copy-on-write, like scrubAll; values are previews, so the walk is short.
+ * The spellings a backend may echo a secret in: as sent, URL-encoded (and with `+` for spaces), and
+ * JSON-escaped (a text body's quoted line, a cut container preview).
  */
-export function redactSecrets(value: unknown, secrets: readonly string[]): unknown {
-  if (typeof value === 'string') {
-    let out = value;
-    for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
-    return out;
+export function secretSpellings(secrets: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const s of secrets) {
+    out.add(s);
+    const encoded = encodeURIComponent(s);
+    out.add(encoded);
+    out.add(encoded.replace(/%20/g, '+'));
+    out.add(JSON.stringify(s).slice(1, -1));
   }
+  return [...out];
+}
+
+/** Where `needle` (lower-case) starts in `text` at or after `from`, ignoring case; -1 when nowhere. */
+function indexIgnoringCase(text: string, lower: string | null, needle: string, from: number): number {
+  return lower === null ? text.indexOf(needle, from) : lower.indexOf(needle, from);
+}
+
+/**
+ * `text` with every spelling blanked, ignoring case (an echo may change it); a cut preview (ending
+ * in "…") also loses a trailing start of one, 4 characters or more, that the cut left behind.
+ */
+export function blankSecrets(text: string, spellings: readonly string[]): string {
+  let out = text;
+  for (const spelling of spellings) {
+    let lower: string | null = out.toLowerCase();
+    // Lower-casing that changes a length (a few Unicode letters) would shift positions: exact case then.
+    if (lower.length !== out.length) lower = null;
+    const needle = lower === null ? spelling : spelling.toLowerCase();
+    if (needle.length !== spelling.length) continue;
+    let at = indexIgnoringCase(out, lower, needle, 0);
+    while (at !== -1) {
+      out = out.slice(0, at) + REDACTED + out.slice(at + spelling.length);
+      lower = lower === null ? null : lower.slice(0, at) + REDACTED + lower.slice(at + spelling.length);
+      at = indexIgnoringCase(out, lower, needle, at + REDACTED.length);
+    }
+  }
+  if (!out.endsWith('…')) return out;
+  const head = out.slice(0, -1).toLowerCase();
+  for (const spelling of spellings) {
+    const lower = spelling.toLowerCase();
+    for (let k = Math.min(lower.length - 1, head.length); k >= 4; k--) {
+      if (head.endsWith(lower.slice(0, k))) return `${out.slice(0, out.length - 1 - k)}${REDACTED}…`;
+    }
+  }
+  return out;
+}
+
+/**
+ * `value` with the request's own credential values blanked in every string and key (a backend that
+ * echoes its caller's key, `{"caller": "sk_live_…"}`, under a name no rule knows). `spellings`
+ * come from secretSpellings. Copy-on-write, like scrubAll; values are previews, so the walk is short.
+ */
+export function redactSecrets(value: unknown, spellings: readonly string[]): unknown {
+  if (typeof value === 'string') return blankSecrets(value, spellings);
   if (typeof value !== 'object' || value === null) return value;
-  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, secrets));
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, spellings));
   const out: Obj = {};
   for (const k of Object.keys(value)) {
-    Object.defineProperty(out, redactSecrets(k, secrets) as string, { value: redactSecrets((value as Obj)[k], secrets), writable: true, enumerable: true, configurable: true });
+    Object.defineProperty(out, blankSecrets(k, spellings), { value: redactSecrets((value as Obj)[k], spellings), writable: true, enumerable: true, configurable: true });
   }
   return out;
 }

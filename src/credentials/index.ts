@@ -34,11 +34,24 @@ export interface RequestCredential {
 
 const NO_SECRETS: readonly string[] = [];
 
+/** The credential's spellings a backend may read it as (MIN_SECRET_CHARS or longer). */
 function secretsOf(value: string | undefined, scheme: CredentialScheme | null): readonly string[] {
   if (value === undefined || value.length < MIN_SECRET_CHARS) return NO_SECRETS;
-  if (scheme !== 'basic') return [value];
-  const password = value.slice(value.indexOf(':') + 1);
-  return password.length >= MIN_SECRET_CHARS && password !== value ? [value, password] : [value];
+  if (scheme === 'basic') {
+    // Either half may be the key: `sk_live_…:` (Stripe) or `apikey:X`, `user:token`.
+    const colon = value.indexOf(':');
+    return [value, value.slice(0, colon), value.slice(colon + 1)].filter((s, i) => i === 0 || (colon !== -1 && s.length >= MIN_SECRET_CHARS));
+  }
+  if (scheme !== 'cookie') return [value];
+  // A backend reads a cookie unquoted and percent-decoded.
+  const unquoted = value.length > 1 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+  let decoded = unquoted;
+  try {
+    decoded = decodeURIComponent(unquoted);
+  } catch {
+    // Not valid percent-encoding: read as it is.
+  }
+  return [...new Set([value, unquoted, decoded])].filter((s) => s.length >= MIN_SECRET_CHARS);
 }
 
 export interface CredentialsDeps {
