@@ -46,6 +46,13 @@ describe('canonical path', () => {
     expect(canonicalPath('/v1/%4')).toBeNull();
     expect(canonicalPath('relative')).toBeNull();
   });
+
+  it('keeps Latin-1 and valid UTF-8 encodings, refuses overlong UTF-8 (a lenient decoder reads %C0%AE as ".")', () => {
+    expect(canonicalPath('/search/caf%e9')).toBe('/search/caf%E9');
+    expect(canonicalPath('/search/caf%C3%A9')).toBe('/search/caf%C3%A9');
+    expect(canonicalPath('/villes/%C0%20Paris')).toBe('/villes/%C0%20Paris');
+    for (const raw of ['/v1/live/%C0%AE%C0%AE/x', '/v1/%c0%af', '/v1/%C1%9C', '/v1/%E0%80%AE', '/v1/%F0%80%80%AE']) expect(canonicalPath(raw), raw).toBeNull();
+  });
 });
 
 describe('canonical target', () => {

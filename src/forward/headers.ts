@@ -19,9 +19,23 @@ const REPLACED = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwar
  * Headers that claim who the client is or how it reached us. From an untrusted peer they are
  * the client's own words, so they are dropped; a trusted proxy's are passed on.
  */
-// X-Original-URL and X-Rewrite-URL name the path a front proxy saw (IIS, older Symfony and Zend
-// route by them): from a client, they would have the backend serve a path the route table never judged.
-const CLIENT_CLAIMS = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-client-ip', 'cf-connecting-ip', 'x-original-url', 'x-rewrite-url']);
+// X-Original-URL, X-Rewrite-URL and their kin name the path a front proxy saw (IIS, older Symfony and
+// Zend route by them; auth middleware behind nginx, Traefik or Envoy reads the others): from a client,
+// they would have the backend serve or authorise a path the route table never judged.
+const CLIENT_CLAIMS = new Set([
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-client-ip',
+  'cf-connecting-ip',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-forwarded-uri',
+  'x-envoy-original-path',
+]);
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;

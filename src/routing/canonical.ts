@@ -28,6 +28,8 @@ export type TargetProblem = { problem: 'BAD_PATH' | 'BAD_HOST'; detail: string }
 const HEX = '0123456789ABCDEF';
 /** A character `normaliseEncoding` would change: a `%`, a `\`, a control, space or non-ASCII character. */
 const NEEDS_NORMALISING = /[%\\\x00-\x20\x7f-\uffff]/;
+/** A UTF-8 lead byte that makes an overlong sequence, with its continuation (as normalised: upper-case hex). */
+const OVERLONG = /%C[01]%[89AB][0-9A-F]|%E0%[89][0-9A-F]|%F0%8[0-9A-F]/;
 /** A capture that may not be substituted: an encoded separator, or a `.`/`..` segment. */
 const UNSAFE_CAPTURE = /%2F|%5C|(?:^|\/)\.\.?(?:;[^/]*)?(?:\/|$)/i;
 
@@ -65,7 +67,10 @@ function normaliseEncoding(raw: string): string | null {
       out += raw[i];
     }
   }
-  return out;
+  // Overlong UTF-8 (`%C0%AE` for ".", `%C0%AF` for "/"): never valid, and a lenient decoder behind
+  // the proxy reads it as the separator or dot it spells, past the path checks here. Latin-1 text
+  // (`caf%E9`) does not have these byte pairs; they are refused.
+  return OVERLONG.test(out) ? null : out;
 }
 
 /** The segment without its `;` parameters when it is `.` or `..` before them, else as it is. */

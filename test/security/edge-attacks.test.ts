@@ -288,10 +288,10 @@ describe('row 6: client-IP headers', () => {
   it('spoofed-client-ip-headers: Forwarded, X-Real-IP, True-Client-IP, X-Forwarded-Port/Prefix, X-Original-URL, X-Rewrite-URL dropped from untrusted peers', async () => {
     const legacy = await backend();
     const p = await proxy(baseConfig(legacy.url, legacy.url));
-    const spoof = 'Forwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nTrue-Client-IP: 1.2.3.4\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /admin\r\nX-Original-URL: /admin/keys\r\nX-Rewrite-URL: /admin/keys\r\nX-Forwarded-For: 1.2.3.4\r\n';
+    const spoof = 'Forwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nTrue-Client-IP: 1.2.3.4\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /admin\r\nX-Original-URL: /admin/keys\r\nX-Rewrite-URL: /admin/keys\r\nX-Original-URI: /admin/keys\r\nX-Forwarded-Uri: /admin/keys\r\nX-Envoy-Original-Path: /admin/keys\r\nX-Forwarded-For: 1.2.3.4\r\n';
     await rawExchange(p.dataUrl, get('/a', spoof), { until: oneResponse });
     const got = legacy.received[0].headers;
-    for (const h of ['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'x-rewrite-url']) expect(got[h], h).toBeUndefined();
+    for (const h of ['forwarded', 'x-real-ip', 'true-client-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-forwarded-uri', 'x-envoy-original-path']) expect(got[h], h).toBeUndefined();
     expect(got['x-forwarded-for']).toBe('127.0.0.1');
   });
 
