@@ -2,8 +2,12 @@
  * The controller's evidence log of one route: bounded in seconds kept and latency samples, without
  * losing a count when old seconds fold into the carried total.
  */
+import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { MAX_SECONDS, RouteEvidenceLog } from '../src/analysis/evidence.js';
+import { waitFor } from './helpers/backend.js';
+import { baseConfig } from './helpers/proxy.js';
+import { scoped } from './helpers/scoped.js';
 
 describe('route evidence log', () => {
   it('keeps at most MAX_SECONDS per-second buckets, folding older ones without losing counts, and a bounded reservoir', () => {
@@ -60,5 +64,30 @@ describe('route evidence log', () => {
     expect(log.read(0).notMirrored).toEqual({ upgrade: MAX_SECONDS + 10, sampled_out: (MAX_SECONDS + 10) / 2 });
     // A later start forgets what came before it.
     expect(log.read((MAX_SECONDS + 6) * 1000).notMirrored).toEqual({ upgrade: 4, sampled_out: 2 });
+  });
+});
+
+describe('live answers in the evidence, through a running proxy', () => {
+  const { backend, proxy } = scoped();
+
+  it('a live request sent before the step began is left out of its evidence, one sent after counts', async () => {
+    const held: (() => void)[] = [];
+    const legacy = await backend((_req, res) => held.push(() => res.end('{}')));
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { routes: [{ name: 'r', match: { path: '/r' }, weight: 0, shadow: { percent: 0 } }] }));
+    const before = request(`${p.dataUrl}/r`);
+    await waitFor(() => held.length === 1, 5_000, 'the first request at the backend');
+    // The step begins while it is in flight (the controller reads its evidence from the change on).
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const since = Date.now();
+    p.analysis.evidence('r', since);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    held[0]();
+    await (await before).body.dump();
+    const after = request(`${p.dataUrl}/r`);
+    await waitFor(() => held.length === 2, 5_000, 'the second request at the backend');
+    held[1]();
+    await (await after).body.dump();
+    await waitFor(() => p.analysis.evidence('r', since).legacy.requests > 0, 5_000, 'the second answer in the evidence');
+    expect(p.analysis.evidence('r', since).legacy).toMatchObject({ requests: 1, errors: 0 });
   });
 });

@@ -115,8 +115,12 @@ export class RouteEvidenceLog implements EvidenceSink {
     return c;
   }
 
-  /** One answer of a backend (a live one, or a mirror's): `seconds` only when it succeeded. */
-  answer(backend: 'legacy' | 'new', failed: boolean, seconds: number | null): void {
+  /**
+   * One answer of a backend (a live one, or a mirror's): `seconds` only when it succeeded. A live
+   * request sent before the log's start (`startedAt`) went where the step before sent it: left out.
+   */
+  answer(backend: 'legacy' | 'new', failed: boolean, seconds: number | null, startedAt?: number): void {
+    if (startedAt !== undefined && startedAt < this.since) return;
     const at = this.now();
     const c = this.bucket(at);
     if (backend === 'legacy') {

@@ -80,6 +80,11 @@ export class ExchangeClock {
     metrics.queued(backend, role, (this.sent - this.dispatched) / 1000);
   }
 
+  /** When the request was dispatched, epoch ms (the evidence leaves out requests sent before a weight change). */
+  startedAt(): number {
+    return performance.timeOrigin + this.dispatched;
+  }
+
   /** Seconds since the request got its socket; from dispatch when it never got one (a failed connect). */
   seconds(): number {
     return elapsed(this.sent === 0 ? this.dispatched : this.sent);
@@ -258,7 +263,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (!this.release()) return;
     this.resumed();
     const seconds = Math.max(0, this.clock.seconds() - this.pausedMs / 1000);
-    const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
+    const { outcome, error } = recordLive(this.metrics, this.upstream.name, this.clock, seconds, this.status, err, this.clientGone);
     if (this.onSettled !== null) {
       this.onSettled({
         outcome,
@@ -278,11 +283,11 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
  * outcome, and the answer's `error` reason. A client that walks away is not the backend's failure:
  * it is not counted against it, and its reason is `client_aborted`.
  */
-export function recordLive(metrics: RouteMetrics, backend: BackendName, seconds: number, status: number, err: Error | undefined, clientGone: boolean): { outcome: Outcome; error: string | undefined } {
+export function recordLive(metrics: RouteMetrics, backend: BackendName, clock: ExchangeClock, seconds: number, status: number, err: Error | undefined, clientGone: boolean): { outcome: Outcome; error: string | undefined } {
   const aborted = err instanceof ClientAbortedError || clientGone;
   const outcome: Outcome = err === undefined ? outcomeOf(status) : isTimeout(err) ? 'timeout' : 'error';
-  if (!aborted) metrics.request(backend, 'primary', outcome, seconds);
-  else if (status === 0) metrics.unanswered(backend);
+  if (!aborted) metrics.request(backend, 'primary', outcome, seconds, clock.startedAt());
+  else if (status === 0) metrics.unanswered(backend, clock.startedAt());
   return { outcome, error: aborted ? 'client_aborted' : err === undefined ? undefined : outcome };
 }
 

@@ -182,7 +182,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     clearTimeout(this.deadline);
     this.upstream.inFlight--;
     const seconds = this.clock.seconds();
-    const { outcome, error } = recordLive(this.metrics, this.upstream.name, seconds, this.status, err, this.clientGone);
+    const { outcome, error } = recordLive(this.metrics, this.upstream.name, this.clock, seconds, this.status, err, this.clientGone);
     this.onSettled?.({ outcome, status: this.status, headers: this.headers, body: EMPTY, truncated: false, seconds, error });
   }
 }

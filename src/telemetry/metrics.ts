@@ -29,8 +29,11 @@ const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_fu
 /** The route's evidence log, as the metrics feed it: requests not mirrored (why a route holds), and every live answer. */
 export interface EvidenceSink {
   skipped(reason: SkipReason): void;
-  /** One answer of a backend (`seconds` only when it succeeded). */
-  answer(backend: BackendName, failed: boolean, seconds: number | null): void;
+  /**
+   * One answer of a backend (`seconds` only when it succeeded). `startedAt` (epoch ms): when its
+   * request was sent, so one sent before the route's last weight change is not that step's evidence.
+   */
+  answer(backend: BackendName, failed: boolean, seconds: number | null, startedAt?: number): void;
 }
 
 const CUTOVER_STATES = ['shadow', 'shifting', 'paused', 'rolled_back', 'complete'] as const;
@@ -240,7 +243,7 @@ export class RouteMetrics {
   }
 
   /** One upstream exchange finished (or failed): counts it and observes its duration in seconds. */
-  request(backend: BackendName, role: Role, outcome: Outcome, seconds: number): void {
+  request(backend: BackendName, role: Role, outcome: Outcome, seconds: number, startedAt?: number): void {
     const s = this.series[backend][role];
     s.outcomes[outcome].value++;
     s.duration.observe(seconds);
@@ -248,7 +251,7 @@ export class RouteMetrics {
     // controller must see new failing where nothing is compared. Mirrors reach it with their pair.
     if (role === 'primary') {
       const unanswered = outcome === 'timeout' || outcome === 'error';
-      this.evidenceSink?.answer(backend, isFailure(outcome), unanswered ? null : seconds);
+      this.evidenceSink?.answer(backend, isFailure(outcome), unanswered ? null : seconds, startedAt);
     }
   }
 
@@ -257,8 +260,8 @@ export class RouteMetrics {
    * in the counters (the client left), but in the evidence a backend that makes every client give up
    * must not look healthy. Both backends see the same impatient clients, so it compares fairly.
    */
-  unanswered(backend: BackendName): void {
-    this.evidenceSink?.answer(backend, true, null);
+  unanswered(backend: BackendName, startedAt?: number): void {
+    this.evidenceSink?.answer(backend, true, null, startedAt);
   }
 
   comparison(result: ComparisonResult): void {
