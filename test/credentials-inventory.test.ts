@@ -86,8 +86,12 @@ describe('fingerprints', () => {
     const noKey = join(dir, 'nokey.yaml');
     writeFileSync(noKey, `backends: { legacy: { url: "http://127.0.0.1:9101" }, new: { url: "http://127.0.0.1:9102" } }\n`);
     const r2 = spawnSync(process.execPath, [CLI, 'fingerprint', '--config', noKey], { input: 'k\n', encoding: 'utf8' });
-    expect(r2.status).not.toBe(0);
+    // Bad config and bad input are usage errors: exit 2, as the contract says.
+    expect(r2.status).toBe(2);
     expect(r2.stderr).toContain('credentials.fingerprintKeyFile');
+    const r3 = spawnSync(process.execPath, [CLI, 'fingerprint', '--config', config], { input: '', encoding: 'utf8' });
+    expect(r3.status).toBe(2);
+    expect(r3.stderr).toContain('No key on stdin');
     const usage = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
     expect(usage.stdout).toContain('fingerprint');
   });

@@ -265,6 +265,8 @@ describe('forwarding', () => {
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(JSON.parse(res.body).code).toBe('BODY_TOO_LARGE');
     expect(legacy.received).toHaveLength(0);
+    // Counted, as every refusal is: requests = comparisons + skipped holds only for what is forwarded.
+    expect(sample(await scrape(p), 'cutover_rejected_requests_total{route="other",reason="body_too_large"}')).toBe(1);
   });
 
   it('passes WebSocket upgrades through to the primary backend', async () => {

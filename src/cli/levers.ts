@@ -21,7 +21,7 @@ export const LEVER_USAGE = `  status   [--route R]            every route: state
 
 lever client options:
   --admin URL       admin API (default http://127.0.0.1:9090 or $CUTOVER_ADMIN_URL)
-  --token-file F    admin token file (default $CUTOVER_ADMIN_TOKEN)
+  --token-file F    file holding the admin token (without it: the token itself in $CUTOVER_ADMIN_TOKEN)
   --reason TEXT     why, for the audit log
   --json            print the API's JSON answer`;
 

@@ -148,10 +148,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Failures of what the operator gave (a config or its input), not of the run: exit 2, as the contract says. */
+const USAGE_CODES: ReadonlySet<string> = new Set(['CUTOVER_CONFIG_UNREADABLE', 'CUTOVER_NO_FINGERPRINT_KEY', 'CUTOVER_NO_INPUT', 'CUTOVER_INPUT_TOO_LARGE']);
+
 function describe(err: unknown): { message: string; code: number } {
   if (err instanceof ConfigError) return { message: err.message, code: EXIT_USAGE };
   if (err instanceof UsageError) return { message: err.message, code: EXIT_USAGE };
-  if (err instanceof CutoverError) return { message: err.message, code: err.code === 'CUTOVER_CONFIG_UNREADABLE' ? EXIT_USAGE : EXIT_RUNTIME };
+  if (err instanceof CutoverError) return { message: err.message, code: USAGE_CODES.has(err.code) ? EXIT_USAGE : EXIT_RUNTIME };
   const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
   if (e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return { message: `${e.message}; run "cutover --help"`, code: EXIT_USAGE };
   if (e?.code === 'EADDRINUSE') return { message: `Address ${e.address ?? ''}:${e.port ?? ''} is already in use; stop what holds it or choose another port in the config.`, code: EXIT_RUNTIME };

@@ -140,5 +140,5 @@ class ClientBodyError extends Error {
 }
 
 function tooLarge(limit: number): BodyRejectedError {
-  return new BodyRejectedError(413, 'BODY_TOO_LARGE', null, `The request body is larger than the proxy accepts (${limit} bytes); send a smaller body or raise listen.bodyLimit.`);
+  return new BodyRejectedError(413, 'BODY_TOO_LARGE', 'body_too_large', `The request body is larger than the proxy accepts (${limit} bytes); send a smaller body or raise listen.bodyLimit.`);
 }

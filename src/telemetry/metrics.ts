@@ -16,7 +16,7 @@ export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'o
 /** Which bound an `overload` skip hit: mirrors in flight, the comparison queue, or the busy event loop. */
 export type OverloadCause = 'in_flight' | 'comparison_queue' | 'event_loop';
 /** Why the proxy answered a request itself instead of forwarding it. */
-export type RejectReason = 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'bad_method' | 'bad_upgrade' | 'revoked' | 'draining';
+export type RejectReason = 'body_too_large' | 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'bad_method' | 'bad_upgrade' | 'revoked' | 'draining';
 
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
@@ -24,7 +24,7 @@ const ROLES: readonly Role[] = ['primary', 'shadow'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped', 'upgrade'];
 const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
-const REJECT_REASONS: readonly RejectReason[] = ['body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'bad_method', 'bad_upgrade', 'revoked', 'draining'];
+const REJECT_REASONS: readonly RejectReason[] = ['body_too_large', 'body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'bad_method', 'bad_upgrade', 'revoked', 'draining'];
 
 /** The route's evidence log, as the metrics feed it: requests not mirrored (why a route holds), and every live answer. */
 export interface EvidenceSink {
@@ -435,7 +435,7 @@ export class Telemetry {
   readonly stateStoreUp = scalarFamily('cutover_state_store_up', '1 when the state store answers (its last read or write succeeded), else 0.', 'gauge', []);
   readonly rejectedRequestsTotal = scalarFamily(
     'cutover_rejected_requests_total',
-    'Requests the proxy answered itself instead of forwarding, by route and reason: body_timeout (408, the body came too slowly), body_buffer_full (503, too many body bytes buffered at once), saturated (503, the backend pool queue is full), bad_path (400: a path that cannot be made canonical, or a route parameter holding a separator or dot-segment), bad_host (400: two Host headers or a malformed authority).',
+    'Requests the proxy answered itself instead of forwarding, by route and reason: body_too_large (413, over listen.bodyLimit), body_timeout (408, the body came too slowly), body_buffer_full (503, too many body bytes buffered at once), saturated (503, the backend pool queue is full), bad_path (400: a path that cannot be made canonical, or a route parameter holding a separator or dot-segment), bad_host (400: two Host headers or a malformed authority), bad_method (405: TRACE on a route that does not name it), bad_upgrade (400: a non-WebSocket upgrade with a body), revoked (401: a revoked legacy credential), draining (503: arrived during shutdown).',
     'counter',
     ['route', 'reason'],
   );
