@@ -59,17 +59,24 @@ describe('file state store', () => {
     writeFileSync(path, '[1,2,3]');
     await new FileStore(path).load();
     expect(readFileSync(`${path}.corrupt`, 'utf8')).toBe('[1,2,3]');
+    // So is a global switch of the wrong type: "false" would have read as bypass on.
+    for (const global of [{ bypass: 'false', changedAt: 0, changedBy: '', reason: '' }, { bypass: false, changedAt: -1e16, changedBy: '', reason: '' }]) {
+      writeFileSync(path, JSON.stringify({ version: 1, global, routes: {}, extra: {} }));
+      const state = await new FileStore(path).load();
+      expect(state.global.bypass, JSON.stringify(global)).toBe(false);
+      expect(existsSync(`${path}.corrupt`)).toBe(true);
+    }
   });
 
   it('leaves out a route entry it cannot use (a hand edit), keeps the others, and says which and why', async () => {
     const path = join(tempDir(), 'state.json');
     const good = { route: 'a', weight: 25, step: 3, state: 'shifting', paused: false, since: 1, passes: 0, failures: 0, history: [], changedAt: 1, changedBy: 'controller', reason: 'x' };
-    writeFileSync(path, JSON.stringify({ version: 4, global: { bypass: false, changedAt: 0, changedBy: '', reason: '' }, extra: {}, routes: { a: good, b: { ...good, route: 'b', weight: 'ten' }, c: { ...good, route: 'c', history: undefined } } }));
+    writeFileSync(path, JSON.stringify({ version: 4, global: { bypass: false, changedAt: 0, changedBy: '', reason: '' }, extra: {}, routes: { a: good, b: { ...good, route: 'b', weight: 'ten' }, c: { ...good, route: 'c', history: undefined }, d: { ...good, route: 'd', since: 1e17 }, e: { ...good, route: 'e', history: [{}] } } }));
     const seen: string[] = [];
     const state = await new FileStore(path, { onInvalidRoute: ({ route, reason }) => seen.push(`${route}: ${reason}`) }).load();
     expect(Object.keys(state.routes)).toEqual(['a']);
     expect(state.routes.a.weight).toBe(25);
-    expect(seen).toEqual(['b: weight "ten" is not a percent', 'c: history is not a list']);
+    expect(seen).toEqual(['b: weight "ten" is not a percent', 'c: history is not a list', 'd: since is not a time', 'e: history holds an entry that is not a check']);
   });
 
   it('reports a failed write (store down), keeps the previous state, and recovers', async () => {

@@ -25,11 +25,19 @@ export class StateFileError extends CutoverError {
   }
 }
 
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+/** An epoch-ms time a Date can show (the API renders every stored time as ISO text). */
+const isTime = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && Math.abs(x) <= 8.64e15;
+
 function isSnapshot(value: unknown): value is StoreSnapshot {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  const isObject = (x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x);
-  return typeof v.version === 'number' && Number.isInteger(v.version) && v.version >= 0 && isObject(v.global) && isObject(v.routes) && isObject(v.extra);
+  if (!isObject(value)) return false;
+  const v = value;
+  if (!(typeof v.version === 'number' && Number.isInteger(v.version) && v.version >= 0 && isObject(v.routes) && isObject(v.extra))) return false;
+  // The proxy-wide switch: `"bypass": "false"` read as true would send every route to legacy, and a
+  // time out of Date's range would make every view of the state throw.
+  const g = v.global;
+  return isObject(g) && typeof g.bypass === 'boolean' && isTime(g.changedAt) && typeof g.changedBy === 'string' && typeof g.reason === 'string';
 }
 
 const ROUTE_STATES = new Set(['shadow', 'shifting', 'paused', 'rolled_back', 'complete']);
@@ -44,8 +52,10 @@ export function routeEntryProblem(name: string, entry: unknown): string | null {
   if (!num('step') || !Number.isInteger(e.step) || (e.step as number) < 0) return `step ${JSON.stringify(e.step)} is not a step number`;
   if (typeof e.state !== 'string' || !ROUTE_STATES.has(e.state)) return `state ${JSON.stringify(e.state)} is unknown`;
   if (typeof e.paused !== 'boolean') return 'paused is not true or false';
-  for (const k of ['since', 'passes', 'failures', 'changedAt']) if (!num(k)) return `${k} is not a number`;
+  for (const k of ['passes', 'failures']) if (!num(k)) return `${k} is not a number`;
+  for (const k of ['since', 'changedAt']) if (!isTime(e[k])) return `${k} is not a time`;
   if (!Array.isArray(e.history)) return 'history is not a list';
+  if (!e.history.every((c) => isObject(c) && isTime(c.at) && Array.isArray(c.gates) && typeof c.verdict === 'string')) return 'history holds an entry that is not a check';
   if (typeof e.changedBy !== 'string' || typeof e.reason !== 'string') return 'changedBy or reason is not text';
   return null;
 }
