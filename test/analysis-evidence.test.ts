@@ -51,6 +51,28 @@ describe('route evidence log', () => {
     expect({ comparisons: fresh.comparisons, mismatches: fresh.mismatches, newErrors: fresh.new.errors }).toEqual({ comparisons: 0, mismatches: 0, newErrors: 0 });
   });
 
+  it('a wall clock stepped back below the start: the start follows it down, so what comes after still counts', () => {
+    const clock = { t: 1_800_000_000_000 };
+    const log = new RouteEvidenceLog('r', () => clock.t);
+    const step = clock.t;
+    log.read(step);
+    clock.t += 1_000;
+    log.answer('new', true, null, clock.t - 5);
+    // NTP steps the clock back ten minutes: answers and pairs now start "before" the step.
+    clock.t -= 600_000;
+    for (let i = 0; i < 10; i++) {
+      clock.t += 10;
+      expect(log.before(clock.t - 5)).toBe(false);
+      log.answer('new', true, null, clock.t - 5);
+      log.comparison(true);
+    }
+    const seen = log.read(step);
+    expect({ newRequests: seen.new.requests, newErrors: seen.new.errors, comparisons: seen.comparisons }).toEqual({ newRequests: 11, newErrors: 11, comparisons: 10 });
+    // A step asked for later restarts the log as before.
+    clock.t += 1_000;
+    expect(log.read(clock.t).new.requests).toBe(0);
+  });
+
   it('counts requests not mirrored by reason since the start it is read from, carried seconds included', () => {
     let now = 0;
     const log = new RouteEvidenceLog('r', () => now);

@@ -47,9 +47,9 @@ class Reservoir {
     }
   }
 
-  /** Keeps only samples from `since` on; they stay a uniform sample of that shorter period. */
-  forgetBefore(since: number): void {
-    this.samples = this.samples.filter((s) => s.at >= since);
+  /** Keeps only samples from `since` to `now`; they stay a uniform sample of that shorter period. */
+  keepBetween(since: number, now: number): void {
+    this.samples = this.samples.filter((s) => s.at >= since && s.at <= now);
     this.seen = this.samples.length;
   }
 }
@@ -81,8 +81,14 @@ class Counts {
 
 const SKIP_INDEX = Object.fromEntries(SKIP_REASONS.map((r, i) => [r, i])) as Record<SkipReason, number>;
 
+/** How far below the wall clock's now the start goes when the clock stepped back under it. */
+const CLOCK_BACK_MARGIN_MS = 60_000;
+
 export class RouteEvidenceLog implements EvidenceSink {
+  /** Where the log counts from: the start asked for, or the wall clock's now if that went back below it. */
   private since = 0;
+  /** The latest start asked for (a later one restarts the log). */
+  private asked = 0;
   /** Counts by second (epoch ms / 1000, floored), in insertion order. */
   private seconds = new Map<number, Counts>();
   /** Counts of seconds folded out of `seconds` because of its bound. */
@@ -120,8 +126,9 @@ export class RouteEvidenceLog implements EvidenceSink {
    * request sent before the log's start (`startedAt`) went where the step before sent it: left out.
    */
   answer(backend: 'legacy' | 'new', failed: boolean, seconds: number | null, startedAt?: number): void {
-    if (startedAt !== undefined && startedAt < this.since) return;
     const at = this.now();
+    this.follow(at);
+    if (startedAt !== undefined && startedAt < this.since) return;
     const c = this.bucket(at);
     if (backend === 'legacy') {
       c.legacyRequests++;
@@ -147,19 +154,35 @@ export class RouteEvidenceLog implements EvidenceSink {
 
   /** Whether `at` (epoch ms) lies before the moment the log counts from (a pair asked for before a weight change). */
   before(at: number): boolean {
+    this.follow(this.now());
     return at < this.since;
   }
 
+  /**
+   * A wall clock stepped back (NTP, a restored VM) below the start would leave every answer and
+   * pair "before the step" until it caught up, and the gates blind (no_data, no rollback) that long:
+   * the start follows the clock down, to a minute before now (requests sent since the jump read
+   * earlier than now), keeping what the log has.
+   */
+  private follow(now: number): void {
+    if (now >= this.since) return;
+    this.since = now - CLOCK_BACK_MARGIN_MS;
+    // The next step's start is read on the stepped-back clock too: it must still restart the log.
+    this.asked = Math.min(this.asked, this.since);
+  }
+
   /** Forgets everything before `since` (to the second for counts, exactly for latency samples). */
-  private restart(since: number): void {
+  private restart(since: number, now: number): void {
     this.since = since;
     const first = Math.floor(since / 1000);
+    const last = Math.floor(now / 1000);
     // The second `since` falls in holds traffic from before it too: it goes as well (unless `since`
-    // starts it), so a new step never counts the previous one's last moments.
-    for (const second of this.seconds.keys()) if (second < first || (second === first && since % 1000 !== 0)) this.seconds.delete(second);
+    // starts it), so a new step never counts the previous one's last moments. Seconds after now
+    // were counted before the clock stepped back: the previous step's too.
+    for (const second of this.seconds.keys()) if (second < first || (second === first && since % 1000 !== 0) || second > last) this.seconds.delete(second);
     this.carried = new Counts();
-    this.legacy.forgetBefore(since);
-    this.next.forgetBefore(since);
+    this.legacy.keepBetween(since, now);
+    this.next.keepBetween(since, now);
   }
 
   /**
@@ -167,7 +190,12 @@ export class RouteEvidenceLog implements EvidenceSink {
    * before is forgotten); an earlier one gets everything the log has, and says from when.
    */
   read(since: number): RouteEvidence {
-    if (since > this.since) this.restart(since);
+    const now = this.now();
+    // A start after now is the same step seen on a clock stepped back since: followed, not restarted.
+    if (since > this.asked && since <= now) {
+      this.asked = since;
+      this.restart(since, now);
+    } else this.follow(now);
     const total = new Counts();
     total.add(this.carried);
     for (const c of this.seconds.values()) total.add(c);
