@@ -463,6 +463,30 @@ describe('controller: found by review', () => {
     expect(r.weights.map(([route]) => route)).toContain('r');
   });
 
+  it('bypass on with a store that cannot be written: in effect, refused as not stored, audited, and written at the next check', async () => {
+    class FailingStore extends MemoryStore {
+      failing = false;
+      override updateGlobal(...args: Parameters<MemoryStore['updateGlobal']>): ReturnType<MemoryStore['updateGlobal']> {
+        if (this.failing) return Promise.reject(new Error('EROFS'));
+        return super.updateGlobal(...args);
+      }
+    }
+    const store = new FailingStore();
+    const r = await rig({ store, routes: [{ weight: 10 }] });
+    store.failing = true;
+    await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(/Bypass is ON in this process, but the state store could not be written/);
+    expect(r.controller.bypassed()).toBe(true);
+    expect(r.weights).toEqual([['r', 0]]);
+    expect(store.snapshot().global.bypass).toBe(false);
+    await r.audit.flush();
+    expect((await r.audit.read()).map((e) => [e.action, e.why])).toEqual([['bypass-on', 'incident (not yet in the state store)']]);
+    // The store is back: the next check writes it, so a restart keeps it.
+    store.failing = false;
+    await r.step();
+    expect(store.snapshot().global).toMatchObject({ bypass: true, changedBy: 'ops', reason: 'incident' });
+    expect(state(r).weight).toBe(10);
+  });
+
   it('the readiness report never shows the gates of the step before the last weight change', async () => {
     const r = await rig({ settings: { holdIntervals: 1 } });
     await r.step(good());

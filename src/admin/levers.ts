@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem } from '../problem.js';
 import type { AuditLog } from '../cutover/audit.js';
 import { LeverError, type Controller } from '../cutover/controller.js';
+import { CutoverError } from '../errors.js';
 import { buildReport, renderMarkdown, type ReportFieldInput, type ReportStraggler } from '../cutover/report.js';
 import { callerOf } from './auth.js';
 import { sendProblem } from './server.js';
@@ -56,6 +57,8 @@ function leverFailure(reply: FastifyReply, err: unknown): FastifyReply {
     const titles: Record<string, string> = { UNKNOWN_ROUTE: 'Unknown route', ALREADY_COMPLETE: 'Already complete', PAUSE_STEP: 'At a pause step', BAD_WEIGHT: 'Bad weight' };
     return sendProblem(reply, problem(err.status, err.code, titles[err.code] ?? 'Lever refused', err.message));
   }
+  // The store could not take the change: say so (503, retry), not "the admin API failed".
+  if (err instanceof CutoverError && err.code === 'CUTOVER_STATE_WRITE_FAILED') return sendProblem(reply, problem(503, 'STATE_WRITE_FAILED', 'State store unavailable', err.message));
   throw err;
 }
 
@@ -104,8 +107,12 @@ export function registerLeverRoutes(app: FastifyInstance, deps: LeverDeps): void
     const reason = reasonOf(body);
     if (reason instanceof Error) return badRequest(reply, reason.message);
     if (typeof body.on !== 'boolean') return badRequest(reply, 'Send { "on": true } or { "on": false }.');
-    const global = await controller.bypass(body.on, { who: callerName(request), reason });
-    return { bypass: global };
+    try {
+      const global = await controller.bypass(body.on, { who: callerName(request), reason });
+      return { bypass: global };
+    } catch (err) {
+      return leverFailure(reply, err);
+    }
   });
 
   app.get<{ Querystring: { limit?: string } }>('/api/audit', viewer, async (request, reply) => {

@@ -156,6 +156,8 @@ export class Controller {
   private webhooksInFlight = 0;
   /** Bypass switched on in this process, possibly not yet in the store. */
   private bypassNow = false;
+  /** A bypass-on the store could not take yet: written again at each check. */
+  private bypassUnsaved: Pick<GlobalState, 'changedAt' | 'changedBy' | 'reason'> | null = null;
   /** Bumped by every configure(): an init() a later reload overtook stops at its next await. */
   private generation = 0;
   /** Rollback webhooks dropped because too many were in flight. */
@@ -332,6 +334,16 @@ export class Controller {
   /** Judges every route once. Tests call it directly; `start` calls it every interval. */
   tick(): Promise<void> {
     const run = (async () => {
+      const unsaved = this.bypassUnsaved;
+      if (unsaved !== null && this.bypassNow) {
+        try {
+          await this.deps.store.updateGlobal((g) => ({ ...g, ...unsaved, bypass: true }));
+          this.bypassUnsaved = null;
+          this.deps.logger?.warn({ who: unsaved.changedBy }, 'cutover bypass ON is now in the state store');
+        } catch (err) {
+          this.deps.logger?.error({ err }, 'cutover bypass ON is still not in the state store');
+        }
+      }
       for (const r of this.routes.values()) {
         // One route whose check fails (a malformed stored state) must not keep the others unjudged.
         try {
@@ -540,7 +552,18 @@ export class Controller {
       this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass ON: all live traffic to legacy, mirroring off');
       for (const name of this.routes.keys()) this.emit(name, 0);
     }
-    const after = await this.deps.store.updateGlobal((g) => ({ ...g, bypass: on, changedAt: now, changedBy: opts.who, reason: why }));
+    let after: GlobalState;
+    try {
+      after = await this.deps.store.updateGlobal((g) => ({ ...g, bypass: on, changedAt: now, changedBy: opts.who, reason: why }));
+    } catch (err) {
+      if (!on || wasOn) throw err;
+      // On in this process already (that is what an incident needs), but not in the store: said so,
+      // audited, and written at each check until the store takes it (a restart would lose it).
+      this.bypassUnsaved = { changedAt: now, changedBy: opts.who, reason: why };
+      void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: 'bypass-on', from: null, to: null, why: `${why} (not yet in the state store)` });
+      throw new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but the state store could not be written (${(err as Error).message}): a restart would lose it until it is; cutover writes it at each check.`);
+    }
+    this.bypassUnsaved = null;
     if (!on) {
       this.bypassNow = false;
       if (wasOn) {
