@@ -99,6 +99,23 @@ describe('file state store', () => {
     expect(JSON.parse(readFileSync(path, 'utf8')).routes.a.weight).toBe(50);
   });
 
+  it('writes an extra value (the credential inventory) once, not again with every route write, and the file reads back the same', async () => {
+    const path = join(tempDir(), 'state.json');
+    const store = new FileStore(path);
+    await store.load();
+    let stringified = 0;
+    const inventory = { toJSON: () => (stringified++, [{ fingerprint: 'fp_1', requests: 3 }]) };
+    await store.setExtra('credentials', inventory);
+    for (let i = 0; i < 5; i++) await store.updateRoute('a', seed('a'), (c) => ({ ...c, passes: i }));
+    await store.updateGlobal((g) => ({ ...g, bypass: true, changedBy: 'ops' }));
+    expect(stringified).toBe(1);
+    const again = await new FileStore(path).load();
+    expect(again.extra).toEqual({ credentials: [{ fingerprint: 'fp_1', requests: 3 }] });
+    expect(again.routes.a.passes).toBe(4);
+    expect(again.global.bypass).toBe(true);
+    expect(again.version).toBe(7);
+  });
+
   it('removes temp files a killed writer left behind', async () => {
     const dir = tempDir();
     const path = join(dir, 'state.json');
