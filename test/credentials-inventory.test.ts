@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +72,17 @@ describe('fingerprints', () => {
     process.env.CUTOVER_TEST_FP_KEY = 'env-key';
     expect(loadFingerprintKey({ fingerprintKeyEnv: 'CUTOVER_TEST_FP_KEY' })).toMatchObject({ origin: 'env' });
     expect(loadFingerprintKey({}).origin).toBe('ephemeral');
+  });
+
+  it('an empty key file is refused (fingerprints would have no secret), and creating one leaves no temp file behind', () => {
+    const empty = join(dir, 'empty.key');
+    writeFileSync(empty, '\n');
+    expect(() => loadFingerprintKey({ fingerprintKeyFile: empty })).toThrow(/fingerprintKeyFile .*empty\.key is empty/);
+    const keys = join(dir, 'fresh');
+    const created = loadFingerprintKey({ fingerprintKeyFile: join(keys, 'fp.key') });
+    expect(created.origin).toBe('created');
+    expect(readdirSync(keys)).toEqual(['fp.key']);
+    expect(readFileSync(join(keys, 'fp.key'), 'utf8').trim()).toBe(created.key.toString());
   });
 
   it('cutover fingerprint prints the fingerprint of the key on stdin, under the config key', () => {

@@ -4,10 +4,9 @@
  * readers of secret files and variables. This is the one place credential material is read from
  * files and the environment, so the rest of `credentials/` never touches either.
  */
-import { existsSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { createHmac, randomBytes } from 'node:crypto';
-import { dirname, resolve as resolvePath } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { CutoverError } from '../errors.js';
 import type { RawConfig } from './schema.js';
 
@@ -168,27 +167,48 @@ export function loadFingerprintKey(creds: { fingerprintKeyFile?: string; fingerp
   if (creds.fingerprintKeyEnv) return { key: Buffer.from(readSecretValue({ env: creds.fingerprintKeyEnv }, 'credentials.fingerprintKeyEnv')), origin: 'env' };
   const file = creds.fingerprintKeyFile;
   if (!file) return { key: randomBytes(32), origin: 'ephemeral' };
+  let existing: string | undefined;
   try {
-    return { key: Buffer.from(readFileSync(file, 'utf8').trim()), origin: 'file' };
+    existing = readFileSync(file, 'utf8').trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || options.create === false) {
       throw new CutoverError('CREDENTIAL_SOURCE', `Cannot read credentials.fingerprintKeyFile ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); every replica needs the same key file.`);
     }
   }
+  if (existing !== undefined) {
+    // An empty key would fingerprint with no secret at all (anyone could compute the fingerprints).
+    if (existing === '') throw new CutoverError('CREDENTIAL_SOURCE', `credentials.fingerprintKeyFile ${file} is empty; restore the key every replica uses, or delete the file to have a new one made.`);
+    return { key: Buffer.from(existing), origin: 'file' };
+  }
   const text = randomBytes(32).toString('hex');
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  let fd: number;
+  // Written whole to a temp file, synced, then linked into place: link() fails if a key is there
+  // already (two processes starting together keep the first one's), and no reader ever sees the file
+  // half written or empty (a crash between create and write left an empty key file before).
+  const temp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    // 'wx': two processes starting together must not overwrite each other's key.
-    fd = openSync(file, 'wx', 0o600);
+    const fd = openSync(temp, 'wx', 0o600);
+    try {
+      writeSync(fd, `${text}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(temp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadFingerprintKey(creds, { create: false });
+      throw err;
+    }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadFingerprintKey(creds, { create: false });
+    if (err instanceof CutoverError) throw err;
     throw new CutoverError('CREDENTIAL_SOURCE', `Cannot create credentials.fingerprintKeyFile ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the directory's permissions.`);
-  }
-  try {
-    writeSync(fd, `${text}\n`);
   } finally {
-    closeSync(fd);
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Never created, or gone already.
+    }
   }
   return { key: Buffer.from(text), origin: 'created' };
 }
