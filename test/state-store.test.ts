@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { FileStore } from '../src/cutover/store-file.js';
+import { FileStore, LOCK_LEASE_MS } from '../src/cutover/store-file.js';
 import type { RouteState } from '../src/cutover/types.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy } from './helpers/proxy.js';
@@ -120,7 +120,10 @@ describe('file state store', () => {
     const dir = tempDir();
     const path = join(dir, 'state.json');
     writeFileSync(join(dir, '.state.json.12345.tmp'), '{"half');
-    await new FileStore(path).load();
+    const store = new FileStore(path);
+    await store.load();
+    expect(readdirSync(dir)).toEqual(['state.json.lock']);
+    await store.close();
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -162,6 +165,38 @@ describe('file state store', () => {
     expect(last).toBeGreaterThanOrEqual(25);
     console.log(`state store crash test: 25 kills, ${killedWhileWriting} with a temp file in flight, final step ${last}`);
   }, 120_000);
+});
+
+describe('one process per state file', () => {
+  it('a second process is refused while the first holds the file, and takes it once the first is gone (killed, or its lease ran out on another host)', async () => {
+    const path = join(tempDir(), 'state.json');
+    const child = spawn(process.execPath, [WRITER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      await waitFor(() => out.includes('ready'), 10_000, 'the first process to hold the file');
+      await expect(new FileStore(path).load()).rejects.toThrow(new RegExp(`state file .*state\\.json is in use by process ${child.pid} on .*one process per state file`));
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    // Gone without a word (SIGKILL): its lock is stale on this host, so this start takes it.
+    const second = new FileStore(path);
+    await second.load();
+    await second.close();
+    // A holder on another host: refused while its lease is fresh, taken once it ran out.
+    const lock = `${path}.lock`;
+    writeFileSync(lock, JSON.stringify({ pid: 1, host: 'other-host.example', since: '2026-11-30T00:00:00Z' }));
+    await expect(new FileStore(path).load()).rejects.toThrow(/in use by process 1 on other-host\.example/);
+    const old = new Date(Date.now() - LOCK_LEASE_MS - 5_000);
+    utimesSync(lock, old, old);
+    const third = new FileStore(path);
+    await third.load();
+    expect(JSON.parse(readFileSync(lock, 'utf8')).pid).toBe(process.pid);
+    await third.close();
+    expect(existsSync(lock)).toBe(false);
+  }, 30_000);
 });
 
 describe('state store in the proxy', () => {

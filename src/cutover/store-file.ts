@@ -13,7 +13,8 @@
  * The Redis store (fleet) will follow the same shape: `version` is the fencing token a writer checks
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError } from '../errors.js';
 import { freshSnapshot, MemoryStore } from './store.js';
@@ -67,10 +68,32 @@ export interface FileStoreEvents {
   onInvalidRoute?: (info: { path: string; route: string; reason: string }) => void;
 }
 
+/** A lock not refreshed for this long belongs to a process that is gone (on any host). */
+export const LOCK_LEASE_MS = 30_000;
+const LOCK_REFRESH_MS = 10_000;
+
+interface LockHolder {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class FileStore extends MemoryStore {
   override readonly kind = 'file';
   private healthy = true;
   private readonly tempPath: string;
+  /** `<path>.lock`: one process per state file (two would each write their own state over the other's). */
+  private readonly lockPath: string;
+  private lockRefresh: NodeJS.Timeout | null = null;
 
   constructor(
     readonly path: string,
@@ -78,9 +101,85 @@ export class FileStore extends MemoryStore {
   ) {
     super();
     this.tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+    this.lockPath = `${path}.lock`;
+  }
+
+  /**
+   * Takes `<path>.lock` for this process's lifetime, refreshed every 10 s. Two processes on one file
+   * each wrote their own state over the other's: a rollback made through one was undone by the
+   * other's next check, silently. A second process is refused at start, naming the holder. A lock is
+   * stale (taken over) when its process is gone on this host, or when it was not refreshed for 30 s
+   * (a holder on another host that died: its replacement starts once the lease ran out).
+   */
+  private async lock(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    const mine: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const file = await open(this.lockPath, 'wx', 0o600);
+        try {
+          await file.writeFile(JSON.stringify(mine));
+        } finally {
+          await file.close();
+        }
+        this.lockRefresh = setInterval(() => {
+          const now = new Date();
+          utimes(this.lockPath, now, now).catch(() => undefined);
+        }, LOCK_REFRESH_MS);
+        this.lockRefresh.unref();
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new StateFileError(`Cannot create the lock ${this.lockPath} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the directory's permissions.`);
+        }
+      }
+      const holder = await this.lockHolder();
+      if (holder === null) {
+        // Being written by a process starting right now: look again in a moment.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      if ('pid' in holder) {
+        throw new StateFileError(
+          `The state file ${this.path} is in use by process ${holder.pid} on ${holder.host} (since ${holder.since}): one process per state file. If that process is gone, start again after ${LOCK_LEASE_MS / 1000} s or delete ${this.lockPath}.`,
+        );
+      }
+      await unlink(this.lockPath).catch(() => undefined);
+    }
+    throw new StateFileError(`Cannot take the lock ${this.lockPath}: other processes keep taking it; one process per state file.`);
+  }
+
+  /** The live holder of the lock, or `{ stale }` when it may be taken over. */
+  private async lockHolder(): Promise<LockHolder | { stale: true } | null> {
+    let text: string;
+    let age: number;
+    try {
+      [text, age] = await Promise.all([readFile(this.lockPath, 'utf8'), stat(this.lockPath).then((s) => Date.now() - s.mtimeMs)]);
+    } catch {
+      return { stale: true };
+    }
+    let holder: Partial<LockHolder>;
+    try {
+      holder = JSON.parse(text) as Partial<LockHolder>;
+    } catch {
+      // Half written by a process that died while taking it; a live one writes it within milliseconds.
+      return age > 1_000 ? { stale: true } : null;
+    }
+    if (typeof holder.pid !== 'number' || typeof holder.host !== 'string') return { stale: true };
+    if (age > LOCK_LEASE_MS) return { stale: true };
+    if (holder.host === hostname() && (holder.pid === process.pid || !alive(holder.pid))) return { stale: true };
+    return { pid: holder.pid, host: holder.host, since: String(holder.since ?? 'unknown') };
+  }
+
+  override async close(): Promise<void> {
+    if (this.lockRefresh === null) return;
+    clearInterval(this.lockRefresh);
+    this.lockRefresh = null;
+    await unlink(this.lockPath).catch(() => undefined);
   }
 
   override async load(): Promise<StoreSnapshot> {
+    await this.lock();
     await this.removeStaleTemps();
     let text: string;
     try {
