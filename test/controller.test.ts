@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -564,5 +564,25 @@ describe('audit log bounds', () => {
     const read = await audit.read(AUDIT_MEMORY + 50);
     expect(read).toHaveLength(AUDIT_MEMORY);
     expect(read.at(-1)?.why).toBe(`#${AUDIT_MEMORY + 4}`);
+  });
+
+  it('a file that cannot be written or read: the lever is not lost from the log, and reading it never fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-audit-'));
+    const path = join(dir, 'audit.jsonl');
+    const errors: string[] = [];
+    const audit = new AuditLog(path, (err) => errors.push(err.message));
+    await audit.append(entry(1));
+    // The file turns into a directory: appends fail, and so do reads.
+    rmSync(path);
+    mkdirSync(path);
+    await audit.append(entry(2));
+    expect(audit.failedWrites).toBe(1);
+    expect(errors).toHaveLength(1);
+    expect((await audit.read()).map((e) => e.why)).toEqual(['#1', '#2']);
+    // The file is back with what it had: the entry it missed is shown in its place.
+    rmSync(path, { recursive: true });
+    writeFileSync(path, `${JSON.stringify(entry(1))}\n`);
+    await audit.append(entry(3));
+    expect((await audit.read()).map((e) => e.why)).toEqual(['#1', '#2', '#3']);
   });
 });

@@ -34,8 +34,16 @@ export const AUDIT_MEMORY = 1000;
 /** Bytes read from the end of the file to find the latest entries. */
 const TAIL_BYTES = 1024 * 1024;
 
+/** Keeps the last AUDIT_MEMORY items of `list`. */
+function bound<T>(list: T[]): void {
+  if (list.length > AUDIT_MEMORY) list.splice(0, list.length - AUDIT_MEMORY);
+}
+
 export class AuditLog {
+  /** The latest entries, with or without a file: what `read` answers when the file cannot be read. */
   private readonly recent: AuditEntry[] = [];
+  /** Entries the file did not take: `read` still shows them, in time order. */
+  private readonly unwritten: AuditEntry[] = [];
   private tail: Promise<void> = Promise.resolve();
   private dirReady = false;
   /** Entries that could not be written to the file (logged through `onError`). */
@@ -49,12 +57,9 @@ export class AuditLog {
   /** Appends one entry; resolves when it is on disk (callers need not wait). Never rejects. */
   append(entry: AuditEntry): Promise<void> {
     const path = this.path;
-    if (path === undefined) {
-      // Without a file the memory is the log; with one, `read` reads the file and never this list.
-      this.recent.push(entry);
-      if (this.recent.length > AUDIT_MEMORY) this.recent.splice(0, this.recent.length - AUDIT_MEMORY);
-      return Promise.resolve();
-    }
+    this.recent.push(entry);
+    bound(this.recent);
+    if (path === undefined) return Promise.resolve();
     const line = `${JSON.stringify(entry)}\n`;
     this.tail = this.tail.then(async () => {
       try {
@@ -65,6 +70,8 @@ export class AuditLog {
         await appendFile(path, line, 'utf8');
       } catch (err) {
         this.failedWrites++;
+        this.unwritten.push(entry);
+        bound(this.unwritten);
         this.onError(err as Error);
       }
     });
@@ -91,8 +98,10 @@ export class AuditLog {
         await handle.close();
       }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
+      // A file that cannot be read (gone, permissions) is no reason to answer nothing: the lever was
+      // pulled. What this process wrote or tried to write is in memory.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.recent.length === 0) return [];
+      return this.recent.slice(-n);
     }
     const entries: AuditEntry[] = [];
     for (const line of text.split('\n')) {
@@ -102,6 +111,10 @@ export class AuditLog {
       } catch {
         // A torn last line from a crash mid-append is not an entry.
       }
+    }
+    if (this.unwritten.length > 0) {
+      entries.push(...this.unwritten);
+      entries.sort((a, b) => (a.when < b.when ? -1 : a.when > b.when ? 1 : 0));
     }
     return entries.slice(-n);
   }
