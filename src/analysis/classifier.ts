@@ -122,7 +122,9 @@ export class RouteAnalysis {
 
   /** The differences with the request's own credential out of their fields (a key echoed as an object key). */
   private keyless(pair: CapturedAnswerPair, differences: readonly Difference[]): readonly Difference[] {
-    return pair.secrets === undefined || pair.secrets.length === 0 || differences.length === 0 ? differences : withoutSecrets(differences, pair.secrets);
+    if (pair.secrets === undefined || differences.length === 0) return differences;
+    const secrets = pair.secrets();
+    return secrets.length === 0 ? differences : withoutSecrets(differences, secrets);
   }
 
   private rememberError(pair: CapturedAnswerPair, reason: string): void {
@@ -194,7 +196,7 @@ export class RouteAnalysis {
       slice.baselineComparisons++;
       for (const { name, firsts } of this.group(slice, this.keyless(pair, base.differences))) {
         slice.field(name).noiseHits++;
-        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true, secrets: pair.secrets });
+        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true, secrets: pair.secrets?.() });
       }
     }
 
@@ -222,7 +224,7 @@ export class RouteAnalysis {
       f.mismatches++;
       for (const d of firsts) {
         f.kinds[d.kind] = (f.kinds[d.kind] ?? 0) + 1;
-        this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false, secrets: pair.secrets });
+        this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false, secrets: pair.secrets?.() });
       }
     }
     let real = false;

@@ -26,32 +26,29 @@ export interface RequestCredential {
   /** The identity to use toward new for this credential (pass to `outbound.new.headerFor`). */
   mapping: OutboundMapping | undefined;
   /**
-   * The credential's values as a backend may echo them (the key; for Basic, `user:password` and the
-   * password), at least MIN_SECRET_CHARS long: diff examples blank them out (never logged or kept apart).
+   * The values the request carries where a backend may read its credential, in every spelling a
+   * backend may read them (a decoy's neighbour, a cookie unquoted or decoded, both halves of Basic's
+   * `user:password`), at least MIN_SECRET_CHARS long: diff examples blank them out. Worked out on
+   * first call (only a pair with differences asks), never logged or kept apart.
    */
-  secrets: readonly string[];
+  secrets: () => readonly string[];
 }
 
 const NO_SECRETS: readonly string[] = [];
+const NONE = (): readonly string[] => NO_SECRETS;
 
-/** The credential's spellings a backend may read it as (MIN_SECRET_CHARS or longer). */
-function secretsOf(value: string | undefined, scheme: CredentialScheme | null): readonly string[] {
-  if (value === undefined || value.length < MIN_SECRET_CHARS) return NO_SECRETS;
-  if (scheme === 'basic') {
-    // Either half may be the key: `sk_live_…:` (Stripe) or `apikey:X`, `user:token`.
+function secretsIn(headers: HeaderSource, url: string | undefined, locations: readonly LegacyLocation[]): readonly string[] {
+  const out = new Set<string>();
+  for (const value of credentialCandidates(headers, url, locations)) {
+    out.add(value);
+    // Either half of `user:password` may be the key: `sk_live_…:` (Stripe) or `apikey:X`.
     const colon = value.indexOf(':');
-    return [value, value.slice(0, colon), value.slice(colon + 1)].filter((s, i) => i === 0 || (colon !== -1 && s.length >= MIN_SECRET_CHARS));
+    if (colon !== -1) {
+      out.add(value.slice(0, colon));
+      out.add(value.slice(colon + 1));
+    }
   }
-  if (scheme !== 'cookie') return [value];
-  // A backend reads a cookie unquoted and percent-decoded.
-  const unquoted = value.length > 1 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
-  let decoded = unquoted;
-  try {
-    decoded = decodeURIComponent(unquoted);
-  } catch {
-    // Not valid percent-encoding: read as it is.
-  }
-  return [...new Set([value, unquoted, decoded])].filter((s) => s.length >= MIN_SECRET_CHARS);
+  return [...out].filter((s) => s.length >= MIN_SECRET_CHARS);
 }
 
 export interface CredentialsDeps {
@@ -113,8 +110,13 @@ export class Credentials {
     }
     // A key legacy refuses is never lent new's own identity: legacy answers it (and keeps refusing).
     if (decision === 'allowed' && fingerprint !== null && this.inventory.legacyRejected(fingerprint)) decision = 'legacy_only';
-    const scheme = found?.scheme ?? null;
-    return { fingerprint, scheme, decision, mapping: this.policy.mappingFor(fingerprint), secrets: secretsOf(found?.value, scheme) };
+    let secrets = NONE;
+    if (found !== null) {
+      const locations = this.locations;
+      let cached: readonly string[] | undefined;
+      secrets = () => (cached ??= secretsIn(headers, url, locations));
+    }
+    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint), secrets };
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

@@ -34,7 +34,7 @@ export interface MirrorRequest {
   /** The identity toward new mapped to the client's legacy credential, if any. */
   mapping?: OutboundMapping;
   /** The client's credential values, blanked out of the pair's diff examples (RequestCredential.secrets). */
-  secrets?: readonly string[];
+  secrets?: () => readonly string[];
 }
 
 export interface ShadowEngineDeps {

@@ -20,5 +20,5 @@ export interface CapturedAnswerPair {
    */
   startedAt?: number;
   /** The client's credential values: its diff examples never show them (RequestCredential.secrets). */
-  secrets?: readonly string[];
+  secrets?: () => readonly string[];
 }

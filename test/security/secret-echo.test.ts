@@ -33,6 +33,7 @@ const K = {
   plain: `sk_live_PLN${rnd()}`,
   objkey2: `sk_live_OBK${rnd()}`,
   freshdesk: `FD${rnd()}`,
+  twoPlaces: `sk_live_TWO${rnd()}`,
 };
 
 const cases: Case[] = [
@@ -62,6 +63,8 @@ const cases: Case[] = [
   { name: 'textQuote', send: { headers: { 'x-api-key': K.textQuote } }, echo: () => ({ text: `hello ${K.textQuote}` }), look: JSON.stringify(JSON.stringify(K.textQuote).slice(1, -1)).slice(1, -1) },
   // a long container preview (>200) is a JSON text: " and \ escaped
   { name: 'longJsonQuote', send: { headers: { 'x-api-key': K.longJsonQuote } }, echo: () => ({ body: { f_ljq: { pad: 'p'.repeat(20), who: K.longJsonQuote, more: 'm'.repeat(300) } } }), look: JSON.stringify(JSON.stringify(K.longJsonQuote).slice(1, -1)).slice(1, -1) },
+  // two credentials: the first location found is a decoy, legacy reads the bearer one
+  { name: 'twoPlaces', send: { headers: { 'x-api-key': 'decoy-key-1', authorization: `Bearer ${K.twoPlaces}` } }, echo: (req) => ({ body: { f_two: req.headers.authorization!.slice(7) } }), look: K.twoPlaces },
 ];
 
 let legacy: TestBackend;
@@ -120,7 +123,7 @@ afterAll(async () => {
 describe("a backend echoing its caller's credential: never in admin output, in any spelling", () => {
   it('the examples are there to scan (each case differs, and shows [redacted] where its key was)', () => {
     const diffs = outputs['/api/routes/m/diffs'];
-    for (const field of ['f_plain', 'f_fd', 'f_basic', 'f_cq', 'f_ce', 'f_self', 'f_up', 'f_cut', 'limits']) expect(diffs, field).toContain(field);
+    for (const field of ['f_plain', 'f_fd', 'f_basic', 'f_cq', 'f_ce', 'f_self', 'f_up', 'f_cut', 'f_two', 'limits']) expect(diffs, field).toContain(field);
     expect(diffs).toContain('[redacted]');
     expect(outputs['/metrics']).toContain('cutover_mismatch_fields_total{route="m",field="$.limits.[redacted]"');
   });
