@@ -3,7 +3,7 @@
  * baseline answer, decides per differing field whether it is real or noise over the window, and
  * records latency, examples, errors and the controller's evidence.
  */
-import { isRealDifference, withoutSecrets, type DiffKind, type Difference, type CompareState, type NoiseThresholds } from '../compare/index.js';
+import { blankSecrets, isRealDifference, secretSpellings, withoutSecrets, type DiffKind, type Difference, type CompareState, type NoiseThresholds } from '../compare/index.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 import { isFailure, OTHER_FIELD, statusLabel, type ComparisonResult, type RouteMetrics } from '../telemetry/metrics.js';
@@ -120,6 +120,12 @@ export class RouteAnalysis {
     return groups;
   }
 
+  /** The request's path with its own credential blanked (a key in a path segment: `/keys/<key>`). */
+  private shownPath(pair: CapturedAnswerPair): string {
+    const secrets = pair.secrets?.();
+    return secrets === undefined || secrets.length === 0 ? pair.path : blankSecrets(pair.path, secretSpellings(secrets));
+  }
+
   /** The differences with the request's own credential out of their fields (a key echoed as an object key). */
   private keyless(pair: CapturedAnswerPair, differences: readonly Difference[]): readonly Difference[] {
     if (pair.secrets === undefined || differences.length === 0) return differences;
@@ -128,7 +134,7 @@ export class RouteAnalysis {
   }
 
   private rememberError(pair: CapturedAnswerPair, reason: string): void {
-    this.errors.push({ at: new Date(this.limits.now()).toISOString(), method: pair.method, path: pair.path, reason });
+    this.errors.push({ at: new Date(this.limits.now()).toISOString(), method: pair.method, path: this.shownPath(pair), reason });
     if (this.errors.length > this.limits.examplesPerField) this.errors.shift();
   }
 
@@ -191,12 +197,14 @@ export class RouteAnalysis {
     if (this.current(pair)) this.evidence.answer(pair.primaryIsNew ? 'legacy' : 'new', failed(shadow), answered(shadow) ? shadow.seconds : null);
     const rules = pair.route.rules;
 
+    /** The request's path as examples show it, worked out once for the pair when it has one. */
+    let shown: string | undefined;
     const base = compared.baseline;
     if (base !== null) {
       slice.baselineComparisons++;
       for (const { name, firsts } of this.group(slice, this.keyless(pair, base.differences))) {
         slice.field(name).noiseHits++;
-        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.baseline, baseline: true, secrets: pair.secrets?.() });
+        for (const d of firsts) this.remember(name, d.kind, { at, method: pair.method, path: (shown ??= this.shownPath(pair)), diff: d, rules: rules.baseline, baseline: true, secrets: pair.secrets?.() });
       }
     }
 
@@ -224,7 +232,7 @@ export class RouteAnalysis {
       f.mismatches++;
       for (const d of firsts) {
         f.kinds[d.kind] = (f.kinds[d.kind] ?? 0) + 1;
-        this.remember(name, d.kind, { at, method: pair.method, path: pair.path, diff: d, rules: rules.shadow, baseline: false, secrets: pair.secrets?.() });
+        this.remember(name, d.kind, { at, method: pair.method, path: (shown ??= this.shownPath(pair)), diff: d, rules: rules.shadow, baseline: false, secrets: pair.secrets?.() });
       }
     }
     let real = false;

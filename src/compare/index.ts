@@ -14,8 +14,8 @@ import type { KnownSpans } from './known.js';
 import { lockstepJson } from './lockstep.js';
 import type { RecentPairs } from './recent.js';
 import { applyMappings, compileMapping, type CompiledMapping } from './mappings.js';
-import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, type PathMatcher, type Segment } from './path.js';
-import { blankSecrets, redactDifference as redactWith, redactSecrets, redactValue as redactValueWith, secretSpellings } from './redact.js';
+import { IGNORE, SENSITIVE, UNORDERED, buildMatcher, parsePath, renderKey, type PathMatcher, type Segment } from './path.js';
+import { blankSecrets, REDACTED, redactDifference as redactWith, redactSecrets, redactValue as redactValueWith, secretSpellings } from './redact.js';
 import { digest, textSummary } from './text.js';
 import type { BodyKind, Captured, CompareContext, Comparison, Difference } from './types.js';
 
@@ -23,7 +23,7 @@ export type { BodyKind, Captured, CompareContext, Comparison, DiffKind, Differen
 export { DEFAULT_NOISE_THRESHOLDS, isRealDifference } from './noise.js';
 export { isDynamicKey, PathSyntaxError } from './path.js';
 export { MAX_DIFFERENCES } from './json.js';
-export { MIN_SECRET_CHARS, REDACTED } from './redact.js';
+export { blankSecrets, MIN_SECRET_CHARS, REDACTED, secretSpellings } from './redact.js';
 export { boundName, MAX_KEY_CHARS, MAX_PATH_CHARS } from './bound.js';
 export { KnownSpans, type KnownSpansStats } from './known.js';
 export { RecentPairs, type RecentPairsStats } from './recent.js';
@@ -379,8 +379,9 @@ export function redactDifference(diff: Difference, rules: CompiledRules, secrets
   const out = redactWith(diff, rules);
   if (secrets === undefined || secrets.length === 0) return out;
   const spellings = secretSpellings(secrets);
-  out.field = blankSecrets(out.field, spellings);
-  out.path = blankSecrets(out.path, spellings);
+  const segments = [...new Set(secrets.map((s) => renderKey(s).toLowerCase()))];
+  out.field = blankKeys(out.field, segments);
+  out.path = blankKeys(out.path, segments);
   if ('legacy' in out) out.legacy = redactSecrets(out.legacy, spellings);
   if ('candidate' in out) out.candidate = redactSecrets(out.candidate, spellings);
   return out;
@@ -389,24 +390,43 @@ export function redactDifference(diff: Difference, rules: CompiledRules, secrets
 /**
  * The differences of a pair whose request carried a credential, with that credential blanked from
  * their field and path: a key the backend echoed as an object key (`$.limits.<key>`) must not become
- * a field name, a metric label or an example's location. Differences without it are kept as they are.
+ * a field name, a metric label or an example's location. Matched as a whole key, as the path renders
+ * it (escaped, or cut and hashed when long), ignoring case: `$.orders` stays when the secret is
+ * `orders`-something. Differences without it are kept as they are.
  */
 export function withoutSecrets(differences: readonly Difference[], secrets: readonly string[]): readonly Difference[] {
-  // A key appears in a path as sent or JSON-escaped (bracket notation), so only those are looked
-  // for, by exact match (an echo turned into a key keeps its case); a field is a path's shape, so a
-  // path without the secret has a field without it too.
-  let keys: string[] | null = null;
+  let segments: string[] | null = null;
   let out: Difference[] | null = null;
   for (let i = 0; i < differences.length; i++) {
     const d = differences[i];
-    keys ??= secrets.flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]);
-    let found = false;
-    for (const k of keys) if (d.path.includes(k)) found = true;
-    if (!found) continue;
+    segments ??= [...new Set(secrets.map((s) => renderKey(s).toLowerCase()))];
+    const path = blankKeys(d.path, segments);
+    if (path === d.path) continue;
     out ??= differences.slice();
-    out[i] = { ...d, field: blankSecrets(d.field, keys), path: blankSecrets(d.path, keys) };
+    out[i] = { ...d, field: blankKeys(d.field, segments), path };
   }
   return out ?? differences;
+}
+
+/** `path` with each whole-key occurrence of a segment (lower-case) replaced by `.[redacted]`. */
+function blankKeys(path: string, segments: readonly string[]): string {
+  let out = path;
+  for (const segment of segments) {
+    let lower = out.toLowerCase();
+    if (lower.length !== out.length) lower = out;
+    let at = lower.indexOf(segment);
+    while (at !== -1) {
+      const end = at + segment.length;
+      const next = out[end];
+      // `.name` must end there (not `.names`); `['…']` ends itself.
+      if (segment.startsWith('[') || next === undefined || next === '.' || next === '[') {
+        out = `${out.slice(0, at)}.${REDACTED}${out.slice(end)}`;
+        lower = `${lower.slice(0, at)}.${REDACTED}${lower.slice(end)}`;
+        at = lower.indexOf(segment, at + REDACTED.length + 1);
+      } else at = lower.indexOf(segment, at + 1);
+    }
+  }
+  return out;
 }
 
 /** Redacts one value found at a concrete path (`$.user.password`, `header:authorization`). */

@@ -178,7 +178,8 @@ function collect(node: PathNode | null): PathKey[] {
 
 const PLAIN_KEY = /^[A-Za-z_$][A-Za-z0-9_$-]*$/;
 
-function renderKey(name: string): string {
+/** How a key shows in a rendered path: `.name`, or `['na\\'me']`, bounded (a long key is cut and hashed). */
+export function renderKey(name: string): string {
   // Keys come from backend answers: bounded before they become labels, stored paths and examples.
   const key = boundName(name);
   return PLAIN_KEY.test(key) ? `.${key}` : `['${key.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}']`;

@@ -188,7 +188,8 @@ function indexIgnoringCase(text: string, lower: string | null, needle: string, f
 
 /**
  * `text` with every spelling blanked, ignoring case (an echo may change it); a cut preview (ending
- * in "…") also loses a trailing start of one, 4 characters or more, that the cut left behind.
+ * in "…") also loses a trailing start of one, 8 characters or more, that the cut left behind
+ * (shorter starts are too often ordinary words: "test" of `test_key_…`).
  */
 export function blankSecrets(text: string, spellings: readonly string[]): string {
   let out = text;
@@ -209,7 +210,7 @@ export function blankSecrets(text: string, spellings: readonly string[]): string
   const head = out.slice(0, -1).toLowerCase();
   for (const spelling of spellings) {
     const lower = spelling.toLowerCase();
-    for (let k = Math.min(lower.length - 1, head.length); k >= 4; k--) {
+    for (let k = Math.min(lower.length - 1, head.length); k >= 8; k--) {
       if (head.endsWith(lower.slice(0, k))) return `${out.slice(0, out.length - 1 - k)}${REDACTED}…`;
     }
   }

@@ -41,11 +41,14 @@ function secretsIn(headers: HeaderSource, url: string | undefined, locations: re
   const out = new Set<string>();
   for (const value of credentialCandidates(headers, url, locations)) {
     out.add(value);
-    // Either half of `user:password` may be the key: `sk_live_…:` (Stripe) or `apikey:X`.
+    // The password of `user:password`, and the user when the password is empty or short: then the
+    // user is the key (`sk_live_…:` at Stripe, `apikey:X` at Freshdesk); otherwise it is a name
+    // (`orders:…`) that must not be blanked from every field holding it.
     const colon = value.indexOf(':');
     if (colon !== -1) {
-      out.add(value.slice(0, colon));
-      out.add(value.slice(colon + 1));
+      const password = value.slice(colon + 1);
+      out.add(password);
+      if (password.length < MIN_SECRET_CHARS) out.add(value.slice(0, colon));
     }
   }
   return [...out].filter((s) => s.length >= MIN_SECRET_CHARS);

@@ -21,6 +21,7 @@ import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.j
 import type { Logger } from '../telemetry/logger.js';
 import { Tunnels, tunnelled } from './upgrade.js';
 import { effectiveMethod } from '../shadow/methods.js';
+import { blankSecrets, secretSpellings } from '../compare/redact.js';
 import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
 import { revokedProblem, type CredentialInventory, type CredentialSighting, type Credentials, type RequestCredential } from '../credentials/index.js';
@@ -296,11 +297,14 @@ export class ProxyServer {
     }
     if (this.accessLog) {
       const before = onSettled;
-      // The query string stays out of the log: it carries tokens and personal data too often.
+      // The query string stays out of the log: it carries tokens and personal data too often. A
+      // path segment holding the request's own key (`/keys/<key>`) is blanked.
       onSettled = (answer) => {
         before?.(answer);
+        const secrets = credential?.secrets();
+        const shown = secrets === undefined || secrets.length === 0 ? path : blankSecrets(path, secretSpellings(secrets));
         this.deps.logger.info(
-          { route: route.name, method, path, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...LIVE_TAGS[live] },
+          { route: route.name, method, path: shown, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...LIVE_TAGS[live] },
           'request',
         );
       };

@@ -28,8 +28,11 @@ export type TargetProblem = { problem: 'BAD_PATH' | 'BAD_HOST'; detail: string }
 const HEX = '0123456789ABCDEF';
 /** A character `normaliseEncoding` would change: a `%`, a `\`, a control, space or non-ASCII character. */
 const NEEDS_NORMALISING = /[%\\\x00-\x20\x7f-\uffff]/;
-/** A UTF-8 lead byte that makes an overlong sequence, with its continuation (as normalised: upper-case hex). */
-const OVERLONG = /%C[01]%[89AB][0-9A-F]|%E0%[89][0-9A-F]|%F0%8[0-9A-F]/;
+/**
+ * The overlong UTF-8 spellings of ".", "/" and "\\" (2 to 6 bytes; as normalised: upper-case hex).
+ * Only these: Latin-1 or cp1252 text may hold the same lead bytes ("À©", "voilà…").
+ */
+const OVERLONG = /%C0%A[EF]|%C1%9C|%E0%80%A[EF]|%E0%81%9C|%F0%80%80%A[EF]|%F0%80%81%9C|%F8%80%80%80%A[EF]|%F8%80%80%81%9C|%FC%80%80%80%80%A[EF]|%FC%80%80%80%81%9C/;
 /** A capture that may not be substituted: an encoded separator, or a `.`/`..` segment. */
 const UNSAFE_CAPTURE = /%2F|%5C|(?:^|\/)\.\.?(?:;[^/]*)?(?:\/|$)/i;
 
@@ -68,8 +71,7 @@ function normaliseEncoding(raw: string): string | null {
     }
   }
   // Overlong UTF-8 (`%C0%AE` for ".", `%C0%AF` for "/"): never valid, and a lenient decoder behind
-  // the proxy reads it as the separator or dot it spells, past the path checks here. Latin-1 text
-  // (`caf%E9`) does not have these byte pairs; they are refused.
+  // the proxy reads it as the separator or dot it spells, past the path checks here: refused.
   return OVERLONG.test(out) ? null : out;
 }
 
