@@ -5,6 +5,7 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { MAX_SECONDS, RouteEvidenceLog } from '../src/analysis/evidence.js';
+import { ExchangeClock } from '../src/forward/exchange.js';
 import { waitFor } from './helpers/backend.js';
 import { baseConfig } from './helpers/proxy.js';
 import { scoped } from './helpers/scoped.js';
@@ -111,5 +112,18 @@ describe('live answers in the evidence, through a running proxy', () => {
     await (await after).body.dump();
     await waitFor(() => p.analysis.evidence('r', since).legacy.requests > 0, 5_000, 'the second answer in the evidence');
     expect(p.analysis.evidence('r', since).legacy).toMatchObject({ requests: 1, errors: 0 });
+  });
+});
+
+describe('the dispatch time of a live answer', () => {
+  it('is on the wall clock the steps use, even when performance.timeOrigin disagrees with it (a clock stepped forward since start)', () => {
+    const real = performance.timeOrigin;
+    Object.defineProperty(performance, 'timeOrigin', { value: real - 3_600_000, configurable: true });
+    try {
+      const clock = new ExchangeClock();
+      expect(Math.abs(clock.startedAt() - Date.now())).toBeLessThan(1_000);
+    } finally {
+      Object.defineProperty(performance, 'timeOrigin', { value: real, configurable: true });
+    }
   });
 });

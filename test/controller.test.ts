@@ -487,6 +487,33 @@ describe('controller: found by review', () => {
     expect(state(r).weight).toBe(10);
   });
 
+  it('a check retrying an unsaved bypass-on never lands after a later bypass-off (found by review)', async () => {
+    class FlakyStore extends MemoryStore {
+      failing = false;
+      hold: Promise<void> | null = null;
+      protected override async persist(): Promise<void> {
+        if (this.failing) throw new Error('EROFS');
+        if (this.hold) await this.hold;
+      }
+    }
+    const store = new FlakyStore();
+    const r = await rig({ store, routes: [{ weight: 10 }] });
+    store.failing = true;
+    await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(/not stored|could not be written/);
+    store.failing = false;
+    let release!: () => void;
+    store.hold = new Promise<void>((resolve) => (release = resolve));
+    const off = r.controller.bypass(false, { who: 'ops', reason: 'incident over' });
+    // The interval fires while the off is being written.
+    const tick = r.controller.tick();
+    store.hold = null;
+    release();
+    expect((await off).bypass).toBe(false);
+    await tick;
+    expect(store.snapshot().global.bypass).toBe(false);
+    expect(r.controller.bypassed()).toBe(false);
+  });
+
   it('the readiness report never shows the gates of the step before the last weight change', async () => {
     const r = await rig({ settings: { holdIntervals: 1 } });
     await r.step(good());

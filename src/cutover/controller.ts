@@ -337,8 +337,9 @@ export class Controller {
       const unsaved = this.bypassUnsaved;
       if (unsaved !== null && this.bypassNow) {
         try {
-          await this.deps.store.updateGlobal((g) => ({ ...g, ...unsaved, bypass: true }));
-          this.bypassUnsaved = null;
+          // Only while it is still wanted: a bypass call made meanwhile (off, or on again) has the last word.
+          await this.deps.store.updateGlobal((g) => (this.bypassNow && this.bypassUnsaved === unsaved ? { ...g, ...unsaved, bypass: true } : g));
+          if (this.bypassUnsaved === unsaved) this.bypassUnsaved = null;
           this.deps.logger?.warn({ who: unsaved.changedBy }, 'cutover bypass ON is now in the state store');
         } catch (err) {
           this.deps.logger?.error({ err }, 'cutover bypass ON is still not in the state store');
@@ -547,6 +548,8 @@ export class Controller {
     const now = this.deps.now();
     const wasOn = this.bypassed();
     const why = opts.reason?.trim() || (on ? 'bypass on' : 'bypass off');
+    // This call decides now: a check's pending retry of an earlier unsaved bypass-on must not land after it.
+    this.bypassUnsaved = null;
     if (on && !wasOn) {
       this.bypassNow = true;
       this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass ON: all live traffic to legacy, mirroring off');

@@ -80,9 +80,14 @@ export class ExchangeClock {
     metrics.queued(backend, role, (this.sent - this.dispatched) / 1000);
   }
 
-  /** When the request was dispatched, epoch ms (the evidence leaves out requests sent before a weight change). */
+  /**
+   * When the request was dispatched, epoch ms on the wall clock the evidence's step starts use (the
+   * evidence leaves out requests sent before a weight change). Worked out from now, not from
+   * `performance.timeOrigin`: after the wall clock stepped (NTP, a resumed VM) the two disagree for
+   * the rest of the process, and every answer would read as sent before its step.
+   */
   startedAt(): number {
-    return performance.timeOrigin + this.dispatched;
+    return Date.now() - (performance.now() - this.dispatched);
   }
 
   /** Seconds since the request got its socket; from dispatch when it never got one (a failed connect). */
