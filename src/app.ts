@@ -80,6 +80,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             logger.error({ path, corruptPath, reason }, `the state file ${path} is unreadable (${reason}); it was moved to ${corruptPath} and every route starts from its configured weight`),
           onInvalidRoute: ({ path, route, reason }) =>
             logger.error({ path, route, reason }, `the state file ${path} holds an unusable entry for route ${route} (${reason}); that route starts from its configured weight`),
+          onShared: ({ path, holder }) =>
+            logger.error(
+              { path, holder: { pid: holder.pid, host: holder.host, since: holder.since } },
+              `the state file ${path} is also used by process ${holder.pid} on ${holder.host} (since ${holder.since}): one process per state file, or each writes its state over the other's (a rollback made through one is undone by the other); give each its own cutover.state.path`,
+            ),
+          onLockFailed: ({ path, reason }) => logger.warn({ path, reason }, `the state file's lock ${path} could not be written (${reason}); running without it`),
         })
       : new MemoryStore();
   await store.load();

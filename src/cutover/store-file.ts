@@ -14,6 +14,7 @@
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError } from '../errors.js';
@@ -62,6 +63,10 @@ export function routeEntryProblem(name: string, entry: unknown): string | null {
 }
 
 export interface FileStoreEvents {
+  /** Another live process holds the file's lock: both write the file, each over the other's state. */
+  onShared?: (info: { path: string; holder: LockHolder }) => void;
+  /** The lock could not be written (a full disk, a read-only directory): the store runs without it. */
+  onLockFailed?: (info: { path: string; reason: string }) => void;
   /** The file did not parse: it was moved to `corruptPath` and the store started fresh. */
   onCorrupt?: (info: { path: string; corruptPath: string; reason: string }) => void;
   /** A route's entry could not be used: it was left out, so the route starts from its configured weight. */
@@ -72,10 +77,12 @@ export interface FileStoreEvents {
 export const LOCK_LEASE_MS = 30_000;
 const LOCK_REFRESH_MS = 10_000;
 
-interface LockHolder {
+/** Who holds `<path>.lock`; the token tells this process's lock from any other (pids repeat across containers). */
+export interface LockHolder {
   pid: number;
   host: string;
   since: string;
+  token: string;
 }
 
 function alive(pid: number): boolean {
@@ -91,8 +98,9 @@ export class FileStore extends MemoryStore {
   override readonly kind = 'file';
   private healthy = true;
   private readonly tempPath: string;
-  /** `<path>.lock`: one process per state file (two would each write their own state over the other's). */
+  /** `<path>.lock`: names the process using the file, so a second one is told (see lock()). */
   private readonly lockPath: string;
+  private readonly lockToken = randomBytes(12).toString('hex');
   private lockRefresh: NodeJS.Timeout | null = null;
 
   constructor(
@@ -105,77 +113,83 @@ export class FileStore extends MemoryStore {
   }
 
   /**
-   * Takes `<path>.lock` for this process's lifetime, refreshed every 10 s. Two processes on one file
-   * each wrote their own state over the other's: a rollback made through one was undone by the
-   * other's next check, silently. A second process is refused at start, naming the holder. A lock is
-   * stale (taken over) when its process is gone on this host, or when it was not refreshed for 30 s
-   * (a holder on another host that died: its replacement starts once the lease ran out).
+   * Advisory: `<path>.lock` names the process using the file (pid, host, a token of its own),
+   * refreshed every 10 s. Two processes on one file each write their own state over the other's, so
+   * a rollback made through one is undone by the other's next check: a process that finds the file
+   * held by another live one says so (`onShared`, an error in the log), naming it. It never refuses
+   * to start: a proxy in the data path must come up with a stale lock, a full disk or a read-only
+   * directory (`onLockFailed`). A lock is stale when its process is gone on this host, or when it
+   * was not refreshed for 30 s; a stale lock is replaced (written aside, renamed over it).
    */
   private async lock(): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
-    const mine: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const file = await open(this.lockPath, 'wx', 0o600);
-        try {
-          await file.writeFile(JSON.stringify(mine));
-        } finally {
-          await file.close();
-        }
-        this.lockRefresh = setInterval(() => {
-          const now = new Date();
-          utimes(this.lockPath, now, now).catch(() => undefined);
-        }, LOCK_REFRESH_MS);
-        this.lockRefresh.unref();
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new StateFileError(`Cannot create the lock ${this.lockPath} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the directory's permissions.`);
-        }
-      }
-      const holder = await this.lockHolder();
-      if (holder === null) {
-        // Being written by a process starting right now: look again in a moment.
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        continue;
-      }
-      if ('pid' in holder) {
-        throw new StateFileError(
-          `The state file ${this.path} is in use by process ${holder.pid} on ${holder.host} (since ${holder.since}): one process per state file. If that process is gone, start again after ${LOCK_LEASE_MS / 1000} s or delete ${this.lockPath}.`,
-        );
-      }
-      await unlink(this.lockPath).catch(() => undefined);
+    if (this.lockRefresh !== null) return;
+    const found = await this.readLock();
+    if (found !== null && found.holder.token !== this.lockToken && !this.stale(found)) {
+      this.events.onShared?.({ path: this.path, holder: found.holder });
+      return;
     }
-    throw new StateFileError(`Cannot take the lock ${this.lockPath}: other processes keep taking it; one process per state file.`);
+    const mine: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: this.lockToken };
+    const temp = `${this.lockPath}.${this.lockToken}.tmp`;
+    try {
+      await mkdir(dirname(this.path), { recursive: true });
+      const file = await open(temp, 'w', 0o600);
+      try {
+        await file.writeFile(JSON.stringify(mine));
+      } finally {
+        await file.close();
+      }
+      await rename(temp, this.lockPath);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      this.events.onLockFailed?.({ path: this.lockPath, reason: (err as NodeJS.ErrnoException).code ?? String(err) });
+      return;
+    }
+    // Two replacements may have renamed at once: the one whose token is there holds it.
+    const held = await this.readLock();
+    if (held === null || held.holder.token !== this.lockToken) {
+      if (held !== null) this.events.onShared?.({ path: this.path, holder: held.holder });
+      return;
+    }
+    this.lockRefresh = setInterval(() => void this.refreshLock(), LOCK_REFRESH_MS);
+    this.lockRefresh.unref();
   }
 
-  /** The live holder of the lock, or `{ stale }` when it may be taken over. */
-  private async lockHolder(): Promise<LockHolder | { stale: true } | null> {
-    let text: string;
-    let age: number;
-    try {
-      [text, age] = await Promise.all([readFile(this.lockPath, 'utf8'), stat(this.lockPath).then((s) => Date.now() - s.mtimeMs)]);
-    } catch {
-      return { stale: true };
+  /** Keeps the lease, while the lock is still this process's; another process's is reported once. */
+  private async refreshLock(): Promise<void> {
+    const held = await this.readLock();
+    if (held === null || held.holder.token !== this.lockToken) {
+      if (this.lockRefresh !== null) clearInterval(this.lockRefresh);
+      this.lockRefresh = null;
+      if (held !== null) this.events.onShared?.({ path: this.path, holder: held.holder });
+      return;
     }
-    let holder: Partial<LockHolder>;
+    const now = new Date();
+    await utimes(this.lockPath, now, now).catch(() => undefined);
+  }
+
+  private async readLock(): Promise<{ holder: LockHolder; age: number } | null> {
     try {
-      holder = JSON.parse(text) as Partial<LockHolder>;
+      const [text, info] = await Promise.all([readFile(this.lockPath, 'utf8'), stat(this.lockPath)]);
+      const holder = JSON.parse(text) as Partial<LockHolder>;
+      if (typeof holder.pid !== 'number' || typeof holder.host !== 'string' || typeof holder.token !== 'string') return null;
+      return { holder: { pid: holder.pid, host: holder.host, since: String(holder.since ?? 'unknown'), token: holder.token }, age: Date.now() - info.mtimeMs };
     } catch {
-      // Half written by a process that died while taking it; a live one writes it within milliseconds.
-      return age > 1_000 ? { stale: true } : null;
+      return null;
     }
-    if (typeof holder.pid !== 'number' || typeof holder.host !== 'string') return { stale: true };
-    if (age > LOCK_LEASE_MS) return { stale: true };
-    if (holder.host === hostname() && (holder.pid === process.pid || !alive(holder.pid))) return { stale: true };
-    return { pid: holder.pid, host: holder.host, since: String(holder.since ?? 'unknown') };
+  }
+
+  private stale(found: { holder: LockHolder; age: number }): boolean {
+    if (found.age > LOCK_LEASE_MS) return true;
+    return found.holder.host === hostname() && !alive(found.holder.pid);
   }
 
   override async close(): Promise<void> {
     if (this.lockRefresh === null) return;
     clearInterval(this.lockRefresh);
     this.lockRefresh = null;
-    await unlink(this.lockPath).catch(() => undefined);
+    // Only a lock that is still this process's: one taken over since belongs to its new holder.
+    const held = await this.readLock();
+    if (held?.holder.token === this.lockToken) await unlink(this.lockPath).catch(() => undefined);
   }
 
   override async load(): Promise<StoreSnapshot> {
