@@ -197,8 +197,24 @@ export function loadFingerprintKey(creds: { fingerprintKeyFile?: string; fingerp
     try {
       linkSync(temp, file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadFingerprintKey(creds, { create: false });
-      throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return loadFingerprintKey(creds, { create: false });
+      // A file system without hard links (some SMB, FUSE or FAT mounts): created in place instead,
+      // still never over an existing key.
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+      let fd: number;
+      try {
+        fd = openSync(file, 'wx', 0o600);
+      } catch (inPlace) {
+        if ((inPlace as NodeJS.ErrnoException).code === 'EEXIST') return loadFingerprintKey(creds, { create: false });
+        throw inPlace;
+      }
+      try {
+        writeSync(fd, `${text}\n`);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
     }
   } catch (err) {
     if (err instanceof CutoverError) throw err;
