@@ -514,6 +514,28 @@ describe('controller: found by review', () => {
     expect(r.controller.bypassed()).toBe(false);
   });
 
+  it('a repeated or failed bypass call keeps an unsaved bypass-on pending: the store gets it once it recovers (found by review)', async () => {
+    class FailingStore extends MemoryStore {
+      failing = false;
+      override updateGlobal(...args: Parameters<MemoryStore['updateGlobal']>): ReturnType<MemoryStore['updateGlobal']> {
+        if (this.failing) return Promise.reject(new Error('ENOSPC'));
+        return super.updateGlobal(...args);
+      }
+    }
+    for (const again of ['on', 'off'] as const) {
+      const store = new FailingStore();
+      const r = await rig({ store, routes: [{ weight: 10 }] });
+      store.failing = true;
+      await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(/not stored|could not be written/);
+      // The operator tries again (on), or tries to end it (off), while the store still fails.
+      await expect(r.controller.bypass(again === 'on', { who: 'ops', reason: again })).rejects.toThrow();
+      expect(r.controller.bypassed(), again).toBe(true);
+      store.failing = false;
+      await r.step();
+      expect(store.snapshot().global.bypass, again).toBe(true);
+    }
+  });
+
   it('the readiness report never shows the gates of the step before the last weight change', async () => {
     const r = await rig({ settings: { holdIntervals: 1 } });
     await r.step(good());

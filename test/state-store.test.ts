@@ -150,7 +150,7 @@ describe('file state store', () => {
           return false; // never partial: the final check below reads it whole
         }
       }, 10_000, `step ${target}`);
-      if (existsSync(join(path, '..', `.state.json.${child.pid}.tmp`))) killedWhileWriting++;
+      if (readdirSync(join(path, '..')).some((n) => n.startsWith(`.state.json.${child.pid}.`))) killedWhileWriting++;
       child.kill('SIGKILL');
       expect(await exited).toBe('SIGKILL');
       const state = JSON.parse(readFileSync(path, 'utf8')) as { version: number; routes: { r: RouteState } };
@@ -211,6 +211,24 @@ describe('one process per state file', () => {
     await fifth.close();
     expect(shared).toHaveLength(2);
   }, 30_000);
+
+  it('two stores with one pid (containers) on one file never write through the same temp file', async () => {
+    const path = join(tempDir(), 'state.json');
+    const a = new FileStore(path);
+    const b = new FileStore(path);
+    await a.load();
+    await b.load();
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 20; i++) {
+      writes.push(a.updateRoute('a', seed('a'), (c) => ({ ...c, passes: i, reason: 'a'.repeat(64 * 1024) })));
+      writes.push(b.updateRoute('b', seed('b'), (c) => ({ ...c, passes: i, reason: 'b'.repeat(64 * 1024) })));
+    }
+    const results = await Promise.allSettled(writes);
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(0);
+    expect(() => JSON.parse(readFileSync(path, 'utf8'))).not.toThrow();
+    await a.close();
+    await b.close();
+  });
 
   it('a lock that cannot be written (a read-only or full directory) is said and the store still starts', async () => {
     const dir = tempDir();

@@ -400,13 +400,18 @@ export function withoutSecrets(differences: readonly Difference[], secrets: read
   for (let i = 0; i < differences.length; i++) {
     const d = differences[i];
     segments ??= [...new Set(secrets.map((s) => renderKey(s).toLowerCase()))];
+    // Each on its own: a path cut at its length bound may have lost the key its field still holds.
     const path = blankKeys(d.path, segments);
-    if (path === d.path) continue;
+    const field = blankKeys(d.field, segments);
+    if (path === d.path && field === d.field) continue;
     out ??= differences.slice();
-    out[i] = { ...d, field: blankKeys(d.field, segments), path };
+    out[i] = { ...d, field, path };
   }
   return out ?? differences;
 }
+
+/** A character a plain rendered key (`.name`) may hold: anything else ends it. */
+const PLAIN_KEY_CHAR = /[A-Za-z0-9_$-]/;
 
 /** `path` with each whole-key occurrence of a segment (lower-case) replaced by `.[redacted]`. */
 function blankKeys(path: string, segments: readonly string[]): string {
@@ -417,9 +422,9 @@ function blankKeys(path: string, segments: readonly string[]): string {
     let at = lower.indexOf(segment);
     while (at !== -1) {
       const end = at + segment.length;
-      const next = out[end];
-      // `.name` must end there (not `.names`); `['…']` ends itself.
-      if (segment.startsWith('[') || next === undefined || next === '.' || next === '[') {
+      // `.name` must end there (not `.names`): whatever follows cannot continue a plain key (`.`,
+      // `[`, a dynamic key's `{*}`, a cut's `…`); `['…']` ends itself.
+      if (segment.startsWith('[') || end === out.length || !PLAIN_KEY_CHAR.test(out[end])) {
         out = `${out.slice(0, at)}.${REDACTED}${out.slice(end)}`;
         lower = `${lower.slice(0, at)}.${REDACTED}${lower.slice(end)}`;
         at = lower.indexOf(segment, at + REDACTED.length + 1);

@@ -32,6 +32,11 @@ export interface RequestCredential {
    * first call (only a pair with differences asks), never logged or kept apart.
    */
   secrets: () => readonly string[];
+  /**
+   * The start of the credential found (8 characters, lower-case), or null: a cheap first look for a
+   * text that may hold it (a path in the access log) before `secrets()` is worked out.
+   */
+  hint: string | null;
 }
 
 const NO_SECRETS: readonly string[] = [];
@@ -117,9 +122,21 @@ export class Credentials {
     if (found !== null) {
       const locations = this.locations;
       let cached: readonly string[] | undefined;
-      secrets = () => (cached ??= secretsIn(headers, url, locations));
+      // The request's headers are let go once read: a pair waiting in the comparison queue holds
+      // this closure, and must not hold them too.
+      let source: HeaderSource | null = headers;
+      let target = url;
+      secrets = () => {
+        if (cached === undefined) {
+          cached = secretsIn(source!, target, locations);
+          source = null;
+          target = undefined;
+        }
+        return cached;
+      };
     }
-    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint), secrets };
+    const hint = found !== null && found.value.length >= MIN_SECRET_CHARS ? found.value.slice(0, 8).toLowerCase() : null;
+    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint), secrets, hint };
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

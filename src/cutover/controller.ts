@@ -158,6 +158,8 @@ export class Controller {
   private bypassNow = false;
   /** A bypass-on the store could not take yet: written again at each check. */
   private bypassUnsaved: Pick<GlobalState, 'changedAt' | 'changedBy' | 'reason'> | null = null;
+  /** Bypass calls so far: a check's retry that sees a newer one leaves the store to it. */
+  private bypassCalls = 0;
   /** Bumped by every configure(): an init() a later reload overtook stops at its next await. */
   private generation = 0;
   /** Rollback webhooks dropped because too many were in flight. */
@@ -335,12 +337,20 @@ export class Controller {
   tick(): Promise<void> {
     const run = (async () => {
       const unsaved = this.bypassUnsaved;
+      const calls = this.bypassCalls;
       if (unsaved !== null && this.bypassNow) {
         try {
           // Only while it is still wanted: a bypass call made meanwhile (off, or on again) has the last word.
-          await this.deps.store.updateGlobal((g) => (this.bypassNow && this.bypassUnsaved === unsaved ? { ...g, ...unsaved, bypass: true } : g));
-          if (this.bypassUnsaved === unsaved) this.bypassUnsaved = null;
-          this.deps.logger?.warn({ who: unsaved.changedBy }, 'cutover bypass ON is now in the state store');
+          let wrote = false;
+          await this.deps.store.updateGlobal((g) => {
+            if (this.bypassCalls !== calls || !this.bypassNow) return g;
+            wrote = true;
+            return { ...g, ...unsaved, bypass: true };
+          });
+          if (wrote) {
+            if (this.bypassUnsaved === unsaved) this.bypassUnsaved = null;
+            this.deps.logger?.warn({ who: unsaved.changedBy }, 'cutover bypass ON is now in the state store');
+          }
         } catch (err) {
           this.deps.logger?.error({ err }, 'cutover bypass ON is still not in the state store');
         }
@@ -548,8 +558,9 @@ export class Controller {
     const now = this.deps.now();
     const wasOn = this.bypassed();
     const why = opts.reason?.trim() || (on ? 'bypass on' : 'bypass off');
-    // This call decides now: a check's pending retry of an earlier unsaved bypass-on must not land after it.
-    this.bypassUnsaved = null;
+    // This call decides now: a check's retry of an earlier unsaved bypass-on, pending, must not land
+    // after it (the retry writes only if no bypass call came since it looked).
+    this.bypassCalls++;
     if (on && !wasOn) {
       this.bypassNow = true;
       this.deps.logger?.warn({ who: opts.who, reason: why }, 'cutover bypass ON: all live traffic to legacy, mirroring off');

@@ -76,6 +76,8 @@ export interface FileStoreEvents {
 /** A lock not refreshed for this long belongs to a process that is gone (on any host). */
 export const LOCK_LEASE_MS = 30_000;
 const LOCK_REFRESH_MS = 10_000;
+/** A temp file this old is a leftover whatever its process. */
+const STALE_TEMP_MS = 60_000;
 
 /** Who holds `<path>.lock`; the token tells this process's lock from any other (pids repeat across containers). */
 export interface LockHolder {
@@ -102,13 +104,15 @@ export class FileStore extends MemoryStore {
   private readonly lockPath: string;
   private readonly lockToken = randomBytes(12).toString('hex');
   private lockRefresh: NodeJS.Timeout | null = null;
+  private lockTried = false;
 
   constructor(
     readonly path: string,
     private readonly events: FileStoreEvents = {},
   ) {
     super();
-    this.tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+    // The token too: two processes with one pid (containers) sharing the file must not share a temp.
+    this.tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.${this.lockToken}.tmp`);
     this.lockPath = `${path}.lock`;
   }
 
@@ -122,7 +126,9 @@ export class FileStore extends MemoryStore {
    * was not refreshed for 30 s; a stale lock is replaced (written aside, renamed over it).
    */
   private async lock(): Promise<void> {
-    if (this.lockRefresh !== null) return;
+    // Once per store: the inventory loads the store a second time at start.
+    if (this.lockTried) return;
+    this.lockTried = true;
     const found = await this.readLock();
     if (found !== null && found.holder.token !== this.lockToken && !this.stale(found)) {
       this.events.onShared?.({ path: this.path, holder: found.holder });
@@ -234,15 +240,25 @@ export class FileStore extends MemoryStore {
 
   /** A writer killed between its temp file and the rename leaves the temp behind: never the state. */
   private async removeStaleTemps(): Promise<void> {
-    const prefix = `.${basename(this.path)}.`;
+    const base = basename(this.path);
+    const dir = dirname(this.path);
     let names: string[];
     try {
-      names = await readdir(dirname(this.path));
+      names = await readdir(dir);
     } catch {
       return;
     }
     for (const name of names) {
-      if (name.startsWith(prefix) && /^\d+\.tmp$/.test(name.slice(prefix.length))) await unlink(join(dirname(this.path), name)).catch(() => undefined);
+      // `.<name>.<pid>[.<token>].tmp` (a state write) and `<name>.lock.<token>.tmp` (a lock being taken).
+      const write = name.startsWith(`.${base}.`) ? /^(\d+)(?:\.[0-9a-f]+)?\.tmp$/.exec(name.slice(base.length + 2)) : null;
+      const lock = name.startsWith(`${base}.lock.`) && name.endsWith('.tmp');
+      if (write === null && !lock) continue;
+      // A live writer's temp lives for milliseconds: one whose process is gone here, or that is a
+      // minute old, is a crash's leftover (a peer's own write is not cut short).
+      const path = join(dir, name);
+      const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => -1);
+      const gone = write !== null && Number(write[1]) !== process.pid && !alive(Number(write[1]));
+      if (age >= 0 && (gone || age > STALE_TEMP_MS)) await unlink(path).catch(() => undefined);
     }
   }
 

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { BUILTIN_COMPARE } from '../src/config/load.js';
+import { compareResponses, compileRules, withoutSecrets, type Captured } from '../src/compare/index.js';
+
+const ctx = { route: 'r', method: 'GET', path: '/x' };
+const json = (v: unknown): Captured => ({ status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(v)), truncated: false });
+const diffs = (a: unknown, b: unknown) => compareResponses(json(a), json(b), compileRules({ ...BUILTIN_COMPARE }), ctx).differences;
+const KEY = 'sk_live_SecretKey0042abcd';
+
+/** The request's own credential echoed as an object key, wherever the rendered field or path puts it (found by review). */
+describe('withoutSecrets: a key in any rendered position', () => {
+  it('A: key followed by a dynamic key ({*}) in the field form', () => {
+    const d = diffs({ usage: { [KEY]: { '2024-01-01': 5 } } }, { usage: { [KEY]: { '2024-01-01': 6 } } });
+    const out = withoutSecrets(d, [KEY]);
+    expect(out.some((x) => x.field.includes(KEY) || x.path.includes(KEY))).toBe(false);
+  });
+  it('B: key at the 32nd step of a deep path (cut by MAX_RENDERED_STEPS)', () => {
+    let a: unknown = { v: 1 };
+    let b: unknown = { v: 2 };
+    for (let i = 0; i < 20; i++) { a = { n: a }; b = { n: b }; }
+    a = { [KEY]: a }; b = { [KEY]: b };
+    for (let i = 0; i < 31; i++) { a = { m: a }; b = { m: b }; }
+    const d = diffs(a, b);
+    const out = withoutSecrets(d, [KEY]);
+    expect(out.some((x) => x.field.includes(KEY) || x.path.includes(KEY))).toBe(false);
+  });
+  it('C: concrete path cut by MAX_PATH_CHARS while the field form keeps the key', () => {
+    // 30 nested arrays at index 10: the path spells [10] (4 chars) where the field spells [] (2).
+    const mk = (v: number) => {
+      let x: unknown = { [KEY]: v };
+      for (let i = 0; i < 31; i++) x = [...Array(100).fill(0), x];
+      for (let i = 0; i < 7; i++) x = { ['p'.repeat(119) + i]: x };
+      return x;
+    };
+    const d = diffs(mk(1), mk(2));
+    const out = withoutSecrets(d, [KEY]);
+    expect(out.some((x) => x.field.includes(KEY) || x.path.includes(KEY))).toBe(false);
+  });
+});
