@@ -36,4 +36,18 @@ describe('withoutSecrets: a key in any rendered position', () => {
     const out = withoutSecrets(d, [KEY]);
     expect(out.some((x) => x.field.includes(KEY) || x.path.includes(KEY))).toBe(false);
   });
+  it('D: a path and field cut at MAX_PATH_CHARS inside the key lose the start it kept', () => {
+    const key = 'sk_live_SecretKey0042abcdEFGH';
+    // Rendered keys summing to 1001 characters: the cut lands 12 characters into the key.
+    const keys: string[] = [];
+    for (let left = 1001, i = 0; left > 0; i++) {
+      const n = Math.min(121, left);
+      keys.push('p'.repeat(n - 2) + String.fromCharCode(97 + i));
+      left -= n;
+    }
+    const mk = (v: number) => keys.reduceRight<unknown>((x, k) => ({ [k]: x }), { [key]: v });
+    const out = withoutSecrets(diffs(mk(1), mk(2)), [key]);
+    expect(out.length).toBeGreaterThan(0);
+    expect(out.some((x) => x.field.includes(key.slice(0, 12)) || x.path.includes(key.slice(0, 12)))).toBe(false);
+  });
 });

@@ -85,10 +85,10 @@ describe('credentials as the proxy wires them', () => {
     expect(revokedProblem().status).toBe(401);
     expect(creds.inspect({ 'x-api-key': 'unmapped-key' }, '/v1/widgets/1')).toMatchObject({ decision: 'legacy_only', mapping: undefined });
     const none = creds.inspect({}, '/v1/widgets/1');
-    expect(none).toEqual({ fingerprint: null, scheme: null, decision: 'legacy_only', mapping: undefined, secrets: expect.any(Function), hint: null });
+    expect(none).toEqual({ fingerprint: null, scheme: null, decision: 'legacy_only', mapping: undefined, secrets: expect.any(Function) });
     expect(none.secrets()).toEqual([]);
     const partner = creds.inspect(['X-Api-Key', 'partner-key'], '/v1/widgets/1');
-    expect(partner).toEqual({ fingerprint: fp('partner-key'), scheme: 'header', decision: 'allowed', mapping: { scope: 'partner.read' }, secrets: expect.any(Function), hint: 'partner-' });
+    expect(partner).toEqual({ fingerprint: fp('partner-key'), scheme: 'header', decision: 'allowed', mapping: { scope: 'partner.read' }, secrets: expect.any(Function) });
     expect(partner.secrets()).toEqual(['partner-key']);
 
     // GET: tok-1 refused → purged → tok-2 → 200. POST is not retried.

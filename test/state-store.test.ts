@@ -120,9 +120,16 @@ describe('file state store', () => {
     const dir = tempDir();
     const path = join(dir, 'state.json');
     writeFileSync(join(dir, '.state.json.12345.tmp'), '{"half');
+    writeFileSync(join(dir, 'state.json.lock.0a1b.tmp'), '{"pid"');
+    // A fresh temp may be a live peer's write in flight (its pid means nothing across containers): kept.
+    writeFileSync(join(dir, '.state.json.23456.c0ffee.tmp'), '{"in flight');
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(join(dir, '.state.json.12345.tmp'), old, old);
+    utimesSync(join(dir, 'state.json.lock.0a1b.tmp'), old, old);
     const store = new FileStore(path);
     await store.load();
-    expect(readdirSync(dir)).toEqual(['state.json.lock']);
+    expect(readdirSync(dir).sort()).toEqual(['.state.json.23456.c0ffee.tmp', 'state.json.lock']);
+    rmSync(join(dir, '.state.json.23456.c0ffee.tmp'));
     await store.close();
     expect(readdirSync(dir)).toEqual([]);
   });

@@ -431,6 +431,19 @@ function blankKeys(path: string, segments: readonly string[]): string {
       } else at = lower.indexOf(segment, at + 1);
     }
   }
+  // A path or field cut at its length bound may end inside a key: the start it kept (8 characters
+  // of the key or more) goes too.
+  const cut = out.indexOf('…');
+  if (cut === -1) return out;
+  const lower = out.toLowerCase();
+  if (lower.length !== out.length) return out;
+  for (const segment of segments) {
+    const opener = segment.startsWith('[') ? 2 : 1;
+    for (let k = segment.length - 1; k >= opener + 8; k--) {
+      const at = lower.indexOf(`${segment.slice(0, k)}…`);
+      if (at !== -1) return `${out.slice(0, at)}.${REDACTED}${out.slice(at + k)}`;
+    }
+  }
   return out;
 }
 

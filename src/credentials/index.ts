@@ -32,11 +32,6 @@ export interface RequestCredential {
    * first call (only a pair with differences asks), never logged or kept apart.
    */
   secrets: () => readonly string[];
-  /**
-   * The start of the credential found (8 characters, lower-case), or null: a cheap first look for a
-   * text that may hold it (a path in the access log) before `secrets()` is worked out.
-   */
-  hint: string | null;
 }
 
 const NO_SECRETS: readonly string[] = [];
@@ -135,8 +130,7 @@ export class Credentials {
         return cached;
       };
     }
-    const hint = found !== null && found.value.length >= MIN_SECRET_CHARS ? found.value.slice(0, 8).toLowerCase() : null;
-    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint), secrets, hint };
+    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint), secrets };
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

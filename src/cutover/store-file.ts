@@ -15,6 +15,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError } from '../errors.js';
@@ -85,7 +86,20 @@ export interface LockHolder {
   host: string;
   since: string;
   token: string;
+  /** The holder's pid namespace (Linux), so its pid is only looked up where it means that process. */
+  pidns?: string;
 }
+
+/** This process's pid namespace (`pid:[4026531836]`), or undefined where there is none to read. */
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
+const PID_NAMESPACE = pidNamespace();
 
 function alive(pid: number): boolean {
   try {
@@ -134,7 +148,7 @@ export class FileStore extends MemoryStore {
       this.events.onShared?.({ path: this.path, holder: found.holder });
       return;
     }
-    const mine: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: this.lockToken };
+    const mine: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: this.lockToken, pidns: PID_NAMESPACE };
     const temp = `${this.lockPath}.${this.lockToken}.tmp`;
     try {
       await mkdir(dirname(this.path), { recursive: true });
@@ -178,7 +192,7 @@ export class FileStore extends MemoryStore {
       const [text, info] = await Promise.all([readFile(this.lockPath, 'utf8'), stat(this.lockPath)]);
       const holder = JSON.parse(text) as Partial<LockHolder>;
       if (typeof holder.pid !== 'number' || typeof holder.host !== 'string' || typeof holder.token !== 'string') return null;
-      return { holder: { pid: holder.pid, host: holder.host, since: String(holder.since ?? 'unknown'), token: holder.token }, age: Date.now() - info.mtimeMs };
+      return { holder: { pid: holder.pid, host: holder.host, since: String(holder.since ?? 'unknown'), token: holder.token, pidns: typeof holder.pidns === 'string' ? holder.pidns : undefined }, age: Date.now() - info.mtimeMs };
     } catch {
       return null;
     }
@@ -186,7 +200,9 @@ export class FileStore extends MemoryStore {
 
   private stale(found: { holder: LockHolder; age: number }): boolean {
     if (found.age > LOCK_LEASE_MS) return true;
-    return found.holder.host === hostname() && !alive(found.holder.pid);
+    // A pid means that process only on this host and in this pid namespace (containers sharing a
+    // hostname each have their own pids): elsewhere only the lease tells.
+    return found.holder.host === hostname() && PID_NAMESPACE !== undefined && found.holder.pidns === PID_NAMESPACE && !alive(found.holder.pid);
   }
 
   override async close(): Promise<void> {
@@ -250,15 +266,14 @@ export class FileStore extends MemoryStore {
     }
     for (const name of names) {
       // `.<name>.<pid>[.<token>].tmp` (a state write) and `<name>.lock.<token>.tmp` (a lock being taken).
-      const write = name.startsWith(`.${base}.`) ? /^(\d+)(?:\.[0-9a-f]+)?\.tmp$/.exec(name.slice(base.length + 2)) : null;
+      const write = name.startsWith(`.${base}.`) && /^\d+(?:\.[0-9a-f]+)?\.tmp$/.test(name.slice(base.length + 2));
       const lock = name.startsWith(`${base}.lock.`) && name.endsWith('.tmp');
-      if (write === null && !lock) continue;
-      // A live writer's temp lives for milliseconds: one whose process is gone here, or that is a
-      // minute old, is a crash's leftover (a peer's own write is not cut short).
+      if (!write && !lock) continue;
+      // A live writer's temp lives for milliseconds, and its pid says nothing across containers or
+      // hosts: only a temp a minute old is a crash's leftover (a peer's write is never cut short).
       const path = join(dir, name);
       const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => -1);
-      const gone = write !== null && Number(write[1]) !== process.pid && !alive(Number(write[1]));
-      if (age >= 0 && (gone || age > STALE_TEMP_MS)) await unlink(path).catch(() => undefined);
+      if (age > STALE_TEMP_MS) await unlink(path).catch(() => undefined);
     }
   }
 

@@ -301,9 +301,9 @@ export class ProxyServer {
       // path segment holding the request's own key (`/keys/<key>`) is blanked.
       onSettled = (answer) => {
         before?.(answer);
-        // Worked out only for a path that may hold the key (its start, in any case): the rest pay one look.
-        const hint = credential?.hint;
-        const secrets = hint && path.toLowerCase().includes(hint) ? credential!.secrets() : undefined;
+        // The access log is opt-in and its line costs more than this: every spelling is looked for
+        // (a first look at the raw key's start missed Basic passwords, encoded and quoted keys).
+        const secrets = credential?.secrets();
         const shown = secrets === undefined || secrets.length === 0 ? path : blankSecrets(path, secretSpellings(secrets));
         this.deps.logger.info(
           { route: route.name, method, path: shown, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...LIVE_TAGS[live] },

@@ -19,6 +19,7 @@ const LONG = 'sk_live_' + 'Ab1/Cd2+Ef3='.repeat(13);
 const QUOTE = "sk_live_it's_mine_0042";
 const UPKEY = 'pk.live.casekey.5566';
 const PATHKEY = 'sk_live_PATHKEY_77aa88bb';
+const PASSWORD = 'P4ssw0rd-secret-77';
 const basic = (u: string) => `Basic ${Buffer.from(u).toString('base64')}`;
 
 type Case = { name: string; path?: string; headers: Record<string, string>; legacy: unknown; next: unknown; status?: number };
@@ -34,6 +35,8 @@ const cases: Case[] = [
   { name: 'upper', headers: { 'x-api-key': UPKEY }, legacy: { limits: { [UPKEY.toUpperCase()]: 10 } }, next: { limits: {} } },
   // key in the request path (token introspection style), new fails -> recent error
   { name: 'inpath', path: `/m/keys/${PATHKEY}`, headers: { 'x-api-key': PATHKEY }, legacy: { a: 1 }, next: { a: 2 } },
+  // Basic's password in the path: the access log must not show it either
+  { name: 'passwordInPath', path: `/m/keys/${PASSWORD}`, headers: { authorization: basic(`svc-account:${PASSWORD}`) }, legacy: { a: 1 }, next: { a: 2 } },
 ];
 
 let legacy: TestBackend;
@@ -104,6 +107,7 @@ describe("the request's own credential as a key or a path segment (found by revi
 
   it('a key in the request path is blanked from examples, recent errors and the access log', () => {
     expect(where(PATHKEY)).toEqual([]);
+    expect(where(PASSWORD)).toEqual([]);
     expect(out['/api/routes/m/diffs']).toContain('/m/keys/[redacted]');
     expect(out.logs).toContain('/m/keys/[redacted]');
   });
