@@ -66,6 +66,15 @@ async function rig(opts: { steps?: Step[]; routes?: Partial<ControllerRoute>[]; 
   };
 }
 
+/** A store whose bypass writes fail while `failing` (a full or read-only disk). */
+class FailingGlobalStore extends MemoryStore {
+  failing = false;
+  override updateGlobal(...args: Parameters<MemoryStore['updateGlobal']>): ReturnType<MemoryStore['updateGlobal']> {
+    if (this.failing) return Promise.reject(new Error('ENOSPC'));
+    return super.updateGlobal(...args);
+  }
+}
+
 const good = (route = 'r') => (t: TestEvidence) => t.add(route, 100);
 const bad = (route = 'r') => (t: TestEvidence) => t.add(route, 100, { mismatchShare: 0.3 });
 
@@ -464,14 +473,7 @@ describe('controller: found by review', () => {
   });
 
   it('bypass on with a store that cannot be written: in effect, refused as not stored, audited, and written at the next check', async () => {
-    class FailingStore extends MemoryStore {
-      failing = false;
-      override updateGlobal(...args: Parameters<MemoryStore['updateGlobal']>): ReturnType<MemoryStore['updateGlobal']> {
-        if (this.failing) return Promise.reject(new Error('EROFS'));
-        return super.updateGlobal(...args);
-      }
-    }
-    const store = new FailingStore();
+    const store = new FailingGlobalStore();
     const r = await rig({ store, routes: [{ weight: 10 }] });
     store.failing = true;
     await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(/Bypass is ON in this process, but the state store could not be written/);
@@ -515,15 +517,8 @@ describe('controller: found by review', () => {
   });
 
   it('a repeated or failed bypass call keeps an unsaved bypass-on pending: the store gets it once it recovers (found by review)', async () => {
-    class FailingStore extends MemoryStore {
-      failing = false;
-      override updateGlobal(...args: Parameters<MemoryStore['updateGlobal']>): ReturnType<MemoryStore['updateGlobal']> {
-        if (this.failing) return Promise.reject(new Error('ENOSPC'));
-        return super.updateGlobal(...args);
-      }
-    }
     for (const again of ['on', 'off'] as const) {
-      const store = new FailingStore();
+      const store = new FailingGlobalStore();
       const r = await rig({ store, routes: [{ weight: 10 }] });
       store.failing = true;
       await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(/not stored|could not be written/);
