@@ -50,4 +50,33 @@ describe('withoutSecrets: a key in any rendered position', () => {
     expect(out.length).toBeGreaterThan(0);
     expect(out.some((x) => x.field.includes(key.slice(0, 12)) || x.path.includes(key.slice(0, 12)))).toBe(false);
   });
+
+  /** Diffs whose concrete path is cut `want` characters into KEY, behind `prefixKeys` and fillers. */
+  function cutInside(prefixKeys: string[], want: number) {
+    const nest = (keys: string[], leaf: unknown) => keys.reduceRight<unknown>((x, k) => ({ [k]: x }), leaf);
+    for (let pad = 1; pad < 2000; pad++) {
+      const fillers: string[] = [];
+      for (let left = pad, i = 0; left > 0; i++) {
+        const n = Math.min(120, left);
+        fillers.push('q'.repeat(n - 1) + String.fromCharCode(97 + (i % 26)));
+        left -= n;
+      }
+      const keys = [...prefixKeys, ...fillers, KEY];
+      const d = diffs(nest(keys, 1), nest(keys, 2));
+      if ((d[0]?.path ?? '').includes(`.${KEY.slice(0, want)}…`)) return d;
+    }
+    throw new Error('no layout found');
+  }
+
+  it('E: the cut start goes even when the path holds a character whose lower case is longer ("İ")', () => {
+    const out = withoutSecrets(cutInside(['İstanbul'], 12), [KEY]);
+    expect(out[0].path.includes(KEY.slice(0, 12))).toBe(false);
+  });
+
+  it('F: only the final cut counts: a whole key before a deep-path marker "…(N steps)…" that shares the secret\'s start is kept', () => {
+    const legit = KEY.slice(0, 21);
+    const out = withoutSecrets(cutInside([...Array<string>(31).fill('m'), legit, ...Array<string>(25).fill('n')], 12), [KEY]);
+    expect(out[0].path).toContain(`.${legit}…(`);
+    expect(out[0].path.includes(`${KEY.slice(0, 12)}…`)).toBe(false);
+  });
 });

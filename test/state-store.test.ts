@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -235,6 +235,24 @@ describe('one process per state file', () => {
     expect(() => JSON.parse(readFileSync(path, 'utf8'))).not.toThrow();
     await a.close();
     await b.close();
+  });
+
+  it('a lock from an earlier run of this very pid, or from an older build without a namespace, of a process gone: taken over without a word', async () => {
+    const path = join(tempDir(), 'state.json');
+    const shared: number[] = [];
+    for (const holder of [
+      // This process's pid and namespace, another token: an earlier run of a container restarted in place.
+      { pid: process.pid, host: hostname(), since: 'earlier', token: 'an-earlier-run', pidns: readlinkSync('/proc/self/ns/pid') },
+      // No namespace (an older build): its pid is looked up here, and it is gone.
+      { pid: 2 ** 22 + 17, host: hostname(), since: 'older build', token: 'no-namespace' },
+    ]) {
+      writeFileSync(`${path}.lock`, JSON.stringify(holder));
+      const store = new FileStore(path, { onShared: ({ holder: h }) => shared.push(h.pid) });
+      await store.load();
+      expect(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).token, holder.token).not.toBe(holder.token);
+      await store.close();
+    }
+    expect(shared).toEqual([]);
   });
 
   it('a lock that cannot be written (a read-only or full directory) is said and the store still starts', async () => {

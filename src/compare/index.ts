@@ -431,21 +431,21 @@ function blankKeys(path: string, segments: readonly string[]): string {
       } else at = lower.indexOf(segment, at + 1);
     }
   }
-  // A path or field cut at its length bound may end inside a key: the start it kept (8 characters
-  // of the key or more) goes too.
-  const cut = out.indexOf('…');
-  if (cut === -1) return out;
-  const lower = out.toLowerCase();
-  if (lower.length !== out.length) return out;
+  // A path or field cut at its length bound (boundName: `<head>…<hash>`, the last `…`) may end
+  // inside a key: the start it kept (8 characters of the key or more) goes too.
+  const cut = CUT_END.exec(out);
+  if (cut === null) return out;
   for (const segment of segments) {
     const opener = segment.startsWith('[') ? 2 : 1;
-    for (let k = segment.length - 1; k >= opener + 8; k--) {
-      const at = lower.indexOf(`${segment.slice(0, k)}…`);
-      if (at !== -1) return `${out.slice(0, at)}.${REDACTED}${out.slice(at + k)}`;
+    for (let k = Math.min(segment.length - 1, cut.index); k >= opener + 8; k--) {
+      if (out.slice(cut.index - k, cut.index).toLowerCase() === segment.slice(0, k)) return `${out.slice(0, cut.index - k)}.${REDACTED}${out.slice(cut.index)}`;
     }
   }
   return out;
 }
+
+/** The end boundName gives a cut text: `…` and its hash. */
+const CUT_END = /…[0-9a-f]{8}$/;
 
 /** Redacts one value found at a concrete path (`$.user.password`, `header:authorization`). */
 export function redactValue(value: unknown, path: string, rules: CompiledRules): unknown {

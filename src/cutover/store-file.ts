@@ -201,8 +201,13 @@ export class FileStore extends MemoryStore {
   private stale(found: { holder: LockHolder; age: number }): boolean {
     if (found.age > LOCK_LEASE_MS) return true;
     // A pid means that process only on this host and in this pid namespace (containers sharing a
-    // hostname each have their own pids): elsewhere only the lease tells.
-    return found.holder.host === hostname() && PID_NAMESPACE !== undefined && found.holder.pidns === PID_NAMESPACE && !alive(found.holder.pid);
+    // hostname each have their own pids): where both namespaces are known and differ, only the lease
+    // tells. An unknown one (an older build's lock, a system without /proc) is taken as this one.
+    const { holder } = found;
+    if (holder.host !== hostname()) return false;
+    if (holder.pidns !== undefined && PID_NAMESPACE !== undefined && holder.pidns !== PID_NAMESPACE) return false;
+    // Our own pid under another token: an earlier run of this process (a container restarted in place).
+    return holder.pid === process.pid || !alive(holder.pid);
   }
 
   override async close(): Promise<void> {
