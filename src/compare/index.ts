@@ -379,7 +379,7 @@ export function redactDifference(diff: Difference, rules: CompiledRules, secrets
   const out = redactWith(diff, rules);
   if (secrets === undefined || secrets.length === 0) return out;
   const spellings = secretSpellings(secrets);
-  const segments = [...new Set(secrets.map((s) => renderKey(s).toLowerCase()))];
+  const segments = keySegments(secrets);
   out.field = blankKeys(out.field, segments);
   out.path = blankKeys(out.path, segments);
   if ('legacy' in out) out.legacy = redactSecrets(out.legacy, spellings);
@@ -399,7 +399,7 @@ export function withoutSecrets(differences: readonly Difference[], secrets: read
   let out: Difference[] | null = null;
   for (let i = 0; i < differences.length; i++) {
     const d = differences[i];
-    segments ??= [...new Set(secrets.map((s) => renderKey(s).toLowerCase()))];
+    segments ??= keySegments(secrets);
     // Each on its own: a path cut at its length bound may have lost the key its field still holds.
     const path = blankKeys(d.path, segments);
     const field = blankKeys(d.field, segments);
@@ -408,6 +408,11 @@ export function withoutSecrets(differences: readonly Difference[], secrets: read
     out[i] = { ...d, field, path };
   }
   return out ?? differences;
+}
+
+/** Each secret as a path renders it when it is a key (`.key` or `['k\\'ey']`, bounded), lower-cased. */
+function keySegments(secrets: readonly string[]): string[] {
+  return [...new Set(secrets.map((s) => renderKey(s).toLowerCase()))];
 }
 
 /** A character a plain rendered key (`.name`) may hold: anything else ends it. */

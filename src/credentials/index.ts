@@ -25,17 +25,7 @@ export interface RequestCredential {
   decision: NewPathDecision;
   /** The identity to use toward new for this credential (pass to `outbound.new.headerFor`). */
   mapping: OutboundMapping | undefined;
-  /**
-   * The values the request carries where a backend may read its credential, in every spelling a
-   * backend may read them (a decoy's neighbour, a cookie unquoted or decoded, both halves of Basic's
-   * `user:password`), at least MIN_SECRET_CHARS long: diff examples blank them out. Worked out on
-   * first call (only a pair with differences asks), never logged or kept apart.
-   */
-  secrets: () => readonly string[];
 }
-
-const NO_SECRETS: readonly string[] = [];
-const NONE = (): readonly string[] => NO_SECRETS;
 
 function secretsIn(headers: HeaderSource, url: string | undefined, locations: readonly LegacyLocation[]): readonly string[] {
   const out = new Set<string>();
@@ -113,24 +103,37 @@ export class Credentials {
     }
     // A key legacy refuses is never lent new's own identity: legacy answers it (and keeps refusing).
     if (decision === 'allowed' && fingerprint !== null && this.inventory.legacyRejected(fingerprint)) decision = 'legacy_only';
-    let secrets = NONE;
-    if (found !== null) {
-      const locations = this.locations;
-      let cached: readonly string[] | undefined;
-      // The request's headers are let go once read: a pair waiting in the comparison queue holds
-      // this closure, and must not hold them too.
-      let source: HeaderSource | null = headers;
-      let target = url;
-      secrets = () => {
-        if (cached === undefined) {
-          cached = secretsIn(source!, target, locations);
-          source = null;
-          target = undefined;
-        }
-        return cached;
-      };
-    }
-    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint), secrets };
+    return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint) };
+  }
+
+  /**
+   * The values a request carries where a backend may read its credential, in every spelling a
+   * backend may read them (a decoy's neighbour, a cookie unquoted or decoded, both halves of Basic's
+   * `user:password`), at least MIN_SECRET_CHARS long: examples and the access log blank them out.
+   * Never logged or kept apart.
+   */
+  secretsIn(headers: HeaderSource, url: string | undefined): readonly string[] {
+    return secretsIn(headers, url, this.locations);
+  }
+
+  /**
+   * `secretsIn` for a mirrored pair, worked out on first call (only a pair with differences asks)
+   * and kept; the request's headers are let go once read, so a pair waiting in the comparison queue
+   * does not hold them. Made only for a request that is mirrored and carries a credential: `inspect`
+   * allocates nothing for it.
+   */
+  secretsLater(headers: HeaderSource, url: string | undefined): () => readonly string[] {
+    let cached: readonly string[] | undefined;
+    let source: HeaderSource | null = headers;
+    let target = url;
+    return () => {
+      if (cached === undefined) {
+        cached = this.secretsIn(source!, target);
+        source = null;
+        target = undefined;
+      }
+      return cached;
+    };
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

@@ -13,14 +13,15 @@
  * The Redis store (fleet) will follow the same shape: `version` is the fencing token a writer checks
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
-import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError } from '../errors.js';
 import { freshSnapshot, MemoryStore } from './store.js';
 import type { StoreSnapshot } from './types.js';
+import { StateFileLock, type LockEvents } from './store-lock.js';
+
+export { LOCK_LEASE_MS, type LockHolder } from './store-lock.js';
 
 export class StateFileError extends CutoverError {
   constructor(message: string) {
@@ -63,62 +64,22 @@ export function routeEntryProblem(name: string, entry: unknown): string | null {
   return null;
 }
 
-export interface FileStoreEvents {
-  /** Another live process holds the file's lock: both write the file, each over the other's state. */
-  onShared?: (info: { path: string; holder: LockHolder }) => void;
-  /** The lock could not be written (a full disk, a read-only directory): the store runs without it. */
-  onLockFailed?: (info: { path: string; reason: string }) => void;
+export interface FileStoreEvents extends LockEvents {
   /** The file did not parse: it was moved to `corruptPath` and the store started fresh. */
   onCorrupt?: (info: { path: string; corruptPath: string; reason: string }) => void;
   /** A route's entry could not be used: it was left out, so the route starts from its configured weight. */
   onInvalidRoute?: (info: { path: string; route: string; reason: string }) => void;
 }
 
-/** A lock not refreshed for this long belongs to a process that is gone (on any host). */
-export const LOCK_LEASE_MS = 30_000;
-const LOCK_REFRESH_MS = 10_000;
 /** A temp file this old is a leftover whatever its process. */
 const STALE_TEMP_MS = 60_000;
-
-/** Who holds `<path>.lock`; the token tells this process's lock from any other (pids repeat across containers). */
-export interface LockHolder {
-  pid: number;
-  host: string;
-  since: string;
-  token: string;
-  /** The holder's pid namespace (Linux), so its pid is only looked up where it means that process. */
-  pidns?: string;
-}
-
-/** This process's pid namespace (`pid:[4026531836]`), or undefined where there is none to read. */
-function pidNamespace(): string | undefined {
-  try {
-    return readlinkSync('/proc/self/ns/pid');
-  } catch {
-    return undefined;
-  }
-}
-
-const PID_NAMESPACE = pidNamespace();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class FileStore extends MemoryStore {
   override readonly kind = 'file';
   private healthy = true;
   private readonly tempPath: string;
-  /** `<path>.lock`: names the process using the file, so a second one is told (see lock()). */
-  private readonly lockPath: string;
-  private readonly lockToken = randomBytes(12).toString('hex');
-  private lockRefresh: NodeJS.Timeout | null = null;
-  private lockTried = false;
+  /** `<path>.lock`: names the process using the file, so a second one is told (store-lock.ts). */
+  private readonly lock: StateFileLock;
 
   constructor(
     readonly path: string,
@@ -126,101 +87,16 @@ export class FileStore extends MemoryStore {
   ) {
     super();
     // The token too: two processes with one pid (containers) sharing the file must not share a temp.
-    this.tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.${this.lockToken}.tmp`);
-    this.lockPath = `${path}.lock`;
-  }
-
-  /**
-   * Advisory: `<path>.lock` names the process using the file (pid, host, a token of its own),
-   * refreshed every 10 s. Two processes on one file each write their own state over the other's, so
-   * a rollback made through one is undone by the other's next check: a process that finds the file
-   * held by another live one says so (`onShared`, an error in the log), naming it. It never refuses
-   * to start: a proxy in the data path must come up with a stale lock, a full disk or a read-only
-   * directory (`onLockFailed`). A lock is stale when its process is gone on this host, or when it
-   * was not refreshed for 30 s; a stale lock is replaced (written aside, renamed over it).
-   */
-  private async lock(): Promise<void> {
-    // Once per store: the inventory loads the store a second time at start.
-    if (this.lockTried) return;
-    this.lockTried = true;
-    const found = await this.readLock();
-    if (found !== null && found.holder.token !== this.lockToken && !this.stale(found)) {
-      this.events.onShared?.({ path: this.path, holder: found.holder });
-      return;
-    }
-    const mine: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: this.lockToken, pidns: PID_NAMESPACE };
-    const temp = `${this.lockPath}.${this.lockToken}.tmp`;
-    try {
-      await mkdir(dirname(this.path), { recursive: true });
-      const file = await open(temp, 'w', 0o600);
-      try {
-        await file.writeFile(JSON.stringify(mine));
-      } finally {
-        await file.close();
-      }
-      await rename(temp, this.lockPath);
-    } catch (err) {
-      await unlink(temp).catch(() => undefined);
-      this.events.onLockFailed?.({ path: this.lockPath, reason: (err as NodeJS.ErrnoException).code ?? String(err) });
-      return;
-    }
-    // Two replacements may have renamed at once: the one whose token is there holds it.
-    const held = await this.readLock();
-    if (held === null || held.holder.token !== this.lockToken) {
-      if (held !== null) this.events.onShared?.({ path: this.path, holder: held.holder });
-      return;
-    }
-    this.lockRefresh = setInterval(() => void this.refreshLock(), LOCK_REFRESH_MS);
-    this.lockRefresh.unref();
-  }
-
-  /** Keeps the lease, while the lock is still this process's; another process's is reported once. */
-  private async refreshLock(): Promise<void> {
-    const held = await this.readLock();
-    if (held === null || held.holder.token !== this.lockToken) {
-      if (this.lockRefresh !== null) clearInterval(this.lockRefresh);
-      this.lockRefresh = null;
-      if (held !== null) this.events.onShared?.({ path: this.path, holder: held.holder });
-      return;
-    }
-    const now = new Date();
-    await utimes(this.lockPath, now, now).catch(() => undefined);
-  }
-
-  private async readLock(): Promise<{ holder: LockHolder; age: number } | null> {
-    try {
-      const [text, info] = await Promise.all([readFile(this.lockPath, 'utf8'), stat(this.lockPath)]);
-      const holder = JSON.parse(text) as Partial<LockHolder>;
-      if (typeof holder.pid !== 'number' || typeof holder.host !== 'string' || typeof holder.token !== 'string') return null;
-      return { holder: { pid: holder.pid, host: holder.host, since: String(holder.since ?? 'unknown'), token: holder.token, pidns: typeof holder.pidns === 'string' ? holder.pidns : undefined }, age: Date.now() - info.mtimeMs };
-    } catch {
-      return null;
-    }
-  }
-
-  private stale(found: { holder: LockHolder; age: number }): boolean {
-    if (found.age > LOCK_LEASE_MS) return true;
-    // A pid means that process only on this host and in this pid namespace (containers sharing a
-    // hostname each have their own pids): where both namespaces are known and differ, only the lease
-    // tells. An unknown one (an older build's lock, a system without /proc) is taken as this one.
-    const { holder } = found;
-    if (holder.host !== hostname()) return false;
-    if (holder.pidns !== undefined && PID_NAMESPACE !== undefined && holder.pidns !== PID_NAMESPACE) return false;
-    // Our own pid under another token: an earlier run of this process (a container restarted in place).
-    return holder.pid === process.pid || !alive(holder.pid);
+    this.lock = new StateFileLock(path, randomBytes(12).toString('hex'), events);
+    this.tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.${this.lock.token}.tmp`);
   }
 
   override async close(): Promise<void> {
-    if (this.lockRefresh === null) return;
-    clearInterval(this.lockRefresh);
-    this.lockRefresh = null;
-    // Only a lock that is still this process's: one taken over since belongs to its new holder.
-    const held = await this.readLock();
-    if (held?.holder.token === this.lockToken) await unlink(this.lockPath).catch(() => undefined);
+    await this.lock.release();
   }
 
   override async load(): Promise<StoreSnapshot> {
-    await this.lock();
+    await this.lock.take();
     await this.removeStaleTemps();
     let text: string;
     try {

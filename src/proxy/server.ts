@@ -20,7 +20,6 @@ import type { Snapshot, Snapshots } from './snapshot.js';
 import { createStickyExtractor, type StickyExtractor } from '../routing/sticky.js';
 import type { Logger } from '../telemetry/logger.js';
 import { Tunnels, tunnelled } from './upgrade.js';
-import { effectiveMethod } from '../shadow/methods.js';
 import { blankSecrets, secretSpellings } from '../compare/redact.js';
 import { BodyBudget, BodyHold, BodyRejectedError, readBody, type BodyLimits } from './body.js';
 import type { ShadowEngine } from '../shadow/engine.js';
@@ -55,9 +54,9 @@ const LIVE_TAGS = { request: { mirrored: false }, mirrored: { mirrored: true }, 
 
 /** Requests that arrive on open connections once the drain has begun (SIGTERM, a close). */
 const DRAINING = problem(503, 'DRAINING', 'Shutting down', 'This proxy is shutting down; retry on another connection.');
-/** A failure of the proxy's own (a bug): logged, and the client told so. */
 const TRACE_REFUSED = problem(405, 'METHOD_NOT_ALLOWED', 'Method not allowed', 'TRACE is not forwarded: its echo would show the credentials the proxy adds. A route may allow it in match.methods.');
 
+/** A failure of the proxy's own (a bug): logged, and the client told so. */
 const PROXY_ERROR = problem(500, 'PROXY_ERROR', 'Proxy error', 'The proxy failed on this request; see its logs.');
 
 function saturatedProblem(primary: Upstream): Problem {
@@ -303,7 +302,7 @@ export class ProxyServer {
         before?.(answer);
         // The access log is opt-in and its line costs more than this: every spelling is looked for
         // (a first look at the raw key's start missed Basic passwords, encoded and quoted keys).
-        const secrets = credential?.secrets();
+        const secrets = credential?.fingerprint ? this.deps.credentials?.secretsIn(req.rawHeaders, decision.query) : undefined;
         const shown = secrets === undefined || secrets.length === 0 ? path : blankSecrets(path, secretSpellings(secrets));
         this.deps.logger.info(
           { route: route.name, method, path: shown, backend: primary.name, status: answer.status, outcome: answer.error === 'client_aborted' ? 'aborted' : answer.outcome, ms: Math.round(answer.seconds * 10_000) / 10, client: clientIp, ...LIVE_TAGS[live] },
@@ -377,8 +376,7 @@ export class ProxyServer {
     // A credential new may not serve (unmapped under requireMapping, refused by legacy) is not mirrored to new either.
     const legacyOnly = credential !== null && credential.decision !== 'allowed';
     if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
-    // Judged as the backend may read it: a GET overridden to DELETE is not a safe method to mirror.
-    const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, effectiveMethod(method, req.rawHeaders), body, toNew);
+    const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew, req.rawHeaders);
     const onSettled = this.settledHooks(req, decision, job?.onPrimary ?? null, job === null ? 'request' : 'mirrored');
     let exchange: ClientExchange | null = null;
     try {
@@ -396,7 +394,7 @@ export class ProxyServer {
       return;
     }
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
-    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping, secrets: credential?.secrets });
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping, secrets: credential?.fingerprint ? this.deps.credentials?.secretsLater(req.rawHeaders, decision.query) : undefined });
   };
 
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {

@@ -15,7 +15,9 @@ import type { OutboundMapping } from '../credentials/outbound/index.js';
 import { redactTarget } from '../forward/shaping.js';
 import { redactQueryText } from '../compare/redact.js';
 import type { Upstream } from '../forward/upstream.js';
-import { SAFE_METHODS } from './methods.js';
+import { effectiveMethod, SAFE_METHODS } from './methods.js';
+
+const NO_HEADERS: readonly string[] = [];
 import { ExactRatio } from '../routing/ratio.js';
 import { Admission, ShadowBreaker, type BreakerOptions } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
@@ -146,10 +148,15 @@ export class ShadowEngine {
     return this.inFlight;
   }
 
-  /** A job when this request is to be mirrored, else null (with the reason counted). */
-  plan(route: Route, method: string, body: Buffer | null, primaryIsNew: boolean): MirrorJob | null {
+  /**
+   * A job when this request is to be mirrored, else null (with the reason counted). `rawHeaders`:
+   * the request's, for the method an override header names (effectiveMethod).
+   */
+  plan(route: Route, requestMethod: string, body: Buffer | null, primaryIsNew: boolean, rawHeaders: readonly string[] = NO_HEADERS): MirrorJob | null {
     // Requests that match no route are never mirrored: there is no rule saying it is safe.
     if (route.settings === undefined) return null;
+    // Judged as the backend may read it: a GET overridden to DELETE is not a safe method to mirror.
+    const method = effectiveMethod(requestMethod, rawHeaders);
     const sampling = this.samplingOf(route);
     const settings = route.shadow;
     if (!settings.unsafe && !SAFE_METHODS.has(method)) {
