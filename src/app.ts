@@ -4,6 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { fileSecretDigest } from './config/credentials.js';
 import type { Config } from './config/load.js';
 import { createAdminServer, type AdminRoutes } from './admin/server.js';
 import { registerCredentialRoutes } from './admin/credentials.js';
@@ -95,6 +96,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const routes = snapshots.current().routes;
   // The fingerprint key may be created only by a lone replica (file or memory store, not a fleet's shared one).
   const credentials = await Credentials.create(config, { store, telemetry, logger, createKey: true });
+  const keyFile = config.credentials.fingerprintKeyFile;
+  if (credentials.keyOrigin === 'created' && keyFile !== undefined && config.secrets !== undefined) config.secrets['credentials.fingerprintKeyFile'] = fileSecretDigest(keyFile);
   // How each backend's requests are shaped (forward/shaping.ts): the proxy's own credential toward
   // it (`outbound`) and its TLS (`connect`), for live, mirror, baseline and upgrade calls alike.
   const shaping = (backend: BackendName): UpstreamShaping => ({

@@ -280,6 +280,31 @@ describe('hot reload', () => {
     expect((await post()).body.problems).toEqual([expect.stringMatching(/^cutover\.audit\.path: changed/)]);
   });
 
+  it('reloads after a start that created the fingerprint key file: unchanged is unchanged, and a revocation goes live', async () => {
+    const legacy = await backend('legacy');
+    const next = await backend('new');
+    const base = baseConfig(legacy.url, next.url, { admin: { host: '127.0.0.1', port: 0, tokenFile: 'token' }, cutover: { state: { store: 'memory' } } });
+    const credentials = { fingerprintKeyFile: 'fp.key', legacy: [{ header: 'x-api-key' }] };
+    // No fp.key yet: this start makes it.
+    const f = await start({ ...base, credentials, routes: routes() });
+    const post = async () => {
+      const res = await request(`${f.app.adminUrl}/api/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+      return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> };
+    };
+    const unchanged = await post();
+    expect(unchanged.status).toBe(200);
+    expect(unchanged.body.status).toBe('unchanged');
+    const res = await request(`${f.app.dataUrl}/a/1`, { headers: { 'x-api-key': 'straggler-key-1' } });
+    await res.body.dump();
+    expect(res.statusCode).toBe(200);
+    const fingerprint = f.app.credentials.inventory.list().credentials[0].fingerprint;
+    f.write({ ...base, credentials: { ...credentials, revoked: [fingerprint] }, routes: routes() });
+    expect((await post()).body.status).toBe('reloaded');
+    const revoked = await request(`${f.app.dataUrl}/a/1`, { headers: { 'x-api-key': 'straggler-key-1' } });
+    expect(revoked.statusCode).toBe(401);
+    expect(((await revoked.body.json()) as { code: string }).code).toBe('REVOKED');
+  });
+
   it('reloads a running `cutover run` on SIGHUP and through `cutover reload`', async () => {
     const legacy = await backend('legacy');
     const next = await backend('new');

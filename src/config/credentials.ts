@@ -59,6 +59,15 @@ function fileText(file: string): string | undefined {
 
 const DIGEST_KEY = randomBytes(32);
 
+/**
+ * What `secretDigests` would read for a secret file now. A fingerprint key file the proxy creates
+ * at start was read as missing when the config loaded; its running digest is taken again from what
+ * it holds, or every reload would see a "rotated" restart-only key and be refused.
+ */
+export function fileSecretDigest(file: string): string {
+  return digestOf(fileText(file));
+}
+
 function digestOf(text: string | undefined): string {
   return text === undefined ? 'unset' : createHmac('sha256', DIGEST_KEY).update(text.trim()).digest('hex');
 }
