@@ -610,6 +610,15 @@ describe('audit log bounds', () => {
     expect(read.at(-1)?.why).toBe(`#${AUDIT_MEMORY + 4}`);
   });
 
+  it('a torn last line left by a crash mid-append costs only itself: the next entry starts a line of its own', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'cutover-audit-')), 'audit.jsonl');
+    writeFileSync(path, `${JSON.stringify(entry(1))}\n${JSON.stringify(entry(2)).slice(0, 30)}`);
+    const audit = new AuditLog(path);
+    await audit.append(entry(3));
+    await audit.append(entry(4));
+    expect((await audit.read()).map((e) => e.why)).toEqual(['#1', '#3', '#4']);
+  });
+
   it('a file that cannot be written or read: the lever is not lost from the log, and reading it never fails', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cutover-audit-'));
     const path = join(dir, 'audit.jsonl');

@@ -39,6 +39,26 @@ function bound<T>(list: T[]): void {
   if (list.length > AUDIT_MEMORY) list.splice(0, list.length - AUDIT_MEMORY);
 }
 
+/** Whether the file is missing, empty, or ends with a newline. */
+async function endsLine(path: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) return true;
+    const last = Buffer.alloc(1);
+    await handle.read(last, 0, 1, size - 1);
+    return last[0] === 0x0a;
+  } finally {
+    await handle.close();
+  }
+}
+
 export class AuditLog {
   /** The latest entries, with or without a file: what `read` answers when the file cannot be read. */
   private readonly recent: AuditEntry[] = [];
@@ -46,6 +66,8 @@ export class AuditLog {
   private readonly unwritten: AuditEntry[] = [];
   private tail: Promise<void> = Promise.resolve();
   private dirReady = false;
+  /** Whether the file is known to end with a whole line (every append since the check has). */
+  private endChecked = false;
   /** Entries that could not be written to the file (logged through `onError`). */
   failedWrites = 0;
 
@@ -67,8 +89,12 @@ export class AuditLog {
           await mkdir(dirname(path), { recursive: true });
           this.dirReady = true;
         }
-        await appendFile(path, line, 'utf8');
+        // A crash mid-append leaves a torn last line without its newline: glued to it, this entry
+        // would be lost with it when read. Checked at the first append, and again after a failure.
+        await appendFile(path, this.endChecked || (await endsLine(path)) ? line : `\n${line}`, 'utf8');
+        this.endChecked = true;
       } catch (err) {
+        this.endChecked = false;
         this.failedWrites++;
         this.unwritten.push(entry);
         bound(this.unwritten);
