@@ -562,6 +562,19 @@ describe('controller: found by review', () => {
     await r.controller.setWeight('r', 50, { who: 'ops' });
     await r.controller.rollback('r', { who: 'ops' });
     expect(r.controller.weightOf('r')).toBe(0);
+    // From 0 % the next step is the first one (5 %), by promote and by the controller alike.
+    await r.controller.promote('r', { who: 'ops' });
+    expect(state(r)).toMatchObject({ step: 0, weight: 5 });
+    await r.controller.promote('r', { who: 'ops' });
+    expect(state(r)).toMatchObject({ step: 1, weight: 50 });
+    const auto = await rig({ steps: [5, 50, 100] });
+    expect(state(auto)).toMatchObject({ step: 0, weight: 0, state: 'shadow' });
+    await auto.step(good());
+    await auto.step(good());
+    expect(state(auto)).toMatchObject({ step: 0, weight: 5, state: 'shifting' });
+    await auto.step(good());
+    await auto.step(good());
+    expect(state(auto)).toMatchObject({ step: 1, weight: 50 });
   });
 
   it('after a bypass, a route judges only what it sees from then on: no advance on evidence from before the incident', async () => {

@@ -293,6 +293,16 @@ export class Controller {
     return isPause(this.steps[s.step]) ? this.weightAt(s.step) !== s.weight : s.step !== this.stepFor(s.weight);
   }
 
+  /**
+   * The step a route goes to next (past the last: it completes there). A route below its step's
+   * percent goes to that step first: with steps starting above 0 (`[5, 50, 100]`), a route at 0 %
+   * (seeded there, or rolled back) sits at step 0 and goes to 5 %, not 50 %.
+   */
+  private nextStep(s: RouteState): number {
+    const at = this.steps[Math.min(s.step, this.steps.length - 1)];
+    return !isPause(at) && s.weight < this.weightAt(s.step) ? Math.min(s.step, this.steps.length - 1) : s.step + 1;
+  }
+
   /** The last percent step at or below `weight`. */
   stepFor(weight: number): number {
     let found = 0;
@@ -420,14 +430,14 @@ export class Controller {
         }
         if (atPauseStep || next.passes < this.settings.holdIntervals) return next;
         const last = this.steps.length - 1;
-        if (current.step >= last) {
+        const target = this.nextStep(current);
+        if (target > last) {
           action = { kind: 'complete', why: `held at ${current.weight}% for ${next.passes} passing checks` };
           return { ...next, state: 'complete', passes: 0, failures: 0, changedAt: now, changedBy: 'controller', reason: action.why };
         }
         if (current.step === 0 && waiting.length > 0) {
           return { ...next, reason: `waiting for ${waiting.join(', ')} to complete` };
         }
-        const target = current.step + 1;
         if (isPause(this.steps[target])) {
           action = { kind: 'pause-step', why: 'reached a pause step: waiting for a person to promote' };
           return { ...next, step: target, state: 'paused', paused: true, passes: 0, failures: 0, changedAt: now, changedBy: 'controller', reason: action.why };
@@ -481,10 +491,11 @@ export class Controller {
     return this.lever(route, opts, 'promote', (current, now, why) => {
       if (current.state === 'complete') throw new LeverError('ALREADY_COMPLETE', `Route "${route}" is already complete at ${current.weight}%.`, 409);
       const last = this.steps.length - 1;
-      if (current.step >= last && current.weight === this.weightAt(last)) {
+      const target = this.nextStep(current);
+      if (target > last) {
         return { ...current, state: 'complete', paused: false, passes: 0, failures: 0, changedAt: now, changedBy: opts.who, reason: why };
       }
-      return this.moved(current, opts.full ? last : current.step + 1, now, opts.who, why, false);
+      return this.moved(current, opts.full ? last : target, now, opts.who, why, false);
     });
   }
 
