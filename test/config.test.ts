@@ -48,6 +48,20 @@ describe('config validation names the path of every problem', () => {
     expect(problems.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('names problems between fields and in compare rules together', () => {
+    const problems = problemsOf({ backends, listen: { port: 8080 }, admin: { port: 8080 }, routes: [{ name: 'a', match: { path: '/a' }, compare: { ignore: ['$.[['] } }] });
+    expect(problems).toEqual([expect.stringMatching(/^admin\.port: 8080 is also listen\.port/), expect.stringMatching(/^routes\[0\]\.compare\.ignore\[0\]: cannot parse path/)]);
+  });
+
+  it('hashes the file, not where it sits: the same config in two directories has one hash', () => {
+    const raw = () => ({ backends, credentials: { fingerprintKeyFile: 'fp.key' }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const a = validateConfig(raw(), 'a.yaml', mkdtempSync(join(tmpdir(), 'cutover-hash-')));
+    const b = validateConfig(raw(), 'b.yaml', mkdtempSync(join(tmpdir(), 'cutover-hash-')));
+    expect(a.credentials.fingerprintKeyFile).not.toBe(b.credentials.fingerprintKeyFile);
+    expect(a.hash).toBe(b.hash);
+    expect(validateConfig({ ...raw(), routes: [{ name: 's', match: { path: '/r' } }] }, 'c.yaml').hash).not.toBe(a.hash);
+  });
+
   it('accepts JSON as well as YAML and applies defaults', () => {
     const config = validateConfig(parseConfigText(JSON.stringify({ backends, routes: [{ name: 'r', match: { path: '/r/:id' } }] }), 'c.json'));
     expect(config.listen.port).toBe(8080);

@@ -288,6 +288,8 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), source);
   const raw = parsed.data;
+  // Before paths are made absolute: the same file in another directory (another replica) has the same hash.
+  const hash = createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 12);
   resolveCredentialPaths(raw, configDir);
   const problems = [...crossFieldProblems(raw), ...credentialProblems(raw)];
   const adminToken = readSecret(raw.admin.tokenFile, raw.admin.tokenEnv, configDir, 'admin', problems);
@@ -295,10 +297,10 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   const cutoverWebhook = raw.cutover.webhook ?? webhookSecret(raw.cutover.webhookFile, raw.cutover.webhookEnv, configDir, problems);
   const statePath = resolvePath(configDir, raw.cutover.state.path);
   if (raw.cutover.state.store === 'file' && isDirectory(statePath)) problems.push(`cutover.state.path: ${statePath} is a directory; name the state file itself (e.g. state/cutover.json)`);
-  if (problems.length) throw new ConfigError(problems, source);
-  const secrets = secretDigests(raw, configDir);
+  const secrets = problems.length ? {} : secretDigests(raw, configDir);
 
-  const compareProblems: string[] = [];
+  // Collected with the problems above, so that `cutover check` names them all at once.
+  const compareProblems = problems;
   // Each route's rules are compiled here, once: a bad path is a config problem, not a crash later,
   // and everything downstream (routing, the analysis) shares this one compiled copy.
   const compile = (compare: CompareSettings, where: string): RouteRules => {
@@ -337,7 +339,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
     adminTokens,
     cutoverWebhook,
     source,
-    hash: createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 12),
+    hash,
     secrets,
     statePath,
   };
