@@ -106,7 +106,7 @@ describe('cutover admin clients (child processes against a real admin server)', 
     expect(noRoute.stderr).toBe('cutover: "promote" needs --route NAME; run "cutover --help".\n');
     expect((await cutover(['weight', 'lots', '--route', 'get-widget', ...admin()])).code).toBe(2);
     // Number('') is 0 and Number('0x10') 16: an unset "$PCT" must not set a route to 0 %.
-    for (const bad of ['', '0x10', ' 5', '1e1']) expect((await cutover(['weight', bad, '--route', 'get-widget', ...admin()])).code).toBe(2);
+    for (const bad of ['', '0x10', ' 5', '1e1', '0.004']) expect((await cutover(['weight', bad, '--route', 'get-widget', ...admin()])).code).toBe(2);
     expect((await cutover(['bypass', 'maybe', ...admin()])).code).toBe(2);
     expect((await cutover(['status', '--frobnicate', ...admin()])).code).toBe(2);
     const unknown = await cutover(['pause', '--route', 'nope', ...admin()]);

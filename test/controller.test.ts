@@ -309,9 +309,12 @@ describe('controller: sequencing and levers', () => {
     expect(state(r).weight).toBe(1);
     await r.controller.resume('r', { who: 'bob', reason: 'go on' });
     expect(state(r)).toMatchObject({ paused: false, state: 'shifting', since: r.clock.t });
-    await r.controller.setWeight('r', 33.333, { who: 'carol' });
+    await r.controller.setWeight('r', 33.33, { who: 'carol' });
     expect(state(r)).toMatchObject({ weight: 33.33, step: 3, paused: true, state: 'paused' });
     await expect(r.controller.setWeight('r', 101, { who: 'carol' })).rejects.toMatchObject({ code: 'BAD_WEIGHT', status: 400 });
+    // Finer than the split's 0.01 is refused, not rounded away unseen (0.004 would be 0 %).
+    for (const fine of [0.004, 33.333]) await expect(r.controller.setWeight('r', fine, { who: 'carol' })).rejects.toMatchObject({ code: 'BAD_WEIGHT', status: 400 });
+    expect(state(r).weight).toBe(33.33);
     await r.controller.promote('r', { who: 'alice', full: true });
     expect(state(r)).toMatchObject({ weight: 100, step: 5, paused: false, state: 'shifting' });
     await r.controller.rollback('r', { who: 'dave', reason: 'customer report' });

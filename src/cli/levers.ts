@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { clientSettings, type ClientSettings } from '../config/client.js';
+import { isSplitPercent } from '../config/schema.js';
 
 export const LEVER_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'reload', 'report']);
 
@@ -247,7 +248,7 @@ async function run(command: string, argv: string[], io: Out): Promise<number> {
       const raw = positionals[0];
       // A plain decimal only: Number('') is 0 and Number('0x10') 16, so `cutover weight "$PCT"` with PCT unset would set 0 %.
       const weight = raw === undefined || !/^\d+(\.\d+)?$/.test(raw) ? NaN : Number(raw);
-      if (!Number.isFinite(weight) || weight < 0 || weight > 100) throw usage('"weight" needs a percent from 0 to 100, e.g. cutover weight 25 --route R');
+      if (!isSplitPercent(weight)) throw usage('"weight" needs a percent from 0 to 100 in steps of 0.01, e.g. cutover weight 25 --route R');
       const { json } = await call(settings, 'POST', `/api/routes/${needRoute()}/weight`, { weight, ...reason });
       print(json, `${routeLine(route!, (json as { state: { state: string; weight: number; step: number } }).state)}; the controller is paused for it`);
       return EXIT_OK;

@@ -11,7 +11,7 @@
 import { request } from 'undici';
 import { CutoverError } from '../errors.js';
 import type { Config } from '../config/load.js';
-import { DEFAULT_STEPS } from '../config/schema.js';
+import { DEFAULT_STEPS, isSplitPercent } from '../config/schema.js';
 import type { CutoverMetrics } from '../telemetry/metrics.js';
 import { AUDIT_MEMORY, type AuditEntry, type AuditLog, type AuditPosition } from './audit.js';
 import type { ReportFieldInput, ReportInput, ReportRollback, ReportStraggler } from './report.js';
@@ -541,8 +541,9 @@ export class Controller {
 
   /** Sets the weight by hand and pauses the controller for this route. */
   async setWeight(route: string, weight: number, opts: LeverOptions): Promise<RouteState> {
-    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 100) {
-      throw new LeverError('BAD_WEIGHT', 'The weight must be a number from 0 to 100 (percent to the new backend).', 400);
+    if (typeof weight !== 'number' || !isSplitPercent(weight)) {
+      // Finer than 0.01 would be rounded away unseen (0.004 → 0 %: no traffic where some was asked for).
+      throw new LeverError('BAD_WEIGHT', 'The weight must be a number from 0 to 100 (percent to the new backend), a multiple of 0.01.', 400);
     }
     const w = Math.round(weight * 100) / 100;
     return this.lever(route, opts, 'weight', (current, now, why) => ({
