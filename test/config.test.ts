@@ -105,6 +105,25 @@ describe('cutover check', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace without --debug
   });
 
+  it('refuses a stray argument, and a listen host that is no address: exit 2 naming the field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-check-'));
+    const file = join(dir, 'c.yaml');
+    const write = (host: string) => writeFileSync(file, `backends: { legacy: { url: "http://127.0.0.1:1" }, new: { url: "http://127.0.0.1:2" } }\nlisten: { host: "${host}", port: 0 }\nadmin: { port: 0 }\n`);
+    write('127.0.0.1');
+    const stray = spawnSync(process.execPath, [CLI, 'check', 'extra', '--config', file], { encoding: 'utf8' });
+    expect(stray.status).toBe(2);
+    expect(stray.stderr).toContain('Unexpected argument "extra" after "check"');
+    write('not a host!!');
+    const bad = spawnSync(process.execPath, [CLI, 'check', '--config', file], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('listen.host: must be an IP address');
+    // A well-formed address this machine does not have fails at start, naming the fields, exit 2.
+    write('192.0.2.1');
+    const run = spawnSync(process.execPath, [CLI, 'run', '--config', file], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, CUTOVER_NODE_TUNING: 'off' } });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('Cannot listen on 192.0.2.1: it is not an address of this machine; check listen.host and admin.host');
+  });
+
   it('reports YAML syntax errors with their line and exits 2', () => {
     const r = check('backends:\n  legacy: { url: "http://a"\n');
     expect(r.status).toBe(2);

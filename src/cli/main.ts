@@ -102,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined && !values.help ? EXIT_USAGE : EXIT_OK;
   }
+  if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}" after "${command}"; run "cutover --help" for the usage.`);
   switch (command) {
     case 'check': {
       const config = await requireConfig(values.config);
@@ -158,6 +159,11 @@ function describe(err: unknown): { message: string; code: number } {
   const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
   if (e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return { message: `${e.message}; run "cutover --help"`, code: EXIT_USAGE };
   if (e?.code === 'EADDRINUSE') return { message: `Address ${e.address ?? ''}:${e.port ?? ''} is already in use; stop what holds it or choose another port in the config.`, code: EXIT_RUNTIME };
+  // A listener's host that names no address here: the config's, so exit 2 as for any bad config.
+  if (e?.code === 'ENOTFOUND' || e?.code === 'EADDRNOTAVAIL') {
+    const host = (e as { hostname?: string }).hostname ?? e.address ?? '';
+    return { message: `Cannot listen on ${host}: ${e.code === 'ENOTFOUND' ? 'the name does not resolve' : 'it is not an address of this machine'}; check listen.host and admin.host in the config.`, code: EXIT_USAGE };
+  }
   if (e?.code === 'EACCES') return { message: `Not allowed to listen on ${e.address ?? ''}:${e.port ?? ''}; choose a port above 1023 or run with the needed privilege.`, code: EXIT_RUNTIME };
   return { message: `Unexpected failure: ${e?.message ?? String(err)}; rerun with --debug for details.`, code: EXIT_RUNTIME };
 }

@@ -49,6 +49,17 @@ const httpUrl = z.string().superRefine((value, ctx) => {
   if (url.search || url.hash) ctx.addIssue({ code: 'custom', message: 'must not carry a query or fragment' });
 });
 
+/**
+ * An address to listen on: an IP literal, or a host name (letters, digits, '-' and '.'). A name
+ * that does not resolve still fails at start, naming the field (cli/main.ts).
+ */
+const listenHost = z
+  .string()
+  .min(1)
+  .refine((h) => isIP(h) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(h), {
+    message: 'must be an IP address (0.0.0.0, 127.0.0.1, ::) or a host name',
+  });
+
 /** Traffic is split in hundredths of a percent (10,000 buckets): a finer value would be rounded away unseen. */
 export function isSplitPercent(v: number): boolean {
   return Number.isFinite(v) && v >= 0 && v <= 100 && Math.abs(v * 100 - Math.round(v * 100)) < 1e-6;
@@ -87,7 +98,7 @@ const secretSource = {
 };
 
 export const listenSchema = z.strictObject({
-  host: z.string().min(1).default('0.0.0.0'),
+  host: listenHost.default('0.0.0.0'),
   port: port.default(8080),
   /** Largest request body accepted; larger gets 413. */
   bodyLimit: size.default(10 * 1024 * 1024),
@@ -116,7 +127,7 @@ export const adminTokenSchema = z.strictObject({
 });
 
 export const adminSchema = z.strictObject({
-  host: z.string().min(1).default('127.0.0.1'),
+  host: listenHost.default('127.0.0.1'),
   port: port.default(9090),
   /** The single token of earlier configs: one operator token named `admin`. */
   ...secretSource,
