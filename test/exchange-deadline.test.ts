@@ -1,6 +1,7 @@
 /**
  * The mirror's hard budget (`shadow.timeout`) counts from dispatch: a mirror still queued for a pooled
- * connection ends at its deadline, without ever being sent, and so frees its mirror slot.
+ * connection ends at its deadline, without ever being sent, and so frees its mirror slot. A live
+ * answer's budget leaves out the time the relay waits on a slow client.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Pool } from 'undici';
@@ -76,5 +77,76 @@ describe('CapturingExchange deadline', () => {
     expect(backend.received.map((r) => r.url)).toEqual(['/hold']);
     held.forEach((r) => r.end());
     await holder;
+  });
+});
+
+describe('ClientExchange and a slow client', () => {
+  /** A backend sending `bytes` at once, and a front server relaying it through ClientExchange (legacy, `timeout`). */
+  async function relay(bytes: number, timeout: string) {
+    const body = Buffer.alloc(bytes, 0x61);
+    const backend: TestBackend = await startBackend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes) });
+      res.end(body);
+    });
+    cleanup.push(() => backend.close());
+    const config = validateConfig({ backends: { legacy: { url: backend.url, timeout }, new: { url: backend.url } } });
+    const upstream = new Upstream('legacy', config.backends.legacy, { legacyCredentials: [] });
+    cleanup.push(() => upstream.destroy());
+    const telemetry = new Telemetry({ defaultMetrics: false });
+    const metrics = telemetry.route('r');
+    const front = http.createServer((_req, res) => {
+      upstream.pool.dispatch({ path: '/big', method: 'GET' }, new ClientExchange(res, upstream, metrics, 0, null));
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => front.close(() => resolve())));
+    return { port: (front.address() as AddressInfo).port, telemetry };
+  }
+
+  it('a client reading slower than the backend sends gets the whole answer past the backend timeout: time paused for it is not the backend’s', async () => {
+    // 24 MB is more than the kernel buffers of both ends hold, so the relay waits on the client.
+    const bytes = 24 * 1024 * 1024;
+    const { port, telemetry } = await relay(bytes, '1s');
+    const started = Date.now();
+    const received = await new Promise<{ status: number; bytes: number; complete: boolean }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/big' }, (res) => {
+          let n = 0;
+          res.on('data', (chunk: Buffer) => {
+            n += chunk.length;
+            // About 8 MB/s: the download takes ~3 s, three times the backend's budget.
+            res.pause();
+            setTimeout(() => res.resume(), 8);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes: n, complete: res.complete }));
+          res.on('error', () => resolve({ status: res.statusCode ?? 0, bytes: n, complete: false }));
+        })
+        .on('error', reject);
+    });
+    expect(Date.now() - started).toBeGreaterThan(1_000);
+    expect(received).toEqual({ status: 200, bytes, complete: true });
+    const text = await telemetry.exposition();
+    expect(text).toMatch(/^cutover_requests_total\{route="r",backend="legacy",role="primary",outcome="2xx"\} 1$/m);
+    expect(text).not.toMatch(/outcome="timeout"\} [1-9]/);
+  });
+
+  it('a client that takes nothing for a whole budget is cut, and it is not counted as the backend’s timeout', async () => {
+    const { port, telemetry } = await relay(24 * 1024 * 1024, '500ms');
+    const net = await import('node:net');
+    const socket = net.connect(port, '127.0.0.1');
+    socket.write('GET /big HTTP/1.1\r\nhost: x\r\n\r\n');
+    // Read the first bytes, then nothing more.
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.pause();
+    // Three budgets without reading a byte, then read what is left: the answer was cut short.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    let got = 0;
+    socket.on('data', (chunk: Buffer) => (got += chunk.length));
+    socket.on('error', () => undefined);
+    socket.resume();
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    expect(got).toBeLessThan(24 * 1024 * 1024);
+    const text = await telemetry.exposition();
+    expect(text).not.toMatch(/outcome="timeout"\} [1-9]/);
+    expect(text).not.toMatch(/role="primary",outcome="2xx"\} [1-9]/);
   });
 });

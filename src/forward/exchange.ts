@@ -117,8 +117,15 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   private readonly capture: BodyCapture | null;
   private settled = false;
   private clientGone = false;
-  /** `backends.X.timeout` counts from dispatch: time queued for a connection is spent from it too. */
-  private readonly deadline: NodeJS.Timeout;
+  /**
+   * `backends.X.timeout` counts from dispatch: time queued for a connection is spent from it too.
+   * Time paused for a slow client is not (it is the client's pace, not the backend's): the deadline
+   * moves on by it, and a client that takes nothing for a whole budget is cut as gone instead.
+   */
+  private deadline: NodeJS.Timeout;
+  private deadlineAt: number;
+  /** While paused for the client: cuts a client that takes no bytes for a whole budget. */
+  private stall: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly res: ServerResponse,
@@ -130,10 +137,19 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
     res.once('close', this.onClientClose);
     this.deadline = setTimeout(this.onDeadline, upstream.timeout);
+    this.deadlineAt = performance.now() + upstream.timeout;
     upstream.inFlight++;
   }
 
   private readonly onDeadline = (): void => expire(this.controller, new UpstreamDeadlineError(), (err) => this.onResponseError(null, err));
+
+  /** The client took nothing for a whole budget: it is treated as gone (not the backend's failure). */
+  private readonly onStall = (): void => {
+    this.stall = null;
+    if (this.settled) return;
+    this.onClientClose();
+    this.res.destroy();
+  };
 
   private readonly onClientClose = (): void => {
     if (this.settled) return;
@@ -179,8 +195,15 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (!this.res.write(chunk)) {
       controller.pause();
       this.pausedAt = performance.now();
+      clearTimeout(this.deadline);
+      this.stall = setTimeout(this.onStall, this.upstream.timeout);
       this.onDrain ??= () => {
-        this.resumed();
+        const paused = this.resumed();
+        if (this.settled) return;
+        if (this.stall !== null) clearTimeout(this.stall);
+        this.stall = null;
+        this.deadlineAt += paused;
+        this.deadline = setTimeout(this.onDeadline, Math.max(0, this.deadlineAt - performance.now()));
         this.controller?.resume();
       };
       this.res.once('drain', this.onDrain);
@@ -204,10 +227,13 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     socket.once('close', this.onClientClose);
   }
 
-  private resumed(): void {
-    if (this.pausedAt === 0) return;
-    this.pausedMs += performance.now() - this.pausedAt;
+  /** Ends a pause for the client; how long it lasted (ms), 0 when none was on. */
+  private resumed(): number {
+    if (this.pausedAt === 0) return 0;
+    const paused = performance.now() - this.pausedAt;
+    this.pausedMs += paused;
     this.pausedAt = 0;
+    return paused;
   }
 
   onResponseEnd(): void {
@@ -259,6 +285,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (this.settled) return false;
     this.settled = true;
     clearTimeout(this.deadline);
+    if (this.stall !== null) clearTimeout(this.stall);
     this.queuedOn?.off('close', this.onClientClose);
     this.upstream.inFlight--;
     return true;
