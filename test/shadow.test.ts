@@ -96,6 +96,46 @@ describe('mirroring', () => {
     expect(await scrape(p)).toMatch(/cutover_shadow_skipped_total\{route="safe-only",reason="unsafe_method"\} 1/);
   });
 
+  it('compares a HEAD or a 304 of a resource past the capture cap (no body comes), and keeps mirroring the route', async () => {
+    const big = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (req.url === '/r/small') return json(res, 200, { ok: true });
+      const headers = { 'content-type': 'application/octet-stream', 'content-length': '5000000', etag: '"v1"' };
+      if (req.headers['if-none-match'] === '"v1"') {
+        res.writeHead(304, headers);
+        res.end();
+        return;
+      }
+      res.writeHead(200, headers);
+      res.end(req.method === 'HEAD' ? undefined : Buffer.alloc(5_000_000));
+    };
+    const legacy = await backend(big);
+    const next = await backend(big);
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 }, compare: { maxBodyBytes: '64kb' } },
+      routes: [{ name: 'r', match: { methods: ['GET', 'HEAD'], path: '/r/:x' } }],
+    });
+    // node:http as the client: undici refuses a 304 that announces a length.
+    const status = (method: string, headers: Record<string, string> = {}) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(`${p.dataUrl}/r/file`, { method, headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await status('HEAD')).toBe(200);
+    expect(await status('GET', { 'if-none-match': '"v1"' })).toBe(304);
+    await waitFor(async () => (await diffs(p, 'r')).comparisons.total === 2, 5_000, 'two comparisons');
+    expect((await get(`${p.dataUrl}/r/small`)).status).toBe(200);
+    const d = await waitFor(async () => {
+      const now = await diffs(p, 'r');
+      return now.comparisons.total === 3 ? now : null;
+    }, 5_000, 'the small GET compared too');
+    expect(d.comparisons).toMatchObject({ match: 3, error: 0 });
+    expect(sample(await scrape(p), 'cutover_shadow_skipped_total{route="r",reason="body_too_large"}')).toBe(0);
+  });
+
   it('samples with an exact counter and skips large bodies and overload, counting each reason', async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));

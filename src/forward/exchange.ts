@@ -347,6 +347,8 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
      */
     deadlineMs: number,
     private readonly onSettled: OnSettled,
+    /** A HEAD request: its answer's Content-Length announces a body that never comes. */
+    private readonly head = false,
   ) {
     this.capture = new BodyCapture(captureLimit);
     this.deadline = setTimeout(this.onDeadline, deadlineMs);
@@ -366,6 +368,8 @@ export class CapturingExchange implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     this.headers = headers;
     // An announced length past the cap is known to be truncated now: reading any of it is waste.
+    // Not for an answer without a body (HEAD, 204, 304), whose Content-Length is the resource's.
+    if (this.head || statusCode === 204 || statusCode === 304) return;
     const length = Number(headers['content-length']);
     if (length > this.capture.limit) {
       this.capture.truncated = true;

@@ -234,13 +234,13 @@ export class ShadowEngine {
         // otherwise cost a new connection per mirror, forever.
         this.breakers[shadowTarget.name].record(answer.status > 0 && answer.error === undefined, job.probe);
         job.onShadow(answer);
-      }),
+      }, req.method === 'HEAD'),
     );
     if (job.wantsBaseline) {
       const primaryTarget = req.primaryIsNew ? pools.new : pools.legacy;
       primaryTarget.dispatcher.dispatch(
         dispatchOptions(primaryTarget, { method: req.method, path: req.primaryIsNew ? req.newPath : req.legacyPath, body: req.body, intent: intent('baseline') }),
-        new CapturingExchange(primaryTarget.name, 'shadow', route.metrics, limit, timeout, job.onBaseline),
+        new CapturingExchange(primaryTarget.name, 'shadow', route.metrics, limit, timeout, job.onBaseline, req.method === 'HEAD'),
       );
     }
   }
