@@ -32,13 +32,16 @@ const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
  * A request Node's parser refused (malformed framing): a raw problem+json 400 and the connection
  * closed, since nothing after the bad bytes can be trusted to be a request boundary.
  */
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void): void {
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
+  // as the body's are, on the route nothing could be matched to yet.
+  if (timeout) onTimeout();
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
   writeRawProblem(
     socket,
     tooLarge
@@ -180,6 +183,14 @@ export class ProxyServer {
       logger: false,
       bodyLimit: config.listen.bodyLimit,
       keepAliveTimeout: config.listen.keepAliveTimeout,
+      // listen.requestTimeout covers the headers too: Node's own 60 s, checked every 30 s, let a
+      // client sending its headers a byte at a time hold a connection for ~90 s. Node's whole-request
+      // limit stays a backstop behind the proxy's own body timers (body.ts), never before them.
+      http: {
+        headersTimeout: config.listen.requestTimeout,
+        requestTimeout: Math.max(300_000, config.listen.requestTimeout),
+        connectionsCheckingInterval: Math.max(250, Math.min(5_000, Math.floor(config.listen.requestTimeout / 4))),
+      },
       // While draining, requests arriving on kept-alive connections get 503 + Connection: close,
       // as problem+json from `handle` (fastify's own 503 is plain JSON).
       return503OnClosing: false,
@@ -188,7 +199,7 @@ export class ProxyServer {
       exposeHeadRoutes: false,
       routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
       // Framing errors (smuggling attempts, bad chunk sizes, bare LF...) get problem+json too.
-      clientErrorHandler: onClientError,
+      clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => onClientError(err, socket, () => deps.snapshots.current().routes.other.metrics.rejected('body_timeout')),
       // The router sees one path, always: routing is the route table's, on the canonical target
       // (decide). find-my-way's own decoding refused targets a backend accepts (Latin-1
       // `/search/caf%E9` got 400); the target as sent is kept in `originalUrl` (requestTarget).

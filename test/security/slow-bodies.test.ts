@@ -88,6 +88,28 @@ describe('slow request bodies', () => {
     console.log(`trickling client answered 408 after ${trickleMs} ms (requestTimeout 1s)`);
   });
 
+  it('answers 408 to headers trickling 1 byte per 200 ms past listen.requestTimeout (not at Node’s 60 s), counted as body_timeout', async () => {
+    backend = await startBackend();
+    proxy = await startProxy(baseConfig(backend.url, backend.url, { listen: { host: '127.0.0.1', port: 0, requestTimeout: '1s' }, routes }));
+    const head = `GET /v1/upload HTTP/1.1\r\nHost: t\r\nX-Slow: ${'y'.repeat(200)}\r\n\r\n`;
+    const slow = await rawClient(proxy.dataUrl, head.slice(0, 10));
+    const started = Date.now();
+    let sent = 10;
+    const timer = setInterval(() => slow.socket.writable && sent < head.length && slow.socket.write(head[sent++]), 200);
+    try {
+      await slow.closed;
+    } finally {
+      clearInterval(timer);
+    }
+    const ms = Date.now() - started;
+    expect(slow.text()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(slow.text()).toContain('"code":"REQUEST_TIMEOUT"');
+    // The budget, plus at most one connection check (a quarter of it, at least 250 ms).
+    expect(ms).toBeLessThan(5_000);
+    expect(backend.received).toHaveLength(0);
+    expect(counter(await scrape(proxy), 'other', 'body_timeout')).toBe(1);
+  });
+
   it('bounds the body bytes buffered across 20 connections that each send most of a 5 MB body: some get 503, memory stays bounded and is released after', async () => {
     backend = await startBackend();
     const MiB = 1024 * 1024;
