@@ -177,6 +177,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       await proxy.app.close();
       throw err;
     }
+    shed.restart();
   } catch (err) {
     await cutover.close();
     await credentials.close();

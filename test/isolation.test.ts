@@ -368,6 +368,20 @@ describe('load shedding', () => {
     expect(admitted).toBeLessThan(100);
   });
 
+  it('restart() forgets a busy start: mirrors are admitted at once, at full share', async () => {
+    const shed = new LoadShedder({ eventLoopDelay: 20, utilisation: 0.5 });
+    cleanups.push(async () => shed.close());
+    for (let i = 0; i < 4; i++) {
+      spin(150);
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    expect(shed.admit()).toBe(false);
+    shed.restart();
+    let admitted = 0;
+    for (let i = 0; i < 20; i++) if (shed.admit()) admitted++;
+    expect(admitted).toBe(20);
+  });
+
   it('one hiccup sheds nothing', async () => {
     const shed = new LoadShedder({ eventLoopDelay: 20, utilisation: 1 });
     cleanups.push(async () => shed.close());

@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startBackend, waitFor, type Handler, type TestBackend } from './helpers/backend.js';
-import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
+import { baseConfig, spawnProxy, startProxy, type InProcessProxy } from './helpers/proxy.js';
 import { sample, scrape } from './helpers/metrics.js';
 
 const TOKEN = 'test-admin-token';
@@ -134,6 +134,16 @@ describe('mirroring', () => {
     }, 5_000, 'the small GET compared too');
     expect(d.comparisons).toMatchObject({ match: 3, error: 0 });
     expect(sample(await scrape(p), 'cutover_shadow_skipped_total{route="r",reason="body_too_large"}')).toBe(0);
+  });
+
+  it('mirrors the first requests after start: the busy start-up is not taken for load', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, { ok: true }));
+    const next = await backend((_req, res) => json(res, 200, { ok: true }));
+    const p = await spawnProxy(baseConfig(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] }));
+    cleanups.push(() => p.stop());
+    for (let i = 0; i < 3; i++) expect((await get(`${p.dataUrl}/r`)).status).toBe(200);
+    await waitFor(() => next.received.length === 3, 5_000, 'three mirrors');
+    expect(sample(await scrape(p), 'cutover_shadow_skipped_total{route="r",reason="overload"}')).toBe(0);
   });
 
   it('samples with an exact counter and skips large bodies and overload, counting each reason', async () => {

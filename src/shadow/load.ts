@@ -83,6 +83,21 @@ export class LoadShedder {
     return true;
   }
 
+  /**
+   * Forgets what was measured so far: called once the proxy serves, so the busy start-up (modules
+   * loading, the store read, listeners opening) is not taken for load and the first mirrors shed.
+   */
+  restart(): void {
+    this.delay.reset();
+    this.elu = performance.eventLoopUtilization();
+    this.lastRun = performance.now();
+    this.lateSamples = 0;
+    this.late = false;
+    this.share = 1;
+    this.credit = 0;
+    this.timer.refresh();
+  }
+
   close(): void {
     clearInterval(this.timer);
     this.delay.disable();
