@@ -383,8 +383,8 @@ export const cutoverSchema = z.strictObject({
       });
       if (steps[steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: [steps.length - 1], message: 'the last step must be 100' });
     }),
-  /** How often each route's evidence is judged. */
-  interval: duration.default(30_000),
+  /** How often each route's evidence is judged (0 would spin the controller). */
+  interval: duration.refine((ms) => ms >= 100, 'must be at least 100ms, e.g. 30s').default(30_000),
   /** Passing checks in a row before the next step (evidence accumulates since the weight change). */
   holdIntervals: z.number().int().min(1).max(1000).default(2),
   /** Failing checks in a row before an automatic rollback to step 0. */

@@ -54,6 +54,15 @@ describe('cutover check', () => {
     expect(r.stderr).toContain(`${path}: must be greater than 0`);
   });
 
+  it('rejects a controller interval under 100 ms (0 spun the controller), exit 2', () => {
+    for (const interval of ['0s', '50ms']) {
+      const r = check(`${BACKENDS}cutover: { interval: ${interval} }\n`);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('cutover.interval: must be at least 100ms');
+    }
+    expect(check(`${BACKENDS}cutover: { interval: 100ms }\n`).code).toBe(0);
+  });
+
   it('masks URL userinfo in the summary and in errors', () => {
     const ok = check(`backends:\n  legacy: { url: "http://svc:S3CR3T@127.0.0.1:9101" }\n  new: { url: "https://bot:hunter2@127.0.0.1:9102/v2" }\n`);
     expect(ok.code).toBe(0);
