@@ -58,6 +58,12 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.code(p.status).type(PROBLEM_TYPE).send(p);
 }
 
+/** Client errors fastify raises itself, named as the status does. */
+const CLIENT_ERRORS: Record<number, { code: string; title: string; detail: string }> = {
+  413: { code: 'BODY_TOO_LARGE', title: 'Body too large', detail: 'The admin API takes small JSON bodies only.' },
+  415: { code: 'UNSUPPORTED_MEDIA_TYPE', title: 'Unsupported media type', detail: 'Send the body as application/json, or send none.' },
+};
+
 export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRoutes[] = []): FastifyInstance {
   const app = Fastify({
     logger: false,
@@ -65,6 +71,14 @@ export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRo
     forceCloseConnections: true,
     // A URL the router cannot decode matches no route: nothing to authorise, and nothing leaks.
     frameworkErrors: (_error, _request, reply) => void sendProblem(reply, problem(400, 'BAD_REQUEST', 'Bad request', 'The URL has a malformed percent-encoding.')),
+  });
+  // A lever's body is optional: `Content-Type: application/json` with no body is no body (fastify
+  // refused it with 400); anything else goes to fastify's own parser (prototype poisoning refused).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (typeof body === 'string' && body.trim() === '') done(null, undefined);
+    else json(request, String(body), done);
   });
   const authenticate = tokenChecker(deps.tokens);
   const routes: RegisteredAdminRoute[] = [];
@@ -120,7 +134,10 @@ export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRo
   app.setErrorHandler((error: { statusCode?: number; message: string }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) deps.logger?.error({ err: error, method: request.method, route: request.routeOptions.url }, 'admin request failed');
-    return sendProblem(reply, problem(status, status === 500 ? 'ADMIN_ERROR' : 'BAD_REQUEST', status === 500 ? 'Admin error' : 'Bad request', status === 500 ? 'The admin API failed on this request; see the proxy logs.' : error.message));
+    if (status === 500) return sendProblem(reply, problem(500, 'ADMIN_ERROR', 'Admin error', 'The admin API failed on this request; see the proxy logs.'));
+    // The code and title say what the status says (a 415 is not a "bad request").
+    const named = CLIENT_ERRORS[status];
+    return sendProblem(reply, problem(status, named?.code ?? 'BAD_REQUEST', named?.title ?? 'Bad request', named?.detail ?? error.message));
   });
   return app;
 }

@@ -108,6 +108,21 @@ describe('admin API is deny by default', () => {
     }
   });
 
+  it('a lever body is optional even with a JSON content type; another content type is 415 named as such; a poisoned body is refused', async () => {
+    const raw = async (type: string, body: string) => {
+      const res = await request(`${proxy.adminUrl}/api/routes/widgets/pause`, { method: 'POST', headers: { authorization: 'Bearer operator-secret', 'content-type': type }, body });
+      return { status: res.statusCode, json: (await res.body.json()) as Record<string, any> };
+    };
+    const empty = await raw('application/json', '');
+    expect(empty.status).toBe(200);
+    expect(empty.json.state).toMatchObject({ paused: true });
+    expect((await raw('application/json', '{"reason": "again"}')).status).toBe(200);
+    const form = await raw('application/x-www-form-urlencoded', 'reason=x');
+    expect(form.json).toMatchObject({ status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', title: 'Unsupported media type' });
+    expect((await raw('application/json', '{"__proto__": {"x": 1}}')).status).toBe(400);
+    expect((await raw('application/json', '{"reason": ')).json).toMatchObject({ status: 400, code: 'BAD_REQUEST' });
+  });
+
   it('rejects a wrong token and accepts each named token; a viewer on an operator route gets 403', async () => {
     const call = async (method: 'GET' | 'POST', path: string, token?: string) => {
       const res = await request(`${proxy.adminUrl}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
