@@ -62,14 +62,18 @@ const listenHost = z
 
 /** Traffic is split in hundredths of a percent (10,000 buckets): a finer value would be rounded away unseen. */
 export function isSplitPercent(v: number): boolean {
-  return Number.isFinite(v) && v >= 0 && v <= 100 && Math.abs(v * 100 - Math.round(v * 100)) < 1e-6;
+  return Number.isFinite(v) && v >= 0 && v <= 100 && inHundredths(v);
+}
+
+function inHundredths(v: number): boolean {
+  return Math.abs(v * 100 - Math.round(v * 100)) < 1e-6;
 }
 
 const percent = z
   .number()
   .min(0)
   .max(100)
-  .refine(isSplitPercent, { message: 'must be a multiple of 0.01 (traffic is split in hundredths of a percent)' });
+  .refine(inHundredths, { message: 'must be a multiple of 0.01 (traffic is split in hundredths of a percent)' });
 
 /** An IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`) with a prefix that fits its family. */
 const ipOrCidr = z.string().superRefine((value, ctx) => {
