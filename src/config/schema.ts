@@ -50,13 +50,13 @@ const httpUrl = z.string().superRefine((value, ctx) => {
 });
 
 /**
- * An address to listen on: an IP literal, or a host name (letters, digits, '-' and '.'). A name
+ * An address to listen on: an IP literal, or a host name (letters, digits, '-', '_' and '.'). A name
  * that does not resolve still fails at start, naming the field (cli/main.ts).
  */
 const listenHost = z
   .string()
   .min(1)
-  .refine((h) => isIP(h) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(h), {
+  .refine((h) => isIP(h) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/.test(h), {
     message: 'must be an IP address (0.0.0.0, 127.0.0.1, ::) or a host name',
   });
 
