@@ -437,3 +437,30 @@ describe('redactDifference', () => {
     ]);
   });
 });
+
+describe('the work budget', () => {
+  /** Nested three-element arrays that differ at every level: `[i,[…],i]` against `[i+1,[…],i]`. */
+  function nested(depth: number): [Captured, Captured] {
+    let a = '0';
+    let b = '1';
+    for (let i = 0; i < depth; i++) {
+      a = `[${i},${a},${i}]`;
+      b = `[${i + 1},${b},${i}]`;
+    }
+    return [raw(a, 'application/json'), raw(b, 'application/json')];
+  }
+
+  it('counts the characters of the keys it builds: a deep body that differs at every level ends as too_complex', () => {
+    // ~10 KB each: every level's array diff keys its whole subtree again (depth³ characters; 1.6 s
+    // of one thread when only values visited were counted).
+    const c = run(...nested(1000));
+    expect(c.result).toBe('error');
+    expect(c.error).toMatch(/^too_complex/);
+  });
+
+  it('still compares a moderately deep body in full', () => {
+    const c = run(...nested(100));
+    expect(c.result).toBe('mismatch');
+    expect(c.differences.length).toBeGreaterThan(50);
+  });
+});

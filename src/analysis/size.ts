@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { encodingsOf } from '../compare/decode.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
 
-/** JSON and text compress about this much or better with deflate and brotli; used where no size is written down. */
+/** JSON and text compress about this much or better with deflate and brotli (a lower bound where no size is written down). */
 const ASSUMED_RATIO = 8;
 
 /**
@@ -24,8 +24,13 @@ export function decodedBytes(answer: { headers: IncomingHttpHeaders; body: Buffe
   if (list.length === 1 && (list[0] === 'gzip' || list[0] === 'x-gzip') && n >= 18 && body[0] === 0x1f && body[1] === 0x8b) {
     return Math.max(n, body.readUInt32LE(n - 4));
   }
-  return n * ASSUMED_RATIO;
+  // Deflate and brotli write no size down, and a few KB of them may inflate to the capture cap:
+  // their decoding and comparing belong off the main thread whatever their captured size.
+  return Math.max(n * ASSUMED_RATIO, UNKNOWN_DECODED_BYTES);
 }
+
+/** What an answer whose decoded size cannot be read is taken for: past the main thread's share. */
+const UNKNOWN_DECODED_BYTES = 1024 * 1024;
 
 /** Every answer of a pair together, decoded (estimated as above). */
 export function decodedPairBytes(pair: CapturedAnswerPair): number {

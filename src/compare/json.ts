@@ -10,6 +10,8 @@ import type { DiffKind, Difference } from './types.js';
 export const MAX_DIFFERENCES = 500;
 /** Nodes hashed or deep-compared per comparison before giving up with `too_complex`. */
 const WORK_LIMIT = 5_000_000;
+/** One step of the budget per 4 characters of canonical keys built (a step is a value visited). */
+const KEY_CHARS_PER_STEP_SHIFT = 2;
 const PREVIEW_CHARS = 200;
 /** Object fields that identify an element, tried in this order, for aligning arrays of records. */
 const IDENTITY_KEYS = ['id', '_id', 'uuid', 'key', 'name'];
@@ -173,6 +175,11 @@ export function canonicalKey(root: unknown, rootState: readonly number[], ctx: W
     stack.pop();
     if (f.unordered) f.parts.sort();
     const s = f.keys ? `{${f.parts.join(',')}}` : `[${f.parts.join(',')}]`;
+    // The characters built are work too: every level copies its children's strings, so a deep value
+    // costs depth² characters per key, and keys taken again at each level of an array diff depth³.
+    // Counted against the same budget, such a body ends as too_complex within it, not seconds later.
+    ctx.work += s.length >> KEY_CHARS_PER_STEP_SHIFT;
+    if (ctx.work > WORK_LIMIT) throw new TooComplexError();
     if (stack.length === 0) return s;
     const parent = stack[stack.length - 1];
     parent.parts.push(parent.pending + s);
