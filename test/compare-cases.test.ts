@@ -161,6 +161,8 @@ const cases: Record<string, Case[]> = {
     { name: 'the same number written two ways with the whole body ignored ($)', legacy: '{"n":1,"m":2}', candidate: '{"n":1.0,"m":2}', rules: { ignore: ['$'] }, want: [] },
     { name: 'a number text under a repeated key that JSON.parse drops', legacy: '{"v":1.0,"v":1}', candidate: '{"v":1,"v":1}', want: [] },
     { name: 'a nested repeated key that JSON.parse drops', legacy: '{"a":{"v":1.0},"a":{"v":1}}', candidate: '{"a":{"v":1},"a":{"v":1}}', want: [] },
+    { name: 'a repeated key whose dropped value is an array', legacy: '{"a":[1.0],"a":[1]}', candidate: '{"a":[1]}', want: [] },
+    { name: 'a repeated key whose dropped value is a deep object', legacy: '{"a":{"b":[{"c":2.50}]},"a":{"b":[{"c":2.5}]}}', candidate: '{"a":{"b":[{"c":2.5}]}}', want: [] },
     { name: 'invalid UTF-8 on both sides, different bytes', legacy: Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), candidate: Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xfe, 0x22, 0x7d]), want: ['$.a value'] },
     { name: 'invalid UTF-8 text bodies', legacy: Buffer.from([0x61, 0xff]), candidate: Buffer.from([0x61, 0xfe]), contentType: 'text/plain', want: ['$ value'] },
     { name: 'invalid UTF-8 vs a real U+FFFD', legacy: Buffer.from([0x61, 0xff]), candidate: Buffer.from('a\ufffd'), contentType: 'text/plain', want: ['$ value'] },

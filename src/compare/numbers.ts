@@ -88,8 +88,6 @@ interface Level {
  */
 export function lossyNumbers(text: string): Map<string, NumberText> {
   const out = new Map<string, NumberText>();
-  /** The last key of each lossy number's path: a later number can only replace one under such a key. */
-  const lossyKeys = new Set<string | number>();
   const stack: Level[] = [];
   const n = text.length;
   for (let i = 0; i < n; ) {
@@ -100,6 +98,12 @@ export function lossyNumbers(text: string): Map<string, NumberText> {
       if (top !== undefined && !top.array && top.expectKey) {
         top.key = JSON.parse(text.slice(i, end)) as string;
         top.expectKey = false;
+        // A repeated key: JSON.parse keeps the last value, so whatever an earlier one held (a number,
+        // or numbers deep in an array or object) no longer stands.
+        if (out.size > 0) {
+          const path = stack.map((l) => l.key).join('\u0000');
+          for (const k of out.keys()) if (k === path || k.startsWith(`${path}\u0000`)) out.delete(k);
+        }
       }
       i = end;
     } else if (c === 123 || c === 91) {
@@ -120,11 +124,6 @@ export function lossyNumbers(text: string): Map<string, NumberText> {
       if (isLossy(token)) {
         const keys = stack.map((l) => l.key);
         out.set(keys.join('\u0000'), { keys, text: token });
-        if (top !== undefined) lossyKeys.add(top.key);
-      } else if (top !== undefined && !top.array && lossyKeys.has(top.key)) {
-        // A repeated key: JSON.parse keeps the last value, so an earlier lossy text no longer stands
-        // (only an object's key repeats; the path is built only under a key a lossy number had).
-        out.delete(stack.map((l) => l.key).join('\u0000'));
       }
       i = end;
     } else i++;
