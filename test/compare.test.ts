@@ -464,3 +464,11 @@ describe('the work budget', () => {
     expect(c.differences.length).toBeGreaterThan(50);
   });
 });
+
+describe('example values', () => {
+  it('show a number past a double’s range as ±Infinity, not as JSON null', () => {
+    const c = run(raw('{"a":1e400}', 'application/json'), raw('{"a":-1e400}', 'application/json'));
+    expect(c.differences).toEqual([expect.objectContaining({ field: '$.a', kind: 'value', legacy: 'Infinity', candidate: '-Infinity' })]);
+    expect(JSON.parse(JSON.stringify(c.differences))[0]).toMatchObject({ legacy: 'Infinity', candidate: '-Infinity' });
+  });
+});

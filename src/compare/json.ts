@@ -74,6 +74,8 @@ function tick(ctx: WalkContext): void {
 /** A bounded preview: small values are kept as they are, bigger ones become a cut JSON string. */
 export function preview(v: unknown): unknown {
   if (typeof v === 'string') return v.length > PREVIEW_CHARS ? `${v.slice(0, PREVIEW_CHARS)}…` : v;
+  // A number past a double's range (1e400) parses to ±Infinity, which JSON would show as null.
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   if (!isContainer(v)) return v;
   const parts: string[] = [];
   const complete = writeBounded(v, parts, { left: PREVIEW_CHARS });
