@@ -82,7 +82,7 @@ describe('CapturingExchange deadline', () => {
 
 describe('ClientExchange and a slow client', () => {
   /** A backend sending `bytes` at once, and a front server relaying it through ClientExchange (legacy, `timeout`). */
-  async function relay(bytes: number, timeout: string) {
+  async function relay(bytes: number, timeout: string, sendTimeout?: number) {
     const body = Buffer.alloc(bytes, 0x61);
     const backend: TestBackend = await startBackend((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes) });
@@ -95,7 +95,7 @@ describe('ClientExchange and a slow client', () => {
     const telemetry = new Telemetry({ defaultMetrics: false });
     const metrics = telemetry.route('r');
     const front = http.createServer((_req, res) => {
-      upstream.pool.dispatch({ path: '/big', method: 'GET' }, new ClientExchange(res, upstream, metrics, 0, null));
+      upstream.pool.dispatch({ path: '/big', method: 'GET' }, new ClientExchange(res, upstream, metrics, 0, null, sendTimeout));
     });
     await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
     cleanup.push(() => new Promise<void>((resolve) => front.close(() => resolve())));
@@ -129,15 +129,15 @@ describe('ClientExchange and a slow client', () => {
     expect(text).not.toMatch(/outcome="timeout"\} [1-9]/);
   });
 
-  it('a client that takes nothing for a whole budget is cut, and it is not counted as the backend’s timeout', async () => {
-    const { port, telemetry } = await relay(24 * 1024 * 1024, '500ms');
+  it('a client that takes nothing for listen.sendTimeout is cut, and it is not counted as the backend’s timeout', async () => {
+    const { port, telemetry } = await relay(24 * 1024 * 1024, '500ms', 500);
     const net = await import('node:net');
     const socket = net.connect(port, '127.0.0.1');
     socket.write('GET /big HTTP/1.1\r\nhost: x\r\n\r\n');
     // Read the first bytes, then nothing more.
     await new Promise<void>((resolve) => socket.once('data', () => resolve()));
     socket.pause();
-    // Three budgets without reading a byte, then read what is left: the answer was cut short.
+    // Three send timeouts without reading a byte, then read what is left: the answer was cut short.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     let got = 0;
     socket.on('data', (chunk: Buffer) => (got += chunk.length));

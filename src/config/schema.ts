@@ -118,6 +118,11 @@ export const listenSchema = z.strictObject({
   requestTimeout: timeout.default(30_000),
   /** Longest gap between two pieces of a request body; past it the client gets 408. */
   bodyIdleTimeout: timeout.default(10_000),
+  /**
+   * Longest time a client may take no bytes of its answer (nginx's send_timeout): past it the
+   * connection is cut and the request counted as the client's, not the backend's.
+   */
+  sendTimeout: timeout.default(60_000),
   /** Request-body bytes buffered at once across all connections; past it new bodies get 503. */
   maxBufferedBodyBytes: size.default(256 * 1024 * 1024),
 });

@@ -120,12 +120,14 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   /**
    * `backends.X.timeout` counts from dispatch: time queued for a connection is spent from it too.
    * Time paused for a slow client is not (it is the client's pace, not the backend's): the deadline
-   * moves on by it, and a client that takes nothing for a whole budget is cut as gone instead.
+   * moves on by it, and a client that takes nothing for `listen.sendTimeout` is cut as gone instead.
    */
   private deadline: NodeJS.Timeout;
   private deadlineAt: number;
-  /** While paused for the client: cuts a client that takes no bytes for a whole budget. */
+  /** While paused for the client: cuts a client that takes no bytes for `listen.sendTimeout`. */
   private stall: NodeJS.Timeout | null = null;
+  /** What was left unsent when the stall watch last looked: less at the next look is progress. */
+  private stallMark = 0;
 
   constructor(
     private readonly res: ServerResponse,
@@ -133,6 +135,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     private readonly metrics: RouteMetrics,
     captureLimit: number,
     private readonly onSettled: OnSettled | null,
+    /** listen.sendTimeout: how long the client may take no bytes of the answer. */
+    private readonly sendTimeout = 60_000,
   ) {
     this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
     res.once('close', this.onClientClose);
@@ -143,12 +147,32 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
 
   private readonly onDeadline = (): void => expire(this.controller, new UpstreamDeadlineError(), (err) => this.onResponseError(null, err));
 
-  /** The client took nothing for a whole budget: it is treated as gone (not the backend's failure). */
+  /** The client took nothing for `listen.sendTimeout`: it is treated as gone (not the backend's failure). */
   private readonly onStall = (): void => {
     this.stall = null;
     if (this.settled) return;
+    // Still taking bytes, only slowly ('drain' waits for the whole buffer, and the kernel wakes the
+    // writer only once a good part of its own buffer is free), or queued behind an earlier answer
+    // on a pipelined connection (that answer's own watch ends the connection): not stalled.
+    const left = this.unsent();
+    if (this.res.socket === null || left < this.stallMark) {
+      this.stallMark = left;
+      this.stall = setTimeout(this.onStall, this.sendTimeout);
+      return;
+    }
     this.onClientClose();
     this.res.destroy();
+  };
+
+  /** Bytes written for the client the kernel has not taken yet (Node's buffer and libuv's queue). */
+  private unsent(): number {
+    const socket = this.res.socket as (Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
+    return socket === null ? Number.POSITIVE_INFINITY : socket.writableLength + (socket._handle?.writeQueueSize ?? 0);
+  }
+
+  /** Resumes the upstream read after a 'drain', outside the write that emitted it. */
+  private readonly resumeUpstream = (): void => {
+    if (!this.settled && this.pausedAt === 0) this.controller?.resume();
   };
 
   private readonly onClientClose = (): void => {
@@ -196,7 +220,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
       controller.pause();
       this.pausedAt = performance.now();
       clearTimeout(this.deadline);
-      this.stall = setTimeout(this.onStall, this.upstream.timeout);
+      this.stallMark = this.unsent();
+      this.stall = setTimeout(this.onStall, this.sendTimeout);
       this.onDrain ??= () => {
         const paused = this.resumed();
         if (this.settled) return;
@@ -204,7 +229,9 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
         this.stall = null;
         this.deadlineAt += paused;
         this.deadline = setTimeout(this.onDeadline, Math.max(0, this.deadlineAt - performance.now()));
-        this.controller?.resume();
+        // A pipelined answer's write can emit this answer's 'drain' while undici runs another
+        // connection's parser: resuming then, inside it, breaks undici's one-parser-at-a-time rule.
+        queueMicrotask(this.resumeUpstream);
       };
       this.res.once('drain', this.onDrain);
       if (this.res.socket === null) this.watchQueued();

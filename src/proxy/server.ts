@@ -34,13 +34,16 @@ const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
  */
 function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void): void {
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
-  // as the body's are, on the route nothing could be matched to yet.
-  if (timeout) onTimeout();
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // An answer already under way on this connection (a pipelining client whose next request is
+  // still arriving): a problem written now would land inside that answer's body. Cut, as Node does.
+  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true;
+  if (err.code === 'ECONNRESET' || !socket.writable || answering) {
     socket.destroy();
     return;
   }
+  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
+  // as the body's are, on the route nothing could be matched to yet.
+  if (timeout) onTimeout();
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
   writeRawProblem(
     socket,
@@ -168,6 +171,8 @@ export class ProxyServer {
   /** Request-body bytes held across all connections (listen.maxBufferedBodyBytes). */
   readonly bodyBudget: BodyBudget;
   private readonly bodyLimits: BodyLimits;
+  /** listen.sendTimeout, for each live answer (forward/exchange.ts). */
+  private readonly sendTimeout: number;
   private readonly bodyHolds = new WeakMap<IncomingMessage, BodyHold>();
 
   constructor(deps: ProxyDeps) {
@@ -212,6 +217,7 @@ export class ProxyServer {
     });
     this.bodyBudget = new BodyBudget(config.listen.maxBufferedBodyBytes);
     this.bodyLimits = { bodyLimit: config.listen.bodyLimit, requestTimeout: config.listen.requestTimeout, bodyIdleTimeout: config.listen.bodyIdleTimeout };
+    this.sendTimeout = config.listen.sendTimeout;
     // A body's bytes stay reserved until its response is over (sent, failed or abandoned).
     this.app.addHook('onRequest', (request, reply, done) => {
       const raw = request.raw;
@@ -391,7 +397,7 @@ export class ProxyServer {
     const onSettled = this.settledHooks(req, decision, job?.onPrimary ?? null, job === null ? 'request' : 'mirrored');
     let exchange: ClientExchange | null = null;
     try {
-      exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled);
+      exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled, this.sendTimeout);
       primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
     } catch (err) {
       // Nothing was sent (undici reports its own errors to the handler; this is for anything before

@@ -158,3 +158,64 @@ describe('slow request bodies', () => {
     console.log(`20 × 5 MiB half-sent bodies, cap 20 MiB: ${refused.length} refused with 503; peak arrayBuffers +${(peakArrayBuffers / MiB).toFixed(1)} MiB, peak RSS +${(peakRss / MiB).toFixed(1)} MiB`);
   }, 60_000);
 });
+
+describe('pipelined requests behind a big answer read slowly', () => {
+  const BIG = 24 * 1024 * 1024;
+
+  async function setup(listen: Record<string, unknown> = {}) {
+    const body = Buffer.alloc(BIG, 0x78);
+    backend = await startBackend((req, res) => {
+      if (req.url === '/v1/big') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG) });
+        res.end(body);
+      } else {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('second');
+      }
+    });
+    proxy = await startProxy(baseConfig(backend.url, backend.url, { listen: { host: '127.0.0.1', port: 0, ...listen }, backends: { legacy: { url: backend.url, timeout: '1s' }, new: { url: backend.url } }, routes: [{ name: 'all', match: { path: '/v1/:x' }, shadow: { percent: 0 } }] }));
+    return proxy;
+  }
+
+  /** Sends `head` at once (and `rest` 300 ms later), reads at about `rate` bytes/s; resolves with all bytes at close or after `maxMs`. */
+  function pipeline(p: InProcessProxy, head: string, rest: string, rate: number, maxMs: number): Promise<Buffer> {
+    const { hostname, port } = new URL(p.dataUrl);
+    return new Promise((resolve) => {
+      const s = net.connect(Number(port), hostname);
+      sockets.push(s);
+      const t0 = Date.now();
+      const all: Buffer[] = [];
+      let got = 0;
+      s.on('data', (d: Buffer) => {
+        all.push(d);
+        got += d.length;
+        const ahead = (got / rate) * 1000 - (Date.now() - t0);
+        if (ahead > 0) {
+          s.pause();
+          setTimeout(() => s.resume(), ahead);
+        }
+      });
+      s.on('error', () => undefined);
+      s.write(head);
+      if (rest) setTimeout(() => s.writable && s.write(rest), 300);
+      const done = () => {
+        clearTimeout(stop);
+        resolve(Buffer.concat(all));
+      };
+      s.on('close', done);
+      const stop = setTimeout(() => s.destroy(), maxMs);
+    });
+  }
+
+  it('both answers arrive whole: the first one’s drain, emitted by the second one’s write, does not stall it at the backend’s deadline', async () => {
+    const p = await setup();
+    const bytes = await pipeline(p, 'GET /v1/big HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/second HTTP/1.1\r\nHo', 'st: t\r\n\r\n', 8_000_000, 15_000);
+    const second = bytes.indexOf('HTTP/1.1 200', 100);
+    expect(second).toBeGreaterThan(BIG);
+    expect(bytes.subarray(second).toString('latin1')).toContain('second');
+    const text = await scrape(p);
+    expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="2xx"}')).toBe(2);
+    expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="timeout"}')).toBe(0);
+    expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="error"}')).toBe(0);
+  });
+});
