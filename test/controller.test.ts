@@ -570,6 +570,13 @@ describe('controller: found by review', () => {
     expect(state(r)).toMatchObject({ step: 0, weight: 5 });
     await r.controller.promote('r', { who: 'ops' });
     expect(state(r)).toMatchObject({ step: 1, weight: 50 });
+    // Promote never lowers a hand-set weight: onto a pause step the route keeps its 30 %.
+    const paused = await rig({ steps: [5, { pause: true }, 50, 100] });
+    await paused.controller.setWeight('r', 30, { who: 'ops' });
+    await paused.controller.promote('r', { who: 'ops' });
+    expect(state(paused)).toMatchObject({ step: 1, weight: 30, state: 'paused' });
+    await paused.controller.promote('r', { who: 'ops' });
+    expect(state(paused)).toMatchObject({ step: 2, weight: 50 });
     const auto = await rig({ steps: [5, 50, 100] });
     expect(state(auto)).toMatchObject({ step: 0, weight: 0, state: 'shadow' });
     await auto.step(good());
@@ -633,6 +640,10 @@ describe('audit log bounds', () => {
     await audit.append(entry(3));
     await audit.append(entry(4));
     expect((await audit.read()).map((e) => e.why)).toEqual(['#1', '#3', '#4']);
+    // The file replaced while running by one ending in a torn line (a restore): the same holds.
+    writeFileSync(path, `${JSON.stringify(entry(5))}\n${JSON.stringify(entry(6)).slice(0, 30)}`);
+    await audit.append(entry(7));
+    expect((await audit.read()).map((e) => e.why)).toEqual(['#5', '#7']);
   });
 
   it('a file that cannot be written or read: the lever is not lost from the log, and reading it never fails', async () => {

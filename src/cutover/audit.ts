@@ -66,8 +66,6 @@ export class AuditLog {
   private readonly unwritten: AuditEntry[] = [];
   private tail: Promise<void> = Promise.resolve();
   private dirReady = false;
-  /** Whether the file is known to end with a whole line (every append since the check has). */
-  private endChecked = false;
   /** Entries that could not be written to the file (logged through `onError`). */
   failedWrites = 0;
 
@@ -90,11 +88,10 @@ export class AuditLog {
           this.dirReady = true;
         }
         // A crash mid-append leaves a torn last line without its newline: glued to it, this entry
-        // would be lost with it when read. Checked at the first append, and again after a failure.
-        await appendFile(path, this.endChecked || (await endsLine(path)) ? line : `\n${line}`, 'utf8');
-        this.endChecked = true;
+        // would be lost with it when read. Checked before every append (levers are rare), since the
+        // file may be replaced while the proxy runs (a restore, a copy ending in a torn line).
+        await appendFile(path, (await endsLine(path)) ? line : `\n${line}`, 'utf8');
       } catch (err) {
-        this.endChecked = false;
         this.failedWrites++;
         this.unwritten.push(entry);
         bound(this.unwritten);

@@ -461,8 +461,10 @@ export class Controller {
 
   /** `current` moved to step `target` (its weight), evidence starting now. */
   private moved(current: RouteState, target: number, now: number, who: string, why: string, paused: boolean): RouteState {
-    const weight = this.weightAt(target);
     const pauseStep = isPause(this.steps[target]);
+    // A pause step holds the weight the route has: a hand-set 30 % promoted onto the pause after
+    // the 5 % step stays at 30 %, it does not fall back to 5 %.
+    const weight = pauseStep ? Math.max(this.weightAt(target), current.weight) : this.weightAt(target);
     const state: RouteStateName = paused || pauseStep ? 'paused' : weight === 0 ? 'shadow' : 'shifting';
     return {
       ...current,
