@@ -80,6 +80,8 @@ interface Level {
   array: boolean;
   key: PathKey;
   expectKey: boolean;
+  /** An object's keys read so far (made at its first key). */
+  seen?: Set<string>;
 }
 
 /**
@@ -99,11 +101,12 @@ export function lossyNumbers(text: string): Map<string, NumberText> {
         top.key = JSON.parse(text.slice(i, end)) as string;
         top.expectKey = false;
         // A repeated key: JSON.parse keeps the last value, so whatever an earlier one held (a number,
-        // or numbers deep in an array or object) no longer stands.
-        if (out.size > 0) {
+        // or numbers deep in an array or object) no longer stands. Only a repeat scans what was kept.
+        const seen = (top.seen ??= new Set<string>());
+        if (seen.has(top.key as string) && out.size > 0) {
           const path = stack.map((l) => l.key).join('\u0000');
           for (const k of out.keys()) if (k === path || k.startsWith(`${path}\u0000`)) out.delete(k);
-        }
+        } else seen.add(top.key as string);
       }
       i = end;
     } else if (c === 123 || c === 91) {
