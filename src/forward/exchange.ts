@@ -152,10 +152,9 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.stall = null;
     if (this.settled) return;
     // Still taking bytes, only slowly ('drain' waits for the whole buffer, and the kernel wakes the
-    // writer only once a good part of its own buffer is free), or queued behind an earlier answer
-    // on a pipelined connection (that answer's own watch ends the connection): not stalled.
+    // writer only once a good part of its own buffer is free): not stalled.
     const left = this.unsent();
-    if (this.res.socket === null || left < this.stallMark) {
+    if (left < this.stallMark) {
       this.stallMark = left;
       this.stall = setTimeout(this.onStall, this.sendTimeout);
       return;
@@ -164,10 +163,14 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.res.destroy();
   };
 
-  /** Bytes written for the client the kernel has not taken yet (Node's buffer and libuv's queue). */
+  /**
+   * Bytes written to the client's connection the kernel has not taken yet (Node's buffer and
+   * libuv's queue). An answer queued behind another on a pipelined connection reads the connection:
+   * it waits while the answer ahead of it is taken, not while nothing is.
+   */
   private unsent(): number {
-    const socket = this.res.socket as (Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
-    return socket === null ? Number.POSITIVE_INFINITY : socket.writableLength + (socket._handle?.writeQueueSize ?? 0);
+    const socket = (this.res.socket ?? this.res.req?.socket ?? null) as (Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
+    return socket === null ? 0 : socket.writableLength + (socket._handle?.writeQueueSize ?? 0);
   }
 
   /** Resumes the upstream read after a 'drain', outside the write that emitted it. */

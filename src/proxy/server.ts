@@ -34,9 +34,10 @@ const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
  */
 function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void): void {
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  // An answer already under way on this connection (a pipelining client whose next request is
-  // still arriving): a problem written now would land inside that answer's body. Cut, as Node does.
-  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true;
+  // An answer due on this connection (a pipelining client whose next request is still arriving): a
+  // problem written now would land inside that answer's body, or be read as the answer to the
+  // request before (which the backend may have run). Cut instead.
+  const answering = (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
   if (err.code === 'ECONNRESET' || !socket.writable || answering) {
     socket.destroy();
     return;
