@@ -34,10 +34,12 @@ const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
  */
 function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void): void {
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  // An answer due on this connection (a pipelining client whose next request is still arriving): a
-  // problem written now would land inside that answer's body, or be read as the answer to the
-  // request before (which the backend may have run). Cut instead.
-  const answering = (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
+  // An answer under way on this connection: a problem written now would land inside its body. And
+  // a header timeout while an answer is due (a pipelining client whose next request is still
+  // arriving) would be read as the answer to the request before, which the backend may have run.
+  // Cut instead. (A framing error in the request being read is that request's answer: 400.)
+  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  const answering = pending != null && (timeout || pending.headersSent === true);
   if (err.code === 'ECONNRESET' || !socket.writable || answering) {
     socket.destroy();
     return;
