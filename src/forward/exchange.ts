@@ -126,7 +126,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   private deadlineAt: number;
   /** While paused for the client: cuts a client that takes no bytes for `listen.sendTimeout`. */
   private stall: NodeJS.Timeout | null = null;
-  /** What was left unsent when the stall watch last looked: less at the next look is progress. */
+  /** What the kernel had taken when the stall watch last looked: more at the next look is progress. */
   private stallMark = 0;
 
   constructor(
@@ -153,9 +153,9 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     // Still taking bytes, only slowly ('drain' waits for the whole buffer, and the kernel wakes the
     // writer only once a good part of its own buffer is free): not stalled.
-    const left = this.unsent();
-    if (left < this.stallMark) {
-      this.stallMark = left;
+    const taken = this.taken();
+    if (taken > this.stallMark) {
+      this.stallMark = taken;
       this.stall = setTimeout(this.onStall, this.sendTimeout);
       return;
     }
@@ -164,13 +164,13 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   };
 
   /**
-   * Bytes written to the client's connection the kernel has not taken yet (Node's buffer and
-   * libuv's queue). An answer queued behind another on a pipelined connection reads the connection:
-   * it waits while the answer ahead of it is taken, not while nothing is.
+   * Bytes of the client's connection the kernel has taken so far (handed to libuv, less what libuv
+   * still holds): it only grows, and only while the client reads. An answer queued behind another
+   * on a pipelined connection reads the connection: it waits while the answer ahead is taken.
    */
-  private unsent(): number {
-    const socket = (this.res.socket ?? this.res.req?.socket ?? null) as (Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
-    return socket === null ? 0 : socket.writableLength + (socket._handle?.writeQueueSize ?? 0);
+  private taken(): number {
+    const socket = (this.res.socket ?? this.res.req?.socket ?? null) as (Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null }) | null;
+    return socket === null ? 0 : (socket._bytesDispatched ?? socket.bytesWritten) - (socket._handle?.writeQueueSize ?? 0);
   }
 
   /** Resumes the upstream read after a 'drain', outside the write that emitted it. */
@@ -223,7 +223,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
       controller.pause();
       this.pausedAt = performance.now();
       clearTimeout(this.deadline);
-      this.stallMark = this.unsent();
+      this.stallMark = this.taken();
       this.stall = setTimeout(this.onStall, this.sendTimeout);
       this.onDrain ??= () => {
         const paused = this.resumed();

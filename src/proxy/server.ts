@@ -35,11 +35,12 @@ const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void): void {
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
   // An answer under way on this connection: a problem written now would land inside its body. And
-  // a header timeout while an answer is due (a pipelining client whose next request is still
-  // arriving) would be read as the answer to the request before, which the backend may have run.
-  // Cut instead. (A framing error in the request being read is that request's answer: 400.)
-  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  const answering = pending != null && (timeout || pending.headersSent === true);
+  // with an answer due to an earlier request (a pipelining client), the client would read it as
+  // that request's answer, which the backend may have run. Cut instead. A framing error in the one
+  // request being read, with no other answer due, is that request's answer: 400.
+  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: unknown } | null })._httpMessage;
+  const reading = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser?.incoming;
+  const answering = pending != null && (pending.headersSent === true || pending.req !== reading);
   if (err.code === 'ECONNRESET' || !socket.writable || answering) {
     socket.destroy();
     return;
