@@ -67,8 +67,8 @@ function wide(v: number, ctx: WalkContext): true {
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-function tick(ctx: WalkContext): void {
-  if (++ctx.work > WORK_LIMIT) throw new TooComplexError();
+function tick(ctx: WalkContext, steps = 1): void {
+  if ((ctx.work += steps) > WORK_LIMIT) throw new TooComplexError();
 }
 
 /** A bounded preview: small values are kept as they are, bigger ones become a cut JSON string. */
@@ -180,8 +180,7 @@ export function canonicalKey(root: unknown, rootState: readonly number[], ctx: W
     // The characters built are work too: every level copies its children's strings, so a deep value
     // costs depth² characters per key, and keys taken again at each level of an array diff depth³.
     // Counted against the same budget, such a body ends as too_complex within it, not seconds later.
-    ctx.work += s.length >> KEY_CHARS_PER_STEP_SHIFT;
-    if (ctx.work > WORK_LIMIT) throw new TooComplexError();
+    tick(ctx, s.length >> KEY_CHARS_PER_STEP_SHIFT);
     if (stack.length === 0) return s;
     const parent = stack[stack.length - 1];
     parent.parts.push(parent.pending + s);

@@ -59,6 +59,17 @@ function fileText(file: string): string | undefined {
 
 const DIGEST_KEY = randomBytes(32);
 
+/** Creates `path` (never over an existing file: EEXIST), owner-only, with `text` written and synced. */
+function writeNewFile(path: string, text: string): void {
+  const fd = openSync(path, 'wx', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * What `secretDigests` would read for a secret file now. A fingerprint key file the proxy creates
  * at start was read as missing when the config loaded; its running digest is taken again from what
@@ -196,13 +207,7 @@ export function loadFingerprintKey(creds: { fingerprintKeyFile?: string; fingerp
   // half written or empty (a crash between create and write left an empty key file before).
   const temp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const fd = openSync(temp, 'wx', 0o600);
-    try {
-      writeSync(fd, `${text}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeNewFile(temp, `${text}\n`);
     try {
       linkSync(temp, file);
     } catch (err) {
@@ -211,18 +216,11 @@ export function loadFingerprintKey(creds: { fingerprintKeyFile?: string; fingerp
       // A file system without hard links (some SMB, FUSE or FAT mounts): created in place instead,
       // still never over an existing key.
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
-      let fd: number;
       try {
-        fd = openSync(file, 'wx', 0o600);
+        writeNewFile(file, `${text}\n`);
       } catch (inPlace) {
         if ((inPlace as NodeJS.ErrnoException).code === 'EEXIST') return loadFingerprintKey(creds, { create: false });
         throw inPlace;
-      }
-      try {
-        writeSync(fd, `${text}\n`);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
       }
     }
   } catch (err) {

@@ -299,15 +299,14 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   if (raw.cutover.state.store === 'file' && isDirectory(statePath)) problems.push(`cutover.state.path: ${statePath} is a directory; name the state file itself (e.g. state/cutover.json)`);
   const secrets = problems.length ? {} : secretDigests(raw, configDir);
 
-  // Collected with the problems above, so that `cutover check` names them all at once.
-  const compareProblems = problems;
   // Each route's rules are compiled here, once: a bad path is a config problem, not a crash later,
   // and everything downstream (routing, the analysis) shares this one compiled copy.
   const compile = (compare: CompareSettings, where: string): RouteRules => {
     try {
       return routeRules(compileRules(compare));
     } catch (err) {
-      compareProblems.push(`${where}.${(err as Error).message}`);
+      // With the problems above, so that `cutover check` names them all at once.
+      problems.push(`${where}.${(err as Error).message}`);
       return EMPTY_RULES;
     }
   };
@@ -329,7 +328,7 @@ export function validateConfig(input: unknown, source = 'config', configDir = pr
   });
   const defaultCompare = mergeCompare(configDir, raw.defaults.compare);
   const defaultRules = compile(defaultCompare, 'defaults');
-  if (compareProblems.length) throw new ConfigError(compareProblems, source);
+  if (problems.length) throw new ConfigError(problems, source);
   return {
     ...raw,
     routes,

@@ -299,8 +299,8 @@ export class Controller {
    * (seeded there, or rolled back) sits at step 0 and goes to 5 %, not 50 %.
    */
   private nextStep(s: RouteState): number {
-    const at = this.steps[Math.min(s.step, this.steps.length - 1)];
-    return !isPause(at) && s.weight < this.weightAt(s.step) ? Math.min(s.step, this.steps.length - 1) : s.step + 1;
+    const at = Math.min(s.step, this.steps.length - 1);
+    return !isPause(this.steps[at]) && s.weight < this.weightAt(at) ? at : s.step + 1;
   }
 
   /** The last percent step at or below `weight`. */
@@ -343,28 +343,31 @@ export class Controller {
 
   // ---- the check ----------------------------------------------------------------------------
 
+  /** Writes a bypass-on the store could not take, while it is still wanted. Never throws. */
+  private async saveUnsavedBypass(): Promise<void> {
+    const unsaved = this.bypassUnsaved;
+    const calls = this.bypassCalls;
+    if (unsaved === null || !this.bypassNow) return;
+    try {
+      // Only while it is still wanted: a bypass call made meanwhile (off, or on again) has the last word.
+      let wrote = false;
+      await this.deps.store.updateGlobal((g) => {
+        if (this.bypassCalls !== calls || !this.bypassNow) return g;
+        wrote = true;
+        return { ...g, ...unsaved, bypass: true };
+      });
+      if (!wrote) return;
+      if (this.bypassUnsaved === unsaved) this.bypassUnsaved = null;
+      this.deps.logger?.warn({ who: unsaved.changedBy }, 'cutover bypass ON is now in the state store');
+    } catch (err) {
+      this.deps.logger?.error({ err }, 'cutover bypass ON is still not in the state store');
+    }
+  }
+
   /** Judges every route once. Tests call it directly; `start` calls it every interval. */
   tick(): Promise<void> {
     const run = (async () => {
-      const unsaved = this.bypassUnsaved;
-      const calls = this.bypassCalls;
-      if (unsaved !== null && this.bypassNow) {
-        try {
-          // Only while it is still wanted: a bypass call made meanwhile (off, or on again) has the last word.
-          let wrote = false;
-          await this.deps.store.updateGlobal((g) => {
-            if (this.bypassCalls !== calls || !this.bypassNow) return g;
-            wrote = true;
-            return { ...g, ...unsaved, bypass: true };
-          });
-          if (wrote) {
-            if (this.bypassUnsaved === unsaved) this.bypassUnsaved = null;
-            this.deps.logger?.warn({ who: unsaved.changedBy }, 'cutover bypass ON is now in the state store');
-          }
-        } catch (err) {
-          this.deps.logger?.error({ err }, 'cutover bypass ON is still not in the state store');
-        }
-      }
+      await this.saveUnsavedBypass();
       for (const r of this.routes.values()) {
         // One route whose check fails (a malformed stored state) must not keep the others unjudged.
         try {

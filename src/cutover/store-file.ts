@@ -36,11 +36,10 @@ const isTime = (x: unknown): boolean => typeof x === 'number' && Number.isFinite
 
 function isSnapshot(value: unknown): value is StoreSnapshot {
   if (!isObject(value)) return false;
-  const v = value;
-  if (!(typeof v.version === 'number' && Number.isInteger(v.version) && v.version >= 0 && isObject(v.routes) && isObject(v.extra))) return false;
+  if (!(typeof value.version === 'number' && Number.isInteger(value.version) && value.version >= 0 && isObject(value.routes) && isObject(value.extra))) return false;
   // The proxy-wide switch: `"bypass": "false"` read as true would send every route to legacy, and a
   // time out of Date's range would make every view of the state throw.
-  const g = v.global;
+  const g = value.global;
   return isObject(g) && typeof g.bypass === 'boolean' && isTime(g.changedAt) && typeof g.changedBy === 'string' && typeof g.reason === 'string';
 }
 

@@ -67,13 +67,9 @@ export class StateFileLock {
   }
 
   /**
-   * Advisory: `<path>.lock` names the process using the file (pid, host, a token of its own),
-   * refreshed every 10 s. Two processes on one file each write their own state over the other's, so
-   * a rollback made through one is undone by the other's next check: a process that finds the file
-   * held by another live one says so (`onShared`, an error in the log), naming it. It never refuses
-   * to start: a proxy in the data path must come up with a stale lock, a full disk or a read-only
-   * directory (`onLockFailed`). A lock is stale when its process is gone on this host, or when it
-   * was not refreshed for 30 s; a stale lock is replaced (written aside, renamed over it).
+   * Takes the lock, or reports its live holder (`onShared`) or a failure to write it (`onLockFailed`);
+   * never throws. A lock is stale when its process is gone on this host, or when it was not refreshed
+   * for 30 s; a stale lock is replaced (written aside, renamed over it).
    */
   async take(): Promise<void> {
     // Once per store: the inventory loads the store a second time at start.

@@ -90,6 +90,11 @@ export class ExchangeClock {
     return Date.now() - (performance.now() - this.dispatched);
   }
 
+  /** Milliseconds since the request was dispatched. */
+  sinceDispatch(): number {
+    return performance.now() - this.dispatched;
+  }
+
   /** Seconds since the request got its socket; from dispatch when it never got one (a failed connect). */
   seconds(): number {
     return elapsed(this.sent === 0 ? this.dispatched : this.sent);
@@ -123,8 +128,10 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
    * moves on by it, and a client that takes nothing for `listen.sendTimeout` is cut as gone instead.
    */
   private deadline: NodeJS.Timeout;
-  private deadlineAt: number;
-  /** While paused for the client: cuts a client that takes no bytes for `listen.sendTimeout`. */
+  /**
+   * While paused for the client: cuts a client that takes no bytes for `listen.sendTimeout`. Made at
+   * the first pause and refreshed at the next ones; a look while not paused does nothing.
+   */
   private stall: NodeJS.Timeout | null = null;
   /** What the kernel had taken when the stall watch last looked: more at the next look is progress. */
   private stallMark = 0;
@@ -141,7 +148,6 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
     res.once('close', this.onClientClose);
     this.deadline = setTimeout(this.onDeadline, upstream.timeout);
-    this.deadlineAt = performance.now() + upstream.timeout;
     upstream.inFlight++;
   }
 
@@ -149,14 +155,13 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
 
   /** The client took nothing for `listen.sendTimeout`: it is treated as gone (not the backend's failure). */
   private readonly onStall = (): void => {
-    this.stall = null;
-    if (this.settled) return;
+    if (this.settled || this.pausedAt === 0) return;
     // Still taking bytes, only slowly ('drain' waits for the whole buffer, and the kernel wakes the
     // writer only once a good part of its own buffer is free): not stalled.
     const taken = this.taken();
     if (taken > this.stallMark) {
       this.stallMark = taken;
-      this.stall = setTimeout(this.onStall, this.sendTimeout);
+      this.stall!.refresh();
       return;
     }
     this.onClientClose();
@@ -224,14 +229,13 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
       this.pausedAt = performance.now();
       clearTimeout(this.deadline);
       this.stallMark = this.taken();
-      this.stall = setTimeout(this.onStall, this.sendTimeout);
+      if (this.stall === null) this.stall = setTimeout(this.onStall, this.sendTimeout);
+      else this.stall.refresh();
       this.onDrain ??= () => {
-        const paused = this.resumed();
+        this.resumed();
         if (this.settled) return;
-        if (this.stall !== null) clearTimeout(this.stall);
-        this.stall = null;
-        this.deadlineAt += paused;
-        this.deadline = setTimeout(this.onDeadline, Math.max(0, this.deadlineAt - performance.now()));
+        // The budget's rest: the time since dispatch, less the time paused for the client.
+        this.deadline = setTimeout(this.onDeadline, Math.max(0, this.upstream.timeout - (this.clock.sinceDispatch() - this.pausedMs)));
         // A pipelined answer's write can emit this answer's 'drain' while undici runs another
         // connection's parser: resuming then, inside it, breaks undici's one-parser-at-a-time rule.
         queueMicrotask(this.resumeUpstream);
@@ -257,13 +261,10 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     socket.once('close', this.onClientClose);
   }
 
-  /** Ends a pause for the client; how long it lasted (ms), 0 when none was on. */
-  private resumed(): number {
-    if (this.pausedAt === 0) return 0;
-    const paused = performance.now() - this.pausedAt;
-    this.pausedMs += paused;
+  private resumed(): void {
+    if (this.pausedAt === 0) return;
+    this.pausedMs += performance.now() - this.pausedAt;
     this.pausedAt = 0;
-    return paused;
   }
 
   onResponseEnd(): void {

@@ -16,12 +16,12 @@ import { redactTarget } from '../forward/shaping.js';
 import { redactQueryText } from '../compare/redact.js';
 import type { Upstream } from '../forward/upstream.js';
 import { effectiveMethod, SAFE_METHODS } from './methods.js';
-
-const NO_HEADERS: readonly string[] = [];
 import { ExactRatio } from '../routing/ratio.js';
 import { Admission, ShadowBreaker, type BreakerOptions } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
 
+/** `plan` called without the request's headers (tests): no override header. */
+const NO_HEADERS: readonly string[] = [];
 
 export interface MirrorRequest {
   primaryIsNew: boolean;

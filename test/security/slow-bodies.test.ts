@@ -168,6 +168,9 @@ describe('pipelined requests behind a big answer read slowly', () => {
       if (req.url === '/v1/big') {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG) });
         res.end(body);
+      } else if (req.url === '/v1/four') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(4 * 1024 * 1024) });
+        res.end(body.subarray(0, 4 * 1024 * 1024));
       } else {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end('second');
@@ -217,5 +220,14 @@ describe('pipelined requests behind a big answer read slowly', () => {
     expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="2xx"}')).toBe(2);
     expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="timeout"}')).toBe(0);
     expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="error"}')).toBe(0);
+  });
+
+  it('an answer queued behind another, read steadily, is not cut at listen.sendTimeout: the connection still takes bytes', async () => {
+    // 24 MiB then 4 MiB at ~5 MB/s: the second waits ~5 s for its turn, five send timeouts, while
+    // the client never stops reading (nothing drains for it in that time: only progress keeps it).
+    const p = await setup({ sendTimeout: '1s' });
+    const bytes = await pipeline(p, 'GET /v1/big HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/four HTTP/1.1\r\nHost: t\r\n\r\n', '', 5_000_000, 20_000);
+    expect(bytes.length).toBeGreaterThan(BIG + 4 * 1024 * 1024);
+    expect(sample(await scrape(p), 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="2xx"}')).toBe(2);
   });
 });
