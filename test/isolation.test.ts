@@ -353,15 +353,19 @@ describe('load shedding', () => {
     const end = performance.now() + ms;
     while (performance.now() < end);
   };
+  /** `turns` event-loop turns, each busy for `ms`, letting the shedder's overdue sample run between them. */
+  const busyTurns = async (turns: number, ms: number): Promise<void> => {
+    for (let i = 0; i < turns; i++) {
+      spin(ms);
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  };
 
   it('a busy loop sends fewer mirrors, but never fewer than half', async () => {
     const shed = new LoadShedder({ eventLoopDelay: 0, utilisation: 0.5 });
     cleanups.push(async () => shed.close());
     // Busy nearly all the time for ~10 samples: the admitted share steps down to its floor.
-    for (let i = 0; i < 12; i++) {
-      spin(95);
-      await new Promise((r) => setTimeout(r, 0));
-    }
+    await busyTurns(12, 95);
     let admitted = 0;
     for (let i = 0; i < 100; i++) if (shed.admit()) admitted++;
     expect(admitted).toBeGreaterThanOrEqual(50);
@@ -371,10 +375,7 @@ describe('load shedding', () => {
   it('restart() forgets a busy start: mirrors are admitted at once, at full share', async () => {
     const shed = new LoadShedder({ eventLoopDelay: 20, utilisation: 0.5 });
     cleanups.push(async () => shed.close());
-    for (let i = 0; i < 4; i++) {
-      spin(150);
-      await new Promise((r) => setTimeout(r, 0));
-    }
+    await busyTurns(4, 150);
     expect(shed.admit()).toBe(false);
     shed.restart();
     let admitted = 0;
