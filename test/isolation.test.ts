@@ -241,30 +241,53 @@ describe('the comparison queue', () => {
     const finish: (() => void)[] = [];
     const dropped: CapturedAnswerPair[] = [];
     const queue = new ComparisonQueue({ count: 100, bytes: 1_000, sliceMs: 5 }, () => new Promise<void>((r) => finish.push(r)), (p) => dropped.push(p));
-    expect(queue.reserve()).toBe(true);
+    expect(queue.reserve('r')).toBe(true);
     queue.submit(pair(300), true); // 600 bytes held
-    expect(queue.reserve()).toBe(true);
+    expect(queue.reserve('r')).toBe(true);
     queue.submit(pair(300), true); // 1 200 bytes held: over the bound
-    expect(queue.reserve()).toBe(false);
+    expect(queue.reserve('r')).toBe(false);
     queue.submit(pair(10));
     expect(dropped).toHaveLength(1);
     await waitFor(() => finish.length === 2, 2_000, 'both comparisons to start');
-    expect(queue.reserve()).toBe(false); // still held while being compared
+    expect(queue.reserve('r')).toBe(false); // still held while being compared
     finish.splice(0).forEach((f) => f());
     await waitFor(() => queue.pending === 0, 2_000, 'the comparisons to finish');
-    expect(queue.reserve()).toBe(true);
+    expect(queue.reserve('r')).toBe(true);
   });
 
   it('before any pair is back, reserves at most 1/64 of its byte bound per place (a start-up burst cannot pass the bound)', () => {
     const queue = new ComparisonQueue({ count: 1_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
     let taken = 0;
-    while (queue.reserve() && taken < 1_000) taken++;
+    while (queue.reserve('r') && taken < 1_000) taken++;
     expect(taken).toBe(64);
     // The first pair sets the size a place is expected to bring: 10-byte pairs leave room for many more.
     queue.submit(pair(5), true);
     let more = 0;
-    while (queue.reserve() && more < 2_000) more++;
+    while (queue.reserve('r') && more < 2_000) more++;
     expect(more).toBeGreaterThan(800);
+  });
+
+  it('expects each route\'s places at that route\'s pair size: small answers on one route do not open the bound to big ones on another', async () => {
+    const queue = new ComparisonQueue({ count: 10_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
+    const of = (route: string, bytes: number): CapturedAnswerPair => ({ ...pair(bytes), route: { name: route } }) as unknown as CapturedAnswerPair;
+    // A busy route of 10-byte pairs.
+    for (let i = 0; i < 300; i++) {
+      expect(queue.reserve('small')).toBe(true);
+      queue.submit(of('small', 5), true);
+    }
+    await waitFor(() => queue.pending === 0, 2_000, 'the small pairs to be compared');
+    // A route never seen yet: its places count at 1/64 of the bound, whatever the small route's size.
+    let big = 0;
+    while (queue.reserve('big') && big < 1_000) big++;
+    expect(big).toBe(64);
+    for (let i = 0; i < big; i++) queue.unreserve('big');
+    // Once its pairs are known to be 16 KB, four places fill the 64 KB bound.
+    expect(queue.reserve('big')).toBe(true);
+    queue.submit(of('big', 8_000), true);
+    let after = 0;
+    while (queue.reserve('big') && after < 1_000) after++;
+    // 16 KB held by the first pair: three more 16 KB pairs on their way reach the bound.
+    expect(after).toBe(3);
   });
 
   it('a processor that throws or rejects gives its place and bytes back, is reported, and the drain goes on', async () => {
@@ -282,13 +305,13 @@ describe('the comparison queue', () => {
       (_pair, err) => failed.push((err as Error).message),
     );
     for (let i = 0; i < 3; i++) {
-      expect(queue.reserve()).toBe(true);
+      expect(queue.reserve('r')).toBe(true);
       queue.submit(pair(10), true);
     }
     await waitFor(() => queue.pending === 0 && n === 3, 2_000, 'all three to be processed');
     expect(failed).toEqual(['thrown', 'rejected']);
     // Every place is free again.
-    for (let i = 0; i < 3; i++) expect(queue.reserve()).toBe(true);
+    for (let i = 0; i < 3; i++) expect(queue.reserve('r')).toBe(true);
   });
 
   it('drains in time-boxed slices, yielding to the event loop between them', async () => {

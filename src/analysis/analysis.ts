@@ -195,8 +195,8 @@ export class Analysis implements EvidenceSource {
    * For the shadow engine: a place in the queue taken before a mirror is sent, and the pair that
    * then fills it. Bodies may move to a comparison worker once the pair is queued.
    */
-  readonly reserve = (): boolean => this.queue.reserve();
-  readonly unreserve = (): void => this.queue.unreserve();
+  readonly reserve = (route: string): boolean => this.queue.reserve(route);
+  readonly unreserve = (route: string): void => this.queue.unreserve(route);
   readonly submitReserved = (pair: CapturedAnswerPair): void => this.queue.submit(pair, true);
 
   /** Pairs queued and not yet compared. */

@@ -20,6 +20,14 @@ export interface QueueLimits {
 /** Either done on the spot, or a promise of being done (a comparison worker). */
 export type Processor = (pair: CapturedAnswerPair) => void | Promise<unknown>;
 
+/** Routes whose pair sizes are remembered before those with nothing on the way are forgotten. */
+const MAX_ROUTES = 1024;
+
+interface RouteShare {
+  reserved: number;
+  typical: number;
+}
+
 export function pairBytes(pair: CapturedAnswerPair): number {
   return pair.primary.body.length + pair.shadow.body.length + (pair.baseline?.body.length ?? 0);
 }
@@ -34,11 +42,16 @@ export class ComparisonQueue {
   /** Bytes of answers queued or being compared. */
   private held = 0;
   /**
-   * Running average size of a pair: what each reserved place is expected to bring. Before the first
-   * pair it is unknown and taken as 1/64 of the byte bound, so a burst at start-up (every in-flight
-   * mirror reserved before any pair is back) cannot reserve past the bound either.
+   * Per route: its places reserved, and the running average size of its pairs, what each of its
+   * places is expected to bring (-1 before its first pair). Per route, not one average: a busy route
+   * of small answers would otherwise make a burst on a route of 1 MB answers look cheap, and every
+   * one of those mirrors, once sent, must be taken. Before a route's first pair its size is unknown
+   * and taken as 1/64 of the byte bound, so a burst at start-up (every in-flight mirror reserved
+   * before any pair is back) cannot reserve far past the bound either.
    */
-  private typicalPair = -1;
+  private readonly routes = new Map<string, RouteShare>();
+  /** Bytes the reserved places are expected to bring: the sum over routes of places x their estimate. */
+  private reservedBytes = 0;
   /** How many asynchronous comparisons may run at once (set by the owner of the workers). */
   maxRunning = Number.POSITIVE_INFINITY;
 
@@ -59,25 +72,47 @@ export class ComparisonQueue {
   }
 
   /**
-   * Takes a place for a pair to come; false when the queue is full by count or by bytes, counting
-   * the pairs still on their way at the typical size (so big answers in flight cannot pile up far
-   * past the byte bound).
+   * Takes a place for a pair of `route` to come; false when the queue is full by count or by bytes,
+   * counting the pairs still on their way at their route's typical size (so big answers in flight
+   * cannot pile up far past the byte bound).
    */
-  reserve(): boolean {
+  reserve(route = ''): boolean {
     if (this.waiting + this.running + this.reserved >= this.limits.count) return false;
-    const typical = this.typicalPair < 0 ? this.limits.bytes / 64 : this.typicalPair;
-    if (this.held + this.reserved * typical >= this.limits.bytes) return false;
+    if (this.held + this.reservedBytes >= this.limits.bytes) return false;
+    const share = this.shareOf(route);
+    share.reserved++;
     this.reserved++;
+    this.reservedBytes += this.expected(share);
     return true;
   }
 
-  unreserve(): void {
-    if (this.reserved > 0) this.reserved--;
+  unreserve(route = ''): void {
+    const share = this.routes.get(route);
+    if (share === undefined || share.reserved === 0) return;
+    share.reserved--;
+    this.reserved--;
+    // Sums of averages drift: with nothing reserved, nothing is expected.
+    this.reservedBytes = this.reserved === 0 ? 0 : Math.max(0, this.reservedBytes - this.expected(share));
+  }
+
+  private expected(share: RouteShare): number {
+    return share.typical < 0 ? this.limits.bytes / 64 : share.typical;
+  }
+
+  private shareOf(route: string): RouteShare {
+    let share = this.routes.get(route);
+    if (share === undefined) {
+      // Routes come and go with reloads: forget those with nothing on the way before the map grows.
+      if (this.routes.size >= MAX_ROUTES) for (const [name, s] of this.routes) if (s.reserved === 0) this.routes.delete(name);
+      this.routes.set(route, (share = { reserved: 0, typical: -1 }));
+    }
+    return share;
   }
 
   /** A pair that reserved its place is always taken: its size was unknown then, and it was already sent. */
   readonly submit = (pair: CapturedAnswerPair, reservedPlace = false): void => {
-    if (reservedPlace) this.unreserve();
+    const route = pair.route.name;
+    if (reservedPlace) this.unreserve(route);
     else if (this.waiting + this.running + this.reserved >= this.limits.count || this.held >= this.limits.bytes) {
       this.onDrop(pair);
       return;
@@ -85,7 +120,11 @@ export class ComparisonQueue {
     this.queue.push(pair);
     const bytes = pairBytes(pair);
     this.held += bytes;
-    this.typicalPair = this.typicalPair < 0 ? bytes : this.typicalPair + (bytes - this.typicalPair) / 8;
+    const share = this.shareOf(route);
+    const before = this.expected(share);
+    share.typical = share.typical < 0 ? bytes : share.typical + (bytes - share.typical) / 8;
+    // The route's places still on their way are now expected at its new size.
+    if (share.reserved > 0) this.reservedBytes = Math.max(0, this.reservedBytes + share.reserved * (this.expected(share) - before));
     this.schedule();
   };
 

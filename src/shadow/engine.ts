@@ -55,7 +55,7 @@ export interface ShadowEngineDeps {
    * Room in the comparison queue, reserved before a mirror is sent: a mirror that could not be
    * compared is not sent at all, so it is counted once (as overload), never sent and then dropped.
    */
-  comparisons?: { reserve(): boolean; unreserve(): void };
+  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void };
 }
 
 const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
@@ -180,14 +180,14 @@ export class ShadowEngine {
       return null;
     }
     const comparisons = this.deps.comparisons;
-    if (comparisons !== undefined && !comparisons.reserve()) {
+    if (comparisons !== undefined && !comparisons.reserve(route.name)) {
       route.metrics.shadowOverload('comparison_queue');
       return null;
     }
     const target = primaryIsNew ? 'legacy' : 'new';
     const sizeAdmission = sampling.oversize[target].allow();
     if (sizeAdmission === Admission.Refused) {
-      comparisons?.unreserve();
+      comparisons?.unreserve(route.name);
       route.metrics.shadowSkipped('body_too_large');
       return null;
     }
@@ -195,7 +195,7 @@ export class ShadowEngine {
     if (admission === Admission.Refused) {
       // The size probe was not used: give it back, so the next mirror may probe.
       if (sizeAdmission === Admission.Probe) sampling.oversize[target].release();
-      comparisons?.unreserve();
+      comparisons?.unreserve(route.name);
       route.metrics.shadowSkipped('shadow_down');
       return null;
     }
@@ -215,7 +215,7 @@ export class ShadowEngine {
    */
   abandon(job: MirrorJob): void {
     this.inFlight--;
-    this.deps.comparisons?.unreserve();
+    this.deps.comparisons?.unreserve(job.route.name);
     if (job.probe) this.breakers[job.target].release();
     if (job.sizeProbe) this.samplingOf(job.route).oversize[job.target].release();
   }
