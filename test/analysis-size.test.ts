@@ -17,6 +17,20 @@ describe('decoded size of a captured answer', () => {
     expect(decodedBytes({ headers: { 'content-encoding': 'X-Gzip' }, body: gz })).toBe(json.length);
   });
 
+  it('decodes a gzip that claims to be small, up to the main thread\'s share: its trailer gives only the last member\'s size', () => {
+    const share = 16 * 1024;
+    // Two members (RFC 1952 §2.2): the whole JSON, then an empty one whose trailer says 0.
+    const twoMembers = Buffer.concat([gzipSync(json), gzipSync(Buffer.alloc(0))]);
+    expect(twoMembers.readUInt32LE(twoMembers.length - 4)).toBe(0);
+    expect(decodedBytes({ headers: { 'content-encoding': 'gzip' }, body: twoMembers }, share)).toBeGreaterThanOrEqual(share);
+    // A small answer is read its real size, one claiming big is taken at its word (it goes to a worker anyway).
+    const small = Buffer.from('{"ok":true,"items":[1,2,3]}');
+    const smallTwo = Buffer.concat([gzipSync(small.subarray(0, 10)), gzipSync(small.subarray(10))]);
+    // (never less than what was captured: a tiny gzip is bigger than its content)
+    expect(decodedBytes({ headers: { 'content-encoding': 'gzip' }, body: smallTwo }, share)).toBe(Math.max(smallTwo.length, small.length));
+    expect(decodedBytes({ headers: { 'content-encoding': 'gzip' }, body: gzipSync(json) }, share)).toBe(json.length);
+  });
+
   it('takes other codings for big (a few KB may inflate to the cap): their pairs are compared off the main thread', () => {
     const br = brotliCompressSync(json);
     const df = deflateSync(json);

@@ -100,7 +100,7 @@ export class Analysis implements EvidenceSource {
     const limits = { count: this.options.queueLimit, bytes: this.options.queueBytes, sliceMs: this.options.sliceMs };
     const inline = (pair: CapturedAnswerPair): void => void this.process(pair);
     const inlineBytes = this.options.inlineBytes;
-    const processor = this.pool === null ? inline : (pair: CapturedAnswerPair) => (decodedPairBytes(pair) < inlineBytes ? inline(pair) : this.offload(pair));
+    const processor = this.pool === null ? inline : (pair: CapturedAnswerPair) => (decodedPairBytes(pair, inlineBytes) < inlineBytes ? inline(pair) : this.offload(pair));
     this.queue = new ComparisonQueue(limits, processor, (pair) => {
       const ra = this.byName.get(pair.route.name);
       if (ra !== undefined) ra.dropped++;

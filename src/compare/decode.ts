@@ -29,7 +29,8 @@ export function encodingsOf(headers: Record<string, string | string[] | undefine
     .filter((e) => e && e !== 'identity');
 }
 
-function isTooLarge(err: unknown): boolean {
+/** zlib stopped at its maxOutputLength: the content is longer than the cap. */
+export function isTooLarge(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
 }
 
