@@ -190,6 +190,33 @@ describe('hot reload', () => {
     expect(f.app.analysis.diffs('a')!.comparisons).toMatchObject({ match: 1, mismatch: 1 });
   });
 
+  it('compares and counts the mirrors still on their way when a reload removes their route (requests stay comparisons plus skips)', async () => {
+    let release: (() => void) | null = null;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const legacy = await backend('legacy');
+    // The mirrors are held until the reload is done.
+    const next = await startBackend((req, res) => {
+      void held.then(() => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ backend: 'legacy', url: req.url }));
+      });
+    });
+    cleanups.push(() => next.close());
+    const base = baseConfig(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, cutover: { state: { store: 'memory' } } });
+    const f = await start({ ...base, routes: [{ name: 'gone', match: { path: '/g/:id' } }, routes()[1]] });
+    for (let i = 0; i < 3; i++) await (await request(`${f.app.dataUrl}/g/${i}`)).body.text();
+    await waitFor(() => next.received.length === 3, 5_000, 'the three mirrors');
+    f.write({ ...base, routes: [routes()[1]] });
+    expect((await f.app.reload('test')).ok).toBe(true);
+    release!();
+    const counted = async () => total(await f.app.telemetry.exposition(), 'cutover_comparisons_total{route="gone"');
+    await waitFor(async () => (await counted()) === 3, 5_000, 'the removed route\'s three comparisons');
+    const text = await f.app.telemetry.exposition();
+    expect(sample(text, 'cutover_comparisons_total{route="gone",result="match"}')).toBe(3);
+    expect(total(text, 'cutover_shadow_skipped_total{route="gone"')).toBe(0);
+    expect(f.app.analysis.diffs('gone')).toBeUndefined();
+  });
+
   it('answers POST /api/reload: 200 with the new hash, problem+json naming the problems, and 401 without a token', async () => {
     const legacy = await backend('legacy');
     const next = await backend('new');

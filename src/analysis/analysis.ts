@@ -80,6 +80,12 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
 export class Analysis implements EvidenceSource {
   private readonly options: AnalysisOptions;
   private readonly byName = new Map<string, RouteAnalysis>();
+  /**
+   * Routes a reload removed, kept for a window's length for the mirrors still on their way: each is
+   * still compared and counted in the route's counters (which stay exported), so requests are
+   * comparisons plus skips for a removed route too. Nothing reads their window or evidence.
+   */
+  private readonly retired = new Map<string, { ra: RouteAnalysis; until: number }>();
   private readonly queue: ComparisonQueue;
   private readonly sliceMs: number;
   /** Null when comparing on the main thread (configured so, or no worker build to run). */
@@ -102,7 +108,7 @@ export class Analysis implements EvidenceSource {
     const inlineBytes = this.options.inlineBytes;
     const processor = this.pool === null ? inline : (pair: CapturedAnswerPair) => (decodedPairBytes(pair, inlineBytes) < inlineBytes ? inline(pair) : this.offload(pair));
     this.queue = new ComparisonQueue(limits, processor, (pair) => {
-      const ra = this.byName.get(pair.route.name);
+      const ra = this.analysisOf(pair);
       if (ra !== undefined) ra.dropped++;
       pair.route.metrics.shadowOverload('comparison_queue');
     }, this.failed);
@@ -115,7 +121,7 @@ export class Analysis implements EvidenceSource {
    * with the error as its reason, once; if recording that throws too, the pair is let go.
    */
   private readonly failed = (pair: CapturedAnswerPair, err: unknown): void => {
-    const ra = this.byName.get(pair.route.name);
+    const ra = this.analysisOf(pair);
     try {
       ra?.record(pair, { baseline: null, main: null, failure: `compare_failed: ${err instanceof Error ? err.message : String(err)}` });
     } catch {
@@ -129,7 +135,7 @@ export class Analysis implements EvidenceSource {
   }
 
   private readonly offload = async (pair: CapturedAnswerPair): Promise<void> => {
-    const ra = this.byName.get(pair.route.name);
+    const ra = this.analysisOf(pair);
     if (ra === undefined || this.pool === null) return;
     if (pair.primary.error === 'client_aborted') {
       ra.record(pair, { baseline: null, main: null });
@@ -168,12 +174,15 @@ export class Analysis implements EvidenceSource {
   /**
    * Takes the routes of a (re)loaded config: known routes keep their window and evidence (each pair
    * carries the compiled rules of the config it ran under); new routes start empty; routes no longer
-   * configured are forgotten.
+   * configured are forgotten (once the mirrors sent for them are compared: see `retired`).
    */
   configure(routes: RouteTable): void {
     const keep = new Set<string>();
+    const now = this.options.now();
+    for (const [name, { until }] of this.retired) if (until < now) this.retired.delete(name);
     for (const route of routes.routes) {
       keep.add(route.name);
+      this.retired.delete(route.name);
       let ra = this.byName.get(route.name);
       if (ra === undefined) this.byName.set(route.name, (ra = new RouteAnalysis(route.name, this.options.slices, this.sliceMs, this.options)));
       // The route's skips reach its evidence, so the controller can say why a route short of comparisons holds.
@@ -185,7 +194,20 @@ export class Analysis implements EvidenceSource {
       // A route's metrics outlive it (its counters stay exported): they must not keep its evidence alive.
       ra.evidenceFrom?.observeEvidence(null);
       this.byName.delete(name);
+      this.retired.set(name, { ra, until: now + this.options.windowMs });
     }
+  }
+
+  /** The analysis a pair is recorded in: its route's, or a removed route's while its mirrors come back. */
+  private analysisOf(pair: CapturedAnswerPair): RouteAnalysis | undefined {
+    const name = pair.route.name;
+    const ra = this.byName.get(name);
+    if (ra !== undefined) return ra;
+    const retired = this.retired.get(name);
+    if (retired === undefined) return undefined;
+    if (retired.until >= this.options.now()) return retired.ra;
+    this.retired.delete(name);
+    return undefined;
   }
 
   /** Takes a completed pair; the comparison runs later, never on the caller's stack. */
@@ -206,7 +228,7 @@ export class Analysis implements EvidenceSource {
 
   /** Compares one pair and records what it shows. Public for tests that want no event-loop hop. */
   process(pair: CapturedAnswerPair): ComparisonResult | null {
-    const ra = this.byName.get(pair.route.name);
+    const ra = this.analysisOf(pair);
     return ra === undefined ? null : ra.process(pair, this.state);
   }
 
