@@ -159,14 +159,38 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     // Still taking bytes, only slowly ('drain' waits for the whole buffer, and the kernel wakes the
     // writer only once a good part of its own buffer is free): not stalled.
     const taken = this.taken();
-    if (taken > this.stallMark) {
+    // Nothing waiting to go out on the connection (an answer queued behind one whose backend has
+    // not answered yet): the client has nothing to read, so it is not the one stalling.
+    if (taken > this.stallMark || !this.sending()) {
       this.stallMark = taken;
       this.stall!.refresh();
       return;
     }
     this.onClientClose();
-    this.res.destroy();
+    this.cut();
   };
+
+  /** The connection of this answer (its own socket, or the one it is queued on). */
+  private connection(): (Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null }) | null {
+    return (this.res.socket ?? this.res.req?.socket ?? null) as (Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null }) | null;
+  }
+
+  /** Whether bytes wait to be taken by the client on the connection (in Node's buffer or libuv's queue). */
+  private sending(): boolean {
+    const socket = this.connection();
+    return socket !== null && (socket.writableLength > 0 || (socket._handle?.writeQueueSize ?? 0) > 0);
+  }
+
+  /**
+   * Cuts the client's connection: this answer cannot be finished. An answer queued behind another
+   * (pipelining) has no socket yet: its connection is cut when it gets it, after the answers ahead.
+   * Node 20 arranges that for a destroyed response; Node 24 does not, and sent the queued answer's
+   * head and first bytes, then left the client waiting for the rest.
+   */
+  private cut(): void {
+    if (this.res.socket === null && !this.res.destroyed) this.res.once('socket', (socket: Socket) => socket.destroy());
+    this.res.destroy();
+  }
 
   /**
    * Bytes of the client's connection the kernel has taken so far (handed to libuv, less what libuv
@@ -174,7 +198,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
    * on a pipelined connection reads the connection: it waits while the answer ahead is taken.
    */
   private taken(): number {
-    const socket = (this.res.socket ?? this.res.req?.socket ?? null) as (Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null }) | null;
+    const socket = this.connection();
     return socket === null ? 0 : (socket._bytesDispatched ?? socket.bytesWritten) - (socket._handle?.writeQueueSize ?? 0);
   }
 
@@ -289,7 +313,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
       sendProblem(this.res, tokenUnavailableProblem(err));
     } else if (this.res.headersSent) {
       // Mid-body failure: the only honest signal left is to cut the connection.
-      this.res.destroy();
+      this.cut();
     } else {
       const timeout = isTimeout(err);
       const backend = this.upstream.name;

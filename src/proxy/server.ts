@@ -37,10 +37,12 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: ()
   // An answer under way on this connection: a problem written now would land inside its body. And
   // with an answer due to an earlier request (a pipelining client), the client would read it as
   // that request's answer, which the backend may have run. Cut instead. A framing error in the one
-  // request being read, with no other answer due, is that request's answer: 400.
+  // request being read, with no other answer due, is that request's answer: 400. The parser's
+  // `incoming` is the last request whose head was read: once that one is read whole, the error is
+  // in the head of a later one (bad header, too large, too slow), and its answer is still due.
   const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: unknown } | null })._httpMessage;
-  const reading = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser?.incoming;
-  const answering = pending != null && (pending.headersSent === true || pending.req !== reading);
+  const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
+  const answering = pending != null && (pending.headersSent === true || pending.req !== reading || reading?.complete === true);
   if (err.code === 'ECONNRESET' || !socket.writable || answering) {
     socket.destroy();
     return;

@@ -162,10 +162,19 @@ describe('slow request bodies', () => {
 describe('pipelined requests behind a big answer read slowly', () => {
   const BIG = 24 * 1024 * 1024;
 
-  async function setup(listen: Record<string, unknown> = {}) {
+  async function setup(listen: Record<string, unknown> = {}, timeout = '1s') {
     const body = Buffer.alloc(BIG, 0x78);
     backend = await startBackend((req, res) => {
-      if (req.url === '/v1/big') {
+      if (req.url === '/v1/slow') {
+        setTimeout(() => {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.end('slow');
+        }, 2_500);
+      } else if (req.url === '/v1/broken') {
+        // Announces 1 MB, sends 10 KB, then nothing.
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(1024 * 1024) });
+        res.write(body.subarray(0, 10_000));
+      } else if (req.url === '/v1/big') {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG) });
         res.end(body);
       } else if (req.url === '/v1/four') {
@@ -176,7 +185,17 @@ describe('pipelined requests behind a big answer read slowly', () => {
         res.end('second');
       }
     });
-    proxy = await startProxy(baseConfig(backend.url, backend.url, { listen: { host: '127.0.0.1', port: 0, ...listen }, backends: { legacy: { url: backend.url, timeout: '1s' }, new: { url: backend.url } }, routes: [{ name: 'all', match: { path: '/v1/:x' }, shadow: { percent: 0 } }] }));
+    // /v1/slow goes to new (weight 100), whose budget is 5 s; the rest to legacy, under `timeout`.
+    proxy = await startProxy(
+      baseConfig(backend.url, backend.url, {
+        listen: { host: '127.0.0.1', port: 0, ...listen },
+        backends: { legacy: { url: backend.url, timeout }, new: { url: backend.url, timeout: '5s' } },
+        routes: [
+          { name: 'slow', match: { path: '/v1/slow' }, weight: 100, shadow: { percent: 0 } },
+          { name: 'all', match: { path: '/v1/:x' }, shadow: { percent: 0 } },
+        ],
+      }),
+    );
     return proxy;
   }
 
@@ -229,5 +248,37 @@ describe('pipelined requests behind a big answer read slowly', () => {
     const bytes = await pipeline(p, 'GET /v1/big HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/four HTTP/1.1\r\nHost: t\r\n\r\n', '', 5_000_000, 20_000);
     expect(bytes.length).toBeGreaterThan(BIG + 4 * 1024 * 1024);
     expect(sample(await scrape(p), 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="2xx"}')).toBe(2);
+  });
+
+  it('an answer queued behind one whose backend takes longer than listen.sendTimeout is not cut: the client has nothing to read, it is not stalling', async () => {
+    const p = await setup({ sendTimeout: '1s' });
+    // The client reads at once; for 2.5 s nothing goes out on the connection.
+    const bytes = await pipeline(p, 'GET /v1/slow HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/four HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', '', 1e9, 10_000);
+    expect(bytes.length).toBeGreaterThan(4 * 1024 * 1024);
+    expect(bytes.subarray(0, 200).toString('latin1')).toContain('slow');
+    const text = await scrape(p);
+    expect(sample(text, 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="2xx"}')).toBe(1);
+    expect(sample(text, 'cutover_requests_total{route="slow",backend="new",role="primary",outcome="2xx"}')).toBe(1);
+  });
+
+  it('an answer queued behind another that breaks mid-body cuts the connection once the answer ahead is sent (the client is never left waiting for the rest)', async () => {
+    const p = await setup();
+    const { hostname, port } = new URL(p.dataUrl);
+    const s = net.connect(Number(port), hostname);
+    sockets.push(s);
+    let text = '';
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    s.on('error', () => undefined);
+    const closed = new Promise<boolean>((resolve) => {
+      s.on('close', () => resolve(true));
+      setTimeout(() => resolve(false), 8_000);
+    });
+    // /v1/broken (legacy, 1 s budget) stalls mid-body while it waits behind /v1/slow (2.5 s).
+    s.write('GET /v1/slow HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/broken HTTP/1.1\r\nHost: t\r\n\r\n');
+    expect(await closed, text.slice(0, 300)).toBe(true);
+    // The answer ahead whole, and nothing of the broken one: a head would promise bytes that never come.
+    expect([...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200']);
+    expect(text).toMatch(/\r\n4\r\nslow\r\n0\r\n\r\n$/);
+    expect(sample(await scrape(p), 'cutover_requests_total{route="all",backend="legacy",role="primary",outcome="timeout"}')).toBe(1);
   });
 });
