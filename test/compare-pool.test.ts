@@ -46,6 +46,20 @@ describe('comparison worker pool', () => {
     }
   });
 
+  it('counts its restarts within a window: workers dying now and then are replaced for good, only a crash loop makes it give up', async () => {
+    const pool = new ComparePool(1, pathToFileURL(dying), 0, 0, 10_000, 200);
+    try {
+      // Seven deaths, more than the five restarts of a window, but never five within 200 ms.
+      for (let i = 0; i < 7; i++) {
+        expect(await pool.compare(pair(), settings)).toEqual({ baseline: null, main: null, failure: 'compare_failed: comparison worker exited' });
+        expect(pool.usable).toBe(true);
+        await new Promise((r) => setTimeout(r, 60));
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('replaces a worker that answers nothing for its time limit, as often as needed, and answers its comparisons as failed', async () => {
     const pool = new ComparePool(1, pathToFileURL(silent), 0, 0, 150);
     try {

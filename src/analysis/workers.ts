@@ -48,8 +48,14 @@ export interface WorkerReply {
 
 /** Comparisons handed to one worker at a time: enough to keep it busy, few enough to stay bounded. */
 const PER_WORKER = 16;
-/** A worker that dies is replaced this many times at most, then the pool gives up (main thread). */
+/**
+ * A worker that dies is replaced, up to this many times within RESTART_WINDOW_MS; one that dies more
+ * often than that is taken for a crash loop, and the pool gives up (the main thread compares).
+ * Counted within a window, not over the process's life: a few crashes over weeks must not end
+ * the isolation for good.
+ */
 const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 10 * 60_000;
 /**
  * A worker with comparisons waiting that has answered none for this long is stuck (a 940 KB pair
  * takes ~2 ms; the diff's step budget ends any comparison well within a second): it is replaced and
@@ -105,7 +111,8 @@ function portable(settings: CompareSettings): CompareSettings {
 export class ComparePool {
   private readonly slots: Slot[] = [];
   private nextId = 1;
-  private restarts = 0;
+  /** When workers died and were replaced (performance.now()), within the restart window. */
+  private readonly restarts: number[] = [];
   private closed = false;
 
   private started = false;
@@ -122,7 +129,17 @@ export class ComparePool {
     private readonly knownBytes = 0,
     private readonly recentBytes = 0,
     private readonly limitMs = COMPARE_LIMIT_MS,
+    private readonly restartWindowMs = RESTART_WINDOW_MS,
   ) {}
+
+  /** Whether a worker that died may be replaced (the restart budget of the window), counting it if so. */
+  private mayRestart(): boolean {
+    const now = performance.now();
+    while (this.restarts.length > 0 && now - this.restarts[0] > this.restartWindowMs) this.restarts.shift();
+    if (this.restarts.length >= MAX_RESTARTS) return false;
+    this.restarts.push(now);
+    return true;
+  }
 
   /** How many comparisons the pool takes at once. */
   get capacity(): number {
@@ -175,10 +192,7 @@ export class ComparePool {
       slot.pending.clear();
       // A stuck worker is replaced without counting against the restarts: giving up would move the
       // comparisons, and whatever got stuck, onto the main thread.
-      if (!this.closed && (stuck || this.restarts < MAX_RESTARTS)) {
-        if (!stuck) this.restarts++;
-        this.slots.push(this.spawn());
-      }
+      if (!this.closed && (stuck || this.mayRestart())) this.slots.push(this.spawn());
     };
     /** A worker still running but no longer trusted: its comparisons answered, it replaced and stopped. */
     const retire = (why: string, stuck: boolean): void => {
