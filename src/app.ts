@@ -23,6 +23,9 @@ import { ShadowEngine } from './shadow/engine.js';
 import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+
+/** Admin tokens shorter than this are warned about at start. */
+const MIN_TOKEN_CHARS = 16;
 import { Telemetry, type BackendName } from './telemetry/metrics.js';
 
 /** The data listener's accept queue (the kernel caps it at net.core.somaxconn). */
@@ -162,6 +165,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   const reload = (trigger: string): Promise<ReloadOutcome> => reloader.reload(trigger);
   let ready = false;
+  // A short token is guessed quickly (the admin port answers hundreds of tries in a second): say so.
+  for (const t of config.adminTokens) {
+    if (t.secret.length < MIN_TOKEN_CHARS) logger.warn(`the admin token "${t.name}" is shorter than ${MIN_TOKEN_CHARS} characters: use a long random one (e.g. openssl rand -hex 32)`);
+  }
   const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, [
     ...(options.adminRoutes ?? []),
     (app) => registerCredentialRoutes(app, { inventory: credentials.inventory }),

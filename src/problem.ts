@@ -49,3 +49,37 @@ export function writeRawProblem(socket: Duplex, p: Problem, extra: { retryAfterS
     socket.once('close', () => clearTimeout(timer));
   });
 }
+
+/**
+ * A request Node's parser refused (malformed framing, headers too large or too slow): a raw
+ * problem+json 400 (431, 408) and the connection closed, since nothing after the bad bytes can be
+ * trusted to be a request boundary. `onTimeout` counts a header timeout (the data port's).
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void = () => undefined): void {
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  // An answer under way on this connection: a problem written now would land inside its body. And
+  // with an answer due to an earlier request (a pipelining client), the client would read it as
+  // that request's answer, which the backend may have run. Cut instead. A framing error in the one
+  // request being read, with no other answer due, is that request's answer: 400. The parser's
+  // `incoming` is the last request whose head was read: once that one is read whole, the error is
+  // in the head of a later one (bad header, too large, too slow), and its answer is still due.
+  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: unknown } | null })._httpMessage;
+  const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
+  const answering = pending != null && (pending.headersSent === true || pending.req !== reading || reading?.complete === true);
+  if (err.code === 'ECONNRESET' || !socket.writable || answering) {
+    socket.destroy();
+    return;
+  }
+  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
+  // as the body's are, on the route nothing could be matched to yet.
+  if (timeout) onTimeout();
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  writeRawProblem(
+    socket,
+    tooLarge
+      ? problem(431, 'HEADERS_TOO_LARGE', 'Request header fields too large', 'The request headers are larger than the proxy accepts; send fewer or smaller headers.')
+      : timeout
+        ? problem(408, 'REQUEST_TIMEOUT', 'Request timeout', 'The request did not arrive in time; retry.')
+        : problem(400, 'BAD_FRAMING', 'Bad request', 'The request is not valid HTTP/1.1 (framing, header syntax or chunk sizes); fix the client.'),
+  );
+}

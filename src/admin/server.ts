@@ -17,7 +17,8 @@
  * convenience: open paths are for probes and scrapers only.
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
-import { problem, PROBLEM_TYPE, type Problem } from '../problem.js';
+import type { Duplex } from 'node:stream';
+import { answerClientError, problem, PROBLEM_TYPE, type Problem } from '../problem.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 import type { Telemetry } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -69,6 +70,9 @@ export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRo
     logger: false,
     requestIdHeader: false,
     forceCloseConnections: true,
+    // Framing errors (bad chunk sizes, Transfer-Encoding with Content-Length, NUL in the target) get
+    // problem+json, as on the data port (fastify's own answer is plain JSON).
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket),
     // A URL the router cannot decode matches no route: nothing to authorise, and nothing leaks.
     frameworkErrors: (_error, _request, reply) => void sendProblem(reply, problem(400, 'BAD_REQUEST', 'Bad request', 'The URL has a malformed percent-encoding.')),
   });
@@ -97,11 +101,13 @@ export function createAdminServer(deps: AdminDeps, extraRoutes: readonly AdminRo
       const detail = deps.tokens.length
         ? 'Send an admin token as "Authorization: Bearer <token>".'
         : 'The admin API has no token configured; set admin.tokens (or admin.tokenFile) and restart.';
+      deps.telemetry.adminRefusedTotal.series('unauthorized').value++;
       reply.header('www-authenticate', 'Bearer realm="cutover"');
       return sendProblem(reply, problem(401, 'UNAUTHORIZED', 'Unauthorized', detail));
     }
     const need = request.routeOptions.config?.role ?? 'viewer';
     if (!roleAllows(caller.role, need)) {
+      deps.telemetry.adminRefusedTotal.series('forbidden').value++;
       return sendProblem(reply, problem(403, 'FORBIDDEN', 'Forbidden', `The token "${caller.name}" has the ${caller.role} role; this endpoint needs ${need}.`));
     }
     setCaller(request, caller);

@@ -8,7 +8,7 @@ import { METHODS, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/load.js';
 import type { ServerResponse } from 'node:http';
-import { problem, PROBLEM_TYPE, sendProblem, writeRawProblem, type Problem } from '../problem.js';
+import { answerClientError, problem, PROBLEM_TYPE, sendProblem, writeRawProblem, type Problem } from '../problem.js';
 import { clientAddress, TrustedProxies, type ForwardedContext } from '../forward/headers.js';
 import type { OutboundIntent } from '../forward/shaping.js';
 import { canonicalPath, canonicalTarget, isTargetProblem } from '../routing/canonical.js';
@@ -27,39 +27,6 @@ import { revokedProblem, type CredentialInventory, type CredentialSighting, type
 
 /** Methods the proxy relays, for the Allow header of `OPTIONS *`. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
-
-/**
- * A request Node's parser refused (malformed framing): a raw problem+json 400 and the connection
- * closed, since nothing after the bad bytes can be trusted to be a request boundary.
- */
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void): void {
-  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  // An answer under way on this connection: a problem written now would land inside its body. And
-  // with an answer due to an earlier request (a pipelining client), the client would read it as
-  // that request's answer, which the backend may have run. Cut instead. A framing error in the one
-  // request being read, with no other answer due, is that request's answer: 400. The parser's
-  // `incoming` is the last request whose head was read: once that one is read whole, the error is
-  // in the head of a later one (bad header, too large, too slow), and its answer is still due.
-  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: unknown } | null })._httpMessage;
-  const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
-  const answering = pending != null && (pending.headersSent === true || pending.req !== reading || reading?.complete === true);
-  if (err.code === 'ECONNRESET' || !socket.writable || answering) {
-    socket.destroy();
-    return;
-  }
-  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
-  // as the body's are, on the route nothing could be matched to yet.
-  if (timeout) onTimeout();
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  writeRawProblem(
-    socket,
-    tooLarge
-      ? problem(431, 'HEADERS_TOO_LARGE', 'Request header fields too large', 'The request headers are larger than the proxy accepts; send fewer or smaller headers.')
-      : timeout
-        ? problem(408, 'REQUEST_TIMEOUT', 'Request timeout', 'The request did not arrive in time; retry.')
-        : problem(400, 'BAD_FRAMING', 'Bad request', 'The request is not valid HTTP/1.1 (framing, header syntax or chunk sizes); fix the client.'),
-  );
-}
 
 /** What the access log's `request` line says of the kind of live call. */
 const LIVE_TAGS = { request: { mirrored: false }, mirrored: { mirrored: true }, upgrade: { upgrade: true } } as const;
@@ -210,7 +177,7 @@ export class ProxyServer {
       exposeHeadRoutes: false,
       routerOptions: { maxParamLength: 65_535, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
       // Framing errors (smuggling attempts, bad chunk sizes, bare LF...) get problem+json too.
-      clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => onClientError(err, socket, () => deps.snapshots.current().routes.other.metrics.rejected('body_timeout')),
+      clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, () => deps.snapshots.current().routes.other.metrics.rejected('body_timeout')),
       // The router sees one path, always: routing is the route table's, on the canonical target
       // (decide). find-my-way's own decoding refused targets a backend accepts (Latin-1
       // `/search/caf%E9` got 400); the target as sent is kept in `originalUrl` (requestTarget).

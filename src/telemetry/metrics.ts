@@ -439,6 +439,12 @@ export class Telemetry {
     'counter',
     ['route', 'reason'],
   );
+  readonly adminRefusedTotal = scalarFamily(
+    'cutover_admin_refused_total',
+    'Admin API requests refused by the token check, by reason: unauthorized (401: no token, or one that matches none), forbidden (403: a token whose role may not do this). A rising unauthorized rate is someone guessing tokens.',
+    'counter',
+    ['reason'],
+  );
   private readonly families = [
     this.requestsTotal,
     this.requestDuration,
@@ -457,6 +463,7 @@ export class Telemetry {
     this.gateStatus,
     this.rollbacksTotal,
     this.rejectedRequestsTotal,
+    this.adminRefusedTotal,
   ];
   readonly credentials = new CredentialMetrics();
   readonly queueWait: Record<BackendName, Record<Role, Buckets>>;
@@ -473,6 +480,8 @@ export class Telemetry {
     this.queueWait = queueWait;
     this.configReloadsTotal.series('ok');
     this.configReloadsTotal.series('error');
+    this.adminRefusedTotal.series('unauthorized');
+    this.adminRefusedTotal.series('forbidden');
   }
 
   /** Registers a function run before every exposition, to set gauges from state. */

@@ -140,6 +140,30 @@ describe('admin API is deny by default', () => {
     expect(JSON.parse(JSON.parse(allowed.body).detail)).toEqual({ name: 'oncall', role: 'operator' });
     expect((await call('POST', '/%61pi/test-lever', 'viewer-secret')).status).toBe(403);
   });
+
+  it('counts refusals by reason, for someone guessing tokens to be seen; warns at start of tokens short enough to guess (by name, never the secret)', async () => {
+    const refused = async () => {
+      const text = await (await request(`${proxy.adminUrl}/metrics`)).body.text();
+      const read = (reason: string) => Number(new RegExp(`^cutover_admin_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { unauthorized: read('unauthorized'), forbidden: read('forbidden') };
+    };
+    const before = await refused();
+    for (const token of ['a', 'b', 'c']) await (await request(`${proxy.adminUrl}/api/routes/widgets/diffs`, { headers: { authorization: `Bearer ${token}` } })).body.dump();
+    await (await request(`${proxy.adminUrl}/api/test-lever`, { method: 'POST', headers: { authorization: 'Bearer viewer-secret' } })).body.dump();
+    await (await request(`${proxy.adminUrl}/api/routes/widgets/diffs`, { headers: { authorization: 'Bearer viewer-secret' } })).body.dump();
+    expect(await refused()).toEqual({ unauthorized: before.unauthorized + 3, forbidden: before.forbidden + 1 });
+    const warnings = proxy.logs.filter((l) => l.includes('shorter than 16 characters'));
+    expect(warnings.map((l) => /admin token \\"(\w+)\\"/.exec(l)?.[1]).sort()).toEqual(['oncall', 'watcher']);
+    expect(warnings.join('')).not.toMatch(/viewer-secret|operator-secret/);
+  });
+
+  it('answers a framing error on the admin port with problem+json, as the data port does', async () => {
+    const res = await rawExchange(proxy.adminUrl, 'POST /api/test-lever HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n');
+    expect(res.status).toBe(400);
+    expect(res.text).toContain('content-type: application/problem+json');
+    expect(res.text).toContain('"code":"BAD_FRAMING"');
+    expect(res.closed).toBe(true);
+  });
 });
 
 void oneResponse;
