@@ -66,13 +66,13 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, on
   const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: unknown } | null })._httpMessage;
   const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
   const answering = pending != null && (pending.headersSent === true || pending.req !== reading || reading?.complete === true);
+  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
+  // as the body's are, on the route nothing could be matched to yet, whether answered or cut.
+  if (timeout) onTimeout();
   if (err.code === 'ECONNRESET' || !socket.writable || answering) {
     socket.destroy();
     return;
   }
-  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
-  // as the body's are, on the route nothing could be matched to yet.
-  if (timeout) onTimeout();
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
   writeRawProblem(
     socket,

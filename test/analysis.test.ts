@@ -193,6 +193,23 @@ describe('evidence for the controller', () => {
   });
 });
 
+describe('a route removed by a reload', () => {
+  it('is kept for its window only, for the mirrors on their way, then let go without waiting for another reload', async () => {
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      routes: [{ name: 'r', match: { path: '/r' } }, { name: 'keep', match: { path: '/keep' } }],
+    });
+    const telemetry = new Telemetry({ defaultMetrics: false });
+    const analysis = new Analysis(new RouteTable(config.routes, config.defaults, telemetry), { windowMs: 200, workers: 0 });
+    analysis.configure(new RouteTable(config.routes.filter((r) => r.name === 'keep'), config.defaults, telemetry));
+    // Reads the private map on purpose: what it holds (a route's examples and window) is the bound under test.
+    const retired = (analysis as unknown as { retired: Map<string, unknown> }).retired;
+    expect([...retired.keys()]).toEqual(['r']);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(retired.size).toBe(0);
+  });
+});
+
 describe('noise warm-up', () => {
   it('judges pairs that arrive before the first baseline only after it, so a per-call field is noise from the start', async () => {
     const config = validateConfig({

@@ -290,6 +290,20 @@ describe('the comparison queue', () => {
     expect(after).toBe(3);
   });
 
+  it('past its bound on routes remembered, forgets the oldest idle one only, not every route\'s pair size', async () => {
+    const queue = new ComparisonQueue({ count: 10_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
+    const of = (route: string, bytes: number): CapturedAnswerPair => ({ ...pair(bytes), route: { name: route } }) as unknown as CapturedAnswerPair;
+    for (let i = 0; i < 5_000; i++) {
+      expect(queue.reserve(`r${i}`)).toBe(true);
+      queue.submit(of(`r${i}`, 5), true);
+    }
+    await waitFor(() => queue.pending === 0, 5_000, 'the pairs to be compared');
+    // A route of the middle still has its 10-byte pairs: far more than the 64 places of an unknown one.
+    let places = 0;
+    while (queue.reserve('r3000') && places < 1_000) places++;
+    expect(places).toBe(1_000);
+  });
+
   it('a processor that throws or rejects gives its place and bytes back, is reported, and the drain goes on', async () => {
     const failed: unknown[] = [];
     let n = 0;

@@ -194,7 +194,12 @@ export class Analysis implements EvidenceSource {
       // A route's metrics outlive it (its counters stay exported): they must not keep its evidence alive.
       ra.evidenceFrom?.observeEvidence(null);
       this.byName.delete(name);
-      this.retired.set(name, { ra, until: now + this.options.windowMs });
+      const retired = { ra, until: now + this.options.windowMs };
+      this.retired.set(name, retired);
+      // Let go at the end of its window even if no reload or pair comes to sweep it.
+      setTimeout(() => {
+        if (this.retired.get(name) === retired) this.retired.delete(name);
+      }, this.options.windowMs).unref();
     }
   }
 

@@ -21,7 +21,7 @@ export interface QueueLimits {
 export type Processor = (pair: CapturedAnswerPair) => void | Promise<unknown>;
 
 /** Routes whose pair sizes are remembered before those with nothing on the way are forgotten. */
-const MAX_ROUTES = 1024;
+const MAX_ROUTES = 4096;
 
 interface RouteShare {
   reserved: number;
@@ -102,8 +102,16 @@ export class ComparisonQueue {
   private shareOf(route: string): RouteShare {
     let share = this.routes.get(route);
     if (share === undefined) {
-      // Routes come and go with reloads: forget those with nothing on the way before the map grows.
-      if (this.routes.size >= MAX_ROUTES) for (const [name, s] of this.routes) if (s.reserved === 0) this.routes.delete(name);
+      // Routes come and go with reloads: past the bound, the oldest with nothing on the way is forgotten
+      // (one: forgetting every idle route would send them all back to the start-up estimate).
+      if (this.routes.size >= MAX_ROUTES) {
+        for (const [name, s] of this.routes) {
+          if (s.reserved === 0) {
+            this.routes.delete(name);
+            break;
+          }
+        }
+      }
       this.routes.set(route, (share = { reserved: 0, typical: -1 }));
     }
     return share;
