@@ -26,6 +26,9 @@ export class ClientAbortedError extends Error {
 }
 
 const NO_HEADERS: IncomingHttpHeaders = {};
+
+/** A client connection, with the counters of Node's internals the stall watch reads. */
+type ClientSocket = Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null };
 export const EMPTY = Buffer.alloc(0);
 
 export interface ExchangeRequest {
@@ -171,8 +174,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   };
 
   /** The connection of this answer (its own socket, or the one it is queued on). */
-  private connection(): (Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null }) | null {
-    return (this.res.socket ?? this.res.req?.socket ?? null) as (Socket & { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null }) | null;
+  private connection(): ClientSocket | null {
+    return (this.res.socket ?? this.res.req?.socket ?? null) as ClientSocket | null;
   }
 
   /** Whether bytes wait to be taken by the client on the connection (in Node's buffer or libuv's queue). */
