@@ -24,9 +24,10 @@ import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 
+import { Telemetry, type BackendName } from './telemetry/metrics.js';
+
 /** Admin tokens shorter than this are warned about at start. */
 const MIN_TOKEN_CHARS = 16;
-import { Telemetry, type BackendName } from './telemetry/metrics.js';
 
 /** The data listener's accept queue (the kernel caps it at net.core.somaxconn). */
 const LISTEN_BACKLOG = 4096;
