@@ -23,7 +23,6 @@ import { ShadowEngine } from './shadow/engine.js';
 import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-
 import { Telemetry, type BackendName } from './telemetry/metrics.js';
 
 /** Admin tokens shorter than this are warned about at start. */
