@@ -3,6 +3,7 @@
  * `code` is a stable extension member scripts can match on; `detail` is one sentence for a person.
  */
 import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 
 export const PROBLEM_TYPE = 'application/problem+json';
@@ -50,36 +51,78 @@ export function writeRawProblem(socket: Duplex, p: Problem, extra: { retryAfterS
   });
 }
 
+/** Sockets whose problem waits for the answers due before it (a parser error may be reported again meanwhile). */
+const deferred = new WeakSet<Duplex>();
+
+type HttpSocket = Duplex & {
+  _httpMessage?: (EventEmitter & { headersSent?: boolean; req?: unknown }) | null;
+  parser?: { incoming?: { complete?: boolean } | null } | null;
+};
+
 /**
  * A request Node's parser refused (malformed framing, headers too large or too slow): a raw
  * problem+json 400 (431, 408) and the connection closed, since nothing after the bad bytes can be
  * trusted to be a request boundary. `onTimeout` counts a header timeout (the data port's).
+ *
+ * Which request the error belongs to decides when the problem is written. The parser's `incoming`
+ * is the last request whose head was read:
+ * - no answer due: the error is that request's, and the problem is its answer, now;
+ * - the request being read is the one being answered (its body broke): its answer cannot be the
+ *   problem any more once under way, so the connection is cut; before, the problem is its answer;
+ * - an answer due to an earlier request (a pipelining client), or the request read whole (the error
+ *   is in the head of a later one: bad header, too large, too slow): written now, the client would
+ *   read the problem as that earlier request's answer, which the backend may have run. The answers
+ *   due go out first, in order, then the problem, then the connection closes. A slow head (408) is
+ *   cut instead: the parser goes on reading it, and it could yet become a request.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, onTimeout: () => void = () => undefined): void {
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  // An answer under way on this connection: a problem written now would land inside its body. And
-  // with an answer due to an earlier request (a pipelining client), the client would read it as
-  // that request's answer, which the backend may have run. Cut instead. A framing error in the one
-  // request being read, with no other answer due, is that request's answer: 400. The parser's
-  // `incoming` is the last request whose head was read: once that one is read whole, the error is
-  // in the head of a later one (bad header, too large, too slow), and its answer is still due.
-  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: unknown } | null })._httpMessage;
-  const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
-  const answering = pending != null && (pending.headersSent === true || pending.req !== reading || reading?.complete === true);
-  // Headers that did not all arrive within listen.requestTimeout (a slow-header client): counted
-  // as the body's are, on the route nothing could be matched to yet, whether answered or cut.
+  // Counted as the body's are, on the route nothing could be matched to yet, however it is answered.
   if (timeout) onTimeout();
-  if (err.code === 'ECONNRESET' || !socket.writable || answering) {
+  if (deferred.has(socket)) return;
+  if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  writeRawProblem(
-    socket,
-    tooLarge
-      ? problem(431, 'HEADERS_TOO_LARGE', 'Request header fields too large', 'The request headers are larger than the proxy accepts; send fewer or smaller headers.')
-      : timeout
-        ? problem(408, 'REQUEST_TIMEOUT', 'Request timeout', 'The request did not arrive in time; retry.')
-        : problem(400, 'BAD_FRAMING', 'Bad request', 'The request is not valid HTTP/1.1 (framing, header syntax or chunk sizes); fix the client.'),
-  );
+  const answer = tooLarge
+    ? problem(431, 'HEADERS_TOO_LARGE', 'Request header fields too large', 'The request headers are larger than the proxy accepts; send fewer or smaller headers.')
+    : timeout
+      ? problem(408, 'REQUEST_TIMEOUT', 'Request timeout', 'The request did not arrive in time; retry.')
+      : problem(400, 'BAD_FRAMING', 'Bad request', 'The request is not valid HTTP/1.1 (framing, header syntax or chunk sizes); fix the client.');
+  const pending = (socket as HttpSocket)._httpMessage;
+  const reading = (socket as HttpSocket).parser?.incoming;
+  if (pending == null) {
+    writeRawProblem(socket, answer);
+  } else if (pending.req === reading && reading?.complete !== true) {
+    if (pending.headersSent === true) socket.destroy();
+    else writeRawProblem(socket, answer);
+  } else if (timeout) {
+    // A slow head is still being parsed (only a broken one stops the parser): it could yet become a
+    // request behind the problem. Cut.
+    socket.destroy();
+  } else {
+    deferred.add(socket);
+    afterAnswersDue(socket as HttpSocket, () => {
+      if (!socket.destroyed && socket.writable) writeRawProblem(socket, answer);
+    });
+  }
+}
+
+/** Runs `then` once no answer is attached to the connection any more (each queued one is attached in turn). */
+function afterAnswersDue(socket: HttpSocket, then: () => void): void {
+  const pending = socket._httpMessage;
+  if (pending == null) {
+    then();
+    return;
+  }
+  let done = false;
+  // A queued answer is attached to the connection when the one ahead finishes: look again after that.
+  const next = (): void => {
+    if (done) return;
+    done = true;
+    setImmediate(() => afterAnswersDue(socket, then));
+  };
+  pending.once('finish', next);
+  pending.once('close', next);
 }
