@@ -59,6 +59,11 @@ describe('cutover config', () => {
     expect(problems({}, [{ name: 'r', match: { path: '/r' }, gates: { maxLatencyRatio: 0.5 } }])[0]).toMatch(/^routes\[0\]\.gates\.maxLatencyRatio/);
   });
 
+  it('refuses an interval past what Node\'s timers take (they would judge every 1 ms), naming the key', () => {
+    expect(problems({ interval: '600h' })).toEqual([expect.stringMatching(/^cutover\.interval: must be at most 596h/)]);
+    expect(problems({ interval: '596h' })).toEqual([]);
+  });
+
   it('refuses percents finer than the split (0.01) and routes waiting for each other in a ring', () => {
     expect(problems({ steps: [0, 0.004, 33.333, 100] }, [{ name: 'r', match: { path: '/r' }, weight: 0.004 }])).toEqual([
       'routes[0].weight: must be a multiple of 0.01 (traffic is split in hundredths of a percent)',

@@ -10,6 +10,12 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseDuration, parseSize } from './units.js';
 
+/**
+ * The longest delay Node's timers take (2^31 - 1 ms, ~24.8 days): past it they fire after 1 ms, so
+ * `cutover.interval: 600h` would judge every route a thousand times a second.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
 const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
   if (typeof value === 'number') return value;
   const ms = parseDuration(value);
@@ -18,7 +24,7 @@ const duration = z.union([z.number().nonnegative(), z.string()]).transform((valu
     return z.NEVER;
   }
   return ms;
-});
+}).refine((ms) => ms <= MAX_TIMER_MS, 'must be at most 596h (~24.8 days: Node\'s timers run a longer delay after 1 ms)');
 
 /** A timeout: a duration that must be above zero (0 would mean "expire at once", never "no limit"). */
 const timeout = duration.refine((ms) => ms > 0, 'must be greater than 0, e.g. 30s');
