@@ -30,6 +30,8 @@ interface TokenEndpoint {
   release(): void;
   mode: 'ok' | 'fail';
   expiresIn: number;
+  /** What each issued token starts with (its number follows). */
+  prefix: string;
 }
 
 async function startTokenEndpoint(): Promise<TokenEndpoint> {
@@ -39,6 +41,7 @@ async function startTokenEndpoint(): Promise<TokenEndpoint> {
     hold: false,
     mode: 'ok' as 'ok' | 'fail',
     expiresIn: 60,
+    prefix: 'tok-',
     release() {
       ep.hold = false;
       for (const w of waiting.splice(0)) w();
@@ -52,7 +55,7 @@ async function startTokenEndpoint(): Promise<TokenEndpoint> {
       return;
     }
     ep.issued++;
-    res.end(JSON.stringify({ access_token: `tok-${ep.issued}`, token_type: 'Bearer', expires_in: ep.expiresIn }));
+    res.end(JSON.stringify({ access_token: `${ep.prefix}${ep.issued}`, token_type: 'Bearer', expires_in: ep.expiresIn }));
   };
   ep.backend = await startBackend((_req, res) => (ep.hold ? waiting.push(() => answer(res)) : answer(res)));
   ep.url = `${ep.backend.url}/oauth/token`;
@@ -116,6 +119,42 @@ describe('OAuth2 client credentials against a real token endpoint', () => {
     client.purge(undefined, first);
     expect(client.cachedHeader()).toEqual(second);
     expect(ep.backend.received).toHaveLength(2);
+  });
+
+  it('expires_in 0 or negative, or a backend refusing every token, costs a token fetch per 5 s, not one per request', async () => {
+    for (const expiresIn of [0, -60]) {
+      const { ep, clock, client } = await setup();
+      ep.expiresIn = expiresIn;
+      for (let i = 0; i < 20; i++) await client.headerFor();
+      expect(ep.issued).toBe(1);
+      clock.t += 5_001;
+      await client.headerFor();
+      expect(ep.issued).toBe(2);
+    }
+    // Every token refused (a wrong scope): a few quick drops (a token revoked twice in a row is
+    // fetched again at once), then at most one per 5 s.
+    const { ep, clock, client } = await setup();
+    for (let i = 0; i < 20; i++) client.purge(undefined, await client.headerFor());
+    expect(ep.issued).toBe(5);
+    clock.t += 5_001;
+    client.purge(undefined, await client.headerFor());
+    await client.headerFor();
+    expect(ep.issued).toBe(6);
+  });
+
+  it('refuses a token a header cannot carry (a control or non-Latin-1 character): TOKEN_UNAVAILABLE, nothing cached', async () => {
+    for (const prefix of ['tok\u0001', 'tok€']) {
+      const { ep, client } = await setup();
+      ep.prefix = prefix;
+      await expect(client.headerFor()).rejects.toBeInstanceOf(TokenUnavailableError);
+      expect(client.cachedHeader()).toBeNull();
+    }
+  });
+
+  it('remembers the tokens it fetched last, for diff examples to blank', async () => {
+    const { client } = await setup();
+    for (let i = 0; i < 10; i++) client.purge(undefined, await client.headerFor());
+    expect(client.recentTokens()).toEqual(['tok-1', 'tok-2', 'tok-3', 'tok-4', 'tok-5']);
   });
 
   it('retries once after a 401, only for idempotent methods and only with OAuth2', () => {

@@ -117,23 +117,35 @@ export class Credentials {
   }
 
   /**
-   * `secretsIn` for a mirrored pair, worked out on first call (only a pair with differences asks)
-   * and kept; the request's headers are let go once read, so a pair waiting in the comparison queue
-   * does not hold them. Made only for a request that is mirrored and carries a credential: `inspect`
-   * allocates nothing for it.
+   * `secretsIn` for a mirrored pair (none with `headers` null: the request carries no credential),
+   * with the proxy's own (`outboundSecrets`), worked out on first call (only a pair with differences
+   * asks) and kept; the request's headers are let go once read, so a pair waiting in the comparison
+   * queue does not hold them. Made only for a request that is mirrored: `inspect` allocates nothing.
    */
-  secretsLater(headers: HeaderSource, url: string | undefined): () => readonly string[] {
+  secretsLater(headers: HeaderSource | null, url: string | undefined): () => readonly string[] {
     let cached: readonly string[] | undefined;
     let source: HeaderSource | null = headers;
     let target = url;
     return () => {
       if (cached === undefined) {
-        cached = this.secretsIn(source!, target);
+        const own = this.outboundSecrets();
+        const client = source === null ? [] : this.secretsIn(source, target);
+        cached = own.length === 0 ? client : [...new Set([...client, ...own])];
         source = null;
         target = undefined;
       }
       return cached;
     };
+  }
+
+  /**
+   * The proxy's own credential values toward the backends: static values, the tokens it fetched
+   * last, the headers mappings send. A backend that echoes the credential it got (an error text, a
+   * debug field) would otherwise show them in diff examples and the report to any viewer.
+   */
+  outboundSecrets(): readonly string[] {
+    const all = [...this.outbound.legacy.secrets(), ...this.outbound.new.secrets(), ...this.policy.mappedSecrets()];
+    return all.length === 0 ? all : [...new Set(all)].filter((v) => v.length >= MIN_SECRET_CHARS);
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

@@ -30,7 +30,15 @@ export interface OutboundAuth {
   headerFor(mapping?: OutboundMapping): Promise<Header | null>;
   /** The upstream answered 401 with `sent`: forget that token so the next call fetches one. */
   purge(mapping?: OutboundMapping, sent?: Header | null): void;
+  /** The credential values it sends (a static value, recent tokens): blanked wherever answers are shown. */
+  secrets(): readonly string[];
   close(): Promise<void>;
+}
+
+/** A header value as a backend may echo it: whole, and without its scheme (`Bearer x` → `x`). */
+export function headerSecrets(value: string): string[] {
+  const space = value.indexOf(' ');
+  return space === -1 ? [value] : [value, value.slice(space + 1).trim()];
 }
 
 class NoAuth implements OutboundAuth {
@@ -42,6 +50,9 @@ class NoAuth implements OutboundAuth {
     return Promise.resolve(mapping?.header ?? null);
   }
   purge(): void {}
+  secrets(): readonly string[] {
+    return [];
+  }
   async close(): Promise<void> {}
 }
 
@@ -58,6 +69,9 @@ class StaticAuth implements OutboundAuth {
     return Promise.resolve(this.cachedHeader(mapping));
   }
   purge(): void {}
+  secrets(): readonly string[] {
+    return headerSecrets(this.header[1]);
+  }
   async close(): Promise<void> {}
 }
 
@@ -73,6 +87,9 @@ class OAuth2Auth implements OutboundAuth {
   purge(mapping?: OutboundMapping, sent?: Header | null): void {
     if (mapping?.header) return;
     this.client.purge(mapping, sent ?? undefined);
+  }
+  secrets(): readonly string[] {
+    return this.client.recentTokens();
   }
   close(): Promise<void> {
     return this.client.close();

@@ -44,6 +44,9 @@ interface Slot {
   failures: number;
   blockedUntil: number;
   lastError: TokenUnavailableError | null;
+  /** When a 401 last made it drop its token (epoch ms), and how many drops in a row came that fast. */
+  purgedAt: number;
+  quickPurges: number;
 }
 
 /** Why one token fetch failed; becomes the TokenUnavailableError callers see. */
@@ -56,6 +59,16 @@ class FetchFailure {
 
 /** Distinct (scope, audience) pairs held; mappings are bounded by config, this bounds the rest. */
 const MAX_SLOTS = 1024;
+/**
+ * The shortest a token is used, and the least time between two drops after a 401: an identity
+ * provider answering `expires_in: 0`, or a backend refusing every token (a wrong scope), must not
+ * cost a token fetch per request.
+ */
+const MIN_LIFETIME_MS = 5_000;
+/** Drops after a 401 that may follow each other faster than MIN_LIFETIME_MS (a token revoked twice in a row). */
+const QUICK_PURGES = 3;
+/** Tokens remembered after use, so diff examples can blank one a backend echoes (an answer may come late). */
+const RECENT_TOKENS = 8;
 
 export class OAuth2ClientCredentials {
   readonly backend: string;
@@ -107,7 +120,7 @@ export class OAuth2ClientCredentials {
     let slot = this.slots.get(key);
     if (slot === undefined) {
       if (this.slots.size >= MAX_SLOTS) this.slots.delete(this.slots.keys().next().value as string);
-      slot = { header: null, refreshAt: 0, inflight: null, failures: 0, blockedUntil: 0, lastError: null };
+      slot = { header: null, refreshAt: 0, inflight: null, failures: 0, blockedUntil: 0, lastError: null, purgedAt: Number.NEGATIVE_INFINITY, quickPurges: 0 };
       this.slots.set(key, slot);
     }
     const now = this.now();
@@ -120,6 +133,7 @@ export class OAuth2ClientCredentials {
     const flight = this.fetchToken(scope, audience).then(
       ({ header, lifetimeMs }) => {
         s.header = header;
+        this.remember(header[1]);
         s.refreshAt = this.now() + lifetimeMs;
         s.failures = 0;
         s.blockedUntil = 0;
@@ -155,8 +169,29 @@ export class OAuth2ClientCredentials {
     const slot = this.slots.get(this.key(req));
     if (slot === undefined || slot.header === null) return;
     if (sent !== undefined && slot.header[1] !== sent[1]) return;
+    // A token revoked upstream is dropped at once; one refused as soon as it is fetched, again and
+    // again (a wrong scope), is dropped at most once per MIN_LIFETIME_MS after QUICK_PURGES of them.
+    const now = this.now();
+    const quick = now - slot.purgedAt < MIN_LIFETIME_MS;
+    if (quick && slot.quickPurges >= QUICK_PURGES) return;
+    slot.quickPurges = quick ? slot.quickPurges + 1 : 0;
+    slot.purgedAt = now;
     slot.header = null;
     slot.refreshAt = 0;
+  }
+
+  private readonly recent: string[] = [];
+
+  private remember(value: string): void {
+    const token = value.slice(value.indexOf(' ') + 1);
+    if (this.recent.includes(token)) return;
+    this.recent.push(token);
+    if (this.recent.length > RECENT_TOKENS) this.recent.shift();
+  }
+
+  /** The tokens this client fetched last (never logged): diff examples blank them. */
+  recentTokens(): readonly string[] {
+    return this.recent;
   }
 
   async close(): Promise<void> {
@@ -218,12 +253,15 @@ export class OAuth2ClientCredentials {
       throw new FetchFailure(`${where} answered ${status}${code}; check the client id, secret and scope of backends.${this.backend}.auth.`);
     }
     const token = doc?.access_token;
-    if (typeof token !== 'string' || token === '' || /[\r\n]/.test(token)) throw new FetchFailure(`${where} answered without a usable access_token.`);
+    // Only what a header may carry (RFC 9110 field-value: visible ASCII, space, tab, obs-text): a
+    // token Node would refuse to send would fail every request to the backend, blamed on it.
+    if (typeof token !== 'string' || token === '' || !/^[\t\x20-\x7e\x80-\xff]+$/.test(token)) throw new FetchFailure(`${where} answered without a usable access_token.`);
     const type = doc?.token_type;
     if (type !== undefined && (typeof type !== 'string' || type.toLowerCase() !== 'bearer')) throw new FetchFailure(`${where} issued a token type other than Bearer, which cutover cannot send.`);
     const expiresIn = typeof doc?.expires_in === 'number' ? doc.expires_in * 1000 : typeof doc?.expires_in === 'string' && /^\d+$/.test(doc.expires_in) ? Number(doc.expires_in) * 1000 : this.defaultExpiresInMs;
-    // A lifetime shorter than the skew would mean a fetch per request: keep at least half of it.
-    const lifetimeMs = Math.max(expiresIn - cfg.skew, expiresIn / 2);
+    // A lifetime shorter than the skew would mean a fetch per request: keep at least half of it, and
+    // never less than MIN_LIFETIME_MS (`expires_in` 0 or negative made one fetch per request).
+    const lifetimeMs = Math.max(expiresIn - cfg.skew, expiresIn / 2, MIN_LIFETIME_MS);
     this.logger?.debug({ backend: this.backend, expiresInS: Math.round(expiresIn / 1000) }, 'token fetched');
     return { header: ['authorization', `Bearer ${token}`], lifetimeMs };
   }
