@@ -94,8 +94,12 @@ export class Credentials {
     // Any other value the request carries where a backend may read a credential is held to the
     // revocations too (a revoked key behind a decoy, in a second line, quoted or encoded).
     if (decision !== 'revoked' && this.policy.revokes) {
+      const revoked = (value: string): boolean => value !== found?.value && this.policy.isRevoked(this.fingerprint(value));
       for (const value of credentialCandidates(headers, url, this.locations)) {
-        if (value !== found?.value && this.policy.isRevoked(this.fingerprint(value))) {
+        // Each half of `user:password` too: an API taking a key as a Basic user or password
+        // (`K:` at Stripe, `u:K`, `K:X` at Freshdesk) takes a revoked one that way.
+        const colon = value.indexOf(':');
+        if (revoked(value) || (colon !== -1 && (revoked(value.slice(0, colon)) || revoked(value.slice(colon + 1))))) {
           decision = 'revoked';
           break;
         }

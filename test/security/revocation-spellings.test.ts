@@ -29,7 +29,7 @@ beforeAll(async () => {
   proxy = await startProxy(
     baseConfig(legacy.url, next.url, {
       routes: [{ name: 'r', match: { path: '/v1/x' } }],
-      credentials: { legacy: [{ bearer: true }, { header: 'x-api-key' }, { cookie: 'sid' }, { query: 'api_key' }], fingerprintKeyFile: keyFile, revoked: [createFingerprinter(KEY)(REVOKED)] },
+      credentials: { legacy: [{ bearer: true }, { basic: true }, { header: 'x-api-key' }, { cookie: 'sid' }, { query: 'api_key' }], fingerprintKeyFile: keyFile, revoked: [createFingerprinter(KEY)(REVOKED)] },
     }),
   );
 });
@@ -53,6 +53,9 @@ describe('a revoked credential, however it is spelled', () => {
     ['in x-api-key behind a decoy bearer token', request('/v1/x', ['Authorization: Bearer decoy', `X-Api-Key: ${REVOKED}`])],
     ['as a bearer token followed by a second word', request('/v1/x', [`Authorization: Bearer ${REVOKED} x`])],
     ['in a second x-api-key line', request('/v1/x', ['X-Api-Key: decoy', `X-Api-Key: ${REVOKED}`])],
+    ['as the password of Basic', request('/v1/x', [`Authorization: Basic ${Buffer.from(`u:${REVOKED}`).toString('base64')}`])],
+    ['as the user of Basic with no password (Stripe)', request('/v1/x', [`Authorization: Basic ${Buffer.from(`${REVOKED}:`).toString('base64')}`])],
+    ['as the user of Basic with a filler password (Freshdesk)', request('/v1/x', [`Authorization: Basic ${Buffer.from(`${REVOKED}:X`).toString('base64')}`])],
   ])('%s: 401, and no backend sees it', async (_name, text) => {
     const before = legacy.received.length + next.received.length;
     const answer = await rawExchange(proxy.dataUrl, text);
