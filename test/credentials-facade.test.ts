@@ -112,3 +112,24 @@ describe('credentials as the proxy wires them', () => {
     expect(again.inspect({ 'x-api-key': 'partner-key' }, '/').decision).toBe('revoked');
   });
 });
+
+describe('a fingerprint key file that was lost', () => {
+  it('is created at start, and the fingerprints made with the old key (revocations) are said to match nothing', async () => {
+    const { createLogger } = await import('../src/telemetry/logger.js');
+    const { Writable } = await import('node:stream');
+    const lines: string[] = [];
+    const logger = createLogger('info', new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+    const fresh = mkdtempSync(join(tmpdir(), 'cutover-lostkey-'));
+    const make = (revoked: string[]) =>
+      validateConfig({ backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } }, credentials: { legacy: [{ header: 'x-api-key' }], fingerprintKeyFile: join(fresh, `fp-${revoked.length}.key`), revoked } });
+    const revoked = fp('a-revoked-key');
+    const lost = await Credentials.create(make([revoked]), { logger });
+    closers.push(() => lost.close());
+    expect(lines.filter((l) => l.includes('was created now')).join('')).toContain('credentials.revoked (1)');
+    // A first start with nothing made under another key says nothing.
+    lines.length = 0;
+    const first = await Credentials.create(make([]), { logger });
+    closers.push(() => first.close());
+    expect(lines.filter((l) => l.includes('was created now'))).toEqual([]);
+  });
+});

@@ -242,6 +242,27 @@ describe('inventory', () => {
     expect(restored.get(a)).toMatchObject({ firstSeen: 7_000, lastSeen: 9_000, requests: 2 });
   });
 
+  it('leaves out a record damaged on disk (a time out of range or not a number), and a bad route time, keeping the rest', async () => {
+    const store = new MemoryStore();
+    const inv = new CredentialInventory({ store, persistDelayMs: 1 });
+    const [good, noFirst, farLast, textRoute] = [fp('good'), fp('no-first'), fp('far-last'), fp('text-route')];
+    for (const f of [good, noFirst, farLast, textRoute]) inv.record({ fingerprint: f, scheme: 'header', route: 'r', backend: 'legacy', status: 200, at: 1_000 });
+    const deadline = Date.now() + 5_000;
+    while (store.snapshot().extra[STORE_KEY] === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const snapshot = structuredClone(store.snapshot());
+    const doc = snapshot.extra[STORE_KEY] as { credentials: Record<string, unknown>[] };
+    const damage = (f: string, change: (r: Record<string, unknown>) => void) => change(doc.credentials.find((r) => r.fingerprint === f)!);
+    damage(noFirst, (r) => delete r.firstSeen);
+    damage(farLast, (r) => (r.lastSeen = 1e17));
+    damage(textRoute, (r) => (r.routes = { r: '1000', s: 2_000 }));
+    const restored = new CredentialInventory({ store: new MemoryStore(snapshot) });
+    await restored.load();
+    expect(restored.list().credentials.map((c) => c.fingerprint).sort()).toEqual([good, textRoute].sort());
+    expect(restored.get(textRoute)?.routes).toEqual({ s: 2_000 });
+    // Every record left can be shown (new Date(...).toISOString() threw on the damaged ones).
+    for (const c of restored.list().credentials) for (const t of [c.firstSeen, c.lastSeen, ...Object.values(c.routes)]) expect(() => new Date(t).toISOString()).not.toThrow();
+  });
+
   it('stragglers: credentials still accepted and seen on a complete route after it completed', () => {
     const inv = new CredentialInventory();
     const [early, late, refused] = [fp('early'), fp('late'), fp('refused')];

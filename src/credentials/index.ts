@@ -79,6 +79,17 @@ export class Credentials {
     await credentials.inventory.load();
     if (credentials.keyOrigin === 'ephemeral') {
       deps.logger?.warn('credentials.fingerprintKeyFile is not set: fingerprints change at each restart; set it so the inventory and revocations stay valid');
+    } else if (credentials.keyOrigin === 'created') {
+      // A key made now cannot be the one earlier fingerprints were made with: a lost key file (a
+      // volume not mounted, a new container) silently re-admits every revoked key.
+      const earlier = [
+        config.credentials.revoked.length > 0 ? `credentials.revoked (${config.credentials.revoked.length})` : '',
+        config.credentials.mappings.length > 0 ? `credentials.mappings (${config.credentials.mappings.length})` : '',
+        credentials.inventory.list().credentials.length > 0 ? 'the stored credential inventory' : '',
+      ].filter(Boolean);
+      if (earlier.length > 0) {
+        deps.logger?.error(`credentials.fingerprintKeyFile did not exist and was created now, but ${earlier.join(', ')} hold fingerprints made with another key: they match nothing (revoked keys are served). Restore the key file they were made with, or make them again with \`cutover fingerprint\``);
+      }
     }
     return credentials;
   }

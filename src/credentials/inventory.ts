@@ -306,9 +306,12 @@ export class CredentialInventory {
     const doc = snapshot.extra[STORE_KEY] as Partial<InventoryDocument> | undefined;
     if (doc === undefined || doc === null || doc.version !== 1 || !Array.isArray(doc.credentials)) return;
     // Oldest first, so Map order is least-recently-seen first again and the newest survive the bound.
-    const records = [...doc.credentials].filter((r) => typeof r?.fingerprint === 'string' && typeof r.lastSeen === 'number').sort((a, b) => a.lastSeen - b.lastSeen);
+    // A record damaged on disk (a time out of range or not a number) is left out, and a route time
+    // too: one bad record made /api/credentials answer 500 for good (written back as it was).
+    const records = [...doc.credentials].filter((r) => typeof r?.fingerprint === 'string' && isTime(r.lastSeen) && isTime(r.firstSeen)).sort((a, b) => a.lastSeen - b.lastSeen);
     for (const r of records) {
-      const entry: Entry = { ...r, backends: { legacy: r.backends?.legacy ?? 0, new: r.backends?.new ?? 0 }, routes: new Map(Object.entries(r.routes ?? {}).slice(0, this.maxRoutes)) };
+      const routes = Object.entries(r.routes ?? {}).filter(([, at]) => isTime(at));
+      const entry: Entry = { ...r, requests: count(r.requests), routesDropped: count(r.routesDropped), backends: { legacy: count(r.backends?.legacy), new: count(r.backends?.new) }, routes: new Map(routes.slice(0, this.maxRoutes)) };
       this.insert(r.legacyAccepted === null ? this.unjudged : this.entries, entry);
     }
     if (doc.rejected) {
@@ -364,4 +367,14 @@ export function inventoryCsv(doc: InventoryDocument): string {
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** A time a Date can show (epoch ms within ±8.64e15). */
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= 8.64e15;
+}
+
+/** A stored count, or 0 when it is not one. */
+function count(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : 0;
 }
