@@ -75,6 +75,17 @@ class FailingGlobalStore extends MemoryStore {
   }
 }
 
+/** A store whose every write fails while `failing` (a full or read-only disk), as the file store's does. */
+class UnwritableStore extends MemoryStore {
+  failing = false;
+  protected override async persist(): Promise<void> {
+    if (this.failing) throw new Error('EROFS');
+  }
+  override up(): boolean {
+    return !this.failing;
+  }
+}
+
 const good = (route = 'r') => (t: TestEvidence) => t.add(route, 100);
 const bad = (route = 'r') => (t: TestEvidence) => t.add(route, 100, { mismatchShare: 0.3 });
 
@@ -664,5 +675,26 @@ describe('audit log bounds', () => {
     writeFileSync(path, `${JSON.stringify(entry(1))}\n`);
     await audit.append(entry(3));
     expect((await audit.read()).map((e) => e.why)).toEqual(['#1', '#2', '#3']);
+  });
+});
+
+describe('controller: a state store that cannot be written', () => {
+  it('still counts failing checks and rolls back (in memory, saved once it can be), but never steps forward unsaved', async () => {
+    const store = new UnwritableStore();
+    const r = await rig({ store, settings: { holdIntervals: 1 } });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    store.failing = true;
+    // Good evidence: the step forward is not taken while it cannot be saved.
+    await r.step(good()).catch(() => undefined);
+    await r.step(good()).catch(() => undefined);
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    // new fails: three failing checks roll back, and clients leave new now.
+    for (let i = 0; i < 3; i++) await r.step(bad());
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
+    expect(r.weights.at(-1)).toEqual(['r', 0]);
+    const text = await r.scrape();
+    expect(text).toContain('cutover_rollbacks_total{route="r",reason="maxMismatchRate"} 1');
+    expect(text).toMatch(/^cutover_gate_status\{route="r",gate="maxMismatchRate"\} 0$/m);
   });
 });

@@ -448,9 +448,14 @@ export class Controller {
         action = { kind: 'advance', why: `${next.passes} passing checks in a row at ${current.weight}%` };
         return this.moved(next, target, now, 'controller', action.why, false);
       },
+      // A state store that cannot be written must not stop the checks that protect clients: failing
+      // checks are counted and a rollback applied in memory (the store reads down; its next write
+      // saves them). A step forward is never taken unsaved: it fails, and the route holds.
+      { keepUnsaved: () => action === undefined || action.kind === 'rollback' },
     );
 
     this.publishGates(r.name, check);
+    if (!this.deps.store.up()) this.deps.logger?.warn({ route: r.name }, 'the state store cannot be written: checks and rollbacks apply in memory until it can');
     const taken = action as typeof action;
     if (observe && check.verdict !== 'no_data') {
       const would = check.verdict === 'fail' && after.failures >= this.settings.failureThreshold && after.weight > 0 ? 'roll back' : check.verdict === 'pass' && after.passes >= this.settings.holdIntervals ? 'advance' : undefined;

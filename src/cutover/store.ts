@@ -43,11 +43,15 @@ export class MemoryStore implements StateStore {
   /** Writes one after another: each change reads the state the previous one left (no lost update). */
   private tail: Promise<unknown> = Promise.resolve();
 
-  private commit<T>(make: (state: StoreSnapshot) => { next: StoreSnapshot; result: T }): Promise<T> {
+  private commit<T>(make: (state: StoreSnapshot) => { next: StoreSnapshot; result: T }, keepUnsaved?: (result: T) => boolean): Promise<T> {
     const run = this.tail.then(async () => {
       const { next, result } = make(this.state);
       next.version = this.state.version + 1;
-      await this.persist(next);
+      try {
+        await this.persist(next);
+      } catch (err) {
+        if (keepUnsaved === undefined || !keepUnsaved(result)) throw err;
+      }
       this.state = next;
       for (const listener of this.listeners) listener(next);
       return result;
@@ -57,11 +61,11 @@ export class MemoryStore implements StateStore {
     return run;
   }
 
-  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState): Promise<RouteState> {
+  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options: { keepUnsaved?: (updated: RouteState) => boolean } = {}): Promise<RouteState> {
     return this.commit((state) => {
       const updated = change(state.routes[route] ?? seed());
       return { next: { ...state, routes: { ...state.routes, [route]: updated } }, result: updated };
-    });
+    }, options.keepUnsaved);
   }
 
   updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState> {

@@ -84,7 +84,12 @@ export interface StateStore {
   /** The current state as this replica knows it (synchronous: read on the request path). */
   snapshot(): StoreSnapshot;
   /** Applies `change` to the route's state (created from `seed` when unknown) and persists it. */
-  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState): Promise<RouteState>;
+  /**
+   * `keepUnsaved`: whether the change is applied in memory even when it cannot be persisted (the
+   * store then reads down, and its next write saves it): for changes that protect clients, such as
+   * a rollback and the failing checks leading to it. Otherwise a failed write changes nothing.
+   */
+  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options?: { keepUnsaved?: (updated: RouteState) => boolean }): Promise<RouteState>;
   updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState>;
   setExtra(key: string, value: unknown): Promise<void>;
   /** Whether the store answers (`cutover_state_store_up`). */
