@@ -586,6 +586,10 @@ describe('controller: found by review', () => {
     await paused.controller.setWeight('r', 30, { who: 'ops' });
     await paused.controller.promote('r', { who: 'ops' });
     expect(state(paused)).toMatchObject({ step: 1, weight: 30, state: 'paused' });
+    // A restart over the same store keeps it there (it was moved off the pause step, idle and
+    // paused, with no rollback left to protect its 30 %).
+    const restarted = await rig({ steps: [5, { pause: true }, 50, 100], store: paused.store });
+    expect(state(restarted)).toMatchObject({ step: 1, weight: 30, state: 'paused' });
     await paused.controller.promote('r', { who: 'ops' });
     expect(state(paused)).toMatchObject({ step: 2, weight: 50 });
     const auto = await rig({ steps: [5, 50, 100] });

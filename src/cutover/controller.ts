@@ -288,9 +288,12 @@ export class Controller {
   /** Whether a state's step is not a step of the current list at its weight. */
   private misaligned(s: RouteState): boolean {
     if (s.step >= this.steps.length) return true;
-    // At a pause step the route keeps the weight of the step before it; elsewhere its step is the
-    // last one at or below its weight (a weight set by hand may lie between two).
-    return isPause(this.steps[s.step]) ? this.weightAt(s.step) !== s.weight : s.step !== this.stepFor(s.weight);
+    // At a pause step the route keeps at least the weight of the step before it (more when a person
+    // set more by hand before promoting onto it: `moved` keeps it), below the next step's; elsewhere
+    // its step is the last one at or below its weight (a weight set by hand may lie between two).
+    if (!isPause(this.steps[s.step])) return s.step !== this.stepFor(s.weight);
+    const after = this.steps.slice(s.step + 1).find((step): step is number => !isPause(step));
+    return s.weight < this.weightAt(s.step) || (after !== undefined && s.weight >= after);
   }
 
   /**
