@@ -702,3 +702,32 @@ describe('controller: a state store that cannot be written', () => {
     expect(text).toMatch(/^cutover_gate_status\{route="r",gate="maxMismatchRate"\} 0$/m);
   });
 });
+
+describe('controller: bypass turned on while a check waits', () => {
+  it('stops the step forward the check was about to take (its evidence is from before the incident)', async () => {
+    class HeldStore extends MemoryStore {
+      hold: Promise<void> | null = null;
+      protected override async persist(): Promise<void> {
+        await this.hold;
+      }
+    }
+    const store = new HeldStore();
+    const r = await rig({ store, settings: { holdIntervals: 1 } });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    good()(r.traffic);
+    r.clock.t += INTERVAL;
+    // An unrelated write holds the store; the check's change waits behind it.
+    let release!: () => void;
+    store.hold = new Promise<void>((resolve) => (release = resolve));
+    const held = store.setExtra('unrelated', 1);
+    const check = r.controller.tick();
+    // The check has read its evidence and queued its change when the operator turns bypass on.
+    await new Promise((resolve) => setImmediate(resolve));
+    const bypass = r.controller.bypass(true, { who: 'ops', reason: 'incident' });
+    release();
+    await Promise.all([held, check, bypass]);
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    expect(r.controller.weightOf('r')).toBe(0);
+  });
+});

@@ -391,7 +391,6 @@ export class Controller {
     const now = this.deps.now();
     const evidence = this.deps.evidence.evidence(r.name, before.since);
     const check = runCheck(now, evidence, r.gates);
-    const bypass = this.bypassed();
     const observe = this.settings.mode === 'observe';
     const waiting = this.waitingFor(r);
     let action: { kind: 'advance' | 'pause-step' | 'complete' | 'rollback'; why: string; gate?: string } | undefined;
@@ -411,7 +410,9 @@ export class Controller {
         // At a pause step clients are still on new at the step's weight: failures count and roll back
         // there as anywhere; only going on waits for a person.
         const atPauseStep = isPause(this.steps[current.step]);
-        const idle = bypass || (current.paused && !atPauseStep) || current.state === 'complete' || current.state === 'rolled_back';
+        // Bypass read now, when the change is made, not when the evidence was: turned on while this
+        // check waited behind another write, it must stop the route's step forward.
+        const idle = this.bypassed() || (current.paused && !atPauseStep) || current.state === 'complete' || current.state === 'rolled_back';
         if (idle) return next;
         if (check.verdict === 'pass') {
           next.passes = current.passes + 1;
