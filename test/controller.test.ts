@@ -86,6 +86,14 @@ class UnwritableStore extends MemoryStore {
   }
 }
 
+/** A store whose writes wait while `hold` is pending: a slow disk, with changes queued behind a write. */
+class HeldWritesStore extends MemoryStore {
+  hold: Promise<void> | null = null;
+  protected override async persist(): Promise<void> {
+    await this.hold;
+  }
+}
+
 const good = (route = 'r') => (t: TestEvidence) => t.add(route, 100);
 const bad = (route = 'r') => (t: TestEvidence) => t.add(route, 100, { mismatchShare: 0.3 });
 
@@ -705,13 +713,7 @@ describe('controller: a state store that cannot be written', () => {
 
 describe('controller: bypass turned on while a check waits', () => {
   it('stops the step forward the check was about to take (its evidence is from before the incident)', async () => {
-    class HeldStore extends MemoryStore {
-      hold: Promise<void> | null = null;
-      protected override async persist(): Promise<void> {
-        await this.hold;
-      }
-    }
-    const store = new HeldStore();
+    const store = new HeldWritesStore();
     const r = await rig({ store, settings: { holdIntervals: 1 } });
     await r.step(good());
     expect(state(r)).toMatchObject({ step: 1, weight: 10 });
@@ -729,5 +731,27 @@ describe('controller: bypass turned on while a check waits', () => {
     await Promise.all([held, check, bypass]);
     expect(state(r)).toMatchObject({ step: 1, weight: 10 });
     expect(r.controller.weightOf('r')).toBe(0);
+  });
+});
+
+describe('controller: a route removed by a reload while a check runs', () => {
+  it('does not get its gate gauges back from that check (they would stay exported for good)', async () => {
+    const store = new HeldWritesStore();
+    const base = { name: 'r', weight: 0, after: [], gates: GATES };
+    const r = await rig({ store, routes: [base, { ...base, name: 'gone' }] });
+    const settings: ControllerSettings = { steps: [0, 10, 100], intervalMs: INTERVAL, holdIntervals: 2, failureThreshold: 3, mode: 'auto' };
+    good('gone')(r.traffic);
+    r.clock.t += INTERVAL;
+    let release!: () => void;
+    store.hold = new Promise<void>((resolve) => (release = resolve));
+    const held = store.setExtra('unrelated', 1);
+    const check = r.controller.tick();
+    await new Promise((resolve) => setImmediate(resolve));
+    // The reload: the controller takes the new routes, the telemetry forgets the removed one.
+    const reload = r.controller.configure(settings, [base]);
+    r.telemetry.forgetRoute('gone');
+    release();
+    await Promise.all([held, check, reload]);
+    expect(await r.scrape()).not.toMatch(/cutover_gate_status\{route="gone"/);
   });
 });

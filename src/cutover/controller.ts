@@ -458,6 +458,9 @@ export class Controller {
       { keepUnsaved: () => action === undefined || action.kind === 'rollback' },
     );
 
+    // A reload removed the route while this check ran: its gauges were let go with it (republished,
+    // they would stay exported for good, a failing one alerting forever).
+    if (!this.routes.has(r.name)) return;
     this.publishGates(r.name, check);
     if (!this.deps.store.up()) this.deps.logger?.warn({ route: r.name }, 'the state store cannot be written: checks and rollbacks apply in memory until it can');
     const taken = action as typeof action;
