@@ -151,6 +151,10 @@ describe('OAuth2 client credentials against a real token endpoint', () => {
     }
   });
 
+  it('refuses a token fetch budget of 0 in the config (every fetch would abort at once)', () => {
+    expect(() => oauthConfig('http://127.0.0.1:1/t', { timeout: 0 })).toThrow(/greater than 0/);
+  });
+
   it('remembers the tokens it fetched last, for diff examples to blank', async () => {
     const { client } = await setup();
     for (let i = 0; i < 10; i++) client.purge(undefined, await client.headerFor());

@@ -29,7 +29,7 @@ const KEY_B = 'legacy-key-partner-b-0002';
 const KEY_WRONG = 'legacy-key-not-issued-9999';
 
 export interface World {
-  tokens: TestBackend & { issued: number; mode: 'ok' | 'fail'; valid: Set<string> };
+  tokens: TestBackend & { issued: number; mode: 'ok' | 'fail' | 'hang'; valid: Set<string> };
   legacy: TestBackend;
   next: TestBackend;
   /** Headers of each upgrade request new received. */
@@ -40,9 +40,14 @@ export interface World {
 /** The token endpoint, new (bearer required, logging) and legacy (x-api-key required). */
 export async function startWorld(): Promise<World> {
   const valid = new Set<string>();
-  const state = { issued: 0, mode: 'ok' as 'ok' | 'fail', valid };
+  const state = { issued: 0, mode: 'ok' as 'ok' | 'fail' | 'hang', valid };
+  const hanging: http.ServerResponse[] = [];
   const tokenServer = await startBackend((_req, res) => {
     res.setHeader('content-type', 'application/json');
+    if (state.mode === 'hang') {
+      hanging.push(res);
+      return;
+    }
     if (state.mode === 'fail') {
       res.statusCode = 503;
       res.end(JSON.stringify({ error: 'temporarily_unavailable' }));
@@ -91,6 +96,7 @@ export async function startWorld(): Promise<World> {
     next,
     upgrades,
     close: async () => {
+      for (const res of hanging.splice(0)) res.destroy();
       await Promise.all([tokens.close(), legacy.close(), next.close()]);
     },
   };
@@ -181,6 +187,21 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
     expect(w.tokens.issued).toBe(1);
     expect(w.tokens.received).toHaveLength(1);
     expect(sample(await scrape(proxy), 'cutover_token_fetches_total{backend="new",result="ok"}')).toBe(1);
+  });
+
+  it('a GET retried after a 401 while the token endpoint hangs is answered at backends.new.timeout, not at the token fetch\'s own budget', async () => {
+    const w = (world = await startWorld());
+    const config = wiredConfig(w, { weight: 100, shadow: { percent: 0 } });
+    const backends = config.backends as { new: { timeout?: string; auth: Record<string, unknown> } };
+    backends.new.timeout = '1s';
+    backends.new.auth.timeout = '30s';
+    proxy = await startProxy(config);
+    expect((await call(proxy, KEY_A)).status).toBe(200);
+    // new stops taking its token, and the token endpoint stops answering.
+    w.tokens.valid.delete('tok-1');
+    w.tokens.mode = 'hang';
+    const answered = await Promise.race([call(proxy, KEY_A).then((a) => a.status), new Promise<string>((resolve) => setTimeout(() => resolve('still waiting after 10 s'), 10_000))]);
+    expect(answered).toBe(504);
   });
 
   it('an upstream 401 purges the token: a GET is retried once with a fresh one, a POST is not', async () => {

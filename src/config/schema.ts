@@ -174,8 +174,8 @@ export const outboundAuthSchema = z.discriminatedUnion('type', [
     clientAuth: z.enum(['basic', 'body']).default('basic'),
     /** A token is refreshed this long before its `expires_in` runs out. */
     skew: duration.default(30_000),
-    /** Budget for one call to the token endpoint. */
-    timeout: duration.default(10_000),
+    /** Budget for one call to the token endpoint (0 would abort every fetch at once). */
+    timeout: timeout.default(10_000),
   }),
 ]);
 

@@ -46,6 +46,8 @@ function replayable(body: Dispatcher.DispatchOptions['body']): boolean {
  */
 class StableController implements Controller {
   current: Controller | null = null;
+  /** Between two attempts (the 401 drained, the retry waiting for a token): an abort ends the request here. */
+  between: ((reason: Error) => void) | null = null;
   private abortedWith: Error | null = null;
   get aborted(): boolean {
     return this.abortedWith !== null || (this.current?.aborted ?? false);
@@ -58,7 +60,8 @@ class StableController implements Controller {
   }
   abort(reason: Error): void {
     this.abortedWith = reason;
-    this.current?.abort(reason);
+    if (this.between !== null) this.between(reason);
+    else this.current?.abort(reason);
   }
   pause(): void {
     this.current?.pause();
@@ -69,6 +72,7 @@ class StableController implements Controller {
   /** A new attempt got its socket: abort it at once when the caller already gave up. */
   attach(controller: Controller): void {
     this.current = controller;
+    this.between = null;
     if (this.abortedWith !== null) controller.abort(this.abortedWith);
   }
 }
@@ -102,6 +106,9 @@ class AuthRetryHandler implements Handler {
     return sendWith(this.dispatch, this.opts, header, this);
   }
 
+  /** Whether the caller's handler was told the request's end (an error) already. */
+  private ended = false;
+
   /** On a token cache miss (or the retry): one refresh is in flight however many requests wait on it. */
   async fetchAndSend(): Promise<void> {
     let header: Header | null;
@@ -112,6 +119,8 @@ class AuthRetryHandler implements Handler {
       this.onResponseError(null, err instanceof Error ? err : new Error(String(err)));
       return;
     }
+    // The caller gave up while the retry waited for its token (its deadline): nothing more is sent.
+    if (this.ended) return;
     this.send(header);
   }
 
@@ -146,14 +155,23 @@ class AuthRetryHandler implements Handler {
     if (this.retrying) {
       this.retrying = false;
       this.retried = true;
-      if (this.stable.aborted) this.inner.onResponseError?.(this.stable, this.stable.reason ?? new Error('aborted'));
-      else void this.fetchAndSend();
+      if (this.stable.aborted) {
+        this.onResponseError(null, this.stable.reason ?? new Error('aborted'));
+        return;
+      }
+      // Until the retry has a socket, an abort (the caller's deadline) ends the request at once: it
+      // must not wait for a slow token endpoint past the backend's timeout.
+      this.stable.between = (reason) => this.onResponseError(null, reason);
+      void this.fetchAndSend();
       return;
     }
     this.inner.onResponseEnd?.(this.stable, trailers);
   }
 
   onResponseError(_controller: Controller | null, err: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stable.between = null;
     this.inner.onResponseError?.(this.stable, err);
   }
 }
