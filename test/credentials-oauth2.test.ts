@@ -155,6 +155,25 @@ describe('OAuth2 client credentials against a real token endpoint', () => {
     expect(() => oauthConfig('http://127.0.0.1:1/t', { timeout: 0 })).toThrow(/greater than 0/);
   });
 
+  it('runs its backoff on a clock that never steps back: the wall clock stepping back an hour does not block the backend for the hour', async () => {
+    const ep = await startTokenEndpoint();
+    const wall = Date.now;
+    let step = 0;
+    Date.now = () => wall() + step;
+    try {
+      const client = new OAuth2ClientCredentials('new', oauthConfig(ep.url), { random: () => 0.5, backoff: { initialMs: 100, maxMs: 200 } });
+      cleanup.push(() => client.close(), () => ep.backend.close());
+      ep.mode = 'fail';
+      await expect(client.headerFor()).rejects.toBeInstanceOf(TokenUnavailableError);
+      ep.mode = 'ok';
+      step = -3_600_000;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await client.headerFor()).toEqual(['authorization', 'Bearer tok-1']);
+    } finally {
+      Date.now = wall;
+    }
+  });
+
   it('remembers the tokens it fetched last, for diff examples to blank', async () => {
     const { client } = await setup();
     for (let i = 0; i < 10; i++) client.purge(undefined, await client.headerFor());

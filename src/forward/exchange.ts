@@ -312,8 +312,9 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     }
     if (err instanceof TokenUnavailableError && !this.res.headersSent) {
       // Nothing was sent upstream: the proxy could not get its own credential for this backend.
-      this.res.setHeader('retry-after', String(Math.max(1, Math.ceil((err.retryAt - Date.now()) / 1000))));
-      sendProblem(this.res, tokenUnavailableProblem(err));
+      const problem = tokenUnavailableProblem(err);
+      this.res.setHeader('retry-after', String(problem.retryAfter));
+      sendProblem(this.res, problem);
     } else if (this.res.headersSent) {
       // Mid-body failure: the only honest signal left is to cut the connection.
       this.cut();

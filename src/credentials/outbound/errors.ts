@@ -6,9 +6,17 @@ import { problem, type Problem } from '../../problem.js';
  * No credential could be had for a backend (token endpoint down, refusing, or in backoff). The
  * message names the backend and the endpoint's status or error code, never a secret or token.
  */
+/**
+ * Milliseconds on a clock that never steps back (epoch-like at start): token lifetimes and backoffs
+ * run on it. On the wall clock, a step back of an hour (NTP, a resumed VM) blocked new for the hour.
+ */
+export function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 export class TokenUnavailableError extends CutoverError {
   readonly backend: string;
-  /** Epoch ms before which no new attempt is made. */
+  /** When a new attempt may be made, on `monotonicNow()`'s clock. */
   readonly retryAt: number;
   constructor(backend: string, message: string, retryAt: number, options?: { cause?: unknown }) {
     super('TOKEN_UNAVAILABLE', message, options);
@@ -19,7 +27,7 @@ export class TokenUnavailableError extends CutoverError {
 }
 
 /** The 502 problem+json for a request that could not be given its upstream credential. */
-export function tokenUnavailableProblem(err: TokenUnavailableError, now = Date.now()): Problem {
+export function tokenUnavailableProblem(err: TokenUnavailableError, now = monotonicNow()): Problem {
   const retryAfter = Math.max(1, Math.ceil((err.retryAt - now) / 1000));
   return problem(502, 'TOKEN_UNAVAILABLE', 'Bad gateway', `The proxy could not get a credential for the ${err.backend} backend; retry in ${retryAfter} s.`, { backend: err.backend, retryAfter });
 }

@@ -11,7 +11,7 @@ import type { OutboundAuthConfig } from '../../config/schema.js';
 import { readSecretValue } from '../../config/credentials.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { TokenFetchResult } from '../../telemetry/metrics.js';
-import { TokenUnavailableError } from './errors.js';
+import { monotonicNow, TokenUnavailableError } from './errors.js';
 
 export type OAuth2Config = Extract<OutboundAuthConfig, { type: 'oauth2-client-credentials' }>;
 export type Header = readonly [name: string, value: string];
@@ -38,13 +38,13 @@ export interface OAuth2Options {
 
 interface Slot {
   header: Header | null;
-  /** Epoch ms after which the cached header is no longer handed out. */
+  /** When (on monotonicNow()'s clock) the cached header is no longer handed out. */
   refreshAt: number;
   inflight: Promise<Header> | null;
   failures: number;
   blockedUntil: number;
   lastError: TokenUnavailableError | null;
-  /** When a 401 last made it drop its token (epoch ms), and how many drops in a row came that fast. */
+  /** When a 401 last made it drop its token (on the same clock), and how many drops in a row came that fast. */
   purgedAt: number;
   quickPurges: number;
 }
@@ -87,7 +87,7 @@ export class OAuth2ClientCredentials {
   constructor(backend: string, config: OAuth2Config, options: OAuth2Options = {}) {
     this.backend = backend;
     this.config = config;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? monotonicNow;
     this.random = options.random ?? Math.random;
     this.initialMs = options.backoff?.initialMs ?? 1_000;
     this.maxMs = options.backoff?.maxMs ?? 60_000;
