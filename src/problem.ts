@@ -67,8 +67,9 @@ type HttpSocket = Duplex & {
  * Which request the error belongs to decides when the problem is written. The parser's `incoming`
  * is the last request whose head was read:
  * - no answer due: the error is that request's, and the problem is its answer, now;
- * - the request being read is the one being answered (its body broke): its answer cannot be the
- *   problem any more once under way, so the connection is cut; before, the problem is its answer;
+ * - the request being read broke in its body: the problem is its answer when it is the one being
+ *   answered and nothing is under way; otherwise (an answer under way, or a pipelined request whose
+ *   handler waits for that body) the connection is cut;
  * - an answer due to an earlier request (a pipelining client), or the request read whole (the error
  *   is in the head of a later one: bad header, too large, too slow): written now, the client would
  *   read the problem as that earlier request's answer, which the backend may have run. The answers
@@ -94,9 +95,11 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, on
   const reading = (socket as HttpSocket).parser?.incoming;
   if (pending == null) {
     writeRawProblem(socket, answer);
-  } else if (pending.req === reading && reading?.complete !== true) {
-    if (pending.headersSent === true) socket.destroy();
-    else writeRawProblem(socket, answer);
+  } else if (reading?.complete !== true) {
+    // The body of a request whose head was read broke: the one being answered gets the problem as
+    // its answer while none is under way; any other (its handler waits for that body) is cut.
+    if (pending.req === reading && pending.headersSent !== true) writeRawProblem(socket, answer);
+    else socket.destroy();
   } else if (timeout) {
     // A slow head is still being parsed (only a broken one stops the parser): it could yet become a
     // request behind the problem. Cut.

@@ -187,6 +187,19 @@ describe('a broken request head pipelined behind requests whose answers are due'
   });
 });
 
+describe('a broken body in a request pipelined behind one whose answer is due', () => {
+  it('cuts the connection at once (its handler waits for that body: no 408 ten seconds later)', async () => {
+    const legacy = await backend((req, res) => {
+      req.resume();
+      setTimeout(() => res.end('slow'), 300);
+    });
+    const p = await proxy(baseConfig(legacy.url, legacy.url, { routes: [{ name: 'orders', match: { path: '/orders' }, shadow: { percent: 0 } }] }));
+    const res = await rawExchange(p.dataUrl, ['GET /orders HTTP/1.1\r\nHost: h\r\n\r\n', 'POST /orders HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n0\r\n\r\n'], { timeoutMs: 3_000 });
+    expect(res.closed).toBe(true);
+    expect(res.statuses).not.toContain(408);
+  });
+});
+
 describe('sockets answered with a raw problem', () => {
   it('are closed by the proxy even when the client keeps its half open (they have no HTTP timeouts left)', async () => {
     const legacy = await backend();
