@@ -133,3 +133,30 @@ describe('a fingerprint key file that was lost', () => {
     expect(lines.filter((l) => l.includes('was created now'))).toEqual([]);
   });
 });
+
+describe("the proxy's own secrets for diff examples", () => {
+  it('are one shared list for requests without a mapping (made again only when a token is fetched), and a mapping adds only its own header', async () => {
+    process.env.CUTOVER_TEST_MAPPED_A = 'mapped-header-value-aaaa';
+    process.env.CUTOVER_TEST_MAPPED_B = 'mapped-header-value-bbbb';
+    process.env.CUTOVER_TEST_STATIC_NEW = 'static-new-value-123456';
+    const config = validateConfig({
+      backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2', auth: { type: 'static', header: 'x-api-key', valueEnv: 'CUTOVER_TEST_STATIC_NEW' } } },
+      credentials: {
+        legacy: [{ header: 'x-api-key' }],
+        fingerprintKeyFile: join(dir, 'fp.key'),
+        mappings: [
+          { fingerprint: fp('partner-a'), header: { name: 'x-api-key', valueEnv: 'CUTOVER_TEST_MAPPED_A' } },
+          { fingerprint: fp('partner-b'), header: { name: 'x-api-key', valueEnv: 'CUTOVER_TEST_MAPPED_B' } },
+        ],
+      },
+    });
+    const credentials = await Credentials.create(config);
+    closers.push(() => credentials.close());
+    const plain = credentials.secretsLater(null, '/x')();
+    expect(plain).toEqual(['static-new-value-123456']);
+    // The same array for the next pair: nothing is made again per request.
+    expect(credentials.secretsLater(null, '/y')()).toBe(plain);
+    const mapped = credentials.inspect({ 'x-api-key': 'partner-a' }, '/x').mapping;
+    expect(credentials.secretsLater(null, '/x', mapped)()).toEqual(['mapped-header-value-aaaa']);
+  });
+});

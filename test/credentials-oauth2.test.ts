@@ -142,6 +142,22 @@ describe('OAuth2 client credentials against a real token endpoint', () => {
     expect(ep.issued).toBe(6);
   });
 
+  it('keeps a real short lifetime (2 s: used 1 s, new would refuse it past 2 s), unlike expires_in 0', async () => {
+    const { ep, clock, client } = await setup();
+    ep.expiresIn = 2;
+    await client.headerFor();
+    clock.t += 1_100;
+    await client.headerFor();
+    expect(ep.issued).toBe(2);
+  });
+
+  it('blanks the token held for each scope, however many there are (not only the last 8 fetched)', async () => {
+    const { client } = await setup();
+    for (let i = 0; i < 10; i++) await client.headerFor({ scope: `s${i}` });
+    expect(client.recentTokens({ scope: 's0' })).toContain('tok-1');
+    expect(client.recentTokens({ scope: 's9' })).toContain('tok-10');
+  });
+
   it('refuses a token a header cannot carry (a control or non-Latin-1 character): TOKEN_UNAVAILABLE, nothing cached', async () => {
     for (const prefix of ['tok\u0001', 'tok€']) {
       const { ep, client } = await setup();

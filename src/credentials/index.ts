@@ -137,15 +137,15 @@ export class Credentials {
    * asks) and kept; the request's headers are let go once read, so a pair waiting in the comparison
    * queue does not hold them. Made only for a request that is mirrored: `inspect` allocates nothing.
    */
-  secretsLater(headers: HeaderSource | null, url: string | undefined): () => readonly string[] {
+  secretsLater(headers: HeaderSource | null, url: string | undefined, mapping?: OutboundMapping): () => readonly string[] {
     let cached: readonly string[] | undefined;
     let source: HeaderSource | null = headers;
     let target = url;
     return () => {
       if (cached === undefined) {
-        const own = this.outboundSecrets();
+        const own = this.outboundSecrets(mapping);
         const client = source === null ? [] : this.secretsIn(source, target);
-        cached = own.length === 0 ? client : [...new Set([...client, ...own])];
+        cached = client.length === 0 ? own : own.length === 0 ? client : [...new Set([...client, ...own])];
         source = null;
         target = undefined;
       }
@@ -153,14 +153,26 @@ export class Credentials {
     };
   }
 
+  /** `outboundSecrets()` without a mapping, and the token versions it was worked out at. */
+  private ownSecrets: { legacy: number; new: number; secrets: readonly string[] } | null = null;
+
   /**
-   * The proxy's own credential values toward the backends: static values, the tokens it fetched
-   * last, the headers mappings send. A backend that echoes the credential it got (an error text, a
-   * debug field) would otherwise show them in diff examples and the report to any viewer.
+   * The proxy's own credential values toward the backends for a request with `mapping`: static
+   * values, the mapping's header, the tokens held and fetched last. A backend that echoes the
+   * credential it got (an error text, a debug field) would otherwise show them in diff examples and
+   * the report to any viewer. Without a mapping (most requests) one shared array, made again only
+   * when a token was fetched.
    */
-  outboundSecrets(): readonly string[] {
-    const all = [...this.outbound.legacy.secrets(), ...this.outbound.new.secrets(), ...this.policy.mappedSecrets()];
-    return all.length === 0 ? all : [...new Set(all)].filter((v) => v.length >= MIN_SECRET_CHARS);
+  outboundSecrets(mapping?: OutboundMapping): readonly string[] {
+    const { legacy, new: next } = this.outbound;
+    if (mapping === undefined) {
+      const own = this.ownSecrets;
+      if (own !== null && own.legacy === legacy.version && own.new === next.version) return own.secrets;
+    }
+    const all = [...legacy.secrets(), ...next.secrets(mapping)];
+    const secrets = Object.freeze([...new Set(all)].filter((v) => v.length >= MIN_SECRET_CHARS));
+    if (mapping === undefined) this.ownSecrets = { legacy: legacy.version, new: next.version, secrets };
+    return secrets;
   }
 
   /** Throws what `reload` would (a mapping's secret that cannot be read), changing nothing. */

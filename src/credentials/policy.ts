@@ -6,7 +6,7 @@
 import type { CredentialsConfig } from '../config/schema.js';
 import { readSecretValue } from '../config/credentials.js';
 import { problem, type Problem } from '../problem.js';
-import { headerSecrets, type OutboundMapping } from './outbound/index.js';
+import type { OutboundMapping } from './outbound/index.js';
 
 /** `allowed`: new may serve it; `legacy_only`: served by legacy, never given new's identity; `revoked`: answer 401. */
 export type NewPathDecision = 'allowed' | 'legacy_only' | 'revoked';
@@ -28,13 +28,6 @@ export class CredentialPolicy {
       mappings.set(m.fingerprint, mapping);
     });
     this.mappings = mappings;
-  }
-
-  /** The header values mappings send toward new (secrets: blanked wherever answers are shown). */
-  mappedSecrets(): string[] {
-    const out: string[] = [];
-    for (const m of this.mappings.values()) if (m.header) out.push(...headerSecrets(m.header[1]));
-    return out;
   }
 
   /** Whether any credential is revoked at all (else no other spelling of one needs a fingerprint). */

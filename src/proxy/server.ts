@@ -384,7 +384,7 @@ export class ProxyServer {
       return;
     }
     // Dispatched right after the primary, so both backends see the same moment and latencies compare.
-    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping, secrets: this.deps.credentials?.secretsLater(credential?.fingerprint ? req.rawHeaders : null, decision.query) });
+    if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping, secrets: this.deps.credentials?.secretsLater(credential?.fingerprint ? req.rawHeaders : null, decision.query, credential?.mapping) });
   };
 
   private readonly onError = (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {

@@ -30,8 +30,13 @@ export interface OutboundAuth {
   headerFor(mapping?: OutboundMapping): Promise<Header | null>;
   /** The upstream answered 401 with `sent`: forget that token so the next call fetches one. */
   purge(mapping?: OutboundMapping, sent?: Header | null): void;
-  /** The credential values it sends (a static value, recent tokens): blanked wherever answers are shown. */
-  secrets(): readonly string[];
+  /**
+   * The credential values it sends for `mapping` (a static value, the mapping's own header, the
+   * token held for its scope and the last ones fetched): blanked wherever answers are shown.
+   */
+  secrets(mapping?: OutboundMapping): readonly string[];
+  /** Changes when `secrets()` (without a mapping) may have: a token was fetched. */
+  readonly version: number;
   close(): Promise<void>;
 }
 
@@ -50,9 +55,10 @@ class NoAuth implements OutboundAuth {
     return Promise.resolve(mapping?.header ?? null);
   }
   purge(): void {}
-  secrets(): readonly string[] {
-    return [];
+  secrets(mapping?: OutboundMapping): readonly string[] {
+    return mapping?.header ? headerSecrets(mapping.header[1]) : [];
   }
+  readonly version = 0;
   async close(): Promise<void> {}
 }
 
@@ -69,9 +75,10 @@ class StaticAuth implements OutboundAuth {
     return Promise.resolve(this.cachedHeader(mapping));
   }
   purge(): void {}
-  secrets(): readonly string[] {
-    return headerSecrets(this.header[1]);
+  secrets(mapping?: OutboundMapping): readonly string[] {
+    return headerSecrets(this.cachedHeader(mapping)[1]);
   }
+  readonly version = 0;
   async close(): Promise<void> {}
 }
 
@@ -88,8 +95,11 @@ class OAuth2Auth implements OutboundAuth {
     if (mapping?.header) return;
     this.client.purge(mapping, sent ?? undefined);
   }
-  secrets(): readonly string[] {
-    return this.client.recentTokens();
+  secrets(mapping?: OutboundMapping): readonly string[] {
+    return mapping?.header ? headerSecrets(mapping.header[1]) : this.client.recentTokens(mapping);
+  }
+  get version(): number {
+    return this.client.version;
   }
   close(): Promise<void> {
     return this.client.close();

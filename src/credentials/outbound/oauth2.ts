@@ -182,16 +182,27 @@ export class OAuth2ClientCredentials {
 
   private readonly recent: string[] = [];
 
+  /** Bumped at each token fetched: what was worked out from the tokens held is stale. */
+  version = 0;
+
   private remember(value: string): void {
+    this.version++;
     const token = value.slice(value.indexOf(' ') + 1);
     if (this.recent.includes(token)) return;
     this.recent.push(token);
     if (this.recent.length > RECENT_TOKENS) this.recent.shift();
   }
 
-  /** The tokens this client fetched last (never logged): diff examples blank them. */
-  recentTokens(): readonly string[] {
-    return this.recent;
+  /**
+   * The tokens to blank where answers are shown (never logged): the one held for `req`'s scope and
+   * audience (sent on its requests, however many scopes there are), and the last ones fetched (an
+   * answer may come back after its token was replaced).
+   */
+  recentTokens(req?: TokenRequest): readonly string[] {
+    const held = this.slots.get(this.key(req))?.header;
+    if (held == null) return this.recent;
+    const token = held[1].slice(held[1].indexOf(' ') + 1);
+    return this.recent.includes(token) ? this.recent : [token, ...this.recent];
   }
 
   async close(): Promise<void> {
@@ -259,9 +270,10 @@ export class OAuth2ClientCredentials {
     const type = doc?.token_type;
     if (type !== undefined && (typeof type !== 'string' || type.toLowerCase() !== 'bearer')) throw new FetchFailure(`${where} issued a token type other than Bearer, which cutover cannot send.`);
     const expiresIn = typeof doc?.expires_in === 'number' ? doc.expires_in * 1000 : typeof doc?.expires_in === 'string' && /^\d+$/.test(doc.expires_in) ? Number(doc.expires_in) * 1000 : this.defaultExpiresInMs;
-    // A lifetime shorter than the skew would mean a fetch per request: keep at least half of it, and
-    // never less than MIN_LIFETIME_MS (`expires_in` 0 or negative made one fetch per request).
-    const lifetimeMs = Math.max(expiresIn - cfg.skew, expiresIn / 2, MIN_LIFETIME_MS);
+    // A lifetime shorter than the skew would mean a fetch per request: keep at least half of it. A
+    // token said to be expired already (`expires_in` 0 or negative) is used MIN_LIFETIME_MS (it made
+    // one fetch per request); a real short lifetime is kept (new would refuse the token past it).
+    const lifetimeMs = expiresIn > 0 ? Math.max(expiresIn - cfg.skew, expiresIn / 2) : MIN_LIFETIME_MS;
     this.logger?.debug({ backend: this.backend, expiresInS: Math.round(expiresIn / 1000) }, 'token fetched');
     return { header: ['authorization', `Bearer ${token}`], lifetimeMs };
   }
