@@ -755,3 +755,29 @@ describe('controller: a route removed by a reload while a check runs', () => {
     expect(await r.scrape()).not.toMatch(/cutover_gate_status\{route="gone"/);
   });
 });
+
+describe('controller: a reload that puts a pause step where a route stands', () => {
+  it('realigns the route, which then waits there as paused for a person (it sat there "shifting" for good)', async () => {
+    const r = await rig({ steps: [0, 10, 50, 100], settings: { holdIntervals: 1 } });
+    await r.step(good());
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 2, weight: 50, state: 'shifting' });
+    const settings: ControllerSettings = { steps: [0, 10, { pause: true }, 100], intervalMs: INTERVAL, holdIntervals: 1, failureThreshold: 3, mode: 'auto' };
+    await r.controller.configure(settings, [{ name: 'r', weight: 0, after: [], gates: GATES }]);
+    for (let i = 0; i < 3; i++) await r.step(good());
+    expect(state(r)).toMatchObject({ state: 'paused', paused: true });
+  });
+});
+
+describe('controller: a step forward refused by a store that cannot be written', () => {
+  it('still publishes what the check found', async () => {
+    const store = new UnwritableStore();
+    const r = await rig({ store, settings: { holdIntervals: 1 } });
+    await r.step(good());
+    await r.step(() => undefined);
+    expect(await r.scrape()).toMatch(/^cutover_gate_status\{route="r",gate="minComparisons"\} -1$/m);
+    store.failing = true;
+    await r.step(good()).catch(() => undefined);
+    expect(await r.scrape()).toMatch(/^cutover_gate_status\{route="r",gate="minComparisons"\} 1$/m);
+  });
+});

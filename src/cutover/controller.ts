@@ -292,8 +292,11 @@ export class Controller {
     // set more by hand before promoting onto it: `moved` keeps it), below the next step's; elsewhere
     // its step is the last one at or below its weight (a weight set by hand may lie between two).
     if (!isPause(this.steps[s.step])) return s.step !== this.stepFor(s.weight);
+    if (s.weight === this.weightAt(s.step)) return false;
+    // A weight above it is one a person set before promoting onto the pause step: only a route
+    // waiting there (paused) got it that way, and only below the next step's.
     const after = this.steps.slice(s.step + 1).find((step): step is number => !isPause(step));
-    return s.weight < this.weightAt(s.step) || (after !== undefined && s.weight >= after);
+    return !(s.paused && s.weight > this.weightAt(s.step) && (after === undefined || s.weight < after));
   }
 
   /**
@@ -397,6 +400,12 @@ export class Controller {
     /** The state the change was made from (a lever may have moved the route since `before` was read). */
     let from = before;
 
+    // The gauges say what the check found whatever the store did with it (a step forward refused by
+    // a store that cannot be written throws here), unless a reload removed the route meanwhile: its
+    // gauges were let go with it (published again, they would stay exported, a failing one alerting).
+    const publish = (): void => {
+      if (this.routes.has(r.name)) this.publishGates(r.name, check);
+    };
     const after = await this.deps.store.updateRoute(
       r.name,
       () => this.seed(r),
@@ -456,12 +465,9 @@ export class Controller {
       // checks are counted and a rollback applied in memory (the store reads down; its next write
       // saves them). A step forward is never taken unsaved: it fails, and the route holds.
       { keepUnsaved: () => action === undefined || action.kind === 'rollback' },
-    );
+    ).finally(publish);
 
-    // A reload removed the route while this check ran: its gauges were let go with it (republished,
-    // they would stay exported for good, a failing one alerting forever).
     if (!this.routes.has(r.name)) return;
-    this.publishGates(r.name, check);
     if (!this.deps.store.up()) this.deps.logger?.warn({ route: r.name }, 'the state store cannot be written: checks and rollbacks apply in memory until it can');
     const taken = action as typeof action;
     if (observe && check.verdict !== 'no_data') {
