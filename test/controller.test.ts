@@ -94,6 +94,21 @@ class HeldWritesStore extends MemoryStore {
   }
 }
 
+/**
+ * Runs one check whose change waits behind an unrelated write the store holds, and `during` once
+ * the check has read its evidence and queued its change; then lets the store go and waits for all.
+ */
+async function checkBehindHeldWrite(r: Rig, store: HeldWritesStore, during: () => Promise<unknown>): Promise<void> {
+  let release!: () => void;
+  store.hold = new Promise<void>((resolve) => (release = resolve));
+  const held = store.setExtra('unrelated', 1);
+  const check = r.controller.tick();
+  await new Promise((resolve) => setImmediate(resolve));
+  const meanwhile = during();
+  release();
+  await Promise.all([held, check, meanwhile]);
+}
+
 const good = (route = 'r') => (t: TestEvidence) => t.add(route, 100);
 const bad = (route = 'r') => (t: TestEvidence) => t.add(route, 100, { mismatchShare: 0.3 });
 
@@ -719,16 +734,7 @@ describe('controller: bypass turned on while a check waits', () => {
     expect(state(r)).toMatchObject({ step: 1, weight: 10 });
     good()(r.traffic);
     r.clock.t += INTERVAL;
-    // An unrelated write holds the store; the check's change waits behind it.
-    let release!: () => void;
-    store.hold = new Promise<void>((resolve) => (release = resolve));
-    const held = store.setExtra('unrelated', 1);
-    const check = r.controller.tick();
-    // The check has read its evidence and queued its change when the operator turns bypass on.
-    await new Promise((resolve) => setImmediate(resolve));
-    const bypass = r.controller.bypass(true, { who: 'ops', reason: 'incident' });
-    release();
-    await Promise.all([held, check, bypass]);
+    await checkBehindHeldWrite(r, store, () => r.controller.bypass(true, { who: 'ops', reason: 'incident' }));
     expect(state(r)).toMatchObject({ step: 1, weight: 10 });
     expect(r.controller.weightOf('r')).toBe(0);
   });
@@ -742,16 +748,12 @@ describe('controller: a route removed by a reload while a check runs', () => {
     const settings: ControllerSettings = { steps: [0, 10, 100], intervalMs: INTERVAL, holdIntervals: 2, failureThreshold: 3, mode: 'auto' };
     good('gone')(r.traffic);
     r.clock.t += INTERVAL;
-    let release!: () => void;
-    store.hold = new Promise<void>((resolve) => (release = resolve));
-    const held = store.setExtra('unrelated', 1);
-    const check = r.controller.tick();
-    await new Promise((resolve) => setImmediate(resolve));
     // The reload: the controller takes the new routes, the telemetry forgets the removed one.
-    const reload = r.controller.configure(settings, [base]);
-    r.telemetry.forgetRoute('gone');
-    release();
-    await Promise.all([held, check, reload]);
+    await checkBehindHeldWrite(r, store, () => {
+      const reload = r.controller.configure(settings, [base]);
+      r.telemetry.forgetRoute('gone');
+      return reload;
+    });
     expect(await r.scrape()).not.toMatch(/cutover_gate_status\{route="gone"/);
   });
 });
