@@ -236,6 +236,14 @@ describe('the comparison queue', () => {
   const answer = (bytes: number) => ({ outcome: '2xx' as const, status: 200, headers: {}, body: Buffer.alloc(bytes), truncated: false, seconds: 0 });
   const pair = (bytes: number): CapturedAnswerPair =>
     ({ route: { name: 'r' }, method: 'GET', path: '/', primaryIsNew: false, primary: answer(bytes), shadow: answer(bytes), baseline: null }) as unknown as CapturedAnswerPair;
+  /** How many more places `route` gets before the queue refuses one (at most `max`). */
+  const places = (queue: ComparisonQueue, route: string, max: number): number => {
+    let n = 0;
+    while (n < max && queue.reserve(route)) n++;
+    return n;
+  };
+  /** A pair of `route`, each answer `bytes` long. */
+  const routePair = (route: string, bytes: number): CapturedAnswerPair => ({ ...pair(bytes), route: { name: route } }) as unknown as CapturedAnswerPair;
 
   it('is bounded by bytes, queued and being compared, until the comparison is done', async () => {
     const finish: (() => void)[] = [];
@@ -257,51 +265,43 @@ describe('the comparison queue', () => {
 
   it('before any pair is back, reserves at most 1/64 of its byte bound per place (a start-up burst cannot pass the bound)', () => {
     const queue = new ComparisonQueue({ count: 1_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
-    let taken = 0;
-    while (queue.reserve('r') && taken < 1_000) taken++;
+    const taken = places(queue, 'r', 1_000);
     expect(taken).toBe(64);
     // The first pair sets the size a place is expected to bring: 10-byte pairs leave room for many more.
     queue.submit(pair(5), true);
-    let more = 0;
-    while (queue.reserve('r') && more < 2_000) more++;
+    const more = places(queue, 'r', 2_000);
     expect(more).toBeGreaterThan(800);
   });
 
   it('expects each route\'s places at that route\'s pair size: small answers on one route do not open the bound to big ones on another', async () => {
     const queue = new ComparisonQueue({ count: 10_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
-    const of = (route: string, bytes: number): CapturedAnswerPair => ({ ...pair(bytes), route: { name: route } }) as unknown as CapturedAnswerPair;
     // A busy route of 10-byte pairs.
     for (let i = 0; i < 300; i++) {
       expect(queue.reserve('small')).toBe(true);
-      queue.submit(of('small', 5), true);
+      queue.submit(routePair('small', 5), true);
     }
     await waitFor(() => queue.pending === 0, 2_000, 'the small pairs to be compared');
     // A route never seen yet: its places count at 1/64 of the bound, whatever the small route's size.
-    let big = 0;
-    while (queue.reserve('big') && big < 1_000) big++;
+    const big = places(queue, 'big', 1_000);
     expect(big).toBe(64);
     for (let i = 0; i < big; i++) queue.unreserve('big');
     // Once its pairs are known to be 16 KB, four places fill the 64 KB bound.
     expect(queue.reserve('big')).toBe(true);
-    queue.submit(of('big', 8_000), true);
-    let after = 0;
-    while (queue.reserve('big') && after < 1_000) after++;
+    queue.submit(routePair('big', 8_000), true);
+    const after = places(queue, 'big', 1_000);
     // 16 KB held by the first pair: three more 16 KB pairs on their way reach the bound.
     expect(after).toBe(3);
   });
 
   it('past its bound on routes remembered, forgets the oldest idle one only, not every route\'s pair size', async () => {
     const queue = new ComparisonQueue({ count: 10_000, bytes: 64_000, sliceMs: 5 }, () => undefined, () => undefined);
-    const of = (route: string, bytes: number): CapturedAnswerPair => ({ ...pair(bytes), route: { name: route } }) as unknown as CapturedAnswerPair;
     for (let i = 0; i < 5_000; i++) {
       expect(queue.reserve(`r${i}`)).toBe(true);
-      queue.submit(of(`r${i}`, 5), true);
+      queue.submit(routePair(`r${i}`, 5), true);
     }
     await waitFor(() => queue.pending === 0, 5_000, 'the pairs to be compared');
     // A route of the middle still has its 10-byte pairs: far more than the 64 places of an unknown one.
-    let places = 0;
-    while (queue.reserve('r3000') && places < 1_000) places++;
-    expect(places).toBe(1_000);
+    expect(places(queue, 'r3000', 1_000)).toBe(1_000);
   });
 
   it('a processor that throws or rejects gives its place and bytes back, is reported, and the drain goes on', async () => {

@@ -105,12 +105,8 @@ export class Credentials {
     // Any other value the request carries where a backend may read a credential is held to the
     // revocations too (a revoked key behind a decoy, in a second line, quoted or encoded).
     if (decision !== 'revoked' && this.policy.revokes) {
-      const revoked = (value: string): boolean => value !== found?.value && this.policy.isRevoked(this.fingerprint(value));
       for (const value of credentialCandidates(headers, url, this.locations)) {
-        // Each half of `user:password` too: an API taking a key as a Basic user or password
-        // (`K:` at Stripe, `u:K`, `K:X` at Freshdesk) takes a revoked one that way.
-        const colon = value.indexOf(':');
-        if (revoked(value) || (colon !== -1 && (revoked(value.slice(0, colon)) || revoked(value.slice(colon + 1))))) {
+        if (this.revokedSpelling(value, found?.value)) {
           decision = 'revoked';
           break;
         }
@@ -119,6 +115,21 @@ export class Credentials {
     // A key legacy refuses is never lent new's own identity: legacy answers it (and keeps refusing).
     if (decision === 'allowed' && fingerprint !== null && this.inventory.legacyRejected(fingerprint)) decision = 'legacy_only';
     return { fingerprint, scheme: found?.scheme ?? null, decision, mapping: this.policy.mappingFor(fingerprint) };
+  }
+
+  /**
+   * Whether `value` is a revoked credential, or either half of it as `user:password`: an API taking
+   * a key as a Basic user or password (`K:` at Stripe, `u:K`, `K:X` at Freshdesk) takes a revoked one
+   * that way. `judged` (the credential `inspect` found) was looked up already.
+   */
+  private revokedSpelling(value: string, judged: string | undefined): boolean {
+    if (this.revokedValue(value, judged)) return true;
+    const colon = value.indexOf(':');
+    return colon !== -1 && (this.revokedValue(value.slice(0, colon), judged) || this.revokedValue(value.slice(colon + 1), judged));
+  }
+
+  private revokedValue(value: string, judged: string | undefined): boolean {
+    return value !== judged && this.policy.isRevoked(this.fingerprint(value));
   }
 
   /**
@@ -138,6 +149,8 @@ export class Credentials {
    * queue does not hold them. Made only for a request that is mirrored: `inspect` allocates nothing.
    */
   secretsLater(headers: HeaderSource | null, url: string | undefined, mapping?: OutboundMapping): () => readonly string[] {
+    // Most mirrored requests carry no credential and no mapping: one function for all of them.
+    if (headers === null && mapping === undefined) return this.ownSecretsLater;
     let cached: readonly string[] | undefined;
     let source: HeaderSource | null = headers;
     let target = url;
@@ -152,6 +165,8 @@ export class Credentials {
       return cached;
     };
   }
+
+  private readonly ownSecretsLater = (): readonly string[] => this.outboundSecrets();
 
   /** `outboundSecrets()` without a mapping, and the token versions it was worked out at. */
   private ownSecrets: { legacy: number; new: number; secrets: readonly string[] } | null = null;

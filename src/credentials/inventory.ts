@@ -10,6 +10,7 @@
  * In each, the least recently seen is evicted and counted. Persisted through the state store (`extra.credentials`), debounced and off the request
  * path; `load()` restores it after a restart.
  */
+import { isTime } from '../cutover/store-file.js';
 import type { StateStore } from '../cutover/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { BackendName, CredentialScheme, Telemetry } from '../telemetry/metrics.js';
@@ -367,11 +368,6 @@ export function inventoryCsv(doc: InventoryDocument): string {
     );
   }
   return `${lines.join('\n')}\n`;
-}
-
-/** A time a Date can show (epoch ms within ±8.64e15). */
-function isTime(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= 8.64e15;
 }
 
 /** A stored count, or 0 when it is not one. */

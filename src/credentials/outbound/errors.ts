@@ -3,10 +3,6 @@ import { CutoverError } from '../../errors.js';
 import { problem, type Problem } from '../../problem.js';
 
 /**
- * No credential could be had for a backend (token endpoint down, refusing, or in backoff). The
- * message names the backend and the endpoint's status or error code, never a secret or token.
- */
-/**
  * Milliseconds on a clock that never steps back (epoch-like at start): token lifetimes and backoffs
  * run on it. On the wall clock, a step back of an hour (NTP, a resumed VM) blocked new for the hour.
  */
@@ -14,6 +10,10 @@ export function monotonicNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/**
+ * No credential could be had for a backend (token endpoint down, refusing, or in backoff). The
+ * message names the backend and the endpoint's status or error code, never a secret or token.
+ */
 export class TokenUnavailableError extends CutoverError {
   readonly backend: string;
   /** When a new attempt may be made, on `monotonicNow()`'s clock. */

@@ -70,6 +70,11 @@ const QUICK_PURGES = 3;
 /** Tokens remembered after use, so diff examples can blank one a backend echoes (an answer may come late). */
 const RECENT_TOKENS = 8;
 
+/** The token of an `authorization: Bearer <token>` value. */
+function bearerToken(value: string): string {
+  return value.slice(value.indexOf(' ') + 1);
+}
+
 export class OAuth2ClientCredentials {
   readonly backend: string;
   private readonly config: OAuth2Config;
@@ -187,7 +192,7 @@ export class OAuth2ClientCredentials {
 
   private remember(value: string): void {
     this.version++;
-    const token = value.slice(value.indexOf(' ') + 1);
+    const token = bearerToken(value);
     if (this.recent.includes(token)) return;
     this.recent.push(token);
     if (this.recent.length > RECENT_TOKENS) this.recent.shift();
@@ -201,7 +206,7 @@ export class OAuth2ClientCredentials {
   recentTokens(req?: TokenRequest): readonly string[] {
     const held = this.slots.get(this.key(req))?.header;
     if (held == null) return this.recent;
-    const token = held[1].slice(held[1].indexOf(' ') + 1);
+    const token = bearerToken(held[1]);
     return this.recent.includes(token) ? this.recent : [token, ...this.recent];
   }
 
