@@ -107,6 +107,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     legacyCredentials: config.credentials.legacy,
     outbound: [outboundAuthInterceptor(backend, credentials.outbound[backend])],
     connect: connectOptionsFor(config.backends[backend]) as Record<string, unknown> | undefined,
+    retried: telemetry.staleRetries(backend),
   });
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
   // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.

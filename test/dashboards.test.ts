@@ -51,9 +51,11 @@ const CONTRACT_METRICS = new Set([
   'cutover_legacy_credentials_active',
   // Refused admin requests (an addition: the admin review's).
   'cutover_admin_refused_total',
+  // Requests sent again after a stale kept-alive connection (an addition: forward/retry.ts).
+  'cutover_upstream_retries_total',
 ]);
 /** Proxy-wide metrics without a route label: dashboards filter them by $job instead of $route. */
-const ROUTELESS_METRICS = new Set(['cutover_legacy_credentials_active', 'cutover_admin_refused_total']);
+const ROUTELESS_METRICS = new Set(['cutover_legacy_credentials_active', 'cutover_admin_refused_total', 'cutover_upstream_retries_total']);
 const CONTRACT_HISTOGRAMS = ['cutover_request_duration_seconds', 'cutover_upstream_queue_seconds'];
 /** prom-client default metrics and Prometheus' own `up`. */
 const PROCESS_METRICS = new Set([

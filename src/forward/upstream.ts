@@ -6,12 +6,15 @@ import { Pool, type Dispatcher } from 'undici';
 import type { BackendConfig, CredentialLocation } from '../config/schema.js';
 import type { BackendName } from '../telemetry/metrics.js';
 import { shapeDispatcher, type ShapingOptions } from './shaping.js';
+import { reuseCountingFactory, type RetryTarget } from './retry.js';
 
 /** What every pool toward a backend shares: how its requests are shaped (see shaping.ts). */
 export interface UpstreamShaping {
   legacyCredentials: readonly CredentialLocation[];
   outbound?: ShapingOptions['outbound'];
   connect?: ShapingOptions['connect'];
+  /** Told of each request sent again after a stale kept-alive connection failed it (forward/retry.ts). */
+  retried?: RetryTarget['retried'];
 }
 
 export class Upstream {
@@ -47,6 +50,8 @@ export class Upstream {
       connect: { ...shaping.connect, timeout: config.connectTimeout },
       // Pipelining would let one slow response hold up unrelated requests queued behind it.
       pipelining: 1,
+      // Clients that send a request failed by a stale kept-alive connection again (forward/retry.ts).
+      factory: reuseCountingFactory({ pool: () => this.pool, retried: shaping.retried }),
     });
     this.dispatcher = shapeDispatcher(this.pool, { backend: name, basePath: this.basePath, ...shaping });
   }

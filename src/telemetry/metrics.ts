@@ -445,6 +445,12 @@ export class Telemetry {
     'counter',
     ['reason'],
   );
+  readonly upstreamRetriesTotal = scalarFamily(
+    'cutover_upstream_retries_total',
+    'Upstream requests the proxy sent again by itself, by backend, role and reason: stale_connection (a kept-alive connection the backend had closed failed the request before any answer; idempotent methods with a buffered body are sent again on another connection, as nginx does). Each request is counted once in cutover_requests_total, with the outcome of the attempt that answered.',
+    'counter',
+    ['backend', 'role', 'reason'],
+  );
   private readonly families = [
     this.requestsTotal,
     this.requestDuration,
@@ -464,6 +470,7 @@ export class Telemetry {
     this.rollbacksTotal,
     this.rejectedRequestsTotal,
     this.adminRefusedTotal,
+    this.upstreamRetriesTotal,
   ];
   readonly credentials = new CredentialMetrics();
   readonly queueWait: Record<BackendName, Record<Role, Buckets>>;
@@ -482,6 +489,14 @@ export class Telemetry {
     this.configReloadsTotal.series('error');
     this.adminRefusedTotal.series('unauthorized');
     this.adminRefusedTotal.series('forbidden');
+    for (const backend of BACKENDS) for (const role of ROLES) this.upstreamRetriesTotal.series(backend, role, 'stale_connection');
+  }
+
+  /** A recorder of one backend's stale-connection retries (forward/retry.ts), by the kind of call. */
+  staleRetries(backend: BackendName): (kind: 'live' | 'mirror' | 'baseline' | 'upgrade') => void {
+    const primary = this.upstreamRetriesTotal.series(backend, 'primary', 'stale_connection');
+    const shadow = this.upstreamRetriesTotal.series(backend, 'shadow', 'stale_connection');
+    return (kind) => (kind === 'mirror' || kind === 'baseline' ? shadow : primary).value++;
   }
 
   /** Registers a function run before every exposition, to set gauges from state. */

@@ -12,6 +12,7 @@ import type { BackendConfig, OutboundAuthConfig } from '../../config/schema.js';
 import { readSecretValue } from '../../config/credentials.js';
 import type { Telemetry } from '../../telemetry/metrics.js';
 import { OAuth2ClientCredentials, type Header, type OAuth2Options, type TokenRequest } from './oauth2.js';
+import { isIdempotent } from '../../forward/retry.js';
 
 export { OAuth2ClientCredentials, type Header, type TokenRequest } from './oauth2.js';
 export { TokenUnavailableError, tokenUnavailableProblem } from './errors.js';
@@ -123,15 +124,12 @@ export function createOutboundAuth(name: string, backend: Pick<BackendConfig, 'a
   }
 }
 
-/** Methods a retry cannot repeat a side effect of (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
 /**
  * Whether to send a request once more after the upstream's answer: only a 401 (the token was purged
  * and a fresh one can be had), only an idempotent method, only once, and only for OAuth2 (a static
  * credential would be refused again).
  */
 export function retryOnceAfter(auth: Pick<OutboundAuth, 'kind'>, method: string, status: number, alreadyRetried: boolean): boolean {
-  return !alreadyRetried && status === 401 && auth.kind === 'oauth2-client-credentials' && IDEMPOTENT.has(method.toUpperCase());
+  return !alreadyRetried && status === 401 && auth.kind === 'oauth2-client-credentials' && isIdempotent(method);
 }
 

@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { BackendName } from '../../telemetry/metrics.js';
 import type { ShapedDispatchOptions } from '../../forward/shaping.js';
+import { replayable } from '../../forward/retry.js';
 import { retryOnceAfter, type Header, type OutboundAuth, type OutboundMapping } from './index.js';
 
 type Controller = Dispatcher.DispatchController;
@@ -33,11 +34,6 @@ function withHeader(headers: Dispatcher.DispatchOptions['headers'], header: Head
   for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i].toLowerCase() !== name) out.push(flat[i], flat[i + 1]);
   out.push(name, value);
   return out;
-}
-
-/** A body that can be sent twice: none, or bytes held in memory (the proxy buffers bodies). */
-function replayable(body: Dispatcher.DispatchOptions['body']): boolean {
-  return body === null || body === undefined || typeof body === 'string' || body instanceof Uint8Array;
 }
 
 /**
