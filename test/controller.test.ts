@@ -783,3 +783,38 @@ describe('controller: a step forward refused by a store that cannot be written',
     expect(await r.scrape()).toMatch(/^cutover_gate_status\{route="r",gate="minComparisons"\} 1$/m);
   });
 });
+
+describe('controller: the rollback lever with a state store that cannot be written', () => {
+  it('takes clients off new at once, audits and counts it, says it is not saved, and the next write saves it', async () => {
+    const store = new UnwritableStore();
+    const r = await rig({ store, settings: { holdIntervals: 1 } });
+    await r.step(good());
+    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    store.failing = true;
+    const err = await r.controller.rollback('r', { who: 'ops', reason: 'disk full, new misbehaving' }).then(
+      () => null,
+      (e: unknown) => e as { code?: string; message: string },
+    );
+    expect(err?.code).toBe('CUTOVER_STATE_WRITE_FAILED');
+    expect(err?.message).toContain('rolled_back at 0% in this process');
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
+    expect(r.weights.at(-1)).toEqual(['r', 0]);
+    expect(await r.scrape()).toContain('cutover_rollbacks_total{route="r",reason="manual"} 1');
+    const audit = await r.audit.read();
+    expect(audit.at(-1)).toMatchObject({ who: 'ops', action: 'rollback', why: 'disk full, new misbehaving (not yet in the state store)' });
+    // The store comes back: the next check's write carries the rollback, and the route stays there.
+    store.failing = false;
+    await r.step(good());
+    expect(store.up()).toBe(true);
+    expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
+  });
+
+  it('leaves the other levers as they were: a promote that cannot be saved changes nothing', async () => {
+    const store = new UnwritableStore();
+    const r = await rig({ store });
+    store.failing = true;
+    await expect(r.controller.promote('r', { who: 'ops' })).rejects.toThrow('EROFS');
+    expect(state(r)).toMatchObject({ step: 0, weight: 0 });
+    expect(r.weights).toEqual([]);
+  });
+});

@@ -559,6 +559,9 @@ export class Controller {
       'rollback',
       (current, now, why) => this.rolledBack(current, now, opts.who, why),
       (from, after) => this.rollbackSideEffects(route, 'manual', opts.who, from, after, after.history.at(-1)?.gates ?? [], after.reason),
+      // An incident is when a disk fills up: the person rolling back gets clients off new at once,
+      // as the controller's own rollback does, and is told it is not saved yet.
+      true,
     );
   }
 
@@ -635,12 +638,25 @@ export class Controller {
   }
 
   /** Applies a lever's change in the store; `then` sees the state it was made from and the result. */
-  private async lever(route: string, opts: LeverOptions, action: string, change: (current: RouteState, now: number, why: string) => RouteState, then?: (from: RouteState, after: RouteState) => void): Promise<RouteState> {
+  /**
+   * One lever on one route, written through the store. `inMemoryWhenUnsaved` (rollback only): when
+   * the store cannot be written the change still applies in this process (the store's next write
+   * saves it), is audited as not yet saved, and the caller gets STATE_WRITE_FAILED saying so.
+   */
+  private async lever(
+    route: string,
+    opts: LeverOptions,
+    action: string,
+    change: (current: RouteState, now: number, why: string) => RouteState,
+    then?: (from: RouteState, after: RouteState) => void,
+    inMemoryWhenUnsaved = false,
+  ): Promise<RouteState> {
     const r = this.routeConfig(route);
     const before = this.deps.store.snapshot().routes[route] ?? this.seed(r);
     const now = this.deps.now();
     const why = opts.reason?.trim() || `${action} by ${opts.who}`;
     let from = before;
+    let unsaved: unknown = null;
     const after = await this.deps.store.updateRoute(
       route,
       () => this.seed(r),
@@ -648,9 +664,17 @@ export class Controller {
         from = current;
         return change(current, now, why);
       },
+      inMemoryWhenUnsaved ? { keepUnsaved: () => true, onUnsaved: (err: unknown) => (unsaved = err) } : {},
     );
-    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, why));
+    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, unsaved === null ? why : `${why} (not yet in the state store)`));
     then?.(from, after);
+    if (unsaved !== null) {
+      this.deps.logger?.error({ route, who: opts.who, err: (unsaved as Error).message }, `cutover ${action}: ${route} applied in this process, but the state store could not be written`);
+      throw new CutoverError(
+        'CUTOVER_STATE_WRITE_FAILED',
+        `${route} is ${after.state} at ${after.weight}% in this process, but the state store could not be written (${(unsaved as Error).message}): a restart would lose it until it is; the store's next write (at the next check) saves it.`,
+      );
+    }
     return after;
   }
 

@@ -4,7 +4,7 @@
  * Every write goes through `updateRoute` / `updateGlobal` / `setExtra`, so an implementation that
  * persists can make each write atomic.
  */
-import type { GlobalState, RouteState, StateStore, StoreSnapshot } from './types.js';
+import type { GlobalState, RouteState, StateStore, StoreSnapshot, UnsavedOptions } from './types.js';
 
 export function freshGlobal(): GlobalState {
   return { bypass: false, changedAt: 0, changedBy: '', reason: '' };
@@ -43,14 +43,15 @@ export class MemoryStore implements StateStore {
   /** Writes one after another: each change reads the state the previous one left (no lost update). */
   private tail: Promise<unknown> = Promise.resolve();
 
-  private commit<T>(make: (state: StoreSnapshot) => { next: StoreSnapshot; result: T }, keepUnsaved?: (result: T) => boolean): Promise<T> {
+  private commit<T>(make: (state: StoreSnapshot) => { next: StoreSnapshot; result: T }, unsaved: UnsavedOptions<T> = {}): Promise<T> {
     const run = this.tail.then(async () => {
       const { next, result } = make(this.state);
       next.version = this.state.version + 1;
       try {
         await this.persist(next);
       } catch (err) {
-        if (keepUnsaved === undefined || !keepUnsaved(result)) throw err;
+        if (unsaved.keepUnsaved === undefined || !unsaved.keepUnsaved(result)) throw err;
+        unsaved.onUnsaved?.(err);
       }
       this.state = next;
       for (const listener of this.listeners) listener(next);
@@ -61,11 +62,11 @@ export class MemoryStore implements StateStore {
     return run;
   }
 
-  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options: { keepUnsaved?: (updated: RouteState) => boolean } = {}): Promise<RouteState> {
+  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options: UnsavedOptions<RouteState> = {}): Promise<RouteState> {
     return this.commit((state) => {
       const updated = change(state.routes[route] ?? seed());
       return { next: { ...state, routes: { ...state.routes, [route]: updated } }, result: updated };
-    }, options.keepUnsaved);
+    }, options);
   }
 
   updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState> {

@@ -77,6 +77,17 @@ export interface StoreSnapshot {
  * are whole-route updates through `update`, so an implementation can make them atomic (file: temp,
  * fsync, rename; Redis: a transaction checked against the fencing token).
  */
+/**
+ * `keepUnsaved`: whether a change is applied in memory even when it cannot be persisted (the store
+ * then reads down, and its next write saves it): for changes that protect clients, such as a
+ * rollback and the failing checks leading to it. Otherwise a failed write changes nothing.
+ * `onUnsaved` is told the write's error when a change was kept that way.
+ */
+export interface UnsavedOptions<T> {
+  keepUnsaved?: (updated: T) => boolean;
+  onUnsaved?: (err: unknown) => void;
+}
+
 export interface StateStore {
   readonly kind: 'memory' | 'file' | 'redis';
   /** Reads the persisted state (once at start); a missing file is a fresh state. */
@@ -84,12 +95,7 @@ export interface StateStore {
   /** The current state as this replica knows it (synchronous: read on the request path). */
   snapshot(): StoreSnapshot;
   /** Applies `change` to the route's state (created from `seed` when unknown) and persists it. */
-  /**
-   * `keepUnsaved`: whether the change is applied in memory even when it cannot be persisted (the
-   * store then reads down, and its next write saves it): for changes that protect clients, such as
-   * a rollback and the failing checks leading to it. Otherwise a failed write changes nothing.
-   */
-  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options?: { keepUnsaved?: (updated: RouteState) => boolean }): Promise<RouteState>;
+  updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options?: UnsavedOptions<RouteState>): Promise<RouteState>;
   updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState>;
   setExtra(key: string, value: unknown): Promise<void>;
   /** Whether the store answers (`cutover_state_store_up`). */
