@@ -6,9 +6,13 @@
  * way a backend's idle timeout does, at the moment the next request arrives.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Socket } from 'node:net';
+import https from 'node:https';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
 import { scrape, sample, total } from './helpers/metrics.js';
@@ -32,7 +36,7 @@ interface StaleBackend {
  * finds it closed (`fin`: closed, `rst`: reset), unanswered, as when the backend's idle timeout
  * fired just as the request was sent. `served: 0` fails every connection's first request.
  */
-async function staleBackend(close: Close, served = 1): Promise<StaleBackend> {
+async function staleBackend(close: Close | 'head', served = 1): Promise<StaleBackend> {
   const seen: StaleBackend['seen'] = [];
   const carried = new WeakMap<Socket, number>();
   const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
@@ -46,7 +50,12 @@ async function staleBackend(close: Close, served = 1): Promise<StaleBackend> {
       seen.push({ method: req.method!, url: req.url!, body: Buffer.concat(chunks).toString(), answered });
       if (!answered) {
         if (close === 'rst') socket.resetAndDestroy();
-        else socket.destroy();
+        else if (close === 'fin') socket.destroy();
+        else {
+          // The request was run and its answer begun: the status line, then the connection breaks.
+          socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n');
+          setTimeout(() => socket.destroy(), 20);
+        }
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -83,10 +92,11 @@ async function healthyBackend(): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-async function proxy(legacyUrl: string, newUrl: string, extra: Record<string, unknown> = {}): Promise<InProcessProxy> {
+async function proxy(legacyUrl: string, newUrl: string, extra: Record<string, unknown> = {}, legacy: Record<string, unknown> = {}): Promise<InProcessProxy> {
   const config = baseConfig(legacyUrl, newUrl, extra);
   // One connection toward each backend: every request after the first goes out on a reused one.
   const backends = config.backends as Record<string, Record<string, unknown>>;
+  Object.assign(backends.legacy, legacy);
   backends.legacy.connections = 1;
   backends.new.connections = 1;
   const p = await startProxy(config);
@@ -178,5 +188,116 @@ describe('a kept-alive connection the backend closed', () => {
     expect(sample(text, 'cutover_comparisons_total{route="r",result="error"}')).toBe(0);
     expect(sample(text, 'cutover_requests_total{route="r",backend="new",role="shadow",outcome="error"}')).toBe(0);
     expect(next.seen.filter((s) => !s.answered)).toHaveLength(3);
+  });
+
+  it('knows a connection reused by a POST: a GET after it on a closed connection is sent again', async () => {
+    const legacy = await staleBackend('fin');
+    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items' }, weight: 0, shadow: { percent: 0 } }] });
+    expect((await send(p, 'POST', '/items', '{"n":1}')).status).toBe(200);
+    expect((await send(p, 'GET', '/items')).status).toBe(200);
+    expect(legacy.seen.map((s) => `${s.method} ${s.answered ? 'answered' : 'closed'}`)).toEqual(['POST answered', 'GET closed', 'GET answered']);
+    expect(sample(await scrape(p), RETRIED('legacy', 'primary'))).toBe(1);
+  });
+
+  it('never sends again a request whose answer had begun: the backend ran it', async () => {
+    const legacy = await staleBackend('head');
+    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0 }] });
+    expect((await send(p, 'DELETE', '/items/1')).status).toBe(200);
+    expect((await send(p, 'DELETE', '/items/2')).status).toBe(502);
+    expect(legacy.seen.filter((s) => s.url === '/items/2')).toHaveLength(1);
+    expect(sample(await scrape(p), RETRIED('legacy', 'primary'))).toBe(0);
+  });
+
+  for (const method of ['GET', 'POST'] as const) {
+    it(`sends again a ${method} that was never written: its idle connection was reset as it was dispatched`, async () => {
+      let last: Socket | null = null;
+      const seen: string[] = [];
+      const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+        last = req.socket;
+        seen.push(req.url!);
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '2' });
+        res.end('{}');
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const p = await proxy(url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] });
+      // One kept-alive client connection, so the request and the reset land in one turn of the loop.
+      const client = net.connect(Number(new URL(p.dataUrl).port), '127.0.0.1');
+      cleanups.push(async () => void client.destroy());
+      await new Promise((r) => client.once('connect', r));
+      let buffered = '';
+      client.on('data', (c: Buffer) => (buffered += c.toString()));
+      const answer = async (): Promise<number> => {
+        await waitFor(() => /\r\n\r\n\{\}/.test(buffered) || /\r\n\r\n[^]*\}$/.test(buffered), 5_000, 'an answer');
+        const status = Number(/^HTTP\/1\.1 (\d+)/.exec(buffered)![1]);
+        buffered = '';
+        return status;
+      };
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        client.write(`GET /items/warm${i} HTTP/1.1\r\nhost: x\r\n\r\n`);
+        statuses.push(await answer());
+        await new Promise((r) => setTimeout(r, 20));
+        client.write(`${method} /items/race${i} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}`);
+        (last as Socket | null)!.resetAndDestroy();
+        // Busy for a moment: the proxy then sees the request and the reset in the same poll.
+        const until = Date.now() + 30;
+        while (Date.now() < until);
+        statuses.push(await answer());
+      }
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+      expect(seen).toEqual(['/items/warm0', '/items/race0', '/items/warm1', '/items/race1', '/items/warm2', '/items/race2']);
+    });
+  }
+
+  it('judges each attempt by its own connection: a fresh TLS connection reset in its handshake is not sent again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-stale-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'b.key', '-out', 'b.crt', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir, stdio: 'pipe' });
+    const carried = new WeakMap<Socket, number>();
+    const seen: string[] = [];
+    const tls = https.createServer({ key: readFileSync(join(dir, 'b.key')), cert: readFileSync(join(dir, 'b.crt')), keepAliveTimeout: 60_000 }, (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const n = carried.get(req.socket) ?? 0;
+        carried.set(req.socket, n + 1);
+        seen.push(`${req.url} ${n > 0 ? 'closed' : 'answered'}`);
+        if (n > 0) return void req.socket.destroy();
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '2' });
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    // In front of it: the first connection goes through, every later one is reset at once.
+    let connections = 0;
+    const front = net.createServer((socket) => {
+      connections++;
+      if (connections > 1) return void socket.resetAndDestroy();
+      const up = net.connect((tls.address() as AddressInfo).port, '127.0.0.1');
+      socket.pipe(up).pipe(socket);
+      for (const [a, b] of [[socket, up], [up, socket]]) {
+        a.on('error', () => b.destroy());
+        a.on('close', () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      tls.closeAllConnections();
+      tls.close();
+      front.close();
+    });
+    const p = await proxy(
+      `https://127.0.0.1:${(front.address() as AddressInfo).port}`,
+      await healthyBackend(),
+      { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] },
+      { tls: { caFile: join(dir, 'b.crt') } },
+    );
+    expect((await send(p, 'GET', '/items/warm')).status).toBe(200);
+    expect((await send(p, 'GET', '/items/x')).status).toBe(502);
+    // One stale retry (the reused connection), then a fresh connection that failed: that is the end.
+    expect(connections).toBe(2);
+    expect(seen).toEqual(['/items/warm answered', '/items/x closed']);
+    expect(sample(await scrape(p), RETRIED('legacy', 'primary'))).toBe(1);
   });
 });

@@ -9,8 +9,10 @@
  * 502 makes a healthy backend look broken, sporadically, and puts a false error in the comparison.
  * nginx sends such a request again on another connection (for methods other than POST, LOCK and
  * PATCH); so does cutover, for idempotent methods (RFC 9110 §9.2.2) whose body is held in memory,
- * and only when the failed connection had carried an earlier request: a fresh connection that
- * fails is the backend failing, and is answered as such.
+ * when the failed connection had carried an earlier request and no byte of answer came back. A
+ * request that was never written at all (its idle connection was reset as it was dispatched) goes
+ * again whatever its method: the backend cannot have seen it. A fresh connection that fails is the
+ * backend failing, and is answered as such.
  *
  * It lives in the pool's client (undici Pool `factory`), the one place that knows which connection
  * a request went out on, and costs one small object per request: no interceptor, no second
@@ -68,13 +70,15 @@ interface ClientHandler {
 }
 
 /**
- * A pool's client that knows whether a request went out on a connection that carried one before.
- * undici writes one request at a time per connection here (pipelining 1) and says 'connect' before
- * the first, so a count reset at 'connect' and taken as each request is written is exact.
+ * A pool's client that knows whether a request goes out on a connection that carried one before.
+ * undici writes one request at a time per connection here (pipelining 1), says 'connect' before
+ * the first and 'disconnect' once a connection is gone, so a count reset at both and taken as each
+ * request is written is exact. Every request but an upgrade is counted (a POST makes a connection
+ * reused too); only those that may be sent again are also watched for a stale failure.
  */
 export class ReuseCountingClient extends Client {
-  /** Requests written on the current connection. */
-  private carried = 0;
+  /** Requests written on the current connection (0 between connections). */
+  carried = 0;
 
   constructor(
     origin: string | URL,
@@ -82,33 +86,48 @@ export class ReuseCountingClient extends Client {
     private readonly target: RetryTarget,
   ) {
     super(origin, options);
-    this.on('connect', () => {
+    const reset = (): void => {
       this.carried = 0;
-    });
-  }
-
-  /** Called as a request is written: whether its connection carried a request before. */
-  written(): boolean {
-    return this.carried++ > 0;
+    };
+    this.on('connect', reset);
+    this.on('disconnect', reset);
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    if (handler instanceof StaleWatch) return super.dispatch(opts, handler.on(this) as unknown as Dispatcher.DispatchHandler);
+    if (handler instanceof StaleWatch) return super.dispatch(opts, handler.next(this) as unknown as Dispatcher.DispatchHandler);
     const given = handler as unknown as Partial<ClientHandler>;
-    // Only a request that may be sent twice is watched; a handler in the newer form (dispatched to
-    // the client directly, not through its pool) is passed as it is.
-    if (typeof given.onConnect !== 'function' || opts.upgrade || !isIdempotent(opts.method) || !replayable(opts.body)) return super.dispatch(opts, handler);
-    return super.dispatch(opts, new StaleWatch(this, this.target, opts, given as ClientHandler) as unknown as Dispatcher.DispatchHandler);
+    // A handler in the newer form (dispatched to the client directly, not through its pool), or an
+    // upgrade (its connection becomes a tunnel and never comes back), is passed as it is.
+    if (typeof given.onConnect !== 'function' || opts.upgrade) return super.dispatch(opts, handler);
+    const retry = !replayable(opts.body) ? Retry.Never : isIdempotent(opts.method) ? Retry.Idempotent : Retry.Unsent;
+    return super.dispatch(opts, new StaleWatch(this, this.target, opts, given as ClientHandler, retry) as unknown as Dispatcher.DispatchHandler);
   }
+}
+
+/** When a request may be sent again after its connection turned out stale. */
+const enum Retry {
+  /** Its body cannot be sent twice: never. */
+  Never,
+  /** Only if it was never written (a POST, a PATCH): the backend cannot have seen it. */
+  Unsent,
+  /** Also after it was written, before any byte of answer (an idempotent method). */
+  Idempotent,
 }
 
 /**
  * One request's attempts. Each callback reaches the caller's handler unchanged, except an error
- * before any answer on a reused connection: that sends the request again through the pool. The
+ * on a stale connection: that sends the request again through the pool. Stale is judged per
+ * attempt, on that attempt's own connection:
+ *   - written on a connection that carried a request before, and failed before any byte of answer
+ *     (undici's message begin) with a broken connection;
+ *   - or never written: failed while waiting for its client's connection, which had carried
+ *     requests and broke (undici fails the requests queued on a connection reset while idle).
+ * A fresh connection that fails (refused, reset during its TLS handshake) is never stale. The
  * caller holds one abort across attempts (`abort`), which ends the current one, or the request
  * itself between two.
  */
 class StaleWatch implements ClientHandler {
+  private written = false;
   private reused = false;
   private answered = false;
   private attempts = 1;
@@ -122,11 +141,15 @@ class StaleWatch implements ClientHandler {
     private readonly target: RetryTarget,
     private readonly opts: Dispatcher.DispatchOptions,
     private readonly handler: ClientHandler,
+    private readonly retry: Retry,
   ) {}
 
-  /** The next attempt went to `client`. */
-  on(client: ReuseCountingClient): this {
+  /** The next attempt goes to `client`: judged afresh. */
+  next(client: ReuseCountingClient): this {
     this.client = client;
+    this.written = false;
+    this.reused = false;
+    this.answered = false;
     return this;
   }
 
@@ -141,11 +164,18 @@ class StaleWatch implements ClientHandler {
       abort(new Error('aborted'));
       return;
     }
-    this.reused = this.client.written();
+    this.written = true;
+    this.reused = this.client.carried++ > 0;
     this.current = abort;
     if (this.connected) return;
     this.connected = true;
     this.handler.onConnect(this.abort);
+  }
+
+  onResponseStarted(): void {
+    // The first byte of an answer: whatever breaks now, the backend got the request.
+    this.answered = true;
+    this.handler.onResponseStarted?.();
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
@@ -170,13 +200,16 @@ class StaleWatch implements ClientHandler {
     this.handler.onRequestSent?.();
   }
 
-  onResponseStarted(): void {
-    this.handler.onResponseStarted?.();
+  /** Whether `err` ended this attempt on a stale connection, and the request may go again. */
+  private stale(err: Error): boolean {
+    if (this.retry === Retry.Never || this.attempts >= MAX_ATTEMPTS || !BROKEN_CONNECTION.has((err as { code?: string }).code ?? '')) return false;
+    if (!this.written) return this.client.carried > 0;
+    return this.retry === Retry.Idempotent && this.reused && !this.answered;
   }
 
   onError(err: Error): void {
     if (this.ended) return;
-    if (this.reused && !this.answered && this.attempts < MAX_ATTEMPTS && BROKEN_CONNECTION.has((err as { code?: string }).code ?? '')) {
+    if (this.stale(err)) {
       this.attempts++;
       this.current = null;
       this.target.retried?.((this.opts as Partial<ShapedDispatchOptions>).cutover?.kind ?? 'live');
