@@ -23,6 +23,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** Listens on 127.0.0.1:0 until the test ends (open connections cut then); the port. */
+async function serve(server: http.Server | net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        if (server instanceof http.Server) server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return (server.address() as AddressInfo).port;
+}
+
 type Close = 'fin' | 'rst';
 
 interface StaleBackend {
@@ -36,10 +49,10 @@ interface StaleBackend {
  * finds it closed (`fin`: closed, `rst`: reset), unanswered, as when the backend's idle timeout
  * fired just as the request was sent. `served: 0` fails every connection's first request.
  */
-async function staleBackend(close: Close | 'head', served = 1): Promise<StaleBackend> {
+async function staleBackend(close: Close | 'head', served = 1, tls?: { key: Buffer; cert: Buffer }): Promise<StaleBackend> {
   const seen: StaleBackend['seen'] = [];
   const carried = new WeakMap<Socket, number>();
-  const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+  const handle: http.RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -61,16 +74,9 @@ async function staleBackend(close: Close | 'head', served = 1): Promise<StaleBac
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ url: req.url, body: Buffer.concat(chunks).toString() }));
     });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+  };
+  const server = tls === undefined ? http.createServer({ keepAliveTimeout: 60_000 }, handle) : https.createServer({ ...tls, keepAliveTimeout: 60_000 }, handle);
+  return { url: `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${await serve(server)}`, seen };
 }
 
 async function healthyBackend(): Promise<string> {
@@ -81,15 +87,7 @@ async function healthyBackend(): Promise<string> {
       res.end(JSON.stringify({ url: req.url, body: '' }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return `http://127.0.0.1:${await serve(server)}`;
 }
 
 async function proxy(legacyUrl: string, newUrl: string, extra: Record<string, unknown> = {}, legacy: Record<string, unknown> = {}): Promise<InProcessProxy> {
@@ -219,9 +217,7 @@ describe('a kept-alive connection the backend closed', () => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '2' });
         res.end('{}');
       });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      cleanups.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const url = `http://127.0.0.1:${await serve(server)}`;
       const p = await proxy(url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] });
       // One kept-alive client connection, so the request and the reset land in one turn of the loop.
       const client = net.connect(Number(new URL(p.dataUrl).port), '127.0.0.1');
@@ -255,40 +251,21 @@ describe('a kept-alive connection the backend closed', () => {
   it('judges each attempt by its own connection: a fresh TLS connection reset in its handshake is not sent again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cutover-stale-tls-'));
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'b.key', '-out', 'b.crt', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir, stdio: 'pipe' });
-    const carried = new WeakMap<Socket, number>();
-    const seen: string[] = [];
-    const tls = https.createServer({ key: readFileSync(join(dir, 'b.key')), cert: readFileSync(join(dir, 'b.crt')), keepAliveTimeout: 60_000 }, (req, res) => {
-      req.resume();
-      req.on('end', () => {
-        const n = carried.get(req.socket) ?? 0;
-        carried.set(req.socket, n + 1);
-        seen.push(`${req.url} ${n > 0 ? 'closed' : 'answered'}`);
-        if (n > 0) return void req.socket.destroy();
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '2' });
-        res.end('{}');
-      });
-    });
-    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    const backend = await staleBackend('fin', 1, { key: readFileSync(join(dir, 'b.key')), cert: readFileSync(join(dir, 'b.crt')) });
     // In front of it: the first connection goes through, every later one is reset at once.
     let connections = 0;
     const front = net.createServer((socket) => {
       connections++;
       if (connections > 1) return void socket.resetAndDestroy();
-      const up = net.connect((tls.address() as AddressInfo).port, '127.0.0.1');
+      const up = net.connect(Number(new URL(backend.url).port), '127.0.0.1');
       socket.pipe(up).pipe(socket);
       for (const [a, b] of [[socket, up], [up, socket]]) {
         a.on('error', () => b.destroy());
         a.on('close', () => b.destroy());
       }
     });
-    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
-    cleanups.push(async () => {
-      tls.closeAllConnections();
-      tls.close();
-      front.close();
-    });
     const p = await proxy(
-      `https://127.0.0.1:${(front.address() as AddressInfo).port}`,
+      `https://127.0.0.1:${await serve(front)}`,
       await healthyBackend(),
       { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] },
       { tls: { caFile: join(dir, 'b.crt') } },
@@ -297,7 +274,7 @@ describe('a kept-alive connection the backend closed', () => {
     expect((await send(p, 'GET', '/items/x')).status).toBe(502);
     // One stale retry (the reused connection), then a fresh connection that failed: that is the end.
     expect(connections).toBe(2);
-    expect(seen).toEqual(['/items/warm answered', '/items/x closed']);
+    expect(backend.seen.map((r) => `${r.url} ${r.answered ? 'answered' : 'closed'}`)).toEqual(['/items/warm answered', '/items/x closed']);
     expect(sample(await scrape(p), RETRIED('legacy', 'primary'))).toBe(1);
   });
 });
