@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MEMORY, AuditLog } from '../src/cutover/audit.js';
 import { Controller, LeverError, MAX_WEBHOOKS_IN_FLIGHT, type ControllerRoute, type ControllerSettings, type RollbackEvent, type Step } from '../src/cutover/controller.js';
 import { MemoryStore } from '../src/cutover/store.js';
+import { FileStore } from '../src/cutover/store-file.js';
 import { buildReport } from '../src/cutover/report.js';
 import type { GateThresholds } from '../src/cutover/types.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
@@ -280,7 +281,11 @@ describe('controller: rollback', () => {
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
     const webhook = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
     const r = await rig({ settings: { webhook, webhookTimeoutMs: 30_000 } });
-    for (let i = 0; i < MAX_WEBHOOKS_IN_FLIGHT + 3; i++) await r.controller.rollback('r', { who: 'ops' });
+    // Each rollback moves the route (a rollback of a rolled-back route announces nothing).
+    for (let i = 0; i < MAX_WEBHOOKS_IN_FLIGHT + 3; i++) {
+      await r.controller.promote('r', { who: 'ops' });
+      await r.controller.rollback('r', { who: 'ops' });
+    }
     expect(r.controller.webhooksDropped).toBe(3);
     const deadline = Date.now() + 5_000;
     while (arrived < MAX_WEBHOOKS_IN_FLIGHT && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -786,27 +791,60 @@ describe('controller: a step forward refused by a store that cannot be written',
 
 describe('controller: the rollback lever with a state store that cannot be written', () => {
   it('takes clients off new at once, audits and counts it, says it is not saved, and the next write saves it', async () => {
-    const store = new UnwritableStore();
+    // The real file store, its directory turned into a plain file: every write fails, even as root.
+    const dir = mkdtempSync(join(tmpdir(), 'cutover-unwritable-'));
+    const stateDir = join(dir, 'state');
+    const store = new FileStore(join(stateDir, 'cutover.json'));
+    await store.load();
     const r = await rig({ store, settings: { holdIntervals: 1 } });
     await r.step(good());
     expect(state(r)).toMatchObject({ step: 1, weight: 10 });
-    store.failing = true;
+    renameSync(stateDir, join(dir, 'moved'));
+    writeFileSync(stateDir, 'not a directory');
     const err = await r.controller.rollback('r', { who: 'ops', reason: 'disk full, new misbehaving' }).then(
       () => null,
       (e: unknown) => e as { code?: string; message: string },
     );
     expect(err?.code).toBe('CUTOVER_STATE_WRITE_FAILED');
-    expect(err?.message).toContain('rolled_back at 0% in this process');
+    expect(err?.message).toMatch(/^r is rolled_back at 0% in this process, but the state file .*cutover\.json could not be written \(E[A-Z]+\): a restart would lose it/);
+    expect(err?.message).not.toContain('not applied');
+    expect(store.up()).toBe(false);
     expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
     expect(r.weights.at(-1)).toEqual(['r', 0]);
     expect(await r.scrape()).toContain('cutover_rollbacks_total{route="r",reason="manual"} 1');
     const audit = await r.audit.read();
     expect(audit.at(-1)).toMatchObject({ who: 'ops', action: 'rollback', why: 'disk full, new misbehaving (not yet in the state store)' });
-    // The store comes back: the next check's write carries the rollback, and the route stays there.
-    store.failing = false;
+    // The disk comes back: the next check's write carries the rollback, and the route stays there.
+    rmSync(stateDir);
+    renameSync(join(dir, 'moved'), stateDir);
     await r.step(good());
     expect(store.up()).toBe(true);
     expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
+    expect(JSON.parse(readFileSync(join(stateDir, 'cutover.json'), 'utf8')).routes.r).toMatchObject({ weight: 0, state: 'rolled_back' });
+  });
+
+  it('counts and announces a rollback once: pressing it again on a rolled-back route moves nothing', async () => {
+    const events: RollbackEvent[] = [];
+    const hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        events.push(JSON.parse(body) as RollbackEvent);
+        res.end();
+      });
+    });
+    servers.push(hook);
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    const r = await rig({ settings: { holdIntervals: 1, webhook: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/` } });
+    await r.step(good());
+    for (let i = 0; i < 3; i++) await r.controller.rollback('r', { who: 'ops' });
+    expect(await r.scrape()).toContain('cutover_rollbacks_total{route="r",reason="manual"} 1');
+    const deadline = Date.now() + 5_000;
+    while (events.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(events.map((e) => `${e.from.weight}->${e.to.weight}`)).toEqual(['10->0']);
+    // Every press is still in the audit log: who pressed what, when.
+    expect((await r.audit.read()).filter((e) => e.action === 'rollback')).toHaveLength(3);
   });
 
   it('leaves the other levers as they were: a promote that cannot be saved changes nothing', async () => {

@@ -89,7 +89,7 @@ describe('file state store', () => {
     // The state directory turns into a plain file: every write fails, even as root.
     renameSync(stateDir, join(dir, 'moved'));
     writeFileSync(stateDir, 'not a directory');
-    await expect(store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 50 }))).rejects.toThrow(/Cannot write the state file .*state\.json \(E[A-Z]+\); the change was not applied/);
+    await expect(store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 50 }))).rejects.toThrow(/The state file .*state\.json could not be written \(E[A-Z]+\); the change was not applied/);
     expect(store.up()).toBe(false);
     expect(store.snapshot().routes.a.weight).toBe(5);
     rmSync(stateDir);

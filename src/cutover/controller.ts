@@ -9,7 +9,7 @@
  * store (keyed by route name): a restart resumes at the same step and weight.
  */
 import { request } from 'undici';
-import { CutoverError } from '../errors.js';
+import { CutoverError, storeProblem } from '../errors.js';
 import type { Config } from '../config/load.js';
 import { DEFAULT_STEPS, isSplitPercent } from '../config/schema.js';
 import type { CutoverMetrics } from '../telemetry/metrics.js';
@@ -558,7 +558,11 @@ export class Controller {
       opts,
       'rollback',
       (current, now, why) => this.rolledBack(current, now, opts.who, why),
-      (from, after) => this.rollbackSideEffects(route, 'manual', opts.who, from, after, after.history.at(-1)?.gates ?? [], after.reason),
+      // A rollback of a route already rolled back moves nothing: it is audited, not counted again
+      // nor announced again (a script retrying on 503 would page someone at each try).
+      (from, after) => {
+        if (from.state !== 'rolled_back' || from.weight > 0) this.rollbackSideEffects(route, 'manual', opts.who, from, after, after.history.at(-1)?.gates ?? [], after.reason);
+      },
       // An incident is when a disk fills up: the person rolling back gets clients off new at once,
       // as the controller's own rollback does, and is told it is not saved yet.
       true,
@@ -613,7 +617,7 @@ export class Controller {
       // audited, and written at each check until the store takes it (a restart would lose it).
       this.bypassUnsaved = { changedAt: now, changedBy: opts.who, reason: why };
       void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: 'bypass-on', from: null, to: null, why: `${why} (not yet in the state store)` });
-      throw new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but the state store could not be written (${(err as Error).message}): a restart would lose it until it is; cutover writes it at each check.`);
+      throw new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but ${storeProblem(err)}: a restart would lose it until the store can be written; cutover writes it at each check.`);
     }
     this.bypassUnsaved = null;
     if (!on) {
@@ -669,10 +673,10 @@ export class Controller {
     this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, unsaved === null ? why : `${why} (not yet in the state store)`));
     then?.(from, after);
     if (unsaved !== null) {
-      this.deps.logger?.error({ route, who: opts.who, err: (unsaved as Error).message }, `cutover ${action}: ${route} applied in this process, but the state store could not be written`);
+      this.deps.logger?.error({ route, who: opts.who, err: storeProblem(unsaved) }, `cutover ${action}: ${route} applied in this process, but not saved`);
       throw new CutoverError(
         'CUTOVER_STATE_WRITE_FAILED',
-        `${route} is ${after.state} at ${after.weight}% in this process, but the state store could not be written (${(unsaved as Error).message}): a restart would lose it until it is; the store's next write (at the next check) saves it.`,
+        `${route} is ${after.state} at ${after.weight}% in this process, but ${storeProblem(unsaved)}: a restart would lose it until the store can be written; the store's next write (at the next check) saves it.`,
       );
     }
     return after;

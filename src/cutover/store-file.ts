@@ -16,7 +16,7 @@
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { CutoverError } from '../errors.js';
+import { CutoverError, StateWriteError } from '../errors.js';
 import { freshSnapshot, MemoryStore } from './store.js';
 import type { StoreSnapshot } from './types.js';
 import { StateFileLock, type LockEvents } from './store-lock.js';
@@ -182,7 +182,7 @@ export class FileStore extends MemoryStore {
       this.healthy = true;
     } catch (err) {
       this.healthy = false;
-      throw new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Cannot write the state file ${this.path} (${(err as NodeJS.ErrnoException).code ?? 'error'}); the change was not applied. Check the disk and the directory's permissions.`);
+      throw new StateWriteError(`the state file ${this.path} could not be written (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
     }
   }
 

@@ -112,7 +112,8 @@ export function dispatchOptions(upstream: Upstream, req: ExchangeRequest): Shape
     method: req.method as Dispatcher.HttpMethod,
     body: req.body,
     cutover: req.intent,
-    // An upstream that hangs up after a request we sent must not be retried behind the client's back.
+    // undici's own pipelining flag, kept off: whether a request may be sent again after a stale
+    // connection is decided by forward/retry.ts alone.
     idempotent: false,
   };
 }
