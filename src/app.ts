@@ -105,9 +105,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // it (`outbound`) and its TLS (`connect`), for live, mirror, baseline and upgrade calls alike.
   const shaping = (backend: BackendName): UpstreamShaping => ({
     legacyCredentials: config.credentials.legacy,
-    outbound: [outboundAuthInterceptor(backend, credentials.outbound[backend])],
+    outbound: [outboundAuthInterceptor(backend, credentials.outbound[backend], telemetry.retries(backend, 'unauthorized'))],
     connect: connectOptionsFor(config.backends[backend]) as Record<string, unknown> | undefined,
-    retried: telemetry.staleRetries(backend),
+    retried: telemetry.retries(backend, 'stale_connection'),
   });
   const upstreams = { legacy: new Upstream('legacy', config.backends.legacy, shaping('legacy')), new: new Upstream('new', config.backends.new, shaping('new')) };
   // Mirror pools are bounded by shadow.maxInFlight, not by a queue of their own.

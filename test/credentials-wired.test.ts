@@ -215,6 +215,7 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
     expect(get.status).toBe(200);
     expect(w.tokens.issued).toBe(2);
     expect(w.next.received.slice(1).map((r) => r.headers.authorization)).toEqual(['Bearer tok-1', 'Bearer tok-2']);
+    expect(sample(await scrape(proxy), 'cutover_upstream_retries_total{backend="new",role="primary",reason="unauthorized"}')).toBe(1);
 
     w.tokens.valid.delete('tok-2');
     const before = w.next.received.length;
@@ -224,6 +225,8 @@ describe('the new backend gets the proxy own credential, never the legacy key', 
     // The token was purged all the same: the next call fetches a new one.
     expect((await call(proxy, KEY_A)).status).toBe(200);
     expect(w.tokens.issued).toBe(3);
+    // The POST was not sent again: one retry in all.
+    expect(sample(await scrape(proxy), 'cutover_upstream_retries_total{backend="new",role="primary",reason="unauthorized"}')).toBe(1);
   });
 
   it('token endpoint down: 502 problem+json TOKEN_UNAVAILABLE for live, a counted error for a mirror', async () => {

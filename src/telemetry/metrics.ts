@@ -21,6 +21,9 @@ export type RejectReason = 'body_too_large' | 'body_timeout' | 'body_buffer_full
 export const OUTCOMES: readonly Outcome[] = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'error'];
 const BACKENDS: readonly BackendName[] = ['legacy', 'new'];
 const ROLES: readonly Role[] = ['primary', 'shadow'];
+/** Why the proxy sent an upstream request again (`cutover_upstream_retries_total{reason}`). */
+export type RetryReason = 'stale_connection' | 'unauthorized';
+const RETRY_REASONS: readonly RetryReason[] = ['stale_connection', 'unauthorized'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
 export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped', 'upgrade'];
 const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
@@ -447,7 +450,7 @@ export class Telemetry {
   );
   readonly upstreamRetriesTotal = scalarFamily(
     'cutover_upstream_retries_total',
-    'Upstream requests the proxy sent again by itself, by backend, role and reason: stale_connection (a kept-alive connection the backend had closed failed the request before any answer; idempotent methods with a buffered body are sent again on another connection, as nginx does). Each request is counted once in cutover_requests_total, with the outcome of the attempt that answered.',
+    'Upstream requests the proxy sent again by itself, by backend, role and reason: stale_connection (a kept-alive connection the backend had closed failed the request before any answer; idempotent methods with a buffered body are sent again on another connection, as nginx does), unauthorized (the backend answered 401 to the proxy\'s OAuth2 token: the token is purged and an idempotent request sent once more with a fresh one). Each request is counted once in cutover_requests_total, with the outcome of the attempt that answered.',
     'counter',
     ['backend', 'role', 'reason'],
   );
@@ -489,13 +492,13 @@ export class Telemetry {
     this.configReloadsTotal.series('error');
     this.adminRefusedTotal.series('unauthorized');
     this.adminRefusedTotal.series('forbidden');
-    for (const backend of BACKENDS) for (const role of ROLES) this.upstreamRetriesTotal.series(backend, role, 'stale_connection');
+    for (const backend of BACKENDS) for (const role of ROLES) for (const reason of RETRY_REASONS) this.upstreamRetriesTotal.series(backend, role, reason);
   }
 
-  /** A recorder of one backend's stale-connection retries (forward/retry.ts), by the kind of call. */
-  staleRetries(backend: BackendName): (kind: 'live' | 'mirror' | 'baseline' | 'upgrade') => void {
-    const primary = this.upstreamRetriesTotal.series(backend, 'primary', 'stale_connection');
-    const shadow = this.upstreamRetriesTotal.series(backend, 'shadow', 'stale_connection');
+  /** A recorder of one backend's requests sent again for `reason`, by the kind of call. */
+  retries(backend: BackendName, reason: RetryReason): (kind: 'live' | 'mirror' | 'baseline' | 'upgrade') => void {
+    const primary = this.upstreamRetriesTotal.series(backend, 'primary', reason);
+    const shadow = this.upstreamRetriesTotal.series(backend, 'shadow', reason);
     return (kind) => (kind === 'mirror' || kind === 'baseline' ? shadow : primary).value++;
   }
 

@@ -13,7 +13,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { BackendName } from '../../telemetry/metrics.js';
-import type { ShapedDispatchOptions } from '../../forward/shaping.js';
+import type { OutboundKind, ShapedDispatchOptions } from '../../forward/shaping.js';
 import { replayable } from '../../forward/retry.js';
 import { retryOnceAfter, type Header, type OutboundAuth, type OutboundMapping } from './index.js';
 
@@ -94,6 +94,8 @@ class AuthRetryHandler implements Handler {
     private readonly auth: OutboundAuth,
     private readonly mapping: OutboundMapping | undefined,
     private readonly canRetry: boolean,
+    /** Told when the request is sent again after a 401 (`cutover_upstream_retries_total{reason="unauthorized"}`). */
+    private readonly onRetry?: () => void,
   ) {}
 
   /** Sends the request with `header` (the one a 401 on this attempt purges). */
@@ -158,6 +160,7 @@ class AuthRetryHandler implements Handler {
       // Until the retry has a socket, an abort (the caller's deadline) ends the request at once: it
       // must not wait for a slow token endpoint past the backend's timeout.
       this.stable.between = (reason) => this.onResponseError(null, reason);
+      this.onRetry?.();
       void this.fetchAndSend();
       return;
     }
@@ -176,7 +179,7 @@ class AuthRetryHandler implements Handler {
  * The interceptor for one backend. Toward `new`, the request's credential mapping (from
  * `OutboundIntent.mapping`) picks the identity; toward `legacy` only the backend's own auth applies.
  */
-export function outboundAuthInterceptor(backend: BackendName, auth: OutboundAuth): Dispatcher.DispatcherComposeInterceptor {
+export function outboundAuthInterceptor(backend: BackendName, auth: OutboundAuth, retried?: (kind: OutboundKind) => void): Dispatcher.DispatcherComposeInterceptor {
   const oauth2 = auth.kind === 'oauth2-client-credentials';
   return (dispatch) => (opts, handler) => {
     const intent = (opts as Partial<ShapedDispatchOptions>).cutover;
@@ -184,7 +187,7 @@ export function outboundAuthInterceptor(backend: BackendName, auth: OutboundAuth
     if (auth.kind === 'none' && mapping?.header === undefined) return dispatch(opts, handler);
     if (!oauth2) return sendWith(dispatch, opts, auth.cachedHeader(mapping), handler);
     const canRetry = intent?.kind !== 'upgrade' && retryOnceAfter(auth, opts.method, 401, false) && replayable(opts.body);
-    const watch = new AuthRetryHandler(dispatch, opts, handler, auth, mapping, canRetry);
+    const watch = new AuthRetryHandler(dispatch, opts, handler, auth, mapping, canRetry, retried === undefined ? undefined : () => retried(intent?.kind ?? 'live'));
     const cached = auth.cachedHeader(mapping);
     if (cached === null) {
       void watch.fetchAndSend();
