@@ -360,6 +360,7 @@ describe('dashboard JSON (Grafana file provisioning)', () => {
     const required: Array<[string, string, RegExp]> = [
       ['Cutover', 'live weight per route', /max by \(route\) \(cutover_traffic_weight\{/],
       ['Traffic', 'req/s by backend and role', /sum by \(backend, role\) \(rate\(cutover_requests_total\{/],
+      ['Traffic', 'requests sent again by reason', /sum by \(backend, role, reason\) \(rate\(cutover_upstream_retries_total\{job=~"\$job"\}/],
       ['Correctness', 'mismatch ratio by route', /sum by \(route\) \(rate\(cutover_comparisons_total\{[^}]*result="mismatch"[^}]*\}[^\n]*\)\) \/ \(?sum by \(route\) \(rate\(cutover_comparisons_total\{/],
       ['Correctness', 'comparisons by result', /sum by \(result\) \(rate\(cutover_comparisons_total\{/],
       ['Correctness', 'top mismatching fields', /topk\(\d+, sum by \([^)]*\bfield\b[^)]*\) \(increase\(cutover_mismatch_fields_total\{/],
