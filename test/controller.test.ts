@@ -67,6 +67,14 @@ async function rig(opts: { steps?: Step[]; routes?: Partial<ControllerRoute>[]; 
   };
 }
 
+/** A rig whose route has taken its first step (10 %) on good evidence. */
+async function atTenPercent(opts: Parameters<typeof rig>[0] = {}): Promise<Rig> {
+  const r = await rig({ ...opts, settings: { holdIntervals: 1, ...opts.settings } });
+  await r.step(good());
+  expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+  return r;
+}
+
 /** A store whose bypass writes fail while `failing` (a full or read-only disk). */
 class FailingGlobalStore extends MemoryStore {
   failing = false;
@@ -713,9 +721,7 @@ describe('audit log bounds', () => {
 describe('controller: a state store that cannot be written', () => {
   it('still counts failing checks and rolls back (in memory, saved once it can be), but never steps forward unsaved', async () => {
     const store = new UnwritableStore();
-    const r = await rig({ store, settings: { holdIntervals: 1 } });
-    await r.step(good());
-    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    const r = await atTenPercent({ store });
     store.failing = true;
     // Good evidence: the step forward is not taken while it cannot be saved.
     await r.step(good()).catch(() => undefined);
@@ -734,9 +740,7 @@ describe('controller: a state store that cannot be written', () => {
 describe('controller: bypass turned on while a check waits', () => {
   it('stops the step forward the check was about to take (its evidence is from before the incident)', async () => {
     const store = new HeldWritesStore();
-    const r = await rig({ store, settings: { holdIntervals: 1 } });
-    await r.step(good());
-    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    const r = await atTenPercent({ store });
     good()(r.traffic);
     r.clock.t += INTERVAL;
     await checkBehindHeldWrite(r, store, () => r.controller.bypass(true, { who: 'ops', reason: 'incident' }));
@@ -796,9 +800,7 @@ describe('controller: the rollback lever with a state store that cannot be writt
     const stateDir = join(dir, 'state');
     const store = new FileStore(join(stateDir, 'cutover.json'));
     await store.load();
-    const r = await rig({ store, settings: { holdIntervals: 1 } });
-    await r.step(good());
-    expect(state(r)).toMatchObject({ step: 1, weight: 10 });
+    const r = await atTenPercent({ store });
     renameSync(stateDir, join(dir, 'moved'));
     writeFileSync(stateDir, 'not a directory');
     const err = await r.controller.rollback('r', { who: 'ops', reason: 'disk full, new misbehaving' }).then(
@@ -835,8 +837,7 @@ describe('controller: the rollback lever with a state store that cannot be writt
     });
     servers.push(hook);
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-    const r = await rig({ settings: { holdIntervals: 1, webhook: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/` } });
-    await r.step(good());
+    const r = await atTenPercent({ settings: { webhook: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/` } });
     for (let i = 0; i < 3; i++) await r.controller.rollback('r', { who: 'ops' });
     expect(await r.scrape()).toContain('cutover_rollbacks_total{route="r",reason="manual"} 1');
     const deadline = Date.now() + 5_000;

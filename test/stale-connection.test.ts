@@ -102,6 +102,11 @@ async function proxy(legacyUrl: string, newUrl: string, extra: Record<string, un
   return p;
 }
 
+/** The proxy in front of `legacyUrl` (and a healthy new), with route `r` on `path` live on legacy. */
+async function legacyProxy(legacyUrl: string, path: string, route: Record<string, unknown> = {}): Promise<InProcessProxy> {
+  return proxy(legacyUrl, await healthyBackend(), { routes: [{ name: 'r', match: { path }, weight: 0, ...route }] });
+}
+
 async function send(p: InProcessProxy, method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
   const res = await request(`${p.dataUrl}${path}`, { method: method as 'GET', body, headers: body === undefined ? {} : { 'content-type': 'application/json' } });
   return { status: res.statusCode, body: await res.body.text() };
@@ -113,7 +118,7 @@ describe('a kept-alive connection the backend closed', () => {
   for (const close of ['fin', 'rst'] as const) {
     it(`sends a GET again on another connection when the reused one is ${close === 'fin' ? 'closed' : 'reset'}, and counts it`, async () => {
       const legacy = await staleBackend(close);
-      const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] });
+      const p = await legacyProxy(legacy.url, '/items/:id', { shadow: { percent: 0 } });
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++) statuses.push((await send(p, 'GET', `/items/${i}`)).status);
       expect(statuses).toEqual([200, 200, 200, 200]);
@@ -137,7 +142,7 @@ describe('a kept-alive connection the backend closed', () => {
 
   it('sends a PUT again with its whole body', async () => {
     const legacy = await staleBackend('fin');
-    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0 }] });
+    const p = await legacyProxy(legacy.url, '/items/:id');
     expect((await send(p, 'PUT', '/items/1', '{"a":1}')).status).toBe(200);
     const second = await send(p, 'PUT', '/items/2', '{"b":2}');
     expect(second.status).toBe(200);
@@ -150,7 +155,7 @@ describe('a kept-alive connection the backend closed', () => {
 
   it('never sends a POST twice: the client gets the 502 and the backend one attempt', async () => {
     const legacy = await staleBackend('fin');
-    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items' }, weight: 0 }] });
+    const p = await legacyProxy(legacy.url, '/items');
     expect((await send(p, 'POST', '/items', '{"n":1}')).status).toBe(200);
     const res = await send(p, 'POST', '/items', '{"n":2}');
     expect(res.status).toBe(502);
@@ -160,7 +165,7 @@ describe('a kept-alive connection the backend closed', () => {
 
   it('does not send again what failed on a fresh connection: that is the backend failing', async () => {
     const legacy = await staleBackend('rst', 0);
-    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] });
+    const p = await legacyProxy(legacy.url, '/items/:id', { shadow: { percent: 0 } });
     for (let i = 0; i < 3; i++) expect((await send(p, 'GET', `/items/${i}`)).status).toBe(502);
     // One attempt per request, each on a connection of its own.
     expect(legacy.seen.map((s) => s.url)).toEqual(['/items/0', '/items/1', '/items/2']);
@@ -190,7 +195,7 @@ describe('a kept-alive connection the backend closed', () => {
 
   it('knows a connection reused by a POST: a GET after it on a closed connection is sent again', async () => {
     const legacy = await staleBackend('fin');
-    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items' }, weight: 0, shadow: { percent: 0 } }] });
+    const p = await legacyProxy(legacy.url, '/items', { shadow: { percent: 0 } });
     expect((await send(p, 'POST', '/items', '{"n":1}')).status).toBe(200);
     expect((await send(p, 'GET', '/items')).status).toBe(200);
     expect(legacy.seen.map((s) => `${s.method} ${s.answered ? 'answered' : 'closed'}`)).toEqual(['POST answered', 'GET closed', 'GET answered']);
@@ -199,7 +204,7 @@ describe('a kept-alive connection the backend closed', () => {
 
   it('never sends again a request whose answer had begun: the backend ran it', async () => {
     const legacy = await staleBackend('head');
-    const p = await proxy(legacy.url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0 }] });
+    const p = await legacyProxy(legacy.url, '/items/:id');
     expect((await send(p, 'DELETE', '/items/1')).status).toBe(200);
     expect((await send(p, 'DELETE', '/items/2')).status).toBe(502);
     expect(legacy.seen.filter((s) => s.url === '/items/2')).toHaveLength(1);
@@ -218,7 +223,7 @@ describe('a kept-alive connection the backend closed', () => {
         res.end('{}');
       });
       const url = `http://127.0.0.1:${await serve(server)}`;
-      const p = await proxy(url, await healthyBackend(), { routes: [{ name: 'r', match: { path: '/items/:id' }, weight: 0, shadow: { percent: 0 } }] });
+      const p = await legacyProxy(url, '/items/:id', { shadow: { percent: 0 } });
       // One kept-alive client connection, so the request and the reset land in one turn of the loop.
       const client = net.connect(Number(new URL(p.dataUrl).port), '127.0.0.1');
       cleanups.push(async () => void client.destroy());

@@ -641,9 +641,9 @@ export class Controller {
     return after;
   }
 
-  /** Applies a lever's change in the store; `then` sees the state it was made from and the result. */
   /**
-   * One lever on one route, written through the store. `inMemoryWhenUnsaved` (rollback only): when
+   * Applies a lever's change in the store; `then` sees the state it was made from and the result.
+   * `inMemoryWhenUnsaved` (rollback only): when
    * the store cannot be written the change still applies in this process (the store's next write
    * saves it), is audited as not yet saved, and the caller gets STATE_WRITE_FAILED saying so.
    */

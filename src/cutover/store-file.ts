@@ -31,8 +31,7 @@ export class StateFileError extends CutoverError {
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
-/** An epoch-ms time a Date can show (the API renders every stored time as ISO text). */
-/** A time a Date can show (epoch ms within ±8.64e15): what a stored time must be to be shown. */
+/** An epoch-ms time a Date can show (within ±8.64e15; the API renders every stored time as ISO text). */
 export function isTime(x: unknown): x is number {
   return typeof x === 'number' && Number.isFinite(x) && Math.abs(x) <= 8.64e15;
 }

@@ -73,11 +73,6 @@ export interface StoreSnapshot {
 }
 
 /**
- * The state store. Memory and file now; Redis with a lease and a fencing token in fleet mode. Writes
- * are whole-route updates through `update`, so an implementation can make them atomic (file: temp,
- * fsync, rename; Redis: a transaction checked against the fencing token).
- */
-/**
  * `keepUnsaved`: whether a change is applied in memory even when it cannot be persisted (the store
  * then reads down, and its next write saves it): for changes that protect clients, such as a
  * rollback and the failing checks leading to it. Otherwise a failed write changes nothing.
@@ -88,6 +83,11 @@ export interface UnsavedOptions<T> {
   onUnsaved?: (err: unknown) => void;
 }
 
+/**
+ * The state store. Memory and file now; Redis with a lease and a fencing token in fleet mode. Writes
+ * are whole-route updates through `update`, so an implementation can make them atomic (file: temp,
+ * fsync, rename; Redis: a transaction checked against the fencing token).
+ */
 export interface StateStore {
   readonly kind: 'memory' | 'file' | 'redis';
   /** Reads the persisted state (once at start); a missing file is a fresh state. */

@@ -7,6 +7,7 @@
  * `counter.labels(...)` hashes its label values on every call.
  */
 import client from 'prom-client';
+import type { OutboundKind } from '../forward/shaping.js';
 
 export type BackendName = 'legacy' | 'new';
 export type Role = 'primary' | 'shadow';
@@ -496,7 +497,7 @@ export class Telemetry {
   }
 
   /** A recorder of one backend's requests sent again for `reason`, by the kind of call. */
-  retries(backend: BackendName, reason: RetryReason): (kind: 'live' | 'mirror' | 'baseline' | 'upgrade') => void {
+  retries(backend: BackendName, reason: RetryReason): (kind: OutboundKind) => void {
     const primary = this.upstreamRetriesTotal.series(backend, 'primary', reason);
     const shadow = this.upstreamRetriesTotal.series(backend, 'shadow', reason);
     return (kind) => (kind === 'mirror' || kind === 'baseline' ? shadow : primary).value++;

@@ -11,7 +11,7 @@
 import type { BackendConfig, OutboundAuthConfig } from '../../config/schema.js';
 import { readSecretValue } from '../../config/credentials.js';
 import type { Telemetry } from '../../telemetry/metrics.js';
-import { OAuth2ClientCredentials, type Header, type OAuth2Options, type TokenRequest } from './oauth2.js';
+import { OAuth2ClientCredentials, withoutScheme, type Header, type OAuth2Options, type TokenRequest } from './oauth2.js';
 import { isIdempotent } from '../../forward/retry.js';
 
 export { OAuth2ClientCredentials, type Header, type TokenRequest } from './oauth2.js';
@@ -43,8 +43,8 @@ export interface OutboundAuth {
 
 /** A header value as a backend may echo it: whole, and without its scheme (`Bearer x` → `x`). */
 export function headerSecrets(value: string): string[] {
-  const space = value.indexOf(' ');
-  return space === -1 ? [value] : [value, value.slice(space + 1).trim()];
+  const bare = withoutScheme(value);
+  return bare === value ? [value] : [value, bare];
 }
 
 class NoAuth implements OutboundAuth {

@@ -95,7 +95,7 @@ class AuthRetryHandler implements Handler {
     private readonly mapping: OutboundMapping | undefined,
     private readonly canRetry: boolean,
     /** Told when the request is sent again after a 401 (`cutover_upstream_retries_total{reason="unauthorized"}`). */
-    private readonly onRetry?: () => void,
+    private readonly onRetry?: (kind: OutboundKind) => void,
   ) {}
 
   /** Sends the request with `header` (the one a 401 on this attempt purges). */
@@ -160,7 +160,7 @@ class AuthRetryHandler implements Handler {
       // Until the retry has a socket, an abort (the caller's deadline) ends the request at once: it
       // must not wait for a slow token endpoint past the backend's timeout.
       this.stable.between = (reason) => this.onResponseError(null, reason);
-      this.onRetry?.();
+      this.onRetry?.((this.opts as Partial<ShapedDispatchOptions>).cutover?.kind ?? 'live');
       void this.fetchAndSend();
       return;
     }
@@ -187,7 +187,7 @@ export function outboundAuthInterceptor(backend: BackendName, auth: OutboundAuth
     if (auth.kind === 'none' && mapping?.header === undefined) return dispatch(opts, handler);
     if (!oauth2) return sendWith(dispatch, opts, auth.cachedHeader(mapping), handler);
     const canRetry = intent?.kind !== 'upgrade' && retryOnceAfter(auth, opts.method, 401, false) && replayable(opts.body);
-    const watch = new AuthRetryHandler(dispatch, opts, handler, auth, mapping, canRetry, retried === undefined ? undefined : () => retried(intent?.kind ?? 'live'));
+    const watch = new AuthRetryHandler(dispatch, opts, handler, auth, mapping, canRetry, retried);
     const cached = auth.cachedHeader(mapping);
     if (cached === null) {
       void watch.fetchAndSend();

@@ -70,9 +70,10 @@ const QUICK_PURGES = 3;
 /** Tokens remembered after use, so diff examples can blank one a backend echoes (an answer may come late). */
 const RECENT_TOKENS = 8;
 
-/** The token of an `authorization: Bearer <token>` value. */
-function bearerToken(value: string): string {
-  return value.slice(value.indexOf(' ') + 1);
+/** A header value without its scheme (`Bearer x` → `x`; a value without one as it is). */
+export function withoutScheme(value: string): string {
+  const space = value.indexOf(' ');
+  return space === -1 ? value : value.slice(space + 1).trim();
 }
 
 export class OAuth2ClientCredentials {
@@ -192,7 +193,7 @@ export class OAuth2ClientCredentials {
 
   private remember(value: string): void {
     this.version++;
-    const token = bearerToken(value);
+    const token = withoutScheme(value);
     if (this.recent.includes(token)) return;
     this.recent.push(token);
     if (this.recent.length > RECENT_TOKENS) this.recent.shift();
@@ -206,7 +207,7 @@ export class OAuth2ClientCredentials {
   recentTokens(req?: TokenRequest): readonly string[] {
     const held = this.slots.get(this.key(req))?.header;
     if (held == null) return this.recent;
-    const token = bearerToken(held[1]);
+    const token = withoutScheme(held[1]);
     return this.recent.includes(token) ? this.recent : [token, ...this.recent];
   }
 
