@@ -69,7 +69,7 @@ const PROCESS_METRICS = new Set([
 const VALID_UNITS = new Set(['reqps', 'ops', 'percentunit', 'percent', 's', 'ms', 'bytes', 'short', 'none']);
 const PANEL_TYPES = new Set(['timeseries', 'stat', 'table', 'gauge', 'bargauge', 'text']);
 const ROWS = ['Cutover', 'Cutover controller', 'Traffic', 'Correctness', 'Latency', 'Shadow health', 'Credentials', 'Process'];
-const ALERTS = ['CutoverMismatchRateHigh', 'CutoverNewBackendErrorRateAboveLegacy', 'CutoverShadowOverload', 'CutoverShadowBackendDown', 'CutoverProxyDown', 'CutoverRolledBack'];
+const ALERTS = ['CutoverMismatchRateHigh', 'CutoverNewBackendErrorRateAboveLegacy', 'CutoverShadowOverload', 'CutoverShadowBackendDown', 'CutoverBackendRefusesToken', 'CutoverProxyDown', 'CutoverRolledBack'];
 const RECORDS = [
   'route:cutover_mismatch_ratio:rate5m',
   'route_backend_role:cutover_error_ratio:rate5m',
@@ -227,7 +227,7 @@ describe.skipIf(SKIP_PROMETHEUS)('rule files', () => {
     expect(res.code, res.stdout + res.stderr).toBe(0);
   });
 
-  it('define the six alerts, each with for, severity, summary, description and a runbook saying what to do', () => {
+  it('define the seven alerts, each with for, severity, summary, description and a runbook saying what to do', () => {
     expect(alertRules.map((r) => r.alert).sort()).toEqual([...ALERTS].sort());
     for (const rule of alertRules) {
       const name = rule.alert as string;
@@ -247,6 +247,8 @@ describe.skipIf(SKIP_PROMETHEUS)('rule files', () => {
     expect(byName.get('CutoverNewBackendErrorRateAboveLegacy')?.expr).toMatch(/backend="new",role="primary"/);
     expect(byName.get('CutoverShadowOverload')?.expr).toMatch(/reason="overload"/);
     expect(byName.get('CutoverShadowBackendDown')?.expr).toMatch(/reason="shadow_down"/);
+    // A 401 to the proxy's own token is a 4xx outcome, which no error-rate alert counts.
+    expect(byName.get('CutoverBackendRefusesToken')?.expr).toMatch(/cutover_upstream_retries_total\{reason="unauthorized"\}/);
     const down = byName.get('CutoverProxyDown')?.expr ?? '';
     expect(down).toContain('up{job=~".*cutover.*"} == 0');
     expect(down).toContain('absent(up{job=~".*cutover.*"})');
