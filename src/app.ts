@@ -84,6 +84,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             logger.error({ path, corruptPath, reason }, `the state file ${path} is unreadable (${reason}); it was moved to ${corruptPath} and every route starts from its configured weight`),
           onInvalidRoute: ({ path, route, reason }) =>
             logger.error({ path, route, reason }, `the state file ${path} holds an unusable entry for route ${route} (${reason}); that route starts from its configured weight`),
+          onRescued: ({ path, rescuePath, version, routes }) =>
+            logger.warn({ path, rescuePath, version, routes }, `the state file ${path} lacked changes made while it could not be written (a rollback, the checks before it); they were taken from ${rescuePath}`),
           onShared: ({ path, holder }) =>
             logger.error(
               { path, holder: { pid: holder.pid, host: holder.host, since: holder.since } },

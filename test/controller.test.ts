@@ -12,6 +12,7 @@ import { buildReport } from '../src/cutover/report.js';
 import type { GateThresholds } from '../src/cutover/types.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
 import { TestEvidence } from './helpers/evidence.js';
+import { FullDiskStore } from './helpers/full-disk.js';
 
 const GATES: GateThresholds = { minComparisons: 50, maxMismatchRate: 0.05, maxErrorRateIncrease: 0.02, maxLatencyRatio: 1.5 };
 const INTERVAL = 30_000;
@@ -539,6 +540,28 @@ describe('controller: found by review', () => {
     expect(state(r).weight).toBe(10);
   });
 
+  it('bypass on with a full disk: kept in the rescue file, so a restarted store starts bypassed', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    const r = await rig({ store, routes: [{ weight: 10 }] });
+    store.full = true;
+    await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(
+      `Bypass is ON in this process, but the state file ${path} could not be written (ENOSPC): it is kept in the rescue file ${path}.rescue, so a restart keeps it; cutover writes it at each check.`,
+    );
+    expect(r.controller.bypassed()).toBe(true);
+    expect(r.weights).toEqual([['r', 0]]);
+    await r.audit.flush();
+    expect((await r.audit.read()).map((e) => [e.action, e.why])).toEqual([['bypass-on', `incident (not yet in the state store; kept in the rescue file ${path}.rescue)`]]);
+    // Turning it off waits for the store, as before: still on.
+    await expect(r.controller.bypass(false, { who: 'ops' })).rejects.toThrow(/ENOSPC/);
+    expect(r.controller.bypassed()).toBe(true);
+    await store.close();
+    const restarted = new FileStore(path);
+    expect((await restarted.load()).global).toMatchObject({ bypass: true, changedBy: 'ops', reason: 'incident' });
+    await restarted.close();
+  });
+
   it('a check retrying an unsaved bypass-on never lands after a later bypass-off (found by review)', async () => {
     class FlakyStore extends MemoryStore {
       failing = false;
@@ -823,6 +846,26 @@ describe('controller: the rollback lever with a state store that cannot be writt
     expect(store.up()).toBe(true);
     expect(state(r)).toMatchObject({ step: 0, weight: 0, state: 'rolled_back' });
     expect(JSON.parse(readFileSync(join(stateDir, 'cutover.json'), 'utf8')).routes.r).toMatchObject({ weight: 0, state: 'rolled_back' });
+  });
+
+  it('on a full disk: keeps the rollback in the rescue file, says a restart keeps it, and a restarted store has it', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    const r = await atTenPercent({ store });
+    store.full = true;
+    const err = await r.controller.rollback('r', { who: 'ops', reason: 'new misbehaving' }).then(
+      () => null,
+      (e: unknown) => e as { code?: string; message: string },
+    );
+    expect(err?.code).toBe('CUTOVER_STATE_WRITE_FAILED');
+    expect(err?.message).toBe(`r is rolled_back at 0% in this process, but the state file ${path} could not be written (ENOSPC): it is kept in the rescue file ${path}.rescue, so a restart keeps it; the store's next write (at the next check) saves it.`);
+    expect((await r.audit.read()).at(-1)).toMatchObject({ who: 'ops', action: 'rollback', why: `new misbehaving (not yet in the state store; kept in the rescue file ${path}.rescue)` });
+    expect(r.weights.at(-1)).toEqual(['r', 0]);
+    await store.close();
+    const restarted = new FileStore(path);
+    expect((await restarted.load()).routes.r).toMatchObject({ weight: 0, step: 0, state: 'rolled_back' });
+    await restarted.close();
   });
 
   it('counts and announces a rollback once: pressing it again on a rolled-back route moves nothing', async () => {

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { FileStore, LOCK_LEASE_MS } from '../src/cutover/store-file.js';
+import { FileStore, LOCK_LEASE_MS, RESCUE_MIN_BYTES } from '../src/cutover/store-file.js';
+import { FullDiskStore } from './helpers/full-disk.js';
 import type { RouteState } from '../src/cutover/types.js';
 import { startBackend, waitFor, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy } from './helpers/proxy.js';
@@ -128,10 +129,11 @@ describe('file state store', () => {
     utimesSync(join(dir, 'state.json.lock.0a1b.tmp'), old, old);
     const store = new FileStore(path);
     await store.load();
-    expect(readdirSync(dir).sort()).toEqual(['.state.json.23456.c0ffee.tmp', 'state.json.lock']);
+    expect(readdirSync(dir).sort()).toEqual(['.state.json.23456.c0ffee.tmp', 'state.json.lock', 'state.json.rescue']);
     rmSync(join(dir, '.state.json.23456.c0ffee.tmp'));
     await store.close();
-    expect(readdirSync(dir)).toEqual([]);
+    // The rescue file is space set aside for a full disk (below): it stays.
+    expect(readdirSync(dir)).toEqual(['state.json.rescue']);
   });
 
   it('always holds the old or the new state when its writer is SIGKILLed mid-write, 25 times', async () => {
@@ -172,6 +174,111 @@ describe('file state store', () => {
     expect(last).toBeGreaterThanOrEqual(25);
     console.log(`state store crash test: 25 kills, ${killedWhileWriting} with a temp file in flight, final step ${last}`);
   }, 120_000);
+});
+
+const rolledBack = (c: RouteState): RouteState => ({ ...c, weight: 0, state: 'rolled_back', paused: true, changedBy: 'ops', reason: 'new misbehaving' });
+
+/** Applies `change` to route a, kept in memory when it cannot be written; says where the store kept it. */
+async function keepUnsaved(store: FileStore, change: (c: RouteState) => RouteState): Promise<{ err: unknown; keptIn: string | null } | null> {
+  let seen: { err: unknown; keptIn: string | null } | null = null;
+  await store.updateRoute('a', seed('a'), change, { keepUnsaved: () => true, onUnsaved: (err, keptIn) => (seen = { err, keptIn }) });
+  return seen;
+}
+
+describe('a change kept unsaved (a full disk) and a restart', () => {
+  it('a rollback the state file could not take is kept in the rescue file, taken back at the next start, and written to the file there', async () => {
+    const path = join(tempDir(), 'state.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    expect(readFileSync(`${path}.rescue`).length).toBe(RESCUE_MIN_BYTES);
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    store.full = true;
+    const unsaved = await keepUnsaved(store, rolledBack);
+    expect(unsaved?.keptIn).toBe(`the rescue file ${path}.rescue`);
+    expect(store.snapshot().routes.a).toMatchObject({ weight: 0, state: 'rolled_back' });
+    expect(JSON.parse(readFileSync(path, 'utf8')).routes.a.weight).toBe(25);
+    await store.close();
+
+    // The process restarts with the disk back: the rollback holds, and the file now has it.
+    const rescued: { version: number; routes: string[] }[] = [];
+    const after = new FileStore(path, { onRescued: ({ version, routes }) => rescued.push({ version, routes }) });
+    const state = await after.load();
+    expect(state.routes.a).toMatchObject({ weight: 0, state: 'rolled_back', changedBy: 'ops' });
+    expect(state.version).toBe(2);
+    expect(rescued).toEqual([{ version: 2, routes: ['a'] }]);
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ version: 2, routes: { a: { weight: 0, state: 'rolled_back' } } });
+    // The record is zeroed once the file has it: a later start does not take it again.
+    expect(readFileSync(`${path}.rescue`).subarray(0, 16).equals(Buffer.alloc(16))).toBe(true);
+    await after.close();
+    const third = new FileStore(path, { onRescued: () => rescued.push({ version: -1, routes: [] }) });
+    expect((await third.load()).routes.a.weight).toBe(0);
+    expect(rescued).toHaveLength(1);
+    await third.close();
+  });
+
+  it('a newer state file wins over an older record, and a torn or foreign record is ignored', async () => {
+    const path = join(tempDir(), 'state.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    store.full = true;
+    await keepUnsaved(store, rolledBack);
+    const record = readFileSync(`${path}.rescue`);
+    store.full = false;
+    // The file takes a newer state; the record would say version 1.
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 40, state: 'shifting' }));
+    await store.close();
+    writeFileSync(`${path}.rescue`, record);
+    const rescued: number[] = [];
+    const again = new FileStore(path, { onRescued: ({ version }) => rescued.push(version) });
+    expect((await again.load()).routes.a.weight).toBe(40);
+    expect(rescued).toEqual([]);
+    await again.close();
+    // A record cut short, or one byte flipped: its CRC-32 no longer matches.
+    const fresh = join(tempDir(), 'state.json');
+    for (const broken of [record.subarray(0, 40), Buffer.from(record.map((b, i) => (i === 30 ? b ^ 1 : b)))]) {
+      rmSync(fresh, { force: true });
+      writeFileSync(`${fresh}.rescue`, broken);
+      const s = new FileStore(fresh, { onRescued: ({ version }) => rescued.push(version) });
+      expect((await s.load()).routes).toEqual({});
+      await s.close();
+    }
+    expect(rescued).toEqual([]);
+  });
+
+  it('on a real full filesystem (a 1 MiB tmpfs): the rollback survives a restart while the disk is still full, and is saved once it is not', async (ctx) => {
+    const mnt = tempDir();
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    if (mounted.status !== 0) ctx.skip(); // mounting needs root
+    cleanups.push(async () => spawnSync('umount', [mnt]));
+    const path = join(mnt, 'state.json');
+    const store = new FileStore(path);
+    await store.load();
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    // Fill the filesystem to its last byte.
+    try {
+      writeFileSync(join(mnt, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+    } catch (err) {
+      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    await expect(store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 50 }))).rejects.toThrow(/could not be written \(ENOSPC\)/);
+    const unsaved = await keepUnsaved(store, rolledBack);
+    expect(unsaved?.keptIn).toBe(`the rescue file ${path}.rescue`);
+    expect(store.up()).toBe(false);
+    await store.close();
+
+    // Restarted on the still full disk: the rollback holds (it cannot reach the file yet).
+    const restarted = new FileStore(path);
+    expect((await restarted.load()).routes.a).toMatchObject({ weight: 0, state: 'rolled_back' });
+    expect(restarted.up()).toBe(false);
+    expect(JSON.parse(readFileSync(path, 'utf8')).routes.a.weight).toBe(25);
+    // Space again: the next write saves it, and zeroes the record.
+    rmSync(join(mnt, 'filler'));
+    await restarted.updateRoute('a', seed('a'), (c) => ({ ...c, failures: 0 }));
+    expect(restarted.up()).toBe(true);
+    expect(JSON.parse(readFileSync(path, 'utf8')).routes.a).toMatchObject({ weight: 0, state: 'rolled_back' });
+    expect(readFileSync(`${path}.rescue`).subarray(0, 16).equals(Buffer.alloc(16))).toBe(true);
+    await restarted.close();
+  });
 });
 
 describe('one process per state file', () => {

@@ -609,16 +609,27 @@ export class Controller {
       for (const name of this.routes.keys()) this.emit(name, 0);
     }
     let after: GlobalState;
+    // On in this process already (that is what an incident needs), but not in the store: said so,
+    // audited, and written at each check until the store takes it. The store keeps it in memory
+    // too, and where a restart finds it when it can (the file store's rescue record).
+    const unsavedOn = (err: unknown, keptIn: string | null): CutoverError => {
+      this.bypassUnsaved = { changedAt: now, changedBy: opts.who, reason: why };
+      const note = keptIn === null ? 'not yet in the state store' : `not yet in the state store; kept in ${keptIn}`;
+      void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: 'bypass-on', from: null, to: null, why: `${why} (${note})` });
+      const restart = keptIn === null ? 'a restart would lose it until the store can be written' : `it is kept in ${keptIn}, so a restart keeps it`;
+      return new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but ${storeProblem(err)}: ${restart}; cutover writes it at each check.`);
+    };
+    let unsaved: CutoverError | null = null;
     try {
-      after = await this.deps.store.updateGlobal((g) => ({ ...g, bypass: on, changedAt: now, changedBy: opts.who, reason: why }));
+      after = await this.deps.store.updateGlobal(
+        (g) => ({ ...g, bypass: on, changedAt: now, changedBy: opts.who, reason: why }),
+        on && !wasOn ? { keepUnsaved: () => true, onUnsaved: (err, keptIn) => (unsaved = unsavedOn(err, keptIn)) } : {},
+      );
     } catch (err) {
       if (!on || wasOn) throw err;
-      // On in this process already (that is what an incident needs), but not in the store: said so,
-      // audited, and written at each check until the store takes it (a restart would lose it).
-      this.bypassUnsaved = { changedAt: now, changedBy: opts.who, reason: why };
-      void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: 'bypass-on', from: null, to: null, why: `${why} (not yet in the state store)` });
-      throw new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but ${storeProblem(err)}: a restart would lose it until the store can be written; cutover writes it at each check.`);
+      throw unsavedOn(err, null);
     }
+    if (unsaved !== null) throw unsaved;
     this.bypassUnsaved = null;
     if (!on) {
       this.bypassNow = false;
@@ -661,6 +672,7 @@ export class Controller {
     const why = opts.reason?.trim() || `${action} by ${opts.who}`;
     let from = before;
     let unsaved: unknown = null;
+    let keptIn: string | null = null;
     const after = await this.deps.store.updateRoute(
       route,
       () => this.seed(r),
@@ -668,15 +680,25 @@ export class Controller {
         from = current;
         return change(current, now, why);
       },
-      inMemoryWhenUnsaved ? { keepUnsaved: () => true, onUnsaved: (err: unknown) => (unsaved = err) } : {},
+      inMemoryWhenUnsaved
+        ? {
+            keepUnsaved: () => true,
+            onUnsaved: (err: unknown, where: string | null) => {
+              unsaved = err;
+              keptIn = where;
+            },
+          }
+        : {},
     );
-    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, unsaved === null ? why : `${why} (not yet in the state store)`));
+    const note = keptIn === null ? 'not yet in the state store' : `not yet in the state store; kept in ${keptIn}`;
+    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, unsaved === null ? why : `${why} (${note})`));
     then?.(from, after);
     if (unsaved !== null) {
-      this.deps.logger?.error({ route, who: opts.who, err: storeProblem(unsaved) }, `cutover ${action}: ${route} applied in this process, but not saved`);
+      this.deps.logger?.error({ route, who: opts.who, err: storeProblem(unsaved), keptIn }, `cutover ${action}: ${route} applied in this process, but not saved`);
+      const restart = keptIn === null ? 'a restart would lose it until the store can be written' : `it is kept in ${keptIn}, so a restart keeps it`;
       throw new CutoverError(
         'CUTOVER_STATE_WRITE_FAILED',
-        `${route} is ${after.state} at ${after.weight}% in this process, but ${storeProblem(unsaved)}: a restart would lose it until the store can be written; the store's next write (at the next check) saves it.`,
+        `${route} is ${after.state} at ${after.weight}% in this process, but ${storeProblem(unsaved)}: ${restart}; the store's next write (at the next check) saves it.`,
       );
     }
     return after;

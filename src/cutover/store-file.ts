@@ -10,11 +10,25 @@
  * into the same file forever. A file that cannot be read at all (permissions) is an error: that one
  * needs a person.
  *
+ * A full disk: a rollback (the lever's or the controller's) and the failing checks leading to one
+ * are applied in memory when the file cannot be written (UnsavedOptions), and a restart before the
+ * disk recovers would read the old weights and send clients back to new. So the store sets space
+ * aside while it has some: `<path>.rescue`, a file of zeros written out in full at start (64 KiB,
+ * or four times the routes' state when that is more, regrown after a write that needs it). A change
+ * kept unsaved is written over its first bytes in place (a framed record: magic, length, CRC-32, the
+ * routes' and the switch's state as JSON), which needs no new block on ext4, XFS or tmpfs, and
+ * fsynced. At start a valid record newer than the file (its `version`) is taken over the file's
+ * routes and switch, and written to the file at once when it can be; once the file holds a newer
+ * state the record is zeroed. On a copy-on-write filesystem (btrfs, ZFS) the in-place write may fail
+ * as well: the change then stays in memory only, as before, and the lever says so. To reset the
+ * state by hand, delete both files.
+ *
  * The Redis store (fleet) will follow the same shape: `version` is the fencing token a writer checks
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
 import { CutoverError, StateWriteError } from '../errors.js';
 import { freshSnapshot, MemoryStore } from './store.js';
@@ -70,6 +84,39 @@ export interface FileStoreEvents extends LockEvents {
   onCorrupt?: (info: { path: string; corruptPath: string; reason: string }) => void;
   /** A route's entry could not be used: it was left out, so the route starts from its configured weight. */
   onInvalidRoute?: (info: { path: string; route: string; reason: string }) => void;
+  /** Changes the file lacked were taken from the rescue record (written while the file could not be). */
+  onRescued?: (info: { path: string; rescuePath: string; version: number; routes: string[] }) => void;
+}
+
+/** The rescue file's size at least: the state of hundreds of routes. */
+export const RESCUE_MIN_BYTES = 64 * 1024;
+const RESCUE_MAGIC = Buffer.from('CUTRESC1');
+/** Magic, then the JSON's length and its CRC-32, both 32-bit big-endian. */
+const RESCUE_HEAD = RESCUE_MAGIC.length + 8;
+
+/** The rescue record's bytes for `state`: only what a rollback changes (routes, the switch), not `extra`. */
+function rescueRecord(state: StoreSnapshot): Buffer {
+  const json = Buffer.from(JSON.stringify({ version: state.version, global: state.global, routes: state.routes }));
+  const head = Buffer.alloc(RESCUE_HEAD);
+  RESCUE_MAGIC.copy(head);
+  head.writeUInt32BE(json.length, RESCUE_MAGIC.length);
+  head.writeUInt32BE(crc32(json), RESCUE_MAGIC.length + 4);
+  return Buffer.concat([head, json]);
+}
+
+/** The record a rescue file holds, or null (zeros, torn, or not a state). */
+function readRescueRecord(bytes: Buffer): Pick<StoreSnapshot, 'version' | 'global' | 'routes'> | null {
+  if (bytes.length < RESCUE_HEAD || !bytes.subarray(0, RESCUE_MAGIC.length).equals(RESCUE_MAGIC)) return null;
+  const length = bytes.readUInt32BE(RESCUE_MAGIC.length);
+  const json = bytes.subarray(RESCUE_HEAD, RESCUE_HEAD + length);
+  if (json.length !== length || crc32(json) !== bytes.readUInt32BE(RESCUE_MAGIC.length + 4)) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json.toString('utf8'));
+  } catch {
+    return null;
+  }
+  return isObject(parsed) && isSnapshot({ ...parsed, extra: {} }) ? (parsed as Pick<StoreSnapshot, 'version' | 'global' | 'routes'>) : null;
 }
 
 /** A temp file this old is a leftover whatever its process. */
@@ -79,6 +126,12 @@ export class FileStore extends MemoryStore {
   override readonly kind = 'file';
   private healthy = true;
   private readonly tempPath: string;
+  /** `<path>.rescue`: where a change kept unsaved goes (see the module comment). */
+  readonly rescuePath: string;
+  /** The rescue file's size as last written out in full; 0 when there is none to write into. */
+  private rescueBytes = 0;
+  /** The rescue file holds a record the state file does not have yet. */
+  private rescueHolds = false;
   /** `<path>.lock`: names the process using the file, so a second one is told (store-lock.ts). */
   private readonly lock: StateFileLock;
 
@@ -90,6 +143,7 @@ export class FileStore extends MemoryStore {
     // The token too: two processes with one pid (containers) sharing the file must not share a temp.
     this.lock = new StateFileLock(path, randomBytes(12).toString('hex'), events);
     this.tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.${this.lock.token}.tmp`);
+    this.rescuePath = `${path}.rescue`;
   }
 
   override async close(): Promise<void> {
@@ -99,6 +153,13 @@ export class FileStore extends MemoryStore {
   override async load(): Promise<StoreSnapshot> {
     await this.lock.take();
     await this.removeStaleTemps();
+    await this.loadFile();
+    await this.adoptRescue();
+    await this.reserveRescue();
+    return this.state;
+  }
+
+  private async loadFile(): Promise<void> {
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
@@ -106,7 +167,7 @@ export class FileStore extends MemoryStore {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
         this.state = freshSnapshot();
-        return this.state;
+        return;
       }
       this.healthy = false;
       throw new StateFileError(`Cannot read the state file ${this.path} (${code ?? 'error'}); fix its permissions or point cutover.state.path elsewhere.`);
@@ -124,7 +185,7 @@ export class FileStore extends MemoryStore {
       await rename(this.path, corruptPath);
       this.events.onCorrupt?.({ path: this.path, corruptPath, reason });
       this.state = freshSnapshot();
-      return this.state;
+      return;
     }
     for (const [route, entry] of Object.entries(parsed.routes)) {
       const problem = routeEntryProblem(route, entry);
@@ -133,7 +194,88 @@ export class FileStore extends MemoryStore {
       this.events.onInvalidRoute?.({ path: this.path, route, reason: problem });
     }
     this.state = parsed;
-    return this.state;
+  }
+
+  /** A rescue record newer than the file: its routes and switch are taken, and written to the file when it can be. */
+  private async adoptRescue(): Promise<void> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(this.rescuePath);
+    } catch {
+      return;
+    }
+    this.rescueBytes = bytes.length;
+    const record = readRescueRecord(bytes);
+    if (record === null) return;
+    if (record.version <= this.state.version) {
+      // The file got there first (its write ran, the zeroing did not): the record must not outlive it.
+      await this.clearRescue();
+      return;
+    }
+    const routes: StoreSnapshot['routes'] = {};
+    for (const [route, entry] of Object.entries(record.routes)) {
+      const problem = routeEntryProblem(route, entry);
+      if (problem === null) routes[route] = entry;
+      else this.events.onInvalidRoute?.({ path: this.rescuePath, route, reason: problem });
+    }
+    this.state = { ...this.state, version: record.version, global: record.global, routes };
+    this.rescueHolds = true;
+    this.events.onRescued?.({ path: this.path, rescuePath: this.rescuePath, version: record.version, routes: Object.keys(routes) });
+    // Written to the file now if the disk allows (which zeroes the record); else the record stays.
+    await this.persist(this.state).catch(() => undefined);
+  }
+
+  /**
+   * Writes the rescue file out in full (zeros), at least RESCUE_MIN_BYTES and four times the current
+   * record, while the disk has room: later, a record is written into it without a new block.
+   */
+  private async reserveRescue(recordBytes = rescueRecord(this.state).length): Promise<void> {
+    if (this.rescueHolds) return;
+    const wanted = Math.max(RESCUE_MIN_BYTES, 4 * recordBytes);
+    if (this.rescueBytes >= wanted) return;
+    try {
+      await mkdir(dirname(this.path), { recursive: true });
+      await writeFile(this.rescuePath, Buffer.alloc(wanted), { mode: 0o600, flush: true });
+      this.rescueBytes = wanted;
+    } catch {
+      // No room even for that: a change kept unsaved stays in memory only.
+      this.rescueBytes = 0;
+      await unlink(this.rescuePath).catch(() => undefined);
+    }
+  }
+
+  protected override async rescue(next: StoreSnapshot): Promise<string | null> {
+    const record = rescueRecord(next);
+    if (record.length > this.rescueBytes) return null;
+    try {
+      const file = await open(this.rescuePath, 'r+');
+      try {
+        await file.write(record, 0, record.length, 0);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+    } catch {
+      return null;
+    }
+    this.rescueHolds = true;
+    return `the rescue file ${this.rescuePath}`;
+  }
+
+  /** The file now holds a newer state than the record: zeroes the record's head (in place). */
+  private async clearRescue(): Promise<void> {
+    try {
+      const file = await open(this.rescuePath, 'r+');
+      try {
+        await file.write(Buffer.alloc(RESCUE_HEAD), 0, RESCUE_HEAD, 0);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      this.rescueHolds = false;
+    } catch {
+      // Left as it is: its version is older than the file's, so a start ignores it.
+    }
   }
 
   /** A writer killed between its temp file and the rename leaves the temp behind: never the state. */
@@ -161,11 +303,12 @@ export class FileStore extends MemoryStore {
 
   /** Temp file, fsync, rename, fsync the directory: the rename is the commit. */
   protected override async persist(next: StoreSnapshot): Promise<void> {
+    const parts = this.serialise(next);
     try {
       await mkdir(dirname(this.path), { recursive: true });
       const file = await open(this.tempPath, 'w', 0o600);
       try {
-        await file.writev(this.serialise(next));
+        await file.writev(parts);
         await file.sync();
       } finally {
         await file.close();
@@ -183,6 +326,9 @@ export class FileStore extends MemoryStore {
       this.healthy = false;
       throw new StateWriteError(`the state file ${this.path} could not be written (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
     }
+    if (this.rescueHolds) await this.clearRescue();
+    // The first part holds the version, the switch and the routes: about the record's size.
+    await this.reserveRescue(parts[0].length + RESCUE_HEAD);
   }
 
   override up(): boolean {

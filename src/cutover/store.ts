@@ -33,6 +33,14 @@ export class MemoryStore implements StateStore {
   /** Persists `next` (the memory store has nowhere to put it). Subclasses write it out atomically. */
   protected async persist(_next: StoreSnapshot): Promise<void> {}
 
+  /**
+   * Keeps `next`, which `persist` could not write but is applied anyway (UnsavedOptions), where a
+   * restart finds it: says where, or null when it could not (the memory store has nowhere).
+   */
+  protected async rescue(_next: StoreSnapshot): Promise<string | null> {
+    return null;
+  }
+
   private readonly listeners: ((state: StoreSnapshot) => void)[] = [];
 
   /** Calls `listener` after every committed change (the proxy applies the live weights from it). */
@@ -51,7 +59,7 @@ export class MemoryStore implements StateStore {
         await this.persist(next);
       } catch (err) {
         if (unsaved.keepUnsaved === undefined || !unsaved.keepUnsaved(result)) throw err;
-        unsaved.onUnsaved?.(err);
+        unsaved.onUnsaved?.(err, await this.rescue(next));
       }
       this.state = next;
       for (const listener of this.listeners) listener(next);
@@ -69,11 +77,11 @@ export class MemoryStore implements StateStore {
     }, options);
   }
 
-  updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState> {
+  updateGlobal(change: (current: GlobalState) => GlobalState, options: UnsavedOptions<GlobalState> = {}): Promise<GlobalState> {
     return this.commit((state) => {
       const updated = change(state.global);
       return { next: { ...state, global: updated }, result: updated };
-    });
+    }, options);
   }
 
   setExtra(key: string, value: unknown): Promise<void> {

@@ -76,11 +76,12 @@ export interface StoreSnapshot {
  * `keepUnsaved`: whether a change is applied in memory even when it cannot be persisted (the store
  * then reads down, and its next write saves it): for changes that protect clients, such as a
  * rollback and the failing checks leading to it. Otherwise a failed write changes nothing.
- * `onUnsaved` is told the write's error when a change was kept that way.
+ * `onUnsaved` is told the write's error when a change was kept that way, and where the store kept
+ * it so that a restart keeps it too (the file store's rescue record), or null when nowhere.
  */
 export interface UnsavedOptions<T> {
   keepUnsaved?: (updated: T) => boolean;
-  onUnsaved?: (err: unknown) => void;
+  onUnsaved?: (err: unknown, keptIn: string | null) => void;
 }
 
 /**
@@ -96,7 +97,7 @@ export interface StateStore {
   snapshot(): StoreSnapshot;
   /** Applies `change` to the route's state (created from `seed` when unknown) and persists it. */
   updateRoute(route: string, seed: () => RouteState, change: (current: RouteState) => RouteState, options?: UnsavedOptions<RouteState>): Promise<RouteState>;
-  updateGlobal(change: (current: GlobalState) => GlobalState): Promise<GlobalState>;
+  updateGlobal(change: (current: GlobalState) => GlobalState, options?: UnsavedOptions<GlobalState>): Promise<GlobalState>;
   setExtra(key: string, value: unknown): Promise<void>;
   /** Whether the store answers (`cutover_state_store_up`). */
   up(): boolean;
