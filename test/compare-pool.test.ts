@@ -3,6 +3,7 @@
  * (as "could not compare", never left hanging, which would hold their queue place forever), the
  * worker is replaced a bounded number of times, and then the pool says it is no longer usable.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +73,28 @@ describe('comparison worker pool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  const fixtures = join(import.meta.dirname, 'fixtures');
+  const hasTaskset = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+  it.runIf(process.platform === 'linux')('replaces a worker that spins with the CPU at its limit (its thread had the CPU and did not answer)', async () => {
+    const pool = new ComparePool(1, pathToFileURL(join(fixtures, 'spinning-worker.mjs')), 0, 0, 300);
+    try {
+      const compared = await pool.compare(pair(), settings);
+      expect(compared).toEqual({ baseline: null, main: null, failure: 'compare_failed: no answer from the comparison worker within 300 ms' });
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it.runIf(hasTaskset)('leaves a worker starved of CPU (its core kept busy by the event loop) to finish its comparison, not taken for stuck', () => {
+    // Run apart, pinned to one core: a comparison needing ~500 ms of CPU at the lowest priority, a
+    // 2 s limit, and an event loop busy for 6 s. Taken for stuck, it failed after ~2.4 s.
+    const run = spawnSync('taskset', ['-c', '0', process.execPath, join(fixtures, 'starved-compare.mjs')], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.status, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout.trim()) as { answeredAt: number; failure: string | null; result: string | null };
+    expect(out).toMatchObject({ failure: null, result: 'mismatch' });
   });
 
   it('answers the comparisons still waiting when it closes', async () => {

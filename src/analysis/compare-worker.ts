@@ -3,13 +3,14 @@
  * transform modules itself by path (functions cannot cross threads), and answers every `compare`
  * message with the plain comparisons of that pair. Runs from dist/ only: `npm run build` makes it.
  */
+import { readlinkSync } from 'node:fs';
 import { constants, setPriority } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { KnownSpans, RecentPairs, type CompareState } from '../compare/index.js';
 import type { CompareSettings, TransformFn } from '../config/load.js';
 import { comparePair, compileRouteRules, type PairInput, type PairRules } from './compare-pair.js';
-import type { WorkerData, WorkerReply, WorkerRequest } from './workers.js';
+import type { WorkerData, WorkerReply, WorkerRequest, WorkerThread } from './workers.js';
 
 /**
  * Comparisons take only the CPU the proxy's own thread leaves over. On Linux a thread's nice value is
@@ -25,6 +26,19 @@ if (process.platform === 'linux') {
     setPriority(constants.priority.PRIORITY_LOW);
   } catch {
     // not allowed here: normal priority
+  }
+}
+
+/**
+ * The kernel's id of this thread, for the pool's watchdog: it reads the thread's CPU time to tell a
+ * worker stuck on a comparison from one merely starved of CPU (workers.ts). Linux only.
+ */
+if (process.platform === 'linux') {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) parentPort!.postMessage({ thread: tid } satisfies WorkerThread);
+  } catch {
+    // no /proc: the watchdog goes by the clock alone
   }
 }
 

@@ -18,6 +18,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { readFileSync } from 'node:fs';
 import type { KnownSpansStats, RecentPairsStats } from '../compare/index.js';
 import type { CompareSettings } from '../config/load.js';
 import { captureBuffers, ownsBacking } from '../forward/capture.js';
@@ -46,6 +47,11 @@ export interface WorkerReply {
   recent?: RecentPairsStats;
 }
 
+/** A worker's first message on Linux: its thread's kernel id (its CPU time is read from /proc). */
+export interface WorkerThread {
+  thread: number;
+}
+
 /** Comparisons handed to one worker at a time: enough to keep it busy, few enough to stay bounded. */
 const PER_WORKER = 16;
 /**
@@ -61,8 +67,27 @@ const RESTART_WINDOW_MS = 10 * 60_000;
  * takes ~2 ms; the diff's step budget ends any comparison well within a second): it is replaced and
  * its comparisons answered as failed. Left alone, it would hold its places in the queue for good,
  * and with them every later mirror (skipped as overload).
+ *
+ * On Linux only if it also had the CPU: half the limit of its own thread's CPU time since its last
+ * answer. Workers run at the lowest priority, so on a host whose cores the event loop keeps busy a
+ * worker may get ~1.5 % of one; a comparison needing 160 ms of CPU then takes seconds, and was taken
+ * for stuck and thrown away (proved with the limit at 400 ms on one busy core). A starved worker is
+ * left to finish (new mirrors are skipped as overload meanwhile, counted); one silent for
+ * STARVED_LIMITS limits is replaced whatever its CPU.
  */
 export const COMPARE_LIMIT_MS = 10_000;
+const STARVED_LIMITS = 30;
+
+/** The CPU time of this process's thread `tid` in ms (user + system, 10 ms ticks), or null. */
+function threadCpuMs(tid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return null;
+  }
+}
 
 export function workerFile(): URL | null {
   const here = new URL('./compare-worker.js', import.meta.url);
@@ -84,6 +109,11 @@ interface Slot {
   recent: RecentPairsStats | null;
   /** Answers its comparisons as failed and replaces the worker (the watchdog found it stuck). */
   stuck: () => void;
+  /** The worker thread's kernel id (Linux), to read its CPU time; null: the clock alone decides. */
+  tid: number | null;
+  /** The worker's CPU time (ms) when the watchdog first saw it busy since `markedAt` (a `progress`). */
+  cpuMark: number;
+  markedAt: number;
 }
 
 /** Rule keys live as long as the settings object (a config snapshot) they were made for. */
@@ -166,7 +196,17 @@ export class ComparePool {
   private readonly watch = (): void => {
     const now = performance.now();
     for (const slot of [...this.slots]) {
-      if (slot.pending.size > 0 && now - slot.progress > this.limitMs) slot.stuck();
+      if (slot.pending.size === 0) continue;
+      const cpu = slot.tid === null ? null : threadCpuMs(slot.tid);
+      if (slot.markedAt !== slot.progress) {
+        // The first look since its last answer: how much CPU it has had is counted from here.
+        slot.markedAt = slot.progress;
+        slot.cpuMark = cpu ?? 0;
+      }
+      const silent = now - slot.progress;
+      if (silent <= this.limitMs) continue;
+      const hadCpu = cpu === null || cpu - slot.cpuMark >= this.limitMs / 2;
+      if (hadCpu || silent > this.limitMs * STARVED_LIMITS) slot.stuck();
     }
   };
 
@@ -174,8 +214,13 @@ export class ComparePool {
     const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers), recentBytes: Math.floor(this.recentBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined };
-    worker.on('message', (reply: WorkerReply) => {
+    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined, tid: null, cpuMark: 0, markedAt: -1 };
+    worker.on('message', (message: WorkerReply | WorkerThread) => {
+      if ('thread' in message) {
+        slot.tid = message.thread;
+        return;
+      }
+      const reply = message;
       if (reply.bodies !== undefined) for (const body of reply.bodies) captureBuffers.give(body);
       if (reply.spans !== undefined) slot.spans = reply.spans;
       if (reply.recent !== undefined) slot.recent = reply.recent;
