@@ -86,6 +86,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             logger.error({ path, route, reason }, `the state file ${path} holds an unusable entry for route ${route} (${reason}); that route starts from its configured weight`),
           onRescued: ({ path, rescuePath, version, routes }) =>
             logger.warn({ path, rescuePath, version, routes }, `the state file ${path} lacked changes made while it could not be written (a rollback, the checks before it); they were taken from ${rescuePath}`),
+          onRescueUnreadable: ({ rescuePath, reason }) =>
+            logger.error({ rescuePath, reason }, `the rescue file ${rescuePath} cannot be read (${reason}): a rollback kept there while the disk was full, if any, is not applied, and nothing more is kept there; fix its permissions`),
           onShared: ({ path, holder }) =>
             logger.error(
               { path, holder: { pid: holder.pid, host: holder.host, since: holder.since } },

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -245,11 +245,59 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
     expect(rescued).toEqual([]);
   });
 
+  it('two slots: a record torn by a power loss leaves the one before it whole', async () => {
+    const path = join(tempDir(), 'state.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    await store.updateRoute('b', seed('b'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    store.full = true;
+    await keepUnsaved(store, rolledBack);
+    // A later change kept unsaved (route b's failing check) goes to the other slot; a power loss
+    // tears its write: only its first 100 bytes reach the disk.
+    await store.updateRoute('b', seed('b'), (c) => ({ ...c, failures: 1 }), { keepUnsaved: () => true });
+    await store.close();
+    const file = readFileSync(`${path}.rescue`);
+    const half = file.length / 2;
+    file.fill(0, half + 100, half + 2000);
+    writeFileSync(`${path}.rescue`, file);
+    const state = await new FileStore(path).load();
+    expect(state.routes.a).toMatchObject({ weight: 0, state: 'rolled_back' });
+    expect(state.version).toBe(3);
+  });
+
+  it('takes a record once however often it is loaded (the credential inventory loads the store too)', async () => {
+    const path = join(tempDir(), 'state.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    store.full = true;
+    await keepUnsaved(store, rolledBack);
+    await store.close();
+    const rescued: number[] = [];
+    const again = new FullDiskStore(path, { onRescued: ({ version }) => rescued.push(version) });
+    again.full = true;
+    await again.load();
+    expect((await again.load()).routes.a.state).toBe('rolled_back');
+    expect(rescued).toEqual([1]);
+    await again.close();
+  });
+
+  it('a rescue file that cannot be read is said and left alone, and nothing is kept in it', async () => {
+    const path = join(tempDir(), 'state.json');
+    mkdirSync(`${path}.rescue`);
+    writeFileSync(join(`${path}.rescue`, 'keep'), 'x');
+    const unreadable: string[] = [];
+    const store = new FullDiskStore(path, { onRescueUnreadable: ({ rescuePath, reason }) => unreadable.push(`${rescuePath}: ${reason}`) });
+    await store.load();
+    expect(unreadable).toEqual([`${path}.rescue: EISDIR`]);
+    store.full = true;
+    expect((await keepUnsaved(store, rolledBack))?.keptIn).toBeNull();
+    expect(readdirSync(`${path}.rescue`)).toEqual(['keep']);
+    await store.close();
+  });
+
   it('on a real full filesystem (a 1 MiB tmpfs): the rollback survives a restart while the disk is still full, and is saved once it is not', async (ctx) => {
-    const mnt = tempDir();
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
-    if (mounted.status !== 0) ctx.skip(); // mounting needs root
-    cleanups.push(async () => spawnSync('umount', [mnt]));
+    const mnt = tmpfs(ctx);
     const path = join(mnt, 'state.json');
     const store = new FileStore(path);
     await store.load();
@@ -279,7 +327,39 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
     expect(readFileSync(`${path}.rescue`).subarray(0, 16).equals(Buffer.alloc(16))).toBe(true);
     await restarted.close();
   });
+
+  it('on a nearly full filesystem: a growth of the rescue file that does not fit keeps what was set aside', async (ctx) => {
+    const mnt = tmpfs(ctx);
+    const path = join(mnt, 'state.json');
+    const store = new FileStore(path);
+    await store.load();
+    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    // Something else fills the disk but for 48 KiB.
+    const left = () => statfsSync(mnt).bavail * statfsSync(mnt).bsize;
+    writeFileSync(join(mnt, 'filler'), Buffer.alloc(left() - 48 * 1024));
+    // Route b's state grows to ~40 KiB: the state file takes it, a rescue file four times that (160 KiB) does not.
+    await store.updateRoute('b', seed('b'), (c) => ({ ...c, weight: 10, state: 'shifting', reason: 'x'.repeat(40 * 1024) }));
+    expect(store.up()).toBe(true);
+    expect(readFileSync(`${path}.rescue`).length).toBe(RESCUE_MIN_BYTES);
+    // The disk fills up: the rollback still fits a slot of what was set aside.
+    try {
+      writeFileSync(join(mnt, 'filler2'), Buffer.alloc(left() + 4096));
+    } catch {
+      // full
+    }
+    expect((await keepUnsaved(store, rolledBack))?.keptIn).toBe(`the rescue file ${path}.rescue`);
+    await store.close();
+    expect((await new FileStore(path).load()).routes.a).toMatchObject({ weight: 0, state: 'rolled_back' });
+  });
 });
+
+/** A 1 MiB tmpfs mounted for the test (unmounted after it); the test is skipped where mounting is not allowed (not root). */
+function tmpfs(ctx: { skip: () => void }): string {
+  const mnt = tempDir();
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]).status !== 0) ctx.skip();
+  cleanups.push(async () => spawnSync('umount', [mnt]));
+  return mnt;
+}
 
 describe('one process per state file', () => {
   it('a second process is told, naming the holder, but never refused (a proxy must start); a lock whose process is gone is taken over', async () => {

@@ -13,20 +13,23 @@
  * A full disk: a rollback (the lever's or the controller's) and the failing checks leading to one
  * are applied in memory when the file cannot be written (UnsavedOptions), and a restart before the
  * disk recovers would read the old weights and send clients back to new. So the store sets space
- * aside while it has some: `<path>.rescue`, a file of zeros written out in full at start (64 KiB,
- * or four times the routes' state when that is more, regrown after a write that needs it). A change
- * kept unsaved is written over its first bytes in place (a framed record: magic, length, CRC-32, the
- * routes' and the switch's state as JSON), which needs no new block on ext4, XFS or tmpfs, and
- * fsynced. At start a valid record newer than the file (its `version`) is taken over the file's
- * routes and switch, and written to the file at once when it can be; once the file holds a newer
- * state the record is zeroed. On a copy-on-write filesystem (btrfs, ZFS) the in-place write may fail
+ * aside while it has some: `<path>.rescue`, a file of zeros written out in full at start (128 KiB,
+ * or four times the routes' state when that is more, grown in place after a write that needs it,
+ * never shrunk or removed by a growth that fails). A change kept unsaved is written over it in place
+ * (a framed record: magic, length, CRC-32, the routes' and the switch's state as JSON), which needs
+ * no new block on ext4, XFS or tmpfs, and fsynced. The file has two slots, its halves, and a record
+ * goes into the one not holding the newest record: a write torn by a power loss leaves the one
+ * before it whole. At start the newest valid record, when newer than the file (its `version`), is
+ * taken over the file's routes and switch, and written to the file at once when it can be; once the
+ * file holds a newer state both slots are zeroed. A rescue file that cannot be read (permissions) is
+ * said, and left alone. On a copy-on-write filesystem (btrfs, ZFS) the in-place write may fail
  * as well: the change then stays in memory only, as before, and the lever says so. To reset the
  * state by hand, delete both files.
  *
  * The Redis store (fleet) will follow the same shape: `version` is the fencing token a writer checks
  * inside its transaction, and `up()` turns false when the lease or the connection is lost.
  */
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
@@ -86,10 +89,12 @@ export interface FileStoreEvents extends LockEvents {
   onInvalidRoute?: (info: { path: string; route: string; reason: string }) => void;
   /** Changes the file lacked were taken from the rescue record (written while the file could not be). */
   onRescued?: (info: { path: string; rescuePath: string; version: number; routes: string[] }) => void;
+  /** The rescue file exists but cannot be read: a change kept there, if any, is not applied, and the file is left alone. */
+  onRescueUnreadable?: (info: { rescuePath: string; reason: string }) => void;
 }
 
-/** The rescue file's size at least: the state of hundreds of routes. */
-export const RESCUE_MIN_BYTES = 64 * 1024;
+/** The rescue file's size at least (two slots of half): the state of hundreds of routes. */
+export const RESCUE_MIN_BYTES = 128 * 1024;
 const RESCUE_MAGIC = Buffer.from('CUTRESC1');
 /** Magic, then the JSON's length and its CRC-32, both 32-bit big-endian. */
 const RESCUE_HEAD = RESCUE_MAGIC.length + 8;
@@ -104,8 +109,21 @@ function rescueRecord(state: StoreSnapshot): Buffer {
   return Buffer.concat([head, json]);
 }
 
-/** The record a rescue file holds, or null (zeros, torn, or not a state). */
-function readRescueRecord(bytes: Buffer): Pick<StoreSnapshot, 'version' | 'global' | 'routes'> | null {
+type RescueRecord = Pick<StoreSnapshot, 'version' | 'global' | 'routes'>;
+
+/** The newest valid record of a rescue file's two slots (its halves), and its slot; null when neither holds one. */
+function newestRescueRecord(bytes: Buffer): { record: RescueRecord; slot: 0 | 1 } | null {
+  const half = Math.floor(bytes.length / 2);
+  let best: { record: RescueRecord; slot: 0 | 1 } | null = null;
+  for (const slot of [0, 1] as const) {
+    const record = readRescueRecord(bytes.subarray(slot * half, (slot + 1) * half));
+    if (record !== null && (best === null || record.version > best.record.version)) best = { record, slot };
+  }
+  return best;
+}
+
+/** The record a rescue slot holds, or null (zeros, torn, or not a state). */
+function readRescueRecord(bytes: Buffer): RescueRecord | null {
   if (bytes.length < RESCUE_HEAD || !bytes.subarray(0, RESCUE_MAGIC.length).equals(RESCUE_MAGIC)) return null;
   const length = bytes.readUInt32BE(RESCUE_MAGIC.length);
   const json = bytes.subarray(RESCUE_HEAD, RESCUE_HEAD + length);
@@ -116,7 +134,7 @@ function readRescueRecord(bytes: Buffer): Pick<StoreSnapshot, 'version' | 'globa
   } catch {
     return null;
   }
-  return isObject(parsed) && isSnapshot({ ...parsed, extra: {} }) ? (parsed as Pick<StoreSnapshot, 'version' | 'global' | 'routes'>) : null;
+  return isObject(parsed) && isSnapshot({ ...parsed, extra: {} }) ? (parsed as RescueRecord) : null;
 }
 
 /** A temp file this old is a leftover whatever its process. */
@@ -130,8 +148,12 @@ export class FileStore extends MemoryStore {
   readonly rescuePath: string;
   /** The rescue file's size as last written out in full; 0 when there is none to write into. */
   private rescueBytes = 0;
-  /** The rescue file holds a record the state file does not have yet. */
-  private rescueHolds = false;
+  /** The slot holding the newest record the state file does not have yet; -1 when none does. */
+  private rescueSlot: -1 | 0 | 1 = -1;
+  /** The rescue file could not be read: it is neither written nor regrown (it may hold a record). */
+  private rescueBlocked = false;
+  /** The state as loaded: a second `load()` (the credential inventory asks too) returns it. */
+  private loaded = false;
   /** `<path>.lock`: names the process using the file, so a second one is told (store-lock.ts). */
   private readonly lock: StateFileLock;
 
@@ -151,11 +173,14 @@ export class FileStore extends MemoryStore {
   }
 
   override async load(): Promise<StoreSnapshot> {
+    // Read once: after that this process's state is the one that counts.
+    if (this.loaded) return this.state;
     await this.lock.take();
     await this.removeStaleTemps();
     await this.loadFile();
     await this.adoptRescue();
     await this.reserveRescue();
+    this.loaded = true;
     return this.state;
   }
 
@@ -201,12 +226,18 @@ export class FileStore extends MemoryStore {
     let bytes: Buffer;
     try {
       bytes = await readFile(this.rescuePath);
-    } catch {
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'ENOENT') return;
+      this.rescueBlocked = true;
+      this.events.onRescueUnreadable?.({ rescuePath: this.rescuePath, reason: code });
       return;
     }
     this.rescueBytes = bytes.length;
-    const record = readRescueRecord(bytes);
-    if (record === null) return;
+    const newest = newestRescueRecord(bytes);
+    if (newest === null) return;
+    const { record, slot } = newest;
+    this.rescueSlot = slot;
     if (record.version <= this.state.version) {
       // The file got there first (its write ran, the zeroing did not): the record must not outlive it.
       await this.clearRescue();
@@ -219,38 +250,49 @@ export class FileStore extends MemoryStore {
       else this.events.onInvalidRoute?.({ path: this.rescuePath, route, reason: problem });
     }
     this.state = { ...this.state, version: record.version, global: record.global, routes };
-    this.rescueHolds = true;
     this.events.onRescued?.({ path: this.path, rescuePath: this.rescuePath, version: record.version, routes: Object.keys(routes) });
     // Written to the file now if the disk allows (which zeroes the record); else the record stays.
     await this.persist(this.state).catch(() => undefined);
   }
 
   /**
-   * Writes the rescue file out in full (zeros), at least RESCUE_MIN_BYTES and four times the current
-   * record, while the disk has room: later, a record is written into it without a new block.
+   * Writes the rescue file out (zeros) to at least RESCUE_MIN_BYTES and four times the current
+   * record, in place, while the disk has room: later, a record is written into it without a new
+   * block. A growth that fails leaves the file at its old size, still set aside.
    */
   private async reserveRescue(recordBytes = rescueRecord(this.state).length): Promise<void> {
-    if (this.rescueHolds) return;
+    if (this.rescueSlot !== -1 || this.rescueBlocked) return;
     const wanted = Math.max(RESCUE_MIN_BYTES, 4 * recordBytes);
     if (this.rescueBytes >= wanted) return;
+    const had = this.rescueBytes;
+    let file: FileHandle | null = null;
     try {
       await mkdir(dirname(this.path), { recursive: true });
-      await writeFile(this.rescuePath, Buffer.alloc(wanted), { mode: 0o600, flush: true });
+      file = await open(this.rescuePath, had > 0 ? 'r+' : 'w', 0o600);
+      // From the start: no slot head of the old layout may read as a record in the new one.
+      const { bytesWritten } = await file.write(Buffer.alloc(wanted), 0, wanted, 0);
+      if (bytesWritten !== wanted) throw new Error('short write');
+      await file.sync();
       this.rescueBytes = wanted;
     } catch {
-      // No room even for that: a change kept unsaved stays in memory only.
-      this.rescueBytes = 0;
-      await unlink(this.rescuePath).catch(() => undefined);
+      // No room for that much: what was set aside before stays (zeros, its old size).
+      await file?.truncate(had).catch(() => undefined);
+    } finally {
+      await file?.close().catch(() => undefined);
     }
   }
 
   protected override async rescue(next: StoreSnapshot): Promise<string | null> {
     const record = rescueRecord(next);
-    if (record.length > this.rescueBytes) return null;
+    const half = Math.floor(this.rescueBytes / 2);
+    if (this.rescueBlocked || record.length > half) return null;
+    // Never over the newest record: a write torn by a power loss must leave it whole.
+    const slot = this.rescueSlot === 0 ? 1 : 0;
     try {
       const file = await open(this.rescuePath, 'r+');
       try {
-        await file.write(record, 0, record.length, 0);
+        const { bytesWritten } = await file.write(record, 0, record.length, slot * half);
+        if (bytesWritten !== record.length) return null;
         await file.sync();
       } finally {
         await file.close();
@@ -258,21 +300,23 @@ export class FileStore extends MemoryStore {
     } catch {
       return null;
     }
-    this.rescueHolds = true;
+    this.rescueSlot = slot;
     return `the rescue file ${this.rescuePath}`;
   }
 
-  /** The file now holds a newer state than the record: zeroes the record's head (in place). */
+  /** The file now holds a newer state than any record: zeroes both slots' heads (in place). */
   private async clearRescue(): Promise<void> {
+    const half = Math.floor(this.rescueBytes / 2);
     try {
       const file = await open(this.rescuePath, 'r+');
       try {
         await file.write(Buffer.alloc(RESCUE_HEAD), 0, RESCUE_HEAD, 0);
+        await file.write(Buffer.alloc(RESCUE_HEAD), 0, RESCUE_HEAD, half);
         await file.sync();
       } finally {
         await file.close();
       }
-      this.rescueHolds = false;
+      this.rescueSlot = -1;
     } catch {
       // Left as it is: its version is older than the file's, so a start ignores it.
     }
@@ -326,7 +370,7 @@ export class FileStore extends MemoryStore {
       this.healthy = false;
       throw new StateWriteError(`the state file ${this.path} could not be written (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
     }
-    if (this.rescueHolds) await this.clearRescue();
+    if (this.rescueSlot !== -1) await this.clearRescue();
     // The first part holds the version, the switch and the routes: about the record's size.
     await this.reserveRescue(parts[0].length + RESCUE_HEAD);
   }
