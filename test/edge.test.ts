@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBackend, type Handler, type TestBackend } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
@@ -16,12 +17,12 @@ async function setup(handler: Handler): Promise<{ b: TestBackend; p: InProcessPr
   return { b, p };
 }
 
-function call(url: string, init: { method?: string; headers?: http.OutgoingHttpHeaders; chunks?: string[] } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+function call(url: string, init: { method?: string; headers?: http.OutgoingHttpHeaders; chunks?: string[] } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; trailers: NodeJS.Dict<string> }> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: init.method ?? 'GET', headers: init.headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), trailers: res.trailers }));
     });
     req.on('error', reject);
     for (const c of init.chunks ?? []) req.write(c);
@@ -97,6 +98,61 @@ describe('HTTP edge cases through the proxy', () => {
     expect(res.status).toBe(200);
     expect(res.body.length).toBe(320 * 64 * 1024);
     expect(res.body.every((x) => x === 7)).toBe(true);
+  });
+
+  it('passes the trailer fields of a chunked answer on (a checksum after the body), asks for them only for a client that takes them, and never the framing ones', async () => {
+    const { b, p } = await setup((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', trailer: 'x-checksum, cache-control' });
+      res.write('{"rows":[1,2,3]}');
+      res.addTrailers({ 'x-checksum': 'sha256=abc', 'cache-control': 'no-store', 'x-te-seen': String(req.headers.te) });
+      res.end();
+    });
+    const taking = await call(`${p.dataUrl}/export`, { headers: { te: 'trailers', connection: 'TE' } });
+    expect(taking.status).toBe(200);
+    expect(taking.body.toString()).toBe('{"rows":[1,2,3]}');
+    expect(taking.headers.trailer).toBe('x-checksum, cache-control');
+    expect(taking.trailers).toEqual({ 'x-checksum': 'sha256=abc', 'x-te-seen': 'trailers' });
+    expect(b.received[0].headers.te).toBe('trailers');
+    // A client that did not say it takes trailers: the backend is not told it may send them.
+    await call(`${p.dataUrl}/export`);
+    expect(b.received[1].headers.te).toBeUndefined();
+  });
+
+  it('answers a HEAD, a 204, an answer with a length and an HTTP/1.0 client whole when the backend names trailers it cannot send there', async () => {
+    // Node's own server will not send these heads: the backend writes them by hand, one per connection.
+    const heads: Record<string, string> = {
+      'HEAD /x': 'HTTP/1.1 200 OK\r\nTrailer: x-checksum\r\nContent-Length: 2\r\n\r\n',
+      'GET /none': 'HTTP/1.1 204 No Content\r\nTrailer: x-checksum\r\n\r\n',
+      'GET /length': 'HTTP/1.1 200 OK\r\nTrailer: x-checksum\r\nContent-Length: 2\r\n\r\nok',
+      'GET /old': 'HTTP/1.1 200 OK\r\nTrailer: x-checksum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\n\r\n',
+    };
+    const raw = net.createServer((socket) => {
+      socket.once('data', (c: Buffer) => {
+        const line = c.toString().split(' HTTP/')[0];
+        socket.end(heads[line].replace('\r\n', '\r\nConnection: close\r\n'));
+      });
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => raw.close(resolve)));
+    const url = `http://127.0.0.1:${(raw.address() as net.AddressInfo).port}`;
+    const p = await startProxy(baseConfig(url, url, { defaults: { shadow: { percent: 0 } } }));
+    cleanups.push(() => p.close(100));
+    const head = await call(`${p.dataUrl}/x`, { method: 'HEAD' });
+    const none = await call(`${p.dataUrl}/none`);
+    const length = await call(`${p.dataUrl}/length`);
+    expect([head.status, none.status, length.status]).toEqual([200, 204, 200]);
+    expect(length.body.toString()).toBe('ok');
+    expect([head.headers.trailer, none.headers.trailer, length.headers.trailer]).toEqual([undefined, undefined, undefined]);
+    const old = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(new URL(p.dataUrl).port), '127.0.0.1', () => socket.write('GET /old HTTP/1.0\r\nHost: x\r\n\r\n'));
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(old).toMatch(/^HTTP\/1\.1 200 /);
+    expect(old).not.toMatch(/^trailer:/im);
+    expect(old.endsWith('ok')).toBe(true);
   });
 
   it('keeps several Set-Cookie headers apart', async () => {

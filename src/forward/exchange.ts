@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import { problem, sendProblem } from '../problem.js';
 import { outcomeOf, type BackendName, type Outcome, type RouteMetrics, type Role } from '../telemetry/metrics.js';
 import { BodyCapture, type UpstreamAnswer } from './capture.js';
-import { downstreamHeaders } from './headers.js';
+import { downstreamHeaders, forwardedTrailers, trailerField } from './headers.js';
 import { youngReclaimer } from './reclaim.js';
 import { isTimeout, type Upstream } from './upstream.js';
 import type { OutboundIntent, ShapedDispatchOptions } from './shaping.js';
@@ -242,7 +242,12 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.headers = headers;
     this.capture?.expect(Number(headers['content-length']));
     try {
-      this.res.writeHead(statusCode, statusMessage || undefined, downstreamHeaders(headers));
+      const out = downstreamHeaders(headers);
+      if (headers.trailer !== undefined) {
+        const named = trailerField(headers, statusCode, this.res.req?.method, this.res.req?.httpVersion);
+        if (named !== undefined) out.trailer = named;
+      }
+      this.res.writeHead(statusCode, statusMessage || undefined, out);
     } catch {
       // A header Node refuses to send (invalid characters): the answer cannot be relayed as is.
       controller.abort(new Error('invalid response header'));
@@ -295,7 +300,17 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     this.pausedAt = 0;
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller?: Controller | null, trailers?: IncomingHttpHeaders): void {
+    // The backend's trailer fields (a checksum, a status after streaming) go on to the client. Node
+    // sends them with a chunked answer only, which is what an answer with trailers is.
+    const pass = forwardedTrailers(trailers);
+    if (pass !== null) {
+      try {
+        this.res.addTrailers(pass);
+      } catch {
+        // A field Node refuses (invalid characters): the answer goes without its trailers.
+      }
+    }
     this.res.end();
     this.settle(undefined);
   }

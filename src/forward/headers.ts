@@ -11,6 +11,39 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 /** Hop-by-hop fields, plus `expect` (undici rejects it; the proxy answers 100-continue itself). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect', 'proxy-authorization', 'proxy-authenticate']);
 
+/**
+ * Fields a trailer must not carry (RFC 9110 §6.5.1: framing, routing, controls, content
+ * metadata), or that are the connection's own: never passed on from a backend's trailer section.
+ */
+const NOT_IN_TRAILERS = new Set([...HOP_BY_HOP, 'content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'cache-control', 'expires', 'date', 'location', 'retry-after', 'vary', 'set-cookie', 'www-authenticate', 'authorization', 'age', 'warning']);
+
+/**
+ * The answer's `Trailer` field (the names of the trailer fields it ends with), to pass on when the
+ * client's answer is chunked, the only framing that carries trailers: Node refuses the field on any
+ * other (a HEAD, a 204 or 304, a length, an HTTP/1.0 client) and the answer would fail.
+ */
+export function trailerField(headers: IncomingHttpHeaders, status: number, method: string | undefined, httpVersion: string | undefined): string | undefined {
+  const named = headers.trailer;
+  if (named === undefined || method === 'HEAD' || status === 204 || status === 304 || headers['content-length'] !== undefined || httpVersion === '1.0') return undefined;
+  return named;
+}
+
+/** The trailer fields to pass on to the client, or null when there are none. */
+export function forwardedTrailers(trailers: IncomingHttpHeaders | undefined): OutgoingHttpHeaders | null {
+  let out: OutgoingHttpHeaders | null = null;
+  for (const name in trailers) {
+    if (NOT_IN_TRAILERS.has(name)) continue;
+    (out ??= {})[name] = trailers[name];
+  }
+  return out;
+}
+
+/** Whether a TE field value accepts trailer fields (its `trailers` member). */
+function acceptsTrailers(value: string): boolean {
+  for (const member of value.split(',')) if (member.trim().toLowerCase() === 'trailers') return true;
+  return false;
+}
+
 /** Headers the proxy sets itself on the upstream request. */
 // x-cutover-shadow is ours: a client must not be able to mark its live request as a shadow one.
 const REPLACED = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-cutover-shadow']);
@@ -114,12 +147,15 @@ export function upstreamHeaders(raw: readonly string[], ctx: ForwardedContext, s
   let xff: string | undefined;
   let xfProto: string | undefined;
   let xfHost: string | undefined;
+  let trailers = false;
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') {
+      // The client takes trailer fields, and the proxy passes them on: the backend may send them.
+      if (lower === 'te') trailers ||= acceptsTrailers(raw[i + 1]);
+      else if (lower === 'connection') {
         // Every Connection field counts: a second one must not un-name what the first named.
         const tokens = connectionTokens(raw[i + 1]);
         if (tokens !== null) named = named === null ? tokens : new Set([...named, ...tokens]);
@@ -146,6 +182,7 @@ export function upstreamHeaders(raw: readonly string[], ctx: ForwardedContext, s
   out.push('x-forwarded-proto', xfProto ?? ctx.proto);
   if (xfHost !== undefined || ctx.host !== undefined) out.push('x-forwarded-host', (xfHost ?? ctx.host)!);
   if (ctx.preserveHost && ctx.host !== undefined) out.push('host', ctx.host);
+  if (trailers) out.push('te', 'trailers');
   return out;
 }
 
