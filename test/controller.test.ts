@@ -803,6 +803,22 @@ describe('controller: a reload that puts a pause step where a route stands', () 
   });
 });
 
+describe('controller: its own rollback on a full disk', () => {
+  it('is kept in the rescue file, so a restarted store has the route rolled back (found by review)', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
+    const store = new FullDiskStore(path);
+    await store.load();
+    const r = await atTenPercent({ store });
+    store.full = true;
+    for (let i = 0; i < 3; i++) await r.step(bad()).catch(() => undefined);
+    expect(state(r)).toMatchObject({ weight: 0, state: 'rolled_back' });
+    await store.close();
+    const restarted = new FileStore(path);
+    expect((await restarted.load()).routes.r).toMatchObject({ weight: 0, state: 'rolled_back' });
+    await restarted.close();
+  });
+});
+
 describe('controller: a step forward refused by a store that cannot be written', () => {
   it('still publishes what the check found', async () => {
     const store = new UnwritableStore();

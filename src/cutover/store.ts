@@ -59,7 +59,10 @@ export class MemoryStore implements StateStore {
         await this.persist(next);
       } catch (err) {
         if (unsaved.keepUnsaved === undefined || !unsaved.keepUnsaved(result)) throw err;
-        unsaved.onUnsaved?.(err, await this.rescue(next));
+        // Kept where a restart finds it whether or not the caller asks where (the controller's own
+        // checks do not): an optional call would skip evaluating its arguments.
+        const keptIn = await this.rescue(next);
+        unsaved.onUnsaved?.(err, keptIn);
       }
       this.state = next;
       for (const listener of this.listeners) listener(next);
