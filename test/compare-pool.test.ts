@@ -88,6 +88,19 @@ describe('comparison worker pool', () => {
     }
   });
 
+  it.runIf(process.platform === 'linux')('replaces a worker blocked without using the CPU at its limit (neither running nor waiting for a CPU: not starved) (found by review)', async () => {
+    const pool = new ComparePool(1, pathToFileURL(join(fixtures, 'blocked-worker.mjs')), 0, 0, 300);
+    try {
+      const started = performance.now();
+      const compared = await pool.compare(pair(), settings);
+      expect(compared).toEqual({ baseline: null, main: null, failure: 'compare_failed: no answer from the comparison worker within 300 ms' });
+      // At its limit, not after the 30 limits a starved worker is given.
+      expect(performance.now() - started).toBeLessThan(3_000);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it.runIf(hasTaskset)('leaves a worker starved of CPU (its core kept busy by the event loop) to finish its comparison, not taken for stuck', () => {
     // Run apart, pinned to one core: a comparison needing ~500 ms of CPU at the lowest priority, a
     // 2 s limit, and an event loop busy for 6 s. Taken for stuck, it failed after ~2.4 s.

@@ -68,22 +68,24 @@ const RESTART_WINDOW_MS = 10 * 60_000;
  * its comparisons answered as failed. Left alone, it would hold its places in the queue for good,
  * and with them every later mirror (skipped as overload).
  *
- * On Linux only if it also had the CPU: half the limit of its own thread's CPU time since its last
- * answer. Workers run at the lowest priority, so on a host whose cores the event loop keeps busy a
- * worker may get ~1.5 % of one; a comparison needing 160 ms of CPU then takes seconds, and was taken
- * for stuck and thrown away (proved with the limit at 400 ms on one busy core). A starved worker is
- * left to finish (new mirrors are skipped as overload meanwhile, counted); one silent for
- * STARVED_LIMITS limits is replaced whatever its CPU.
+ * On Linux, not when it was starved: workers run at the lowest priority, so on a host whose cores
+ * the event loop keeps busy a worker may get ~1.5 % of one; a comparison needing 160 ms of CPU then
+ * takes seconds, and was taken for stuck and thrown away (proved with the limit at 400 ms on one
+ * busy core). The kernel's schedstat of the worker's thread tells them apart: since its last answer
+ * a stuck worker either ran (spinning: half the limit of CPU) or neither ran nor waited for a CPU
+ * (blocked: a transform in a read that never returns); a starved one waited for a CPU. A starved
+ * worker is left to finish (new mirrors are skipped as overload meanwhile, counted); one silent
+ * for STARVED_LIMITS limits is replaced whatever its times.
  */
 export const COMPARE_LIMIT_MS = 10_000;
 const STARVED_LIMITS = 30;
 
-/** The CPU time of this process's thread `tid` in ms (user + system, 10 ms ticks), or null. */
-function threadCpuMs(tid: number): number | null {
+/** Thread `tid`'s time on a CPU and time runnable (on a CPU or waiting for one), in ms; null where unreadable. */
+function threadTimes(tid: number): { ran: number; runnable: number } | null {
   try {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    const [ran, waited] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+    if (!Number.isFinite(ran) || !Number.isFinite(waited)) return null;
+    return { ran: ran / 1e6, runnable: (ran + waited) / 1e6 };
   } catch {
     return null;
   }
@@ -111,8 +113,8 @@ interface Slot {
   stuck: () => void;
   /** The worker thread's kernel id (Linux), to read its CPU time; null: the clock alone decides. */
   tid: number | null;
-  /** The worker's CPU time (ms) when the watchdog first saw it busy since `markedAt` (a `progress`). */
-  cpuMark: number;
+  /** The worker's times (threadTimes) when the watchdog first saw it busy since `markedAt` (a `progress`). */
+  timesMark: { ran: number; runnable: number } | null;
   markedAt: number;
 }
 
@@ -197,16 +199,18 @@ export class ComparePool {
     const now = performance.now();
     for (const slot of [...this.slots]) {
       if (slot.pending.size === 0) continue;
-      const cpu = slot.tid === null ? null : threadCpuMs(slot.tid);
-      if (slot.markedAt !== slot.progress) {
-        // The first look since its last answer: how much CPU it has had is counted from here.
+      const times = slot.tid === null ? null : threadTimes(slot.tid);
+      if (slot.markedAt !== slot.progress && times !== null) {
+        // The first look since its last answer: its times are counted from here.
         slot.markedAt = slot.progress;
-        slot.cpuMark = cpu ?? 0;
+        slot.timesMark = times;
       }
       const silent = now - slot.progress;
       if (silent <= this.limitMs) continue;
-      const hadCpu = cpu === null || cpu - slot.cpuMark >= this.limitMs / 2;
-      if (hadCpu || silent > this.limitMs * STARVED_LIMITS) slot.stuck();
+      const mark = slot.markedAt === slot.progress ? slot.timesMark : null;
+      // Without its times (not Linux, not yet known), the clock alone decides, as it always did.
+      const stuck = times === null || mark === null || times.ran - mark.ran >= this.limitMs / 2 || times.runnable - mark.runnable < this.limitMs / 2;
+      if (stuck || silent > this.limitMs * STARVED_LIMITS) slot.stuck();
     }
   };
 
@@ -214,7 +218,7 @@ export class ComparePool {
     const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers), recentBytes: Math.floor(this.recentBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined, tid: null, cpuMark: 0, markedAt: -1 };
+    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined, tid: null, timesMark: null, markedAt: -1 };
     worker.on('message', (message: WorkerReply | WorkerThread) => {
       if ('thread' in message) {
         slot.tid = message.thread;
