@@ -55,13 +55,17 @@ describe('forwarding', () => {
     });
     const p = await proxy(baseConfig(legacy.url, legacy.url));
     const res = await rawRequest(`${p.dataUrl}/a`, {
-      headers: { connection: 'keep-alive, x-client-private', 'x-client-private': '1', 'keep-alive': '300', te: 'trailers', 'proxy-connection': 'keep-alive', upgrade: 'h2c', 'x-normal': 'kept', 'proxy-authorization': 'Basic cHJveHk6c2VjcmV0' },
+      headers: { connection: 'keep-alive, x-client-private', 'x-client-private': '1', 'keep-alive': '300', te: 'gzip, chunked', 'proxy-connection': 'keep-alive', upgrade: 'h2c', 'x-normal': 'kept', 'proxy-authorization': 'Basic cHJveHk6c2VjcmV0' },
     });
     expect(res.status).toBe(200);
     const got = legacy.received[0].headers;
     // Proxy-Authorization is the client's credential for this hop, never the backend's (as Go's ReverseProxy).
     for (const h of ['x-client-private', 'keep-alive', 'te', 'proxy-connection', 'upgrade', 'proxy-authorization']) expect(got[h], h).toBeUndefined();
     expect(got['x-normal']).toBe('kept');
+    // The client's TE never goes on; the proxy says `TE: trailers` itself only for a client that takes them.
+    const withTrailers = await rawRequest(`${p.dataUrl}/a`, { headers: { te: 'gzip, trailers' } });
+    expect(withTrailers.status).toBe(200);
+    expect(legacy.received[1].headers.te).toBe('trailers');
     expect(res.headers['proxy-authenticate']).toBeUndefined();
     expect(res.headers['x-upstream-private']).toBeUndefined();
     expect(res.headers['x-kept']).toBe('yes');

@@ -244,7 +244,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     try {
       const out = downstreamHeaders(headers);
       if (headers.trailer !== undefined) {
-        const named = trailerField(headers, statusCode, this.res.req?.method, this.res.req?.httpVersion);
+        const named = trailerField(headers, statusCode, this.res.req?.method, this.res.useChunkedEncodingByDefault);
         if (named !== undefined) out.trailer = named;
       }
       this.res.writeHead(statusCode, statusMessage || undefined, out);
@@ -303,7 +303,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
   onResponseEnd(_controller?: Controller | null, trailers?: IncomingHttpHeaders): void {
     // The backend's trailer fields (a checksum, a status after streaming) go on to the client. Node
     // sends them with a chunked answer only, which is what an answer with trailers is.
-    const pass = forwardedTrailers(trailers);
+    const pass = forwardedTrailers(trailers, this.headers.connection);
     if (pass !== null) {
       try {
         this.res.addTrailers(pass);

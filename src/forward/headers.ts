@@ -20,19 +20,26 @@ const NOT_IN_TRAILERS = new Set([...HOP_BY_HOP, 'content-length', 'content-type'
 /**
  * The answer's `Trailer` field (the names of the trailer fields it ends with), to pass on when the
  * client's answer is chunked, the only framing that carries trailers: Node refuses the field on any
- * other (a HEAD, a 204 or 304, a length, an HTTP/1.0 client) and the answer would fail.
+ * other (a HEAD, a 204 or 304, a length, a client below HTTP/1.1: `chunkedByDefault` is Node's own
+ * `useChunkedEncodingByDefault` for the request) and the answer would fail.
  */
-export function trailerField(headers: IncomingHttpHeaders, status: number, method: string | undefined, httpVersion: string | undefined): string | undefined {
+export function trailerField(headers: IncomingHttpHeaders, status: number, method: string | undefined, chunkedByDefault: boolean): string | undefined {
   const named = headers.trailer;
-  if (named === undefined || method === 'HEAD' || status === 204 || status === 304 || headers['content-length'] !== undefined || httpVersion === '1.0') return undefined;
+  if (named === undefined || !chunkedByDefault || method === 'HEAD' || status === 204 || status === 304 || headers['content-length'] !== undefined) return undefined;
   return named;
 }
 
-/** The trailer fields to pass on to the client, or null when there are none. */
-export function forwardedTrailers(trailers: IncomingHttpHeaders | undefined): OutgoingHttpHeaders | null {
+/**
+ * The trailer fields to pass on to the client, or null when there are none: not those a trailer
+ * must not carry, nor those the answer's `Connection` names (hop-by-hop, like its header fields).
+ */
+export function forwardedTrailers(trailers: IncomingHttpHeaders | undefined, connection: string | string[] | undefined): OutgoingHttpHeaders | null {
   let out: OutgoingHttpHeaders | null = null;
+  let named: Set<string> | null | undefined;
   for (const name in trailers) {
     if (NOT_IN_TRAILERS.has(name)) continue;
+    named ??= connectionTokens(connection);
+    if (named !== null && named.has(name)) continue;
     (out ??= {})[name] = trailers[name];
   }
   return out;
