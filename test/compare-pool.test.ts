@@ -102,8 +102,10 @@ describe('comparison worker pool', () => {
   });
 
   it.runIf(hasTaskset)('leaves a worker starved of CPU (its core kept busy by the event loop) to finish its comparison, not taken for stuck', () => {
-    // Run apart, pinned to one core: a comparison needing ~500 ms of CPU at the lowest priority, a
-    // 2 s limit, and an event loop busy for 6 s. Taken for stuck, it failed after ~2.4 s.
+    // Run apart, pinned to one core: a comparison needing ~165 ms of CPU at the lowest priority, an
+    // 800 ms limit, and an event loop busy for 3 s. Taken for stuck, it failed after 0.9-1.0 s; it
+    // answers after 1.1-1.6 s. Kept short of work so that other tests on the core cannot starve it
+    // past the test's own time.
     const run = spawnSync('taskset', ['-c', '0', process.execPath, join(fixtures, 'starved-compare.mjs')], { encoding: 'utf8', timeout: 30_000 });
     expect(run.status, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout.trim()) as { answeredAt: number; failure: string | null; result: string | null };
