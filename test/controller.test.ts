@@ -68,6 +68,14 @@ async function rig(opts: { steps?: Step[]; routes?: Partial<ControllerRoute>[]; 
   };
 }
 
+/** A file store, loaded, whose disk fills up on demand (`store.full`). */
+async function fullDiskStore(): Promise<{ path: string; store: FullDiskStore }> {
+  const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
+  const store = new FullDiskStore(path);
+  await store.load();
+  return { path, store };
+}
+
 /** A rig whose route has taken its first step (10 %) on good evidence. */
 async function atTenPercent(opts: Parameters<typeof rig>[0] = {}): Promise<Rig> {
   const r = await rig({ ...opts, settings: { holdIntervals: 1, ...opts.settings } });
@@ -541,9 +549,7 @@ describe('controller: found by review', () => {
   });
 
   it('bypass on with a full disk: kept in the rescue file, so a restarted store starts bypassed', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
-    const store = new FullDiskStore(path);
-    await store.load();
+    const { path, store } = await fullDiskStore();
     const r = await rig({ store, routes: [{ weight: 10 }] });
     store.full = true;
     await expect(r.controller.bypass(true, { who: 'ops', reason: 'incident' })).rejects.toThrow(
@@ -805,9 +811,7 @@ describe('controller: a reload that puts a pause step where a route stands', () 
 
 describe('controller: its own rollback on a full disk', () => {
   it('is kept in the rescue file, so a restarted store has the route rolled back (found by review)', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
-    const store = new FullDiskStore(path);
-    await store.load();
+    const { path, store } = await fullDiskStore();
     const r = await atTenPercent({ store });
     store.full = true;
     for (let i = 0; i < 3; i++) await r.step(bad()).catch(() => undefined);
@@ -865,9 +869,7 @@ describe('controller: the rollback lever with a state store that cannot be writt
   });
 
   it('on a full disk: keeps the rollback in the rescue file, says a restart keeps it, and a restarted store has it', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'cutover-full-')), 'cutover.json');
-    const store = new FullDiskStore(path);
-    await store.load();
+    const { path, store } = await fullDiskStore();
     const r = await atTenPercent({ store });
     store.full = true;
     const err = await r.controller.rollback('r', { who: 'ops', reason: 'new misbehaving' }).then(
