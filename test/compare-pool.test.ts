@@ -101,6 +101,24 @@ describe('comparison worker pool', () => {
     }
   });
 
+  it.runIf(process.platform === 'linux')('keeps the answer of a worker the watchdog first looks at late (the event loop held past the limit in one stretch) (found by review)', async () => {
+    const pool = new ComparePool(1, pathToFileURL(join(fixtures, 'quick-worker.mjs')), 0, 0, 300);
+    try {
+      await pool.compare(pair(), settings);
+      // The worker's thread id has arrived.
+      await new Promise((r) => setTimeout(r, 100));
+      const pending = pool.compare(pair(), settings);
+      // The worker answers within ~30 ms; the event loop reads that only after 450 ms of other work.
+      setImmediate(() => {
+        const until = Date.now() + 450;
+        while (Date.now() < until);
+      });
+      expect(await pending).toEqual({ baseline: null, main: null });
+    } finally {
+      await pool.close();
+    }
+  });
+
   it.runIf(hasTaskset)('leaves a worker starved of CPU (its core kept busy by the event loop) to finish its comparison, not taken for stuck', () => {
     // Run apart, pinned to one core: a comparison needing ~165 ms of CPU at the lowest priority, an
     // 800 ms limit, and an event loop busy for 3 s. Taken for stuck, it failed after 0.9-1.0 s; it

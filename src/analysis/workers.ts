@@ -71,9 +71,10 @@ const RESTART_WINDOW_MS = 10 * 60_000;
  * On Linux, not when it was starved: workers run at the lowest priority, so on a host whose cores
  * the event loop keeps busy a worker may get ~1.5 % of one; a comparison needing 160 ms of CPU then
  * takes seconds, and was taken for stuck and thrown away (proved with the limit at 400 ms on one
- * busy core). The kernel's schedstat of the worker's thread tells them apart: since its last answer
- * a stuck worker either ran (spinning: half the limit of CPU) or neither ran nor waited for a CPU
- * (blocked: a transform in a read that never returns); a starved one waited for a CPU. A starved
+ * busy core). The kernel's schedstat of the worker's thread tells them apart, over at least half a
+ * limit from the watchdog's first look after its last answer: a stuck worker either ran most of it
+ * (spinning) or was runnable less than half of it (blocked: a transform in a read that never
+ * returns); a starved one waited for a CPU. A starved
  * worker is left to finish (new mirrors are skipped as overload meanwhile, counted); one silent
  * for STARVED_LIMITS limits is replaced whatever its times.
  */
@@ -84,7 +85,8 @@ const STARVED_LIMITS = 30;
 function threadTimes(tid: number): { ran: number; runnable: number } | null {
   try {
     const [ran, waited] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
-    if (!Number.isFinite(ran) || !Number.isFinite(waited)) return null;
+    // All zeros: a kernel that keeps no such statistics (a thread that posted its id has run).
+    if (!Number.isFinite(ran) || !Number.isFinite(waited) || ran + waited === 0) return null;
     return { ran: ran / 1e6, runnable: (ran + waited) / 1e6 };
   } catch {
     return null;
@@ -113,8 +115,8 @@ interface Slot {
   stuck: () => void;
   /** The worker thread's kernel id (Linux), to read its CPU time; null: the clock alone decides. */
   tid: number | null;
-  /** The worker's times (threadTimes) when the watchdog first saw it busy since `markedAt` (a `progress`). */
-  timesMark: { ran: number; runnable: number } | null;
+  /** The worker's times (threadTimes) when the watchdog first saw it busy since `markedAt` (a `progress`), and when that was. */
+  timesMark: { ran: number; runnable: number; at: number } | null;
   markedAt: number;
 }
 
@@ -203,14 +205,27 @@ export class ComparePool {
       if (slot.markedAt !== slot.progress && times !== null) {
         // The first look since its last answer: its times are counted from here.
         slot.markedAt = slot.progress;
-        slot.timesMark = times;
+        slot.timesMark = { ...times, at: now };
       }
       const silent = now - slot.progress;
       if (silent <= this.limitMs) continue;
+      if (silent > this.limitMs * STARVED_LIMITS) {
+        slot.stuck();
+        continue;
+      }
       const mark = slot.markedAt === slot.progress ? slot.timesMark : null;
       // Without its times (not Linux, not yet known), the clock alone decides, as it always did.
-      const stuck = times === null || mark === null || times.ran - mark.ran >= this.limitMs / 2 || times.runnable - mark.runnable < this.limitMs / 2;
-      if (stuck || silent > this.limitMs * STARVED_LIMITS) slot.stuck();
+      if (times === null || mark === null) {
+        slot.stuck();
+        continue;
+      }
+      // Judged over half a limit of its times at least: a look made late (the event loop held past
+      // the limit in one stretch) would otherwise judge a window of nothing, or a reply not yet read.
+      const window = now - mark.at;
+      if (window < this.limitMs / 2) continue;
+      // Stuck: it had the CPU most of the window (spinning), or was runnable less than half of it
+      // (blocked in a call that never returns). Starved (it waited for a CPU): left to finish.
+      if (times.ran - mark.ran >= window / 2 || times.runnable - mark.runnable < window / 2) slot.stuck();
     }
   };
 
