@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ComparePool, workerFile } from '../src/analysis/workers.js';
+import { ComparePool, silentWorker, workerFile } from '../src/analysis/workers.js';
 import { BodyCapture, captureBuffers } from '../src/forward/capture.js';
 import { defaultCompareWorkers } from '../src/config/schema.js';
 import { hash32 } from '../src/routing/hash.js';
@@ -119,6 +119,27 @@ describe('comparison worker pool', () => {
     }
   });
 
+  it.runIf(process.platform === 'linux')('reads the answers that came while the event loop was held before it judges a worker (a mark taken, then the loop held past the limit) (found by review)', async () => {
+    process.env.QUICK_WORKER_MS = '60';
+    const pool = new ComparePool(1, pathToFileURL(join(fixtures, 'quick-worker.mjs')), 0, 0, 300);
+    try {
+      await pool.compare(pair(), settings);
+      await new Promise((r) => setTimeout(r, 100));
+      // A queue of 16 comparisons of 60 ms each; the watchdog looks (and marks) while the worker is on them.
+      const all = Array.from({ length: 16 }, () => pool.compare(pair(), settings));
+      await new Promise((r) => setTimeout(r, 100));
+      setImmediate(() => {
+        const until = Date.now() + 450;
+        while (Date.now() < until);
+      });
+      const compared = await Promise.all(all);
+      expect(compared.filter((c) => c.failure !== undefined)).toEqual([]);
+    } finally {
+      delete process.env.QUICK_WORKER_MS;
+      await pool.close();
+    }
+  });
+
   it.runIf(hasTaskset)('leaves a worker starved of CPU (its core kept busy by the event loop) to finish its comparison, not taken for stuck', () => {
     // Run apart, pinned to one core: a comparison needing ~165 ms of CPU at the lowest priority, an
     // 800 ms limit, and an event loop busy for 3 s. Taken for stuck, it failed after 0.9-1.0 s; it
@@ -128,6 +149,28 @@ describe('comparison worker pool', () => {
     expect(run.status, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout.trim()) as { answeredAt: number; failure: string | null; result: string | null };
     expect(out).toMatchObject({ failure: null, result: 'mismatch' });
+  });
+
+  it('judges a silent worker by its thread times: spinning and blocked are replaced, starved is left, and not for ever', () => {
+    const limit = 1000;
+    const mark = { ran: 100, runnable: 200, queued: false, at: 5_000 };
+    const at = (ms: number, ran: number, runnable: number, queued: boolean) => silentWorker(ms, limit, mark, { ran, runnable, queued }, mark.at + ms - 100);
+    // Not silent for a limit yet.
+    expect(at(900, 100, 200, false)).toBe('wait');
+    // Spinning: it ran most of the window since the mark.
+    expect(at(1_200, 900, 1_300, false)).toBe('replace');
+    // Blocked: asleep, neither running nor waiting for a CPU most of the window.
+    expect(at(1_200, 110, 220, false)).toBe('replace');
+    // Starved: in the run queue now, its wait not yet counted by the kernel (found by review).
+    expect(at(1_200, 110, 220, true)).toBe('wait');
+    // Starved, with the wait counted: runnable most of the window, on a CPU little of it.
+    expect(at(1_200, 150, 1_200, false)).toBe('wait');
+    // A window too short to judge (the first look came late): wait for more of it.
+    expect(silentWorker(1_200, limit, { ...mark, at: 6_000 }, { ran: 100, runnable: 200, queued: false }, 6_100)).toBe('wait');
+    // Starved for 30 limits: replaced whatever its times.
+    expect(at(30_001, 150, 30_000, true)).toBe('replace');
+    // No times (not Linux, or the id not known yet): the clock alone.
+    expect(silentWorker(1_200, limit, null, null, 6_000)).toBe('replace');
   });
 
   it('answers the comparisons still waiting when it closes', async () => {

@@ -72,25 +72,57 @@ const RESTART_WINDOW_MS = 10 * 60_000;
  * the event loop keeps busy a worker may get ~1.5 % of one; a comparison needing 160 ms of CPU then
  * takes seconds, and was taken for stuck and thrown away (proved with the limit at 400 ms on one
  * busy core). The kernel's schedstat of the worker's thread tells them apart, over at least half a
- * limit from the watchdog's first look after its last answer: a stuck worker either ran most of it
- * (spinning) or was runnable less than half of it (blocked: a transform in a read that never
- * returns); a starved one waited for a CPU. A starved
+ * limit from the watchdog's first look after its last answer (silentWorker): a stuck worker either
+ * ran most of it (spinning) or was runnable less than half of it and is asleep now (blocked: a
+ * transform in a read that never returns); a starved one waited for a CPU, or is in the run queue
+ * now (the kernel counts that wait only when it next runs). A starved
  * worker is left to finish (new mirrors are skipped as overload meanwhile, counted); one silent
  * for STARVED_LIMITS limits is replaced whatever its times.
  */
 export const COMPARE_LIMIT_MS = 10_000;
 const STARVED_LIMITS = 30;
 
-/** Thread `tid`'s time on a CPU and time runnable (on a CPU or waiting for one), in ms; null where unreadable. */
-function threadTimes(tid: number): { ran: number; runnable: number } | null {
+/** What the watchdog reads of a worker's thread. */
+export interface ThreadTimes {
+  /** ms on a CPU, and ms runnable (on a CPU or waiting for one), as the kernel's schedstat last counted them. */
+  ran: number;
+  runnable: number;
+  /** In the run queue now (state R): the kernel adds its wait to `runnable` only when it next gets a CPU. */
+  queued: boolean;
+}
+
+/** Thread `tid`'s times; null where unreadable. */
+function threadTimes(tid: number): ThreadTimes | null {
   try {
     const [ran, waited] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
     // All zeros: a kernel that keeps no such statistics (a thread that posted its id has run).
     if (!Number.isFinite(ran) || !Number.isFinite(waited) || ran + waited === 0) return null;
-    return { ran: ran / 1e6, runnable: (ran + waited) / 1e6 };
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return { ran: ran / 1e6, runnable: (ran + waited) / 1e6, queued: stat.charAt(stat.lastIndexOf(')') + 2) === 'R' };
   } catch {
     return null;
   }
+}
+
+/**
+ * What the watchdog does with a worker that has comparisons and has answered none for `silentMs`:
+ * `mark` is its times at the watchdog's first look since then, and when (`at`); `times` now.
+ */
+export function silentWorker(silentMs: number, limitMs: number, mark: (ThreadTimes & { at: number }) | null, times: ThreadTimes | null, now: number): 'wait' | 'replace' {
+  if (silentMs <= limitMs) return 'wait';
+  if (silentMs > limitMs * STARVED_LIMITS) return 'replace';
+  // Without its times (not Linux, not yet known), the clock alone decides, as it always did.
+  if (times === null || mark === null) return 'replace';
+  // Judged over half a limit of its times at least: a look made late (the event loop held past
+  // the limit in one stretch) would otherwise judge a window of nothing.
+  const window = now - mark.at;
+  if (window < limitMs / 2) return 'wait';
+  // Spinning: it had the CPU most of the window.
+  if (times.ran - mark.ran >= window / 2) return 'replace';
+  // Starved: waiting for a CPU now (its wait is not counted yet), or it was, most of the window.
+  if (times.queued) return 'wait';
+  // Blocked: neither running nor waiting for a CPU most of the window (a call that never returns).
+  return times.runnable - mark.runnable < window / 2 ? 'replace' : 'wait';
 }
 
 export function workerFile(): URL | null {
@@ -116,7 +148,7 @@ interface Slot {
   /** The worker thread's kernel id (Linux), to read its CPU time; null: the clock alone decides. */
   tid: number | null;
   /** The worker's times (threadTimes) when the watchdog first saw it busy since `markedAt` (a `progress`), and when that was. */
-  timesMark: { ran: number; runnable: number; at: number } | null;
+  timesMark: (ThreadTimes & { at: number }) | null;
   markedAt: number;
 }
 
@@ -193,7 +225,9 @@ export class ComparePool {
     if (this.started) return;
     this.started = true;
     for (let i = 0; i < this.workers; i++) this.slots.push(this.spawn());
-    this.watchdog = setInterval(this.watch, Math.min(1_000, Math.max(10, this.limitMs / 4)));
+    // The look waits for the loop's next check phase: the workers' replies that arrived meanwhile
+    // (the loop held by other work) are read first, so an answer is never judged as silence.
+    this.watchdog = setInterval(() => setImmediate(this.watch), Math.min(1_000, Math.max(10, this.limitMs / 4)));
     this.watchdog.unref();
   }
 
@@ -207,25 +241,8 @@ export class ComparePool {
         slot.markedAt = slot.progress;
         slot.timesMark = { ...times, at: now };
       }
-      const silent = now - slot.progress;
-      if (silent <= this.limitMs) continue;
-      if (silent > this.limitMs * STARVED_LIMITS) {
-        slot.stuck();
-        continue;
-      }
       const mark = slot.markedAt === slot.progress ? slot.timesMark : null;
-      // Without its times (not Linux, not yet known), the clock alone decides, as it always did.
-      if (times === null || mark === null) {
-        slot.stuck();
-        continue;
-      }
-      // Judged over half a limit of its times at least: a look made late (the event loop held past
-      // the limit in one stretch) would otherwise judge a window of nothing, or a reply not yet read.
-      const window = now - mark.at;
-      if (window < this.limitMs / 2) continue;
-      // Stuck: it had the CPU most of the window (spinning), or was runnable less than half of it
-      // (blocked in a call that never returns). Starved (it waited for a CPU): left to finish.
-      if (times.ran - mark.ran >= window / 2 || times.runnable - mark.runnable < window / 2) slot.stuck();
+      if (silentWorker(now - slot.progress, this.limitMs, mark, times, now) === 'replace') slot.stuck();
     }
   };
 
