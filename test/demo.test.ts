@@ -332,6 +332,23 @@ describe('config/demo.yaml', () => {
   });
 });
 
+/** A port in 20000-32767 that is free now (the ephemeral range, 32768 up, is what port 0 hands out). */
+async function freePortBelowEphemeral(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
+    const server = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return port;
+    }
+  }
+  throw new Error('no free port below the ephemeral range');
+}
+
 describe('runDemo', () => {
   const zeroPorts = { listen: 0, admin: 0, legacy: 0, new: 0 };
 
@@ -426,9 +443,10 @@ describe('runDemo', () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const takenPort = (taken.address() as AddressInfo).port;
-    const probe = await startDemoBackends();
-    const legacyPort = Number(new URL(probe.legacy.url).port);
-    await probe.close();
+    // A free port outside the kernel's ephemeral range: once released, no other test's port-0
+    // listen can take it before runDemo binds it (one did in a CI run, and runDemo failed on that
+    // port instead of the proxy's).
+    const legacyPort = await freePortBelowEphemeral();
     try {
       await expect(runDemo({ ports: { ...zeroPorts, listen: takenPort, legacy: legacyPort }, quiet: true, traffic: false })).rejects.toMatchObject({ code: 'EADDRINUSE' });
       // The legacy port is free again: runDemo did not leave its backends behind.
