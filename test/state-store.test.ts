@@ -185,6 +185,16 @@ async function keepUnsaved(store: FileStore, change: (c: RouteState) => RouteSta
   return seen;
 }
 
+/** A fresh file store whose disk filled up, with route a's rollback kept unsaved (so in the rescue file). */
+async function rolledBackOnFullDisk(): Promise<{ path: string; store: FullDiskStore }> {
+  const path = join(tempDir(), 'state.json');
+  const store = new FullDiskStore(path);
+  await store.load();
+  store.full = true;
+  await keepUnsaved(store, rolledBack);
+  return { path, store };
+}
+
 describe('a change kept unsaved (a full disk) and a restart', () => {
   it('a rollback the state file could not take is kept in the rescue file, taken back at the next start, and written to the file there', async () => {
     const path = join(tempDir(), 'state.json');
@@ -217,11 +227,7 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
   });
 
   it('a newer state file wins over an older record, and a torn or foreign record is ignored', async () => {
-    const path = join(tempDir(), 'state.json');
-    const store = new FullDiskStore(path);
-    await store.load();
-    store.full = true;
-    await keepUnsaved(store, rolledBack);
+    const { path, store } = await rolledBackOnFullDisk();
     const record = readFileSync(`${path}.rescue`);
     store.full = false;
     // The file takes a newer state; the record would say version 1.
@@ -267,11 +273,7 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
   });
 
   it('takes a record once however often it is loaded (the credential inventory loads the store too)', async () => {
-    const path = join(tempDir(), 'state.json');
-    const store = new FullDiskStore(path);
-    await store.load();
-    store.full = true;
-    await keepUnsaved(store, rolledBack);
+    const { path, store } = await rolledBackOnFullDisk();
     await store.close();
     const rescued: number[] = [];
     const again = new FullDiskStore(path, { onRescued: ({ version }) => rescued.push(version) });
@@ -297,11 +299,7 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
   });
 
   it('on a real full filesystem (a 1 MiB tmpfs): the rollback survives a restart while the disk is still full, and is saved once it is not', async (ctx) => {
-    const mnt = tmpfs(ctx);
-    const path = join(mnt, 'state.json');
-    const store = new FileStore(path);
-    await store.load();
-    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    const { mnt, path, store } = await tmpfsStore(ctx);
     // Fill the filesystem to its last byte.
     try {
       writeFileSync(join(mnt, 'filler'), Buffer.alloc(2 * 1024 * 1024));
@@ -329,11 +327,7 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
   });
 
   it('on a nearly full filesystem: a growth of the rescue file that does not fit keeps what was set aside', async (ctx) => {
-    const mnt = tmpfs(ctx);
-    const path = join(mnt, 'state.json');
-    const store = new FileStore(path);
-    await store.load();
-    await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+    const { mnt, path, store } = await tmpfsStore(ctx);
     // Something else fills the disk but for 48 KiB.
     const left = () => statfsSync(mnt).bavail * statfsSync(mnt).bsize;
     writeFileSync(join(mnt, 'filler'), Buffer.alloc(left() - 48 * 1024));
@@ -352,6 +346,16 @@ describe('a change kept unsaved (a full disk) and a restart', () => {
     expect((await new FileStore(path).load()).routes.a).toMatchObject({ weight: 0, state: 'rolled_back' });
   });
 });
+
+/** A file store on a fresh 1 MiB tmpfs (see tmpfs), loaded, with route a shifting at 25 %. */
+async function tmpfsStore(ctx: { skip: () => void }): Promise<{ mnt: string; path: string; store: FileStore }> {
+  const mnt = tmpfs(ctx);
+  const path = join(mnt, 'state.json');
+  const store = new FileStore(path);
+  await store.load();
+  await store.updateRoute('a', seed('a'), (c) => ({ ...c, weight: 25, state: 'shifting' }));
+  return { mnt, path, store };
+}
 
 /** A 1 MiB tmpfs mounted for the test (unmounted after it); the test is skipped where mounting is not allowed (not root). */
 function tmpfs(ctx: { skip: () => void }): string {

@@ -15,10 +15,9 @@
  * `npm test` builds first; without that file the pool reports itself unavailable and the analysis
  * compares on the main thread.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { readFileSync } from 'node:fs';
 import type { KnownSpansStats, RecentPairsStats } from '../compare/index.js';
 import type { CompareSettings } from '../config/load.js';
 import { captureBuffers, ownsBacking } from '../forward/capture.js';
@@ -147,9 +146,8 @@ interface Slot {
   stuck: () => void;
   /** The worker thread's kernel id (Linux), to read its CPU time; null: the clock alone decides. */
   tid: number | null;
-  /** The worker's times (threadTimes) when the watchdog first saw it busy since `markedAt` (a `progress`), and when that was. */
-  timesMark: (ThreadTimes & { at: number }) | null;
-  markedAt: number;
+  /** The worker's times (threadTimes) at the watchdog's first look since its `progress`, when that was (`at`), and that progress. */
+  mark: (ThreadTimes & { at: number; progress: number }) | null;
 }
 
 /** Rule keys live as long as the settings object (a config snapshot) they were made for. */
@@ -236,12 +234,9 @@ export class ComparePool {
     for (const slot of [...this.slots]) {
       if (slot.pending.size === 0) continue;
       const times = slot.tid === null ? null : threadTimes(slot.tid);
-      if (slot.markedAt !== slot.progress && times !== null) {
-        // The first look since its last answer: its times are counted from here.
-        slot.markedAt = slot.progress;
-        slot.timesMark = { ...times, at: now };
-      }
-      const mark = slot.markedAt === slot.progress ? slot.timesMark : null;
+      // The first look since its last answer: its times are counted from here.
+      if (slot.mark?.progress !== slot.progress && times !== null) slot.mark = { ...times, at: now, progress: slot.progress };
+      const mark = slot.mark?.progress === slot.progress ? slot.mark : null;
       if (silentWorker(now - slot.progress, this.limitMs, mark, times, now) === 'replace') slot.stuck();
     }
   };
@@ -250,7 +245,7 @@ export class ComparePool {
     const worker = new Worker(this.file, { workerData: { knownBytes: Math.floor(this.knownBytes / this.workers), recentBytes: Math.floor(this.recentBytes / this.workers) } satisfies WorkerData });
     // The pool must never keep a stopping proxy alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined, tid: null, timesMark: null, markedAt: -1 };
+    const slot: Slot = { worker, pending: new Map(), progress: 0, rules: new Set(), spans: null, recent: null, stuck: () => undefined, tid: null, mark: null };
     worker.on('message', (message: WorkerReply | WorkerThread) => {
       if ('thread' in message) {
         slot.tid = message.thread;

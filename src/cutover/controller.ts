@@ -147,6 +147,16 @@ function position(s: RouteState): AuditPosition {
   return { weight: s.weight, step: s.step, state: s.state, paused: s.paused };
 }
 
+/** The audit's words for a change applied though the store could not take it, and where it was kept. */
+function unsavedNote(keptIn: string | null): string {
+  return keptIn === null ? 'not yet in the state store' : `not yet in the state store; kept in ${keptIn}`;
+}
+
+/** What a restart does to such a change. */
+function afterRestart(keptIn: string | null): string {
+  return keptIn === null ? 'a restart would lose it until the store can be written' : `it is kept in ${keptIn}, so a restart keeps it`;
+}
+
 export class Controller {
   private settings: ControllerSettings;
   private routes = new Map<string, ControllerRoute>();
@@ -614,10 +624,8 @@ export class Controller {
     // too, and where a restart finds it when it can (the file store's rescue record).
     const unsavedOn = (err: unknown, keptIn: string | null): CutoverError => {
       this.bypassUnsaved = { changedAt: now, changedBy: opts.who, reason: why };
-      const note = keptIn === null ? 'not yet in the state store' : `not yet in the state store; kept in ${keptIn}`;
-      void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: 'bypass-on', from: null, to: null, why: `${why} (${note})` });
-      const restart = keptIn === null ? 'a restart would lose it until the store can be written' : `it is kept in ${keptIn}, so a restart keeps it`;
-      return new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but ${storeProblem(err)}: ${restart}; cutover writes it at each check.`);
+      void this.deps.audit.append({ when: iso(now), who: opts.who, route: '*', action: 'bypass-on', from: null, to: null, why: `${why} (${unsavedNote(keptIn)})` });
+      return new CutoverError('CUTOVER_STATE_WRITE_FAILED', `Bypass is ON in this process, but ${storeProblem(err)}: ${afterRestart(keptIn)}; cutover writes it at each check.`);
     };
     let unsaved: CutoverError | null = null;
     try {
@@ -690,15 +698,13 @@ export class Controller {
           }
         : {},
     );
-    const note = keptIn === null ? 'not yet in the state store' : `not yet in the state store; kept in ${keptIn}`;
-    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, unsaved === null ? why : `${why} (${note})`));
+    this.changed(from, after, this.auditEntry(opts.who, route, action, from, after, unsaved === null ? why : `${why} (${unsavedNote(keptIn)})`));
     then?.(from, after);
     if (unsaved !== null) {
       this.deps.logger?.error({ route, who: opts.who, err: storeProblem(unsaved), keptIn }, `cutover ${action}: ${route} applied in this process, but not saved`);
-      const restart = keptIn === null ? 'a restart would lose it until the store can be written' : `it is kept in ${keptIn}, so a restart keeps it`;
       throw new CutoverError(
         'CUTOVER_STATE_WRITE_FAILED',
-        `${route} is ${after.state} at ${after.weight}% in this process, but ${storeProblem(unsaved)}: ${restart}; the store's next write (at the next check) saves it.`,
+        `${route} is ${after.state} at ${after.weight}% in this process, but ${storeProblem(unsaved)}: ${afterRestart(keptIn)}; the store's next write (at the next check) saves it.`,
       );
     }
     return after;

@@ -288,37 +288,34 @@ export class FileStore extends MemoryStore {
     if (this.rescueBlocked || record.length > half) return null;
     // Never over the newest record: a write torn by a power loss must leave it whole.
     const slot = this.rescueSlot === 0 ? 1 : 0;
-    try {
-      const file = await open(this.rescuePath, 'r+');
-      try {
-        const { bytesWritten } = await file.write(record, 0, record.length, slot * half);
-        if (bytesWritten !== record.length) return null;
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-    } catch {
-      return null;
-    }
+    if (!(await this.writeRescue([[record, slot * half]]))) return null;
     this.rescueSlot = slot;
     return `the rescue file ${this.rescuePath}`;
   }
 
   /** The file now holds a newer state than any record: zeroes both slots' heads (in place). */
   private async clearRescue(): Promise<void> {
-    const half = Math.floor(this.rescueBytes / 2);
+    const zeros = Buffer.alloc(RESCUE_HEAD);
+    // Left as it is when that fails: its version is older than the file's, so a start ignores it.
+    if (await this.writeRescue([[zeros, 0], [zeros, Math.floor(this.rescueBytes / 2)]])) this.rescueSlot = -1;
+  }
+
+  /** Writes each buffer at its offset of the rescue file, in place, then fsyncs: whether all of it was written. */
+  private async writeRescue(writes: readonly [Buffer, number][]): Promise<boolean> {
     try {
       const file = await open(this.rescuePath, 'r+');
       try {
-        await file.write(Buffer.alloc(RESCUE_HEAD), 0, RESCUE_HEAD, 0);
-        await file.write(Buffer.alloc(RESCUE_HEAD), 0, RESCUE_HEAD, half);
+        for (const [bytes, at] of writes) {
+          const { bytesWritten } = await file.write(bytes, 0, bytes.length, at);
+          if (bytesWritten !== bytes.length) return false;
+        }
         await file.sync();
+        return true;
       } finally {
         await file.close();
       }
-      this.rescueSlot = -1;
     } catch {
-      // Left as it is: its version is older than the file's, so a start ignores it.
+      return false;
     }
   }
 
