@@ -207,19 +207,21 @@ async function bodyBytes(url) {
 // Proxies under test
 
 /**
- * The heap flags a user's cutover runs with, read from the build under test (its cli/heap.js, the
- * list src/cli/heap.ts applies): on Node with process.execve it restarts itself with them, elsewhere
- * the README has node started with them (as `npm start` does). The bench passes them on the command
- * line on every Node, and gives http-proxy, the other Node proxy, the same. A build from before
- * they existed gets none, as its users did.
+ * The heap flags and environment (glibc's malloc arenas) a user's cutover runs with, read from the
+ * build under test (its cli/heap.js, what src/cli/heap.ts applies): on Node with process.execve it
+ * restarts itself with them, elsewhere the README has node started with them (as `npm start` does).
+ * The bench passes them on the command line and in the environment on every Node, and gives
+ * http-proxy, the other Node proxy, the same. A build from before they existed gets none, as its
+ * users did.
  */
-async function heapFlagsOf(cli) {
+async function tuningOf(cli) {
   const file = join(dirname(cli), 'heap.js');
-  return existsSync(file) ? [...(await import(pathToFileURL(file).href)).HEAP_FLAGS] : [];
+  const heap = existsSync(file) ? await import(pathToFileURL(file).href) : {};
+  return { flags: [...(heap.HEAP_FLAGS ?? [])], env: { ...(heap.TUNING_ENV ?? {}) } };
 }
 
 async function startHttpProxy(target, opts) {
-  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: opts.nodeFlags });
+  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: opts.nodeFlags, env: { ...process.env, ...opts.nodeEnv } });
   return { child, url: `http://127.0.0.1:${child.ready.port}` };
 }
 
@@ -319,7 +321,7 @@ async function startCutover(scenario, urls, opts, tmp) {
     const config = cutoverConfig(scenario, urls, ports);
     const file = join(tmp, `cutover-${scenario.name}.yaml`);
     writeFileSync(file, `# written by bench/run.mjs (JSON is valid YAML)\n${JSON.stringify(config, null, 2)}\n`);
-    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...opts.nodeFlags, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT });
+    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...opts.nodeFlags, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT, env: { ...process.env, ...opts.nodeEnv } });
     pin(child.pid, opts.pins?.proxy);
     const url = `http://127.0.0.1:${ports.listen}`;
     try {
@@ -539,7 +541,7 @@ async function soak(opts, tmp) {
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   opts.pins = pinning();
-  opts.nodeFlags = await heapFlagsOf(opts.cli);
+  ({ flags: opts.nodeFlags, env: opts.nodeEnv } = await tuningOf(opts.cli));
   const tmp = mkdtempSync(join(os.tmpdir(), 'cutover-bench-'));
   let stopping = false;
   const cleanupAndExit = async (code, why) => {
@@ -642,6 +644,7 @@ async function main() {
         httpProxyAgent: { keepAlive: true, maxSockets: 256 },
         cutoverCli: relative(ROOT, opts.cli),
         nodeProxyFlags: opts.nodeFlags,
+        nodeProxyEnv: opts.nodeEnv,
         pinned: opts.pins,
         nginx: nginxBinary(),
       },

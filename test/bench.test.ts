@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HEAP_FLAGS } from '../src/cli/heap.js';
+import { HEAP_FLAGS, TUNING_ENV } from '../src/cli/heap.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runner = join(root, 'bench', 'run.mjs');
@@ -66,7 +66,7 @@ interface Row {
 }
 interface Report {
   machine: { cpus: number; node: string; date: string };
-  params: { quick: boolean; connections: number; scenarios: string[]; nodeProxyFlags: string[] };
+  params: { quick: boolean; connections: number; scenarios: string[]; nodeProxyFlags: string[]; nodeProxyEnv: Record<string, string> };
   rows: Row[];
   ratios: { perScenario: Record<string, { rpsVsHttpProxy: number | null; rpsVsDirect: number | null }>; fullSpeed: Record<string, number | null> };
   targets: { name: string; verdict: string }[];
@@ -115,8 +115,9 @@ describe('bench/run.mjs', () => {
     expect(report.machine.cpus).toBeGreaterThan(0);
     expect(report.machine.node).toBe(process.version);
     expect(report.params).toMatchObject({ quick: true, connections: 50, scenarios });
-    // The proxies run with the heap flags the build under test gives itself (src/cli/heap.ts), not a copy of them.
+    // The proxies run with the heap flags and malloc arenas the build under test gives itself (src/cli/heap.ts), not a copy of them.
     expect(report.params.nodeProxyFlags).toEqual([...HEAP_FLAGS]);
+    expect(report.params.nodeProxyEnv).toEqual({ ...TUNING_ENV });
     expect(report.rows.map((r) => r.scenario)).toEqual(scenarios);
     for (const row of report.rows) {
       expect(row.error, `${row.scenario}: ${row.error}`).toBeUndefined();

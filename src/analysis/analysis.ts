@@ -66,7 +66,7 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
   maxFields: 200,
   examplesPerField: 5,
   queueLimit: 2_000,
-  queueBytes: 32 * 1024 * 1024,
+  queueBytes: 16 * 1024 * 1024,
   workers: 0,
   sliceMs: 5,
   inlineBytes: 16 * 1024,

@@ -310,8 +310,12 @@ export const shadowLimitsSchema = z.strictObject({
   connections: z.number().int().min(1).max(10_000).default(64),
   /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */
   compareWorkers: z.number().int().min(0).max(64).default(defaultCompareWorkers()),
-  /** Bytes of captured answers waiting for (or in) comparison; mirrors past it are skipped as overload. */
-  compareQueueBytes: size.default(32 * 1024 * 1024),
+  /**
+   * Bytes of captured answers waiting for (or in) comparison; mirrors past it are skipped as overload.
+   * 16 MiB: eight pairs of 1 MB answers. With 1 MB answers flat out on one core the queue is full
+   * and its pairs only wait; at 32 MiB Node 24 peaked 15–30 MB higher (README, "Node's heap").
+   */
+  compareQueueBytes: size.default(16 * 1024 * 1024),
   /** Event-loop bounds past which new mirrors are skipped as overload (see docs/metrics.md). */
   shedAt: z
     .strictObject({
