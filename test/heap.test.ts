@@ -5,12 +5,13 @@
  * hand wins, and the opt-out is honoured. Checked on
  * the real process: its command line in /proc, its PID, and an answer through it.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ARENA_ENV, ARENA_MAX, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
+import { ARENA_ENV, ARENA_MAX, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
-import { baseConfig, spawnProxy, type ChildProxy } from './helpers/proxy.js';
+import { baseConfig, CLI, spawnProxy, writeConfig, type ChildProxy } from './helpers/proxy.js';
 
 const canRestart = typeof (process as unknown as { execve?: unknown }).execve === 'function';
 const linux = process.platform === 'linux';
@@ -68,7 +69,7 @@ describe('heapSizing', () => {
     const node = words.indexOf('node');
     expect(Object.fromEntries(words.slice(0, node).map((w) => w.split('=')))).toEqual(TUNING_ENV);
   });
-  it('a restart the system refuses (E2BIG, a sandbox) runs on untuned and says so, never stops the proxy', () => {
+  it('a restart Node refuses with an error (an argument it cannot pass) runs on untuned and says so, never stops the proxy', () => {
     const proc = process as unknown as { execve?: unknown };
     const saved = { execve: proc.execve, tuned: process.env[TUNED_ENV], optOut: process.env[OPT_OUT_ENV], write: process.stderr.write };
     const said: string[] = [];
@@ -103,6 +104,27 @@ describe('heapSizing', () => {
     // The user's own value wins, even an empty one (glibc reads it as it is).
     expect(heapSizing([], { [ARENA_ENV]: '8' }, execve)).toEqual({ action: 'restart', flags: all, env: {} });
     expect(heapSizing(all, { [ARENA_ENV]: '' }, execve)).toEqual({ action: 'given' });
+    // The opt-out and the once-only guard hold for a restart that would only add the variable.
+    expect(heapSizing(all, { [OPT_OUT_ENV]: 'off' }, execve)).toEqual({ action: 'off' });
+    expect(heapSizing(all, { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
+  });
+
+  it("knows the system's room for an exec (Linux: a quarter of the stack limit, 128 KiB to 6 MiB)", () => {
+    const limits = (stack: string): string => `Limit                     Soft Limit           Hard Limit           Units\nMax stack size            ${stack}              unlimited            bytes\n`;
+    expect(execRoom(limits('8388608'))).toBe(2 * 1024 * 1024);
+    expect(execRoom(limits('unlimited'))).toBe(6 * 1024 * 1024);
+    expect(execRoom(limits('65536'))).toBe(128 * 1024);
+    expect(execRoom(null)).toBe(256 * 1024);
+  });
+
+  it('says why a restart would be refused before trying it (Node 24 aborts on a failed execve)', () => {
+    const room = 2 * 1024 * 1024;
+    expect(execRefusal(process.execPath, [process.execPath, 'run'], { A: '1' }, room)).toBeNull();
+    expect(execRefusal(process.execPath, [process.execPath], { FILL: 'x'.repeat(100_000), MORE: 'y'.repeat(100_000) }, 150_000)).toMatch(/would take \d+ of the 150000 bytes/);
+    expect(execRefusal(process.execPath, [process.execPath], { FILL: 'x'.repeat(200_000) }, room)).toMatch(/one argument or variable is over 131072 bytes/);
+    expect(execRefusal('/nonexistent/node', ['node'], {}, room)).toMatch(/cannot be run again: ENOENT/);
+    // A variable set to undefined is not passed, so it takes no room.
+    expect(execRefusal(process.execPath, [process.execPath], { GONE: undefined }, 100)).toBe(execRefusal(process.execPath, [process.execPath], {}, 100));
   });
 });
 
@@ -133,6 +155,38 @@ describe.runIf(linux)('cutover run', () => {
     expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=64`]);
     // The other one is still added where the process can restart itself.
     expect(args.filter((a) => a.startsWith(SEMI_SPACE_FLAG))).toEqual(canRestart ? [`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`] : []);
+  });
+
+  it.runIf(canRestart)('starts untuned, and says so, when the restart would not fit in the exec the system allows (never aborts)', async () => {
+    const legacy = await startBackend();
+    const next = await startBackend();
+    cleanups.push(() => legacy.close(), () => next.close());
+    const file = writeConfig(baseConfig(legacy.url, next.url));
+    const args = [CLI, 'run', '--config', file];
+    // The biggest filler the system still execs with these arguments, found with /bin/true as the
+    // program and node's path as its name (the kernel counts the file name too: 41 bytes of margin).
+    const envWith = (fill: number): NodeJS.ProcessEnv => {
+      const env = envWithout(ARENA_ENV);
+      for (let i = 0; fill > 0; i++, fill -= 100_000) env[`FILL${i}`] = 'x'.repeat(Math.min(fill, 100_000));
+      return env;
+    };
+    const runs = (fill: number): boolean => spawnSync('/bin/true', args, { argv0: process.execPath, env: envWith(fill) }).error === undefined;
+    let low = 0;
+    let high = 8 * 1024 * 1024;
+    while (high - low > 1) {
+      const mid = Math.floor((low + high) / 2);
+      if (runs(mid)) low = mid;
+      else high = mid;
+    }
+    // Room for the proxy's own start, none for the flags and variables the restart adds (~150 bytes).
+    const env = envWith(low - 80);
+    const p = await spawnProxy(baseConfig(legacy.url, next.url), { env });
+    cleanups.push(() => p.stop());
+    const res = await request(`${p.dataUrl}/items/1`);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(p.stderr()).toMatch(/could not restart with MALLOC_ARENA_MAX=2 --initial-old-space-size=128 .*would take \d+ of the \d+ bytes the system allows.*running with Node's defaults/);
+    expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG))).toBe(false);
   });
 
   it(`keeps Node's and glibc's defaults under ${OPT_OUT_ENV}=off`, async () => {

@@ -39,6 +39,8 @@
  * Node's and glibc's defaults alone.
  */
 
+import { accessSync, constants, readFileSync } from 'node:fs';
+
 export const OLD_SPACE_FLAG = '--initial-old-space-size';
 export const OLD_SPACE_MB = 128;
 export const SEMI_SPACE_FLAG = '--max-semi-space-size';
@@ -81,16 +83,69 @@ export function heapSizing(execArgv: readonly string[], env: NodeJS.ProcessEnv, 
   return typeof execve === 'function' ? { action: 'restart', flags, env: vars } : { action: 'unsupported' };
 }
 
+/** Linux's MAX_ARG_STRLEN: no one argument or environment string may be longer (with its NUL). */
+const MAX_ARG_STRLEN = 32 * 4096;
+
+/**
+ * Room for an exec's file name, arguments and environment (strings with their NULs, and a pointer
+ * each), as Linux counts it (fs/exec.c): a quarter of the stack's soft limit, at most 6 MiB and at
+ * least 128 KiB. Elsewhere, 256 KiB (macOS allows 1 MiB): a restart is only an optimisation.
+ */
+export function execRoom(limits: string | null = readLimits()): number {
+  if (limits === null) return 256 * 1024;
+  const stack = /^Max stack size\s+(\S+)/m.exec(limits)?.[1];
+  const quarter = stack === undefined || stack === 'unlimited' ? Infinity : Number(stack) / 4;
+  return Math.max(Math.min(6 * 1024 * 1024, quarter), 128 * 1024);
+}
+
+function readLimits(): string | null {
+  try {
+    return readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Why an exec of `file` with `args` and `env` would be refused, or null when it fits. It has to be
+ * known before: where a failed execve could be answered with an error, Node 24 aborts the whole
+ * process instead (v24.22: "process.execve failed with error code E2BIG", exit 134), so a proxy
+ * started with a big environment would never start. 1 KiB is kept spare for what the count misses.
+ */
+export function execRefusal(file: string, args: readonly string[], env: Readonly<Record<string, string | undefined>>, room = execRoom()): string | null {
+  try {
+    accessSync(file, constants.X_OK);
+  } catch (err) {
+    return `${file} cannot be run again: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
+  const strings = [file, ...args, ...Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))];
+  let bytes = 8 * (strings.length + 2) + 1024;
+  for (const text of strings) {
+    const size = Buffer.byteLength(text) + 1;
+    if (size > MAX_ARG_STRLEN) return `one argument or variable is over ${MAX_ARG_STRLEN} bytes`;
+    bytes += size;
+  }
+  return bytes > room ? `the arguments and environment would take ${bytes} of the ${room} bytes the system allows` : null;
+}
+
 /** Restarts this process with the heap flags it lacks when it should and can (never returns then). */
 export function sizeHeap(): void {
   const execve = (process as unknown as { execve?: Execve }).execve;
   const sizing = heapSizing(process.execArgv, process.env, execve);
   if (sizing.action !== 'restart') return;
-  try {
-    execve!.call(process, process.execPath, [process.execPath, ...sizing.flags, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, ...sizing.env, [TUNED_ENV]: '1' });
-  } catch (err) {
-    // The restart is an optimisation: a refused one (E2BIG, a sandbox) runs on, untuned, and says so.
+  const args = [process.execPath, ...sizing.flags, ...process.execArgv, ...process.argv.slice(1)];
+  const env = { ...process.env, ...sizing.env, [TUNED_ENV]: '1' };
+  // The restart is an optimisation: one that would be refused (E2BIG, a binary replaced on disk) or
+  // that Node refuses (an argument it cannot pass) runs on, untuned, and says so.
+  const refusal = execRefusal(process.execPath, args, env);
+  const said = (why: string): void => {
     const what = [...Object.entries(sizing.env).map(([k, v]) => `${k}=${v}`), ...sizing.flags].join(' ');
-    process.stderr.write(`cutover: could not restart with ${what} (${(err as Error).message}); running with Node's defaults\n`);
+    process.stderr.write(`cutover: could not restart with ${what} (${why}); running with Node's defaults\n`);
+  };
+  if (refusal !== null) return said(refusal);
+  try {
+    execve!.call(process, process.execPath, args, env);
+  } catch (err) {
+    said((err as Error).message);
   }
 }
