@@ -73,9 +73,14 @@ interface Report {
   processes: { name: string; pid: number }[];
 }
 
+/** The environment without the variables cutover tunes: one set here would win over the build's (and fail the check of them). */
+function withoutTuning(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !(name in TUNING_ENV)));
+}
+
 function run(args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT', env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT', env: { ...withoutTuning(process.env), ...env } }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolvePromise({ code, stdout, stderr });
     });

@@ -89,10 +89,13 @@ const MAX_ARG_STRLEN = 32 * 4096;
 /**
  * Room for an exec's file name, arguments and environment (strings with their NULs, and a pointer
  * each), as Linux counts it (fs/exec.c): a quarter of the stack's soft limit, at most 6 MiB and at
- * least 128 KiB. Elsewhere, 256 KiB (macOS allows 1 MiB): a restart is only an optimisation.
+ * least 128 KiB (a stack limit under ~512 KiB refuses a little less again; Node itself does not run
+ * on one that small with such an environment). On Linux with /proc unreadable (Node's permission
+ * model), the 128 KiB floor; elsewhere, 256 KiB (macOS allows 1 MiB): a restart is only an
+ * optimisation.
  */
-export function execRoom(limits: string | null = readLimits()): number {
-  if (limits === null) return 256 * 1024;
+export function execRoom(limits: string | null = readLimits(), platform: string = process.platform): number {
+  if (limits === null) return platform === 'linux' ? 128 * 1024 : 256 * 1024;
   const stack = /^Max stack size\s+(\S+)/m.exec(limits)?.[1];
   const quarter = stack === undefined || stack === 'unlimited' ? Infinity : Number(stack) / 4;
   return Math.max(Math.min(6 * 1024 * 1024, quarter), 128 * 1024);
