@@ -221,7 +221,7 @@ async function tuningOf(cli) {
 }
 
 async function startHttpProxy(target, opts) {
-  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: opts.nodeFlags, env: { ...opts.nodeEnv, ...process.env } });
+  const child = await startScript('http-proxy', join(BENCH_DIR, 'http-proxy-server.mjs'), ['--target', target], { verbose: opts.verbose, execArgv: opts.nodeFlags, env: opts.proxyEnv });
   return { child, url: `http://127.0.0.1:${child.ready.port}` };
 }
 
@@ -321,7 +321,7 @@ async function startCutover(scenario, urls, opts, tmp) {
     const config = cutoverConfig(scenario, urls, ports);
     const file = join(tmp, `cutover-${scenario.name}.yaml`);
     writeFileSync(file, `# written by bench/run.mjs (JSON is valid YAML)\n${JSON.stringify(config, null, 2)}\n`);
-    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...opts.nodeFlags, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT, env: { ...opts.nodeEnv, ...process.env } });
+    const child = await startGuarded(`cutover-${scenario.name}`, process.execPath, [...opts.nodeFlags, opts.cli, 'run', '--config', file], { verbose: opts.verbose, cwd: ROOT, env: opts.proxyEnv });
     pin(child.pid, opts.pins?.proxy);
     const url = `http://127.0.0.1:${ports.listen}`;
     try {
@@ -544,6 +544,7 @@ async function main() {
   ({ flags: opts.nodeFlags, env: opts.nodeEnv } = await tuningOf(opts.cli));
   // As the CLI does, a variable already set (say MALLOC_ARENA_MAX=16, to measure glibc's default) wins.
   for (const name of Object.keys(opts.nodeEnv)) if (process.env[name] !== undefined) opts.nodeEnv[name] = process.env[name];
+  opts.proxyEnv = { ...process.env, ...opts.nodeEnv };
   const tmp = mkdtempSync(join(os.tmpdir(), 'cutover-bench-'));
   let stopping = false;
   const cleanupAndExit = async (code, why) => {

@@ -10,6 +10,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HEAP_FLAGS, TUNING_ENV } from '../src/cli/heap.js';
+// A tuning variable set in the runner's environment would win over the build's (and fail the check of them).
+import { untunedEnv } from './helpers/proxy.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runner = join(root, 'bench', 'run.mjs');
@@ -73,14 +75,9 @@ interface Report {
   processes: { name: string; pid: number }[];
 }
 
-/** The environment without the variables cutover tunes: one set here would win over the build's (and fail the check of them). */
-function withoutTuning(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([name]) => !(name in TUNING_ENV)));
-}
-
 function run(args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT', env: { ...withoutTuning(process.env), ...env } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [runner, ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGINT', env: untunedEnv(env) }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolvePromise({ code, stdout, stderr });
     });

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { ARENA_ENV, ARENA_MAX, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
-import { baseConfig, CLI, spawnProxy, writeConfig, type ChildProxy } from './helpers/proxy.js';
+import { baseConfig, CLI, spawnProxy, untunedEnv, writeConfig, type ChildProxy } from './helpers/proxy.js';
 
 const canRestart = typeof (process as unknown as { execve?: unknown }).execve === 'function';
 const linux = process.platform === 'linux';
@@ -21,21 +21,18 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
+/** A /proc file of NUL-separated strings of the process (`cmdline`, `environ`). */
+function procStrings(pid: number, file: 'cmdline' | 'environ'): string[] {
+  return readFileSync(`/proc/${pid}/${file}`, 'utf8').split('\0').filter(Boolean);
+}
+
 function cmdline(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  return procStrings(pid, 'cmdline');
 }
 
 /** The process's environment as it was when its image started (what glibc read). */
 function environ(pid: number): Map<string, string> {
-  const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
-  return new Map(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-}
-
-/** The test runner's environment without `name` (so a restart is what sets it), then `extra`. */
-function envWithout(name: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env[name];
-  return { ...env, ...extra };
+  return new Map(procStrings(pid, 'environ').map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
 }
 
 async function proxy(options: Parameters<typeof spawnProxy>[1] = {}): Promise<ChildProxy> {
@@ -132,7 +129,7 @@ describe('heapSizing', () => {
 
 describe.runIf(linux)('cutover run', () => {
   it(canRestart ? 'restarts itself in place with the initial old space and two malloc arenas (same PID), then serves' : 'runs with the flag when node is started with it (this Node cannot restart itself)', async () => {
-    const p = await proxy(canRestart ? { env: envWithout(ARENA_ENV) } : { nodeArgs: [...HEAP_FLAGS] });
+    const p = await proxy(canRestart ? { env: untunedEnv() } : { nodeArgs: [...HEAP_FLAGS] });
     const args = cmdline(p.child.pid!);
     expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`]);
     expect(args.filter((a) => a.startsWith(SEMI_SPACE_FLAG))).toEqual([`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`]);
@@ -142,10 +139,10 @@ describe.runIf(linux)('cutover run', () => {
   });
 
   it.runIf(canRestart)('restarts for the malloc arenas alone when every flag is given, and keeps a value the user set', async () => {
-    const bare = await proxy({ nodeArgs: [...HEAP_FLAGS], env: envWithout(ARENA_ENV) });
+    const bare = await proxy({ nodeArgs: [...HEAP_FLAGS], env: untunedEnv() });
     expect(environ(bare.child.pid!).get(ARENA_ENV)).toBe(ARENA_MAX);
     expect(cmdline(bare.child.pid!).filter((a) => a.startsWith(OLD_SPACE_FLAG))).toHaveLength(1);
-    const own = await proxy({ env: { ...envWithout(ARENA_ENV), [ARENA_ENV]: '4' } });
+    const own = await proxy({ env: untunedEnv({ [ARENA_ENV]: '4' }) });
     expect(environ(own.child.pid!).get(ARENA_ENV)).toBe('4');
     // It restarted all the same, for the flags.
     expect(cmdline(own.child.pid!)).toContain(EXPOSE_GC_FLAG);
@@ -168,7 +165,7 @@ describe.runIf(linux)('cutover run', () => {
     // The biggest filler the system still execs with these arguments, found with /bin/true as the
     // program and node's path as its name (argv[0]).
     const envWith = (fill: number): NodeJS.ProcessEnv => {
-      const env = envWithout(ARENA_ENV);
+      const env = untunedEnv();
       for (let i = 0; fill > 0; i++, fill -= 100_000) env[`FILL${i}`] = 'x'.repeat(Math.min(fill, 100_000));
       return env;
     };
@@ -193,7 +190,7 @@ describe.runIf(linux)('cutover run', () => {
   });
 
   it(`keeps Node's and glibc's defaults under ${OPT_OUT_ENV}=off`, async () => {
-    const p = await proxy({ env: envWithout(ARENA_ENV, { [OPT_OUT_ENV]: 'off' }) });
+    const p = await proxy({ env: untunedEnv({ [OPT_OUT_ENV]: 'off' }) });
     expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG) || a.startsWith(SEMI_SPACE_FLAG) || a === EXPOSE_GC_FLAG)).toBe(false);
     expect(environ(p.child.pid!).has(ARENA_ENV)).toBe(false);
   });

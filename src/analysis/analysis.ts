@@ -9,6 +9,7 @@
  * does not fit is counted, never silently dropped.
  */
 import { DEFAULT_NOISE_THRESHOLDS, KnownSpans, RecentPairs, type CompareState, type KnownSpansStats, type NoiseThresholds, type RecentPairsStats } from '../compare/index.js';
+import { DEFAULT_COMPARE_QUEUE_BYTES } from '../config/schema.js';
 import type { EvidenceSource, RouteEvidence } from '../cutover/types.js';
 import type { RouteTable } from '../routing/table.js';
 import type { CapturedAnswerPair } from '../shadow/pair.js';
@@ -66,7 +67,7 @@ export const DEFAULT_ANALYSIS: AnalysisOptions = {
   maxFields: 200,
   examplesPerField: 5,
   queueLimit: 2_000,
-  queueBytes: 16 * 1024 * 1024,
+  queueBytes: DEFAULT_COMPARE_QUEUE_BYTES,
   workers: 0,
   sliceMs: 5,
   inlineBytes: 16 * 1024,

@@ -301,6 +301,9 @@ export const routeSchema = z.strictObject({
   gates: gatesSchema.optional(),
 });
 
+/** `shadow.compareQueueBytes`'s default (the analysis uses it too when given none). */
+export const DEFAULT_COMPARE_QUEUE_BYTES = 16 * 1024 * 1024;
+
 export const shadowLimitsSchema = z.strictObject({
   /** Mirrors in flight at once across all routes; more are skipped as overload. */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
@@ -315,7 +318,7 @@ export const shadowLimitsSchema = z.strictObject({
    * 16 MiB: eight pairs of 1 MB answers. With 1 MB answers flat out on one core the queue is full
    * and its pairs only wait; at 32 MiB Node 24 peaked 15–30 MB higher (README, "Node's heap").
    */
-  compareQueueBytes: size.default(16 * 1024 * 1024),
+  compareQueueBytes: size.default(DEFAULT_COMPARE_QUEUE_BYTES),
   /** Event-loop bounds past which new mirrors are skipped as overload (see docs/metrics.md). */
   shedAt: z
     .strictObject({

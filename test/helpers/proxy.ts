@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { validateConfig, loadTransforms } from '../../src/config/load.js';
 import { startApp, type App, type AppOptions } from '../../src/app.js';
 import { createLogger } from '../../src/telemetry/logger.js';
+import { TUNING_ENV } from '../../src/cli/heap.js';
 
 export const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
 
@@ -64,6 +65,12 @@ export function writeConfig(raw: Record<string, unknown>): string {
   const file = join(dir, 'cutover.yaml');
   writeFileSync(file, stringify(raw));
   return file;
+}
+
+/** This process's environment without the variables cutover tunes itself (so a restart is what sets them), then `extra`. */
+export function untunedEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !(name in TUNING_ENV)));
+  return { ...env, ...extra };
 }
 
 /** Runs `cutover run` in its own process (with `nodeArgs` before the script) and waits for it to print its URLs. */
