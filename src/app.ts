@@ -142,6 +142,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     pools: shadowPools,
     maxInFlight: config.shadow.maxInFlight,
     timeout: config.shadow.timeout,
+    hold: config.shadow.hold,
     credentialQuery: credentialQueryNames(config.credentials.legacy),
     shed,
     comparisons: analysis,

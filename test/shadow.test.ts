@@ -178,6 +178,94 @@ describe('mirroring', () => {
   });
 });
 
+describe('a mirror waits for the live answer (shadow.hold)', () => {
+  /** Legacy sends its head and a first chunk at once and the rest after `ms`; `ended` is when it sent the end. */
+  async function streamingLegacy(ms: number): Promise<{ b: TestBackend; ended: () => number }> {
+    let ended = 0;
+    const b = await backend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"items":[');
+      setTimeout(() => {
+        ended = performance.now();
+        res.end('1,2,3]}');
+      }, ms);
+    });
+    return { b, ended: () => ended };
+  }
+  /** New answers the same document at once and notes when each mirror arrived. */
+  async function noting(): Promise<{ b: TestBackend; arrivals: number[] }> {
+    const arrivals: number[] = [];
+    const b = await backend((_req, res) => {
+      arrivals.push(performance.now());
+      json(res, 200, { items: [1, 2, 3] });
+    });
+    return { b, arrivals };
+  }
+
+  it('by default the mirror is sent once the live answer has been read, and the pair is compared', async () => {
+    const legacy = await streamingLegacy(300);
+    const next = await noting();
+    const p = await proxy(legacy.b.url, next.b.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const res = await get(`${p.dataUrl}/r`);
+    expect(res.body).toBe('{"items":[1,2,3]}');
+    await waitFor(() => next.arrivals.length === 1, 5_000, 'the mirror');
+    // Legacy had sent its last bytes before new saw the mirror: it waited for the live answer.
+    expect(next.arrivals[0]).toBeGreaterThan(legacy.ended());
+    await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 1, 5_000, 'the pair compared');
+  });
+
+  it('hold 0 sends it with the live request', async () => {
+    const legacy = await streamingLegacy(300);
+    const next = await noting();
+    const p = await proxy(legacy.b.url, next.b.url, { shadow: { hold: 0 }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    expect((await get(`${p.dataUrl}/r`)).status).toBe(200);
+    expect(next.arrivals).toHaveLength(1);
+    expect(next.arrivals[0]).toBeLessThan(legacy.ended());
+  });
+
+  it('a live answer slower than the hold does not keep its mirror waiting past it', async () => {
+    const legacy = await streamingLegacy(1_500);
+    const next = await noting();
+    const p = await proxy(legacy.b.url, next.b.url, { shadow: { hold: '100ms' }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const started = performance.now();
+    expect((await get(`${p.dataUrl}/r`)).status).toBe(200);
+    expect(next.arrivals).toHaveLength(1);
+    expect(next.arrivals[0]).toBeLessThan(legacy.ended());
+    expect(next.arrivals[0] - started).toBeGreaterThanOrEqual(90);
+  });
+
+  it('a held mirror whose turn comes with shadow.maxInFlight mirrors running is skipped as overload, once, and gives its places back', async () => {
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => (release = r));
+    cleanups.push(async () => release());
+    const legacy = await backend((req, res) => {
+      if (req.url === '/slow') setTimeout(() => json(res, 200, {}), 300);
+      else json(res, 200, {});
+    });
+    const next = await backend((_req, res) => void stuck.then(() => json(res, 200, {})));
+    const p = await proxy(legacy.url, next.url, { shadow: { maxInFlight: 1 }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/:what' } }] });
+    // Planned first, held while its live answer takes 300 ms.
+    const slow = get(`${p.dataUrl}/slow`);
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the slow live request');
+    // Planned second, its live answer comes at once: its mirror goes and takes the one place.
+    expect((await get(`${p.dataUrl}/fast`)).status).toBe(200);
+    await waitFor(() => next.received.length === 1, 5_000, 'the fast mirror');
+    expect(p.shadow.active).toBe(1);
+    expect((await slow).status).toBe(200);
+    await waitFor(async () => sample(await scrape(p), 'cutover_shadow_overload_total{route="r",cause="in_flight"}') === 1, 5_000, 'the held mirror skipped');
+    const m = await scrape(p);
+    expect(sample(m, 'cutover_shadow_skipped_total{route="r",reason="overload"}')).toBe(1);
+    expect(next.received.map((r) => r.url)).toEqual(['/fast']);
+    // Its comparison place went back: only the fast mirror still has one, and once compared nothing does.
+    expect(p.analysis.reservedPlaces).toBe(1);
+    release();
+    await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 1, 5_000, 'the fast pair compared');
+    expect(p.analysis.reservedPlaces).toBe(0);
+    expect(p.analysis.pending).toBe(0);
+    expect(p.shadow.active).toBe(0);
+  });
+});
+
 describe('a broken shadow backend never touches the client', () => {
   const expected = { id: 7, name: 'widget', price: 12.5 };
 

@@ -232,6 +232,11 @@ export class Analysis implements EvidenceSource {
     return this.queue.pending;
   }
 
+  /** Places in the comparison queue reserved for mirrors on their way. */
+  get reservedPlaces(): number {
+    return this.queue.reservedPlaces;
+  }
+
   /** Compares one pair and records what it shows. Public for tests that want no event-loop hop. */
   process(pair: CapturedAnswerPair): ComparisonResult | null {
     const ra = this.analysisOf(pair);

@@ -180,4 +180,9 @@ export class ComparisonQueue {
   get pending(): number {
     return this.waiting + this.running;
   }
+
+  /** Places reserved for mirrors on their way (sent or held), not yet back as pairs. */
+  get reservedPlaces(): number {
+    return this.reserved;
+  }
 }

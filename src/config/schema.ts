@@ -309,6 +309,12 @@ export const shadowLimitsSchema = z.strictObject({
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
   /** Budget for a mirrored call (and for baseline replays). */
   timeout: timeout.default(5_000),
+  /**
+   * How long a mirror waits for the client's answer to have been read from its backend before it is
+   * sent anyway; 0 sends it together with the live request. Reading the mirror's answer while the
+   * client's is still streaming takes the proxy's one thread from the client (src/shadow/engine.ts).
+   */
+  hold: duration.default(1_000),
   /** Connection cap of the separate pools used for mirrored calls. */
   connections: z.number().int().min(1).max(10_000).default(64),
   /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */

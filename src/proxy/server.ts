@@ -383,7 +383,8 @@ export class ProxyServer {
       else res.destroy();
       return;
     }
-    // Dispatched right after the primary, so both backends see the same moment and latencies compare.
+    // Held until the live answer has been read (shadow.hold), so reading the mirror's answer never
+    // takes the thread from the client's; each backend's latency is timed from its own socket.
     if (job !== null) job.mirror({ primaryIsNew: toNew, method, legacyPath, newPath: newPathOf(decision), rawHeaders: req.rawHeaders, ctx: decision.ctx, body, mapping: credential?.mapping, secrets: this.deps.credentials?.secretsLater(credential?.fingerprint ? req.rawHeaders : null, decision.query, credential?.mapping) });
   };
 
