@@ -28,7 +28,7 @@ import { runLeanLoad } from './lib/lean-load.mjs';
 import { deadPort, freePort } from './lib/ports.mjs';
 import { killAllSync, liveChildren, startGuarded, startScript, stopAll, waitForHttp } from './lib/procs.mjs';
 import { checkTargets, computeRatios, markdown, mergeRounds, targetLines } from './lib/report.mjs';
-import { RssSampler, readCpuMs, readStatus, round1 } from './lib/rss.mjs';
+import { RssSampler, readCpuMs, readStatus, readTuning, round1 } from './lib/rss.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH_DIR, '..');
@@ -383,6 +383,8 @@ async function measure(scenario, url, pid, opts) {
   const load1 = scenario.lean ? (o) => runLeanLoad({ ...o, paths: ITEM_PATHS, rate: opts.rate }) : (o) => runLoad({ ...o, unique: scenario.unique === true });
   if (opts.warmupS > 0) await load1({ url, connections, durationS: opts.warmupS });
   const rssWarm = pid ? readStatus(pid).rssMB : null;
+  // What the proxy measured really runs with (a Node proxy: its flags and malloc tuning), not what it was given.
+  const tuning = pid && scenario.proxy !== 'nginx' ? readTuning(pid, Object.keys(opts.nodeEnv)) : null;
   const cpuBefore = pid ? readCpuMs(pid) : null;
   const load = { ...(await load1({ url, connections, durationS })), connections };
   const cpuAfter = pid ? readCpuMs(pid) : null;
@@ -394,6 +396,7 @@ async function measure(scenario, url, pid, opts) {
     // Proxy CPU spent per request while measured (µs), and the share of one core it used.
     proxyCpu: cpuMs === null ? null : { usPerRequest: load.requests ? Math.round((cpuMs * 1000) / load.requests) : null, coresUsed: Math.round((cpuMs / 1000 / load.durationS) * 100) / 100 },
     rssMB: { start: round1(rssStart), afterWarmup: round1(rssWarm), peak: round1(mem.peakMB), end: round1(rssEnd), hwm: round1(mem.hwmMB), samples: mem.samples },
+    ...(tuning === null ? {} : { proxyTuning: tuning }),
   };
 }
 

@@ -146,6 +146,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     credentialQuery: credentialQueryNames(config.credentials.legacy),
     shed,
     comparisons: analysis,
+    mirroring: () => !cutover.controller.bypassed(),
     // Called before the pair is queued: once queued, its bodies may move to a comparison worker.
     onPair:
       onPair === undefined

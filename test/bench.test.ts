@@ -57,6 +57,7 @@ interface Row {
   non2xx: number;
   latencyMs: { p50: number; p99: number; p999: number };
   rssMB: { start: number | null; peak: number | null; end: number | null };
+  proxyTuning?: { flags: string[]; env: Record<string, string | null> };
   proxyCpu: { usPerRequest: number | null } | null;
   proxyCounters?: Record<string, number>;
   /** Which client read the row, and for open (fixed-rate) rows the rate and the requests sent. */
@@ -138,6 +139,8 @@ describe('bench/run.mjs', () => {
       if (row.proxy !== 'none' && process.platform === 'linux') {
         expect(row.rssMB.peak, row.scenario).toBeGreaterThan(0);
         expect(row.proxyCpu?.usPerRequest, row.scenario).toBeGreaterThan(0);
+        // The Node proxies' own /proc says they ran with the build's flags and malloc tuning.
+        expect(row.proxyTuning, row.scenario).toEqual({ flags: [...HEAP_FLAGS], env: { ...TUNING_ENV } });
       }
     }
     // The proxy's own metrics agree that it served the load (scraped from its admin port).

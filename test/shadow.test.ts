@@ -234,6 +234,50 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     expect(next.arrivals[0] - started).toBeGreaterThanOrEqual(90);
   });
 
+  it('the bypass stops a held mirror at once: skipped as bypass when its turn comes, never sent', async () => {
+    const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 500));
+    const next = await backend((_req, res) => json(res, 200, {}));
+    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const live = get(`${p.dataUrl}/r`);
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the live request');
+    const on = await get(`${p.adminUrl}/api/bypass`, { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, 'POST', JSON.stringify({ on: true, reason: 'incident' }));
+    expect(on.status).toBe(200);
+    expect((await live).status).toBe(200);
+    await waitFor(async () => sample(await scrape(p), 'cutover_shadow_skipped_total{route="r",reason="bypass"}') === 1, 5_000, 'the held mirror skipped');
+    expect(next.received).toHaveLength(0);
+    expect(p.shadow.active).toBe(0);
+    expect(p.analysis.reservedPlaces).toBe(0);
+  });
+
+  it('a client that leaves while its mirror is held: the mirror is not sent (nothing whole to compare) and counted as client_gone', async () => {
+    const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 400));
+    const next = await backend((_req, res) => json(res, 200, {}));
+    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 100 } }, routes: [{ name: 'w', match: { path: '/w' }, shadow: { unsafe: true } }] });
+    const ac = new AbortController();
+    const gone = request(`${p.dataUrl}/w`, { method: 'POST', body: '{"order":1}', signal: ac.signal }).catch((err: unknown) => err);
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the live request');
+    ac.abort();
+    await gone;
+    await waitFor(async () => sample(await scrape(p), 'cutover_shadow_skipped_total{route="w",reason="client_gone"}') === 1, 5_000, 'the skip counted');
+    // Neither the mirror (a second order at new) nor a baseline replay went out.
+    expect(next.received).toHaveLength(0);
+    expect(legacy.received).toHaveLength(1);
+    expect(p.analysis.reservedPlaces).toBe(0);
+    expect(p.shadow.active).toBe(0);
+  });
+
+  it('a held mirror takes no comparison place while its live answer is on its way', async () => {
+    const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 400));
+    const next = await backend((_req, res) => json(res, 200, {}));
+    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const live = get(`${p.dataUrl}/r`);
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the live request');
+    expect(p.analysis.reservedPlaces).toBe(0);
+    expect((await live).status).toBe(200);
+    await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 1, 5_000, 'the pair compared');
+    expect(p.analysis.reservedPlaces).toBe(0);
+  });
+
   it('a held mirror whose turn comes with shadow.maxInFlight mirrors running is skipped as overload, once, and gives its places back', async () => {
     let release!: () => void;
     const stuck = new Promise<void>((r) => (release = r));

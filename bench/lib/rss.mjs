@@ -7,6 +7,28 @@ import { readFileSync } from 'node:fs';
 
 const KB = 1024;
 
+/**
+ * What the process under test really runs with, read from /proc: its node flags (the arguments
+ * before the script) and the values of the named environment variables (null: not set). After a
+ * restart through process.execve (Node ≥ 23.11) the pid is the same and /proc shows the new image.
+ * Null elsewhere than Linux, or when the process is gone.
+ */
+export function readTuning(pid, names) {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const script = argv.findIndex((a, i) => i > 0 && !a.startsWith('-'));
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const env = {};
+    for (const name of names) {
+      const entry = environ.find((e) => e.startsWith(`${name}=`));
+      env[name] = entry === undefined ? null : entry.slice(name.length + 1);
+    }
+    return { flags: argv.slice(1, script === -1 ? argv.length : script), env };
+  } catch {
+    return null;
+  }
+}
+
 export function readStatus(pid) {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -77,13 +77,17 @@ export class ComparisonQueue {
    * cannot pile up far past the byte bound).
    */
   reserve(route = ''): boolean {
-    if (this.waiting + this.running + this.reserved >= this.limits.count) return false;
-    if (this.held + this.reservedBytes >= this.limits.bytes) return false;
+    if (!this.room()) return false;
     const share = this.shareOf(route);
     share.reserved++;
     this.reserved++;
     this.reservedBytes += this.expected(share);
     return true;
+  }
+
+  /** Whether reserve() would take a place now (nothing taken). */
+  room(): boolean {
+    return this.waiting + this.running + this.reserved < this.limits.count && this.held + this.reservedBytes < this.limits.bytes;
   }
 
   unreserve(route = ''): void {

@@ -305,7 +305,7 @@ export const routeSchema = z.strictObject({
 export const DEFAULT_COMPARE_QUEUE_BYTES = 16 * 1024 * 1024;
 
 export const shadowLimitsSchema = z.strictObject({
-  /** Mirrors in flight at once across all routes; more are skipped as overload. */
+  /** Mirrors sent and not yet answered, across all routes; more are skipped as overload (a held mirror is not in flight). */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
   /** Budget for a mirrored call (and for baseline replays). */
   timeout: timeout.default(5_000),

@@ -11,8 +11,8 @@
  * Why hold: the proxy has one thread for both answers. A mirror sent with the request comes back
  * while the client's answer is still being read and written, and every chunk of it read then is
  * time the client's answer waits: with ~1 MB answers at a quarter of the proxy's capacity, client
- * p50 rose ~45 % at 100 % shadow (bench `shadow-1mb-open`), against ~15 % with the mirror held until
- * the live answer was read. Each backend's latency is timed from its own socket, so holding changes
+ * p50 rose a median 57 % at 100 % shadow (bench `shadow-1mb-open`), against 22 % with the mirror held
+ * until the live answer was read (README, performance). Each backend's latency is timed from its own socket, so holding changes
  * no latency figure; it changes the moment the mirror's backend sees the request, by the live
  * answer's time, at most `shadow.hold` (0: sent with the request).
  */
@@ -67,10 +67,17 @@ export interface ShadowEngineDeps {
   /** Says when the proxy's own event loop is too busy to take more mirrors (skipped as overload). */
   shed?: { admit(): boolean };
   /**
-   * Room in the comparison queue, reserved before a mirror is sent: a mirror that could not be
-   * compared is not sent at all, so it is counted once (as overload), never sent and then dropped.
+   * Room in the comparison queue: looked at when the request comes (`room`), and reserved when the
+   * mirror is sent: a mirror that could not be compared is not sent at all, so it is counted once
+   * (as overload), never sent and then dropped. A mirror held for its live answer has no place yet
+   * (it would keep one for the live answer's time too, and skip others while the queue is idle).
    */
-  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void };
+  comparisons?: { room(route: string): boolean; reserve(route: string): boolean };
+  /**
+   * False while the emergency bypass is on: a held mirror whose turn comes then is skipped as
+   * `bypass` (the bypass stops mirroring at once, not `shadow.hold` later).
+   */
+  mirroring?: () => boolean;
 }
 
 const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
@@ -194,15 +201,13 @@ export class ShadowEngine {
       route.metrics.shadowOverload('event_loop');
       return null;
     }
-    const comparisons = this.deps.comparisons;
-    if (comparisons !== undefined && !comparisons.reserve(route.name)) {
+    if (this.deps.comparisons !== undefined && !this.deps.comparisons.room(route.name)) {
       route.metrics.shadowOverload('comparison_queue');
       return null;
     }
     const target = primaryIsNew ? 'legacy' : 'new';
     const sizeAdmission = sampling.oversize[target].allow();
     if (sizeAdmission === Admission.Refused) {
-      comparisons?.unreserve(route.name);
       route.metrics.shadowSkipped('body_too_large');
       return null;
     }
@@ -210,7 +215,6 @@ export class ShadowEngine {
     if (admission === Admission.Refused) {
       // The size probe was not used: give it back, so the next mirror may probe.
       if (sizeAdmission === Admission.Probe) sampling.oversize[target].release();
-      comparisons?.unreserve(route.name);
       route.metrics.shadowSkipped('shadow_down');
       return null;
     }
@@ -228,31 +232,33 @@ export class ShadowEngine {
   }
 
   /**
-   * Gives back what plan() took for a job that is never sent (the primary's dispatch threw, or a
-   * held mirror found `maxInFlight` mirrors running): its comparison place and any probe it was
-   * given, which would otherwise stay taken for good (with enough of them, every later mirror would
-   * be skipped as overload).
+   * Gives back what plan() took for a job that is never sent (the primary's dispatch threw, or its
+   * turn came with no room, the bypass on or the client gone): any probe it was given, which would
+   * otherwise stay taken for good (the backend's breaker could never probe again).
    */
   abandon(job: MirrorJob): void {
-    this.deps.comparisons?.unreserve(job.route.name);
     if (job.probe) this.breakers[job.target].release();
     if (job.sizeProbe) this.samplingOf(job.route).oversize[job.target].release();
   }
 
   /**
-   * Sends a job's mirror (and baseline). False when it cannot go: a held mirror whose turn came
-   * with `maxInFlight` mirrors running is skipped as overload, once, and its places given back (a
-   * mirror sent with its request passed the same check in plan(), a moment before).
+   * Sends a job's mirror (and baseline), taking its in-flight place and its comparison place. False
+   * when it cannot go, counted once and its probes given back: the bypass went on or the client left
+   * while it was held (its pair could not be compared: the client's answer is not whole), or there is
+   * no room (a mirror sent with its request passed the same checks in plan(), a moment before).
    */
   dispatch(job: MirrorJob, req: MirrorRequest): boolean {
-    if (this.inFlight >= this.deps.maxInFlight) {
-      job.route.metrics.shadowOverload('in_flight');
+    const route = job.route;
+    const skipped = this.deps.mirroring?.() === false ? 'bypass' : job.clientGone ? 'client_gone' : null;
+    const full = skipped === null && this.inFlight >= this.deps.maxInFlight ? 'in_flight' : null;
+    if (skipped !== null || full !== null || (this.deps.comparisons !== undefined && !this.deps.comparisons.reserve(route.name))) {
+      if (skipped !== null) route.metrics.shadowSkipped(skipped);
+      else route.metrics.shadowOverload(full ?? 'comparison_queue');
       this.abandon(job);
       return false;
     }
     this.inFlight++;
     const { pools, timeout } = this.deps;
-    const route = job.route;
     const shadowTarget = pools[job.target];
     // What each backend receives (credentials, markers, X-Forwarded-*) is decided by its shaping layer.
     const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials, mapping: req.mapping });
@@ -359,11 +365,19 @@ export class MirrorJob {
     this.engine.abandon(this);
   }
 
+  /** The client left before its answer was whole: a pair of this job could not be compared. */
+  get clientGone(): boolean {
+    return this.primary?.error === 'client_aborted';
+  }
+
   readonly onPrimary = (answer: UpstreamAnswer): void => {
     this.primary = answer;
     if (this.holding !== null) {
       clearTimeout(this.holding);
-      this.send();
+      this.holding = null;
+      // Called from inside undici's parser (the live answer's end): the mirror's dispatch may run
+      // another connection's parser, which undici allows one at a time. Sent once this one is done.
+      queueMicrotask(this.send);
     }
     this.arrive();
   };
