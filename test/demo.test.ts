@@ -42,10 +42,10 @@ function withoutMeta(body: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, seen?: () => unknown): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${seen === undefined ? '' : `; last seen: ${JSON.stringify(seen())}`}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -413,6 +413,7 @@ describe('runDemo', () => {
           return routes['get-order'].state === 'complete' && routes['create-order'].state === 'rolled_back';
         },
         120_000,
+        () => ({ routes, printed: printed.slice(-3_000) }),
       );
       expect(routes['get-order']).toMatchObject({ state: 'complete', weight: 100 });
       expect(routes['create-order']).toMatchObject({ state: 'rolled_back', weight: 0 });
