@@ -1,7 +1,8 @@
 /**
  * A mirror planned for a request whose primary was never dispatched (its dispatch threw) gives back
- * what plan() took: any breaker probe (the in-flight and comparison places are taken when a mirror
- * is sent). Kept, a backend's breaker could never probe again. In the running proxy the client is answered at once (500 PROXY_ERROR), not at
+ * what plan() took: its comparison queue place and any breaker probe (the in-flight place is taken
+ * when a mirror is sent). Kept, they would add up until every later mirror was skipped as overload,
+ * or a backend's breaker could never probe again. In the running proxy the client is answered at once (500 PROXY_ERROR), not at
  * the backend's timeout; and a pair hook that throws keeps nothing either.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,7 +24,7 @@ function setup(maxInFlight: number) {
     routes: [{ name: 'r', match: { path: '/r' } }],
   });
   const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
-  const queue = { reserved: 0, looked: 0, room: () => (queue.looked++, true), reserve: () => (queue.reserved++, true) };
+  const queue = { reserved: 0, reserve: () => (queue.reserved++, true), unreserve: () => void queue.reserved-- };
   let now = 1_000_000;
   const engine = new ShadowEngine({
     // plan() and abandon() never reach the pools: nothing is sent here.
@@ -39,19 +40,20 @@ function setup(maxInFlight: number) {
 }
 
 describe('a mirror whose request is never sent', () => {
-  it('took no place: plan() looks for room, and only a mirror sent takes its in-flight and comparison places', () => {
+  it('gives back its comparison place, once; it took no in-flight place (only a mirror sent does)', () => {
     const { engine, route, queue } = setup(1);
     const job = engine.plan(route, 'GET', null, false)!;
     expect(job).not.toBeNull();
-    expect(queue.looked).toBe(1);
     expect(engine.active).toBe(0);
-    expect(queue.reserved).toBe(0);
-    // A second request finds room too: nothing was taken for the first.
-    expect(engine.plan(route, 'GET', null, false)).not.toBeNull();
+    expect(queue.reserved).toBe(1);
+    const second = engine.plan(route, 'GET', null, false)!;
+    expect(queue.reserved).toBe(2);
     job.abandon();
     job.abandon();
-    expect(engine.active).toBe(0);
+    expect(queue.reserved).toBe(1);
+    second.abandon();
     expect(queue.reserved).toBe(0);
+    expect(engine.active).toBe(0);
   });
 
   it("gives back the breaker's probe, so the next mirror may probe the backend", () => {

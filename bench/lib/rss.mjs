@@ -9,7 +9,8 @@ const KB = 1024;
 
 /**
  * What the process under test really runs with, read from /proc: its node flags (the arguments
- * before the script) and the values of the named environment variables (null: not set). After a
+ * before the script: the first one without a dash, so flags must be given as --name=value, as the
+ * bench gives them) and the values of the named environment variables (null: not set). After a
  * restart through process.execve (Node ≥ 23.11) the pid is the same and /proc shows the new image.
  * Null elsewhere than Linux, or when the process is gone.
  */

@@ -224,7 +224,7 @@ export class Analysis implements EvidenceSource {
    * then fills it. Bodies may move to a comparison worker once the pair is queued.
    */
   readonly reserve = (route: string): boolean => this.queue.reserve(route);
-  readonly room = (): boolean => this.queue.room();
+  readonly unreserve = (route: string): void => this.queue.unreserve(route);
   readonly submitReserved = (pair: CapturedAnswerPair): void => this.queue.submit(pair, true);
 
   /** Pairs queued and not yet compared. */

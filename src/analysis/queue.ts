@@ -77,17 +77,13 @@ export class ComparisonQueue {
    * cannot pile up far past the byte bound).
    */
   reserve(route = ''): boolean {
-    if (!this.room()) return false;
+    if (this.waiting + this.running + this.reserved >= this.limits.count) return false;
+    if (this.held + this.reservedBytes >= this.limits.bytes) return false;
     const share = this.shareOf(route);
     share.reserved++;
     this.reserved++;
     this.reservedBytes += this.expected(share);
     return true;
-  }
-
-  /** Whether reserve() would take a place now (nothing taken). */
-  room(): boolean {
-    return this.waiting + this.running + this.reserved < this.limits.count && this.held + this.reservedBytes < this.limits.bytes;
   }
 
   unreserve(route = ''): void {
@@ -185,7 +181,7 @@ export class ComparisonQueue {
     return this.waiting + this.running;
   }
 
-  /** Places reserved for mirrors on their way (sent or held), not yet back as pairs. */
+  /** Places reserved for mirrors to come (held for their live answer, or sent), not yet back as pairs. */
   get reservedPlaces(): number {
     return this.reserved;
   }

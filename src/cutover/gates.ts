@@ -151,7 +151,6 @@ const SKIP_ADVICE: Readonly<Record<SkipReason, string>> = {
   body_too_large: 'Bodies are over shadow.maxBodyBytes, or answers over compare.maxBodyBytes.',
   unmapped: 'Credentials new may not serve (unmapped, or refused by legacy) are not mirrored: map them (credentials.mappings).',
   bypass: 'Bypass is on: nothing is mirrored until it is turned off (POST /api/bypass).',
-  client_gone: 'Clients left before their answers were whole (timeouts on the client side, cancelled calls), so there was nothing to compare: see the live latency (cutover_request_duration_seconds) and the clients\' own timeouts.',
 };
 
 /** Why a route short of comparisons holds, from its requests not mirrored since the step began. */

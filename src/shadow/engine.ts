@@ -67,12 +67,13 @@ export interface ShadowEngineDeps {
   /** Says when the proxy's own event loop is too busy to take more mirrors (skipped as overload). */
   shed?: { admit(): boolean };
   /**
-   * Room in the comparison queue: looked at when the request comes (`room`), and reserved when the
-   * mirror is sent: a mirror that could not be compared is not sent at all, so it is counted once
-   * (as overload), never sent and then dropped. A mirror held for its live answer has no place yet
-   * (it would keep one for the live answer's time too, and skip others while the queue is idle).
+   * Room in the comparison queue, reserved when the request comes: a mirror that could not be
+   * compared is not sent at all, so it is counted once (as overload), never sent and then dropped.
+   * A mirror held for its live answer keeps its place meanwhile: the live answer is being captured
+   * for it, and the queue's byte bound is what bounds those captures (were places taken only when
+   * mirrors go, a burst of slow live answers would capture one answer per client).
    */
-  comparisons?: { room(route: string): boolean; reserve(route: string): boolean };
+  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void };
   /**
    * False while the emergency bypass is on: a held mirror whose turn comes then is skipped as
    * `bypass` (the bypass stops mirroring at once, not `shadow.hold` later).
@@ -201,13 +202,15 @@ export class ShadowEngine {
       route.metrics.shadowOverload('event_loop');
       return null;
     }
-    if (this.deps.comparisons !== undefined && !this.deps.comparisons.room(route.name)) {
+    const comparisons = this.deps.comparisons;
+    if (comparisons !== undefined && !comparisons.reserve(route.name)) {
       route.metrics.shadowOverload('comparison_queue');
       return null;
     }
     const target = primaryIsNew ? 'legacy' : 'new';
     const sizeAdmission = sampling.oversize[target].allow();
     if (sizeAdmission === Admission.Refused) {
+      comparisons?.unreserve(route.name);
       route.metrics.shadowSkipped('body_too_large');
       return null;
     }
@@ -215,6 +218,7 @@ export class ShadowEngine {
     if (admission === Admission.Refused) {
       // The size probe was not used: give it back, so the next mirror may probe.
       if (sizeAdmission === Admission.Probe) sampling.oversize[target].release();
+      comparisons?.unreserve(route.name);
       route.metrics.shadowSkipped('shadow_down');
       return null;
     }
@@ -233,27 +237,31 @@ export class ShadowEngine {
 
   /**
    * Gives back what plan() took for a job that is never sent (the primary's dispatch threw, or its
-   * turn came with no room, the bypass on or the client gone): any probe it was given, which would
-   * otherwise stay taken for good (the backend's breaker could never probe again).
+   * turn came with no room in flight, the bypass on or the client gone): its comparison place and
+   * any probe it was given, which would otherwise stay taken for good (with enough of them, every
+   * later mirror would be skipped as overload, or a backend's breaker could never probe again).
    */
   abandon(job: MirrorJob): void {
+    this.deps.comparisons?.unreserve(job.route.name);
     if (job.probe) this.breakers[job.target].release();
     if (job.sizeProbe) this.samplingOf(job.route).oversize[job.target].release();
   }
 
   /**
-   * Sends a job's mirror (and baseline), taking its in-flight place and its comparison place. False
-   * when it cannot go, counted once and its probes given back: the bypass went on or the client left
-   * while it was held (its pair could not be compared: the client's answer is not whole), or there is
-   * no room (a mirror sent with its request passed the same checks in plan(), a moment before).
+   * Sends a job's mirror (and baseline), taking its in-flight place. False when it does not go, its
+   * places and probes given back: the bypass went on while it was held (counted as `bypass`); its
+   * client left before the live answer was whole (not counted: the request is not counted either,
+   * and a cut answer is nothing to compare with, as when the mirror was already sent); or
+   * `maxInFlight` mirrors are running (counted as overload; a mirror sent with its request passed
+   * the same check in plan(), a moment before).
    */
   dispatch(job: MirrorJob, req: MirrorRequest): boolean {
     const route = job.route;
-    const skipped = this.deps.mirroring?.() === false ? 'bypass' : job.clientGone ? 'client_gone' : null;
-    const full = skipped === null && this.inFlight >= this.deps.maxInFlight ? 'in_flight' : null;
-    if (skipped !== null || full !== null || (this.deps.comparisons !== undefined && !this.deps.comparisons.reserve(route.name))) {
-      if (skipped !== null) route.metrics.shadowSkipped(skipped);
-      else route.metrics.shadowOverload(full ?? 'comparison_queue');
+    const bypassed = this.deps.mirroring?.() === false;
+    const full = this.inFlight >= this.deps.maxInFlight;
+    if (bypassed || job.clientGone || full) {
+      if (bypassed) route.metrics.shadowSkipped('bypass');
+      else if (!job.clientGone) route.metrics.shadowOverload('in_flight');
       this.abandon(job);
       return false;
     }

@@ -13,7 +13,7 @@ export type BackendName = 'legacy' | 'new';
 export type Role = 'primary' | 'shadow';
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
 export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
-export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped' | 'upgrade' | 'client_gone';
+export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped' | 'upgrade';
 /** Which bound an `overload` skip hit: mirrors in flight, the comparison queue, or the busy event loop. */
 export type OverloadCause = 'in_flight' | 'comparison_queue' | 'event_loop';
 /** Why the proxy answered a request itself instead of forwarding it. */
@@ -26,7 +26,7 @@ const ROLES: readonly Role[] = ['primary', 'shadow'];
 export type RetryReason = 'stale_connection' | 'unauthorized';
 const RETRY_REASONS: readonly RetryReason[] = ['stale_connection', 'unauthorized'];
 const COMPARISON_RESULTS: readonly ComparisonResult[] = ['match', 'mismatch', 'noise', 'error'];
-export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped', 'upgrade', 'client_gone'];
+export const SKIP_REASONS: readonly SkipReason[] = ['sampled_out', 'unsafe_method', 'body_too_large', 'overload', 'bypass', 'shadow_down', 'unmapped', 'upgrade'];
 const OVERLOAD_CAUSES: readonly OverloadCause[] = ['in_flight', 'comparison_queue', 'event_loop'];
 const REJECT_REASONS: readonly RejectReason[] = ['body_too_large', 'body_timeout', 'body_buffer_full', 'saturated', 'bad_path', 'bad_host', 'bad_method', 'bad_upgrade', 'revoked', 'draining'];
 
