@@ -136,7 +136,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onWeight: () => snapshots.applyWeights(store.snapshot()),
     stragglers: (complete) => credentials.inventory.stragglers(complete),
   });
-  snapshots.followBypass(() => cutover.controller.bypassed(), store.snapshot());
+  // The emergency bypass, as the live table, the proxy and the shadow engine (for held mirrors) read it.
+  const bypassed = (): boolean => cutover.controller.bypassed();
+  snapshots.followBypass(bypassed, store.snapshot());
   const onPair = options.onPair;
   const shadow = new ShadowEngine({
     pools: shadowPools,
@@ -146,7 +148,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     credentialQuery: credentialQueryNames(config.credentials.legacy),
     shed,
     comparisons: analysis,
-    mirroring: () => !cutover.controller.bypassed(),
+    bypassed,
     // Called before the pair is queued: once queued, its bodies may move to a comparison worker.
     onPair:
       onPair === undefined
@@ -161,7 +163,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             analysis.submitReserved(pair);
           },
   });
-  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, credentials, bypassed: () => cutover.controller.bypassed() });
+  const proxy = new ProxyServer({ config, snapshots, upstreams, shadow, logger, credentials, bypassed });
   const reloader = new Reloader({ snapshots, source: options.reloadConfig, store, analysis, shadow, telemetry, logger });
   // Revocations, mappings and locations follow a reload; the backends' own credentials need a restart.
   // The credential policy reads mapping secrets: read them before the swap, so a bad one refuses the reload.

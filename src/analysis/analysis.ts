@@ -232,7 +232,7 @@ export class Analysis implements EvidenceSource {
     return this.queue.pending;
   }
 
-  /** Places in the comparison queue reserved for mirrors on their way. */
+  /** Places in the comparison queue reserved for mirrors to come (held for their live answer, or sent). */
   get reservedPlaces(): number {
     return this.queue.reservedPlaces;
   }

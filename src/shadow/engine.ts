@@ -11,10 +11,10 @@
  * Why hold: the proxy has one thread for both answers. A mirror sent with the request comes back
  * while the client's answer is still being read and written, and every chunk of it read then is
  * time the client's answer waits: with ~1 MB answers at a quarter of the proxy's capacity, client
- * p50 rose a median 57 % at 100 % shadow (bench `shadow-1mb-open`), against 22 % with the mirror held
- * until the live answer was read (README, performance). Each backend's latency is timed from its own socket, so holding changes
- * no latency figure; it changes the moment the mirror's backend sees the request, by the live
- * answer's time, at most `shadow.hold` (0: sent with the request).
+ * p50 rose a median 57 % at 100 % shadow (bench `shadow-1mb-open`), against 22 % with the mirror
+ * held until the live answer was read (README, performance). Each backend's latency is timed from
+ * its own socket, so holding changes no latency figure; it changes the moment the mirror's backend
+ * sees the request, by the live answer's time, at most `shadow.hold` (0: sent with the request).
  */
 import type { CapturedAnswerPair } from './pair.js';
 import { CapturingExchange, dispatchOptions } from '../forward/exchange.js';
@@ -75,10 +75,10 @@ export interface ShadowEngineDeps {
    */
   comparisons?: { reserve(route: string): boolean; unreserve(route: string): void };
   /**
-   * False while the emergency bypass is on: a held mirror whose turn comes then is skipped as
-   * `bypass` (the bypass stops mirroring at once, not `shadow.hold` later).
+   * The emergency bypass: a held mirror whose turn comes while it is on is skipped as `bypass` (the
+   * bypass stops mirroring at once, not `shadow.hold` later).
    */
-  mirroring?: () => boolean;
+  bypassed?: () => boolean;
 }
 
 const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
@@ -257,7 +257,7 @@ export class ShadowEngine {
    */
   dispatch(job: MirrorJob, req: MirrorRequest): boolean {
     const route = job.route;
-    const bypassed = this.deps.mirroring?.() === false;
+    const bypassed = this.deps.bypassed?.() === true;
     const full = this.inFlight >= this.deps.maxInFlight;
     if (bypassed || job.clientGone || full) {
       if (bypassed) route.metrics.shadowSkipped('bypass');
@@ -346,7 +346,6 @@ export class MirrorJob {
    * `shadow.hold` ms. Called right after the live request was dispatched.
    */
   mirror(req: MirrorRequest): void {
-    if (this.done) return;
     this.request = req;
     const hold = this.engine.hold;
     if (hold > 0 && this.primary === null) {
