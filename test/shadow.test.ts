@@ -183,6 +183,10 @@ describe('mirroring', () => {
 });
 
 describe('a mirror waits for the live answer (shadow.hold)', () => {
+  /** A proxy whose mirrors wait for their live answers, up to 1 s. */
+  const heldProxy = (legacy: string, next: string, extra: Record<string, unknown>): Promise<InProcessProxy> =>
+    proxy(legacy, next, { ...extra, shadow: { hold: '1s', ...(extra.shadow as Record<string, unknown> | undefined) } });
+
   /** Legacy sends its head and a first chunk at once and the rest after `ms`; `ended` is when it sent the end. */
   async function streamingLegacy(ms: number): Promise<{ b: TestBackend; ended: () => number }> {
     let ended = 0;
@@ -206,10 +210,10 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     return { b, arrivals };
   }
 
-  it('by default the mirror is sent once the live answer has been read, and the pair is compared', async () => {
+  it('with a hold the mirror is sent once the live answer has been read, and the pair is compared', async () => {
     const legacy = await streamingLegacy(300);
     const next = await noting();
-    const p = await proxy(legacy.b.url, next.b.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const p = await heldProxy(legacy.b.url, next.b.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
     const res = await get(`${p.dataUrl}/r`);
     expect(res.body).toBe('{"items":[1,2,3]}');
     await waitFor(() => next.arrivals.length === 1, 5_000, 'the mirror');
@@ -218,10 +222,10 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 1, 5_000, 'the pair compared');
   });
 
-  it('hold 0 sends it with the live request', async () => {
+  it('hold 0 (the default) sends it with the live request', async () => {
     const legacy = await streamingLegacy(300);
     const next = await noting();
-    const p = await proxy(legacy.b.url, next.b.url, { shadow: { hold: 0 }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const p = await proxy(legacy.b.url, next.b.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
     expect((await get(`${p.dataUrl}/r`)).status).toBe(200);
     expect(next.arrivals).toHaveLength(1);
     expect(next.arrivals[0]).toBeLessThan(legacy.ended());
@@ -241,7 +245,7 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
   it('the bypass stops a held mirror at once: skipped as bypass when its turn comes, never sent', async () => {
     const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 500));
     const next = await backend((_req, res) => json(res, 200, {}));
-    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const p = await heldProxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
     const live = get(`${p.dataUrl}/r`);
     await waitFor(() => legacy.received.length === 1, 5_000, 'the live request');
     const on = await get(`${p.adminUrl}/api/bypass`, { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, 'POST', JSON.stringify({ on: true, reason: 'incident' }));
@@ -256,7 +260,7 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
   it('a client that leaves while its mirror is held: the mirror is not sent (nothing whole to compare), and counted nowhere, as the request is not', async () => {
     const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 400));
     const next = await backend((_req, res) => json(res, 200, {}));
-    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 100 } }, routes: [{ name: 'w', match: { path: '/w' }, shadow: { unsafe: true } }] });
+    const p = await heldProxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 100 } }, routes: [{ name: 'w', match: { path: '/w' }, shadow: { unsafe: true } }] });
     const ac = new AbortController();
     const gone = request(`${p.dataUrl}/w`, { method: 'POST', body: '{"order":1}', signal: ac.signal }).catch((err: unknown) => err);
     await waitFor(() => legacy.received.length === 1, 5_000, 'the live request');
@@ -280,7 +284,7 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 400));
     const next = await backend((_req, res) => json(res, 200, {}));
     // A new route's pairs count at 1/64 of the byte bound: 64 places, whatever the clients.
-    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const p = await heldProxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
     const burst = Array.from({ length: 80 }, () => get(`${p.dataUrl}/r`));
     await waitFor(() => legacy.received.length === 80, 5_000, 'the live requests');
     expect(p.analysis.reservedPlaces).toBe(64);
@@ -300,7 +304,7 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
       else json(res, 200, {});
     });
     const next = await backend((_req, res) => void stuck.then(() => json(res, 200, {})));
-    const p = await proxy(legacy.url, next.url, { shadow: { maxInFlight: 1 }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/:what' } }] });
+    const p = await heldProxy(legacy.url, next.url, { shadow: { maxInFlight: 1 }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/:what' } }] });
     // Planned first, held while its live answer takes 300 ms.
     const slow = get(`${p.dataUrl}/slow`);
     await waitFor(() => legacy.received.length === 1, 5_000, 'the slow live request');

@@ -311,10 +311,12 @@ export const shadowLimitsSchema = z.strictObject({
   timeout: timeout.default(5_000),
   /**
    * How long a mirror waits for the client's answer to have been read from its backend before it is
-   * sent anyway; 0 sends it together with the live request. Reading the mirror's answer while the
-   * client's is still streaming takes the proxy's one thread from the client (src/shadow/engine.ts).
+   * sent anyway; 0 (the default) sends it together with the live request, so both backends see the
+   * same moment (held, the latency gate compared samples of different moments and was seen rolling a
+   * route back on a busy CI machine). With large answers on one core, holding keeps the mirror's read
+   * out of the client's answer (src/shadow/engine.ts).
    */
-  hold: duration.default(1_000),
+  hold: duration.default(0),
   /** Connection cap of the separate pools used for mirrored calls. */
   connections: z.number().int().min(1).max(10_000).default(64),
   /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */
