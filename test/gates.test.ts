@@ -147,6 +147,26 @@ describe('maxLatencyRatio (p99 ratio and Mann-Whitney with an effect size)', () 
     expect(r.detail).toMatch(/New is slower/);
   });
 
+  it("a sub-millisecond shift does not fail a fast route: it is the proxy's own timing noise", () => {
+    // The fresh-clone CI case: a ~0.5 ms API, new's samples 0.08 ms later at the median and with a
+    // heavier tail (p99 ratio ~2.9), significant, and above 10% of legacy's median.
+    const slower = latencies(500, 0.00058, 2);
+    for (let i = 0; i < 10; i++) slower[i * 50] = 0.006;
+    const e = evidence({ legacy: { requests: 500, errors: 0, latencies: latencies(500, 0.0005, 1) }, new: { requests: 500, errors: 0, latencies: slower } });
+    const r = latencyGate(e, DEFAULT_GATES);
+    expect(r.value).toBeGreaterThan(1.5);
+    expect(r.detail).toMatch(/p=0\.0[0-4]/); // significant
+    expect(r.verdict).toBe('pass');
+    expect(r.detail).toMatch(/shift is within 1\.00 ms/);
+  });
+
+  it('a shift past a millisecond still fails a fast route', () => {
+    const e = evidence({ legacy: { requests: 500, errors: 0, latencies: latencies(500, 0.0005, 1) }, new: { requests: 500, errors: 0, latencies: latencies(500, 0.002, 2) } });
+    const r = latencyGate(e, DEFAULT_GATES);
+    expect(r.verdict).toBe('fail');
+    expect(r.detail).toMatch(/New is slower/);
+  });
+
   it('slower but within the ratio passes', () => {
     const e = evidence({ new: { requests: 500, errors: 0, latencies: latencies(500, 0.024, 2) } });
     expect(latencyGate(e, DEFAULT_GATES).verdict).toBe('pass');
