@@ -42,6 +42,19 @@ describe('readiness report', () => {
     expect(a.errorRates).toEqual({ legacy: 0.001, new: 0.001, legacyRequests: 2000, newRequests: 2000 });
   });
 
+  it('"clearly slower" takes a shift past 20% of legacy\'s median and 1 ms: not the proxy\'s own sub-millisecond delay', () => {
+    const shifted = (median: number, by: number) => spread(400, median).map((s) => s + by);
+    // A 0.5 ms API, new 0.3 ms slower at every sample: significant and 60% of the median, but under 1 ms.
+    const fast = evidence('fast', { legacy: { requests: 2000, errors: 2, latencies: spread(400, 0.0005) }, new: { requests: 2000, errors: 2, latencies: shifted(0.0005, 0.0003) } });
+    // A 5 ms API, new 1.5 ms slower: within the gate's 1.5 p99 ratio, past both bounds.
+    const slower = evidence('slower', { legacy: { requests: 2000, errors: 2, latencies: spread(400, 0.005) }, new: { requests: 2000, errors: 2, latencies: shifted(0.005, 0.0015) } });
+    const report = buildReport(input([route('fast', fast), route('slower', slower)]));
+    const [a, b] = report.routes;
+    expect(a.latency.newClearlySlower).toBe(false);
+    expect(b.latency.newClearlySlower).toBe(true);
+    expect(report.reasons.some((r) => /^slower: the new backend is clearly slower/.test(r))).toBe(true);
+  });
+
   it('NOT READY with a reason per failing or inconclusive gate, rollback and bypass; a slower new backend is named', () => {
     const slow = evidence('slow', { new: { requests: 2000, errors: 2, latencies: spread(400, 0.05) } });
     const thin = evidence('thin', { comparisons: 10, mismatches: 0 });

@@ -31,7 +31,7 @@ export const LATENCY_EFFECT_TOLERANCE = 0.1;
  * proxy's, not the backend's, and they need not land alike on both sides: a fresh-clone CI run saw
  * a sub-millisecond route rolled back on a 0.08 ms median shift (p99 5.87 ms against 2.06 ms). A
  * shift under a millisecond is below what the proxy can tell apart from its own delay, and below
- * what a client across a network would notice. The report's "clearly slower" remark has no such floor.
+ * what a client across a network would notice. The report's "clearly slower" remark uses the same floor.
  */
 export const LATENCY_MIN_SHIFT_SECONDS = 0.001;
 /** Samples per side used for the test (evenly spaced order statistics beyond that: bounded cost). */
