@@ -429,6 +429,19 @@ describe('load shedding', () => {
     expect(shed.admit()).toBe(true);
   });
 
+  it('one busy sample sheds nothing either: the share steps down from the second busy sample in a row', async () => {
+    const shed = new LoadShedder({ eventLoopDelay: 0, utilisation: 0.5 });
+    cleanups.push(async () => shed.close());
+    await new Promise((r) => setTimeout(r, 250)); // idle samples first
+    // One spin longer than a sample: the sample due meanwhile runs right after it and saw at least
+    // 120 ms busy of at most 220 (over the 0.5 bound wherever the spin began); the next one is idle.
+    spin(120);
+    await waitFor(() => shed.lastUtilisation > 0.5, 2_000, 'the sample that saw the busy spell');
+    let admitted = 0;
+    for (let i = 0; i < 20; i++) if (shed.admit()) admitted++;
+    expect(admitted).toBe(20);
+  });
+
   it('skips new mirrors as overload while the event loop is late, and clients still get their answers', async () => {
     const legacy = await backend((_req, res) => json(res, 200, expected));
     const next = await backend((_req, res) => json(res, 200, expected));

@@ -8,10 +8,12 @@
  *   every new mirror is skipped until a sample comes back under the bound. One hiccup (a GC pause,
  *   the OS running something else for a moment) sheds nothing; a loop late for 200 ms is one clients
  *   feel, and mirrors are the work that can go.
- * - Utilisation over `utilisation`: the share of mirrors admitted steps down by 10% per sample, to
- *   half at most, and back up by 10% per sample once it is under the bound. A proxy at full load is
- *   always busy; fewer mirrors give the clients room while at least half of the evidence still
- *   arrives (skipping them all would turn "isolation" into "no shadow at all").
+ * - Utilisation over `utilisation` in two samples in a row: the share of mirrors admitted steps down
+ *   by 10% per sample, to half at most, and back up by 10% per sample once it is under the bound. A
+ *   proxy at full load is always busy; fewer mirrors give the clients room while at least half of
+ *   the evidence still arrives (skipping them all would turn "isolation" into "no shadow at all").
+ *   One busy sample alone (a GC, the first requests' compilation) steps nothing down: it used to
+ *   cost the very next mirror, since the admission credit starts empty.
  *
  * Sampled on an unref'd timer, so `admit()` costs one comparison on the hot path.
  */
@@ -35,6 +37,8 @@ export class LoadShedder {
   private elu: EventLoopUtilization;
   /** Samples in a row with the loop late past the bound. */
   private lateSamples = 0;
+  /** Samples in a row with the loop busy past the bound. */
+  private busySamples = 0;
   /** Share of new mirrors admitted (exact, by credit): 1 normally, down to 0.5 under utilisation. */
   private share = 1;
   private late = false;
@@ -69,8 +73,10 @@ export class LoadShedder {
     this.lateSamples = eventLoopDelay > 0 && this.lastDelayMs > eventLoopDelay ? this.lateSamples + 1 : 0;
     this.late = this.lateSamples >= 2;
     const busy = utilisation < 1 && this.lastUtilisation > utilisation;
-    // Kept in whole tenths, so it returns to exactly 1.
-    this.share = Math.round((busy ? Math.max(0.5, this.share - 0.1) : Math.min(1, this.share + 0.1)) * 10) / 10;
+    this.busySamples = busy ? this.busySamples + 1 : 0;
+    // Kept in whole tenths, so it returns to exactly 1. A first busy sample holds the share as it is.
+    if (this.busySamples >= 2) this.share = Math.round(Math.max(0.5, this.share - 0.1) * 10) / 10;
+    else if (!busy) this.share = Math.round(Math.min(1, this.share + 0.1) * 10) / 10;
   };
 
   /** Whether a new mirror may be sent now. */
@@ -92,6 +98,7 @@ export class LoadShedder {
     this.elu = performance.eventLoopUtilization();
     this.lastRun = performance.now();
     this.lateSamples = 0;
+    this.busySamples = 0;
     this.late = false;
     this.share = 1;
     this.credit = 0;
