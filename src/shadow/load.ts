@@ -74,9 +74,10 @@ export class LoadShedder {
     this.late = this.lateSamples >= 2;
     const busy = utilisation < 1 && this.lastUtilisation > utilisation;
     this.busySamples = busy ? this.busySamples + 1 : 0;
-    // Kept in whole tenths, so it returns to exactly 1. A first busy sample holds the share as it is.
-    if (this.busySamples >= 2) this.share = Math.round(Math.max(0.5, this.share - 0.1) * 10) / 10;
-    else if (!busy) this.share = Math.round(Math.min(1, this.share + 0.1) * 10) / 10;
+    // Down from the second busy sample in a row, held by a first, up when not busy. Kept in whole
+    // tenths, so it returns to exactly 1.
+    const step = this.busySamples >= 2 ? -0.1 : busy ? 0 : 0.1;
+    this.share = Math.round(Math.min(1, Math.max(0.5, this.share + step)) * 10) / 10;
   };
 
   /** Whether a new mirror may be sent now. */
