@@ -31,9 +31,14 @@ export const LATENCY_EFFECT_TOLERANCE = 0.1;
  * proxy's, not the backend's, and they need not land alike on both sides: a fresh-clone CI run saw
  * a sub-millisecond route rolled back on a 0.08 ms median shift (p99 5.87 ms against 2.06 ms). A
  * shift under a millisecond is below what the proxy can tell apart from its own delay, and below
- * what a client across a network would notice. The report's "clearly slower" remark uses the same floor.
+ * what a client across a network would notice. The report's "clearly slower" uses the same floor.
  */
 export const LATENCY_MIN_SHIFT_SECONDS = 0.001;
+
+/** The shift (seconds) new's latency must exceed to count: `share` of legacy's median, and the floor. */
+export function materialShift(legacyMedian: number, share = LATENCY_EFFECT_TOLERANCE): number {
+  return Math.max(share * legacyMedian, LATENCY_MIN_SHIFT_SECONDS);
+}
 /** Samples per side used for the test (evenly spaced order statistics beyond that: bounded cost). */
 const MAX_TEST_SAMPLES = 2_000;
 const MAX_SHIFT_SAMPLES = 400;
@@ -278,13 +283,13 @@ export function latencyGate(e: RouteEvidence, t: GateThresholds, summary = laten
   const ratio = s.p99Ratio;
   const legacyMedian = s.legacy.p50 ?? 0;
   const significant = s.pSlower < LATENCY_ALPHA;
-  const minShift = Math.max(LATENCY_EFFECT_TOLERANCE * legacyMedian, LATENCY_MIN_SHIFT_SECONDS);
+  const minShift = materialShift(legacyMedian);
   const material = s.shift > minShift;
   const head = `p99 new ${ms(s.new.p99)} vs legacy ${ms(s.legacy.p99)} (ratio ${ratio.toFixed(2)}), median shift ${ms(s.shift)} (p=${s.pSlower.toFixed(3)})`;
   if (ratio > t.maxLatencyRatio && significant && material) {
     return { ...base, verdict: 'fail', value: ratio, detail: `New is slower: ${head}, above ${t.maxLatencyRatio} and significant.` };
   }
-  const why = ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? `but the shift is within ${ms(minShift)} (10% of legacy's median, at least ${ms(LATENCY_MIN_SHIFT_SECONDS)})` : 'but the distributions do not differ significantly';
+  const why = ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? `but the shift is within ${ms(minShift)} (${LATENCY_EFFECT_TOLERANCE * 100}% of legacy's median, at least ${ms(LATENCY_MIN_SHIFT_SECONDS)})` : 'but the distributions do not differ significantly';
   return { ...base, verdict: 'pass', value: ratio, detail: `Latency ${head}, ${why}.` };
 }
 

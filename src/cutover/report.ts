@@ -7,7 +7,7 @@
  * gate on the evidence since its last weight change. Anything inconclusive is NOT READY (say so, and
  * why), never READY by default.
  */
-import { LATENCY_MIN_SHIFT_SECONDS, latencySummary, wilson } from './gates.js';
+import { LATENCY_ALPHA, latencySummary, materialShift, wilson } from './gates.js';
 import type { GateResult, RouteEvidence, RouteStateName } from './types.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 
@@ -123,7 +123,7 @@ function routeReport(r: ReportRouteInput, input: ReportInput): RouteReport {
   const latencyGate = r.gates.find((g) => g.gate === 'maxLatencyRatio');
   const legacyMedian = lat?.legacy.p50 ?? 0;
   const newClearlySlower =
-    latencyGate?.verdict === 'fail' || (lat !== null && lat.pSlower !== null && lat.shift !== null && lat.pSlower < 0.05 && lat.shift > Math.max(0.2 * legacyMedian, LATENCY_MIN_SHIFT_SECONDS));
+    latencyGate?.verdict === 'fail' || (lat !== null && lat.pSlower !== null && lat.shift !== null && lat.pSlower < LATENCY_ALPHA && lat.shift > materialShift(legacyMedian, 0.2));
   const fields = [...(r.fields ?? [])];
   const rollbacks = input.rollbacks.filter((b) => b.route === r.route);
   const reasons: string[] = [];

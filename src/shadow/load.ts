@@ -12,8 +12,8 @@
  *   by 10% per sample, to half at most, and back up by 10% per sample once it is under the bound. A
  *   proxy at full load is always busy; fewer mirrors give the clients room while at least half of
  *   the evidence still arrives (skipping them all would turn "isolation" into "no shadow at all").
- *   One busy sample alone (a GC, the first requests' compilation) steps nothing down: it used to
- *   cost the very next mirror, since the admission credit starts empty.
+ *   One busy sample alone (a GC, the first requests' compilation) steps nothing down: with the
+ *   admission credit empty, a step down costs the very next mirror.
  *
  * Sampled on an unref'd timer, so `admit()` costs one comparison on the hot path.
  */
