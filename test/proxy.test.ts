@@ -1,8 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { WebSocketServer } from 'ws';
@@ -306,6 +307,26 @@ describe('upgrades are counted like requests', () => {
     expect(sample(text, 'cutover_request_duration_seconds_count{route="ws",backend="legacy",role="primary"}')).toBe(1);
     expect(sample(text, 'cutover_upstream_queue_seconds_count{backend="legacy",role="primary"}')).toBe(1);
     expect(await accessLine(p)).toMatchObject({ route: 'ws', method: 'GET', path: '/socket', backend: 'legacy', status: 101, outcome: '2xx', upgrade: true });
+  });
+
+  it('a handshake whose client leaves before the 101 is in neither count: not a request, not a skip', async () => {
+    const legacy = await backend();
+    const next = await backend();
+    const handshakes: Duplex[] = [];
+    // Legacy takes the handshake and never answers it.
+    legacy.server.on('upgrade', (_req, socket: Duplex) => handshakes.push(socket.on('error', () => undefined)));
+    cleanups.push(async () => handshakes.forEach((s) => s.destroy()));
+    const p = await proxy(baseConfig(legacy.url, next.url, { routes: [{ name: 'ws', match: { path: '/socket' }, shadow: { percent: 100 } }] }));
+    const req = http.request(`${p.dataUrl}/socket`, { headers: { connection: 'upgrade', upgrade: 'websocket' }, agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    await waitFor(() => handshakes.length === 1, 5_000, 'the handshake at legacy');
+    req.destroy();
+    await waitFor(() => handshakes[0].destroyed || (handshakes[0] as Socket).readableEnded, 5_000, 'the backend side closed');
+    await new Promise((r) => setTimeout(r, 100));
+    const text = await scrape(p);
+    expect(sample(text, 'cutover_shadow_skipped_total{route="ws",reason="upgrade"}')).toBe(0);
+    expect(total(text, 'cutover_requests_total{route="ws",backend="legacy",role="primary"')).toBe(0);
   });
 
   it('an upgrade is never mirrored and counted so (comparisons + skipped = requests); a route of upgrades says why its gates hold', async () => {

@@ -14,7 +14,7 @@ import { sample, scrape } from './helpers/metrics.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
 import { validateConfig } from '../src/config/load.js';
 import { RouteTable } from '../src/routing/table.js';
-import { ShadowEngine, type ShadowEngineDeps } from '../src/shadow/engine.js';
+import { MirrorJob, ShadowEngine, type ShadowEngineDeps } from '../src/shadow/engine.js';
 import { Admission } from '../src/shadow/breaker.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
 
@@ -39,17 +39,22 @@ function setup(maxInFlight: number) {
   return { engine, route: routes.get('r')!, queue, later: (ms: number) => (now += ms) };
 }
 
+/** The job plan() made; fails the test when it gave a reason not to mirror instead. */
+function job(planned: ReturnType<ShadowEngine['plan']>): MirrorJob {
+  expect(planned).toBeInstanceOf(MirrorJob);
+  return planned as MirrorJob;
+}
+
 describe('a mirror whose request is never sent', () => {
   it('gives back its comparison place, once; it took no in-flight place (only a mirror sent does)', () => {
     const { engine, route, queue } = setup(1);
-    const job = engine.plan(route, 'GET', null, false)!;
-    expect(job).not.toBeNull();
+    const first = job(engine.plan(route, 'GET', null, false));
     expect(engine.active).toBe(0);
     expect(queue.reserved).toBe(1);
-    const second = engine.plan(route, 'GET', null, false)!;
+    const second = job(engine.plan(route, 'GET', null, false));
     expect(queue.reserved).toBe(2);
-    job.abandon();
-    job.abandon();
+    first.abandon();
+    first.abandon();
     expect(queue.reserved).toBe(1);
     second.abandon();
     expect(queue.reserved).toBe(0);
@@ -59,9 +64,9 @@ describe('a mirror whose request is never sent', () => {
   it("gives back the breaker's probe, so the next mirror may probe the backend", () => {
     const { engine, route, later } = setup(10);
     for (let i = 0; i < 5; i++) engine.breakers.new.record(false, false);
-    expect(engine.plan(route, 'GET', null, false)).toBeNull(); // open: refused
+    expect(engine.plan(route, 'GET', null, false)).toBe('shadow_down'); // open: refused
     later(60_000);
-    const probe = engine.plan(route, 'GET', null, false)!;
+    const probe = job(engine.plan(route, 'GET', null, false));
     expect(probe.probe).toBe(true);
     probe.abandon();
     expect(engine.breakers.new.allow()).toBe(Admission.Probe);

@@ -186,6 +186,37 @@ describe('mirroring', () => {
     expect(m).toMatch(/cutover_shadow_skipped_total\{route="hold",reason="overload"\} 1/);
     expect(next.received.filter((r) => r.url === '/big')).toHaveLength(0);
   });
+
+  it('a request not mirrored is counted as skipped with the request, once its answer is whole: one whose client left is in neither count', async () => {
+    // Legacy answers `/slow` after 400 ms, anything else at once.
+    const legacy = await backend((req, res) => void setTimeout(() => json(res, 200, {}), req.url === '/slow' ? 400 : 0));
+    const next = await backend((_req, res) => json(res, 200, {}));
+    const p = await proxy(legacy.url, next.url, {
+      defaults: { shadow: { baselinePercent: 0 } },
+      routes: [
+        { name: 'sampled', match: { path: '/slow' }, shadow: { percent: 0 } },
+        { name: 'quick', match: { path: '/quick' }, shadow: { percent: 0 } },
+      ],
+    });
+    const ac = new AbortController();
+    const gone = request(`${p.dataUrl}/slow`, { signal: ac.signal }).catch((err: unknown) => err);
+    await waitFor(() => legacy.received.length === 1, 5_000, 'the live request');
+    // Decided already (sampled out), but not counted while its answer is on the way.
+    expect(sample(await scrape(p), 'cutover_shadow_skipped_total{route="sampled",reason="sampled_out"}')).toBe(0);
+    ac.abort();
+    await gone;
+    await new Promise((r) => setTimeout(r, 500));
+    // comparisons + skipped = requests: the request whose client left is in none of them.
+    let m = await scrape(p);
+    expect(sample(m, 'cutover_shadow_skipped_total{route="sampled",reason="sampled_out"}')).toBe(0);
+    expect(m).not.toMatch(/cutover_requests_total\{route="sampled"[^}]*role="primary"[^}]*\} [1-9]/);
+    // One that is answered is counted in both, once.
+    expect((await get(`${p.dataUrl}/quick`)).status).toBe(200);
+    m = await scrape(p);
+    expect(sample(m, 'cutover_shadow_skipped_total{route="quick",reason="sampled_out"}')).toBe(1);
+    expect(m).toMatch(/cutover_requests_total\{route="quick"[^}]*role="primary"[^}]*\} 1\n/);
+    expect(next.received).toHaveLength(0);
+  });
 });
 
 describe('a mirror waits for the live answer (shadow.hold)', () => {
@@ -286,6 +317,32 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     expect(m).not.toMatch(/cutover_requests_total\{route="w"[^}]*role="primary"[^}]*\} [1-9]/);
   });
 
+  it('a held mirror skipped when the hold ran out (bypass on) is counted once its live answer is whole, and not at all when its client left', async () => {
+    const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 600));
+    const next = await backend((_req, res) => json(res, 200, {}));
+    const p = await proxy(legacy.url, next.url, { shadow: { hold: '100ms' }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const on = await get(`${p.adminUrl}/api/bypass`, { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, 'POST', JSON.stringify({ on: false }));
+    expect(on.status).toBe(200);
+    const count = async () => sample(await scrape(p), 'cutover_shadow_skipped_total{route="r",reason="bypass"}');
+    // Planned with the bypass off; the bypass goes on before the hold runs out.
+    const ac = new AbortController();
+    const gone = request(`${p.dataUrl}/r`, { signal: ac.signal }).catch((err: unknown) => err);
+    const kept = get(`${p.dataUrl}/r`);
+    await waitFor(() => legacy.received.length === 2, 5_000, 'the live requests');
+    await get(`${p.adminUrl}/api/bypass`, { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, 'POST', JSON.stringify({ on: true, reason: 'incident' }));
+    await new Promise((r) => setTimeout(r, 250));
+    // Both holds ran out under the bypass: neither mirror went, neither skip is counted yet.
+    expect(next.received).toHaveLength(0);
+    expect(await count()).toBe(0);
+    ac.abort();
+    await gone;
+    expect((await kept).status).toBe(200);
+    await waitFor(async () => (await count()) === 1, 5_000, 'the kept request counted');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await count()).toBe(1);
+    expect(p.analysis.reservedPlaces).toBe(0);
+  });
+
   it('a held mirror keeps its comparison place while its live answer is captured: a burst of slow answers captures no more than the queue bounds', async () => {
     const legacy = await backend((_req, res) => void setTimeout(() => json(res, 200, {}), 400));
     const next = await backend((_req, res) => json(res, 200, {}));
@@ -294,8 +351,9 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     const burst = Array.from({ length: 80 }, () => get(`${p.dataUrl}/r`));
     await waitFor(() => legacy.received.length === 80, 5_000, 'the live requests');
     expect(p.analysis.reservedPlaces).toBe(64);
-    expect(sample(await scrape(p), 'cutover_shadow_overload_total{route="r",cause="comparison_queue"}')).toBe(16);
     for (const res of await Promise.all(burst)) expect(res.status).toBe(200);
+    // Counted with their requests, once answered.
+    expect(sample(await scrape(p), 'cutover_shadow_overload_total{route="r",cause="comparison_queue"}')).toBe(16);
     await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 64, 5_000, 'the held pairs compared');
     expect(p.analysis.reservedPlaces).toBe(0);
     expect(next.received).toHaveLength(64);

@@ -8,7 +8,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { problem, sendProblem } from '../problem.js';
-import { outcomeOf, type BackendName, type Outcome, type RouteMetrics, type Role } from '../telemetry/metrics.js';
+import { outcomeOf, type BackendName, type Outcome, type RouteMetrics, type Role, type Skip } from '../telemetry/metrics.js';
 import { BodyCapture, type UpstreamAnswer } from './capture.js';
 import { downstreamHeaders, forwardedTrailers, trailerField } from './headers.js';
 import { youngReclaimer } from './reclaim.js';
@@ -148,6 +148,8 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     private readonly onSettled: OnSettled | null,
     /** listen.sendTimeout: how long the client may take no bytes of the answer. */
     private readonly sendTimeout = 60_000,
+    /** Why this request is not mirrored, when it is not: counted with the request (recordLive). */
+    private readonly skip: Skip | null = null,
   ) {
     this.capture = captureLimit > 0 ? new BodyCapture(captureLimit) : null;
     res.once('close', this.onClientClose);
@@ -370,7 +372,7 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
     if (!this.release()) return;
     this.resumed();
     const seconds = Math.max(0, this.clock.seconds() - this.pausedMs / 1000);
-    const { outcome, error } = recordLive(this.metrics, this.upstream.name, this.clock, seconds, this.status, err, this.clientGone);
+    const { outcome, error } = recordLive(this.metrics, this.upstream.name, this.clock, seconds, this.status, err, this.clientGone, this.skip);
     if (this.onSettled !== null) {
       this.onSettled({
         outcome,
@@ -388,13 +390,16 @@ export class ClientExchange implements Dispatcher.DispatchHandler {
 /**
  * The end of a live exchange (a request or an upgrade), counted for its backend as `primary`; the
  * outcome, and the answer's `error` reason. A client that walks away is not the backend's failure:
- * it is not counted against it, and its reason is `client_aborted`.
+ * it is not counted against it, and its reason is `client_aborted`. `skip`, why the request was not
+ * mirrored, is counted with it or not at all, so `comparisons + skipped = requests` holds.
  */
-export function recordLive(metrics: RouteMetrics, backend: BackendName, clock: ExchangeClock, seconds: number, status: number, err: Error | undefined, clientGone: boolean): { outcome: Outcome; error: string | undefined } {
+export function recordLive(metrics: RouteMetrics, backend: BackendName, clock: ExchangeClock, seconds: number, status: number, err: Error | undefined, clientGone: boolean, skip: Skip | null): { outcome: Outcome; error: string | undefined } {
   const aborted = err instanceof ClientAbortedError || clientGone;
   const outcome: Outcome = err === undefined ? outcomeOf(status) : isTimeout(err) ? 'timeout' : 'error';
-  if (!aborted) metrics.request(backend, 'primary', outcome, seconds, clock.startedAt());
-  else if (status === 0) metrics.unanswered(backend, clock.startedAt());
+  if (!aborted) {
+    metrics.request(backend, 'primary', outcome, seconds, clock.startedAt());
+    if (skip !== null) metrics.skip(skip);
+  } else if (status === 0) metrics.unanswered(backend, clock.startedAt());
   return { outcome, error: aborted ? 'client_aborted' : err === undefined ? undefined : outcome };
 }
 

@@ -360,17 +360,22 @@ export class ProxyServer {
     }
     const { shadow } = this.deps;
     const body = (request.body as Buffer | undefined) ?? null;
-    // Under bypass a request that would have been considered for mirroring is counted as skipped (bypass first).
-    const bypass = shadow !== null && this.bypassed();
-    if (bypass && route.settings !== undefined) route.metrics.shadowSkipped('bypass');
-    // A credential new may not serve (unmapped under requireMapping, refused by legacy) is not mirrored to new either.
-    const legacyOnly = credential !== null && credential.decision !== 'allowed';
-    if (legacyOnly && shadow !== null && !bypass && route.settings !== undefined) route.metrics.shadowSkipped('unmapped');
-    const job = shadow === null || bypass || legacyOnly ? null : shadow.plan(route, method, body, toNew, req.rawHeaders);
+    // Why a request of a configured route is not mirrored is counted with the request, when its
+    // answer is whole (recordLive): under bypass first, then a credential new may not serve
+    // (unmapped under requireMapping, refused by legacy), then what plan() finds.
+    const planned =
+      shadow === null || route.settings === undefined
+        ? null
+        : this.bypassed()
+          ? 'bypass'
+          : credential !== null && credential.decision !== 'allowed'
+            ? 'unmapped'
+            : shadow.plan(route, method, body, toNew, req.rawHeaders);
+    const job = typeof planned === 'object' ? planned : null;
     const onSettled = this.settledHooks(req, decision, job?.onPrimary ?? null, job === null ? 'request' : 'mirrored');
     let exchange: ClientExchange | null = null;
     try {
-      exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled, this.sendTimeout);
+      exchange = new ClientExchange(res, primary, route.metrics, job === null ? 0 : job.captureLimit, onSettled, this.sendTimeout, typeof planned === 'string' ? planned : null);
       primary.dispatcher.dispatch(dispatchOptions(primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body, intent }), exchange);
     } catch (err) {
       // Nothing was sent (undici reports its own errors to the handler; this is for anything before
@@ -453,10 +458,18 @@ export class ProxyServer {
     // Never mirrored (a tunnel's bytes cannot be replayed to a second backend), and counted so, as a
     // request would be: comparisons + skipped = requests holds, and a route that carries only
     // upgrades says why its gates hold.
-    if (this.deps.shadow !== null && route.settings !== undefined) route.metrics.shadowSkipped(this.bypassed() ? 'bypass' : 'upgrade');
+    const skip = this.deps.shadow !== null && route.settings !== undefined ? (this.bypassed() ? 'bypass' : 'upgrade') : null;
     const onSettled = this.settledHooks(req, decision, null, 'upgrade');
-    this.tunnels.start(req, socket, head, primary, { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } }, route.metrics, onSettled, (err) =>
-      this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
+    this.tunnels.start(
+      req,
+      socket,
+      head,
+      primary,
+      { method, path: toNew ? newPathOf(decision) : legacyPath, body: null, intent: { ...intent, kind: 'upgrade' } },
+      route.metrics,
+      onSettled,
+      (err) => this.deps.logger.warn({ backend: primary.name, err: err.message }, 'upgrade tunnel failed'),
+      skip,
     );
   }
 }

@@ -24,7 +24,7 @@ import { problem, writeRawProblem } from '../problem.js';
 import { ClientAbortedError, dispatchOptions, EMPTY, ExchangeClock, expire, recordLive, UpstreamDeadlineError, type ExchangeRequest, type OnSettled } from '../forward/exchange.js';
 import { downstreamHeaders } from '../forward/headers.js';
 import { isTimeout, type Upstream } from '../forward/upstream.js';
-import type { RouteMetrics } from '../telemetry/metrics.js';
+import type { RouteMetrics, Skip } from '../telemetry/metrics.js';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -62,6 +62,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     private readonly metrics: RouteMetrics,
     private readonly onSettled: OnSettled | null,
     private readonly report: (err: Error) => void,
+    private readonly skip: Skip | null,
   ) {
     // A handshake holds a pooled connection until the 101 (or its failure): it counts toward the
     // backend's saturation as any live request does.
@@ -182,7 +183,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     clearTimeout(this.deadline);
     this.upstream.inFlight--;
     const seconds = this.clock.seconds();
-    const { outcome, error } = recordLive(this.metrics, this.upstream.name, this.clock, seconds, this.status, err, this.clientGone);
+    const { outcome, error } = recordLive(this.metrics, this.upstream.name, this.clock, seconds, this.status, err, this.clientGone, this.skip);
     this.onSettled?.({ outcome, status: this.status, headers: this.headers, body: EMPTY, truncated: false, seconds, error });
   }
 }
@@ -192,14 +193,14 @@ export class Tunnels {
   private readonly open = new Set<Duplex>();
 
   /** Sends the upgrade request through the backend's shaped dispatcher; splices on 101 only. */
-  start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, metrics: RouteMetrics, onSettled: OnSettled | null, onError: (err: Error) => void): void {
+  start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, metrics: RouteMetrics, onSettled: OnSettled | null, onError: (err: Error) => void, skip: Skip | null = null): void {
     this.open.add(client);
     client.once('close', () => this.open.delete(client));
     // Anything but WebSocket goes as an ordinary request (no Upgrade): its answer is relayed and closed.
     const upgrade = req.headers.upgrade;
     const options = tunnelled(upgrade) ? { ...dispatchOptions(upstream, request), upgrade } : dispatchOptions(upstream, request);
     // Destroying the client side (destroyAll) takes the backend side with it: they are paired.
-    upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, metrics, onSettled, onError));
+    upstream.dispatcher.dispatch(options, new UpgradeExchange(client, head, upstream, metrics, onSettled, onError, skip));
   }
 
   /** Cuts every tunnel (the drain deadline). */

@@ -17,6 +17,7 @@
  * sees the request, by the live answer's time, at most `shadow.hold` (0: sent with the request).
  */
 import type { CapturedAnswerPair } from './pair.js';
+import type { Skip } from '../telemetry/metrics.js';
 import { CapturingExchange, dispatchOptions } from '../forward/exchange.js';
 import type { UpstreamAnswer } from '../forward/capture.js';
 import type { ForwardedContext } from '../forward/headers.js';
@@ -172,55 +173,37 @@ export class ShadowEngine {
   }
 
   /**
-   * A job when this request is to be mirrored, else null (with the reason counted). `rawHeaders`:
-   * the request's, for the method an override header names (effectiveMethod).
+   * A job when this request is to be mirrored; else why not (counted by the live exchange once its
+   * answer is whole: a request whose client left is in no count), or null for a request of no
+   * configured route (never mirrored, never counted). `rawHeaders`: the request's, for the method
+   * an override header names (effectiveMethod).
    */
-  plan(route: Route, requestMethod: string, body: Buffer | null, primaryIsNew: boolean, rawHeaders: readonly string[] = NO_HEADERS): MirrorJob | null {
+  plan(route: Route, requestMethod: string, body: Buffer | null, primaryIsNew: boolean, rawHeaders: readonly string[] = NO_HEADERS): MirrorJob | Skip | null {
     // Requests that match no route are never mirrored: there is no rule saying it is safe.
     if (route.settings === undefined) return null;
     // Judged as the backend may read it: a GET overridden to DELETE is not a safe method to mirror.
     const method = effectiveMethod(requestMethod, rawHeaders);
     const sampling = this.samplingOf(route);
     const settings = route.shadow;
-    if (!settings.unsafe && !SAFE_METHODS.has(method)) {
-      route.metrics.shadowSkipped('unsafe_method');
-      return null;
-    }
-    if (!sampling.shadow.next()) {
-      route.metrics.shadowSkipped('sampled_out');
-      return null;
-    }
-    if (body !== null && body.length > settings.maxBodyBytes) {
-      route.metrics.shadowSkipped('body_too_large');
-      return null;
-    }
-    if (this.inFlight >= this.deps.maxInFlight) {
-      route.metrics.shadowOverload('in_flight');
-      return null;
-    }
-    if (this.deps.shed !== undefined && !this.deps.shed.admit()) {
-      route.metrics.shadowOverload('event_loop');
-      return null;
-    }
+    if (!settings.unsafe && !SAFE_METHODS.has(method)) return 'unsafe_method';
+    if (!sampling.shadow.next()) return 'sampled_out';
+    if (body !== null && body.length > settings.maxBodyBytes) return 'body_too_large';
+    if (this.inFlight >= this.deps.maxInFlight) return 'in_flight';
+    if (this.deps.shed !== undefined && !this.deps.shed.admit()) return 'event_loop';
     const comparisons = this.deps.comparisons;
-    if (comparisons !== undefined && !comparisons.reserve(route.name)) {
-      route.metrics.shadowOverload('comparison_queue');
-      return null;
-    }
+    if (comparisons !== undefined && !comparisons.reserve(route.name)) return 'comparison_queue';
     const target = primaryIsNew ? 'legacy' : 'new';
     const sizeAdmission = sampling.oversize[target].allow();
     if (sizeAdmission === Admission.Refused) {
       comparisons?.unreserve(route.name);
-      route.metrics.shadowSkipped('body_too_large');
-      return null;
+      return 'body_too_large';
     }
     const admission = this.breakers[target].allow();
     if (admission === Admission.Refused) {
       // The size probe was not used: give it back, so the next mirror may probe.
       if (sizeAdmission === Admission.Probe) sampling.oversize[target].release();
       comparisons?.unreserve(route.name);
-      route.metrics.shadowSkipped('shadow_down');
-      return null;
+      return 'shadow_down';
     }
     return new MirrorJob(this, route, target, SAFE_METHODS.has(method) && sampling.takeBaseline(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
   }
@@ -249,10 +232,11 @@ export class ShadowEngine {
 
   /**
    * Sends a job's mirror (and baseline), taking its in-flight place. False when it does not go, its
-   * places and probes given back: the bypass went on while it was held (counted as `bypass`); its
+   * places and probes given back: the bypass went on while it was held (`bypass`, counted once the
+   * live answer is whole, as the request is); its
    * client left before the live answer was whole (not counted: the request is not counted either,
    * and a cut answer is nothing to compare with, as when the mirror was already sent); or
-   * `maxInFlight` mirrors are running (counted as overload; a mirror sent with its request passed
+   * `maxInFlight` mirrors are running (overload, counted the same way; a mirror sent with its request passed
    * the same check in plan(), a moment before).
    */
   dispatch(job: MirrorJob, req: MirrorRequest): boolean {
@@ -260,8 +244,7 @@ export class ShadowEngine {
     const bypassed = this.deps.bypassed?.() === true;
     const full = this.inFlight >= this.deps.maxInFlight;
     if (bypassed || job.clientGone || full) {
-      if (bypassed) route.metrics.shadowSkipped('bypass');
-      else if (!job.clientGone) route.metrics.shadowOverload('in_flight');
+      if (!job.clientGone) job.skipped(bypassed ? 'bypass' : 'in_flight');
       this.abandon(job);
       return false;
     }
@@ -372,6 +355,18 @@ export class MirrorJob {
     this.engine.abandon(this);
   }
 
+  /** Why it was not sent, when that was decided before its live answer was whole (counted then). */
+  private skip: Skip | null = null;
+
+  /**
+   * Not sent, for `skip`: counted as the live request is, once its answer is whole (now, if it is),
+   * and never when its client left (the request is not counted either).
+   */
+  skipped(skip: Skip): void {
+    if (this.primary === null) this.skip = skip;
+    else if (!this.clientGone) this.route.metrics.skip(skip);
+  }
+
   /** The client left before its answer was whole: a pair of this job could not be compared. */
   get clientGone(): boolean {
     return this.primary?.error === 'client_aborted';
@@ -379,6 +374,7 @@ export class MirrorJob {
 
   readonly onPrimary = (answer: UpstreamAnswer): void => {
     this.primary = answer;
+    if (this.skip !== null && !this.clientGone) this.route.metrics.skip(this.skip);
     if (this.holding !== null) {
       clearTimeout(this.holding);
       this.holding = null;

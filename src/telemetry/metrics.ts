@@ -16,6 +16,11 @@ export type ComparisonResult = 'match' | 'mismatch' | 'noise' | 'error';
 export type SkipReason = 'sampled_out' | 'unsafe_method' | 'body_too_large' | 'overload' | 'bypass' | 'shadow_down' | 'unmapped' | 'upgrade';
 /** Which bound an `overload` skip hit: mirrors in flight, the comparison queue, or the busy event loop. */
 export type OverloadCause = 'in_flight' | 'comparison_queue' | 'event_loop';
+/**
+ * Why a request was not mirrored, as decided before its live answer: a reason, or the bound an
+ * overload skip hit. Counted when the live answer is whole (RouteMetrics.skip), not when decided.
+ */
+export type Skip = Exclude<SkipReason, 'overload'> | OverloadCause;
 /** Why the proxy answered a request itself instead of forwarding it. */
 export type RejectReason = 'body_too_large' | 'body_timeout' | 'body_buffer_full' | 'saturated' | 'bad_path' | 'bad_host' | 'bad_method' | 'bad_upgrade' | 'revoked' | 'draining';
 
@@ -281,6 +286,12 @@ export class RouteMetrics {
   shadowOverload(cause: OverloadCause): void {
     this.shadowSkipped('overload');
     this.overloads[cause].value++;
+  }
+
+  /** Counts a skip decided earlier (an overload under its bound too). */
+  skip(skip: Skip): void {
+    if (skip in this.overloads) this.shadowOverload(skip as OverloadCause);
+    else this.shadowSkipped(skip as SkipReason);
   }
 
   /** Where skips and live answers are told besides the counters (the route's evidence log; one per route, the last set wins). */
