@@ -308,8 +308,6 @@ function cutoverConfig(scenario, urls, ports) {
     log: { level: 'warn' },
     defaults: { shadow: { percent: scenario.shadowPercent } },
     ...(scenario.noShedding ? { shadow: { shedAt: { utilisation: 1, eventLoopDelay: 0 } } } : {}),
-    // The 1 MB rows hold each mirror until the client's answer has been read (README, shadow.hold).
-    ...(scenario.lean ? { shadow: { hold: 1000 } } : {}),
     routes: [{ name: 'get-item', match: { methods: ['GET'], path: '/items/:id' }, weight: 0 }],
   };
 }

@@ -259,13 +259,46 @@ describe('a mirror waits for the live answer (shadow.hold)', () => {
     await waitFor(async () => sample(await scrape(p), 'cutover_comparisons_total{route="r",result="match"}') === 1, 5_000, 'the pair compared');
   });
 
-  it('hold 0 (the default) sends it with the live request', async () => {
+  it('hold 0 sends it with the live request', async () => {
     const legacy = await streamingLegacy(300);
     const next = await noting();
-    const p = await proxy(legacy.b.url, next.b.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
+    const p = await proxy(legacy.b.url, next.b.url, { shadow: { hold: 0 }, defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'r', match: { path: '/r' } }] });
     expect((await get(`${p.dataUrl}/r`)).status).toBe(200);
     expect(next.arrivals).toHaveLength(1);
     expect(next.arrivals[0]).toBeLessThan(legacy.ended());
+  });
+
+  it('auto (the default) holds the mirrors of a route whose answers are large, once its pairs say so, and sends those of small answers with the request', async () => {
+    const pad = 'x'.repeat(100_000);
+    const ended: Record<string, number> = {};
+    // Legacy sends the head and most of the body at once and the end after 300 ms.
+    const legacy = await backend((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(req.url === '/big' ? `{"pad":"${pad}","items":[` : '{"pad":"","items":[');
+      setTimeout(() => {
+        ended[req.url!] = performance.now();
+        res.end('1,2,3]}');
+      }, 300);
+    });
+    const arrivals: Record<string, number[]> = { '/big': [], '/small': [] };
+    const next = await backend((req, res) => {
+      arrivals[req.url!].push(performance.now());
+      json(res, 200, { pad: req.url === '/big' ? pad : '', items: [1, 2, 3] });
+    });
+    const p = await proxy(legacy.url, next.url, { defaults: { shadow: { baselinePercent: 0 } }, routes: [{ name: 'big', match: { path: '/big' } }, { name: 'small', match: { path: '/small' } }] });
+    const compared = (route: string, n: number) => waitFor(async () => sample(await scrape(p), `cutover_comparisons_total{route="${route}",result="match"}`) === n, 5_000, `${route} compared`);
+    // No pair of either route yet: both mirrors go with their requests.
+    for (const path of ['/big', '/small']) expect((await get(`${p.dataUrl}${path}`)).status).toBe(200);
+    expect(arrivals['/big'][0]).toBeLessThan(ended['/big']);
+    expect(arrivals['/small'][0]).toBeLessThan(ended['/small']);
+    await compared('big', 1);
+    await compared('small', 1);
+    // Now the big route's pairs average ~200 KB: its mirror waits for the live answer; the small one's does not.
+    for (const path of ['/big', '/small']) expect((await get(`${p.dataUrl}${path}`)).status).toBe(200);
+    await waitFor(() => arrivals['/big'].length === 2, 5_000, 'the held mirror');
+    expect(arrivals['/big'][1]).toBeGreaterThan(ended['/big']);
+    expect(arrivals['/small'][1]).toBeLessThan(ended['/small']);
+    await compared('big', 2);
   });
 
   it('a live answer slower than the hold does not keep its mirror waiting past it', async () => {

@@ -225,6 +225,7 @@ export class Analysis implements EvidenceSource {
    */
   readonly reserve = (route: string): boolean => this.queue.reserve(route);
   readonly unreserve = (route: string): void => this.queue.unreserve(route);
+  readonly typicalBytes = (route: string): number => this.queue.typicalBytes(route);
   readonly submitReserved = (pair: CapturedAnswerPair): void => this.queue.submit(pair, true);
 
   /** Pairs queued and not yet compared. */

@@ -95,6 +95,11 @@ export class ComparisonQueue {
     this.reservedBytes = this.reserved === 0 ? 0 : Math.max(0, this.reservedBytes - this.expected(share));
   }
 
+  /** The running average size of a route's compared pairs (bytes), -1 before its first pair. */
+  typicalBytes(route = ''): number {
+    return this.routes.get(route)?.typical ?? -1;
+  }
+
   private expected(share: RouteShare): number {
     return share.typical < 0 ? this.limits.bytes / 64 : share.typical;
   }

@@ -311,12 +311,12 @@ export const shadowLimitsSchema = z.strictObject({
   timeout: timeout.default(5_000),
   /**
    * How long a mirror waits for the client's answer to have been read from its backend before it is
-   * sent anyway; 0 (the default) sends it together with the live request, so both backends see the
-   * same moment (held, the latency gate compared samples of different moments and was seen rolling a
-   * route back on a busy CI machine). With large answers on one core, holding keeps the mirror's read
-   * out of the client's answer (src/shadow/engine.ts).
+   * sent anyway; 0 sends it together with the live request, so both backends see the same moment.
+   * With large answers on one core, holding keeps the mirror's read out of the client's answer
+   * (src/shadow/engine.ts). `auto` (the default) holds, up to 1 s, the mirrors of routes whose
+   * answers average 64 KiB or more, and sends the others with the request.
    */
-  hold: duration.default(0),
+  hold: z.union([z.literal('auto'), duration]).default('auto'),
   /** Connection cap of the separate pools used for mirrored calls. */
   connections: z.number().int().min(1).max(10_000).default(64),
   /** Worker threads running comparisons; 0 runs them on the main thread (time-sliced). */

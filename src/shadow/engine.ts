@@ -14,7 +14,8 @@
  * p50 rose a median 57 % at 100 % shadow (bench `shadow-1mb-open`), against 22 % with the mirror
  * held until the live answer was read (README, performance). Each backend's latency is timed from
  * its own socket, so holding changes no latency figure; it changes the moment the mirror's backend
- * sees the request, by the live answer's time, at most `shadow.hold` (0: sent with the request).
+ * sees the request, by the live answer's time, at most `shadow.hold` (0: sent with the request;
+ * `auto`, the default: held only on routes of large answers, where the overlap costs the client).
  */
 import type { CapturedAnswerPair } from './pair.js';
 import type { Skip } from '../telemetry/metrics.js';
@@ -56,10 +57,12 @@ export interface ShadowEngineDeps {
   timeout: number;
   /**
    * How long (ms) a mirror waits for the live answer to have been read before it is sent anyway; 0
-   * sends it with the live request. A held mirror is not in flight: `maxInFlight` counts mirrors
-   * sent, and is checked again when a held one goes (past it, it is skipped as overload).
+   * sends it with the live request; `auto` (the default) holds for up to AUTO_HOLD_MS on routes
+   * whose answers are large (AUTO_HOLD_FROM_BYTES), and sends the rest with the request. A held
+   * mirror is not in flight: `maxInFlight` counts mirrors sent, and is checked again when a held
+   * one goes (past it, it is skipped as overload).
    */
-  hold?: number;
+  hold?: number | 'auto';
   /** Query parameters holding a legacy credential: masked in the path a pair keeps. */
   credentialQuery: readonly string[];
   /** Receives both answers (and the baseline, if any) once all have arrived. */
@@ -74,13 +77,22 @@ export interface ShadowEngineDeps {
    * for it, and the queue's byte bound is what bounds those captures (were places taken only when
    * mirrors go, a burst of slow live answers would capture one answer per client).
    */
-  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void };
+  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void; typicalBytes?(route: string): number };
   /**
    * The emergency bypass: a held mirror whose turn comes while it is on is skipped as `bypass` (the
    * bypass stops mirroring at once, not `shadow.hold` later).
    */
   bypassed?: () => boolean;
 }
+
+/**
+ * `shadow.hold: auto`: a route whose compared pairs average this many bytes or more (the two
+ * answers together; 64 KiB each, the size from which the capture gathers a body in one buffer) has
+ * its mirrors held, up to AUTO_HOLD_MS. Below it, reading the mirror's answer while the client's
+ * streams costs the client next to nothing, and both backends had better see the same moment.
+ */
+export const AUTO_HOLD_FROM_BYTES = 128 * 1024;
+export const AUTO_HOLD_MS = 1_000;
 
 const OVERSIZE_BREAKER: Partial<BreakerOptions> = { threshold: 1, initialMs: 1_000, maxMs: 30_000 };
 
@@ -208,9 +220,14 @@ export class ShadowEngine {
     return new MirrorJob(this, route, target, SAFE_METHODS.has(method) && sampling.takeBaseline(), admission === Admission.Probe, sizeAdmission === Admission.Probe);
   }
 
-  /** How long a job waits for its live answer before its mirror goes anyway (ms; 0: not at all). */
-  get hold(): number {
-    return this.deps.hold ?? 0;
+  /**
+   * How long a mirror of `route` waits for its live answer before it goes anyway (ms; 0: not at
+   * all). `auto` decides by the route's answers so far: none compared yet, not held.
+   */
+  holdFor(route: Route): number {
+    const hold = this.deps.hold ?? 0;
+    if (hold !== 'auto') return hold;
+    return (this.deps.comparisons?.typicalBytes?.(route.name) ?? -1) >= AUTO_HOLD_FROM_BYTES ? AUTO_HOLD_MS : 0;
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
@@ -330,7 +347,7 @@ export class MirrorJob {
    */
   mirror(req: MirrorRequest): void {
     this.request = req;
-    const hold = this.engine.hold;
+    const hold = this.engine.holdFor(this.route);
     if (hold > 0 && this.primary === null) {
       this.holding = setTimeout(this.send, hold);
     } else {
