@@ -370,6 +370,19 @@ async function scrapeCutoverCounters(adminUrl) {
 // ---------------------------------------------------------------------------------------------
 // One scenario
 
+/** CPU ms so far of the load generator (this process: the runner drives the load) and of the backends. */
+function restCpuMs(opts) {
+  const own = process.cpuUsage();
+  let backends = 0;
+  for (const pid of opts.backendPids ?? []) backends += readCpuMs(pid) ?? 0;
+  return { generator: (own.user + own.system) / 1000, backends };
+}
+
+function restCores(before, after, durationS) {
+  const cores = (ms) => (durationS > 0 ? Math.round((ms / 1000 / durationS) * 100) / 100 : null);
+  return { generatorCores: cores(after.generator - before.generator), backendCores: cores(after.backends - before.backends) };
+}
+
 async function measure(scenario, url, pid, opts) {
   const sampler = pid ? new RssSampler(pid) : null;
   const rssStart = sampler ? sampler.read() : null;
@@ -386,8 +399,10 @@ async function measure(scenario, url, pid, opts) {
   // What the proxy measured really runs with (a Node proxy: its flags and malloc tuning), not what it was given.
   const tuning = pid && scenario.proxy !== 'nginx' ? readTuning(pid, Object.keys(opts.nodeEnv)) : null;
   const cpuBefore = pid ? readCpuMs(pid) : null;
+  const restBefore = restCpuMs(opts);
   const load = { ...(await load1({ url, connections, durationS })), connections };
   const cpuAfter = pid ? readCpuMs(pid) : null;
+  const restAfter = restCpuMs(opts);
   const rssEnd = pid ? readStatus(pid).rssMB : null;
   const cpuMs = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
   const mem = sampler ? sampler.stop() : { peakMB: null, hwmMB: null, samples: 0 };
@@ -395,6 +410,9 @@ async function measure(scenario, url, pid, opts) {
     ...load,
     // Proxy CPU spent per request while measured (µs), and the share of one core it used.
     proxyCpu: cpuMs === null ? null : { usPerRequest: load.requests ? Math.round((cpuMs * 1000) / load.requests) : null, coresUsed: Math.round((cpuMs / 1000 / load.durationS) * 100) / 100 },
+    // What the rest of the machine used meanwhile (cores): when they fill the cores the proxy does
+    // not have, the row's pace is theirs, not the proxy's.
+    restCpu: restCores(restBefore, restAfter, load.durationS),
     rssMB: { start: round1(rssStart), afterWarmup: round1(rssWarm), peak: round1(mem.peakMB), end: round1(rssEnd), hwm: round1(mem.hwmMB), samples: mem.samples },
     ...(tuning === null ? {} : { proxyTuning: tuning }),
   };
@@ -585,6 +603,7 @@ async function main() {
     if (opts.scenarios.length) {
       backends = await startBackends(opts.scenarios, opts.verbose, opts.pins);
       processes.push(...backends.children.map((c) => ({ name: c.name, pid: c.pid })));
+      opts.backendPids = backends.children.map((c) => c.pid);
     }
     const bodies = {};
     for (const name of ['legacy', 'new', 'legacy1mb', 'new1mb']) if (backends.urls[name]) bodies[name] = await bodyBytes(backends.urls[name]);

@@ -59,6 +59,8 @@ interface Row {
   rssMB: { start: number | null; peak: number | null; end: number | null };
   proxyTuning?: { flags: string[]; env: Record<string, string | null> };
   proxyCpu: { usPerRequest: number | null } | null;
+  /** Cores the load generator and the backends used while the row was measured. */
+  restCpu?: { generatorCores: number | null; backendCores: number | null };
   proxyCounters?: Record<string, number>;
   /** Which client read the row, and for open (fixed-rate) rows the rate and the requests sent. */
   generator?: string;
@@ -136,6 +138,9 @@ describe('bench/run.mjs', () => {
       expect(row.timeouts, row.scenario).toBe(0);
       expect(row.non2xx, row.scenario).toBe(0);
       expect(row.latencyMs.p99, row.scenario).toBeGreaterThan(0);
+      // What paced the row: the load generator always worked, and the backends did whenever a request went through.
+      expect(row.restCpu?.generatorCores, row.scenario).toBeGreaterThan(0);
+      if (process.platform === 'linux') expect(row.restCpu?.backendCores, row.scenario).toBeGreaterThan(0);
       if (row.proxy !== 'none' && process.platform === 'linux') {
         expect(row.rssMB.peak, row.scenario).toBeGreaterThan(0);
         expect(row.proxyCpu?.usPerRequest, row.scenario).toBeGreaterThan(0);
@@ -184,6 +189,7 @@ describe('bench/run.mjs', () => {
     }
     expect(stdout).toMatch(/^(PASS|MISS|SKIP) 1 MB bodies at ¼ load: client p50/m);
 
+    expect(stdout).toContain('cores: proxy · load · backends');
     expect(stdout).toContain('| direct |');
     expect(stdout).toContain('| http-proxy |');
     expect(stdout).toMatch(/^(PASS|MISS|SKIP) /m);

@@ -84,6 +84,7 @@ export function mergeRounds(allRounds) {
     resets: sum('resets'),
     statusCodes: undefined,
     proxyCpu: first.proxyCpu ? { usPerRequest: med((r) => r.proxyCpu?.usPerRequest), coresUsed: med((r) => r.proxyCpu?.coresUsed) } : null,
+    restCpu: first.restCpu ? { generatorCores: med((r) => r.restCpu?.generatorCores), backendCores: med((r) => r.restCpu?.backendCores) } : undefined,
     rssMB: { start: first.rssMB.start, afterWarmup: first.rssMB.afterWarmup, peak: maxOf(roundRows.map((r) => r.rssMB.peak)), end: last.rssMB.end, hwm: maxOf(roundRows.map((r) => r.rssMB.hwm)), samples: sum2(roundRows.map((r) => r.rssMB.samples)) },
     proxyCounters: sumCounters(roundRows.map((r) => r.proxyCounters)),
     medianOf: roundRows.length,
@@ -241,17 +242,18 @@ export function markdown(report) {
       `${params.connections} connections, pipelining 1, warm-up ${params.warmupS} s, measured ${params.durationS} s per scenario${params.rounds > 1 ? `, median of ${params.rounds} interleaved rounds` : ''}${params.quick ? ' (quick: proves the harness, not the speed)' : ''}.`,
   );
   lines.push('');
-  lines.push('| scenario | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | errors | proxy RSS start / peak / end MB | proxy CPU µs/req | req/s × http-proxy | req/s × direct | p99 × http-proxy | CPU/req × http-proxy |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push('| scenario | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | errors | proxy RSS start / peak / end MB | proxy CPU µs/req | cores: proxy · load · backends | req/s × http-proxy | req/s × direct | p99 × http-proxy | CPU/req × http-proxy |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     if (r.skipped || r.error) {
-      lines.push(`| ${r.scenario} | ${r.skipped ? `skipped: ${r.skipped}` : `error: ${oneLine(r.error)}`} | | | | | | | | | | | |`);
+      lines.push(`| ${r.scenario} | ${r.skipped ? `skipped: ${r.skipped}` : `error: ${oneLine(r.error)}`} | | | | | | | | | | | | |`);
       continue;
     }
+    const cores = `${fmt(r.proxyCpu?.coresUsed)} · ${fmt(r.restCpu?.generatorCores)} · ${fmt(r.restCpu?.backendCores)}`;
     const q = ratios.perScenario[r.scenario] ?? {};
     const rss = r.rssMB.start === null && r.rssMB.peak === null ? '–' : `${fmt(r.rssMB.start, 0)} / ${fmt(r.rssMB.peak, 0)} / ${fmt(r.rssMB.end, 0)}`;
     lines.push(
-      `| ${r.scenario} | ${fmtInt(r.rps)} | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.non2xx} | ${r.errors} | ${rss} | ${r.proxyCpu?.usPerRequest ?? '–'} | ${fmt(q.rpsVsHttpProxy)} | ${fmt(q.rpsVsDirect)} | ${fmt(q.p99VsHttpProxy)} | ${fmt(q.cpuPerRequestVsHttpProxy)} |`,
+      `| ${r.scenario} | ${fmtInt(r.rps)} | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.non2xx} | ${r.errors} | ${rss} | ${r.proxyCpu?.usPerRequest ?? '–'} | ${cores} | ${fmt(q.rpsVsHttpProxy)} | ${fmt(q.rpsVsDirect)} | ${fmt(q.p99VsHttpProxy)} | ${fmt(q.cpuPerRequestVsHttpProxy)} |`,
     );
   }
   const iso = Object.entries(ratios.shadowIsolation);
