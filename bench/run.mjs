@@ -25,7 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runLoad, ITEM_PATHS } from './lib/load.mjs';
 import { runLeanLoad } from './lib/lean-load.mjs';
-import { deadPort, freePort } from './lib/ports.mjs';
+import { deadPort, freePort, freePorts } from './lib/ports.mjs';
 import { killAllSync, liveChildren, startGuarded, startScript, stopAll, waitForHttp } from './lib/procs.mjs';
 import { checkTargets, computeRatios, markdown, mergeRounds, targetLines } from './lib/report.mjs';
 import { RssSampler, readCpuMs, readStatus, readTuning, round1 } from './lib/rss.mjs';
@@ -317,7 +317,8 @@ async function startCutover(scenario, urls, opts, tmp) {
   // Ports are picked by binding to 0 and closing, then handed over in the config; another process
   // may take one in between, so one retry with fresh ports.
   for (let attempt = 1; attempt <= 2; attempt++) {
-    const ports = { listen: await freePort(), admin: await freePort() };
+    const [listen, admin] = await freePorts(2);
+    const ports = { listen, admin };
     const config = cutoverConfig(scenario, urls, ports);
     const file = join(tmp, `cutover-${scenario.name}.yaml`);
     writeFileSync(file, `# written by bench/run.mjs (JSON is valid YAML)\n${JSON.stringify(config, null, 2)}\n`);
