@@ -24,7 +24,7 @@ function setup(maxInFlight: number) {
     routes: [{ name: 'r', match: { path: '/r' } }],
   });
   const routes = new RouteTable(config.routes, config.defaults, new Telemetry({ defaultMetrics: false }));
-  const queue = { reserved: 0, reserve: () => (queue.reserved++, true), unreserve: () => void queue.reserved-- };
+  const queue = { reserved: 0, reserve: () => (queue.reserved++, true), unreserve: () => void queue.reserved--, typicalBytes: () => -1 };
   let now = 1_000_000;
   const engine = new ShadowEngine({
     // plan() and abandon() never reach the pools: nothing is sent here.

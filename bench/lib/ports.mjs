@@ -3,18 +3,6 @@
 // process they cannot ask (the cutover CLI reads it from its config) retry once on failure.
 import net from 'node:net';
 
-export function freePort(host = '127.0.0.1') {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * `n` distinct free ports: each is held open until all are picked, so the kernel cannot hand the
  * same port out twice (two freePort() calls in a row can: a run once gave cutover's admin and data
@@ -36,6 +24,11 @@ export async function freePorts(n, host = '127.0.0.1') {
   } finally {
     await Promise.all(servers.map((s) => new Promise((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
   }
+}
+
+/** One free port. */
+export async function freePort(host = '127.0.0.1') {
+  return (await freePorts(1, host))[0];
 }
 
 /** A port with nothing listening on it: connections are refused at once (the `dead` backend). */

@@ -314,7 +314,8 @@ export const shadowLimitsSchema = z.strictObject({
    * sent anyway; 0 sends it together with the live request, so both backends see the same moment.
    * With large answers on one core, holding keeps the mirror's read out of the client's answer
    * (src/shadow/engine.ts). `auto` (the default) holds, up to 1 s, the mirrors of routes whose
-   * answers average 64 KiB or more, and sends the others with the request.
+   * compared pairs average 128 KiB or more (AUTO_HOLD_FROM_BYTES), and sends the others with the
+   * request.
    */
   hold: z.union([z.literal('auto'), duration]).default('auto'),
   /** Connection cap of the separate pools used for mirrored calls. */

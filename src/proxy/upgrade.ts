@@ -193,7 +193,7 @@ export class Tunnels {
   private readonly open = new Set<Duplex>();
 
   /** Sends the upgrade request through the backend's shaped dispatcher; splices on 101 only. */
-  start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, metrics: RouteMetrics, onSettled: OnSettled | null, onError: (err: Error) => void, skip: Skip | null = null): void {
+  start(req: IncomingMessage, client: Duplex, head: Buffer, upstream: Upstream, request: ExchangeRequest, metrics: RouteMetrics, onSettled: OnSettled | null, onError: (err: Error) => void, skip: Skip | null): void {
     this.open.add(client);
     client.once('close', () => this.open.delete(client));
     // Anything but WebSocket goes as an ordinary request (no Upgrade): its answer is relayed and closed.

@@ -77,7 +77,7 @@ export interface ShadowEngineDeps {
    * for it, and the queue's byte bound is what bounds those captures (were places taken only when
    * mirrors go, a burst of slow live answers would capture one answer per client).
    */
-  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void; typicalBytes?(route: string): number };
+  comparisons?: { reserve(route: string): boolean; unreserve(route: string): void; typicalBytes(route: string): number };
   /**
    * The emergency bypass: a held mirror whose turn comes while it is on is skipped as `bypass` (the
    * bypass stops mirroring at once, not `shadow.hold` later).
@@ -227,7 +227,7 @@ export class ShadowEngine {
   holdFor(route: Route): number {
     const hold = this.deps.hold ?? 0;
     if (hold !== 'auto') return hold;
-    return (this.deps.comparisons?.typicalBytes?.(route.name) ?? -1) >= AUTO_HOLD_FROM_BYTES ? AUTO_HOLD_MS : 0;
+    return (this.deps.comparisons?.typicalBytes(route.name) ?? -1) >= AUTO_HOLD_FROM_BYTES ? AUTO_HOLD_MS : 0;
   }
 
   /** Called by a job when its mirrored call is over (the primary may still be streaming). */
@@ -250,11 +250,10 @@ export class ShadowEngine {
   /**
    * Sends a job's mirror (and baseline), taking its in-flight place. False when it does not go, its
    * places and probes given back: the bypass went on while it was held (`bypass`, counted once the
-   * live answer is whole, as the request is); its
-   * client left before the live answer was whole (not counted: the request is not counted either,
-   * and a cut answer is nothing to compare with, as when the mirror was already sent); or
-   * `maxInFlight` mirrors are running (overload, counted the same way; a mirror sent with its request passed
-   * the same check in plan(), a moment before).
+   * live answer is whole, as the request is); its client left before the live answer was whole (not
+   * counted: the request is not counted either, and a cut answer is nothing to compare with, as when
+   * the mirror was already sent); or `maxInFlight` mirrors are running (overload, counted the same
+   * way; a mirror sent with its request passed the same check in plan(), a moment before).
    */
   dispatch(job: MirrorJob, req: MirrorRequest): boolean {
     const route = job.route;
@@ -380,8 +379,12 @@ export class MirrorJob {
    * and never when its client left (the request is not counted either).
    */
   skipped(skip: Skip): void {
-    if (this.primary === null) this.skip = skip;
-    else if (!this.clientGone) this.route.metrics.skip(skip);
+    this.skip = skip;
+    if (this.primary !== null) this.countSkip();
+  }
+
+  private countSkip(): void {
+    if (this.skip !== null && !this.clientGone) this.route.metrics.skip(this.skip);
   }
 
   /** The client left before its answer was whole: a pair of this job could not be compared. */
@@ -391,7 +394,7 @@ export class MirrorJob {
 
   readonly onPrimary = (answer: UpstreamAnswer): void => {
     this.primary = answer;
-    if (this.skip !== null && !this.clientGone) this.route.metrics.skip(this.skip);
+    this.countSkip();
     if (this.holding !== null) {
       clearTimeout(this.holding);
       this.holding = null;
