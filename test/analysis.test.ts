@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Analysis } from '../src/analysis/analysis.js';
+import { DEFAULT_GATES, latencyGate } from '../src/cutover/gates.js';
 import { validateConfig } from '../src/config/load.js';
 import type { UpstreamAnswer } from '../src/forward/capture.js';
 import { RouteTable } from '../src/routing/table.js';
@@ -108,8 +109,11 @@ describe('evidence for the controller', () => {
     expect(e.mismatches).toBe(2);
     expect(e.new).toMatchObject({ requests: 3, errors: 1 });
     expect(e.legacy).toMatchObject({ requests: 3, errors: 0 });
+    // Live answers among live answers (legacy served all three); each pair's two latencies together.
     expect(e.legacy.latencies).toHaveLength(3);
-    expect(e.new.latencies).toHaveLength(3);
+    expect(e.new.latencies).toHaveLength(0);
+    expect(e.paired.legacy).toHaveLength(3);
+    expect(e.paired.new).toHaveLength(3);
     advance(1_000);
     const step = now();
     expect(analysis.evidence('r', step)).toMatchObject({ since: step, comparisons: 0, mismatches: 0 });
@@ -132,8 +136,48 @@ describe('evidence for the controller', () => {
     expect(e.comparisons).toBe(1);
     expect(e.new).toMatchObject({ requests: 5, errors: 3 });
     expect(e.legacy).toMatchObject({ requests: 1, errors: 0 });
-    // The 5xx's time counts, the timeout's and the unanswered one's do not.
-    expect(e.new.latencies).toHaveLength(3);
+    // The 5xx's time counts, the timeout's and the unanswered one's do not; the mirror's goes with its pair.
+    expect(e.new.latencies).toEqual([0.02, 0.01]);
+    expect(e.paired.new).toEqual([0.01]);
+  });
+
+  /**
+   * A route with fast GETs (mirrored) and slow POSTs (never mirrored), on the evidence log as the
+   * proxy feeds it: each live answer when it ends, then each GET's pair. `live` says which backend
+   * serves the live traffic; `getMs` each backend's GET time.
+   */
+  function mixedRoute(live: 'legacy' | 'new', getMs: { legacy: number; new: number }, posts: number) {
+    const { analysis, routes, now } = setup();
+    const since = now();
+    analysis.evidence('r', since);
+    const route = routes.get('r')!;
+    const timed = (ms: number) => ({ ...answer('{"a":1}'), seconds: ms / 1000 });
+    for (let i = 0; i < 300; i++) {
+      const jitter = ((i * 7919) % 100) / 100; // a deterministic 0-1 ms spread
+      const legacy = timed(getMs.legacy + jitter);
+      const candidate = timed(getMs.new + jitter);
+      const primary = live === 'legacy' ? legacy : candidate;
+      route.metrics.request(live, 'primary', primary.outcome, primary.seconds);
+      analysis.process({ route, method: 'GET', path: '/r', primaryIsNew: live === 'new', primary, shadow: live === 'legacy' ? candidate : legacy, baseline: null });
+    }
+    for (let i = 0; i < posts; i++) route.metrics.request(live, 'primary', '2xx', (40 + ((i * 31) % 20)) / 1000);
+    return latencyGate(analysis.evidence('r', since), DEFAULT_GATES);
+  }
+
+  it("the latency gate sets each mirror against its own live answer, not against other requests' (a slower new is not hidden by legacy's slow POSTs)", () => {
+    // Before any shift: legacy serves everything, new only answers mirrored GETs, twice as slowly.
+    // Set against all of legacy's live answers (a third of them 40 ms POSTs), new's 10 ms GETs
+    // looked faster; pair by pair they are 5 ms slower.
+    const gate = mixedRoute('legacy', { legacy: 5, new: 10 }, 200);
+    expect(gate.verdict).toBe('fail');
+    expect(gate.detail).toMatch(/New is slower: .* on compared pairs/);
+  });
+
+  it('a route shifted to new whose POSTs are slow on both backends is not failed for them (no false rollback)', () => {
+    // New serves the live traffic, POSTs included (60 %); legacy only answers mirrored GETs, as fast as new.
+    const gate = mixedRoute('new', { legacy: 5, new: 5 }, 450);
+    expect(gate.verdict).toBe('pass');
+    expect(gate.detail).toMatch(/on compared pairs/);
   });
 
   it('a pair asked for before the last weight change but compared after it is not evidence of the new step', () => {
@@ -165,7 +209,8 @@ describe('evidence for the controller', () => {
     // The controller's first check of the step comes 31 s after it began.
     const e = analysis.evidence('r', step);
     expect(e).toMatchObject({ since: step, comparisons: 2, mismatches: 0, legacy: { requests: 2 }, new: { requests: 2 } });
-    expect(e.new.latencies).toEqual([0.01, 0.01]);
+    expect(e.paired.new).toEqual([0.01, 0.01]);
+    expect(e.legacy.latencies).toEqual([0.01, 0.01]);
     // Asking from before the step does not bring back what the step forgot.
     expect(analysis.evidence('r', step - 10_000)).toMatchObject({ since: step, comparisons: 2 });
   });

@@ -10,6 +10,8 @@ import {
   minComparisonsGate,
   mismatchRateGate,
   overallVerdict,
+  pairedShift,
+  signedRank,
   wilson,
 } from '../src/cutover/gates.js';
 import type { RouteEvidence } from '../src/cutover/types.js';
@@ -29,6 +31,7 @@ function evidence(over: Partial<RouteEvidence> = {}): RouteEvidence {
     mismatches: 0,
     legacy: { requests: 1000, errors: 0, latencies: latencies(500, 0.02, 1) },
     new: { requests: 1000, errors: 0, latencies: latencies(500, 0.02, 2) },
+    paired: { legacy: [], new: [] },
     ...over,
   };
 }
@@ -172,6 +175,43 @@ describe('maxLatencyRatio (p99 ratio and Mann-Whitney with an effect size)', () 
     expect(latencyGate(e, DEFAULT_GATES).verdict).toBe('pass');
   });
 
+  it("on compared pairs: Wilcoxon's signed-rank and the paired shift", () => {
+    // Five positive differences: W+ = 15, mean 7.5, variance 13.75, z = 7 / 3.708.
+    expect(signedRank([1, 2, 3, 4, 5]).pGreater).toBeCloseTo(0.0295, 3);
+    expect(signedRank([-1, -2, -3, -4, -5]).pGreater).toBeCloseTo(0.9845, 3); // z = (0 - 7.5 - 0.5) / 3.708
+    // Zeros carry no direction; none left is no evidence either way.
+    expect(signedRank([0, 0, 0]).pGreater).toBe(0.5);
+    expect(pairedShift([1, 2, 3])).toBe(2);
+  });
+
+  it('judges compared pairs request by request: a slower new fails, however wide the spread of requests', () => {
+    // Requests from 2 to ~60 ms; new takes each 1.8x as long as legacy did for the same request.
+    const legacy = latencies(300, 0.02, 3).map((v, i) => v * (1 + (i % 3)));
+    const slower = legacy.map((v) => v * 1.8);
+    const same = legacy.map((v, i) => v + (i % 2 === 0 ? 0.0001 : -0.0001));
+    const fail = latencyGate(evidence({ paired: { legacy, new: slower } }), DEFAULT_GATES);
+    expect(fail.verdict).toBe('fail');
+    expect(fail.detail).toMatch(/on compared pairs/);
+    const pass = latencyGate(evidence({ paired: { legacy, new: same } }), DEFAULT_GATES);
+    expect(pass.verdict).toBe('pass');
+    expect(pass.detail).toMatch(/on compared pairs/);
+  });
+
+  it('fails when either comparison finds new slower: slow live answers fail a route whose pairs are fine', () => {
+    const legacy = latencies(300, 0.02, 3);
+    const e = evidence({ new: { requests: 500, errors: 0, latencies: latencies(500, 0.04, 2) }, paired: { legacy, new: legacy } });
+    const r = latencyGate(e, DEFAULT_GATES);
+    expect(r.verdict).toBe('fail');
+    expect(r.detail).toMatch(/on live answers/);
+  });
+
+  it('no_data names both counts when neither comparison has enough samples', () => {
+    const e = evidence({ legacy: { requests: 5, errors: 0, latencies: [0.01] }, new: { requests: 5, errors: 0, latencies: [] }, paired: { legacy: [0.01, 0.01], new: [0.02, 0.02] } });
+    const r = latencyGate(e, DEFAULT_GATES);
+    expect(r.verdict).toBe('no_data');
+    expect(r.detail).toMatch(/compared pairs 2; live answers legacy 1, new 0/);
+  });
+
   it('tiny samples are inconclusive', () => {
     const e = evidence({ legacy: { requests: 5, errors: 0, latencies: [0.01, 0.01, 0.01] }, new: { requests: 5, errors: 0, latencies: [1, 1, 1] } });
     expect(latencyGate(e, DEFAULT_GATES).verdict).toBe('no_data');
@@ -179,7 +219,7 @@ describe('maxLatencyRatio (p99 ratio and Mann-Whitney with an effect size)', () 
 
   it('no traffic at all is no_data everywhere, never fail', () => {
     const empty = { requests: 0, errors: 0, latencies: [] };
-    const results = evaluateGates({ route: 'r', since: 0, comparisons: 0, mismatches: 0, legacy: empty, new: empty }, DEFAULT_GATES);
+    const results = evaluateGates({ route: 'r', since: 0, comparisons: 0, mismatches: 0, legacy: empty, new: empty, paired: { legacy: [], new: [] } }, DEFAULT_GATES);
     expect(results.map((r) => r.verdict)).toEqual(['no_data', 'no_data', 'no_data', 'no_data']);
     expect(overallVerdict(results)).toBe('no_data');
   });

@@ -17,6 +17,7 @@ function evidence(route: string, over: Partial<RouteEvidence> = {}): RouteEviden
     mismatches: 2,
     legacy: { requests: 2000, errors: 2, latencies: spread(400, 0.02) },
     new: { requests: 2000, errors: 2, latencies: spread(400, 0.02) },
+    paired: { legacy: spread(400, 0.02), new: spread(400, 0.02) },
     ...over,
   };
 }
@@ -53,6 +54,16 @@ describe('readiness report', () => {
     expect(a.latency.newClearlySlower).toBe(false);
     expect(b.latency.newClearlySlower).toBe(true);
     expect(report.reasons.some((r) => /^slower: the new backend is clearly slower/.test(r))).toBe(true);
+  });
+
+  it('says which samples its latency figures are from, and shows those of the comparison that finds new slower', () => {
+    const slowerPairs = evidence('pairs', { paired: { legacy: spread(400, 0.005), new: spread(400, 0.005).map((s) => s + 0.0015) } });
+    const report = buildReport(input([route('pairs', slowerPairs), route('fine', evidence('fine'))]));
+    const [a, b] = report.routes;
+    expect(a.latency).toMatchObject({ basis: 'paired', newClearlySlower: true });
+    expect(a.latency.legacy.p50).toBeCloseTo(0.005, 3);
+    expect(b.latency).toMatchObject({ basis: 'paired', newClearlySlower: false });
+    expect(renderMarkdown(report)).toMatch(/Latency on compared pairs: p50 legacy 5\.\d+ ms, new 6\.\d+ ms/);
   });
 
   it('NOT READY with a reason per failing or inconclusive gate, rollback and bypass; a slower new backend is named', () => {

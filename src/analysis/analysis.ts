@@ -265,7 +265,7 @@ export class Analysis implements EvidenceSource {
    */
   evidence(route: string, since: number): RouteEvidence {
     const ra = this.byName.get(route);
-    if (ra === undefined) return { route, since, comparisons: 0, mismatches: 0, legacy: { requests: 0, errors: 0, latencies: [] }, new: { requests: 0, errors: 0, latencies: [] } };
+    if (ra === undefined) return { route, since, comparisons: 0, mismatches: 0, legacy: { requests: 0, errors: 0, latencies: [] }, new: { requests: 0, errors: 0, latencies: [] }, paired: { legacy: [], new: [] } };
     return ra.evidence.read(since);
   }
 }

@@ -191,10 +191,13 @@ export class RouteAnalysis {
     const candidate = pair.primaryIsNew ? pair.primary : pair.shadow;
     if (answered(legacy)) slice.legacy.observe(legacy.seconds);
     if (answered(candidate)) slice.new.observe(candidate.seconds);
-    // The live answer reached the evidence when it ended (RouteMetrics.request): only the mirror's here,
-    // and only for a pair asked for since the route's last weight change.
-    const shadow = pair.shadow;
-    if (this.current(pair)) this.evidence.answer(pair.primaryIsNew ? 'legacy' : 'new', failed(shadow), answered(shadow) ? shadow.seconds : null);
+    // The live answer reached the evidence when it ended (RouteMetrics.request): only the mirror's
+    // count here, and the two latencies as a pair (never the mirror's alone among live answers), only
+    // for a pair asked for since the route's last weight change.
+    if (this.current(pair)) {
+      this.evidence.answer(pair.primaryIsNew ? 'legacy' : 'new', failed(pair.shadow), null);
+      if (answered(legacy) && answered(candidate)) this.evidence.pair(legacy.seconds, candidate.seconds);
+    }
     const rules = pair.route.rules;
 
     /** The request's path as examples show it, worked out once for the pair when it has one. */

@@ -13,9 +13,13 @@
  * Requests not mirrored are counted by reason, in the same per-second buckets, so a route that holds
  * for want of comparisons can say why (sampled out, unsafe methods, upgrades, overload...).
  *
- * Latency samples are a bounded reservoir per backend (uniform over the period), so a two-sample
- * test sees the distributions, not a single quantile. They are upstream latencies from the moment a
- * request got a pooled connection (`forward/exchange.ts`), so pool queueing never biases them.
+ * Latency samples are bounded reservoirs (uniform over the period), so a two-sample test sees the
+ * distributions, not a single quantile: one per backend of its live answers, and one of compared
+ * pairs (both backends' latency on the same request). A mirror's latency is only ever kept with its
+ * live answer's: mirrors are safe methods only and are shed when the proxy is busy, so set against
+ * live answers they would measure the mix and the moment (see the latency gate, cutover/gates.ts).
+ * They are upstream latencies from the moment a request got a pooled connection
+ * (`forward/exchange.ts`), so pool queueing never biases them.
  */
 import type { RouteEvidence } from '../cutover/types.js';
 import { SKIP_REASONS, type EvidenceSink, type SkipReason } from '../telemetry/metrics.js';
@@ -29,8 +33,14 @@ interface Sample {
   seconds: number;
 }
 
-class Reservoir {
-  samples: Sample[] = [];
+interface PairSample {
+  at: number;
+  legacy: number;
+  new: number;
+}
+
+class Reservoir<T extends { at: number }> {
+  samples: T[] = [];
   private seen = 0;
 
   constructor(
@@ -38,12 +48,12 @@ class Reservoir {
     private readonly random: () => number,
   ) {}
 
-  add(at: number, seconds: number): void {
+  add(sample: T): void {
     this.seen++;
-    if (this.samples.length < this.size) this.samples.push({ at, seconds });
+    if (this.samples.length < this.size) this.samples.push(sample);
     else {
       const j = Math.floor(this.random() * this.seen);
-      if (j < this.size) this.samples[j] = { at, seconds };
+      if (j < this.size) this.samples[j] = sample;
     }
   }
 
@@ -93,8 +103,9 @@ export class RouteEvidenceLog implements EvidenceSink {
   private seconds = new Map<number, Counts>();
   /** Counts of seconds folded out of `seconds` because of its bound. */
   private carried = new Counts();
-  private legacy: Reservoir;
-  private next: Reservoir;
+  private legacy: Reservoir<Sample>;
+  private next: Reservoir<Sample>;
+  private pairs: Reservoir<PairSample>;
 
   constructor(
     private readonly route: string,
@@ -104,6 +115,7 @@ export class RouteEvidenceLog implements EvidenceSink {
   ) {
     this.legacy = new Reservoir(samples, random);
     this.next = new Reservoir(samples, random);
+    this.pairs = new Reservoir(samples, random);
   }
 
   private bucket(at: number): Counts {
@@ -122,8 +134,10 @@ export class RouteEvidenceLog implements EvidenceSink {
   }
 
   /**
-   * One answer of a backend (a live one, or a mirror's): `seconds` only when it succeeded. A live
-   * request sent before the log's start (`startedAt`) went where the step before sent it: left out.
+   * One answer of a backend, counted; a live one's `seconds` (only when it succeeded) join its
+   * backend's live samples. A mirror's is given without: its latency goes in with its pair
+   * (`pair`). A live request sent before the log's start (`startedAt`) went where the step before
+   * sent it: left out.
    */
   answer(backend: 'legacy' | 'new', failed: boolean, seconds: number | null, startedAt?: number): void {
     const at = this.now();
@@ -137,7 +151,12 @@ export class RouteEvidenceLog implements EvidenceSink {
       c.newRequests++;
       if (failed) c.newErrors++;
     }
-    if (seconds !== null) (backend === 'legacy' ? this.legacy : this.next).add(at, seconds);
+    if (seconds !== null) (backend === 'legacy' ? this.legacy : this.next).add({ at, seconds });
+  }
+
+  /** Both backends answered one compared request (its live answer and its mirror): their latencies, together. */
+  pair(legacySeconds: number, newSeconds: number): void {
+    this.pairs.add({ at: this.now(), legacy: legacySeconds, new: newSeconds });
   }
 
   comparison(realMismatch: boolean): void {
@@ -183,6 +202,7 @@ export class RouteEvidenceLog implements EvidenceSink {
     this.carried = new Counts();
     this.legacy.keepBetween(since, now);
     this.next.keepBetween(since, now);
+    this.pairs.keepBetween(since, now);
   }
 
   /**
@@ -199,7 +219,8 @@ export class RouteEvidenceLog implements EvidenceSink {
     const total = new Counts();
     total.add(this.carried);
     for (const c of this.seconds.values()) total.add(c);
-    const latencies = (r: Reservoir) => r.samples.map((s) => s.seconds);
+    const latencies = (r: Reservoir<Sample>) => r.samples.map((s) => s.seconds);
+    const pairs = this.pairs.samples;
     const notMirrored: Record<string, number> = {};
     for (let i = 0; total.skips !== null && i < SKIP_REASONS.length; i++) if (total.skips[i] > 0) notMirrored[SKIP_REASONS[i]] = total.skips[i];
     return {
@@ -209,6 +230,7 @@ export class RouteEvidenceLog implements EvidenceSink {
       mismatches: total.mismatches,
       legacy: { requests: total.legacyRequests, errors: total.legacyErrors, latencies: latencies(this.legacy) },
       new: { requests: total.newRequests, errors: total.newErrors, latencies: latencies(this.next) },
+      paired: { legacy: pairs.map((p) => p.legacy), new: pairs.map((p) => p.new) },
       notMirrored,
     };
   }

@@ -42,6 +42,8 @@ export function materialShift(legacyMedian: number, share = LATENCY_EFFECT_TOLER
 /** Samples per side used for the test (evenly spaced order statistics beyond that: bounded cost). */
 const MAX_TEST_SAMPLES = 2_000;
 const MAX_SHIFT_SAMPLES = 400;
+/** Differences kept for the paired shift: ~160k Walsh averages, as many as the two-sample shift's differences. */
+const MAX_PAIRED_SHIFT_SAMPLES = 565;
 const Z95 = 1.959963984540054;
 
 export interface Interval {
@@ -147,6 +149,45 @@ export function hodgesLehmann(baselineSorted: number[], candidateSorted: number[
   return quantile(diffs, 0.5) ?? 0;
 }
 
+/**
+ * Wilcoxon's signed-rank test on paired differences (candidate − baseline of one request each):
+ * the one-sided p-value for "candidate is slower", normal approximation with the tie correction and
+ * continuity. Zero differences carry no direction and are left out (Wilcoxon's own rule).
+ */
+export function signedRank(differences: readonly number[]): { z: number; pGreater: number } {
+  const d = differences.filter((v) => v !== 0 && Number.isFinite(v)).sort((x, y) => Math.abs(x) - Math.abs(y));
+  const n = d.length;
+  if (n === 0) return { z: 0, pGreater: 0.5 };
+  let positive = 0;
+  let tieTerm = 0;
+  for (let i = 0; i < n; ) {
+    let j = i;
+    while (j + 1 < n && Math.abs(d[j + 1]) === Math.abs(d[i])) j++;
+    const rank = (i + j + 2) / 2;
+    const t = j - i + 1;
+    tieTerm += t * t * t - t;
+    for (let k = i; k <= j; k++) if (d[k] > 0) positive += rank;
+    i = j + 1;
+  }
+  const mean = (n * (n + 1)) / 4;
+  const variance = (n * (n + 1) * (2 * n + 1)) / 24 - tieTerm / 48;
+  if (!(variance > 0)) return { z: 0, pGreater: 0.5 };
+  const z = (positive - mean - 0.5) / Math.sqrt(variance);
+  return { z, pGreater: 1 - normalCdf(z) };
+}
+
+/** The paired Hodges-Lehmann shift: the median of the Walsh averages (d_i + d_j) / 2, i ≤ j, of the differences. */
+export function pairedShift(differencesSorted: number[]): number {
+  const d = thin(differencesSorted, MAX_PAIRED_SHIFT_SAMPLES);
+  const n = d.length;
+  if (n === 0) return 0;
+  const walsh = new Float64Array((n * (n + 1)) / 2);
+  let k = 0;
+  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) walsh[k++] = (d[i] + d[j]) / 2;
+  walsh.sort();
+  return quantile(walsh, 0.5) ?? 0;
+}
+
 function pct(rate: number): string {
   return `${(rate * 100).toFixed(rate < 0.001 && rate > 0 ? 3 : 2)}%`;
 }
@@ -245,52 +286,101 @@ export function errorRateGate(e: RouteEvidence, t: GateThresholds): GateResult {
   return { ...base, verdict, value: ci.diff, detail };
 }
 
+/**
+ * What the latency gate compares. `paired`: both backends' latency for the same compared requests
+ * (the live answer and its mirror), so the two sides see one mix of requests at the same moments.
+ * `live`: the live answers of each backend, split by the route's weight, which also covers what is
+ * never mirrored (unsafe methods, sampled-out requests). Live answers are never set against mirror
+ * answers: mirrors are only safe methods and are shed when the proxy is busy, so such a comparison
+ * measures the mix and the moment, not the backend (a route at a high weight, with slow POSTs on
+ * both backends, read new as slower).
+ */
+export type LatencyBasis = 'paired' | 'live';
+
 export interface LatencySummary {
+  basis: LatencyBasis;
   legacy: { p50: number | null; p99: number | null; count: number };
   new: { p50: number | null; p99: number | null; count: number };
   p99Ratio: number | null;
-  /** Hodges-Lehmann shift new − legacy (seconds) and the one-sided Mann-Whitney p-value. */
+  /** Hodges-Lehmann shift new − legacy (seconds) and the one-sided p-value (signed-rank on pairs, Mann-Whitney on live answers). */
   shift: number | null;
   pSlower: number | null;
 }
 
-export function latencySummary(e: RouteEvidence): LatencySummary {
-  const a = ascending(e.legacy.latencies);
-  const b = ascending(e.new.latencies);
+function summary(basis: LatencyBasis, legacy: readonly number[], candidate: readonly number[], test: (a: number[], b: number[]) => { shift: number; pSlower: number }): LatencySummary {
+  const a = ascending(legacy);
+  const b = ascending(candidate);
   const lp99 = quantile(a, 0.99);
   const np99 = quantile(b, 0.99);
-  const tested = a.length >= MIN_LATENCY_SAMPLES && b.length >= MIN_LATENCY_SAMPLES;
+  const tested = a.length >= MIN_LATENCY_SAMPLES && b.length >= MIN_LATENCY_SAMPLES ? test(a, b) : null;
   return {
+    basis,
     legacy: { p50: quantile(a, 0.5), p99: lp99, count: a.length },
     new: { p50: quantile(b, 0.5), p99: np99, count: b.length },
     p99Ratio: lp99 !== null && np99 !== null && lp99 > 0 ? np99 / lp99 : null,
-    shift: tested ? hodgesLehmann(a, b) : null,
-    pSlower: tested ? mannWhitney(thin(a, MAX_TEST_SAMPLES), thin(b, MAX_TEST_SAMPLES)).pGreater : null,
+    shift: tested?.shift ?? null,
+    pSlower: tested?.pSlower ?? null,
   };
 }
 
-export function latencyGate(e: RouteEvidence, t: GateThresholds, summary = latencySummary(e)): GateResult {
+/** Both comparisons, compared pairs first. */
+export function latencySummaries(e: RouteEvidence): [LatencySummary, LatencySummary] {
+  const p = e.paired;
+  const differences: number[] = [];
+  for (let i = 0; i < p.legacy.length && i < p.new.length; i++) if (Number.isFinite(p.legacy[i]) && Number.isFinite(p.new[i])) differences.push(p.new[i] - p.legacy[i]);
+  const paired = summary('paired', p.legacy, p.new, () => ({
+    shift: pairedShift(differences.sort((x, y) => x - y)),
+    pSlower: signedRank(differences).pGreater,
+  }));
+  const live = summary('live', e.legacy.latencies, e.new.latencies, (a, b) => ({
+    shift: hodgesLehmann(a, b),
+    pSlower: mannWhitney(thin(a, MAX_TEST_SAMPLES), thin(b, MAX_TEST_SAMPLES)).pGreater,
+  }));
+  return [paired, live];
+}
+
+/** The comparison to show: compared pairs when there are enough of them, else the live answers. */
+export function latencySummary(e: RouteEvidence): LatencySummary {
+  const [paired, live] = latencySummaries(e);
+  return paired.pSlower !== null || live.pSlower === null ? paired : live;
+}
+
+export const LATENCY_BASIS_WORDS: Readonly<Record<LatencyBasis, string>> = { paired: 'on compared pairs', live: 'on live answers' };
+
+/**
+ * Fails when either comparison finds new slower (p99 above the ratio, significant, and a material
+ * shift); passes when at least one could judge and none failed; no_data when neither has
+ * `MIN_LATENCY_SAMPLES` per side.
+ */
+export function latencyGate(e: RouteEvidence, t: GateThresholds, summaries = latencySummaries(e)): GateResult {
   const base = { gate: 'maxLatencyRatio', threshold: t.maxLatencyRatio };
-  const s = summary;
-  if (s.shift === null || s.pSlower === null || s.p99Ratio === null) {
+  const judged = summaries.filter((s) => s.shift !== null && s.pSlower !== null && s.p99Ratio !== null);
+  if (judged.length === 0) {
+    const [paired, live] = summaries;
     return {
       ...base,
       verdict: 'no_data',
-      value: s.p99Ratio,
-      detail: `Not judged below ${MIN_LATENCY_SAMPLES} latency samples per backend (legacy ${s.legacy.count}, new ${s.new.count}).`,
+      value: paired.p99Ratio ?? live.p99Ratio,
+      detail:
+        `Not judged below ${MIN_LATENCY_SAMPLES} latency samples per backend ` +
+        `(compared pairs ${paired.legacy.count}; live answers legacy ${live.legacy.count}, new ${live.new.count}).`,
     };
   }
-  const ratio = s.p99Ratio;
-  const legacyMedian = s.legacy.p50 ?? 0;
-  const significant = s.pSlower < LATENCY_ALPHA;
-  const minShift = materialShift(legacyMedian);
-  const material = s.shift > minShift;
-  const head = `p99 new ${ms(s.new.p99)} vs legacy ${ms(s.legacy.p99)} (ratio ${ratio.toFixed(2)}), median shift ${ms(s.shift)} (p=${s.pSlower.toFixed(3)})`;
-  if (ratio > t.maxLatencyRatio && significant && material) {
-    return { ...base, verdict: 'fail', value: ratio, detail: `New is slower: ${head}, above ${t.maxLatencyRatio} and significant.` };
+  let shown: GateResult | null = null;
+  for (const s of judged) {
+    const ratio = s.p99Ratio!;
+    const shift = s.shift!;
+    const p = s.pSlower!;
+    const significant = p < LATENCY_ALPHA;
+    const minShift = materialShift(s.legacy.p50 ?? 0);
+    const head = `p99 new ${ms(s.new.p99)} vs legacy ${ms(s.legacy.p99)} (ratio ${ratio.toFixed(2)}), median shift ${ms(shift)} (p=${p.toFixed(3)}) ${LATENCY_BASIS_WORDS[s.basis]}`;
+    if (ratio > t.maxLatencyRatio && significant && shift > minShift) {
+      return { ...base, verdict: 'fail', value: ratio, detail: `New is slower: ${head}, above ${t.maxLatencyRatio} and significant.` };
+    }
+    const why = ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? `but the shift is within ${ms(minShift)} (${LATENCY_EFFECT_TOLERANCE * 100}% of legacy's median, at least ${ms(LATENCY_MIN_SHIFT_SECONDS)})` : 'but the distributions do not differ significantly';
+    shown ??= { ...base, verdict: 'pass', value: ratio, detail: `Latency ${head}, ${why}.` };
   }
-  const why = ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? `but the shift is within ${ms(minShift)} (${LATENCY_EFFECT_TOLERANCE * 100}% of legacy's median, at least ${ms(LATENCY_MIN_SHIFT_SECONDS)})` : 'but the distributions do not differ significantly';
-  return { ...base, verdict: 'pass', value: ratio, detail: `Latency ${head}, ${why}.` };
+  return shown!;
 }
 
 /** Every gate on one route's evidence. */

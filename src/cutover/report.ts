@@ -7,7 +7,7 @@
  * gate on the evidence since its last weight change. Anything inconclusive is NOT READY (say so, and
  * why), never READY by default.
  */
-import { LATENCY_ALPHA, latencySummary, materialShift, wilson } from './gates.js';
+import { LATENCY_ALPHA, LATENCY_BASIS_WORDS, latencySummaries, latencySummary, materialShift, wilson, type LatencyBasis } from './gates.js';
 import type { GateResult, RouteEvidence, RouteStateName } from './types.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 
@@ -83,7 +83,8 @@ export interface RouteReport {
   mismatchInterval: { low: number; high: number } | null;
   topFields: { field: string; mismatches: number; example?: ReportFieldInput['example'] }[];
   noiseFields: string[];
-  latency: { legacy: LatencyLine; new: LatencyLine; p99Ratio: number | null; newClearlySlower: boolean };
+  /** `basis`: which samples the figures are from, compared pairs or live answers (see gates.ts); null with neither. */
+  latency: { basis: LatencyBasis | null; legacy: LatencyLine; new: LatencyLine; p99Ratio: number | null; newClearlySlower: boolean };
   errorRates: { legacy: number | null; new: number | null; legacyRequests: number; newRequests: number };
   gates: GateResult[];
   rollbacks: ReportRollback[];
@@ -119,11 +120,10 @@ function routeReport(r: ReportRouteInput, input: ReportInput): RouteReport {
   const e = r.evidence;
   const samples = e?.comparisons ?? 0;
   const mismatches = e?.mismatches ?? 0;
-  const lat = e ? latencySummary(e) : null;
-  const latencyGate = r.gates.find((g) => g.gate === 'maxLatencyRatio');
-  const legacyMedian = lat?.legacy.p50 ?? 0;
-  const newClearlySlower =
-    latencyGate?.verdict === 'fail' || (lat !== null && lat.pSlower !== null && lat.shift !== null && lat.pSlower < LATENCY_ALPHA && lat.shift > materialShift(legacyMedian, 0.2));
+  // The figures shown are those of the comparison that finds new clearly slower, if one does.
+  const slower = e === null ? undefined : latencySummaries(e).find((s) => s.pSlower !== null && s.shift !== null && s.pSlower < LATENCY_ALPHA && s.shift > materialShift(s.legacy.p50 ?? 0, 0.2));
+  const lat = slower ?? (e ? latencySummary(e) : null);
+  const newClearlySlower = r.gates.find((g) => g.gate === 'maxLatencyRatio')?.verdict === 'fail' || slower !== undefined;
   const fields = [...(r.fields ?? [])];
   const rollbacks = input.rollbacks.filter((b) => b.route === r.route);
   const reasons: string[] = [];
@@ -152,6 +152,7 @@ function routeReport(r: ReportRouteInput, input: ReportInput): RouteReport {
       .map((f) => ({ field: f.field, mismatches: f.mismatches, example: f.example })),
     noiseFields: fields.filter((f) => f.noise).map((f) => f.field),
     latency: {
+      basis: lat !== null && (lat.legacy.count > 0 || lat.new.count > 0) ? lat.basis : null,
       legacy: lat ? lat.legacy : { p50: null, p99: null, count: 0 },
       new: lat ? lat.new : { p50: null, p99: null, count: 0 },
       p99Ratio: lat?.p99Ratio ?? null,
@@ -249,7 +250,7 @@ export function renderMarkdown(report: Report): string {
     out.push('', `## ${r.route}: ${r.state} at ${r.weight}% (step ${r.step})`, '');
     out.push(`Evidence since ${r.evidenceSince}: ${r.samples} comparisons, ${r.mismatches} with a real difference.`, '');
     out.push(
-      `Latency p50 legacy ${ms(r.latency.legacy.p50)}, new ${ms(r.latency.new.p50)}; p99 legacy ${ms(r.latency.legacy.p99)}, new ${ms(r.latency.new.p99)}${r.latency.p99Ratio === null ? '' : ` (ratio ${r.latency.p99Ratio.toFixed(2)})`}.${r.latency.newClearlySlower ? ' **The new backend is clearly slower.**' : ''}`,
+      `Latency${r.latency.basis === null ? '' : ` ${LATENCY_BASIS_WORDS[r.latency.basis]}`}: p50 legacy ${ms(r.latency.legacy.p50)}, new ${ms(r.latency.new.p50)}; p99 legacy ${ms(r.latency.legacy.p99)}, new ${ms(r.latency.new.p99)}${r.latency.p99Ratio === null ? '' : ` (ratio ${r.latency.p99Ratio.toFixed(2)})`}.${r.latency.newClearlySlower ? ' **The new backend is clearly slower.**' : ''}`,
       '',
     );
     if (r.gates.length) {

@@ -112,9 +112,18 @@ export interface RouteEvidence {
   /** Comparisons with a real (non-noise) difference. */
   mismatches: number;
   /** Requests answered by each backend, and how many of those were errors (5xx, timeout, connection error). */
-  /** `latencies` are seconds, one per request (unbiased timers; a bounded sample is fine). */
+  /**
+   * `latencies` are seconds of the backend's live answers, one per request (unbiased timers; a
+   * bounded sample is fine). `requests` and `errors` count live and mirrored answers alike.
+   */
   legacy: { requests: number; errors: number; latencies: number[] };
   new: { requests: number; errors: number; latencies: number[] };
+  /**
+   * Both backends' latency on the same compared requests, index by index (`legacy[i]` and `new[i]`
+   * answered one request, live and mirror, at the same moment): the latency gate's like-for-like
+   * comparison. Never mixed with `latencies`, which hold live answers only.
+   */
+  paired: { legacy: number[]; new: number[] };
   /**
    * Requests of the route not mirrored in the same period, by reason (`cutover_shadow_skipped_total`'s
    * reasons, those with none left out): why a route short of comparisons holds. Absent: not known.

@@ -47,6 +47,7 @@ export class TestEvidence implements EvidenceSource {
       mismatches: list.filter((e) => e.mismatch).length,
       legacy: { requests: list.length, errors: list.filter((e) => e.legacy.error).length, latencies: list.map((e) => e.legacy.seconds) },
       new: { requests: list.length, errors: list.filter((e) => e.new.error).length, latencies: list.map((e) => e.new.seconds) },
+      paired: { legacy: list.map((e) => e.legacy.seconds), new: list.map((e) => e.new.seconds) },
     };
   }
 }
