@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ARENA_ENV, ARENA_MAX, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
+import { ARENA_ENV, ARENA_MAX, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, CLI, spawnProxy, untunedEnv, writeConfig, type ChildProxy } from './helpers/proxy.js';
 
@@ -49,7 +49,7 @@ async function proxy(options: Parameters<typeof spawnProxy>[1] = {}): Promise<Ch
 
 describe('heapSizing', () => {
   const execve = () => undefined;
-  const all = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`, EXPOSE_GC_FLAG];
+  const all = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`, EXPOSE_GC_FLAG, '--no-allocation-site-pretenuring'];
   const arenas = { [ARENA_ENV]: ARENA_MAX };
   it('restarts only where Node can, and only once', () => {
     expect(HEAP_FLAGS).toEqual(all);
@@ -88,10 +88,12 @@ describe('heapSizing', () => {
   });
 
   it('leaves each flag given by hand (either spelling, command line or NODE_OPTIONS) and the opt-out alone', () => {
-    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [all[1], all[2]], env: arenas });
-    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'restart', flags: [EXPOSE_GC_FLAG], env: arenas });
-    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc'], { [ARENA_ENV]: '4' }, execve)).toEqual({ action: 'given' });
-    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32 ${EXPOSE_GC_FLAG}`, [ARENA_ENV]: '8' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [all[1], all[2], all[3]], env: arenas });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'restart', flags: [EXPOSE_GC_FLAG, PRETENURING_FLAG], env: arenas });
+    // V8's boolean flags: the positive given by hand is the same flag (it wins), in either spelling.
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc', '--allocation_site_pretenuring'], { [ARENA_ENV]: '4' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc', PRETENURING_FLAG], { [ARENA_ENV]: '4' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`, '--allocation-site-pretenuring'], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32 ${EXPOSE_GC_FLAG}`, [ARENA_ENV]: '8' }, execve)).toEqual({ action: 'given' });
     expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toEqual({ action: 'restart', flags: all, env: arenas });
     expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, execve)).toEqual({ action: 'off' });
   });
@@ -134,6 +136,7 @@ describe.runIf(linux)('cutover run', () => {
     expect(args.filter((a) => a.startsWith(OLD_SPACE_FLAG))).toEqual([`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`]);
     expect(args.filter((a) => a.startsWith(SEMI_SPACE_FLAG))).toEqual([`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`]);
     expect(args).toContain(EXPOSE_GC_FLAG);
+    expect(args).toContain(PRETENURING_FLAG);
     expect(args).toContain('run');
     if (canRestart) expect(environ(p.child.pid!).get(ARENA_ENV)).toBe(ARENA_MAX);
   });
