@@ -18,7 +18,7 @@ import { MirrorJob, ShadowEngine, type ShadowEngineDeps } from '../src/shadow/en
 import { Admission } from '../src/shadow/breaker.js';
 import { Telemetry } from '../src/telemetry/metrics.js';
 
-function setup(maxInFlight: number) {
+function setup(maxInFlight: number, shed?: ShadowEngineDeps['shed']) {
   const config = validateConfig({
     backends: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
     routes: [{ name: 'r', match: { path: '/r' } }],
@@ -35,6 +35,7 @@ function setup(maxInFlight: number) {
     onPair: () => undefined,
     breaker: { now: () => now },
     comparisons: queue,
+    shed,
   });
   return { engine, route: routes.get('r')!, queue, later: (ms: number) => (now += ms) };
 }
@@ -69,6 +70,22 @@ describe('a mirror whose request is never sent', () => {
     const probe = job(engine.plan(route, 'GET', null, false));
     expect(probe.probe).toBe(true);
     probe.abandon();
+    expect(engine.breakers.new.allow()).toBe(Admission.Probe);
+  });
+});
+
+describe('a mirror to a target that is down', () => {
+  it('is skipped as shadow_down before the in-flight bound, the shedder or the queue is asked: the reason is the target', () => {
+    let asked = 0;
+    const { engine, route, queue, later } = setup(1, { admit: () => (asked++, false) });
+    for (let i = 0; i < 5; i++) engine.breakers.new.record(false, false);
+    expect(engine.plan(route, 'GET', null, false)).toBe('shadow_down');
+    expect(asked).toBe(0);
+    expect(queue.reserved).toBe(0);
+    // When a probe is due, the other bounds are asked as before (here the shedder refuses it).
+    later(60_000);
+    expect(engine.plan(route, 'GET', null, false)).toBe('event_loop');
+    expect(asked).toBe(1);
     expect(engine.breakers.new.allow()).toBe(Admission.Probe);
   });
 });

@@ -39,6 +39,11 @@ export class ShadowBreaker {
     return this.failures >= this.options.threshold;
   }
 
+  /** Whether `allow()` would refuse now (open, and no probe due): asked before anything is taken for a mirror. */
+  refusing(): boolean {
+    return this.failures >= this.options.threshold && (this.probing || this.options.now() < this.openUntil);
+  }
+
   /** Whether a mirror may be sent now (at most one probe at a time while the breaker is open). */
   allow(): Admission {
     if (this.failures < this.options.threshold) return Admission.Normal;

@@ -200,11 +200,14 @@ export class ShadowEngine {
     if (!settings.unsafe && !SAFE_METHODS.has(method)) return 'unsafe_method';
     if (!sampling.shadow.next()) return 'sampled_out';
     if (body !== null && body.length > settings.maxBodyBytes) return 'body_too_large';
+    const target = primaryIsNew ? 'legacy' : 'new';
+    // A target known to be down is the reason, whatever else is full: said before the shedder and
+    // the queue are asked (which would count it as overload, and spend their credit on it).
+    if (this.breakers[target].refusing()) return 'shadow_down';
     if (this.inFlight >= this.deps.maxInFlight) return 'in_flight';
     if (this.deps.shed !== undefined && !this.deps.shed.admit()) return 'event_loop';
     const comparisons = this.deps.comparisons;
     if (comparisons !== undefined && !comparisons.reserve(route.name)) return 'comparison_queue';
-    const target = primaryIsNew ? 'legacy' : 'new';
     const sizeAdmission = sampling.oversize[target].allow();
     if (sizeAdmission === Admission.Refused) {
       comparisons?.unreserve(route.name);
