@@ -7,10 +7,12 @@ import {
   hodgesLehmann,
   latencyGate,
   mannWhitney,
+  medianInPlace,
   minComparisonsGate,
   mismatchRateGate,
   overallVerdict,
   pairedShift,
+  quantile,
   signedRank,
   wilson,
 } from '../src/cutover/gates.js';
@@ -173,6 +175,19 @@ describe('maxLatencyRatio (p99 ratio and Mann-Whitney with an effect size)', () 
   it('slower but within the ratio passes', () => {
     const e = evidence({ new: { requests: 500, errors: 0, latencies: latencies(500, 0.024, 2) } });
     expect(latencyGate(e, DEFAULT_GATES).verdict).toBe('pass');
+  });
+
+  it('finds the median by selection exactly as the sorted array gives it (odd and even counts, ties)', () => {
+    const r = rng(11);
+    for (let t = 0; t < 500; t++) {
+      const n = 1 + Math.floor(r() * 80);
+      // A third of the values from a few integers: runs of ties, the partition's hard case.
+      const values = Float64Array.from({ length: n }, () => (r() < 0.33 ? Math.floor(r() * 4) : r() * 10 - 5));
+      const sorted = Float64Array.from(values).sort();
+      expect(medianInPlace(values)).toBe(quantile(sorted, 0.5));
+    }
+    expect(medianInPlace(new Float64Array([7, 7, 7, 7]))).toBe(7);
+    expect(medianInPlace(new Float64Array(0))).toBe(0);
   });
 
   it("on compared pairs: Wilcoxon's signed-rank and the paired shift", () => {
