@@ -382,8 +382,7 @@ export function latencySummaries(e: RouteEvidence): [LatencySummary, LatencySumm
 }
 
 /** The comparison to show: compared pairs when there are enough of them, else the live answers. */
-export function latencySummary(e: RouteEvidence): LatencySummary {
-  const [paired, live] = latencySummaries(e);
+export function latencySummary(e: RouteEvidence, [paired, live] = latencySummaries(e)): LatencySummary {
   return paired.pSlower !== null || live.pSlower === null ? paired : live;
 }
 

@@ -121,8 +121,9 @@ function routeReport(r: ReportRouteInput, input: ReportInput): RouteReport {
   const samples = e?.comparisons ?? 0;
   const mismatches = e?.mismatches ?? 0;
   // The figures shown are those of the comparison that finds new clearly slower, if one does.
-  const slower = e === null ? undefined : latencySummaries(e).find((s) => s.pSlower !== null && s.shift !== null && s.pSlower < LATENCY_ALPHA && s.shift > materialShift(s.legacy.p50 ?? 0, 0.2));
-  const lat = slower ?? (e ? latencySummary(e) : null);
+  const summaries = e === null ? null : latencySummaries(e);
+  const slower = summaries?.find((s) => s.pSlower !== null && s.shift !== null && s.pSlower < LATENCY_ALPHA && s.shift > materialShift(s.legacy.p50 ?? 0, 0.2));
+  const lat = slower ?? (e !== null && summaries !== null ? latencySummary(e, summaries) : null);
   const newClearlySlower = r.gates.find((g) => g.gate === 'maxLatencyRatio')?.verdict === 'fail' || slower !== undefined;
   const fields = [...(r.fields ?? [])];
   const rollbacks = input.rollbacks.filter((b) => b.route === r.route);
