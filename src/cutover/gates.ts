@@ -382,46 +382,50 @@ export function latencySummaries(e: RouteEvidence): [LatencySummary, LatencySumm
 }
 
 /** The comparison to show: compared pairs when there are enough of them, else the live answers. */
-export function latencySummary(e: RouteEvidence, [paired, live] = latencySummaries(e)): LatencySummary {
+export function shownLatency([paired, live]: readonly [LatencySummary, LatencySummary]): LatencySummary {
   return paired.pSlower !== null || live.pSlower === null ? paired : live;
 }
 
 export const LATENCY_BASIS_WORDS: Readonly<Record<LatencyBasis, string>> = { paired: 'on compared pairs', live: 'on live answers' };
 
+/** A comparison with enough samples on both sides to be judged. */
+type JudgedLatency = LatencySummary & { shift: number; pSlower: number; p99Ratio: number };
+
+function judged(s: LatencySummary): s is JudgedLatency {
+  return s.shift !== null && s.pSlower !== null && s.p99Ratio !== null;
+}
+
+/** One comparison's verdict: fail when p99 is above the ratio, the difference significant and the shift material. */
+function judgeLatency(s: JudgedLatency, t: GateThresholds): GateResult {
+  const base = { gate: 'maxLatencyRatio', threshold: t.maxLatencyRatio };
+  const significant = s.pSlower < LATENCY_ALPHA;
+  const minShift = materialShift(s.legacy.p50 ?? 0);
+  const head = `p99 new ${ms(s.new.p99)} vs legacy ${ms(s.legacy.p99)} (ratio ${s.p99Ratio.toFixed(2)}), median shift ${ms(s.shift)} (p=${s.pSlower.toFixed(3)}) ${LATENCY_BASIS_WORDS[s.basis]}`;
+  if (s.p99Ratio > t.maxLatencyRatio && significant && s.shift > minShift) {
+    return { ...base, verdict: 'fail', value: s.p99Ratio, detail: `New is slower: ${head}, above ${t.maxLatencyRatio} and significant.` };
+  }
+  const why = s.p99Ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? `but the shift is within ${ms(minShift)} (${LATENCY_EFFECT_TOLERANCE * 100}% of legacy's median, at least ${ms(LATENCY_MIN_SHIFT_SECONDS)})` : 'but the distributions do not differ significantly';
+  return { ...base, verdict: 'pass', value: s.p99Ratio, detail: `Latency ${head}, ${why}.` };
+}
+
 /**
  * Fails when either comparison finds new slower (p99 above the ratio, significant, and a material
- * shift); passes when at least one could judge and none failed; no_data when neither has
- * `MIN_LATENCY_SAMPLES` per side.
+ * shift); passes when at least one could judge and none failed (its detail that of compared pairs
+ * when they were judged); no_data when neither has `MIN_LATENCY_SAMPLES` per side.
  */
 export function latencyGate(e: RouteEvidence, t: GateThresholds, summaries = latencySummaries(e)): GateResult {
-  const base = { gate: 'maxLatencyRatio', threshold: t.maxLatencyRatio };
-  const judged = summaries.filter((s) => s.shift !== null && s.pSlower !== null && s.p99Ratio !== null);
-  if (judged.length === 0) {
-    const [paired, live] = summaries;
-    return {
-      ...base,
-      verdict: 'no_data',
-      value: paired.p99Ratio ?? live.p99Ratio,
-      detail:
-        `Not judged below ${MIN_LATENCY_SAMPLES} latency samples per backend ` +
-        `(compared pairs ${paired.legacy.count}; live answers legacy ${live.legacy.count}, new ${live.new.count}).`,
-    };
-  }
-  let shown: GateResult | null = null;
-  for (const s of judged) {
-    const ratio = s.p99Ratio!;
-    const shift = s.shift!;
-    const p = s.pSlower!;
-    const significant = p < LATENCY_ALPHA;
-    const minShift = materialShift(s.legacy.p50 ?? 0);
-    const head = `p99 new ${ms(s.new.p99)} vs legacy ${ms(s.legacy.p99)} (ratio ${ratio.toFixed(2)}), median shift ${ms(shift)} (p=${p.toFixed(3)}) ${LATENCY_BASIS_WORDS[s.basis]}`;
-    if (ratio > t.maxLatencyRatio && significant && shift > minShift) {
-      return { ...base, verdict: 'fail', value: ratio, detail: `New is slower: ${head}, above ${t.maxLatencyRatio} and significant.` };
-    }
-    const why = ratio <= t.maxLatencyRatio ? `within ${t.maxLatencyRatio}` : significant ? `but the shift is within ${ms(minShift)} (${LATENCY_EFFECT_TOLERANCE * 100}% of legacy's median, at least ${ms(LATENCY_MIN_SHIFT_SECONDS)})` : 'but the distributions do not differ significantly';
-    shown ??= { ...base, verdict: 'pass', value: ratio, detail: `Latency ${head}, ${why}.` };
-  }
-  return shown!;
+  const verdicts = summaries.filter(judged).map((s) => judgeLatency(s, t));
+  if (verdicts.length > 0) return verdicts.find((v) => v.verdict === 'fail') ?? verdicts[0];
+  const [paired, live] = summaries;
+  return {
+    gate: 'maxLatencyRatio',
+    threshold: t.maxLatencyRatio,
+    verdict: 'no_data',
+    value: paired.p99Ratio ?? live.p99Ratio,
+    detail:
+      `Not judged below ${MIN_LATENCY_SAMPLES} latency samples per backend ` +
+      `(compared pairs ${paired.legacy.count}; live answers legacy ${live.legacy.count}, new ${live.new.count}).`,
+  };
 }
 
 /** Every gate on one route's evidence. */

@@ -7,7 +7,7 @@
  * gate on the evidence since its last weight change. Anything inconclusive is NOT READY (say so, and
  * why), never READY by default.
  */
-import { LATENCY_ALPHA, LATENCY_BASIS_WORDS, latencySummaries, latencySummary, materialShift, wilson, type LatencyBasis } from './gates.js';
+import { LATENCY_ALPHA, LATENCY_BASIS_WORDS, latencySummaries, materialShift, shownLatency, wilson, type LatencyBasis } from './gates.js';
 import type { GateResult, RouteEvidence, RouteStateName } from './types.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 
@@ -123,7 +123,7 @@ function routeReport(r: ReportRouteInput, input: ReportInput): RouteReport {
   // The figures shown are those of the comparison that finds new clearly slower, if one does.
   const summaries = e === null ? null : latencySummaries(e);
   const slower = summaries?.find((s) => s.pSlower !== null && s.shift !== null && s.pSlower < LATENCY_ALPHA && s.shift > materialShift(s.legacy.p50 ?? 0, 0.2));
-  const lat = slower ?? (e !== null && summaries !== null ? latencySummary(e, summaries) : null);
+  const lat = slower ?? (summaries === null ? null : shownLatency(summaries));
   const newClearlySlower = r.gates.find((g) => g.gate === 'maxLatencyRatio')?.verdict === 'fail' || slower !== undefined;
   const fields = [...(r.fields ?? [])];
   const rollbacks = input.rollbacks.filter((b) => b.route === r.route);

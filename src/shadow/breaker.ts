@@ -41,13 +41,13 @@ export class ShadowBreaker {
 
   /** Whether `allow()` would refuse now (open, and no probe due): asked before anything is taken for a mirror. */
   refusing(): boolean {
-    return this.failures >= this.options.threshold && (this.probing || this.options.now() < this.openUntil);
+    return this.open && (this.probing || this.options.now() < this.openUntil);
   }
 
   /** Whether a mirror may be sent now (at most one probe at a time while the breaker is open). */
   allow(): Admission {
-    if (this.failures < this.options.threshold) return Admission.Normal;
-    if (this.probing || this.options.now() < this.openUntil) return Admission.Refused;
+    if (!this.open) return Admission.Normal;
+    if (this.refusing()) return Admission.Refused;
     this.probing = true;
     return Admission.Probe;
   }
