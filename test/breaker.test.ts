@@ -73,4 +73,114 @@ describe('shadow circuit breaker', () => {
     now += 2_000;
     expect(b.allow()).toBe(Admission.Probe);
   });
+
+  describe('a target gone silent (hanging, not failing)', () => {
+    const silentBreaker = (clock: { now: number }, timeoutMs: number | undefined = 4_000) =>
+      new ShadowBreaker({ threshold: 5, initialMs: 1_000, maxMs: 8_000, now: () => clock.now, timeoutMs });
+    const send = (b: ShadowBreaker, n: number): number[] => Array.from({ length: n }, () => b.sent());
+
+    it('before any answer: opens once `threshold` mirrors wait and the first has waited half the timeout', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock);
+      expect(b.stallAfter()).toBe(2_000);
+      send(b, 5);
+      clock.now = 1_999;
+      expect(b.refusing()).toBe(false);
+      expect(b.open).toBe(false);
+      clock.now = 2_000;
+      expect(b.refusing()).toBe(true);
+      expect(b.open).toBe(true);
+      expect(b.stalls).toBe(1);
+      // From here it is an open breaker like any other: one probe after the cool-down.
+      clock.now = 2_999;
+      expect(b.allow()).toBe(Admission.Refused);
+      clock.now = 3_000;
+      expect(b.allow()).toBe(Admission.Probe);
+    });
+
+    it('fewer waiting mirrors than the threshold never open it, however long the silence', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock);
+      send(b, 4);
+      clock.now = 60_000;
+      expect(b.refusing()).toBe(false);
+      expect(b.stalls).toBe(0);
+    });
+
+    it('after fast answers: one second of silence is enough (the floor)', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock);
+      for (let i = 0; i < 20; i++) {
+        const at = b.sent();
+        clock.now += 50;
+        b.record(true, false, at);
+      }
+      expect(b.stallAfter()).toBe(1_000);
+      const start = clock.now;
+      send(b, 5);
+      clock.now = start + 999;
+      expect(b.refusing()).toBe(false);
+      clock.now = start + 1_000;
+      expect(b.refusing()).toBe(true);
+    });
+
+    it('a slow target that keeps answering never trips it; its pace is what silence is measured against', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock, 5_000);
+      // Its pace known (a cold start is the test below): answers take 3 s, but one comes every
+      // 100 ms, so the silence is never longer than that.
+      const first = b.sent();
+      clock.now = 3_000;
+      b.record(true, false, first);
+      const inFlight: number[] = [];
+      for (let t = 3_000; t < 23_000; t += 100) {
+        clock.now = t;
+        inFlight.push(b.sent());
+        while (inFlight.length > 0 && t - inFlight[0]! >= 3_000) b.record(true, false, inFlight.shift()!);
+        expect(b.refusing()).toBe(false);
+      }
+      // Four times 3 s is past the timeout: silence is only taken as down at the timeout itself.
+      expect(b.stallAfter()).toBe(5_000);
+      expect(b.stalls).toBe(0);
+    });
+
+    it('a late answer closes it and teaches the slower pace, so it does not trip again', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock, 5_000);
+      const sent = send(b, 5); // a cold target that takes 3 s: taken as silent at 2.5 s
+      clock.now = 2_500;
+      expect(b.refusing()).toBe(true);
+      clock.now = 3_000;
+      b.record(true, false, sent[0]); // but it answers
+      expect(b.open).toBe(false);
+      expect(b.stallAfter()).toBe(5_000);
+      const again = b.sent();
+      send(b, 4);
+      clock.now = again + 4_999;
+      expect(b.refusing()).toBe(false);
+      expect(b.stalls).toBe(1);
+    });
+
+    it('forgets a slow spell by half every minute', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock, 30_000);
+      const at = b.sent();
+      clock.now = 4_000;
+      b.record(true, false, at); // one 4 s answer
+      expect(b.stallAfter()).toBe(16_000);
+      clock.now = 4_000 + 60_000;
+      expect(b.stallAfter()).toBeCloseTo(8_000, 6);
+      clock.now = 4_000 + 300_000;
+      expect(b.stallAfter()).toBe(1_000); // 4 × 125 ms is under the floor
+    });
+
+    it('without a timeout (the oversize cool-downs) silence never opens it', () => {
+      const clock = { now: 0 };
+      const b = new ShadowBreaker({ threshold: 5, now: () => clock.now });
+      send(b, 50);
+      clock.now = 3_600_000;
+      expect(b.refusing()).toBe(false);
+      expect(b.stallAfter()).toBe(Infinity);
+    });
+  });
 });

@@ -178,6 +178,53 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBeGreaterThan(0);
   });
 
+  /** Sends `n` requests one at a time, `gapMs` apart, each answered whole from legacy. */
+  async function paced(p: InProcessProxy, n: number, gapMs: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const res = await request(`${p.dataUrl}/w`);
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.json()).toEqual(expected);
+      await new Promise((resolve) => setTimeout(resolve, gapMs));
+    }
+  }
+
+  it('goes silent after answering: taken as down after 1 s of silence, long before any mirror times out', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    let answered = 0;
+    const next = await backend((_req, res) => {
+      if (answered < 10) {
+        answered++;
+        json(res, 200, expected);
+      } // then never again
+    });
+    // A budget no mirror reaches in this test and room for every mirror in flight: neither a timeout
+    // nor the in-flight bound can be what stops them.
+    const p = await proxy(legacy, next, { shadow: { maxInFlight: 64, timeout: '20s' } });
+    await paced(p, 10, 0); // the breaker learns the target's pace: a few ms
+    await waitFor(async () => (total(await scrape(p), 'cutover_comparisons_total{route="w"') === 10 ? true : null), 5_000, 'the ten answered mirrors compared');
+    const silentFrom = Date.now();
+    await paced(p, 22, 100); // ~2.2 s of steady traffic to a target that no longer answers
+    const text = await scrape(p);
+    expect(Date.now() - silentFrom).toBeLessThan(20_000);
+    // Mirrors went on only until a second of silence; the rest were skipped as shadow_down.
+    expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(5);
+    expect(skipped(text, 'shadow_down')).toBeLessThanOrEqual(22 - 5);
+    expect(skipped(text, 'overload')).toBe(0);
+    expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBe(0);
+    expect(p.shadow.breakers.new.stalls).toBe(1);
+  });
+
+  it('hangs from the start: taken as down after half of shadow.timeout, before any mirror times out', async () => {
+    const legacy = await backend((_req, res) => json(res, 200, expected));
+    const next = await backend(() => undefined); // never answers
+    const p = await proxy(legacy, next, { shadow: { maxInFlight: 64, timeout: '4s' } });
+    await paced(p, 28, 100); // ~2.8 s: past 2 s of silence, short of the 4 s timeout
+    const text = await scrape(p);
+    expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(3);
+    expect(skipped(text, 'overload')).toBe(0);
+    expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBe(0);
+  });
+
   it('slow (200 ms): the client does not wait; what does not fit in flight is skipped as overload', async () => {
     const legacy = await backend((_req, res) => json(res, 200, expected));
     const next = await backend((_req, res) => void setTimeout(() => json(res, 200, expected), 200));

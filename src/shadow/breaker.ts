@@ -5,6 +5,15 @@
  * mirrors to that backend are skipped (`shadow_down`) for a cool-down that doubles up to `maxMs`.
  * Then one probe is let through: success closes the breaker, failure opens it again.
  *
+ * A target that hangs fails no call until `shadow.timeout` runs out, so counting failures alone
+ * keeps sending it mirrors, each holding a connection and a comparison place, for that whole time.
+ * With `timeoutMs` given, the breaker also opens when the target has gone silent: `threshold`
+ * mirrors sent since its last answer, the first of them waiting `stallAfter()` (4× its slowest recent
+ * answer, at least 1 s; half the timeout before it has answered anything). A slow but live target
+ * keeps answering, so its silence never lasts that long; one that got much slower at once is
+ * probed, and the probe's answer teaches the breaker its new pace. Mirrors already sent go on
+ * waiting (their answers are still compared).
+ *
  * Only the mirror path consults it; the client path never does.
  */
 export interface BreakerOptions {
@@ -12,7 +21,16 @@ export interface BreakerOptions {
   initialMs: number;
   maxMs: number;
   now: () => number;
+  /** The mirrors' time budget (shadow.timeout): turns on the silence rule. Without it, only failures open the breaker. */
+  timeoutMs?: number;
 }
+
+/** Silence shorter than this never opens the breaker, however fast the target usually answers. */
+export const STALL_FLOOR_MS = 1_000;
+/** Silence this many times the target's slowest recent answer opens it. */
+export const STALL_FACTOR = 4;
+/** The slowest recent answer is forgotten by half every this long (a slow spell long past says little). */
+const SLOWEST_HALF_LIFE_MS = 60_000;
 
 export const DEFAULT_BREAKER: BreakerOptions = { threshold: 5, initialMs: 1_000, maxMs: 30_000, now: Date.now };
 
@@ -29,6 +47,14 @@ export class ShadowBreaker {
   private openUntil = 0;
   private cooldown: number;
   private probing = false;
+  /** Mirrors sent since the target last answered, and when the first of them was sent. */
+  private unanswered = 0;
+  private silentSince = 0;
+  /** The slowest answer lately (ms, decaying), and when it was last updated; 0: none yet. */
+  private slowestMs = 0;
+  private slowestAt = 0;
+  /** Times the breaker opened because the target went silent (not because calls failed). */
+  stalls = 0;
 
   constructor(options: Partial<BreakerOptions> = {}) {
     this.options = { ...DEFAULT_BREAKER, ...options };
@@ -39,9 +65,44 @@ export class ShadowBreaker {
     return this.failures >= this.options.threshold;
   }
 
-  /** Whether `allow()` would refuse now (open, and no probe due): asked before anything is taken for a mirror. */
+  /**
+   * How long the target may stay silent while mirrors wait before it is taken as down (ms), or
+   * Infinity without a timeout. Never past the timeout itself, where the waiting mirrors fail anyway.
+   */
+  stallAfter(now = this.options.now()): number {
+    const timeout = this.options.timeoutMs;
+    if (timeout === undefined) return Infinity;
+    if (this.slowestMs === 0) return Math.max(STALL_FLOOR_MS, timeout / 2);
+    const slowest = this.slowestMs * 0.5 ** ((now - this.slowestAt) / SLOWEST_HALF_LIFE_MS);
+    return Math.min(timeout, Math.max(STALL_FLOOR_MS, STALL_FACTOR * slowest));
+  }
+
+  /**
+   * Whether `allow()` would refuse now (open, and no probe due): asked before anything is taken for
+   * a mirror. A target found silent (see above) is opened here, so the mirror asking is refused.
+   */
   refusing(): boolean {
+    if (!this.open && this.unanswered >= this.options.threshold) {
+      const now = this.options.now();
+      const silent = now - this.silentSince;
+      if (silent >= STALL_FLOOR_MS && silent >= this.stallAfter(now)) this.trip(now);
+    }
     return this.open && (this.probing || this.options.now() < this.openUntil);
+  }
+
+  /** Opens the breaker for a silent target, as `threshold` failures would. */
+  private trip(now: number): void {
+    this.stalls++;
+    this.failures = this.options.threshold;
+    this.openUntil = now + this.cooldown;
+    this.unanswered = 0;
+  }
+
+  /** A mirror went out to the target; returns when, for record(). */
+  sent(): number {
+    const now = this.options.now();
+    if (this.unanswered++ === 0) this.silentSince = now;
+    return now;
   }
 
   /** Whether a mirror may be sent now (at most one probe at a time while the breaker is open). */
@@ -65,8 +126,10 @@ export class ShadowBreaker {
    * was the probe. Any answer closes the breaker. While it is open, only the probe's failure counts:
    * a mirror sent before the breaker opened and failing late says nothing new.
    */
-  record(answered: boolean, probe: boolean): void {
+  record(answered: boolean, probe: boolean, sentAt?: number): void {
     if (answered) {
+      if (sentAt !== undefined) this.answeredAfter(this.options.now() - sentAt);
+      this.unanswered = 0;
       this.failures = 0;
       this.probing = false;
       this.cooldown = this.options.initialMs;
@@ -80,5 +143,13 @@ export class ShadowBreaker {
     }
     if (this.failures >= this.options.threshold) return;
     if (++this.failures === this.options.threshold) this.openUntil = this.options.now() + this.cooldown;
+  }
+
+  /** Keeps the slowest recent answer time, decayed by its age. */
+  private answeredAfter(ms: number): void {
+    const now = this.options.now();
+    const decayed = this.slowestMs * 0.5 ** ((now - this.slowestAt) / SLOWEST_HALF_LIFE_MS);
+    this.slowestMs = Math.max(ms, decayed, 1);
+    this.slowestAt = now;
   }
 }

@@ -159,7 +159,8 @@ export class ShadowEngine {
 
   constructor(deps: ShadowEngineDeps) {
     this.deps = deps;
-    this.breakers = { legacy: new ShadowBreaker(deps.breaker), new: new ShadowBreaker(deps.breaker) };
+    const breaker = { timeoutMs: deps.timeout, ...deps.breaker };
+    this.breakers = { legacy: new ShadowBreaker(breaker), new: new ShadowBreaker(breaker) };
   }
 
   /** Takes a reloaded route table: samplers of routes no longer configured are forgotten. */
@@ -270,6 +271,8 @@ export class ShadowEngine {
     this.inFlight++;
     const { pools, timeout } = this.deps;
     const shadowTarget = pools[job.target];
+    const breaker = this.breakers[job.target];
+    const sentAt = breaker.sent();
     // What each backend receives (credentials, markers, X-Forwarded-*) is decided by its shaping layer.
     const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials, mapping: req.mapping });
     const limit = route.compare.maxBodyBytes;
@@ -278,7 +281,7 @@ export class ShadowEngine {
       new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
         // A connection broken mid-body is a failure too: a backend that resets every answer would
         // otherwise cost a new connection per mirror, forever.
-        this.breakers[shadowTarget.name].record(answer.status > 0 && answer.error === undefined, job.probe);
+        breaker.record(answer.status > 0 && answer.error === undefined, job.probe, sentAt);
         job.onShadow(answer);
       }, req.method === 'HEAD'),
     );
