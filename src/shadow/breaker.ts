@@ -73,8 +73,7 @@ export class ShadowBreaker {
     const timeout = this.options.timeoutMs;
     if (timeout === undefined) return Infinity;
     if (this.slowestMs === 0) return Math.max(STALL_FLOOR_MS, timeout / 2);
-    const slowest = this.slowestMs * 0.5 ** ((now - this.slowestAt) / SLOWEST_HALF_LIFE_MS);
-    return Math.min(timeout, Math.max(STALL_FLOOR_MS, STALL_FACTOR * slowest));
+    return Math.min(timeout, Math.max(STALL_FLOOR_MS, STALL_FACTOR * this.slowest(now)));
   }
 
   /**
@@ -145,11 +144,15 @@ export class ShadowBreaker {
     if (++this.failures === this.options.threshold) this.openUntil = this.options.now() + this.cooldown;
   }
 
-  /** Keeps the slowest recent answer time, decayed by its age. */
+  /** The slowest recent answer time (ms), decayed by its age. */
+  private slowest(now: number): number {
+    return this.slowestMs * 0.5 ** ((now - this.slowestAt) / SLOWEST_HALF_LIFE_MS);
+  }
+
+  /** Keeps the slowest recent answer time (at least 1 ms, so 0 still means none yet). */
   private answeredAfter(ms: number): void {
     const now = this.options.now();
-    const decayed = this.slowestMs * 0.5 ** ((now - this.slowestAt) / SLOWEST_HALF_LIFE_MS);
-    this.slowestMs = Math.max(ms, decayed, 1);
+    this.slowestMs = Math.max(ms, this.slowest(now), 1);
     this.slowestAt = now;
   }
 }
