@@ -19,6 +19,7 @@ import { Snapshots } from './proxy/snapshot.js';
 import { credentialQueryNames } from './credentials/extract.js';
 import { Upstream, type UpstreamShaping } from './forward/upstream.js';
 import { ProxyServer } from './proxy/server.js';
+import { breakerMessage } from './shadow/breaker.js';
 import { ShadowEngine } from './shadow/engine.js';
 import { LoadShedder } from './shadow/load.js';
 import type { CapturedAnswerPair } from './shadow/pair.js';
@@ -149,6 +150,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     shed,
     comparisons: analysis,
     bypassed,
+    onBreaker: (backend, event) => (event.open ? logger.warn : logger.info).call(logger, { backend, ...event }, breakerMessage(backend, event)),
     // Called before the pair is queued: once queued, its bodies may move to a comparison worker.
     onPair:
       onPair === undefined

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Admission, ShadowBreaker } from '../src/shadow/breaker.js';
+import { Admission, ShadowBreaker, breakerMessage, type BreakerEvent } from '../src/shadow/breaker.js';
 
 describe('shadow circuit breaker', () => {
   it('opens after consecutive failures, probes once after the cool-down, doubles it on failure, closes on success', () => {
@@ -172,6 +172,32 @@ describe('shadow circuit breaker', () => {
       expect(b.stallAfter()).toBeCloseTo(8_000, 6);
       clock.now = 4_000 + 300_000;
       expect(b.stallAfter()).toBe(1_000); // 4 × 125 ms is under the floor
+    });
+
+    it('tells each opening once, with its reason, and the close', () => {
+      const clock = { now: 0 };
+      const events: BreakerEvent[] = [];
+      const b = new ShadowBreaker({ threshold: 3, initialMs: 1_000, maxMs: 8_000, now: () => clock.now, timeoutMs: 4_000, onChange: (e) => events.push(e) });
+      for (let i = 0; i < 3; i++) b.record(false, false);
+      clock.now = 1_000;
+      expect(b.allow()).toBe(Admission.Probe);
+      b.record(false, true); // a failed probe: still open, not told again
+      clock.now = 3_000;
+      expect(b.allow()).toBe(Admission.Probe);
+      b.record(true, true, 2_990);
+      const sent = [b.sent(), b.sent(), b.sent()];
+      clock.now = 3_000 + 1_500;
+      expect(b.refusing()).toBe(true);
+      b.record(true, false, sent[0]); // a late answer closes it
+      expect(events).toEqual([
+        { open: true, reason: 'failures', failures: 3 },
+        { open: false },
+        { open: true, reason: 'silence', silentMs: 1_500, waiting: 3 },
+        { open: false },
+      ]);
+      expect(breakerMessage('new', events[2]!)).toBe(
+        'the shadow backend new has answered nothing for 1.5 s while 3 mirrors wait: mirrors to it are skipped as shadow_down, and probed one at a time, until it answers',
+      );
     });
 
     it('without a timeout (the oversize cool-downs) silence never opens it', () => {

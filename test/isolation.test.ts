@@ -212,6 +212,15 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     expect(skipped(text, 'overload')).toBe(0);
     expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBe(0);
     expect(p.shadow.breakers.new.stalls).toBe(1);
+    // The operator is told why, once: a warning naming the backend, the silence and the mirrors waiting.
+    const opened = p.logs.map((l) => JSON.parse(l)).filter((l) => l.backend === 'new' && l.open === true);
+    expect(opened).toHaveLength(1);
+    expect(opened[0]).toMatchObject({ level: 40, reason: 'silence' }); // pino's warn
+    expect(opened[0].silentMs).toBeGreaterThanOrEqual(1_000);
+    // One mirror per 100 ms for the second of silence: about ten sent since the last answer.
+    expect(opened[0].waiting).toBeGreaterThanOrEqual(5);
+    expect(opened[0].waiting).toBeLessThanOrEqual(12);
+    expect(opened[0].msg).toMatch(/^the shadow backend new has answered nothing for \d+\.\d s while \d+ mirrors wait: mirrors to it are skipped as shadow_down/);
   });
 
   it('hangs from the start: taken as down after half of shadow.timeout, before any mirror times out', async () => {
@@ -244,6 +253,8 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     await load(p, N, 4);
     const text = await accountedFor(p, N);
     expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
+    const opened = p.logs.map((l) => JSON.parse(l)).filter((l) => l.backend === 'new' && l.open === true);
+    expect(opened.map((l) => [l.level, l.reason, l.failures])).toEqual([[40, 'failures', 5]]) // one warning (pino level 40), not one per mirror;
   });
 
   it('answers bytes that are not HTTP: errors, then shadow_down', async () => {

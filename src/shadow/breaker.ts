@@ -23,7 +23,12 @@ export interface BreakerOptions {
   now: () => number;
   /** The mirrors' time budget (shadow.timeout): turns on the silence rule. Without it, only failures open the breaker. */
   timeoutMs?: number;
+  /** Told when the breaker opens (not again on each failed probe) and when an answer closes it. */
+  onChange?: (event: BreakerEvent) => void;
 }
+
+/** An open or a close: why it opened, and for silence how long and how many mirrors waited. */
+export type BreakerEvent = { open: true; reason: 'failures'; failures: number } | { open: true; reason: 'silence'; silentMs: number; waiting: number } | { open: false };
 
 /** Silence shorter than this never opens the breaker, however fast the target usually answers. */
 export const STALL_FLOOR_MS = 1_000;
@@ -31,6 +36,16 @@ export const STALL_FLOOR_MS = 1_000;
 export const STALL_FACTOR = 4;
 /** The slowest recent answer is forgotten by half every this long (a slow spell long past says little). */
 const SLOWEST_HALF_LIFE_MS = 60_000;
+
+/** The log line of a breaker event toward `backend`. */
+export function breakerMessage(backend: string, event: BreakerEvent): string {
+  if (!event.open) return `the shadow backend ${backend} answers again: mirrors to it are sent again`;
+  const why =
+    event.reason === 'silence'
+      ? `has answered nothing for ${(event.silentMs / 1000).toFixed(1)} s while ${event.waiting} mirrors wait`
+      : `failed ${event.failures} mirrors in a row (no whole answer)`;
+  return `the shadow backend ${backend} ${why}: mirrors to it are skipped as shadow_down, and probed one at a time, until it answers`;
+}
 
 export const DEFAULT_BREAKER: BreakerOptions = { threshold: 5, initialMs: 1_000, maxMs: 30_000, now: Date.now };
 
@@ -84,17 +99,19 @@ export class ShadowBreaker {
     if (!this.open && this.unanswered >= this.options.threshold) {
       const now = this.options.now();
       const silent = now - this.silentSince;
-      if (silent >= STALL_FLOOR_MS && silent >= this.stallAfter(now)) this.trip(now);
+      if (silent >= STALL_FLOOR_MS && silent >= this.stallAfter(now)) this.trip(now, silent);
     }
     return this.open && (this.probing || this.options.now() < this.openUntil);
   }
 
   /** Opens the breaker for a silent target, as `threshold` failures would. */
-  private trip(now: number): void {
+  private trip(now: number, silentMs: number): void {
+    const waiting = this.unanswered;
     this.stalls++;
     this.failures = this.options.threshold;
     this.openUntil = now + this.cooldown;
     this.unanswered = 0;
+    this.options.onChange?.({ open: true, reason: 'silence', silentMs, waiting });
   }
 
   /** A mirror went out to the target; returns when, for record(). */
@@ -128,10 +145,12 @@ export class ShadowBreaker {
   record(answered: boolean, probe: boolean, sentAt?: number): void {
     if (answered) {
       if (sentAt !== undefined) this.answeredAfter(this.options.now() - sentAt);
+      const wasOpen = this.open;
       this.unanswered = 0;
       this.failures = 0;
       this.probing = false;
       this.cooldown = this.options.initialMs;
+      if (wasOpen) this.options.onChange?.({ open: false });
       return;
     }
     if (probe) {
@@ -141,7 +160,10 @@ export class ShadowBreaker {
       return;
     }
     if (this.failures >= this.options.threshold) return;
-    if (++this.failures === this.options.threshold) this.openUntil = this.options.now() + this.cooldown;
+    if (++this.failures === this.options.threshold) {
+      this.openUntil = this.options.now() + this.cooldown;
+      this.options.onChange?.({ open: true, reason: 'failures', failures: this.failures });
+    }
   }
 
   /** The slowest recent answer time (ms), decayed by its age. */

@@ -28,7 +28,7 @@ import { redactQueryText } from '../compare/redact.js';
 import type { Upstream } from '../forward/upstream.js';
 import { effectiveMethod, SAFE_METHODS } from './methods.js';
 import { ExactRatio } from '../routing/ratio.js';
-import { Admission, ShadowBreaker, type BreakerOptions } from './breaker.js';
+import { Admission, ShadowBreaker, type BreakerEvent, type BreakerOptions } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
 
 /** `plan` called without the request's headers (tests): no override header. */
@@ -68,6 +68,8 @@ export interface ShadowEngineDeps {
   /** Receives both answers (and the baseline, if any) once all have arrived. */
   onPair: (pair: CapturedAnswerPair) => void;
   breaker?: Partial<BreakerOptions>;
+  /** Told when a backend's breaker opens or closes (the proxy logs it). */
+  onBreaker?: (backend: 'legacy' | 'new', event: BreakerEvent) => void;
   /** Says when the proxy's own event loop is too busy to take more mirrors (skipped as overload). */
   shed?: { admit(): boolean };
   /**
@@ -159,8 +161,9 @@ export class ShadowEngine {
 
   constructor(deps: ShadowEngineDeps) {
     this.deps = deps;
-    const breaker = { timeoutMs: deps.timeout, ...deps.breaker };
-    this.breakers = { legacy: new ShadowBreaker(breaker), new: new ShadowBreaker(breaker) };
+    const breaker = (backend: 'legacy' | 'new'): ShadowBreaker =>
+      new ShadowBreaker({ timeoutMs: deps.timeout, onChange: (event) => deps.onBreaker?.(backend, event), ...deps.breaker });
+    this.breakers = { legacy: breaker('legacy'), new: breaker('new') };
   }
 
   /** Takes a reloaded route table: samplers of routes no longer configured are forgotten. */
