@@ -183,7 +183,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const admin = createAdminServer({ telemetry, tokens: config.adminTokens, logger, ready: () => ready, diffs: (route) => analysis.diffs(route), reload }, [
     ...(options.adminRoutes ?? []),
     (app) => registerCredentialRoutes(app, { inventory: credentials.inventory }),
-    (app) => cutover.register(app, () => snapshots.current().hash),
+    (app) => cutover.register(app, () => snapshots.current().hash, () => shadow.breakerViews()),
   ]);
 
   try {

@@ -52,6 +52,23 @@ describe('cutover admin clients (child processes against a real admin server)', 
     expect(JSON.parse(j.stdout).routes.map((x: { route: string }) => x.route)).toEqual(['list-widgets']);
   });
 
+  it('status says when mirrors to a backend are skipped, since when and why', async () => {
+    const calm = await cutover(['status', ...admin()]);
+    expect(calm.stdout).not.toMatch(/MIRRORS TO/);
+    const detail = 'the shadow backend new has answered nothing for 2.5 s while 64 mirrors wait: mirrors to it are skipped as shadow_down, and probed one at a time, until it answers';
+    s.breakers.new = { open: true, since: '2026-12-02T14:02:11.000Z', reason: 'silence', detail, stalls: 1 };
+    try {
+      const r = await cutover(['status', ...admin()]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`MIRRORS TO NEW SKIPPED since 2026-12-02T14:02:11.000Z: ${detail}`);
+      expect(r.stdout).not.toMatch(/MIRRORS TO LEGACY/);
+      const j = await cutover(['status', '--json', ...admin()]);
+      expect(JSON.parse(j.stdout).shadowBackends.new).toEqual(s.breakers.new);
+    } finally {
+      s.breakers.new = { open: false, stalls: 1 };
+    }
+  });
+
   it('levers: promote, pause, resume, weight, rollback, bypass; the audit log names the token and the reason', async () => {
     const steps: [string[], RegExp][] = [
       [['promote', '--route', 'list-widgets', '--reason', 'canary fine'], /^list-widgets: shifting at 1% \(step 1\)$/m],

@@ -221,6 +221,12 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     expect(opened[0].waiting).toBeGreaterThanOrEqual(5);
     expect(opened[0].waiting).toBeLessThanOrEqual(12);
     expect(opened[0].msg).toMatch(/^the shadow backend new has answered nothing for \d+\.\d s while \d+ mirrors wait: mirrors to it are skipped as shadow_down/);
+    // GET /api/state says it too, while it lasts: since when, why, in the log's words.
+    const res = await request(`${p.adminUrl}/api/state`, { headers: { authorization: 'Bearer t' } });
+    const state = (await res.body.json()) as { shadowBackends: Record<string, { open: boolean; since?: string; reason?: string; detail?: string; stalls: number }> };
+    expect(state.shadowBackends.legacy).toEqual({ open: false, stalls: 0 });
+    expect(state.shadowBackends.new).toMatchObject({ open: true, reason: 'silence', detail: opened[0].msg, stalls: 1 });
+    expect(Date.parse(state.shadowBackends.new!.since!)).toBeGreaterThanOrEqual(silentFrom + 1_000);
   });
 
   it('hangs from the start: taken as down after half of shadow.timeout, before any mirror times out', async () => {

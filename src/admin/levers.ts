@@ -11,6 +11,7 @@ import { CutoverError } from '../errors.js';
 import { buildReport, renderMarkdown, type ReportFieldInput, type ReportStraggler } from '../cutover/report.js';
 import { callerOf } from './auth.js';
 import { sendProblem } from './server.js';
+import type { BreakerView } from '../shadow/breaker.js';
 
 export interface LeverDeps {
   controller: Controller;
@@ -19,6 +20,8 @@ export interface LeverDeps {
   configHash: () => string;
   /** The analysis's differing fields of a route (see `fieldsFromDiffs`), for the report. */
   fields?: (route: string) => ReportFieldInput[] | undefined;
+  /** Each shadow backend's circuit breaker (open: mirrors to it skipped as shadow_down), shown by GET /api/state. */
+  shadowBackends?: () => { legacy: BreakerView; new: BreakerView };
   /** The credential inventory's stragglers on complete routes, for the report's revocation to-do list. */
   stragglers?: (complete: ReadonlyMap<string, number>) => ReportStraggler[];
 }
@@ -67,7 +70,10 @@ export function registerLeverRoutes(app: FastifyInstance, deps: LeverDeps): void
   const viewer = { config: { role: 'viewer' as const } };
   const operator = { config: { role: 'operator' as const } };
 
-  app.get('/api/state', viewer, async () => controller.view());
+  app.get('/api/state', viewer, async () => {
+    const shadowBackends = deps.shadowBackends?.();
+    return shadowBackends === undefined ? controller.view() : { ...controller.view(), shadowBackends };
+  });
 
   for (const lever of LEVERS) {
     app.post<{ Params: { route: string } }>(`/api/routes/:route/${lever}`, operator, async (request, reply) => {

@@ -73,6 +73,8 @@ interface StateJson {
   mode: string;
   bypass: { bypass: boolean; changedBy: string; reason: string };
   routes: RouteJson[];
+  /** Each shadow backend's circuit breaker (absent from a proxy older than it). */
+  shadowBackends?: Record<string, { open: boolean; since?: string; detail?: string }>;
 }
 
 /**
@@ -168,6 +170,10 @@ function statusText(state: StateJson, only?: string): string {
       ]),
     ),
   );
+  // A backend that mirrors cannot reach: no evidence accumulates on the routes mirrored to it.
+  for (const [backend, b] of Object.entries(state.shadowBackends ?? {})) {
+    if (b.open) lines.push('', `MIRRORS TO ${backend.toUpperCase()} SKIPPED since ${b.since ?? '?'}: ${b.detail ?? 'its circuit breaker is open'}`);
+  }
   for (const r of routes) {
     if (!r.gates.length) continue;
     lines.push('', `${r.route}: ${r.reason}`);

@@ -3,7 +3,7 @@
  * app wires in a few lines (see `createCutover`).
  */
 import type { FastifyInstance } from 'fastify';
-import { registerLeverRoutes } from '../admin/levers.js';
+import { registerLeverRoutes, type LeverDeps } from '../admin/levers.js';
 import type { DiffsReport } from '../analysis/analysis.js';
 import type { Config } from '../config/load.js';
 import type { Telemetry } from '../telemetry/metrics.js';
@@ -28,8 +28,8 @@ export interface CutoverDeps {
 export interface Cutover {
   controller: Controller;
   audit: AuditLog;
-  /** Registers the lever routes on the admin fastify instance. */
-  register(app: FastifyInstance, configHash: () => string): void;
+  /** Registers the lever routes on the admin fastify instance (`shadowBackends`: the breakers GET /api/state shows). */
+  register(app: FastifyInstance, configHash: () => string, shadowBackends?: LeverDeps['shadowBackends']): void;
   /** A reloaded config: new steps, gates and routes; stored state is kept by route name. */
   reload(config: Config): Promise<void>;
   close(): Promise<void>;
@@ -53,11 +53,12 @@ export async function createCutover(config: Config, deps: CutoverDeps): Promise<
   return {
     controller,
     audit,
-    register(app, configHash) {
+    register(app, configHash, shadowBackends) {
       registerLeverRoutes(app, {
         controller,
         audit,
         configHash,
+        shadowBackends,
         fields: (route) => {
           const diffs = deps.analysis.diffs(route);
           return diffs && fieldsFromDiffs(diffs);

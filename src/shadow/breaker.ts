@@ -37,6 +37,18 @@ export const STALL_FACTOR = 4;
 /** The slowest recent answer is forgotten by half every this long (a slow spell long past says little). */
 const SLOWEST_HALF_LIFE_MS = 60_000;
 
+/** What the admin API shows of one backend's breaker (GET /api/state, `shadowBackends`). */
+export interface BreakerView {
+  /** Mirrors to this backend are being skipped as shadow_down. */
+  open: boolean;
+  /** Since when (ISO), why, and the sentence the log said; only while open. */
+  since?: string;
+  reason?: 'failures' | 'silence';
+  detail?: string;
+  /** Times it opened because the backend went silent, since the proxy started. */
+  stalls: number;
+}
+
 /** The log line of a breaker event toward `backend`. */
 export function breakerMessage(backend: string, event: BreakerEvent): string {
   if (!event.open) return `the shadow backend ${backend} answers again: mirrors to it are sent again`;
@@ -70,6 +82,8 @@ export class ShadowBreaker {
   private slowestAt = 0;
   /** Times the breaker opened because the target went silent (not because calls failed). */
   stalls = 0;
+  /** Why and when it last opened, while it is open. */
+  private opening: { at: number; event: Extract<BreakerEvent, { open: true }> } | null = null;
 
   constructor(options: Partial<BreakerOptions> = {}) {
     this.options = { ...DEFAULT_BREAKER, ...options };
@@ -111,7 +125,19 @@ export class ShadowBreaker {
     this.failures = this.options.threshold;
     this.openUntil = now + this.cooldown;
     this.unanswered = 0;
-    this.options.onChange?.({ open: true, reason: 'silence', silentMs, waiting });
+    this.opened(now, { open: true, reason: 'silence', silentMs, waiting });
+  }
+
+  private opened(at: number, event: Extract<BreakerEvent, { open: true }>): void {
+    this.opening = { at, event };
+    this.options.onChange?.(event);
+  }
+
+  /** Its state for the admin API; `backend` names it in the detail sentence. */
+  view(backend: string): BreakerView {
+    const o = this.open ? this.opening : null;
+    if (o === null) return { open: this.open, stalls: this.stalls };
+    return { open: true, since: new Date(o.at).toISOString(), reason: o.event.reason, detail: breakerMessage(backend, o.event), stalls: this.stalls };
   }
 
   /** A mirror went out to the target; returns when, for record(). */
@@ -150,7 +176,10 @@ export class ShadowBreaker {
       this.failures = 0;
       this.probing = false;
       this.cooldown = this.options.initialMs;
-      if (wasOpen) this.options.onChange?.({ open: false });
+      if (wasOpen) {
+        this.opening = null;
+        this.options.onChange?.({ open: false });
+      }
       return;
     }
     if (probe) {
@@ -161,8 +190,9 @@ export class ShadowBreaker {
     }
     if (this.failures >= this.options.threshold) return;
     if (++this.failures === this.options.threshold) {
-      this.openUntil = this.options.now() + this.cooldown;
-      this.options.onChange?.({ open: true, reason: 'failures', failures: this.failures });
+      const now = this.options.now();
+      this.openUntil = now + this.cooldown;
+      this.opened(now, { open: true, reason: 'failures', failures: this.failures });
     }
   }
 

@@ -28,7 +28,7 @@ import { redactQueryText } from '../compare/redact.js';
 import type { Upstream } from '../forward/upstream.js';
 import { effectiveMethod, SAFE_METHODS } from './methods.js';
 import { ExactRatio } from '../routing/ratio.js';
-import { Admission, ShadowBreaker, type BreakerEvent, type BreakerOptions } from './breaker.js';
+import { Admission, ShadowBreaker, type BreakerEvent, type BreakerOptions, type BreakerView } from './breaker.js';
 import type { Route, RouteTable } from '../routing/table.js';
 
 /** `plan` called without the request's headers (tests): no override header. */
@@ -164,6 +164,11 @@ export class ShadowEngine {
     const breaker = (backend: 'legacy' | 'new'): ShadowBreaker =>
       new ShadowBreaker({ timeoutMs: deps.timeout, onChange: (event) => deps.onBreaker?.(backend, event), ...deps.breaker });
     this.breakers = { legacy: breaker('legacy'), new: breaker('new') };
+  }
+
+  /** Each backend's breaker, for the admin API: whether mirrors to it are skipped, since when and why. */
+  breakerViews(): { legacy: BreakerView; new: BreakerView } {
+    return { legacy: this.breakers.legacy.view('legacy'), new: this.breakers.new.view('new') };
   }
 
   /** Takes a reloaded route table: samplers of routes no longer configured are forgotten. */

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { registerLeverRoutes } from '../../src/admin/levers.js';
+import type { BreakerView } from '../../src/shadow/breaker.js';
 import { setCaller } from '../../src/admin/auth.js';
 import { AuditLog } from '../../src/cutover/audit.js';
 import { Controller, type ControllerRoute, type Step } from '../../src/cutover/controller.js';
@@ -26,6 +27,8 @@ export const TEST_GATES: GateThresholds = { minComparisons: 50, maxMismatchRate:
 
 export interface LeverServer {
   url: string;
+  /** What GET /api/state shows of the shadow breakers (set by a test; no proxy behind this server). */
+  breakers: { legacy: BreakerView; new: BreakerView };
   app: FastifyInstance;
   controller: Controller;
   store: MemoryStore;
@@ -60,8 +63,9 @@ export async function startLeverServer(opts: { routes?: Partial<ControllerRoute>
     if (role === 'operator' && caller.role !== 'operator') return reply.code(403).type('application/problem+json').send({ status: 403, code: 'FORBIDDEN', detail: 'This needs an operator token.' });
     setCaller(request, caller);
   });
-  registerLeverRoutes(app, { controller, audit, configHash: () => 'cafe1234' });
+  const breakers: LeverServer['breakers'] = { legacy: { open: false, stalls: 0 }, new: { open: false, stalls: 0 } };
+  registerLeverRoutes(app, { controller, audit, configHash: () => 'cafe1234', shadowBackends: () => breakers });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as AddressInfo).port;
-  return { url: `http://127.0.0.1:${port}`, app, controller, store, traffic, audit, clock, close: () => app.close() };
+  return { url: `http://127.0.0.1:${port}`, app, controller, store, traffic, audit, clock, breakers, close: () => app.close() };
 }
