@@ -107,6 +107,21 @@ describe('shadow circuit breaker', () => {
       expect(b.stalls).toBe(0);
     });
 
+    it('counts only mirrors still waiting: ones that failed long ago do not make a silence for ones sent now', () => {
+      const clock = { now: 0 };
+      const b = silentBreaker(clock);
+      send(b, 3);
+      clock.now = 4_000;
+      for (let i = 0; i < 3; i++) b.record(false, false); // timed out
+      clock.now = 60_000;
+      send(b, 5);
+      expect(b.refusing()).toBe(false);
+      clock.now = 60_000 + 1_999;
+      expect(b.refusing()).toBe(false);
+      clock.now = 60_000 + 2_000; // their own silence, from when they were sent
+      expect(b.refusing()).toBe(true);
+    });
+
     it('after fast answers: one second of silence is enough (the floor)', () => {
       const clock = { now: 0 };
       const b = silentBreaker(clock);

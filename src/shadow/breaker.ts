@@ -8,7 +8,7 @@
  * A target that hangs fails no call until `shadow.timeout` runs out, so counting failures alone
  * keeps sending it mirrors, each holding a connection and a comparison place, for that whole time.
  * With `timeoutMs` given, the breaker also opens when the target has gone silent: `threshold`
- * mirrors sent since its last answer, the first of them waiting `stallAfter()` (4× its slowest recent
+ * mirrors sent since its last answer and still waiting (not failed), the first of them waiting `stallAfter()` (4× its slowest recent
  * answer, at least 1 s; half the timeout before it has answered anything). A slow but live target
  * keeps answering, so its silence never lasts that long; one that got much slower at once is
  * probed, and the probe's answer teaches the breaker its new pace. Mirrors already sent go on
@@ -74,7 +74,7 @@ export class ShadowBreaker {
   private openUntil = 0;
   private cooldown: number;
   private probing = false;
-  /** Mirrors sent since the target last answered, and when the first of them was sent. */
+  /** Mirrors sent since the target last answered and still waiting, and when the first of them was sent. */
   private unanswered = 0;
   private silentSince = 0;
   /** The slowest answer lately (ms, decaying), and when it was last updated; 0: none yet. */
@@ -182,6 +182,9 @@ export class ShadowBreaker {
       }
       return;
     }
+    // A mirror that failed is no longer waiting (its failure counts below): only those still out
+    // make a silence, so mirrors that timed out long ago cannot trip it for ones sent just now.
+    if (this.unanswered > 0 && --this.unanswered === 0) this.silentSince = 0;
     if (probe) {
       this.probing = false;
       this.cooldown = Math.min(this.options.maxMs, this.cooldown * 2);
