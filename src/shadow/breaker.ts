@@ -8,8 +8,9 @@
  * A target that hangs fails no call until `shadow.timeout` runs out, so counting failures alone
  * keeps sending it mirrors, each holding a connection and a comparison place, for that whole time.
  * With `timeoutMs` given, the breaker also opens when the target has gone silent: `threshold`
- * mirrors sent since its last answer and still waiting (not failed), the first of them waiting `stallAfter()` (4× its slowest recent
- * answer, at least 1 s; half the timeout before it has answered anything). A slow but live target
+ * mirrors sent since its last answer and still waiting (not failed), the first of them waiting
+ * `stallAfter()` (4× its slowest recent answer, timed from the socket; at least 1 s; half the
+ * timeout before it has answered anything). A slow but live target
  * keeps answering, so its silence never lasts that long; one that got much slower at once is
  * probed, and the probe's answer teaches the breaker its new pace. Mirrors already sent go on
  * waiting (their answers are still compared).
@@ -140,11 +141,9 @@ export class ShadowBreaker {
     return { open: true, since: new Date(o.at).toISOString(), reason: o.event.reason, detail: breakerMessage(backend, o.event), stalls: this.stalls };
   }
 
-  /** A mirror went out to the target; returns when, for record(). */
-  sent(): number {
-    const now = this.options.now();
-    if (this.unanswered++ === 0) this.silentSince = now;
-    return now;
+  /** A mirror went out to the target. */
+  sent(): void {
+    if (this.unanswered++ === 0) this.silentSince = this.options.now();
   }
 
   /** Whether a mirror may be sent now (at most one probe at a time while the breaker is open). */
@@ -164,13 +163,15 @@ export class ShadowBreaker {
   }
 
   /**
-   * Records how a mirrored call ended: whether the backend answered at all, and whether that call
-   * was the probe. Any answer closes the breaker. While it is open, only the probe's failure counts:
-   * a mirror sent before the breaker opened and failing late says nothing new.
+   * Records how a mirrored call ended: whether the backend answered at all, whether that call was
+   * the probe, and for an answer how long the backend took (`answerMs`, timed from the socket as
+   * UpstreamAnswer.seconds is: the wait for a pooled connection is the proxy's, not the backend's
+   * pace). Any answer closes the breaker. While it is open, only the probe's failure counts: a
+   * mirror sent before the breaker opened and failing late says nothing new.
    */
-  record(answered: boolean, probe: boolean, sentAt?: number): void {
+  record(answered: boolean, probe: boolean, answerMs?: number): void {
     if (answered) {
-      if (sentAt !== undefined) this.answeredAfter(this.options.now() - sentAt);
+      if (answerMs !== undefined) this.answeredAfter(answerMs);
       const wasOpen = this.open;
       this.unanswered = 0;
       this.failures = 0;
@@ -184,7 +185,7 @@ export class ShadowBreaker {
     }
     // A mirror that failed is no longer waiting (its failure counts below): only those still out
     // make a silence, so mirrors that timed out long ago cannot trip it for ones sent just now.
-    if (this.unanswered > 0 && --this.unanswered === 0) this.silentSince = 0;
+    if (this.unanswered > 0) this.unanswered--;
     if (probe) {
       this.probing = false;
       this.cooldown = Math.min(this.options.maxMs, this.cooldown * 2);
@@ -206,6 +207,9 @@ export class ShadowBreaker {
 
   /** Keeps the slowest recent answer time (at least 1 ms, so 0 still means none yet). */
   private answeredAfter(ms: number): void {
+    // While this answer and the slowest kept are both under the floor's share, stallAfter() is the
+    // floor whatever their exact values: a fast backend's answers cost no clock read here.
+    if (this.slowestMs > 0 && Math.max(ms, this.slowestMs) * STALL_FACTOR <= STALL_FLOOR_MS) return;
     const now = this.options.now();
     this.slowestMs = Math.max(ms, this.slowest(now), 1);
     this.slowestAt = now;

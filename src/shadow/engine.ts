@@ -280,7 +280,7 @@ export class ShadowEngine {
     const { pools, timeout } = this.deps;
     const shadowTarget = pools[job.target];
     const breaker = this.breakers[job.target];
-    const sentAt = breaker.sent();
+    breaker.sent();
     // What each backend receives (credentials, markers, X-Forwarded-*) is decided by its shaping layer.
     const intent = (kind: 'mirror' | 'baseline') => ({ kind, rawHeaders: req.rawHeaders, ctx: req.ctx, forwardCredentials: route.forwardCredentials, mapping: req.mapping });
     const limit = route.compare.maxBodyBytes;
@@ -289,7 +289,7 @@ export class ShadowEngine {
       new CapturingExchange(shadowTarget.name, 'shadow', route.metrics, limit, timeout, (answer) => {
         // A connection broken mid-body is a failure too: a backend that resets every answer would
         // otherwise cost a new connection per mirror, forever.
-        breaker.record(answer.status > 0 && answer.error === undefined, job.probe, sentAt);
+        breaker.record(answer.status > 0 && answer.error === undefined, job.probe, answer.seconds * 1000);
         job.onShadow(answer);
       }, req.method === 'HEAD'),
     );
