@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ARENA_ENV, ARENA_MAX, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
+import { ARENA_ENV, ARENA_MAX, TRIM_BYTES, TRIM_ENV, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, CLI, spawnProxy, untunedEnv, writeConfig, type ChildProxy } from './helpers/proxy.js';
 
@@ -50,10 +50,10 @@ async function proxy(options: Parameters<typeof spawnProxy>[1] = {}): Promise<Ch
 describe('heapSizing', () => {
   const execve = () => undefined;
   const all = [`${OLD_SPACE_FLAG}=${OLD_SPACE_MB}`, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`, EXPOSE_GC_FLAG, '--no-allocation-site-pretenuring'];
-  const arenas = { [ARENA_ENV]: ARENA_MAX };
+  const arenas = { [ARENA_ENV]: ARENA_MAX, [TRIM_ENV]: TRIM_BYTES };
   it('restarts only where Node can, and only once', () => {
     expect(HEAP_FLAGS).toEqual(all);
-    expect(TUNING_ENV).toEqual({ MALLOC_ARENA_MAX: '2' });
+    expect(TUNING_ENV).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '33554432' });
     expect(heapSizing([], {}, execve)).toEqual({ action: 'restart', flags: all, env: arenas });
     expect(heapSizing([], {}, undefined)).toEqual({ action: 'unsupported' });
     expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
@@ -91,18 +91,20 @@ describe('heapSizing', () => {
     expect(heapSizing([`${OLD_SPACE_FLAG}=64`], {}, execve)).toEqual({ action: 'restart', flags: [all[1], all[2], all[3]], env: arenas });
     expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8'], {}, execve)).toEqual({ action: 'restart', flags: [EXPOSE_GC_FLAG, PRETENURING_FLAG], env: arenas });
     // V8's boolean flags: the positive given by hand is the same flag (it wins), in either spelling.
-    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc', '--allocation_site_pretenuring'], { [ARENA_ENV]: '4' }, execve)).toEqual({ action: 'given' });
-    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc', PRETENURING_FLAG], { [ARENA_ENV]: '4' }, execve)).toEqual({ action: 'given' });
-    expect(heapSizing([`${OLD_SPACE_FLAG}=64`, '--allocation-site-pretenuring'], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32 ${EXPOSE_GC_FLAG}`, [ARENA_ENV]: '8' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc', '--allocation_site_pretenuring'], { [ARENA_ENV]: '4', [TRIM_ENV]: '1048576' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing(['--initial_old_space_size=64', '--max_semi_space_size=8', '--expose_gc', PRETENURING_FLAG], { [ARENA_ENV]: '4', [TRIM_ENV]: '1048576' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing([`${OLD_SPACE_FLAG}=64`, '--allocation-site-pretenuring'], { NODE_OPTIONS: `--enable-source-maps ${SEMI_SPACE_FLAG}=32 ${EXPOSE_GC_FLAG}`, [ARENA_ENV]: '8', [TRIM_ENV]: '131072' }, execve)).toEqual({ action: 'given' });
     expect(heapSizing(['--max-old-space-size=4096'], {}, execve)).toEqual({ action: 'restart', flags: all, env: arenas });
     expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, execve)).toEqual({ action: 'off' });
   });
-  it('sets the malloc arenas unless the environment already does, flags given or not', () => {
+  it('sets the malloc arenas and trim threshold, each unless the environment already does, flags given or not', () => {
     // Every flag given by hand, the variable not: a restart that only adds the variable.
     expect(heapSizing(all, {}, execve)).toEqual({ action: 'restart', flags: [], env: arenas });
     // The user's own value wins, even an empty one (glibc reads it as it is).
-    expect(heapSizing([], { [ARENA_ENV]: '8' }, execve)).toEqual({ action: 'restart', flags: all, env: {} });
-    expect(heapSizing(all, { [ARENA_ENV]: '' }, execve)).toEqual({ action: 'given' });
+    expect(heapSizing([], { [ARENA_ENV]: '8' }, execve)).toEqual({ action: 'restart', flags: all, env: { [TRIM_ENV]: TRIM_BYTES } });
+    expect(heapSizing([], { [ARENA_ENV]: '8', [TRIM_ENV]: '131072' }, execve)).toEqual({ action: 'restart', flags: all, env: {} });
+    expect(heapSizing(all, { [TRIM_ENV]: '131072' }, execve)).toEqual({ action: 'restart', flags: [], env: { [ARENA_ENV]: ARENA_MAX } });
+    expect(heapSizing(all, { [ARENA_ENV]: '', [TRIM_ENV]: '' }, execve)).toEqual({ action: 'given' });
     // The opt-out and the once-only guard hold for a restart that would only add the variable.
     expect(heapSizing(all, { [OPT_OUT_ENV]: 'off' }, execve)).toEqual({ action: 'off' });
     expect(heapSizing(all, { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
@@ -139,14 +141,17 @@ describe.runIf(linux)('cutover run', () => {
     expect(args).toContain(PRETENURING_FLAG);
     expect(args).toContain('run');
     if (canRestart) expect(environ(p.child.pid!).get(ARENA_ENV)).toBe(ARENA_MAX);
+    if (canRestart) expect(environ(p.child.pid!).get(TRIM_ENV)).toBe(TRIM_BYTES);
   });
 
   it.runIf(canRestart)('restarts for the malloc arenas alone when every flag is given, and keeps a value the user set', async () => {
     const bare = await proxy({ nodeArgs: [...HEAP_FLAGS], env: untunedEnv() });
     expect(environ(bare.child.pid!).get(ARENA_ENV)).toBe(ARENA_MAX);
+    expect(environ(bare.child.pid!).get(TRIM_ENV)).toBe(TRIM_BYTES);
     expect(cmdline(bare.child.pid!).filter((a) => a.startsWith(OLD_SPACE_FLAG))).toHaveLength(1);
     const own = await proxy({ env: untunedEnv({ [ARENA_ENV]: '4' }) });
     expect(environ(own.child.pid!).get(ARENA_ENV)).toBe('4');
+    expect(environ(own.child.pid!).get(TRIM_ENV)).toBe(TRIM_BYTES);
     // It restarted all the same, for the flags.
     expect(cmdline(own.child.pid!)).toContain(EXPOSE_GC_FLAG);
   });
@@ -188,7 +193,7 @@ describe.runIf(linux)('cutover run', () => {
     const res = await request(`${p.dataUrl}/items/1`);
     expect(res.statusCode).toBe(200);
     await res.body.dump();
-    expect(p.stderr()).toMatch(/could not restart with MALLOC_ARENA_MAX=2 --initial-old-space-size=128 .*would take \d+ of the \d+ bytes the system allows.*running with Node's defaults/);
+    expect(p.stderr()).toMatch(/could not restart with MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=33554432 --initial-old-space-size=128 .*would take \d+ of the \d+ bytes the system allows.*running with Node's defaults/);
     expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG))).toBe(false);
   });
 
@@ -196,5 +201,6 @@ describe.runIf(linux)('cutover run', () => {
     const p = await proxy({ env: untunedEnv({ [OPT_OUT_ENV]: 'off' }) });
     expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG) || a.startsWith(SEMI_SPACE_FLAG) || a === EXPOSE_GC_FLAG)).toBe(false);
     expect(environ(p.child.pid!).has(ARENA_ENV)).toBe(false);
+    expect(environ(p.child.pid!).has(TRIM_ENV)).toBe(false);
   });
 });
