@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ARENA_ENV, ARENA_MAX, TRIM_BYTES, TRIM_ENV, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV } from '../src/cli/heap.js';
+import { ARENA_ENV, ARENA_MAX, TRIM_BYTES, TRIM_ENV, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV, untunedNotice } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, CLI, spawnProxy, untunedEnv, writeConfig, type ChildProxy } from './helpers/proxy.js';
 
@@ -55,7 +55,7 @@ describe('heapSizing', () => {
     expect(HEAP_FLAGS).toEqual(all);
     expect(TUNING_ENV).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '33554432' });
     expect(heapSizing([], {}, execve)).toEqual({ action: 'restart', flags: all, env: arenas });
-    expect(heapSizing([], {}, undefined)).toEqual({ action: 'unsupported' });
+    expect(heapSizing([], {}, undefined)).toEqual({ action: 'unsupported', flags: all, env: arenas });
     expect(heapSizing([], { [TUNED_ENV]: '1' }, execve)).toEqual({ action: 'off' });
   });
   it('is what `npm start` passes (Node 20 and 22 cannot restart themselves)', () => {
@@ -85,6 +85,19 @@ describe('heapSizing', () => {
       if (saved.optOut !== undefined) process.env[OPT_OUT_ENV] = saved.optOut;
     }
     expect(said.join('')).toMatch(/could not restart with .*E2BIG.*running with Node's defaults/);
+  });
+
+  it('tells a Node that cannot restart itself what to start it with, and how to silence it', () => {
+    expect(untunedNotice({ flags: all, env: arenas }, 'v20.20.2')).toBe(
+      `cutover: Node v20.20.2 cannot restart itself with the tuning big answers need (Node ≥ 23.11 can), so it runs without; start it as \`MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=33554432 node ${all.join(' ')} …\` (README, "Real use"), or set CUTOVER_NODE_TUNING=off to run untuned without this line\n`,
+    );
+    // Only what is missing: a proxy started with the flags and the arenas by hand lacks the trim threshold.
+    const sizing = heapSizing(all, { [ARENA_ENV]: '2' }, undefined);
+    expect(sizing).toEqual({ action: 'unsupported', flags: [], env: { [TRIM_ENV]: TRIM_BYTES } });
+    expect(untunedNotice(sizing as { flags: string[]; env: Record<string, string> }, 'v22.1.0')).toContain('start it as `MALLOC_TRIM_THRESHOLD_=33554432 node …`');
+    // Nothing missing, or the opt-out: nothing to say.
+    expect(heapSizing(all, { ...arenas }, undefined)).toEqual({ action: 'given' });
+    expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, undefined)).toEqual({ action: 'off' });
   });
 
   it('leaves each flag given by hand (either spelling, command line or NODE_OPTIONS) and the opt-out alone', () => {
@@ -195,6 +208,16 @@ describe.runIf(linux)('cutover run', () => {
     await res.body.dump();
     expect(p.stderr()).toMatch(/could not restart with MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=33554432 --initial-old-space-size=128 .*would take \d+ of the \d+ bytes the system allows.*running with Node's defaults/);
     expect(cmdline(p.child.pid!).some((a) => a.startsWith(OLD_SPACE_FLAG))).toBe(false);
+  });
+
+  it.runIf(!canRestart)('says on stderr, once, what this Node should be started with, and serves all the same; nothing when started tuned or opted out', async () => {
+    const bare = await proxy({ env: untunedEnv() });
+    const said = bare.stderr().split('\n').filter((l) => l.includes('cannot restart itself'));
+    expect(said).toEqual([untunedNotice({ flags: [...HEAP_FLAGS], env: { ...TUNING_ENV } }).trimEnd()]);
+    const tuned = await proxy({ nodeArgs: [...HEAP_FLAGS], env: untunedEnv({ ...TUNING_ENV }) });
+    const off = await proxy({ env: untunedEnv({ [OPT_OUT_ENV]: 'off' }) });
+    expect(tuned.stderr()).not.toMatch(/cannot restart itself/);
+    expect(off.stderr()).not.toMatch(/cannot restart itself/);
   });
 
   it(`keeps Node's and glibc's defaults under ${OPT_OUT_ENV}=off`, async () => {

@@ -91,7 +91,8 @@ export const TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({ [ARE
 export const TUNED_ENV = 'CUTOVER_NODE_TUNED';
 export const OPT_OUT_ENV = 'CUTOVER_NODE_TUNING';
 
-export type HeapSizing = { action: 'given' | 'off' | 'unsupported' } | { action: 'restart'; flags: string[]; env: Record<string, string> };
+/** `unsupported`: this Node cannot restart itself (Node 20, 22); `flags` and `env` are what it lacks all the same. */
+export type HeapSizing = { action: 'given' | 'off' } | { action: 'restart' | 'unsupported'; flags: string[]; env: Record<string, string> };
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
 
@@ -119,7 +120,25 @@ export function heapSizing(execArgv: readonly string[], env: NodeJS.ProcessEnv, 
   const vars = missingEnv(env);
   if (flags.length === 0 && Object.keys(vars).length === 0) return { action: 'given' };
   if (env[OPT_OUT_ENV] === 'off' || env[TUNED_ENV] !== undefined) return { action: 'off' };
-  return typeof execve === 'function' ? { action: 'restart', flags, env: vars } : { action: 'unsupported' };
+  return { action: typeof execve === 'function' ? 'restart' : 'unsupported', flags, env: vars };
+}
+
+/** What a sizing lacks, as it would be typed: the variables, the flags, and both (`what`). */
+function lacking(sizing: { flags: string[]; env: Record<string, string> }): { vars: string; flags: string; what: string } {
+  const vars = Object.entries(sizing.env).map(([k, v]) => `${k}=${v}`).join(' ');
+  const flags = sizing.flags.join(' ');
+  return { vars, flags, what: [vars, flags].filter((x) => x !== '').join(' ') };
+}
+
+/**
+ * The line a Node that cannot restart itself (20, 22) prints when started without the tuning: it
+ * runs all the same, and says what to start it with (with ~1 MB answers on Node 20 the trim
+ * threshold alone is ~1.5x the req/s), and how to run untuned without the line.
+ */
+export function untunedNotice(sizing: { flags: string[]; env: Record<string, string> }, version: string = process.version): string {
+  const { vars, flags } = lacking(sizing);
+  const command = [vars, 'node', flags, '…'].filter((x) => x !== '').join(' ');
+  return `cutover: Node ${version} cannot restart itself with the tuning big answers need (Node ≥ 23.11 can), so it runs without; start it as \`${command}\` (README, "Real use"), or set ${OPT_OUT_ENV}=off to run untuned without this line\n`;
 }
 
 /** Linux's MAX_ARG_STRLEN: no one argument or environment string may be longer (with its NUL). */
@@ -174,6 +193,7 @@ export function execRefusal(file: string, args: readonly string[], env: Readonly
 export function sizeHeap(): void {
   const execve = (process as unknown as { execve?: Execve }).execve;
   const sizing = heapSizing(process.execArgv, process.env, execve);
+  if (sizing.action === 'unsupported') process.stderr.write(untunedNotice(sizing));
   if (sizing.action !== 'restart') return;
   const args = [process.execPath, ...sizing.flags, ...process.execArgv, ...process.argv.slice(1)];
   const env = { ...process.env, ...sizing.env, [TUNED_ENV]: '1' };
@@ -181,7 +201,7 @@ export function sizeHeap(): void {
   // that Node refuses (an argument it cannot pass) runs on, untuned, and says so.
   const refusal = execRefusal(process.execPath, args, env);
   const said = (why: string): void => {
-    const what = [...Object.entries(sizing.env).map(([k, v]) => `${k}=${v}`), ...sizing.flags].join(' ');
+    const { what } = lacking(sizing);
     process.stderr.write(`cutover: could not restart with ${what} (${why}); running with Node's defaults\n`);
   };
   if (refusal !== null) return said(refusal);
