@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ARENA_ENV, ARENA_MAX, TRIM_BYTES, TRIM_ENV, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV, untunedNotice } from '../src/cli/heap.js';
+import { ARENA_ENV, ARENA_MAX, TRIM_BYTES, TRIM_ENV, execRefusal, execRoom, EXPOSE_GC_FLAG, HEAP_FLAGS, heapSizing, OLD_SPACE_FLAG, OLD_SPACE_MB, OPT_OUT_ENV, PRETENURING_FLAG, SEMI_SPACE_FLAG, SEMI_SPACE_MB, sizeHeap, TUNED_ENV, TUNING_ENV, untunedNotice, type Lacking } from '../src/cli/heap.js';
 import { startBackend } from './helpers/backend.js';
 import { baseConfig, CLI, spawnProxy, untunedEnv, writeConfig, type ChildProxy } from './helpers/proxy.js';
 
@@ -94,7 +94,7 @@ describe('heapSizing', () => {
     // Only what is missing: a proxy started with the flags and the arenas by hand lacks the trim threshold.
     const sizing = heapSizing(all, { [ARENA_ENV]: '2' }, undefined);
     expect(sizing).toEqual({ action: 'unsupported', flags: [], env: { [TRIM_ENV]: TRIM_BYTES } });
-    expect(untunedNotice(sizing as { flags: string[]; env: Record<string, string> }, 'v22.1.0')).toContain('start it as `MALLOC_TRIM_THRESHOLD_=33554432 node …`');
+    expect(untunedNotice(sizing as Lacking, 'v22.1.0')).toContain('start it as `MALLOC_TRIM_THRESHOLD_=33554432 node …`');
     // Nothing missing, or the opt-out: nothing to say.
     expect(heapSizing(all, { ...arenas }, undefined)).toEqual({ action: 'given' });
     expect(heapSizing([], { [OPT_OUT_ENV]: 'off' }, undefined)).toEqual({ action: 'off' });

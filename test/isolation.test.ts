@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { ComparisonQueue } from '../src/analysis/queue.js';
 import { LoadShedder } from '../src/shadow/load.js';
+import type { BreakerView } from '../src/shadow/breaker.js';
 import type { CapturedAnswerPair } from '../src/shadow/pair.js';
 import { deadPort, startBackend, waitFor, type Handler } from './helpers/backend.js';
 import { baseConfig, startProxy, type InProcessProxy } from './helpers/proxy.js';
@@ -178,6 +179,23 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBeGreaterThan(0);
   });
 
+  /** A breaker's log line as pino writes it (app.ts onBreaker). */
+  interface BreakerLine {
+    level: number;
+    msg: string;
+    backend: string;
+    open: boolean;
+    reason?: string;
+    failures?: number;
+    silentMs?: number;
+    waiting?: number;
+  }
+
+  /** The log lines of `backend`'s breaker opening, parsed. */
+  function openings(p: InProcessProxy, backend: 'legacy' | 'new'): BreakerLine[] {
+    return p.logs.map((l) => JSON.parse(l) as BreakerLine).filter((l) => l.backend === backend && l.open === true);
+  }
+
   /** Sends `n` requests one at a time, `gapMs` apart, each answered whole from legacy. */
   async function paced(p: InProcessProxy, n: number, gapMs: number): Promise<void> {
     for (let i = 0; i < n; i++) {
@@ -213,7 +231,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     expect(sample(text, 'cutover_requests_total{route="w",backend="new",role="shadow",outcome="timeout"}')).toBe(0);
     expect(p.shadow.breakers.new.stalls).toBe(1);
     // The operator is told why, once: a warning naming the backend, the silence and the mirrors waiting.
-    const opened = p.logs.map((l) => JSON.parse(l)).filter((l) => l.backend === 'new' && l.open === true);
+    const opened = openings(p, 'new');
     expect(opened).toHaveLength(1);
     expect(opened[0]).toMatchObject({ level: 40, reason: 'silence' }); // pino's warn
     expect(opened[0].silentMs).toBeGreaterThanOrEqual(1_000);
@@ -223,7 +241,7 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     expect(opened[0].msg).toMatch(/^the shadow backend new has answered nothing for \d+\.\d s while \d+ mirrors wait: mirrors to it are skipped as shadow_down/);
     // GET /api/state says it too, while it lasts: since when, why, in the log's words.
     const res = await request(`${p.adminUrl}/api/state`, { headers: { authorization: 'Bearer t' } });
-    const state = (await res.body.json()) as { shadowBackends: Record<string, { open: boolean; since?: string; reason?: string; detail?: string; stalls: number }> };
+    const state = (await res.body.json()) as { shadowBackends: Record<'legacy' | 'new', BreakerView> };
     expect(state.shadowBackends.legacy).toEqual({ open: false, stalls: 0 });
     expect(state.shadowBackends.new).toMatchObject({ open: true, reason: 'silence', detail: opened[0].msg, stalls: 1 });
     expect(Date.parse(state.shadowBackends.new!.since!)).toBeGreaterThanOrEqual(silentFrom + 1_000);
@@ -259,8 +277,8 @@ describe('faulty mirrors never touch the client, and every mirror not compared i
     await load(p, N, 4);
     const text = await accountedFor(p, N);
     expect(skipped(text, 'shadow_down')).toBeGreaterThanOrEqual(N - 15);
-    const opened = p.logs.map((l) => JSON.parse(l)).filter((l) => l.backend === 'new' && l.open === true);
-    expect(opened.map((l) => [l.level, l.reason, l.failures])).toEqual([[40, 'failures', 5]]) // one warning (pino level 40), not one per mirror;
+    // One warning (pino's level 40), not one per mirror.
+    expect(openings(p, 'new').map((l) => [l.level, l.reason, l.failures])).toEqual([[40, 'failures', 5]]);
   });
 
   it('answers bytes that are not HTTP: errors, then shadow_down', async () => {

@@ -91,8 +91,14 @@ export const TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({ [ARE
 export const TUNED_ENV = 'CUTOVER_NODE_TUNED';
 export const OPT_OUT_ENV = 'CUTOVER_NODE_TUNING';
 
-/** `unsupported`: this Node cannot restart itself (Node 20, 22); `flags` and `env` are what it lacks all the same. */
-export type HeapSizing = { action: 'given' | 'off' } | { action: 'restart' | 'unsupported'; flags: string[]; env: Record<string, string> };
+/** The heap flags and malloc variables a process was started without. */
+export interface Lacking {
+  flags: string[];
+  env: Record<string, string>;
+}
+
+/** `unsupported`: this Node cannot restart itself (Node 20, 22); what it lacks is said all the same. */
+export type HeapSizing = { action: 'given' | 'off' } | ({ action: 'restart' | 'unsupported' } & Lacking);
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
 
@@ -124,7 +130,7 @@ export function heapSizing(execArgv: readonly string[], env: NodeJS.ProcessEnv, 
 }
 
 /** What a sizing lacks, as it would be typed: the variables, the flags, and both (`what`). */
-function lacking(sizing: { flags: string[]; env: Record<string, string> }): { vars: string; flags: string; what: string } {
+function lacking(sizing: Lacking): { vars: string; flags: string; what: string } {
   const vars = Object.entries(sizing.env).map(([k, v]) => `${k}=${v}`).join(' ');
   const flags = sizing.flags.join(' ');
   return { vars, flags, what: [vars, flags].filter((x) => x !== '').join(' ') };
@@ -135,7 +141,7 @@ function lacking(sizing: { flags: string[]; env: Record<string, string> }): { va
  * runs all the same, and says what to start it with (with ~1 MB answers on Node 20 the trim
  * threshold alone is ~1.5x the req/s), and how to run untuned without the line.
  */
-export function untunedNotice(sizing: { flags: string[]; env: Record<string, string> }, version: string = process.version): string {
+export function untunedNotice(sizing: Lacking, version: string = process.version): string {
   const { vars, flags } = lacking(sizing);
   const command = [vars, 'node', flags, '…'].filter((x) => x !== '').join(' ');
   return `cutover: Node ${version} cannot restart itself with the tuning big answers need (Node ≥ 23.11 can), so it runs without; start it as \`${command}\` (README, "Real use"), or set ${OPT_OUT_ENV}=off to run untuned without this line\n`;

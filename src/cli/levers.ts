@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { clientSettings, type ClientSettings } from '../config/client.js';
 import { isSplitPercent } from '../config/schema.js';
+// Types only (erased): the admin clients load none of the proxy's modules.
+import type { BreakerView } from '../shadow/breaker.js';
 
 export const LEVER_COMMANDS = new Set(['status', 'promote', 'pause', 'resume', 'rollback', 'weight', 'bypass', 'reload', 'report']);
 
@@ -74,7 +76,7 @@ interface StateJson {
   bypass: { bypass: boolean; changedBy: string; reason: string };
   routes: RouteJson[];
   /** Each shadow backend's circuit breaker (absent from a proxy older than it). */
-  shadowBackends?: Record<string, { open: boolean; since?: string; detail?: string }>;
+  shadowBackends?: Record<string, BreakerView>;
 }
 
 /**
