@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain ES module of the bench, without types
-import { runLeanLoad, READ_BYTES } from '../bench/lib/lean-load.mjs';
+import { MAX_HEAD_BYTES, runLeanLoad, READ_BYTES } from '../bench/lib/lean-load.mjs';
 
 interface LoadResult {
   requests: number;
@@ -25,7 +25,9 @@ interface LoadResult {
 type Answer = (socket: net.Socket, n: number) => void;
 
 const servers: net.Server[] = [];
+const sockets = new Set<net.Socket>();
 afterEach(async () => {
+  for (const s of sockets) s.destroy();
   await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
 });
 
@@ -33,6 +35,8 @@ afterEach(async () => {
 async function rawServer(answer: Answer): Promise<{ url: string; answered: () => number }> {
   let answered = 0;
   const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     let pending = '';
     socket.on('data', (chunk) => {
@@ -103,5 +107,15 @@ describe('bench lean load generator', () => {
     const e = await load(extra.url, 0.3);
     expect(e.requests).toBe(0);
     expect(e.errors).toBe(6);
+  });
+
+  it('gives up on a head that never ends at MAX_HEAD_BYTES, at once, instead of keeping it until the timeout', async () => {
+    // Header lines without the blank line that ends a head, four times the bound, then silence.
+    const line = `x-pad: ${'p'.repeat(1000)}\r\n`;
+    const endless = await rawServer((socket) => socket.write(`HTTP/1.1 200 OK\r\n${line.repeat(Math.ceil((4 * MAX_HEAD_BYTES) / line.length))}`));
+    const r = await load(endless.url, 0.3);
+    expect(r.requests).toBe(0);
+    expect(r.errors).toBe(6);
+    expect(r.timeouts).toBe(0);
   });
 });

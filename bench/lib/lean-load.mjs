@@ -21,6 +21,9 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Bytes asked of the kernel per read; the buffer is shared, since each read is handled before the next. */
 export const READ_BYTES = 256 * 1024;
 
+/** An answer head longer than this is not one a proxy under test sends: counted as an error, not kept growing. */
+export const MAX_HEAD_BYTES = 64 * 1024;
+
 /**
  * With `rate`, the load is open: request i is due at start + i / rate seconds whether or not earlier
  * answers came back, a free connection sends it at its due time, and its latency counts from that
@@ -45,8 +48,9 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
       let remaining = -1; // body bytes still to come; -1 while reading the head
       let sentAt = 0;
       let timer = null;
-      // The head's bytes so far are copied out of readBuffer (the next read overwrites it); body
-      // bytes are only counted. The callback returns nothing: `false` would pause the socket.
+      // The head's bytes so far are kept out of readBuffer (the next read overwrites it), up to
+      // MAX_HEAD_BYTES; body bytes are only counted. The callback returns nothing: `false` would
+      // pause the socket.
       const onData = (nread, buffer) => {
         stats.bytes += nread;
         let buf = buffer.subarray(0, nread);
@@ -54,7 +58,13 @@ export async function runLeanLoad({ url, connections, durationS, timeoutS = 10, 
           buf = head === null ? buf : Buffer.concat([head, buf]);
           const end = buf.indexOf(CRLFCRLF);
           if (end === -1) {
-            head = Buffer.from(buf);
+            if (buf.length > MAX_HEAD_BYTES) {
+              stats.errors++;
+              finish();
+              return;
+            }
+            // A first piece is a view of readBuffer and must be copied; a concatenation is a copy already.
+            head = head === null ? Buffer.from(buf) : buf;
             return;
           }
           const text = buf.toString('latin1', 0, end);
